@@ -1,0 +1,48 @@
+"""Local lattice spacing, angle and strain maps of HRTEM images by rolling-window FFT.
+
+The public API is importable from the package root and never imports napari or Qt::
+
+    import napari_hrtem_fft as hf
+    (mg,) = hf.read_micrographs("particle.dm4")
+    g = hf.find_reflections(mg.data, pixel_size=mg.scale[-1])
+    maps = hf.analyze(mg.data, g[:3], pixel_size=mg.scale[-1], window=128, step=8)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Attributes resolved on first use, so that `import napari_hrtem_fft` (done by napari
+# when it discovers the plugin) stays cheap.
+_PUBLIC = {
+    "Micrograph": "napari_hrtem_fft.io",
+    "read_micrographs": "napari_hrtem_fft.io",
+    "region_fft": "napari_hrtem_fft.core.fft",
+    "find_reflections": "napari_hrtem_fft.core.fft",
+    "analyze": "napari_hrtem_fft.core.engine",
+    "LatticeMaps": "napari_hrtem_fft.core.maps",
+    "StrainMaps": "napari_hrtem_fft.core.maps",
+    "strain": "napari_hrtem_fft.core.strain",
+    "clean": "napari_hrtem_fft.core.postprocess",
+    "crystal_mask": "napari_hrtem_fft.core.postprocess",
+    "intensity_mask": "napari_hrtem_fft.core.postprocess",
+    "smooth": "napari_hrtem_fft.core.postprocess",
+    "pd_core_shell_sample": "napari_hrtem_fft.core.synthetic",
+    "synthetic_lattice": "napari_hrtem_fft.core.synthetic",
+    "g_spacing": "napari_hrtem_fft.core.reciprocal",
+    "g_angle": "napari_hrtem_fft.core.reciprocal",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'napari_hrtem_fft' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

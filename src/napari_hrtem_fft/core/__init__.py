@@ -1,0 +1,1 @@
+"""The computational core: pure numpy/scipy/dask, never napari, Qt or magicgui."""
