@@ -1,0 +1,217 @@
+"""Tests of region_fft, find_reflections and refine_reflection against known lattices."""
+
+import numpy as np
+import pytest
+
+from napari_hrtem_fft.core.fft import (
+    find_reflections,
+    hann_window,
+    refine_reflection,
+    region_fft,
+)
+from napari_hrtem_fft.core.reciprocal import g_angle, g_from_spacing_angle, g_spacing
+from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_lattice
+
+PIXEL = 0.02  # nm
+
+
+def _match(found, truth):
+    """For each truth reflection, the found one (either Friedel sign) closest to it."""
+    out = []
+    for g in truth:
+        cands = np.concatenate([found, -found])
+        out.append(cands[np.argmin(np.linalg.norm(cands - g, axis=1))])
+    return np.array(out)
+
+
+def _angle_diff(a, b):
+    return (np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0
+
+
+@pytest.fixture(scope="module")
+def pd_image():
+    refl = pd_110_reflections(rotation=10.0)
+    image, truth = synthetic_lattice((512, 512), pixel_size=PIXEL, reflections=refl)
+    return image, truth.reflections
+
+
+# ------------------------------------------------------------------ region_fft
+
+
+def test_region_fft_peak_at_reflection_position():
+    # A fringe exactly on bin (5, 12) must give the maximum at that index offset from
+    # the zero-frequency index, and world position = scale·index + translate = g.
+    window = 64
+    g = np.array([5.0, 12.0]) / (window * PIXEL)
+    image, _ = synthetic_lattice((100, 120), pixel_size=PIXEL, reflections=g)
+    res = region_fft(image, (50, 60), window=window, pixel_size=PIXEL)
+    assert res.data.shape == (window, window)
+    assert res.data.dtype == np.float32
+    assert res.scale == pytest.approx((1 / (window * PIXEL),) * 2, rel=1e-12)
+    assert res.translate == pytest.approx((-(window // 2) / (window * PIXEL),) * 2, rel=1e-12)
+    half = res.data[:, window // 2 + 1 :]  # positive gx only
+    iy, ix = np.unravel_index(np.argmax(half), half.shape)
+    world = np.array([iy, ix + window // 2 + 1]) * res.scale[0] + res.translate[0]
+    np.testing.assert_allclose(world, g, atol=1e-9)
+    # Friedel symmetry of a real image: the -g bin has the same amplitude.
+    c = window // 2
+    assert res.data[c + 5, c + 12] == pytest.approx(res.data[c - 5, c - 12], rel=1e-6)
+
+
+def test_region_fft_is_hann_windowed_log_amplitude_of_mean_subtracted_patch():
+    rng = np.random.default_rng(3)
+    image = rng.normal(5.0, 1.0, (40, 50))
+    res = region_fft(image, (20, 25), window=32, pixel_size=0.1)
+    patch = image[4:36, 9:41] - image[4:36, 9:41].mean()
+    expected = np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(patch * hann_window(32)))))
+    np.testing.assert_allclose(res.data, expected, rtol=1e-5, atol=1e-6)
+    assert res.center == (20, 25)
+    # Mean subtracted: the zero frequency carries no offset (only window leakage).
+    assert res.data[16, 16] < np.log1p(5.0 * hann_window(32).sum()) / 2
+
+
+def test_hann_is_periodic_and_separable():
+    w = hann_window(8)
+    np.testing.assert_allclose(w[4], 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(8) / 8) * 1)
+    assert w[0, 0] == 0 and w[4, 4] == pytest.approx(1.0)
+
+
+def test_region_fft_clamps_window_inside_image():
+    image = np.zeros((100, 80))
+    res = region_fft(image, (2, 79), window=32, pixel_size=0.1)
+    assert res.center == (16, 80 - 16)
+    res = region_fft(image, (99.6, 0), window=32, pixel_size=0.1)
+    assert res.center == (100 - 16, 16)
+
+
+def test_region_fft_bad_input():
+    with pytest.raises(ValueError, match="window"):
+        region_fft(np.zeros((30, 100)), window=32, pixel_size=0.1)
+    with pytest.raises(TypeError, match="image"):
+        region_fft(np.zeros((64, 64), complex), window=32, pixel_size=0.1)
+    with pytest.raises(TypeError, match="image"):
+        region_fft(np.array([["a"] * 64] * 64), window=32, pixel_size=0.1)
+    with pytest.raises(ValueError, match="image"):
+        region_fft(np.zeros((2, 64, 64)), window=32, pixel_size=0.1)
+    with pytest.raises(ValueError, match="pixel_size"):
+        region_fft(np.zeros((64, 64)), window=32, pixel_size=0)
+    with pytest.raises(TypeError, match="window"):
+        region_fft(np.zeros((64, 64)), window=32.0, pixel_size=0.1)
+
+
+# ------------------------------------------------------------- find_reflections
+
+
+def test_find_reflections_recovers_noise_free_lattice(pd_image):
+    # Tolerances of the brief: |g| to 0.05 %, angle to 0.05° (measured: ~1e-7, ~1e-6°).
+    image, truth = pd_image
+    found = find_reflections(image, pixel_size=PIXEL, window=128)
+    assert found.shape == (3, 2)
+    matched = _match(found, truth)
+    np.testing.assert_allclose(g_spacing(matched) / g_spacing(truth), 1.0, atol=5e-4)
+    np.testing.assert_allclose(_angle_diff(g_angle(matched), g_angle(truth)), 0.0, atol=0.05)
+    # In fact far better than the requirement: the DTFT refinement is unbiased.
+    np.testing.assert_allclose(matched, truth, atol=1e-5)
+
+
+def test_find_reflections_friedel_half_plane_and_order():
+    # Three fringes of decreasing amplitude, one pointing into the left half-plane.
+    refl = g_from_spacing_angle([0.25, 0.3, 0.2], [120.0, 30.0, -20.0])
+    image, _ = synthetic_lattice(
+        (384, 384),
+        pixel_size=PIXEL,
+        reflections=refl,
+        amplitudes=[0.3, 0.2, 0.1],
+        noise=0.2,
+        seed=2,
+    )
+    found = find_reflections(image, pixel_size=PIXEL, window=128)
+    assert len(found) == 3
+    angles = g_angle(found)
+    assert np.all((angles > -90) & (angles <= 90))
+    # 120° comes back as its Friedel mate at -60°.
+    np.testing.assert_allclose(angles[0], -60.0, atol=0.1)
+    np.testing.assert_allclose(g_spacing(found), [0.25, 0.3, 0.2], rtol=2e-3)
+
+
+def test_find_reflections_vertical_fringe_canonical_sign():
+    # Angle exactly 90°: gx = 0, canonical member has gy < 0.
+    g = np.array([[-10.0 / (128 * PIXEL), 0.0]])
+    image, _ = synthetic_lattice((256, 256), pixel_size=PIXEL, reflections=g)
+    found = find_reflections(image, pixel_size=PIXEL, window=128)
+    assert len(found) == 1
+    assert found[0, 0] < 0
+    np.testing.assert_allclose(g_angle(found), [90.0], atol=1e-3)
+
+
+def test_find_reflections_on_pure_noise_finds_nothing():
+    rng = np.random.default_rng(7)
+    for shape in [(128, 128), (200, 200), (512, 512), (300, 700)]:
+        for _ in range(10):
+            image = rng.standard_normal(shape).astype(np.float32)
+            found = find_reflections(image, pixel_size=PIXEL, window=128)
+            assert found.shape == (0, 2), f"false reflection on noise {shape}"
+
+
+def test_find_reflections_with_noise_and_amorphous_film():
+    refl = pd_110_reflections(rotation=-25.0)
+    image, _ = synthetic_lattice(
+        (512, 512), pixel_size=PIXEL, reflections=refl, noise=0.5, amorphous=0.2, seed=4
+    )
+    found = find_reflections(image, pixel_size=PIXEL, window=128, max_count=8)
+    assert len(found) == 3
+    matched = _match(found, refl)
+    # Noisy: 0.2 % in |g| and 0.2° (9 windows; measured about 10x better).
+    np.testing.assert_allclose(g_spacing(matched) / g_spacing(refl), 1.0, atol=2e-3)
+    np.testing.assert_allclose(_angle_diff(g_angle(matched), g_angle(refl)), 0.0, atol=0.2)
+
+
+def test_find_reflections_max_count_min_spacing_exclude():
+    image, _ = synthetic_lattice(
+        (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0)
+    )
+    assert len(find_reflections(image, pixel_size=PIXEL, max_count=2)) == 2
+    # 002 (d = 0.1945 nm) is excluded by min_spacing 0.2 nm, leaving the two {111}.
+    found = find_reflections(image, pixel_size=PIXEL, min_spacing=0.2)
+    np.testing.assert_allclose(g_spacing(found), [0.2246, 0.2246], atol=1e-4)
+    # exclude_radius larger than every peak (|g| ≈ 11.4 and 13.2 bins) leaves nothing.
+    assert find_reflections(image, pixel_size=PIXEL, exclude_radius=14).shape == (0, 2)
+
+
+def test_find_reflections_ignores_beyond_nyquist():
+    # A fringe at bin 63.5 of 128 (just below the pixel Nyquist) is not reported.
+    g = np.array([[0.0, 63.5 / (128 * PIXEL)]])
+    image, _ = synthetic_lattice((256, 256), pixel_size=PIXEL, reflections=g)
+    assert find_reflections(image, pixel_size=PIXEL).shape == (0, 2)
+
+
+def test_find_reflections_bad_input():
+    image = np.zeros((256, 256))
+    with pytest.raises(ValueError, match="max_count"):
+        find_reflections(image, pixel_size=PIXEL, max_count=0)
+    with pytest.raises(ValueError, match="min_spacing"):
+        find_reflections(image, pixel_size=PIXEL, min_spacing=-1)
+    with pytest.raises(ValueError, match="window"):
+        find_reflections(image, pixel_size=PIXEL, window=512)
+    with pytest.raises(TypeError, match="image"):
+        find_reflections(image.astype(complex), pixel_size=PIXEL)
+
+
+# ------------------------------------------------------------ refine_reflection
+
+
+def test_refine_reflection_snaps_to_peak(pd_image):
+    image, truth = pd_image
+    bin_size = 1 / (128 * PIXEL)
+    clicks = truth + np.array([[1.6, -1.2], [-0.7, 1.9], [1.4, 1.4]]) * bin_size
+    refined = refine_reflection(image, clicks, pixel_size=PIXEL, window=128)
+    np.testing.assert_allclose(refined, truth, atol=1e-4)
+    # One vector in, one vector out; the clicked (negative) half-plane is kept.
+    single = refine_reflection(image, -clicks[0], pixel_size=PIXEL, window=128)
+    assert single.shape == (2,)
+    np.testing.assert_allclose(single, -truth[0], atol=1e-4)
+
+
+def test_refine_reflection_outside_spectrum():
+    with pytest.raises(ValueError, match="Nyquist"):
+        refine_reflection(np.ones((128, 128)), [0.0, 80.0], pixel_size=PIXEL, window=128)
