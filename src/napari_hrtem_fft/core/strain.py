@@ -1,0 +1,257 @@
+"""Strain and rotation maps from local reciprocal vectors.
+
+Convention
+----------
+Vectors are in the image axis order ``(y, x)`` (y pointing down on screen).  The
+local lattice is the reference lattice deformed by a 2×2 matrix ``F``::
+
+    a_local = F a_ref            (direct lattice vectors)
+    g_local = F⁻ᵀ g_ref          (reciprocal vectors, since a·g is invariant)
+
+To first order ``F = I + ε + ω`` (``ε`` symmetric strain, ``ω`` antisymmetric
+rotation), so ``g_local ≈ (I - ε + ω) g_ref``.  Per map pixel, ``F`` is solved from the
+``n ≥ 2`` reflections by least squares in reciprocal space (exact for ``n = 2``), and
+is then split by the polar decomposition ``F = V R`` into a rotation ``R`` and the
+symmetric stretch ``V`` (in the image frame).  The reported values are finite, not
+linearised::
+
+    [[eyy, exy],
+     [exy, exx]] = V - I          (Biot strain in image axes)
+    rotation = angle of R         (degrees, counter-clockwise on screen)
+
+so that a uniform dilatation by ``s`` gives exactly ``exx = eyy = s - 1``, and a pure
+rotation by θ gives exactly ``rotation = θ`` and zero strain (``sym(F) - I`` would give
+``cos θ - 1`` instead).  For small deformations both agree with ``ε`` and ``ω`` above
+to first order.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .maps import LatticeMaps, StrainMaps
+from .reciprocal import as_reflections
+
+__all__ = ["reference_from_maps", "strain", "strain_from_g"]
+
+# Two reflections closer than this angle (or than 180° minus it) are treated as collinear:
+# the strain would be dominated by noise along the missing direction.
+MIN_RECIPROCAL_ANGLE = 5.0  # degrees
+
+
+def _is_dask(a) -> bool:
+    return type(a).__module__.split(".")[0] == "dask"
+
+
+def _check_basis(g_ref: np.ndarray, name: str) -> None:
+    """Raise unless the reference reflections span the plane."""
+    if g_ref.shape[0] < 2:
+        raise ValueError(
+            f"{name}: strain needs at least two non-collinear reflections, got {g_ref.shape[0]}"
+        )
+    sv = np.linalg.svd(g_ref, compute_uv=False)
+    # For two vectors at angle α the singular-value ratio is tan(α/2) (equal lengths);
+    # lengths differ little in practice, so this is the angle criterion.
+    if sv[1] < np.tan(np.radians(MIN_RECIPROCAL_ANGLE) / 2) * sv[0]:
+        raise ValueError(
+            f"{name} are (nearly) collinear: strain needs two reflections more than "
+            f"{MIN_RECIPROCAL_ANGLE:g}° apart, got {np.round(g_ref, 4).tolist()} 1/nm"
+        )
+
+
+def _local_components(maps: LatticeMaps):
+    """Local ``gy, gx`` (each ``(n, ..., my, mx)``, float64, lazy for dask) in nm⁻¹."""
+    d, angle = maps.d_spacing, maps.angle
+    if not _is_dask(d):
+        d, angle = np.asarray(d), np.asarray(angle)
+    d = d.astype(np.float64)
+    a = np.radians(angle.astype(np.float64))
+    # numpy ufuncs dispatch to dask, so this stays lazy.
+    return -np.sin(a) / d, np.cos(a) / d
+
+
+def reference_from_maps(maps: LatticeMaps, region) -> np.ndarray:
+    """Reference reflections: the median local ``g`` inside a region of the maps.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps with local spacing and angle per reflection.
+    region : array_like of bool or tuple of slice
+        Boolean mask broadcastable to the map shape ``(..., my, mx)``, or a tuple of
+        slices selecting map pixels in the trailing axes (e.g. ``(slice(10, 20),
+        slice(5, 30))`` for rows 10-19 and columns 5-29 of every frame).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹: the NaN-ignoring median of each
+        component over the region.
+
+    Raises
+    ------
+    ValueError
+        If the region has the wrong shape, or holds no valid value for a reflection.
+    """
+    map_shape = tuple(np.shape(maps.d_spacing)[1:])
+    if isinstance(region, tuple) and all(isinstance(s, slice) for s in region):
+        if len(region) > len(map_shape):
+            raise ValueError(
+                f"reference region has {len(region)} slices but the maps have "
+                f"{len(map_shape)} axes {map_shape}"
+            )
+        mask = np.zeros(map_shape, dtype=bool)
+        mask[(Ellipsis, *region)] = True
+    else:
+        mask = np.asarray(region)
+        if mask.dtype != bool:
+            raise TypeError(f"reference mask must be boolean, got dtype {mask.dtype}")
+        try:
+            mask = np.broadcast_to(mask, map_shape)
+        except ValueError:
+            raise ValueError(
+                f"reference mask of shape {mask.shape} does not match the map shape {map_shape}"
+            ) from None
+    if not mask.any():
+        raise ValueError("reference region is empty")
+    gy, gx = _local_components(maps)
+    n = maps.n_reflections
+    flat = mask.reshape(-1)
+    parts = [c.reshape(n, -1)[:, flat] for c in (gy, gx)]
+    if _is_dask(parts[0]):
+        import dask
+
+        parts = dask.compute(*parts)
+    with warnings.catch_warnings():
+        # An all-NaN reflection gives NaN, reported just below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = np.stack([np.nanmedian(np.asarray(p), axis=1) for p in parts], axis=-1)
+    if not np.all(np.isfinite(ref)):
+        bad = np.nonzero(~np.all(np.isfinite(ref), axis=1))[0].tolist()
+        raise ValueError(f"reference region holds no valid value for reflection(s) {bad}")
+    return ref
+
+
+def strain_from_g(gy, gx, reference) -> dict:
+    """Strain and rotation from local reciprocal-vector components.
+
+    Parameters
+    ----------
+    gy, gx : array_like
+        Local components ``(n, ...)`` in nm⁻¹ of the ``n`` reflections (numpy or dask;
+        dask stays lazy).  NaN in any reflection gives NaN outputs there.
+    reference : array_like
+        Reference reflections ``(n, 2)`` in nm⁻¹, non-collinear.
+
+    Returns
+    -------
+    dict
+        ``exx, eyy, exy`` (dimensionless) and ``rotation`` (degrees, counter-clockwise on
+        screen), each of shape ``gy.shape[1:]``, float64.  See the module docstring for
+        the finite-strain convention.
+
+    Raises
+    ------
+    ValueError
+        If ``reference`` has fewer than two or collinear reflections, or does not match
+        the number of local reflections.
+    """
+    g_ref = as_reflections(reference, name="reference")
+    _check_basis(g_ref, "reflections")
+    if np.shape(gy)[0] != g_ref.shape[0] or np.shape(gx) != np.shape(gy):
+        raise ValueError(
+            f"reference has {g_ref.shape[0]} reflections but the local components have "
+            f"shapes {np.shape(gy)} and {np.shape(gx)}"
+        )
+    # Rows g_localᵀ = g_refᵀ F⁻¹, so F⁻¹ = pinv(G_ref) G_local: a fixed linear
+    # combination of the n local maps, identical for every pixel.
+    pinv = np.linalg.pinv(g_ref)  # (2, n)
+    a00 = np.tensordot(pinv[0], gy, axes=(0, 0))
+    a01 = np.tensordot(pinv[0], gx, axes=(0, 0))
+    a10 = np.tensordot(pinv[1], gy, axes=(0, 0))
+    a11 = np.tensordot(pinv[1], gx, axes=(0, 0))
+    with np.errstate(all="ignore"):
+        det = a00 * a11 - a01 * a10
+        f00, f01, f10, f11 = a11 / det, -a01 / det, -a10 / det, a00 / det
+        # Polar decomposition F = V R with R = [[c, -s], [s, c]] in (y, x) order, which is
+        # a counter-clockwise rotation on screen (y down).
+        theta = np.arctan2(f10 - f01, f00 + f11)
+        c, s = np.cos(theta), np.sin(theta)
+        v00 = f00 * c - f01 * s
+        v01 = f00 * s + f01 * c
+        v10 = f10 * c - f11 * s
+        v11 = f10 * s + f11 * c
+        return {
+            "exx": v11 - 1.0,
+            "eyy": v00 - 1.0,
+            "exy": 0.5 * (v01 + v10),
+            "rotation": np.degrees(theta),
+        }
+
+
+def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
+    """Strain and rotation maps relative to a reference lattice.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Local spacing and angle of ``n ≥ 2`` non-collinear reflections.
+    reference : None, array_like of bool, tuple of slice or array_like, optional
+        The undeformed lattice:
+
+        - ``None`` (default): ``maps.reflections``, the reflections that were analysed;
+        - a boolean mask broadcastable to the map shape ``(..., my, mx)``, or a tuple
+          of slices of map pixels: the median local ``g`` inside that region (see
+          :func:`reference_from_maps`);
+        - ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹.
+
+    Returns
+    -------
+    StrainMaps
+        ``exx, eyy, exy`` (dimensionless, finite Biot strain ``V - I`` in image axes)
+        and ``rotation`` (degrees, counter-clockwise on screen), each of the map shape
+        ``(..., my, mx)`` and the floating dtype of ``maps.d_spacing`` (at least
+        float32); NaN wherever any reflection is NaN.  Dask inputs give lazy dask
+        outputs.  ``reference`` holds the reference reflections used.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than two reflections or they are collinear (message names
+        ``reflections``), or ``reference`` does not match the maps.
+    TypeError
+        If ``maps`` is not a :class:`LatticeMaps`.
+
+    Notes
+    -----
+    With ``a_local = F a_ref`` and hence ``g_local = F⁻ᵀ g_ref``, ``F`` is fitted per
+    pixel by least squares over the reflections in reciprocal space and decomposed as
+    ``F = V R``; ``[[eyy, exy], [exy, exx]] = V - I`` and ``rotation`` is the angle of
+    ``R``.  To first order ``F = I + ε + ω``: a uniform dilatation by ``s`` gives
+    exactly ``exx = eyy = s - 1``; a rigid rotation by ``θ`` exactly ``rotation = θ``.
+    """
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
+    refl = as_reflections(maps.reflections, name="reflections")
+    _check_basis(refl, "reflections")
+    if reference is None:
+        g_ref = refl
+    elif (isinstance(reference, tuple) and all(isinstance(s, slice) for s in reference)) or (
+        np.asarray(reference).dtype == bool
+    ):
+        g_ref = reference_from_maps(maps, reference)
+    else:
+        g_ref = as_reflections(reference, name="reference")
+        if g_ref.shape != refl.shape:
+            raise ValueError(
+                f"reference must have one (gy, gx) per reflection, shape {refl.shape}, "
+                f"got {g_ref.shape}"
+            )
+    _check_basis(g_ref, "reflections")
+    gy, gx = _local_components(maps)
+    comps = strain_from_g(gy, gx, g_ref)
+    dtype = np.result_type(getattr(maps.d_spacing, "dtype", np.float64), np.float32)
+    comps = {k: v.astype(dtype, copy=False) for k, v in comps.items()}
+    return StrainMaps(**comps, reference=g_ref)
