@@ -1,0 +1,30 @@
+"""Reading and writing electron-microscopy images with their calibration.
+
+Heavy dependencies (rosettasciio, tifffile, h5py, mrcfile, dask) are imported only
+when a file is read or written, so importing this package is cheap.
+
+Example
+-------
+>>> from napari_hrtem_fft.io import read_micrographs
+>>> (mg,) = read_micrographs("particle.dm4")        # doctest: +SKIP
+>>> mg.pixel_size, mg.units                          # doctest: +SKIP
+(0.0126953125, ('nm', 'nm'))
+"""
+
+from ._micrograph import Micrograph, MicrographReadError, jsonable
+from ._read import EXTENSIONS, read_micrographs, sniff
+from ._units import UnitInfo, parse_unit
+from ._write import sidecar_path, write_tiff
+
+__all__ = [
+    "EXTENSIONS",
+    "Micrograph",
+    "MicrographReadError",
+    "UnitInfo",
+    "jsonable",
+    "parse_unit",
+    "read_micrographs",
+    "sidecar_path",
+    "sniff",
+    "write_tiff",
+]

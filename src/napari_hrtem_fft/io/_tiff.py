@@ -1,0 +1,509 @@
+"""TIFF micrographs through tifffile, with the calibration of each producer.
+
+Where the pixel size comes from, in order of trust:
+
+1. our own JSON sidecar ``<stem>.json`` (written by :func:`write_tiff`), if the
+   ImageJ calibration in the TIFF still agrees with it;
+2. ImageJ: ``unit=`` in the description and XResolution/YResolution (pixels per unit);
+3. FEI/TFS SEM/FIB (tag 34682/34680 INI text): ``[Scan] PixelWidth/PixelHeight`` in m;
+4. Zeiss SmartSEM (tag 34118): the stored pixel size refers to a 1024-px-wide frame,
+   so it is scaled by 1024/width (checked against ``ap_width`` / width when present);
+5. TVIPS EM-MENU (tag 37706): ``PixelSizeX/PixelSizeY`` in nm;
+6. DigitalMicrograph export (private tags 65003-65010: unit, origin, scale per axis);
+7. OME-XML ``PhysicalSizeX/Y``.
+
+Anything else is uncalibrated (px). The standard XResolution/ResolutionUnit tags are
+never used on their own: they are a print resolution (72 dpi from DigitalMicrograph,
+150 dpi from AxioVision, ...), not a pixel size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ._arrays import EAGER_MAX_BYTES, displayable
+from ._calibration import FileAxis, build_micrograph
+from ._micrograph import Micrograph, MicrographReadError
+from ._units import parse_unit
+
+logger = logging.getLogger(__name__)
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+WRITER_ID = "napari-hrtem-fft"
+
+
+def is_tiff(path) -> bool:
+    """True when the file starts with a TIFF or BigTIFF signature."""
+    with open(path, "rb") as f:
+        return f.read(4) in TIFF_MAGIC
+
+
+def read_tiff(path: Path, *, crop_databar: bool = True) -> list[Micrograph]:
+    """Every image series of a TIFF file (thumbnails and pyramid levels skipped).
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    crop_databar : bool
+        Remove the FEI/TFS information bar below SEM/FIB images (its height is
+        ``[PrivateFei] DatabarHeight``; the image is ``[Image] ResolutionY`` rows). The
+        number of rows removed is in ``metadata["databar_rows_removed"]``.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not is_tiff(path):
+        raise MicrographReadError(path, "not a TIFF file (no TIFF signature in the first bytes)")
+    try:
+        tf = tifffile.TiffFile(path)
+    except (
+        tifffile.TiffFileError,
+        OSError,
+        ValueError,
+        struct.error,
+        IndexError,
+        KeyError,
+    ) as exc:
+        raise MicrographReadError(path, f"corrupt or truncated TIFF file: {exc}") from exc
+    keep_open = False
+    try:
+        series = [s for s in tf.series if not s.pages[0].is_reduced] or list(tf.series[:1])
+        if not series:
+            raise MicrographReadError(path, "the TIFF file holds no image")
+        out = []
+        for index, s in enumerate(series):
+            mg = _read_series(path, tf, s, index, crop_databar=crop_databar)
+            keep_open |= hasattr(mg.data, "dask")
+            out.append(mg)
+    except MicrographReadError:
+        tf.close()
+        raise
+    except Exception as exc:  # tifffile raises many types on corrupt input
+        tf.close()
+        raise MicrographReadError(
+            path, f"corrupt or truncated TIFF file ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not keep_open:
+        tf.close()
+    if len(out) > 1:
+        for i, mg in enumerate(out):
+            mg.name = f"{path.stem} [{i}]"
+    return out
+
+
+def _read_series(path, tf, s, index, *, crop_databar) -> Micrograph:
+    page = s.pages[0]
+    axes_letters = s.axes
+    shape = tuple(s.shape)
+    _check_extent(path, tf, s)
+    lazy = len(shape) - ("S" in axes_letters) > 2 or s.nbytes > EAGER_MAX_BYTES
+    data = _lazy_series(path, tf, s, index) if lazy else s.asarray()
+
+    notes = []
+    if "S" in axes_letters:
+        i = axes_letters.index("S")
+        if shape[i] == 1:
+            data = data[(slice(None),) * i + (0,)]
+        else:
+            data = (
+                np.moveaxis(data, i, -1)
+                if not hasattr(data, "dask")
+                else data.transpose([k for k in range(len(shape)) if k != i] + [i])
+            )
+            notes.append(f"{shape[i]} colour samples per pixel converted to float32 luminance")
+            data = _luminance(data)
+        axes_letters = axes_letters.replace("S", "")
+    cal = _calibration(path, tf, page, data.shape)
+    notes += cal.notes
+    if cal.crop_rows and crop_databar:
+        data = data[..., : data.shape[-2] - cal.crop_rows, :]
+        notes.append(f"removed the {cal.crop_rows}-row FEI databar at the bottom")
+        cal.extra["databar_rows_removed"] = cal.crop_rows
+    elif cal.crop_rows:
+        cal.extra["databar_rows_removed"] = 0
+    data, conv = displayable(data)
+    notes += conv
+
+    leading = []
+    for letter, size in zip(axes_letters[:-2], data.shape[:-2], strict=True):
+        leading.append(cal.leading.get(letter, FileAxis(1.0, 0.0, None, letter)))
+        if size != data.shape[len(leading) - 1]:
+            raise MicrographReadError(path, "inconsistent TIFF series shape")
+    axes = [*leading, cal.y, cal.x]
+    return build_micrograph(
+        data,
+        axes,
+        path=path,
+        fmt=cal.fmt,
+        name=cal.name or path.stem,
+        pixel_size_source=cal.source,
+        original_metadata=cal.original,
+        extra=cal.extra,
+        notes=notes,
+    )
+
+
+def _luminance(data):
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    rgb = data[..., :3]
+    if hasattr(rgb, "dask"):
+        return (rgb.astype(np.float32) * weights).sum(axis=-1)
+    return (np.asarray(rgb, dtype=np.float32) * weights).sum(axis=-1)
+
+
+def _check_extent(path, tf, s) -> None:
+    # A truncated TIFF still parses when its IFDs come first; tifffile would then
+    # return zeros for the missing strips. Compare the data ranges with the file size.
+    size = tf.filehandle.size
+    end = 0
+    pages = s.pages if len(s.pages) <= 10000 else [s.pages[0], s.pages[-1]]
+    for page in pages:
+        if page is None:
+            continue
+        offsets = getattr(page, "dataoffsets", ()) or ()
+        counts = getattr(page, "databytecounts", ()) or ()
+        for o, c in zip(offsets, counts, strict=False):
+            end = max(end, int(o) + int(c))
+    if s.dataoffset is not None:
+        end = max(end, int(s.dataoffset) + int(s.nbytes))
+    if end > size:
+        raise MicrographReadError(
+            path,
+            f"truncated TIFF file: the image data end at byte {end} but the file has {size} bytes",
+        )
+
+
+def _lazy_series(path, tf, s, index):
+    import dask.array as da
+
+    chunks = (1,) * (len(s.shape) - 2) + tuple(s.shape[-2:])
+    if "S" in s.axes and s.axes.index("S") == len(s.shape) - 1:
+        chunks = (1,) * (len(s.shape) - 3) + tuple(s.shape[-3:])
+    try:
+        import zarr
+    except ImportError:
+        zarr = None
+    if zarr is not None:
+        store = s.aszarr()
+        return da.from_zarr(zarr.open(store, mode="r")).rechunk(chunks)
+    if s.dataoffset is not None:
+        import tifffile
+
+        return da.from_array(tifffile.memmap(path, series=index, mode="r"), chunks=chunks)
+    import dask
+
+    frames = [
+        da.from_delayed(dask.delayed(_read_page)(path, p.index), shape=p.shape, dtype=s.dtype)
+        for p in s.pages
+    ]
+    return da.stack(frames).reshape(s.shape)
+
+
+def _read_page(path, key):
+    import tifffile
+
+    return tifffile.imread(path, key=key)
+
+
+class _Cal:
+    """Calibration found for one TIFF page (mutable record, filled by the parsers)."""
+
+    def __init__(self):
+        self.y = FileAxis(1.0, 0.0, None, "y")
+        self.x = FileAxis(1.0, 0.0, None, "x")
+        self.leading: dict = {}
+        self.fmt = "TIFF"
+        self.source = "none"
+        self.extra: dict = {}
+        self.original: dict = {}
+        self.notes: list = []
+        self.crop_rows = 0
+        self.name = None
+
+
+def _calibration(path, tf, page, shape) -> _Cal:
+    tags = page.tags
+    cal = _Cal()
+    cal.original = {
+        "tags": {
+            t.name: t.value for t in tags.values() if t.code not in _BULKY_TAGS and t.code < 65000
+        }
+    }
+    res = _resolution(page)
+    for parser in (_sidecar, _imagej, _fei, _zeiss, _tvips, _dm, _ome):
+        if parser(path, tf, page, shape, cal, res):
+            break
+    else:
+        cal.fmt = "TIFF (plain)"
+    if res and not cal.source.startswith(("ImageJ", "napari")):
+        cal.extra["tiff_resolution_ignored"] = res
+        cal.notes.append(
+            f"XResolution {res['x']:g} per {res['unit']} ignored: it is a print "
+            "resolution (dpi), not a pixel size"
+        )
+    return cal
+
+
+# ImageDescription/StripOffsets etc. are kept; bulky binary tags and the private tags
+# that get a dedicated parser are not copied into metadata.
+_BULKY_TAGS = {273, 279, 320, 324, 325, 34665, 50838, 50839, 34682, 34680, 34118, 37706, 37708}
+
+
+def _resolution(page):
+    try:
+        xr = page.tags["XResolution"].value
+        yr = page.tags.get("YResolution")
+        yr = yr.value if yr is not None else xr
+        unit = page.tags.get("ResolutionUnit")
+        unit = int(unit.value) if unit is not None else 2
+    except (KeyError, TypeError, AttributeError):
+        return None
+    x = xr[0] / xr[1] if xr[1] else math.nan
+    y = yr[0] / yr[1] if yr[1] else math.nan
+    return {"x": x, "y": y, "unit": {1: "none", 2: "inch", 3: "cm"}.get(unit, str(unit))}
+
+
+def _sidecar(path, tf, page, shape, cal, res) -> bool:
+    side = Path(path).with_suffix(".json")
+    if not side.is_file():
+        return False
+    try:
+        info = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        logger.info("%s: unreadable sidecar %s (%s)", path, side.name, exc)
+        return False
+    if not isinstance(info, dict) or info.get("writer") != WRITER_ID:
+        return False
+    if tuple(info.get("shape", ())) != tuple(shape):
+        cal.notes.append(
+            f"sidecar {side.name} is for shape {info.get('shape')}, not {shape}; ignored"
+        )
+        return False
+    scale, translate, units = info["scale"], info["translate"], info["units"]
+    # If the TIFF was edited and re-saved in ImageJ, its calibration wins.
+    ij = _Cal()
+    if _imagej(path, tf, page, shape, ij, res) and parse_unit(ij.x.unit).kind != "none":
+        factor = parse_unit(ij.x.unit).factor / parse_unit(units[-1]).factor
+        if not math.isclose(ij.x.scale * factor, scale[-1], rel_tol=1e-5):
+            cal.notes.append(
+                f"sidecar {side.name} disagrees with the TIFF's ImageJ calibration; using the TIFF"
+            )
+            return False
+    axes = [
+        FileAxis(float(s), float(t), u, n)
+        for s, t, u, n in zip(
+            scale, translate, units, info.get("axis_names", [""] * len(scale)), strict=True
+        )
+    ]
+    cal.y, cal.x = axes[-2], axes[-1]
+    letters = tf.series[0].axes.replace("S", "")[:-2]
+    cal.leading = dict(zip(letters, axes[:-2], strict=False))
+    cal.fmt = "TIFF (napari-hrtem-fft)"
+    cal.source = f"napari-hrtem-fft JSON sidecar {side.name}"
+    cal.name = info.get("name")
+    meta = info.get("metadata") or {}
+    cal.original = meta.pop("original_metadata", {}) if isinstance(meta, dict) else {}
+    if isinstance(meta, dict):
+        previous = meta.pop("source_path", None)
+        for key in (
+            "format",
+            "pixel_size_source",
+            "notes",
+            "file_axes",
+            "calibrated",
+            "reciprocal",
+            "axis_units",
+        ):
+            meta.pop(key, None)
+        cal.extra.update(meta)
+        if previous:
+            cal.extra["derived_from"] = previous
+    return True
+
+
+def _imagej(path, tf, page, shape, cal, res) -> bool:
+    if not tf.is_imagej:
+        return False
+    ij = tf.imagej_metadata or {}
+    unit = ij.get("unit")
+    cal.fmt = "TIFF (ImageJ)"
+    cal.original["imagej"] = {
+        k: v for k, v in ij.items() if k not in ("Info", "Labels", "Ranges", "LUTs")
+    }
+    if "Info" in ij:
+        cal.original["imagej_info"] = str(ij["Info"])[:20000]
+    if res is None or parse_unit(unit).kind == "none":
+        cal.source = "none"
+        return True
+    # ImageJ writes \u00B5m as "micron" and escapes non-ASCII as \\u00B5.
+    unit = str(unit).encode("latin-1", "backslashreplace").decode("unicode_escape")
+    sx, sy = 1.0 / res["x"], 1.0 / res["y"]
+    xo, yo = float(ij.get("xorigin", 0.0)), float(ij.get("yorigin", 0.0))
+    cal.x = FileAxis(sx, -xo * sx, unit, "x")
+    cal.y = FileAxis(sy, -yo * sy, ij.get("yunit", unit), "y")
+    if "spacing" in ij:
+        cal.leading["Z"] = FileAxis(float(ij["spacing"]), 0.0, ij.get("zunit", unit), "z")
+    if "finterval" in ij:
+        cal.leading["T"] = FileAxis(float(ij["finterval"]), 0.0, ij.get("tunit", "s"), "t")
+    cal.source = f"ImageJ description unit={ij.get('unit')!r} + XResolution/YResolution"
+    return True
+
+
+def _fei(path, tf, page, shape, cal, res) -> bool:
+    if not tf.is_fei:
+        return False
+    md = tf.fei_metadata or {}
+    cal.fmt = "TIFF (FEI/TFS)"
+    cal.original["fei"] = md
+    scan = md.get("Scan") or md.get("EScan") or {}
+    try:
+        px, py = float(scan["PixelWidth"]), float(scan["PixelHeight"])
+        cal.source = "FEI/TFS TIFF tag [Scan] PixelWidth/PixelHeight (m → nm)"
+    except (KeyError, TypeError, ValueError):
+        try:
+            beam = md.get("IRBeam") or md.get("EBeam") or {}
+            image = md["Image"]
+            px = float(beam["HFW"]) / float(image["ResolutionX"])
+            py = float(beam["VFW"]) / float(image["ResolutionY"])
+            cal.source = "FEI/TFS TIFF tag HFW/ResolutionX (m → nm)"
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            cal.notes.append("FEI metadata without PixelWidth or HFW: uncalibrated")
+            return True
+    cal.x = FileAxis(px, 0.0, "m", "x")
+    cal.y = FileAxis(py, 0.0, "m", "y")
+    try:
+        rows = int(md["Image"]["ResolutionY"])
+    except (KeyError, TypeError, ValueError):
+        rows = shape[-2]
+    databar = md.get("PrivateFei", {}).get("DatabarHeight")
+    cal.extra["databar_height"] = int(databar) if databar is not None else shape[-2] - rows
+    if 0 < rows < shape[-2]:
+        cal.crop_rows = shape[-2] - rows
+    return True
+
+
+def _zeiss(path, tf, page, shape, cal, res) -> bool:
+    if not tf.is_sem:
+        return False
+    md = tf.sem_metadata or {}
+    cal.fmt = "TIFF (Zeiss SEM)"
+    cal.original["zeiss"] = md
+    width = shape[-1]
+    try:
+        stored = float(md[""][3])
+    except (KeyError, IndexError, TypeError, ValueError):
+        cal.notes.append("Zeiss metadata without a pixel size: uncalibrated")
+        return True
+    candidates = {
+        "CZ_SEM pixel size × 1024 / width": stored * 1024 / width,
+        "CZ_SEM pixel size": stored,
+    }
+    choice = "CZ_SEM pixel size × 1024 / width"
+    ap = md.get("ap_width")
+    if isinstance(ap, tuple) and len(ap) >= 3:
+        info = parse_unit(ap[2])
+        if info.kind == "length":
+            field = float(ap[1]) * info.factor * 1e-9 / width  # m per pixel
+            choice = min(candidates, key=lambda k: abs(candidates[k] - field))
+            if abs(candidates[choice] - field) > 0.01 * field:
+                cal.notes.append(
+                    f"Zeiss pixel size inconsistent with ap_width/width "
+                    f"({field:.4g} m); using ap_width/width"
+                )
+                candidates["ap_width / width"] = field
+                choice = "ap_width / width"
+    size = candidates[choice]
+    cal.x = FileAxis(size, 0.0, "m", "x")
+    cal.y = FileAxis(size, 0.0, "m", "y")
+    cal.source = f"Zeiss SEM TIFF tag 34118: {choice} (m → nm)"
+    return True
+
+
+def _tvips(path, tf, page, shape, cal, res) -> bool:
+    if not tf.is_tvips:
+        return False
+    md = tf.tvips_metadata or {}
+    cal.fmt = "TIFF (TVIPS)"
+    cal.original["tvips"] = {
+        k: v for k, v in md.items() if not isinstance(v, (bytes, np.ndarray)) or np.size(v) < 64
+    }
+    try:
+        px, py = float(md["PixelSizeX"]), float(md["PixelSizeY"])
+    except (KeyError, TypeError, ValueError):
+        cal.notes.append("TVIPS metadata without PixelSizeX: uncalibrated")
+        return True
+    cal.x = FileAxis(px, 0.0, "nm", "x")
+    cal.y = FileAxis(py, 0.0, "nm", "y")
+    cal.source = "TVIPS TIFF tag 37706 PixelSizeX/PixelSizeY (nm)"
+    return True
+
+
+def _dm(path, tf, page, shape, cal, res) -> bool:
+    tags = page.tags
+    if 65009 not in tags and 65010 not in tags:
+        return False
+
+    def value(code, default=None):
+        tag = tags.get(code)
+        if tag is None:
+            return default
+        v = tag.value
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+    cal.fmt = "TIFF (DigitalMicrograph export)"
+    cal.original["dm_tags"] = {str(c): value(c) for c in range(65000, 65027) if c in tags}
+    try:
+        cal.x = FileAxis(float(value(65009, 1.0)), float(value(65006, 0.0)), value(65003), "x")
+        cal.y = FileAxis(float(value(65010, 1.0)), float(value(65007, 0.0)), value(65004), "y")
+    except (TypeError, ValueError):
+        cal.notes.append("unreadable DigitalMicrograph TIFF tags: uncalibrated")
+        return True
+    cal.source = "DigitalMicrograph TIFF private tags 65003-65010 (unit, origin, scale)"
+    return True
+
+
+def _ome(path, tf, page, shape, cal, res) -> bool:
+    if not tf.is_ome:
+        return False
+    import xml.etree.ElementTree as ET
+
+    cal.fmt = "TIFF (OME)"
+    try:
+        root = ET.fromstring(tf.ome_metadata)
+    except (ET.ParseError, TypeError) as exc:
+        cal.notes.append(f"unreadable OME-XML: {exc}")
+        return True
+    pixels = next((el for el in root.iter() if el.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return True
+    a = pixels.attrib
+    cal.original["ome_pixels"] = dict(a)
+    if "PhysicalSizeX" in a and "PhysicalSizeY" in a:
+        cal.x = FileAxis(float(a["PhysicalSizeX"]), 0.0, a.get("PhysicalSizeXUnit", "µm"), "x")
+        cal.y = FileAxis(float(a["PhysicalSizeY"]), 0.0, a.get("PhysicalSizeYUnit", "µm"), "y")
+        cal.source = "OME-XML Pixels PhysicalSizeX/PhysicalSizeY"
+    if "TimeIncrement" in a:
+        cal.leading["T"] = FileAxis(
+            float(a["TimeIncrement"]), 0.0, a.get("TimeIncrementUnit", "s"), "t"
+        )
+    if "PhysicalSizeZ" in a:
+        cal.leading["Z"] = FileAxis(
+            float(a["PhysicalSizeZ"]), 0.0, a.get("PhysicalSizeZUnit", "µm"), "z"
+        )
+    return True
+
+
+_NUMBER = re.compile(r"(\d+)")
+
+
+def natural_key(name: str):
+    """Sort key that orders ``frame_2`` before ``frame_10``."""
+    return [int(p) if p.isdigit() else p.lower() for p in _NUMBER.split(name)]
