@@ -1,0 +1,215 @@
+"""Per-reflection statistics of lattice maps, per region: pure numpy, no Qt.
+
+The statistics dock, the export and the tests share these functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "COLUMNS",
+    "circular_center",
+    "labels_on_map",
+    "reflection_statistics",
+    "statistics_text",
+]
+
+#: Columns of a statistics row, in display order (d in Å, angles in degrees).
+COLUMNS = (
+    "reflection",
+    "region",
+    "count",
+    "d mean (Å)",
+    "d median (Å)",
+    "d std (Å)",
+    "angle mean (°)",
+    "angle median (°)",
+    "angle std (°)",
+)
+
+
+def circular_center(angles) -> float:
+    """Circular mean (degrees) of angles in degrees; NaN when there are none."""
+    a = np.radians(np.asarray(angles, dtype=np.float64))
+    if a.size == 0:
+        return float("nan")
+    return float(np.degrees(np.arctan2(np.mean(np.sin(a)), np.mean(np.cos(a)))))
+
+
+def _unwrap_about(angles: np.ndarray, center: float) -> np.ndarray:
+    """Angles moved by multiples of 360° into (center - 180, center + 180]."""
+    return center - ((center - angles + 180.0) % 360.0 - 180.0)
+
+
+def labels_on_map(
+    labels,
+    *,
+    labels_scale: Sequence[float],
+    labels_translate: Sequence[float],
+    map_shape: Sequence[int],
+    map_scale: Sequence[float],
+    map_translate: Sequence[float],
+) -> np.ndarray:
+    """Sample a label image at the centres of the map pixels (nearest neighbour).
+
+    Both grids are axis-aligned in the same world coordinates: data index ``k`` of a
+    grid sits at ``translate + k·scale``.  A 2-D label image applies to every frame of a
+    movie map.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Label image ``(..., y, x)``; 0 means "no region".
+    labels_scale, labels_translate : sequence of float
+        World calibration of the label image, one value per label axis.
+    map_shape : sequence of int
+        Map shape ``(..., my, mx)`` (without the reflection axis).
+    map_scale, map_translate : sequence of float
+        World calibration of the map, one value per map axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer labels of shape ``map_shape``; 0 where a map pixel falls outside the
+        label image.
+
+    Raises
+    ------
+    ValueError
+        If the label image has more axes than the map or a calibration has the wrong
+        length.
+    """
+    labels = np.asarray(labels)
+    map_shape = tuple(int(s) for s in map_shape)
+    if labels.ndim < 2 or labels.ndim > len(map_shape):
+        raise ValueError(
+            f"labels must have 2 to {len(map_shape)} axes to match a map of shape "
+            f"{map_shape}, got shape {labels.shape}"
+        )
+    for name, value, n in (
+        ("labels_scale", labels_scale, labels.ndim),
+        ("labels_translate", labels_translate, labels.ndim),
+        ("map_scale", map_scale, len(map_shape)),
+        ("map_translate", map_translate, len(map_shape)),
+    ):
+        if len(value) != n:
+            raise ValueError(f"{name} needs {n} values, got {len(value)}")
+    map_shape_used = map_shape[-labels.ndim :]
+    m_scale = np.asarray(map_scale, float)[-labels.ndim :]
+    m_translate = np.asarray(map_translate, float)[-labels.ndim :]
+    l_scale = np.asarray(labels_scale, float)
+    l_translate = np.asarray(labels_translate, float)
+    index = []
+    inside = np.ones(map_shape_used, dtype=bool)
+    for axis, n in enumerate(map_shape_used):
+        world = m_translate[axis] + np.arange(n) * m_scale[axis]
+        idx = np.rint((world - l_translate[axis]) / l_scale[axis]).astype(int)
+        ok = (idx >= 0) & (idx < labels.shape[axis])
+        shape = [1] * len(map_shape_used)
+        shape[axis] = n
+        inside &= ok.reshape(shape)
+        index.append(np.clip(idx, 0, labels.shape[axis] - 1).reshape(shape))
+    sampled = np.where(inside, labels[tuple(index)], 0)
+    return np.broadcast_to(sampled, map_shape).astype(np.int64)
+
+
+def reflection_statistics(
+    d_spacing,
+    angle,
+    *,
+    regions=None,
+    region_names: Mapping[int, str] | None = None,
+) -> list[dict]:
+    """Mean, median and standard deviation of d (Å) and angle (°) per reflection and region.
+
+    NaN map pixels (no lattice found, or masked out) are left out.  Angles are
+    averaged on the circle and unwrapped about their circular mean before the median
+    and standard deviation, so a reflection near ±180° is summarised correctly.
+
+    Parameters
+    ----------
+    d_spacing, angle : array_like
+        Maps ``(n, ..., my, mx)``: spacing in nm, angle in degrees.
+    regions : array_like of int, optional
+        Labels ``(..., my, mx)``; one set of rows per label > 0.  Default: one region,
+        every valid pixel (``"all"``).
+    region_names : mapping, optional
+        Display names of labels (default: the label number).
+
+    Returns
+    -------
+    list of dict
+        One row per (reflection, region) with the keys of :data:`COLUMNS`;
+        ``reflection`` is 1-based.  Statistics of an empty region are NaN.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match.
+    """
+    d = np.asarray(d_spacing, dtype=np.float64)
+    a = np.asarray(angle, dtype=np.float64)
+    if d.shape != a.shape or d.ndim < 3:
+        raise ValueError(
+            f"d_spacing and angle must both have shape (n, ..., my, mx), got {d.shape} and {a.shape}"
+        )
+    if regions is None:
+        masks = {"all": np.ones(d.shape[1:], dtype=bool)}
+    else:
+        regions = np.asarray(regions)
+        if regions.shape != d.shape[1:]:
+            raise ValueError(f"regions must have shape {d.shape[1:]}, got {regions.shape}")
+        names = dict(region_names or {})
+        masks = {
+            names.get(int(label), str(int(label))): regions == label
+            for label in np.unique(regions)
+            if label > 0
+        }
+    rows = []
+    for k in range(d.shape[0]):
+        for region, mask in masks.items():
+            dk = d[k][mask]
+            ak = a[k][mask]
+            valid = np.isfinite(dk) & np.isfinite(ak)
+            dk_a = dk[valid] * 10.0
+            ak = ak[valid]
+            row = {"reflection": k + 1, "region": region, "count": int(valid.sum())}
+            if dk_a.size:
+                center = circular_center(ak)
+                unwrapped = _unwrap_about(ak, center)
+                row.update(
+                    {
+                        "d mean (Å)": float(np.mean(dk_a)),
+                        "d median (Å)": float(np.median(dk_a)),
+                        "d std (Å)": float(np.std(dk_a)),
+                        "angle mean (°)": center,
+                        "angle median (°)": float(np.median(unwrapped)),
+                        "angle std (°)": float(np.std(unwrapped)),
+                    }
+                )
+            else:
+                row.update({c: float("nan") for c in COLUMNS[3:]})
+            rows.append(row)
+    return rows
+
+
+def statistics_text(rows: Sequence[Mapping], *, delimiter: str = "\t") -> str:
+    """Rows as delimited text with a header line (TSV for the clipboard, CSV for files).
+
+    Floats are written with 6 significant digits.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        out = []
+        for column in COLUMNS:
+            value = row.get(column, "")
+            out.append(f"{value:.6g}" if isinstance(value, float) else value)
+        writer.writerow(out)
+    return buffer.getvalue()

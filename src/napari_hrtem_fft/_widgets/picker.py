@@ -1,0 +1,649 @@
+"""Reflection picker: the FFT of a region of the image, and reflections clicked on it.
+
+The user chooses an image layer and a square window (placed with the 'FFT region'
+point, or at the centre of the view), sees its FFT in reciprocal space (nm⁻¹) in a
+second canvas embedded in this dock, and picks reflections there: "Suggest" fills in
+the strongest ones, clicks snap to the nearest spectrum peak.  The reflections Points
+layer holds ``(gy, gx)`` in nm⁻¹, which is what the lattice-map widget analyses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+    Table,
+    create_widget,
+)
+from napari.layers import Image, Points
+from napari.layers.base import ActionType
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QAbstractItemView
+
+from ..core.reciprocal import g_angle, g_spacing
+from ._calibration import current_plane, layer_pixel_size, world_to_pixel
+from ._fft_view import FFTView
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ReflectionPickerWidget"]
+
+#: metadata key marking the layers this widget owns in the main viewer / FFT view.
+PICKER_KEY = "napari_hrtem_fft_picker"
+
+REGION_LAYER = "FFT region"
+OUTLINE_LAYER = "FFT window"
+REFLECTIONS_LAYER = "reflections"
+
+_TABLE_COLUMNS = ["#", "gy (1/nm)", "gx (1/nm)", "d (Å)", "angle (°)"]
+
+# Default view of the FFT: out to |g| = 10 nm⁻¹ (d = 1 Å), beyond any HRTEM fringe of
+# interest, unless Nyquist is lower.
+_DEFAULT_FFT_RADIUS = 10.0
+
+# Points are drawn this many FFT bins across.
+_POINT_BINS = 5.0
+
+
+def _square_outline(center, window: int, layer: Image) -> np.ndarray:
+    """World (y, x) corners of the window's pixel edges, for a Shapes rectangle."""
+    half = window // 2
+    lo = np.asarray(center, float) - half - 0.5
+    hi = lo + window
+    scale = np.asarray(layer.scale[-2:], float)
+    translate = np.asarray(layer.translate[-2:], float)
+    return np.array([lo, [lo[0], hi[1]], hi, [hi[0], lo[1]]]) * scale + translate
+
+
+def _clamp_center(center, window: int, shape) -> tuple[int, int]:
+    """Window centre (pixels) moved so that the window lies inside the image.
+
+    The same rule as :func:`napari_hrtem_fft.region_fft`, so that the outline drawn
+    is the window transformed.
+    """
+    out = []
+    for c, n in zip(center, shape[-2:], strict=True):
+        start = int(np.round(c)) - window // 2
+        start = min(max(start, 0), n - window)
+        out.append(start + window // 2)
+    return out[0], out[1]
+
+
+class ReflectionPickerWidget(Container):
+    """Show the FFT of an image region and pick reflections on it.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer holding the image; the window outline and the 'FFT region' point
+        are added to it.  The FFT and the reflections are shown in a second canvas in
+        this widget (:attr:`fft_viewer`).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        # Set while this widget itself rewrites point positions, so that the data
+        # event it triggers does not snap (and rewrite) again.
+        self._updating_points = False
+        self._fft_context: dict | None = None
+        self._framed = False
+        self._init_widgets()
+        self._init_layout()
+        self._connect_events()
+        self._on_image_changed()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _init_widgets(self) -> None:
+        self._image = create_widget(
+            annotation=Image,
+            label="image",
+            options={"tooltip": "Image layer whose region FFT is shown (one frame of a movie)."},
+        )
+        self._calibration = Label(
+            label="calibration",
+            tooltip="Pixel size read from the layer's scale and units.",
+        )
+        self._pixel_size = FloatSpinBox(
+            label="pixel size (nm)",
+            value=0.02,
+            min=1e-5,
+            max=1e3,
+            step=1e-4,
+            tooltip=(
+                "nm per pixel, used only when the image layer has no calibration "
+                "(units px/pixel, or scale 1)."
+            ),
+        )
+        self._window = SpinBox(
+            label="window (px)",
+            value=128,
+            min=64,
+            max=512,
+            step=2,
+            tooltip=(
+                "Side of the square FFT window in pixels (even, 64–512). Larger windows "
+                "resolve reflections more finely but average over a larger area."
+            ),
+        )
+        self._region = ComboBox(
+            label="region",
+            choices=[("'FFT region' point", "point"), ("centre of view", "view")],
+            value="point",
+            tooltip=(
+                "Where the window is: at the point of the 'FFT region' layer (drag it on "
+                "the image), or at the centre of the current view."
+            ),
+        )
+        self._show_fft = PushButton(
+            text="Show FFT",
+            tooltip="Compute the FFT of the window and show it below, calibrated in 1/nm.",
+        )
+        self._max_count = SpinBox(
+            label="suggest up to",
+            value=3,
+            min=1,
+            max=12,
+            tooltip="How many reflections 'Suggest' places (strongest first, one per ±g pair).",
+        )
+        self._suggest = PushButton(
+            text="Suggest reflections",
+            tooltip="Replace the points with the strongest reflections of the region.",
+        )
+        self._snap = CheckBox(
+            text="snap clicks to the nearest peak",
+            value=True,
+            tooltip=(
+                "Move a clicked or dragged point onto the spectrum peak within ±2 bins, "
+                "with sub-bin precision."
+            ),
+        )
+        self._mode_add = PushButton(
+            text="Add", tooltip="Click on the FFT to add reflections (napari 'add' mode)."
+        )
+        self._mode_select = PushButton(
+            text="Select/move",
+            tooltip="Select points to drag them or delete them (Delete key).",
+        )
+        self._delete = PushButton(text="Delete selected", tooltip="Remove the selected points.")
+        self._clear = PushButton(text="Clear", tooltip="Remove all reflections.")
+        self._point_buttons = Container(
+            widgets=[self._mode_add, self._mode_select, self._delete, self._clear],
+            layout="horizontal",
+            labels=False,
+        )
+        self._point_buttons.margins = (0, 0, 0, 0)
+        self._table = Table(
+            value={"data": [], "index": [], "columns": _TABLE_COLUMNS},
+            label="reflections",
+            tooltip="The picked reflections: reciprocal vector, spacing and angle.",
+        )
+        self._table.read_only = True
+        self._table.native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self._table.min_height = 120
+        self._table.native.verticalHeader().setVisible(False)
+        self._status = Label(value="", tooltip="What the picker did last.")
+        self._fft_view = FFTView(title="FFT")
+        self._reflections = self._make_reflections_layer()
+
+    def _init_layout(self) -> None:
+        self.extend(
+            [
+                self._image,
+                self._calibration,
+                self._pixel_size,
+                self._window,
+                self._region,
+                self._show_fft,
+                self._max_count,
+                self._suggest,
+                self._snap,
+                self._point_buttons,
+                self._table,
+                self._status,
+            ]
+        )
+        layout = self.native.layout()
+        # The FFT canvas goes between the point controls and the table (a label row
+        # may wrap the table: find its direct child of this container).
+        row = self._table.native
+        while row.parentWidget() is not self.native:
+            row = row.parentWidget()
+        layout.insertWidget(layout.indexOf(row), self._fft_view, 1)
+        self.native.setMinimumWidth(380)
+
+    def _connect_events(self) -> None:
+        self._image.changed.connect(self._on_image_changed)
+        self._pixel_size.changed.connect(self._on_geometry_changed)
+        self._window.changed.connect(self._on_geometry_changed)
+        self._region.changed.connect(self._on_geometry_changed)
+        self._show_fft.clicked.connect(self._on_show_fft)
+        self._suggest.clicked.connect(self._on_suggest)
+        self._mode_add.clicked.connect(self._on_mode_add)
+        self._mode_select.clicked.connect(self._on_mode_select)
+        self._delete.clicked.connect(self._on_delete)
+        self._clear.clicked.connect(self._on_clear)
+        self._reflections.events.data.connect(self._on_reflections_data)
+        self._reflections.mouse_drag_callbacks.append(self._snap_after_drag)
+        self._viewer.camera.events.center.connect(self._on_view_moved)
+        self._viewer.dims.events.current_step.connect(self._on_frame_changed)
+        self._viewer.layers.events.removed.connect(self._on_layer_removed)
+        # Coalesce bursts (a dragged region point moves many times a second).
+        self._refresh_timer = QTimer()
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(60)
+        self._refresh_timer.timeout.connect(self._refresh)
+        # Other docks (the lattice-map widget) list this widget's reflections layer.
+        QTimer.singleShot(0, self._announce_reflections)
+
+    def _make_reflections_layer(self) -> Points:
+        layer = self._fft_view.viewer.add_points(
+            np.empty((0, 2)),
+            name=REFLECTIONS_LAYER,
+            ndim=2,
+            symbol="ring",
+            size=0.5,
+            face_color="transparent",
+            border_color="yellow",
+            border_width=0.12,
+            units="1/nm",
+            features=pd.DataFrame(
+                {
+                    "number": pd.Series(dtype=int),
+                    "d_angstrom": pd.Series(dtype=float),
+                    "angle_deg": pd.Series(dtype=float),
+                    "label": pd.Series(dtype=str),
+                }
+            ),
+            text={
+                "string": "{label}",
+                "color": "yellow",
+                "size": 10,
+                "anchor": "upper_left",
+            },
+            metadata={PICKER_KEY: "reflections"},
+        )
+        layer.mode = "add"
+        return layer
+
+    # -------------------------------------------------------------- properties
+
+    @property
+    def fft_viewer(self):
+        """The :class:`napari.components.ViewerModel` of the embedded FFT canvas."""
+        return self._fft_view.viewer
+
+    @property
+    def reflections_layer(self) -> Points:
+        """Points layer of the picked reflections, ``(gy, gx)`` in nm⁻¹."""
+        return self._reflections
+
+    @property
+    def reflections(self) -> np.ndarray:
+        """The picked reflections ``(n, 2)`` as ``(gy, gx)`` in nm⁻¹."""
+        return np.asarray(self._reflections.data, dtype=float).reshape(-1, 2)
+
+    def pixel_size(self) -> float:
+        """Pixel size in nm: the layer's calibration, or the override field."""
+        layer = self._image.value
+        calibrated = layer_pixel_size(layer) if layer is not None else None
+        return calibrated if calibrated is not None else float(self._pixel_size.value)
+
+    # ---------------------------------------------------------------- geometry
+
+    def _region_layer(self, *, create: bool) -> Points | None:
+        for layer in self._viewer.layers:
+            if isinstance(layer, Points) and layer.metadata.get(PICKER_KEY) == "region":
+                return layer
+        if not create:
+            return None
+        image = self._image.value
+        center_world = self._viewer.camera.center[-2:]
+        layer = self._viewer.add_points(
+            [center_world],
+            name=REGION_LAYER,
+            ndim=2,
+            size=8 * float(image.scale[-1]),
+            symbol="cross",
+            face_color="yellow",
+            border_color="black",
+            units=tuple(str(u) for u in image.units[-2:]),
+            metadata={PICKER_KEY: "region"},
+        )
+        layer.events.data.connect(self._on_region_moved)
+        layer.mode = "select"
+        return layer
+
+    def _outline_layer(self):
+        for layer in self._viewer.layers:
+            if layer.metadata.get(PICKER_KEY) == "outline":
+                return layer
+        image = self._image.value
+        layer = self._viewer.add_shapes(
+            name=OUTLINE_LAYER,
+            ndim=2,
+            edge_color="yellow",
+            face_color="transparent",
+            units=tuple(str(u) for u in image.units[-2:]),
+            metadata={PICKER_KEY: "outline"},
+        )
+        # The outline only shows where the window is; it is moved with the point.
+        layer.editable = False
+        return layer
+
+    def _window_center(self, image: Image) -> tuple[int, int]:
+        """Window centre in image pixels (y, x), clamped inside the current plane."""
+        if self._region.value == "point":
+            region = self._region_layer(create=True)
+            if len(region.data) == 0:
+                region.data = [self._viewer.camera.center[-2:]]
+            world_yx = np.asarray(region.data[-1], float)
+        else:
+            world_yx = np.asarray(self._viewer.camera.center[-2:], float)
+        point = np.asarray(self._viewer.dims.point, float).copy()
+        point[-2:] = world_yx
+        pixel = world_to_pixel(image, point)[-2:]
+        return _clamp_center(pixel, self._window_size(), image.data.shape)
+
+    def _window_size(self) -> int:
+        window = int(self._window.value)
+        return window - window % 2
+
+    # ------------------------------------------------------------------ events
+
+    def _announce_reflections(self) -> None:
+        window = getattr(self._viewer, "window", None)
+        docks = getattr(window, "dock_widgets", None)
+        if docks is None:
+            return
+        for widget in list(docks.values()):
+            if widget is not self and hasattr(widget, "reflection_sources"):
+                widget.reset_choices()
+
+    def _on_image_changed(self, event=None) -> None:
+        layer = self._image.value
+        if layer is None:
+            self._calibration.value = "no image layer"
+            self._pixel_size.enabled = False
+            return
+        calibrated = layer_pixel_size(layer)
+        if calibrated is None:
+            self._calibration.value = "none: enter the pixel size below"
+            self._pixel_size.enabled = True
+        else:
+            self._calibration.value = f"{calibrated:.5g} nm/pixel (from the layer)"
+            self._pixel_size.enabled = False
+        self._on_geometry_changed()
+
+    def _on_geometry_changed(self, event=None) -> None:
+        self._refresh_timer.start()
+
+    def _on_region_moved(self, event=None) -> None:
+        if self._region.value == "point":
+            self._refresh_timer.start()
+
+    def _on_view_moved(self, event=None) -> None:
+        if self._region.value == "view":
+            self._refresh_timer.start()
+
+    def _on_frame_changed(self, event=None) -> None:
+        image = self._image.value
+        if image is not None and image.ndim > 2 and self._fft_context is not None:
+            self._refresh_timer.start()
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is self._image.value:
+            self._fft_context = None
+
+    def _refresh(self) -> None:
+        """Redraw the outline, and the FFT when one is shown."""
+        image = self._image.value
+        if image is None:
+            return
+        try:
+            if self._fft_context is not None:
+                self.show_fft()
+            elif self._region_layer(create=False) is not None or self._region.value == "view":
+                center = self._window_center(image)
+                self._draw_outline(center, image)
+        except (ValueError, TypeError) as exc:
+            self._status.value = str(exc)
+
+    def _draw_outline(self, center, image: Image) -> None:
+        outline = self._outline_layer()
+        corners = _square_outline(center, self._window_size(), image)
+        # About 1/250 of the image: visible at full view, thin when zoomed in.
+        extent = float(np.max(np.asarray(image.data.shape[-2:]) * np.abs(image.scale[-2:])))
+        with outline.events.data.blocker():
+            outline.selected_data = set(range(outline.nshapes))
+            outline.remove_selected()
+        outline.add_rectangles(
+            [corners], edge_width=extent / 250.0, edge_color="yellow", face_color="transparent"
+        )
+
+    # ------------------------------------------------------------------ actions
+
+    def show_fft(self) -> None:
+        """Compute and show the FFT of the window; raise on invalid input."""
+        from ..core.fft import region_fft
+
+        image = self._image.value
+        if image is None:
+            raise ValueError("choose an image layer first")
+        plane = current_plane(image, self._viewer.dims.point)
+        window = self._window_size()
+        if min(plane.shape) < window:
+            raise ValueError(
+                f"window ({window} px) is larger than the image ({plane.shape[0]}×"
+                f"{plane.shape[1]} px); choose a smaller window"
+            )
+        pixel_size = self.pixel_size()
+        center = self._window_center(image)
+        fft = region_fft(plane, center, window=window, pixel_size=pixel_size)
+        self._draw_outline(fft.center, image)
+        name = f"FFT ({image.name})"
+        layers = self.fft_viewer.layers
+        fft_layer = next((lyr for lyr in layers if lyr.metadata.get(PICKER_KEY) == "fft"), None)
+        finite = fft.data[np.isfinite(fft.data)]
+        limits = tuple(float(v) for v in np.percentile(finite, (50.0, 99.95)))
+        if limits[1] <= limits[0]:
+            limits = (limits[0], limits[0] + 1.0)
+        if fft_layer is None:
+            fft_layer = self.fft_viewer.add_image(
+                fft.data,
+                name=name,
+                scale=fft.scale,
+                translate=fft.translate,
+                units="1/nm",
+                colormap="gray",
+                contrast_limits=limits,
+                metadata={PICKER_KEY: "fft"},
+            )
+            # Keep the reflections above the spectrum.
+            layers.move(layers.index(fft_layer), 0)
+        else:
+            fft_layer.data = fft.data
+            fft_layer.scale = fft.scale
+            fft_layer.translate = fft.translate
+            fft_layer.contrast_limits = limits
+            fft_layer.name = name
+        size = _POINT_BINS * fft.scale[-1]
+        self._reflections.size = size
+        self._reflections.current_size = size
+        # Labels start just right of the ring, not on the peak.
+        self._reflections.text.translation = np.array([0.0, 0.6 * size])
+        self.fft_viewer.layers.selection.active = self._reflections
+        self._fft_context = {
+            "plane": plane,
+            "center": fft.center,
+            "window": window,
+            "pixel_size": pixel_size,
+            "image": image.name,
+        }
+        self._reflections.metadata = {
+            **self._reflections.metadata,
+            "pixel_size_nm": pixel_size,
+            "window": window,
+            "center_px": list(fft.center),
+            "image": image.name,
+        }
+        if not self._framed:
+            nyquist = 0.5 / pixel_size
+            self._fft_view.frame(min(nyquist, _DEFAULT_FFT_RADIUS))
+            self._framed = True
+        self._status.value = (
+            f"FFT of {window}×{window} px at ({fft.center[0]}, {fft.center[1]}) px; "
+            f"1 bin = {fft.scale[-1]:.4f} nm⁻¹"
+        )
+
+    def suggest(self) -> None:
+        """Replace the reflections by the strongest ones of the region."""
+        from ..core.fft import find_reflections
+
+        if self._fft_context is None:
+            self.show_fft()
+        ctx = self._fft_context
+        g = find_reflections(
+            ctx["plane"],
+            pixel_size=ctx["pixel_size"],
+            window=ctx["window"],
+            center=ctx["center"],
+            max_count=int(self._max_count.value),
+        )
+        self._set_points(np.asarray(g, float).reshape(-1, 2))
+        if len(g) == 0:
+            show_warning("No reflection stands out of the noise in this region.")
+        else:
+            radius = min(0.5 / ctx["pixel_size"], 1.6 * float(np.max(np.hypot(*g.T))))
+            self._fft_view.frame(radius)
+        self._status.value = f"{len(g)} reflection(s) suggested"
+
+    def _on_show_fft(self, event=None) -> None:
+        try:
+            self.show_fft()
+        except (ValueError, TypeError) as exc:
+            show_error(f"Cannot show the FFT: {exc}")
+
+    def _on_suggest(self, event=None) -> None:
+        try:
+            self.suggest()
+        except (ValueError, TypeError) as exc:
+            show_error(f"Cannot suggest reflections: {exc}")
+
+    def _on_mode_add(self, event=None) -> None:
+        self.fft_viewer.layers.selection.active = self._reflections
+        self._reflections.mode = "add"
+
+    def _on_mode_select(self, event=None) -> None:
+        self.fft_viewer.layers.selection.active = self._reflections
+        self._reflections.mode = "select"
+
+    def _on_delete(self, event=None) -> None:
+        if self._reflections.selected_data:
+            self._reflections.remove_selected()
+        else:
+            show_info("Select the points to delete first (Select/move, then click or drag a box).")
+
+    def _on_clear(self, event=None) -> None:
+        self._set_points(np.empty((0, 2)))
+
+    # ------------------------------------------------------------- reflections
+
+    def _set_points(self, g: np.ndarray) -> None:
+        self._updating_points = True
+        try:
+            self._reflections.data = g
+            self._reflections.selected_data = set()
+        finally:
+            self._updating_points = False
+        self._update_features()
+
+    def _snap_indices(self, indices) -> None:
+        """Move the given points onto the nearest peak of the shown FFT."""
+        from ..core.fft import refine_reflection
+
+        if self._fft_context is None or not self._snap.value or len(indices) == 0:
+            return
+        ctx = self._fft_context
+        data = np.array(self._reflections.data, dtype=float)
+        indices = np.asarray(indices, dtype=int) % len(data)
+        try:
+            refined = refine_reflection(
+                ctx["plane"],
+                data[indices],
+                pixel_size=ctx["pixel_size"],
+                window=ctx["window"],
+                center=ctx["center"],
+            )
+        except ValueError as exc:
+            show_warning(f"Point not snapped: {exc}")
+            return
+        data[indices] = refined
+        selected = set(self._reflections.selected_data)
+        self._updating_points = True
+        try:
+            self._reflections.data = data
+            self._reflections.selected_data = selected
+        finally:
+            self._updating_points = False
+
+    def _on_reflections_data(self, event) -> None:
+        if self._updating_points:
+            return
+        action = getattr(event, "action", None)
+        if action == ActionType.ADDED:
+            self._snap_indices(list(getattr(event, "data_indices", ())))
+        if action in (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED):
+            self._update_features()
+
+    def _snap_after_drag(self, layer, event):
+        """Snap the moved points once the mouse is released (not while dragging)."""
+        if layer.mode != "select":
+            return
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = True
+            yield
+        if moved and layer.selected_data:
+            self._snap_indices(sorted(layer.selected_data))
+            self._update_features()
+
+    def _update_features(self) -> None:
+        g = self.reflections
+        n = len(g)
+        d_a = 10.0 * g_spacing(g) if n else np.empty(0)
+        angle = g_angle(g) if n else np.empty(0)
+        labels = [f"{k + 1}: {d_a[k]:.3f} Å, {angle[k]:.1f}°" for k in range(n)]
+        self._reflections.features = pd.DataFrame(
+            {
+                "number": np.arange(1, n + 1),
+                "d_angstrom": d_a,
+                "angle_deg": angle,
+                "label": labels,
+            }
+        )
+        self._reflections.refresh_text()
+        rows = [
+            [
+                k + 1,
+                round(float(g[k, 0]), 4),
+                round(float(g[k, 1]), 4),
+                round(float(d_a[k]), 4),
+                round(float(angle[k]), 2),
+            ]
+            for k in range(n)
+        ]
+        self._table.value = {"data": rows, "index": list(range(n)), "columns": _TABLE_COLUMNS}

@@ -1,0 +1,349 @@
+"""Turn :class:`~napari_hrtem_fft.core.maps.LatticeMaps` into napari layer data tuples.
+
+The same function serves the lattice-map widget and napari's console, so a map looks
+and is calibrated the same whichever way it was made::
+
+    for data, kwargs, _ in maps_to_layers(maps, image_scale=img.scale,
+                                          image_translate=img.translate):
+        viewer.add_image(data, **kwargs)
+
+Map pixel ``(i, j)`` is the window centred on image pixel ``(i·step, j·step)``.  napari
+draws data index ``k`` centred on ``translate + k·scale``, so a map layer with
+``scale = image_scale·step`` and ``translate = image_translate`` puts every map pixel
+exactly over the centre of its window.
+
+This module imports neither napari nor Qt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .core.reciprocal import g_angle, g_spacing
+
+__all__ = [
+    "KINDS",
+    "RESULT_KEY",
+    "contrast_limits",
+    "file_stem",
+    "find_result_layers",
+    "maps_to_layers",
+    "result_info",
+]
+
+#: Key of the plugin's entry in a result layer's ``metadata``.
+RESULT_KEY = "napari_hrtem_fft"
+
+#: Map kinds :func:`maps_to_layers` can produce, in the order layers are added.
+KINDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma", "strain")
+
+_DEFAULT_KINDS = ("d_spacing", "angle", "amplitude", "strain")
+
+_STRAIN_NAMES = {"exx": "exx", "eyy": "eyy", "exy": "exy", "rotation": "rotation (°)"}
+
+# Robust display range: the 1st to 99th percentile, so a few failed windows at the
+# particle edge do not squash the colour scale.
+_PERCENTILES = (1.0, 99.0)
+
+# Values used for the display range at most; a strided subset keeps this fast for
+# movies and lazy (dask) maps.
+_MAX_SAMPLES = 1 << 20
+
+# An angle map whose robust range spans less than this (degrees) shows lattice
+# rotation about one orientation: a diverging colour map around the median is then
+# unambiguous, whereas a cyclic map would give both ends of the range the same colour.
+_CYCLIC_SPREAD = 90.0
+
+
+def _sample(values) -> np.ndarray:
+    """Finite values of ``values`` (numpy or dask), strided down to ≤ ``_MAX_SAMPLES``."""
+    size = int(np.prod(values.shape))
+    stride = max(1, int(np.ceil(np.sqrt(size / _MAX_SAMPLES))))
+    sub = values[..., ::stride, ::stride] if values.ndim >= 2 else values[::stride]
+    if hasattr(sub, "compute"):
+        sub = sub.compute()
+    sub = np.asarray(sub, dtype=np.float64).ravel()
+    return sub[np.isfinite(sub)]
+
+
+def contrast_limits(values, *, symmetric: bool = False) -> tuple[float, float]:
+    """Robust display range of a map: its 1st and 99th percentiles, NaNs ignored.
+
+    Parameters
+    ----------
+    values : array_like
+        Map values (numpy or dask).
+    symmetric : bool
+        Return ``(-m, m)`` with ``m`` the larger absolute percentile, for signed
+        quantities such as strain shown with a diverging colour map.
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)`` with ``low < high``; ``(0, 1)`` (or ``(-1, 1)``) when the map
+        has no finite value.
+    """
+    finite = _sample(values)
+    if finite.size == 0:
+        return (-1.0, 1.0) if symmetric else (0.0, 1.0)
+    low, high = (float(v) for v in np.percentile(finite, _PERCENTILES))
+    if symmetric:
+        m = max(abs(low), abs(high))
+        if m == 0:
+            m = 1e-6
+        return (-m, m)
+    if high <= low:
+        # A constant map (e.g. a perfect crystal): widen by a relative epsilon so
+        # napari accepts the range and the colour sits mid-scale.
+        pad = max(abs(low) * 1e-3, 1e-9)
+        low, high = low - pad, high + pad
+    return (low, high)
+
+
+def _angle_display(values) -> tuple[str, tuple[float, float]]:
+    """Colour map and range of an angle map (degrees)."""
+    finite = _sample(values)
+    if finite.size == 0:
+        return "twilight_shifted", (-180.0, 180.0)
+    low, high = np.percentile(finite, _PERCENTILES)
+    if high - low >= _CYCLIC_SPREAD:
+        # Many orientations (polycrystal, or a reflection near ±180° that wraps):
+        # the full circle on a cyclic colour map.
+        return "twilight_shifted", (-180.0, 180.0)
+    median = float(np.median(finite))
+    half = max(float(high) - median, median - float(low), 1e-3)
+    return "coolwarm", (median - half, median + half)
+
+
+def _as_tuple(value, ndim: int, name: str) -> tuple[float, ...]:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if arr.shape != (ndim,):
+        raise ValueError(
+            f"{name} must have one value per image axis ({ndim}), got {np.shape(value)}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return tuple(float(v) for v in arr)
+
+
+def _units_tuple(units, ndim: int) -> tuple[str, ...]:
+    if units is None:
+        return ("pixel",) * (ndim - 2) + ("nm", "nm")
+    if isinstance(units, str):
+        return (units,) * ndim
+    units = tuple(str(u) for u in units)
+    if len(units) != ndim:
+        raise ValueError(f"units must be one string or one per image axis ({ndim}), got {units}")
+    return units
+
+
+def _jsonable(value):
+    """Parameters as JSON-friendly Python values (lists, floats, strings)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def maps_to_layers(
+    maps,
+    *,
+    image_scale: Sequence[float] | None = None,
+    image_translate: Sequence[float] | None = None,
+    units=None,
+    name_prefix: str = "",
+    source: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    kinds: Sequence[str] = _DEFAULT_KINDS,
+    opacity: float = 0.7,
+) -> list[tuple[Any, dict, str]]:
+    """Calibrated napari image layers of lattice maps, as layer data tuples.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Result of :func:`napari_hrtem_fft.analyze` (numpy or lazy dask arrays).
+    image_scale : sequence of float, optional
+        Scale of the analysed image layer, one value per image axis (``(..., y, x)``),
+        in its world units.  Default: ``maps.pixel_size`` (nm) for y and x, 1 for
+        leading axes.
+    image_translate : sequence of float, optional
+        Translate of the analysed image layer (default zeros).
+    units : str or sequence of str, optional
+        World units of the image axes (default ``nm`` for y and x).
+    name_prefix : str
+        Prepended to every layer name (e.g. ``"particle 2: "``).
+    source : str, optional
+        Name of the analysed image layer; recorded in the metadata and used to find
+        (and replace) the layers of an earlier run.
+    options : mapping, optional
+        Further options to record (mask, smoothing, ...); ``maps.parameters`` is
+        always recorded.
+    kinds : sequence of str
+        Which maps to return, from :data:`KINDS`.  ``"strain"`` gives ``exx``,
+        ``eyy``, ``exy`` and ``rotation`` when ``maps.strain`` exists.
+    opacity : float
+        Layer opacity in [0, 1]; the maps are blended translucently over the image.
+
+    Returns
+    -------
+    list of (data, kwargs, "image")
+        One tuple per map, in the order of :data:`KINDS` and reflection.  ``kwargs``
+        holds ``name``, ``scale`` (``image_scale`` with y and x multiplied by
+        ``maps.step``), ``translate`` (``image_translate``), ``units``, ``colormap``,
+        ``contrast_limits``, ``blending``, ``opacity``, ``visible`` (only the first
+        d-spacing map) and ``metadata[RESULT_KEY]`` with every parameter.
+
+    Raises
+    ------
+    ValueError
+        If an option does not match the maps (axis counts, unknown kind, opacity).
+    TypeError
+        If ``maps`` is not a LatticeMaps.
+    """
+    from . import __version__
+    from .core.maps import LatticeMaps
+
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"kinds must be among {KINDS}, got unknown {unknown}")
+    if not 0.0 <= float(opacity) <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
+    ndim = maps.d_spacing.ndim - 1
+    if ndim < 2:
+        raise ValueError(f"maps.d_spacing must have shape (n, ..., my, mx), got {maps.d_spacing.shape}")
+    if image_scale is None:
+        image_scale = (1.0,) * (ndim - 2) + (maps.pixel_size, maps.pixel_size)
+    if image_translate is None:
+        image_translate = (0.0,) * ndim
+    scale = list(_as_tuple(image_scale, ndim, "image_scale"))
+    translate = _as_tuple(image_translate, ndim, "image_translate")
+    scale[-2] *= maps.step
+    scale[-1] *= maps.step
+    units = _units_tuple(units, ndim)
+
+    reflections = np.asarray(maps.reflections, dtype=np.float64)
+    ref_d = g_spacing(reflections)
+    ref_angle = g_angle(reflections)
+    run = _jsonable(
+        {
+            "source": source,
+            "window": maps.window,
+            "step": maps.step,
+            "pixel_size_nm": maps.pixel_size,
+            "reflections_per_nm": reflections,
+            "reference_d_nm": ref_d,
+            "reference_angle_deg": ref_angle,
+            "parameters": dict(maps.parameters),
+            "options": dict(options or {}),
+            "version": __version__,
+        }
+    )
+
+    common = {
+        "scale": tuple(scale),
+        "translate": translate,
+        "units": units,
+        "blending": "translucent",
+        "opacity": float(opacity),
+        "interpolation2d": "nearest",
+    }
+
+    def layer(data, name, kind, colormap, limits, reflection=None, visible=False):
+        meta = {RESULT_KEY: {"kind": kind, "reflection": reflection, **run}}
+        kwargs = {
+            **common,
+            "name": f"{name_prefix}{name}",
+            "colormap": colormap,
+            "contrast_limits": tuple(float(v) for v in limits),
+            "visible": visible,
+            "metadata": meta,
+        }
+        return (data, kwargs, "image")
+
+    out = []
+    n = maps.n_reflections
+    for kind in KINDS:
+        if kind not in kinds:
+            continue
+        if kind == "strain":
+            if maps.strain is None:
+                continue
+            for comp, data in maps.strain.components().items():
+                limits = contrast_limits(data, symmetric=True)
+                out.append(layer(data, _STRAIN_NAMES[comp], comp, "coolwarm", limits))
+            continue
+        stack = getattr(maps, kind)
+        for k in range(n):
+            data = stack[k]
+            if kind == "d_spacing":
+                name = f"d-spacing {k + 1} ({ref_d[k]:.3f} nm)"
+                cmap, limits = "viridis", contrast_limits(data)
+            elif kind == "angle":
+                name = f"angle {k + 1}"
+                cmap, limits = _angle_display(data)
+            elif kind == "amplitude":
+                name = f"amplitude {k + 1}"
+                cmap, limits = "magma", contrast_limits(data)
+            elif kind == "d_sigma":
+                name = f"d-spacing σ {k + 1}"
+                cmap, limits = "magma", contrast_limits(data)
+            else:
+                name = f"angle σ {k + 1}"
+                cmap, limits = "magma", contrast_limits(data)
+            visible = kind == "d_spacing" and k == 0
+            out.append(layer(data, name, kind, cmap, limits, reflection=k, visible=visible))
+    return out
+
+
+def result_info(layer) -> dict | None:
+    """The plugin's metadata of a result layer, or None for any other layer."""
+    meta = getattr(layer, "metadata", None)
+    if not isinstance(meta, Mapping):
+        return None
+    info = meta.get(RESULT_KEY)
+    return info if isinstance(info, Mapping) and "kind" in info else None
+
+
+def find_result_layers(layers, *, source: str | None = None) -> list:
+    """Result layers among ``layers``, optionally only those made from ``source``.
+
+    Parameters
+    ----------
+    layers : iterable of napari layers
+        E.g. ``viewer.layers``.
+    source : str, optional
+        Name of the analysed image layer.
+
+    Returns
+    -------
+    list
+        The matching layers, in their order in ``layers``.
+    """
+    found = []
+    for layer in layers:
+        info = result_info(layer)
+        if info is not None and (source is None or info.get("source") == source):
+            found.append(layer)
+    return found
+
+
+def file_stem(info: Mapping) -> str:
+    """A file-name stem for a result layer from its metadata: ``d_spacing_1``, ``exx``."""
+    kind = str(info["kind"])
+    k = info.get("reflection")
+    stem = kind if k is None else f"{kind}_{int(k) + 1}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
