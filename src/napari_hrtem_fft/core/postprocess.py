@@ -1,0 +1,607 @@
+"""Post-processing of lattice maps: outlier removal, masks and NaN-aware smoothing.
+
+All functions are pure: they return new :class:`~napari_hrtem_fft.core.maps.LatticeMaps`
+or arrays and never modify their inputs.  Missing values are NaN throughout; spatial
+operations act on the two trailing map axes ``(my, mx)`` only, independently for each
+reflection and frame.  When the input maps carry strain, the returned maps carry strain
+recomputed from the processed values with the same reference.  Each step is appended to
+``parameters["postprocessing"]`` for provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+from scipy import ndimage
+
+from .maps import LatticeMaps
+from .reciprocal import as_reflections, g_angle, g_spacing
+
+__all__ = [
+    "apply_mask",
+    "clean",
+    "crystal_mask",
+    "intensity_mask",
+    "mask_to_map",
+    "otsu_threshold",
+    "smooth",
+]
+
+_FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
+_SMOOTH_METHODS = ("block", "gaussian", "median")
+# Power of a Bragg peak is proportional to the square of the (Hann-weighted) fraction of
+# the window filled by the crystal: a window centred on a straight crystal edge is half
+# filled and has a quarter of the peak power of a window inside.
+_EDGE_POWER_FRACTION = 0.25
+
+
+# ------------------------------------------------------------------- helpers
+
+
+def _is_dask(a) -> bool:
+    return type(a).__module__.split(".")[0] == "dask"
+
+
+def _check_maps(maps) -> None:
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
+
+
+def _map_shape(maps: LatticeMaps) -> tuple:
+    return tuple(np.shape(maps.d_spacing)[1:])
+
+
+def _numpy(a) -> np.ndarray:
+    return np.asarray(a.compute() if _is_dask(a) else a)
+
+
+def _per_frame(a, func, dtype):
+    """Apply ``func`` (numpy, acts on the two last axes of its input) to ``a``.
+
+    Dask arrays stay lazy: the map axes are made single chunks (maps are small in y, x),
+    and ``func`` runs per block of the leading axes.
+    """
+    if _is_dask(a):
+        nd = a.ndim
+        a = a.rechunk({nd - 2: -1, nd - 1: -1})
+        return a.map_blocks(func, dtype=dtype)
+    return func(np.asarray(a))
+
+
+def _wrap_degrees(a):
+    """Angle difference wrapped into [-180, 180)."""
+    return (a + 180.0) % 360.0 - 180.0
+
+
+def _derived(maps: LatticeMaps, record: dict, **fields) -> LatticeMaps:
+    """New maps with some fields replaced, strain recomputed, provenance appended."""
+    params = dict(maps.parameters)
+    params["postprocessing"] = [*params.get("postprocessing", []), record]
+    new = dataclasses.replace(maps, **fields, strain=None, parameters=params)
+    if maps.strain is not None:
+        from .strain import strain
+
+        new.strain = strain(new, reference=maps.strain.reference)
+    return new
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = int(radius)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return yy**2 + xx**2 <= r * r + r  # the +r rounds the disk like a drawn circle
+
+
+def _check_int(value, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------- clean
+
+
+def clean(
+    maps: LatticeMaps,
+    *,
+    d_tolerance: float = 0.05,
+    angle_tolerance: float = 5.0,
+    reference=None,
+    min_neighbors: int = 0,
+) -> LatticeMaps:
+    """Set outliers to NaN: values far from the reference lattice, and isolated pixels.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Input maps (not modified).
+    d_tolerance : float
+        Largest accepted relative spacing deviation ``|d / d_ref - 1|`` (0.05 = 5 %).
+    angle_tolerance : float
+        Largest accepted angle deviation ``|angle - angle_ref|`` in degrees, wrapped
+        into [-180°, 180°).
+    reference : array_like, optional
+        Reference reflections ``(n, 2)`` ``(gy, gx)`` in nm⁻¹.  Default: per reflection,
+        the NaN-ignoring median spacing and (wrap-aware) median angle of the maps.
+    min_neighbors : int
+        After the tolerance test, a pixel with fewer valid pixels among its 8
+        neighbours (same reflection and frame) is removed too; 0 (default) keeps
+        isolated pixels.
+
+    Returns
+    -------
+    LatticeMaps
+        Copy with ``d_spacing``, ``angle``, ``d_sigma`` and ``angle_sigma`` NaN at the
+        rejected pixels of each reflection.  ``amplitude`` (the peak strength, which
+        stays a valid measurement) is kept.  Strain, if present, is recomputed.
+
+    Raises
+    ------
+    ValueError
+        On negative tolerances or a reference of the wrong shape.
+    """
+    _check_maps(maps)
+    if not (math.isfinite(d_tolerance) and d_tolerance > 0):
+        raise ValueError(f"d_tolerance must be a positive fraction, got {d_tolerance!r}")
+    if not (math.isfinite(angle_tolerance) and angle_tolerance > 0):
+        raise ValueError(f"angle_tolerance must be positive degrees, got {angle_tolerance!r}")
+    min_neighbors = _check_int(min_neighbors, "min_neighbors")
+    if min_neighbors > 8:
+        raise ValueError(f"min_neighbors must be at most 8, got {min_neighbors}")
+    n = maps.n_reflections
+    refl = as_reflections(maps.reflections, name="reflections")
+    if reference is None:
+        # Medians of deviations from the analysed reflections, so that angles near ±180°
+        # are not split in two by the wrap.
+        d = _numpy(maps.d_spacing).reshape(n, -1)
+        dev = _wrap_degrees(_numpy(maps.angle).reshape(n, -1) - g_angle(refl)[:, None])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN reflection → NaN
+            ref_d = np.nanmedian(d, axis=1)
+            ref_angle = g_angle(refl) + np.nanmedian(dev, axis=1)
+    else:
+        ref = as_reflections(reference, name="reference")
+        if ref.shape != refl.shape:
+            raise ValueError(f"reference must have shape {refl.shape}, got {ref.shape}")
+        ref_d, ref_angle = g_spacing(ref), g_angle(ref)
+    extra = (1,) * (np.ndim(maps.d_spacing) - 1)
+    ref_d = ref_d.reshape(n, *extra)
+    ref_angle = ref_angle.reshape(n, *extra)
+    with np.errstate(invalid="ignore"):
+        good = (np.abs(maps.d_spacing / ref_d - 1.0) <= d_tolerance) & (
+            np.abs(_wrap_degrees(maps.angle - ref_angle)) <= angle_tolerance
+        )
+    if min_neighbors:
+        kernel = np.ones((3, 3))
+        kernel[1, 1] = 0
+
+        def enough_neighbours(valid):
+            k = kernel.reshape((1,) * (valid.ndim - 2) + kernel.shape)
+            count = ndimage.convolve(valid.astype(np.int16), k.astype(np.int16), mode="constant")
+            return valid & (count >= min_neighbors)
+
+        good = _per_frame(good, enough_neighbours, bool)
+    fields = {
+        name: np.where(good, getattr(maps, name), np.nan)
+        for name in ("d_spacing", "angle", "d_sigma", "angle_sigma")
+    }
+    record = {
+        "clean": {
+            "d_tolerance": float(d_tolerance),
+            "angle_tolerance": float(angle_tolerance),
+            "reference_d_nm": np.ravel(ref_d).tolist(),
+            "reference_angle_deg": np.ravel(ref_angle).tolist(),
+            "min_neighbors": min_neighbors,
+        }
+    }
+    return _derived(maps, record, **fields)
+
+
+# --------------------------------------------------------------------- smooth
+
+
+def _normalized_filter(a: np.ndarray, filt) -> np.ndarray:
+    """NaN-aware linear filter: filter(values·valid) / filter(valid), NaN stays NaN."""
+    a = np.asarray(a, dtype=np.float64)
+    valid = np.isfinite(a)
+    num = filt(np.where(valid, a, 0.0))
+    den = filt(valid.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[~valid] = np.nan
+    return out
+
+
+def _nan_median_filter(a: np.ndarray, size: int) -> np.ndarray:
+    """Median of the finite values in a ``size × size`` neighbourhood; NaN stays NaN."""
+    a = np.asarray(a, dtype=np.float64)
+    lo = (size - 1) // 2
+    hi = size - 1 - lo
+    pad = [(0, 0)] * (a.ndim - 2) + [(lo, hi), (lo, hi)]
+    padded = np.pad(a, pad, constant_values=np.nan)
+    out = np.empty_like(a)
+    lead = a.shape[:-2]
+    # One 2-D map at a time keeps the size²-fold window view small.
+    for idx in np.ndindex(*lead):
+        view = np.lib.stride_tricks.sliding_window_view(padded[idx], (size, size))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[idx] = np.nanmedian(view.reshape(*view.shape[:2], -1), axis=-1)
+    out[~np.isfinite(a)] = np.nan
+    return out
+
+
+def _smoother(method: str, size):
+    if method == "median":
+        return lambda a: _nan_median_filter(a, size)
+    if method == "block":
+
+        def filt(x):
+            sizes = (1,) * (x.ndim - 2) + (size, size)
+            return ndimage.uniform_filter(x, size=sizes, mode="constant", cval=0.0)
+
+    else:
+
+        def filt(x):
+            sigmas = (0,) * (x.ndim - 2) + (size, size)
+            return ndimage.gaussian_filter(x, sigma=sigmas, mode="constant", cval=0.0)
+
+    return lambda a: _normalized_filter(a, filt)
+
+
+def smooth(maps: LatticeMaps, size, method: str = "block") -> LatticeMaps:
+    """NaN-aware spatial smoothing of the maps.
+
+    The local reciprocal vectors ``(gy, gx)`` are smoothed and converted back to spacing
+    and angle (so that angles near ±180° average correctly); amplitude and the
+    uncertainties are smoothed like values.  Linear filters use normalized convolution
+    (only finite neighbours count, the edges are not padded with zeros); ``"median"``
+    takes the median of the finite neighbours.  Pixels that are NaN stay NaN.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Input maps (not modified).
+    size : int or float
+        In map pixels: the side of the square for ``"block"`` and ``"median"``
+        (integer ≥ 1), the Gaussian standard deviation for ``"gaussian"`` (> 0).
+    method : {"block", "gaussian", "median"}
+        Filter.
+
+    Returns
+    -------
+    LatticeMaps
+        Smoothed copy; strain, if present, recomputed from the smoothed vectors.  The
+        ``d_sigma`` and ``angle_sigma`` maps are local means, not reduced by the
+        averaging (neighbouring windows overlap, so their errors are correlated).
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``method`` or a non-positive ``size``.
+    """
+    _check_maps(maps)
+    if method not in _SMOOTH_METHODS:
+        raise ValueError(f"method must be one of {_SMOOTH_METHODS}, got {method!r}")
+    if method == "gaussian":
+        if isinstance(size, bool) or not (
+            isinstance(size, int | float | np.number) and math.isfinite(size) and size > 0
+        ):
+            raise ValueError(f"size must be a positive standard deviation (map px), got {size!r}")
+        size = float(size)
+    else:
+        size = _check_int(size, "size", minimum=1)
+    func = _smoother(method, size)
+    d = maps.d_spacing
+    a = np.radians(maps.angle)
+    gy = _per_frame(-np.sin(a) / d, func, np.float64)
+    gx = _per_frame(np.cos(a) / d, func, np.float64)
+    dtype = np.result_type(getattr(d, "dtype", np.float64), np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        new_d = 1.0 / np.hypot(gy, gx)
+        new_angle = np.degrees(np.arctan2(-gy, gx))
+    fields = {"d_spacing": new_d.astype(dtype), "angle": new_angle.astype(dtype)}
+    for name in ("amplitude", "d_sigma", "angle_sigma"):
+        fields[name] = _per_frame(getattr(maps, name), func, np.float64).astype(dtype)
+    record = {"smooth": {"size": size, "method": method}}
+    return _derived(maps, record, **fields)
+
+
+# ---------------------------------------------------------------------- masks
+
+
+def otsu_threshold(values, *, bins: int = 256) -> float:
+    """Otsu's threshold: the split maximising the between-class variance.
+
+    Parameters
+    ----------
+    values : array_like
+        Samples; NaN and infinities are ignored.
+    bins : int
+        Histogram bins.
+
+    Returns
+    -------
+    float
+        The threshold, in the units of ``values`` (values above it form the upper class).
+        Where the criterion is flat (an empty gap between the classes), the middle of
+        the plateau within 0.1 % of its maximum.
+
+    Raises
+    ------
+    ValueError
+        If fewer than two distinct finite values are given.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size < 2 or v.min() == v.max():
+        raise ValueError("values must hold at least two distinct finite numbers")
+    hist, edges = np.histogram(v, bins=bins)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    w0 = np.cumsum(hist)[:-1]
+    w1 = v.size - w0
+    s0 = np.cumsum(hist * centers)[:-1]
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = (s0[-1] + hist[-1] * centers[-1] - s0) / np.maximum(w1, 1)
+    between = w0 * w1 * (m0 - m1) ** 2
+    # Between well-separated classes the criterion is flat over the empty gap; take the
+    # middle of the (near-)maximal plateau rather than wherever round-off puts the argmax.
+    plateau = np.nonzero(between >= (1.0 - 1e-3) * between.max())[0]
+    return float(np.median(edges[1:][plateau]))
+
+
+def _morphology(mask2d: np.ndarray, opening: int, closing: int, fill_holes: bool, min_size: int):
+    out = mask2d
+    if opening:
+        out = ndimage.binary_opening(out, structure=_disk(opening))
+    if closing:
+        # Pad so that closing does not glue objects to the image border.
+        pad = closing + 1
+        out = ndimage.binary_closing(np.pad(out, pad), structure=_disk(closing))[
+            pad:-pad, pad:-pad
+        ]
+    if fill_holes:
+        out = ndimage.binary_fill_holes(out)
+    if min_size > 1:
+        labels, count = ndimage.label(out)
+        if count:
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            out = sizes[labels] >= min_size
+    return out
+
+
+def crystal_mask(
+    maps: LatticeMaps,
+    *,
+    threshold=None,
+    min_reflections: int = 1,
+    min_size: int | None = None,
+    closing: int = 1,
+    opening: int = 1,
+    fill_holes: bool = True,
+    margin: float | None = None,
+) -> np.ndarray:
+    """Crystalline map pixels, from the local peak strength ``maps.amplitude``.
+
+    1. Threshold: a pixel shows reflection ``k`` where ``amplitude_k > threshold_k``.
+       Automatic by default: Otsu's threshold ``t`` on ``log(amplitude)`` of all
+       reflections separates crystal from film; then, per reflection, the threshold is
+       raised to a quarter of the median amplitude above ``t`` (the crystal level), the
+       strength of a window centred on a straight crystal edge (peak power scales as
+       the square of the crystal's share of the window).  The thresholded region is thus
+       the crystal itself, independent of the contrast.
+    2. A pixel is crystalline if at least ``min_reflections`` reflections show.
+    3. Per frame: binary opening then closing with discs of the given radii, hole
+       filling, removal of objects smaller than ``min_size`` map pixels.
+    4. Erosion by ``margin`` (image pixels): by default ``window/2``, so that only map
+       pixels whose whole window lies in the crystal are kept and no value mixes crystal
+       and film.  ``margin=0`` keeps every window centred on the crystal.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Input maps.
+    threshold : float or array_like, optional
+        Amplitude threshold (power signal-to-noise ratio, dimensionless), one value or
+        one per reflection.  Default: automatic (see above).
+    min_reflections : int
+        Minimum number of reflections present for a crystalline pixel.
+    min_size : int, optional
+        Smallest object kept, in map pixels.  Default: a quarter of the window area,
+        ``(window/step)² / 4``.
+    closing, opening : int
+        Radii of the closing and opening discs in map pixels (0: skip).
+    fill_holes : bool
+        Fill holes enclosed by crystal.
+    margin : float, optional
+        Erosion distance in image pixels, applied last (default ``window/2``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the map shape ``(..., my, mx)``.
+
+    Raises
+    ------
+    ValueError
+        On invalid options, or when the automatic threshold cannot be found (fewer
+        than two distinct finite amplitudes).
+    """
+    _check_maps(maps)
+    n = maps.n_reflections
+    min_reflections = _check_int(min_reflections, "min_reflections", minimum=1)
+    if min_reflections > n:
+        raise ValueError(f"min_reflections ({min_reflections}) exceeds the {n} reflections")
+    opening = _check_int(opening, "opening")
+    closing = _check_int(closing, "closing")
+    cells = maps.window / maps.step
+    min_size = math.ceil(cells**2 / 4) if min_size is None else min_size
+    min_size = _check_int(min_size, "min_size")
+    margin = maps.window / 2 if margin is None else margin
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be >= 0 image pixels, got {margin!r}")
+
+    amp = _numpy(maps.amplitude).astype(np.float64)
+    extra = (1,) * (amp.ndim - 1)
+    if threshold is None:
+        positive = amp[np.isfinite(amp) & (amp > 0)]
+        t = float(np.exp(otsu_threshold(np.log(positive)))) if positive.size else np.nan
+        if not np.isfinite(t):
+            raise ValueError("cannot find an automatic threshold: no positive amplitude")
+        thr = np.full(n, t)
+        for k in range(n):
+            above = amp[k][amp[k] > t]
+            if above.size:
+                thr[k] = max(t, _EDGE_POWER_FRACTION * float(np.median(above)))
+    else:
+        thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,)).copy()
+        if not np.all(np.isfinite(thr)):
+            raise ValueError(f"threshold must be finite, got {threshold!r}")
+    with np.errstate(invalid="ignore"):
+        present = amp > thr.reshape(n, *extra)  # NaN compares False
+    mask = present.sum(axis=0) >= min_reflections
+
+    erode = round(margin / maps.step)
+    out = np.empty_like(mask)
+    for idx in np.ndindex(*mask.shape[:-2]):
+        m = _morphology(mask[idx], opening, closing, fill_holes, min_size)
+        if erode:
+            m = ndimage.binary_erosion(m, structure=_disk(erode), border_value=1)
+        out[idx] = m
+    return out
+
+
+def intensity_mask(
+    image,
+    threshold: float,
+    *,
+    sigma: float = 4.0,
+    opening: int = 2,
+    closing: int = 2,
+    dark: bool = False,
+    percentiles=(1.0, 99.0),
+) -> np.ndarray:
+    """Mask from image intensity: smooth, normalise to [0, 1], threshold, clean up.
+
+    Parameters
+    ----------
+    image : array_like
+        Image ``(..., y, x)``; each 2-D frame is processed on its own.
+    threshold : float
+        Threshold on the normalised intensity, in [0, 1].
+    sigma : float
+        Gaussian smoothing in image pixels before thresholding; choose it larger than
+        the lattice period so that fringes do not cut the mask (0: no smoothing).
+    opening, closing : int
+        Radii of the binary opening and closing discs, image pixels (0: skip).
+    dark : bool
+        Select pixels *below* the threshold (a particle darker than the film, as in
+        bright-field HRTEM); by default pixels above it are selected.
+    percentiles : tuple of float
+        The smoothed intensity is mapped linearly so that these percentiles become 0
+        and 1 (clipped), which ignores hot and dead pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the image's shape.
+
+    Raises
+    ------
+    TypeError
+        If ``image`` is not real-valued.
+    ValueError
+        On a threshold outside [0, 1], negative sizes or bad percentiles.
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"image must be a real-valued numeric array, got dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise ValueError(f"image must have at least 2 dimensions (y, x), got {arr.shape}")
+    if not (0.0 <= threshold <= 1.0):
+        raise ValueError(f"threshold must be in [0, 1] (normalised intensity), got {threshold}")
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma must be >= 0 pixels, got {sigma!r}")
+    opening = _check_int(opening, "opening")
+    closing = _check_int(closing, "closing")
+    lo_p, hi_p = percentiles
+    if not (0 <= lo_p < hi_p <= 100):
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+    out = np.empty(arr.shape, dtype=bool)
+    for idx in np.ndindex(*arr.shape[:-2]):
+        frame = arr[idx].astype(np.float64)
+        if sigma:
+            frame = ndimage.gaussian_filter(frame, sigma, mode="reflect")
+        lo, hi = np.nanpercentile(frame, [lo_p, hi_p])
+        norm = np.clip((frame - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(frame)
+        m = norm < threshold if dark else norm > threshold
+        out[idx] = _morphology(m, opening, closing, fill_holes=False, min_size=0)
+    return out
+
+
+def mask_to_map(mask, step: int) -> np.ndarray:
+    """Sample an image-sized mask on the map grid.
+
+    Map pixel ``(i, j)`` takes the mask value at image pixel ``(i·step, j·step)``, the
+    centre of its window, giving shape ``(..., ceil(H/step), ceil(W/step))``.
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        Image-sized mask ``(..., H, W)``.
+    step : int
+        Map step in image pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean map-sized mask.
+    """
+    step = _check_int(step, "step", minimum=1)
+    m = np.asarray(mask)
+    if m.ndim < 2:
+        raise ValueError(f"mask must have at least 2 dimensions (y, x), got {m.shape}")
+    return m[..., ::step, ::step].astype(bool)
+
+
+def apply_mask(maps: LatticeMaps, mask) -> LatticeMaps:
+    """Set every map to NaN outside a mask.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Input maps (not modified).
+    mask : array_like of bool
+        True where values are kept; map-sized, broadcastable to ``(..., my, mx)``
+        (use :func:`mask_to_map` for an image-sized mask).
+
+    Returns
+    -------
+    LatticeMaps
+        Copy with all fields (and strain) NaN outside the mask.
+
+    Raises
+    ------
+    ValueError
+        If the mask does not broadcast to the map shape.
+    """
+    _check_maps(maps)
+    m = np.asarray(mask)
+    if m.dtype != bool:
+        raise TypeError(f"mask must be boolean, got dtype {m.dtype}")
+    shape = _map_shape(maps)
+    try:
+        np.broadcast_to(m, shape)
+    except ValueError:
+        raise ValueError(
+            f"mask of shape {m.shape} does not match the map shape {shape}; "
+            "sample an image-sized mask with mask_to_map(mask, step)"
+        ) from None
+    fields = {name: np.where(m, getattr(maps, name), np.nan) for name in _FIELDS}
+    record = {"apply_mask": {"kept_fraction": float(np.broadcast_to(m, shape).mean())}}
+    return _derived(maps, record, **fields)
