@@ -224,7 +224,9 @@ def maps_to_layers(
         raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
     ndim = maps.d_spacing.ndim - 1
     if ndim < 2:
-        raise ValueError(f"maps.d_spacing must have shape (n, ..., my, mx), got {maps.d_spacing.shape}")
+        raise ValueError(
+            f"maps.d_spacing must have shape (n, ..., my, mx), got {maps.d_spacing.shape}"
+        )
     if image_scale is None:
         image_scale = (1.0,) * (ndim - 2) + (maps.pixel_size, maps.pixel_size)
     if image_translate is None:

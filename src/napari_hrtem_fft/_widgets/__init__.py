@@ -1,5 +1,11 @@
-"""napari dock widgets: reflection picker, lattice maps, statistics."""
+"""napari dock widgets: reflection picker, lattice maps, statistics.
 
+The analysis itself is in :mod:`napari_hrtem_fft.core`; these widgets only collect the
+user's choices, run it in a worker thread and show the results as layers.
+"""
+
+from .lattice_maps import LatticeMapWidget
 from .picker import ReflectionPickerWidget
+from .statistics import LatticeStatisticsWidget
 
-__all__ = ["ReflectionPickerWidget"]
+__all__ = ["LatticeMapWidget", "LatticeStatisticsWidget", "ReflectionPickerWidget"]

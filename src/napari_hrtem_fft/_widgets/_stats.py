@@ -16,6 +16,7 @@ __all__ = [
     "circular_center",
     "labels_on_map",
     "reflection_statistics",
+    "result_stacks",
     "statistics_text",
 ]
 
@@ -118,6 +119,58 @@ def labels_on_map(
     return np.broadcast_to(sampled, map_shape).astype(np.int64)
 
 
+def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
+    """d-spacing and angle stacks ``(n, ..., my, mx)`` from result layers of one run.
+
+    Parameters
+    ----------
+    layers : sequence of napari image layers
+        Result layers (see :func:`napari_hrtem_fft.layers.result_info`) of one source
+        image; other kinds (amplitude, strain) are ignored.
+
+    Returns
+    -------
+    d_spacing, angle : numpy.ndarray
+        Stacks ordered by reflection number (nm, degrees).
+    geometry : dict
+        ``shape``, ``scale`` and ``translate`` of the map grid (world units).
+
+    Raises
+    ------
+    ValueError
+        If there is no d-spacing layer, or the d-spacing and angle layers do not pair up.
+    """
+    from ..layers import result_info
+
+    by_kind: dict[str, dict[int, object]] = {"d_spacing": {}, "angle": {}}
+    for layer in layers:
+        info = result_info(layer)
+        if info is not None and info["kind"] in by_kind:
+            by_kind[info["kind"]][int(info["reflection"])] = layer
+    numbers = sorted(by_kind["d_spacing"])
+    if not numbers:
+        raise ValueError("no d-spacing result layer: run the lattice-map analysis first")
+    if sorted(by_kind["angle"]) != numbers:
+        raise ValueError(
+            "the d-spacing and angle result layers do not match "
+            f"(reflections {numbers} and {sorted(by_kind['angle'])})"
+        )
+
+    def data(layer):
+        values = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
+        return np.asarray(values, dtype=np.float64)
+
+    d = np.stack([data(by_kind["d_spacing"][k]) for k in numbers])
+    angle = np.stack([data(by_kind["angle"][k]) for k in numbers])
+    first = by_kind["d_spacing"][numbers[0]]
+    geometry = {
+        "shape": d.shape[1:],
+        "scale": tuple(float(v) for v in first.scale),
+        "translate": tuple(float(v) for v in first.translate),
+    }
+    return d, angle, geometry
+
+
 def reflection_statistics(
     d_spacing,
     angle,
@@ -156,7 +209,8 @@ def reflection_statistics(
     a = np.asarray(angle, dtype=np.float64)
     if d.shape != a.shape or d.ndim < 3:
         raise ValueError(
-            f"d_spacing and angle must both have shape (n, ..., my, mx), got {d.shape} and {a.shape}"
+            "d_spacing and angle must both have shape (n, ..., my, mx), "
+            f"got {d.shape} and {a.shape}"
         )
     if regions is None:
         masks = {"all": np.ones(d.shape[1:], dtype=bool)}

@@ -1,0 +1,278 @@
+"""The lattice-map analysis as a generator of progress steps; no Qt, no napari.
+
+:func:`run_analysis` is what the lattice-map widget runs in a napari ``thread_worker``:
+it yields often (after every block of map rows, well under a second each) so that a
+Cancel stops it promptly, and returns the finished, post-processed
+:class:`~napari_hrtem_fft.core.maps.LatticeMaps`.  Tests drive it without a viewer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SMOOTHING_METHODS", "AnalysisOptions", "Progress", "run_analysis", "run_to_end"]
+
+SMOOTHING_METHODS = ("none", "block", "gaussian", "median")
+
+# Rows of the image per dask block: at least this many windows along y per block,
+# so that the per-block overhead stays small, and few enough that one block takes
+# well under a second (the Cancel latency).
+_MIN_BLOCK_ROWS = 64
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Every option of a lattice-map run, recorded in the result layers' metadata.
+
+    Attributes
+    ----------
+    window : int
+        Window size in pixels (even).
+    step : int
+        Step between windows in pixels.
+    search : float
+        Search tolerance around each reflection, as passed to
+        :func:`napari_hrtem_fft.analyze`.
+    refine : bool
+        Sub-bin refinement of every peak.
+    compute_strain : bool
+        Compute strain maps (needs two non-collinear reflections).
+    crystal_mask : bool
+        Blank (NaN) map pixels without a clear lattice peak.
+    crystal_threshold : float or None
+        Peak-strength threshold of the crystal mask; None lets
+        :func:`napari_hrtem_fft.crystal_mask` choose.
+    intensity_mask : bool
+        Blank map pixels on the wrong side of ``intensity_threshold``.
+    intensity_threshold : float
+        Threshold on the smoothed image intensity normalised to [0, 1] (1st to 99th
+        percentile), see :func:`napari_hrtem_fft.intensity_mask`.
+    intensity_dark : bool
+        Keep pixels darker than the threshold (a particle darker than the film),
+        instead of brighter.
+    smoothing : str
+        One of :data:`SMOOTHING_METHODS`.
+    smoothing_size : int
+        Smoothing size in map pixels.
+    """
+
+    window: int = 128
+    step: int = 8
+    search: float = 0.1
+    refine: bool = True
+    compute_strain: bool = True
+    crystal_mask: bool = True
+    crystal_threshold: float | None = None
+    intensity_mask: bool = False
+    intensity_threshold: float = 0.5
+    intensity_dark: bool = False
+    smoothing: str = "none"
+    smoothing_size: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("window", "step", "smoothing_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if self.window < 8 or self.window % 2:
+            raise ValueError(f"window must be an even number of pixels ≥ 8, got {self.window}")
+        if self.step < 1:
+            raise ValueError(f"step must be at least 1 pixel, got {self.step}")
+        if not (np.isfinite(self.search) and self.search > 0):
+            raise ValueError(f"search must be a positive number, got {self.search!r}")
+        if not 0.0 <= self.intensity_threshold <= 1.0:
+            raise ValueError(
+                "intensity_threshold must be in [0, 1] (normalised intensity), "
+                f"got {self.intensity_threshold!r}"
+            )
+        if self.smoothing not in SMOOTHING_METHODS:
+            raise ValueError(
+                f"smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}"
+            )
+        if self.smoothing_size < 1:
+            raise ValueError(f"smoothing_size must be at least 1, got {self.smoothing_size}")
+
+    def as_dict(self) -> dict:
+        """The options as a plain dict (for metadata and JSON)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report of :func:`run_analysis`.
+
+    Attributes
+    ----------
+    done, total : int
+        Steps done and the total number of steps.
+    message : str
+        What is being done.
+    """
+
+    done: int
+    total: int
+    message: str
+
+
+def _block_rows(window: int, step: int) -> int:
+    """Image rows per block: a multiple of ``step``, at least half a window (the
+    overlap depth the engine needs) and at least ``_MIN_BLOCK_ROWS``."""
+    rows = max(window // 2, _MIN_BLOCK_ROWS)
+    return step * math.ceil(rows / step)
+
+
+def _lazy_arrays(maps) -> list:
+    arrays = [maps.d_spacing, maps.angle, maps.amplitude, maps.d_sigma, maps.angle_sigma]
+    if maps.strain is not None:
+        arrays += list(maps.strain.components().values())
+    return arrays
+
+
+def _with_arrays(maps, arrays: list):
+    """A copy of ``maps`` with its arrays replaced, in :func:`_lazy_arrays` order."""
+    d, angle, amplitude, d_sigma, angle_sigma, *rest = arrays
+    strain = maps.strain
+    if strain is not None:
+        exx, eyy, exy, rotation = rest
+        strain = dataclasses.replace(strain, exx=exx, eyy=eyy, exy=exy, rotation=rotation)
+    return dataclasses.replace(
+        maps,
+        d_spacing=d,
+        angle=angle,
+        amplitude=amplitude,
+        d_sigma=d_sigma,
+        angle_sigma=angle_sigma,
+        strain=strain,
+    )
+
+
+def run_analysis(
+    image,
+    reflections,
+    *,
+    pixel_size: float,
+    options: AnalysisOptions | None = None,
+) -> Generator[Progress, None, object]:
+    """Lattice maps of an image, computed block by block with progress reports.
+
+    Parameters
+    ----------
+    image : array_like
+        Image ``(y, x)`` or movie ``(..., y, x)``, numpy or dask.
+    reflections : array_like
+        ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹.
+    pixel_size : float
+        nm per pixel.
+    options : AnalysisOptions, optional
+        Window, step, masks, smoothing, strain (defaults: ``AnalysisOptions()``).
+
+    Yields
+    ------
+    Progress
+        After every block of map rows (and each post-processing step).
+
+    Returns
+    -------
+    LatticeMaps
+        numpy maps, masked (NaN) and smoothed as the options say.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On invalid input, with the engine's message.
+    """
+    import dask
+    import dask.array as da
+
+    from ..core.engine import analyze
+    from ..core.reciprocal import as_reflections
+
+    options = AnalysisOptions() if options is None else options
+    if not isinstance(options, AnalysisOptions):
+        raise TypeError(f"options must be AnalysisOptions, got {type(options).__name__}")
+    reflections = as_reflections(reflections)
+    if np.ndim(image) < 2:
+        raise ValueError(
+            f"image must have at least 2 dimensions (y, x), got shape {np.shape(image)}"
+        )
+    if min(np.shape(image)[-2:]) < options.window:
+        raise ValueError(
+            f"window ({options.window} px) is larger than the image "
+            f"({np.shape(image)[-2]}×{np.shape(image)[-1]} px)"
+        )
+
+    rows = _block_rows(options.window, options.step)
+    chunks = (1,) * (np.ndim(image) - 2) + (rows, -1)
+    if isinstance(image, da.Array):
+        lazy_image = image.rechunk(chunks)
+    else:
+        lazy_image = da.from_array(np.asarray(image), chunks=chunks)
+    lazy = analyze(
+        lazy_image,
+        reflections,
+        pixel_size=pixel_size,
+        window=options.window,
+        step=options.step,
+        search=options.search,
+        refine=options.refine,
+        compute_strain=options.compute_strain,
+    )
+    arrays = _lazy_arrays(lazy)
+    # Blocks of map rows, frame by frame for a movie: the grid of dask chunks of the
+    # d-spacing map without its reflection axis.
+    grid = lazy.d_spacing.chunks[1:-1]
+    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in grid]
+    blocks = list(np.ndindex(*[len(c) for c in grid]))
+    post_steps = int(options.crystal_mask) + int(options.intensity_mask)
+    post_steps += int(options.smoothing != "none")
+    total = len(blocks) + post_steps
+
+    out = [np.full(a.shape, np.nan, dtype=np.float32) for a in arrays]
+    for done, block in enumerate(blocks):
+        region = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, block, strict=True))
+        # All maps of one block in one compute: they share the windows' FFTs.
+        parts = dask.compute(*[a[(Ellipsis, *region, slice(None))] for a in arrays])
+        for target, part in zip(out, parts, strict=True):
+            target[(Ellipsis, *region, slice(None))] = part
+        yield Progress(done + 1, total, f"map rows {region[-1].stop}/{bounds[-1][-1]}")
+    maps = _with_arrays(lazy, out)
+
+    done = len(blocks)
+    if options.crystal_mask or options.intensity_mask:
+        from ..core.postprocess import apply_mask, crystal_mask, intensity_mask, mask_to_map
+
+        mask = np.ones(maps.d_spacing.shape[1:], dtype=bool)
+        if options.crystal_mask:
+            mask &= np.asarray(crystal_mask(maps, threshold=options.crystal_threshold))
+            done += 1
+            yield Progress(done, total, "crystal mask")
+        if options.intensity_mask:
+            image_mask = intensity_mask(
+                image, options.intensity_threshold, dark=options.intensity_dark
+            )
+            mask &= np.asarray(mask_to_map(image_mask, options.step))
+            done += 1
+            yield Progress(done, total, "intensity mask")
+        maps = apply_mask(maps, mask)
+    if options.smoothing != "none":
+        from ..core.postprocess import smooth
+
+        maps = smooth(maps, options.smoothing_size, method=options.smoothing)
+        done += 1
+        yield Progress(done, total, f"{options.smoothing} smoothing")
+    maps.parameters.update({"widget_options": options.as_dict()})
+    return maps
+
+
+def run_to_end(generator: Generator) -> object:
+    """Exhaust a :func:`run_analysis` generator and return its result (scripts, demo)."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,547 @@
+"""Lattice-map widget: run the rolling-window FFT analysis and show calibrated maps.
+
+The analysis runs in a napari ``thread_worker`` over the module-level generator
+:func:`._analysis.run_analysis`; the result becomes Image layers through
+:func:`napari_hrtem_fft.layers.maps_to_layers` — the same helper as in the console.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.layers import Image, Points
+from napari.utils.notifications import show_error, show_info
+
+from ..layers import find_result_layers, maps_to_layers, result_info
+from ._analysis import SMOOTHING_METHODS, AnalysisOptions, Progress, run_analysis
+from ._calibration import layer_pixel_size
+from ._stats import reflection_statistics, result_stacks
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["LatticeMapWidget"]
+
+_PICKER_KEY = "napari_hrtem_fft_picker"
+
+
+def _source_description(layer: Image, pixel_size: float) -> dict:
+    """What was analysed: the layer, its file and its calibration (for the JSON)."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path and isinstance(layer.metadata, dict):
+        # The plugin's reader records the file in the layer metadata.
+        path = layer.metadata.get("source_path")
+    return {
+        "layer": layer.name,
+        "file": str(path) if path else None,
+        "shape": list(layer.data.shape),
+        "scale": [float(s) for s in layer.scale],
+        "translate": [float(t) for t in layer.translate],
+        "units": [str(u) for u in layer.units],
+        "pixel_size_nm": float(pixel_size),
+    }
+
+
+class LatticeMapWidget(Container):
+    """Run the lattice-map analysis on an image with picked reflections.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer with the image; result layers are added to it.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.worker = None
+        self._run_started = 0.0
+        self._pending: dict | None = None
+        self._init_widgets()
+        self._init_layout()
+        self._connect_events()
+        self._on_image_changed()
+        self._set_running(False)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _init_widgets(self) -> None:
+        self._image = create_widget(
+            annotation=Image,
+            label="image",
+            options={"tooltip": "Image or movie layer to analyse."},
+        )
+        self._calibration = Label(label="calibration", tooltip="Pixel size used, in nm.")
+        self._pixel_size = FloatSpinBox(
+            label="pixel size (nm)",
+            value=0.02,
+            min=1e-5,
+            max=1e3,
+            step=1e-4,
+            tooltip="nm per pixel, used only when the image layer has no calibration.",
+        )
+        self._reflections = ComboBox(
+            label="reflections",
+            choices=self._reflection_choices,
+            nullable=True,
+            tooltip=(
+                "Points layer whose points are the reflections (gy, gx) in 1/nm, e.g. the "
+                "picker's 'reflections' layer."
+            ),
+        )
+        self._window = SpinBox(
+            label="window (px)",
+            value=128,
+            min=16,
+            max=512,
+            step=2,
+            tooltip="Side of each FFT window in pixels (even). Larger: more precise, less local.",
+        )
+        self._step = SpinBox(
+            label="step (px)",
+            value=8,
+            min=1,
+            max=256,
+            tooltip="Distance between window centres in pixels = size of one map pixel.",
+        )
+        self._search = FloatSpinBox(
+            label="search",
+            value=0.1,
+            min=0.005,
+            max=0.5,
+            step=0.005,
+            tooltip=(
+                "How far from each reflection a local peak is searched, relative to |g| "
+                "(0.1 = ±10 %)."
+            ),
+        )
+        self._refine = CheckBox(
+            text="sub-bin peak refinement",
+            value=True,
+            tooltip="Refine every peak position below the FFT bin size (slower, precise).",
+        )
+        self._crystal_mask = CheckBox(
+            text="crystal mask (peak strength)",
+            value=True,
+            tooltip="Blank map pixels where the reflections do not stand out of the noise.",
+        )
+        self._crystal_threshold = FloatSpinBox(
+            label="peak threshold",
+            value=0.0,
+            min=0.0,
+            max=1e6,
+            step=0.5,
+            tooltip="Minimum peak strength over background; 0 = automatic.",
+        )
+        self._intensity_mask = CheckBox(
+            text="intensity mask",
+            value=False,
+            tooltip=(
+                "Blank map pixels outside the particle as seen in the smoothed image "
+                "intensity (e.g. vacuum or a thick support)."
+            ),
+        )
+        self._intensity_threshold = FloatSpinBox(
+            label="intensity threshold",
+            value=0.5,
+            min=0.0,
+            max=1.0,
+            step=0.05,
+            tooltip=(
+                "Threshold on the smoothed intensity normalised to 0–1 (1st–99th "
+                "percentile of the image)."
+            ),
+        )
+        self._intensity_dark = CheckBox(
+            text="particle darker than background",
+            value=False,
+            tooltip="Keep pixels below the threshold instead of above it.",
+        )
+        self._smoothing = ComboBox(
+            label="smoothing",
+            choices=list(SMOOTHING_METHODS),
+            value="none",
+            tooltip="Smooth the maps after masking (NaN-aware).",
+        )
+        self._smoothing_size = SpinBox(
+            label="smoothing size",
+            value=3,
+            min=1,
+            max=51,
+            tooltip="Smoothing size in map pixels.",
+        )
+        self._strain = CheckBox(
+            text="compute strain (exx, eyy, exy, rotation)",
+            value=True,
+            tooltip="Strain relative to the picked reflections; needs 2 non-collinear ones.",
+        )
+        self._run = PushButton(text="Run", tooltip="Start the analysis in the background.")
+        self._cancel = PushButton(text="Cancel", tooltip="Stop the running analysis.")
+        self._buttons = Container(
+            widgets=[self._run, self._cancel], layout="horizontal", labels=False
+        )
+        self._buttons.margins = (0, 0, 0, 0)
+        self._progress = ProgressBar(
+            label="progress", value=0, min=0, max=1, tooltip="Blocks of map rows done."
+        )
+        self._status = Label(label="status", value="", tooltip="Outcome of the last run.")
+        self._export_dir = FileEdit(
+            label="export to",
+            mode="d",
+            tooltip="Folder for the maps (TIFF), statistics (CSV) and parameters (JSON).",
+        )
+        self._export = PushButton(
+            text="Export maps and statistics",
+            tooltip="Save every result layer of the image, its statistics and parameters.",
+        )
+
+    def _init_layout(self) -> None:
+        self.extend(
+            [
+                self._image,
+                self._calibration,
+                self._pixel_size,
+                self._reflections,
+                self._window,
+                self._step,
+                self._search,
+                self._refine,
+                self._crystal_mask,
+                self._crystal_threshold,
+                self._intensity_mask,
+                self._intensity_threshold,
+                self._intensity_dark,
+                self._smoothing,
+                self._smoothing_size,
+                self._strain,
+                self._buttons,
+                self._progress,
+                self._status,
+                self._export_dir,
+                self._export,
+            ]
+        )
+
+    def _connect_events(self) -> None:
+        self._image.changed.connect(self._on_image_changed)
+        self._reflections.changed.connect(self._on_reflections_changed)
+        self._crystal_mask.changed.connect(self._on_options_changed)
+        self._intensity_mask.changed.connect(self._on_options_changed)
+        self._smoothing.changed.connect(self._on_options_changed)
+        self._run.clicked.connect(self._on_run)
+        self._cancel.clicked.connect(self._on_cancel)
+        self._export.clicked.connect(self._on_export)
+        self._viewer.layers.selection.events.active.connect(self._on_active_layer)
+        self._on_options_changed()
+
+    # --------------------------------------------------------------- choices
+
+    def reflection_sources(self) -> list[Points]:
+        """Points layers that can hold reflections: the main viewer's and pickers'."""
+        layers = [
+            layer
+            for layer in self._viewer.layers
+            if isinstance(layer, Points) and layer.metadata.get(_PICKER_KEY) != "region"
+        ]
+        window = getattr(self._viewer, "window", None)
+        docks = getattr(window, "dock_widgets", None) or {}
+        for widget in list(docks.values()):
+            layer = getattr(widget, "reflections_layer", None)
+            if isinstance(layer, Points) and layer not in layers:
+                layers.append(layer)
+        return layers
+
+    def _reflection_choices(self, widget=None) -> list[tuple[str, Points]]:
+        out = []
+        for layer in self.reflection_sources():
+            where = " (FFT picker)" if layer.metadata.get(_PICKER_KEY) else ""
+            out.append((f"{layer.name}{where}", layer))
+        return out
+
+    def reset_choices(self, *args) -> None:
+        """Refresh the layer lists (napari calls this when layers change)."""
+        previous = self._reflections.value
+        super().reset_choices(*args)
+        if self._reflections.value is None or previous is None:
+            # Prefer the picker's layer when nothing was chosen yet.
+            for _, layer in self._reflection_choices():
+                if layer.metadata.get(_PICKER_KEY) == "reflections":
+                    self._reflections.value = layer
+                    break
+
+    # ---------------------------------------------------------------- helpers
+
+    def pixel_size(self) -> float:
+        """nm per pixel: the image layer's calibration, or the override field."""
+        layer = self._image.value
+        calibrated = layer_pixel_size(layer) if layer is not None else None
+        return calibrated if calibrated is not None else float(self._pixel_size.value)
+
+    def options(self) -> AnalysisOptions:
+        """The options set in the widget (raises ValueError if inconsistent)."""
+        threshold = float(self._crystal_threshold.value)
+        return AnalysisOptions(
+            window=int(self._window.value) - int(self._window.value) % 2,
+            step=int(self._step.value),
+            search=float(self._search.value),
+            refine=bool(self._refine.value),
+            compute_strain=bool(self._strain.value),
+            crystal_mask=bool(self._crystal_mask.value),
+            crystal_threshold=threshold if threshold > 0 else None,
+            intensity_mask=bool(self._intensity_mask.value),
+            intensity_threshold=float(self._intensity_threshold.value),
+            intensity_dark=bool(self._intensity_dark.value),
+            smoothing=str(self._smoothing.value),
+            smoothing_size=int(self._smoothing_size.value),
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while an analysis runs."""
+        return self.worker is not None
+
+    def _set_running(self, running: bool) -> None:
+        self._run.enabled = not running
+        self._cancel.enabled = running
+        self._export.enabled = not running
+
+    # ----------------------------------------------------------------- events
+
+    def _on_image_changed(self, event=None) -> None:
+        layer = self._image.value
+        if layer is None:
+            self._calibration.value = "no image layer"
+            self._pixel_size.enabled = False
+            return
+        calibrated = layer_pixel_size(layer)
+        self._pixel_size.enabled = calibrated is None
+        if calibrated is None:
+            self._calibration.value = "none: enter the pixel size below"
+        else:
+            self._calibration.value = f"{calibrated:.5g} nm/pixel (from the layer)"
+
+    def _on_reflections_changed(self, event=None) -> None:
+        layer = self._reflections.value
+        if layer is None:
+            return
+        # The picker records the window and pixel size its FFT used.
+        window = layer.metadata.get("window")
+        if window:
+            self._window.value = int(window)
+        pixel_size = layer.metadata.get("pixel_size_nm")
+        if pixel_size and self._pixel_size.enabled:
+            self._pixel_size.value = float(pixel_size)
+
+    def _on_options_changed(self, event=None) -> None:
+        self._crystal_threshold.enabled = bool(self._crystal_mask.value)
+        self._intensity_threshold.enabled = bool(self._intensity_mask.value)
+        self._intensity_dark.enabled = bool(self._intensity_mask.value)
+        self._smoothing_size.enabled = self._smoothing.value != "none"
+
+    def _on_active_layer(self, event=None) -> None:
+        """Show the colour bar of the selected result layer only."""
+        active = self._viewer.layers.selection.active
+        if result_info(active) is None:
+            return
+        for layer in find_result_layers(self._viewer.layers):
+            layer.colorbar.visible = layer is active
+        active.visible = True
+
+    # -------------------------------------------------------------------- run
+
+    def start(self) -> None:
+        """Validate the inputs and start the analysis in a worker thread.
+
+        Raises
+        ------
+        ValueError
+            On missing or invalid inputs (no image, no reflections, bad options).
+        """
+        from napari.qt.threading import create_worker
+
+        if self.running:
+            raise ValueError("an analysis is already running; cancel it first")
+        image = self._image.value
+        if image is None:
+            raise ValueError("choose an image layer")
+        if getattr(image, "rgb", False) or getattr(image, "multiscale", False):
+            raise ValueError(
+                f"layer {image.name!r} is RGB or multiscale; choose a grey-scale image"
+            )
+        points = self._reflections.value
+        if points is None or len(points.data) == 0:
+            raise ValueError("pick at least one reflection (Reflection picker › Suggest)")
+        reflections = np.asarray(points.data, dtype=float)[:, -2:]
+        options = self.options()
+        pixel_size = self.pixel_size()
+        self._pending = {
+            "image": image,
+            "options": options,
+            "pixel_size": pixel_size,
+            "points": points.name,
+        }
+        worker = create_worker(
+            run_analysis,
+            image.data,
+            reflections,
+            pixel_size=pixel_size,
+            options=options,
+            _progress=False,
+        )
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_running(True)
+        self._progress.max = 1
+        self._progress.value = 0
+        self._status.value = "running…"
+        self._run_started = time.perf_counter()
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the running analysis to stop at its next progress step."""
+        if self.worker is not None:
+            self.worker.quit()
+            self._status.value = "cancelling…"
+
+    def _on_run(self, event=None) -> None:
+        try:
+            self.start()
+        except (ValueError, TypeError) as exc:
+            show_error(f"Cannot run the lattice-map analysis: {exc}")
+
+    def _on_cancel(self, event=None) -> None:
+        self.cancel()
+
+    def _on_progress(self, progress: Progress) -> None:
+        self._progress.max = max(progress.total, 1)
+        self._progress.value = progress.done
+        self._status.value = progress.message
+
+    def _on_returned(self, maps) -> None:
+        pending, self._pending = self._pending, None
+        image = pending["image"]
+        if image not in self._viewer.layers:
+            show_error(f"The image {image.name!r} was removed during the analysis.")
+            return
+        self.add_result_layers(maps, image, options=pending["options"], points=pending["points"])
+        seconds = time.perf_counter() - self._run_started
+        self._status.value = f"done in {seconds:.1f} s: {maps.n_reflections} reflection(s)"
+
+    def _on_errored(self, exc: Exception) -> None:
+        # napari's worker already shows the error as a notification; say where it came from.
+        self._pending = None
+        self._status.value = f"failed: {exc}"
+
+    def _on_aborted(self) -> None:
+        self._pending = None
+        self._status.value = "cancelled; no layers added"
+
+    def _on_finished(self) -> None:
+        self.worker = None
+        self._set_running(False)
+
+    def add_result_layers(self, maps, image: Image, *, options=None, points=None) -> list:
+        """Replace the image's earlier result layers by layers of ``maps``.
+
+        Parameters
+        ----------
+        maps : LatticeMaps
+            The finished analysis.
+        image : napari.layers.Image
+            The analysed image layer (its scale, translate and units place the maps).
+        options : AnalysisOptions, optional
+            Recorded in the layers' metadata.
+        points : str, optional
+            Name of the reflections layer used.
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The new layers, in the order of :func:`maps_to_layers`.
+        """
+        recorded = {"reflections_layer": points}
+        if options is not None:
+            recorded.update(options.as_dict())
+        tuples = maps_to_layers(
+            maps,
+            image_scale=image.scale,
+            image_translate=image.translate,
+            units=tuple(str(u) for u in image.units),
+            source=image.name,
+            options=recorded,
+        )
+        for old in find_result_layers(self._viewer.layers, source=image.name):
+            self._viewer.layers.remove(old)
+        added = [self._viewer.add_image(data, **kwargs) for data, kwargs, _ in tuples]
+        if added:
+            self._viewer.layers.selection.active = added[0]
+            self._on_active_layer()
+        return added
+
+    # ----------------------------------------------------------------- export
+
+    def export(self, directory) -> list[Path]:
+        """Save the result layers of the current image, statistics and parameters.
+
+        Raises
+        ------
+        ValueError
+            If there are no result layers for the image.
+        FileExistsError
+            If ``directory`` already holds files of those names (nothing is written).
+        """
+        from ._export import export_results
+
+        image = self._image.value
+        if image is None:
+            raise ValueError("choose the analysed image layer")
+        layers = find_result_layers(self._viewer.layers, source=image.name)
+        if not layers:
+            raise ValueError(
+                f"there are no result layers of {image.name!r}; run the analysis first"
+            )
+        d, angle, _ = result_stacks(layers)
+        rows = reflection_statistics(d, angle)
+        return export_results(
+            directory,
+            layers,
+            statistics=rows,
+            source=_source_description(image, self.pixel_size()),
+        )
+
+    def _on_export(self, event=None) -> None:
+        directory = self._export_dir.value
+        if directory is None or str(directory) in ("", "."):
+            from qtpy.QtWidgets import QFileDialog
+
+            chosen = QFileDialog.getExistingDirectory(self.native, "Export lattice maps to")
+            if not chosen:
+                return
+            directory = Path(chosen)
+            self._export_dir.value = directory
+        try:
+            written = self.export(directory)
+        except (ValueError, FileExistsError, OSError) as exc:
+            show_error(f"Export failed: {exc}")
+            return
+        show_info(f"Exported {len(written)} files to {directory}")
+        self._status.value = f"exported {len(written)} files"

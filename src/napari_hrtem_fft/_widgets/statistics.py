@@ -1,0 +1,233 @@
+"""Statistics dock: d-spacing and angle per reflection and region, table and histogram.
+
+Reads the result layers of one analysed image (as the lattice-map widget made them)
+and, optionally, a Labels layer of regions (e.g. 1 = core, 2 = shell painted on the
+image).  Updates itself when result layers are added, replaced or removed and when the
+regions are painted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Table, create_widget
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Labels
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtGui import QGuiApplication
+
+from ..layers import find_result_layers, result_info
+from ._stats import COLUMNS, labels_on_map, reflection_statistics, result_stacks, statistics_text
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["LatticeStatisticsWidget"]
+
+# napari's default dark theme, so the plot does not glare next to the canvas.
+_BACKGROUND = "#262930"
+_FOREGROUND = "#d1d2d4"
+
+
+class LatticeStatisticsWidget(Container):
+    """Per-reflection statistics of lattice maps, with a histogram of d (Å).
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer holding the result layers.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.rows: list[dict] = []
+        self._watched: list = []
+        self._init_widgets()
+        self._init_layout()
+        self._connect_events()
+        self.reset_choices()
+        self.update_statistics()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _init_widgets(self) -> None:
+        self._source = ComboBox(
+            label="maps of",
+            choices=self._source_choices,
+            nullable=True,
+            tooltip="The analysed image whose result layers are summarised.",
+        )
+        self._regions = create_widget(
+            annotation=Labels | None,
+            label="regions",
+            options={
+                "tooltip": (
+                    "Optional Labels layer (e.g. paint 1 = core, 2 = shell on the image): "
+                    "statistics per label. None: every valid map pixel."
+                )
+            },
+        )
+        self._table = Table(
+            value={"data": [], "index": [], "columns": list(COLUMNS)},
+            label="statistics",
+            tooltip="Inside the crystal mask (NaN pixels are left out); d in Å, angles in °.",
+        )
+        self._table.read_only = True
+        self._table.native.verticalHeader().setVisible(False)
+        self._table.min_height = 110
+        self._copy = PushButton(
+            text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
+        )
+        self._status = Label(label="", value="")
+        self._figure = Figure(figsize=(4.0, 2.6), facecolor=_BACKGROUND, layout="constrained")
+        self._axes = self._figure.add_subplot()
+        self._canvas = FigureCanvasQTAgg(self._figure)
+        self._canvas.setMinimumHeight(220)
+        self._canvas.setToolTip("Histogram of the local lattice spacing d (Å) per reflection.")
+
+    def _init_layout(self) -> None:
+        self.extend([self._source, self._regions, self._table, self._copy, self._status])
+        self.native.layout().addWidget(self._canvas, 1)
+        self.native.setMinimumWidth(380)
+
+    def _connect_events(self) -> None:
+        self._source.changed.connect(self._schedule)
+        self._regions.changed.connect(self._on_regions_changed)
+        self._copy.clicked.connect(self._on_copy)
+        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        # Painting a region fires many events; recompute once it pauses.
+        self._timer = QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(150)
+        self._timer.timeout.connect(self.update_statistics)
+
+    # --------------------------------------------------------------- choices
+
+    def _source_choices(self, widget=None) -> list[str]:
+        sources = []
+        for layer in find_result_layers(self._viewer.layers):
+            source = result_info(layer).get("source")
+            if source is not None and source not in sources:
+                sources.append(source)
+        return sources
+
+    def reset_choices(self, *args) -> None:
+        """Refresh the lists (napari calls this when layers change)."""
+        super().reset_choices(*args)
+        if self._source.value is None and self._source.choices:
+            self._source.value = self._source.choices[-1]
+
+    # ----------------------------------------------------------------- events
+
+    def _schedule(self, event=None) -> None:
+        self._timer.start()
+
+    def _on_layers_changed(self, event=None) -> None:
+        self.reset_choices()
+        self._schedule()
+
+    def _on_regions_changed(self, event=None) -> None:
+        for layer in self._watched:
+            layer.events.data.disconnect(self._schedule)
+            layer.events.paint.disconnect(self._schedule)
+        self._watched = []
+        layer = self._regions.value
+        if layer is not None:
+            layer.events.data.connect(self._schedule)
+            layer.events.paint.connect(self._schedule)
+            self._watched = [layer]
+        self._schedule()
+
+    def _on_copy(self, event=None) -> None:
+        QGuiApplication.clipboard().setText(self.copy_text())
+        show_info(f"Copied {len(self.rows)} rows of statistics.")
+
+    # ---------------------------------------------------------------- compute
+
+    def copy_text(self) -> str:
+        """The table as tab-separated text with a header line."""
+        return statistics_text(self.rows, delimiter="\t")
+
+    def update_statistics(self) -> None:
+        """Recompute the table and the histogram from the current layers."""
+        source = self._source.value
+        layers = find_result_layers(self._viewer.layers, source=source) if source else []
+        self.rows = []
+        d = regions = None
+        try:
+            if layers:
+                d, angle, geometry = result_stacks(layers)
+                labels = self._regions.value
+                if labels is not None:
+                    regions = labels_on_map(
+                        labels.data,
+                        labels_scale=labels.scale,
+                        labels_translate=labels.translate,
+                        map_shape=geometry["shape"],
+                        map_scale=geometry["scale"],
+                        map_translate=geometry["translate"],
+                    )
+                self.rows = reflection_statistics(d, angle, regions=regions)
+        except ValueError as exc:
+            self._status.value = str(exc)
+            d = None
+        else:
+            self._status.value = (
+                f"{source}: {len(self.rows)} rows"
+                if layers
+                else "no lattice maps yet: run the analysis"
+            )
+        self._fill_table()
+        self._draw_histogram(d, regions)
+
+    def _fill_table(self) -> None:
+        data = [
+            [
+                row[c] if not isinstance(row[c], float) else round(row[c], 4 if "d " in c else 3)
+                for c in COLUMNS
+            ]
+            for row in self.rows
+        ]
+        self._table.value = {
+            "data": data,
+            "index": list(range(len(data))),
+            "columns": list(COLUMNS),
+        }
+        self._table.native.resizeColumnsToContents()
+
+    def _draw_histogram(self, d, regions) -> None:
+        ax = self._axes
+        ax.clear()
+        ax.set_facecolor(_BACKGROUND)
+        for spine in ax.spines.values():
+            spine.set_color(_FOREGROUND)
+        ax.tick_params(colors=_FOREGROUND, labelsize=8)
+        ax.set_xlabel("d (Å)", color=_FOREGROUND, fontsize=9)
+        ax.set_ylabel("map pixels", color=_FOREGROUND, fontsize=9)
+        if d is not None:
+            d_a = d * 10.0
+            finite = d_a[np.isfinite(d_a)]
+            if finite.size:
+                lo, hi = np.percentile(finite, (0.5, 99.5))
+                bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 80)
+                masks = {"": np.ones(d.shape[1:], dtype=bool)}
+                if regions is not None:
+                    masks = {f" · {int(v)}": regions == v for v in np.unique(regions) if v > 0}
+                for k in range(d.shape[0]):
+                    for suffix, mask in masks.items():
+                        values = d_a[k][mask]
+                        values = values[np.isfinite(values)]
+                        if values.size:
+                            ax.hist(values, bins=bins, histtype="step", label=f"{k + 1}{suffix}")
+                if ax.get_legend_handles_labels()[0]:
+                    legend = ax.legend(
+                        fontsize=7, frameon=False, title="reflection", title_fontsize=7
+                    )
+                    for text in [*legend.get_texts(), legend.get_title()]:
+                        text.set_color(_FOREGROUND)
+        self._canvas.draw_idle()
