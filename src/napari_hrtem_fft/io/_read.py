@@ -138,7 +138,7 @@ def _read_hdf5(path: Path) -> list[Micrograph]:
         emd = emd_flavour(h5) if not hyperspy else None
     if hyperspy:
         return read_hspy(path)
-    if emd is not None:
+    if emd is not None or path.suffix.lower() == ".emd":
         return read_emd(path)
     raise MicrographReadError(
         path, "HDF5 file of an unknown layout: not Velox EMD, Berkeley EMD or HyperSpy"

@@ -77,7 +77,9 @@ def read_tiff(path: Path, *, crop_databar: bool = True) -> list[Micrograph]:
     try:
         series = [s for s in tf.series if not s.pages[0].is_reduced] or list(tf.series[:1])
         if not series:
-            raise MicrographReadError(path, "the TIFF file holds no image")
+            raise MicrographReadError(
+                path, "truncated or corrupt TIFF file: no readable image directory (IFD) in it"
+            )
         out = []
         for index, s in enumerate(series):
             mg = _read_series(path, tf, s, index, crop_databar=crop_databar)

@@ -1,0 +1,54 @@
+"""Open real files in a napari viewer through the plugin (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import pytest
+
+RTOL = 1e-6
+
+
+def test_viewer_opens_dm3_velox_and_8bit_tiff_with_calibration(make_napari_viewer, shared_data):
+    viewer = make_napari_viewer()
+    layers = viewer.open(
+        str(shared_data / "dm3/example_Se_implanted_MoS2.dm3"), plugin="napari-hrtem-fft"
+    )
+    assert len(layers) == 1
+    layer = layers[0]
+    assert layer._type_string == "image"
+    assert tuple(layer.scale) == pytest.approx((0.0126953125,) * 2, rel=RTOL)
+    assert [str(u) for u in layer.units] == ["nanometer", "nanometer"]
+
+    layers = viewer.open(
+        str(shared_data / "velox_emd/STEM HAADF-DF4-DF2-BF Diffraction Micro.emd"),
+        plugin="napari-hrtem-fft",
+    )
+    assert len(layers) == 4
+    for layer in layers:
+        assert tuple(layer.scale) == pytest.approx((87.370796142255832,) * 2, rel=RTOL)
+        assert tuple(layer.translate) == pytest.approx((-5591.7309531043732,) * 2, rel=RTOL)
+        assert [str(u) for u in layer.units] == ["nanometer", "nanometer"]
+
+    (diff,) = viewer.open(
+        str(shared_data / "velox_emd/Camera Ceta Diffraction Micro.emd"), plugin="napari-hrtem-fft"
+    )
+    assert [str(u) for u in diff.units] == ["1 / nanometer", "1 / nanometer"]
+    assert diff.metadata["reciprocal"] is True
+
+    # 8-bit data must be an Image, never Labels.
+    (tvips,) = viewer.open(str(shared_data / "tiff/TVIPS_bin4.tif"), plugin="napari-hrtem-fft")
+    assert tvips._type_string == "image"
+    assert tvips.data.dtype.name == "uint8"
+    assert len(viewer.layers) == 7
+
+
+def test_viewer_survives_a_broken_file(make_napari_viewer, shared_data, tmp_path):
+    from napari_hrtem_fft.io import MicrographReadError
+
+    viewer = make_napari_viewer()
+    data = (shared_data / "dm3/PZO.dm3").read_bytes()
+    bad = tmp_path / "PZO.dm3"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(MicrographReadError, match=r"PZO\.dm3"):
+        viewer.open(str(bad), plugin="napari-hrtem-fft")
+    (layer,) = viewer.open(str(shared_data / "dm3/PZO.dm3"), plugin="napari-hrtem-fft")
+    assert tuple(layer.scale) == pytest.approx((0.015994541347026825,) * 2, rel=RTOL)
