@@ -52,3 +52,26 @@ def test_viewer_survives_a_broken_file(make_napari_viewer, shared_data, tmp_path
         viewer.open(str(bad), plugin="napari-hrtem-fft")
     (layer,) = viewer.open(str(shared_data / "dm3/PZO.dm3"), plugin="napari-hrtem-fft")
     assert tuple(layer.scale) == pytest.approx((0.015994541347026825,) * 2, rel=RTOL)
+
+
+def test_viewer_opens_a_folder_of_tiff_frames_lazily(make_napari_viewer, tmp_path):
+    import numpy as np
+
+    from napari_hrtem_fft.io import write_tiff
+
+    movie = tmp_path / "movie"
+    movie.mkdir()
+    for i in range(3):
+        write_tiff(
+            movie / f"f{i + 1}.tif",
+            np.full((32, 48), i, np.float32),
+            scale=(0.02, 0.02),
+            units=("nm", "nm"),
+        )
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(movie), plugin="napari-hrtem-fft")
+    assert layer.data.shape == (3, 32, 48)
+    assert hasattr(layer.data, "dask")
+    assert tuple(layer.scale) == pytest.approx((1.0, 0.02, 0.02), rel=RTOL)
+    assert [str(u) for u in layer.units][1:] == ["nanometer", "nanometer"]
+    assert layer.metadata["axis_units"] == ["frame", "nm", "nm"]

@@ -72,7 +72,8 @@ def read_mrc(path: Path) -> list[Micrograph]:
             axes.insert(0, FileAxis(1.0, 0.0, None, "frame"))
         else:
             axes.insert(0, FileAxis(vz, offs[2], "Å", "z"))
-    data = np.asarray(data) if data.ndim == 2 else data
+    # Copy 2-D images: the memory map is closed below.
+    data = np.array(data) if data.ndim == 2 else data
     data, notes = displayable(eager_or_lazy(data))
     if data.ndim == 2:
         mrc.close()
