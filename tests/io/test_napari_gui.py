@@ -75,3 +75,30 @@ def test_viewer_opens_a_folder_of_tiff_frames_lazily(make_napari_viewer, tmp_pat
     assert tuple(layer.scale) == pytest.approx((1.0, 0.02, 0.02), rel=RTOL)
     assert [str(u) for u in layer.units][1:] == ["nanometer", "nanometer"]
     assert layer.metadata["axis_units"] == ["frame", "nm", "nm"]
+
+
+def test_viewer_saves_an_image_layer_with_the_plugin_writer(make_napari_viewer, tmp_path):
+    import numpy as np
+
+    from napari_hrtem_fft.io import read_micrographs
+
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(0).random((20, 30)).astype(np.float32)
+    viewer.add_image(
+        data,
+        scale=(0.02, 0.03),
+        translate=(1.0, 2.0),
+        units=("nm", "nm"),
+        name="img",
+        metadata={"g": np.arange(3)},
+    )
+    target = tmp_path / "saved.tif"
+    written = viewer.layers.save(str(target), selected=False, plugin="napari-hrtem-fft")
+    assert written == [str(target), str(tmp_path / "saved.json")]
+    (mg,) = read_micrographs(target)
+    np.testing.assert_array_equal(mg.data, data)
+    assert mg.scale == pytest.approx((0.02, 0.03), rel=1e-9)
+    assert mg.translate == pytest.approx((1.0, 2.0), rel=1e-9)
+    assert mg.name == "img" and mg.metadata["g"] == [0, 1, 2]
+    with pytest.raises(FileExistsError, match=r"saved\.tif"):
+        viewer.layers.save(str(target), selected=False, plugin="napari-hrtem-fft")
