@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-
-PIXEL_SIZE = 0.02  # nm, the sample's calibration
-D_111 = 0.389 / np.sqrt(3)  # nm, Pd {111} in the core (0.2246)
-D_002 = 0.389 / 2  # nm, Pd {002} (0.1945)
-SHELL_EXPANSION = 0.035
+from widget_sample import PIXEL_SIZE
 
 
 @pytest.fixture(scope="session")

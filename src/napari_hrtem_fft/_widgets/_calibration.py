@@ -12,7 +12,14 @@ import numpy as np
 
 from ..io import parse_unit
 
-__all__ = ["current_plane", "layer_pixel_size", "world_to_pixel"]
+__all__ = ["camera_of", "current_plane", "layer_pixel_size", "world_to_pixel"]
+
+
+def camera_of(viewer):
+    """The viewer's camera model (``viewer.scene.camera`` from napari 0.9 on)."""
+    scene = getattr(viewer, "scene", None)
+    camera = getattr(scene, "camera", None)
+    return camera if camera is not None else viewer.camera
 
 
 def layer_pixel_size(layer) -> float | None:

@@ -11,17 +11,40 @@ be floated out of the main window to make the FFT as large as wanted.
 from __future__ import annotations
 
 import numpy as np
-from napari._qt.qt_viewer import QtViewer
 from napari.components import ViewerModel
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..core.reciprocal import g_angle, g_spacing
+from ._calibration import camera_of
 
 __all__ = ["FFTView"]
 
 
+class _CloseWatcher(QObject):
+    """Calls ``callback`` when the top-level window of a widget closes.
+
+    An OpenGL canvas must be released before its window goes away; napari closes its
+    own canvas then, but not the canvases of dock widgets.
+    """
+
+    def __init__(self, window: QWidget, callback) -> None:
+        super().__init__(window)
+        self._callback = callback
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Close:
+            self._callback()
+        return False
+
+
 class FFTView(QWidget):
     """An embedded napari canvas with its own layers and camera, for the FFT.
+
+    The model (:attr:`viewer`) exists from the start, so layers can be added at once;
+    the OpenGL canvas is made by :meth:`ensure_canvas` when there is something to show
+    and released when the window closes.
 
     Attributes
     ----------
@@ -32,23 +55,41 @@ class FFTView(QWidget):
     def __init__(self, parent: QWidget | None = None, *, title: str = "FFT") -> None:
         super().__init__(parent)
         self.viewer = ViewerModel(title=title)
-        self._qt_viewer: QtViewer | None = QtViewer(self.viewer, show_welcome_screen=False)
-        self._readout = QLabel("Move the mouse over the FFT to read g, d and angle.")
+        self._qt_viewer = None
+        self._watcher: _CloseWatcher | None = None
+        self._readout = QLabel("Show the FFT, then click reflections on it.")
         self._readout.setToolTip(
             "Reciprocal vector g = (gy, gx) under the mouse, its lattice spacing d = 1/|g| "
             "and its angle, counter-clockwise from +x on screen."
         )
         self._readout.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._qt_viewer, stretch=1)
-        layout.addWidget(self._readout)
-        self._qt_viewer.setMinimumSize(280, 280)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.addWidget(self._readout)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumHeight(300)
         self.viewer.cursor.events.position.connect(self._on_cursor)
 
+    @property
+    def has_canvas(self) -> bool:
+        """True while the OpenGL canvas exists."""
+        return self._qt_viewer is not None
+
+    def ensure_canvas(self) -> None:
+        """Create the canvas (once) and release it when the top-level window closes."""
+        from napari._qt.qt_viewer import QtViewer
+
+        if self._qt_viewer is None:
+            self._qt_viewer = QtViewer(self.viewer, show_welcome_screen=False)
+            self._qt_viewer.setMinimumSize(260, 260)
+            self._layout.insertWidget(0, self._qt_viewer, 1)
+            self._readout.setText("Move the mouse over the FFT to read g, d and angle.")
+        window = self.window()
+        if self._watcher is None or self._watcher.parent() is not window:
+            self._watcher = _CloseWatcher(window, self.close_canvas)
+
     def _on_cursor(self, event=None) -> None:
-        if not self.viewer.layers:
+        if self._qt_viewer is None or not self.viewer.layers:
             return
         g = np.asarray(self.viewer.cursor.position[-2:], dtype=float)
         if not np.any(g):
@@ -64,19 +105,22 @@ class FFTView(QWidget):
         """Centre the camera on the zero frequency and show ``|g| ≤ radius`` (nm⁻¹)."""
         if self._qt_viewer is None or radius <= 0:
             return
-        self.viewer.camera.center = (0.0, 0.0)
-        size = self._qt_viewer.canvas.size  # (height, width) in screen pixels
-        side = max(min(size), 100)
-        self.viewer.camera.zoom = 0.95 * side / (2.0 * radius)
+        camera = camera_of(self.viewer)
+        camera.center = (0.0, 0.0)
+        height, width = self._qt_viewer.canvas.size
+        side = max(min(height, width), 100)
+        camera.zoom = 0.95 * side / (2.0 * radius)
 
     def close_canvas(self) -> None:
-        """Release the OpenGL canvas; the widget shows nothing afterwards."""
-        if self._qt_viewer is not None:
-            self.viewer.cursor.events.position.disconnect(self._on_cursor)
-            self.viewer.layers.clear()
-            # QtViewer deletes itself on close (WA_DeleteOnClose) and frees its canvas.
-            self._qt_viewer.close()
-            self._qt_viewer = None
+        """Release the OpenGL canvas (the layers stay in :attr:`viewer`)."""
+        if self._qt_viewer is None:
+            return
+        qt_viewer, self._qt_viewer = self._qt_viewer, None
+        qt_viewer.close()
+        # Hand the widget back to Python so that it is freed with its last reference,
+        # not at some later turn of the event loop.
+        qt_viewer.setParent(None)
+        self._readout.setText("The FFT canvas was closed.")
 
     def closeEvent(self, event) -> None:
         self.close_canvas()

@@ -31,7 +31,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QAbstractItemView
 
 from ..core.reciprocal import g_angle, g_spacing
-from ._calibration import current_plane, layer_pixel_size, world_to_pixel
+from ._calibration import camera_of, current_plane, layer_pixel_size, world_to_pixel
 from ._fft_view import FFTView
 
 if TYPE_CHECKING:
@@ -237,16 +237,15 @@ class ReflectionPickerWidget(Container):
         self._clear.clicked.connect(self._on_clear)
         self._reflections.events.data.connect(self._on_reflections_data)
         self._reflections.mouse_drag_callbacks.append(self._snap_after_drag)
-        self._viewer.camera.events.center.connect(self._on_view_moved)
+        camera_of(self._viewer).events.center.connect(self._on_view_moved)
         self._viewer.dims.events.current_step.connect(self._on_frame_changed)
         self._viewer.layers.events.removed.connect(self._on_layer_removed)
-        # Coalesce bursts (a dragged region point moves many times a second).
-        self._refresh_timer = QTimer()
+        # Coalesce bursts (a dragged region point moves many times a second).  The
+        # timer is a child of the widget, so it dies with it.
+        self._refresh_timer = QTimer(self.native)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(60)
         self._refresh_timer.timeout.connect(self._refresh)
-        # Other docks (the lattice-map widget) list this widget's reflections layer.
-        QTimer.singleShot(0, self._announce_reflections)
 
     def _make_reflections_layer(self) -> Points:
         layer = self._fft_view.viewer.add_points(
@@ -310,7 +309,7 @@ class ReflectionPickerWidget(Container):
         if not create:
             return None
         image = self._image.value
-        center_world = self._viewer.camera.center[-2:]
+        center_world = camera_of(self._viewer).center[-2:]
         layer = self._viewer.add_points(
             [center_world],
             name=REGION_LAYER,
@@ -348,10 +347,10 @@ class ReflectionPickerWidget(Container):
         if self._region.value == "point":
             region = self._region_layer(create=True)
             if len(region.data) == 0:
-                region.data = [self._viewer.camera.center[-2:]]
+                region.data = [camera_of(self._viewer).center[-2:]]
             world_yx = np.asarray(region.data[-1], float)
         else:
-            world_yx = np.asarray(self._viewer.camera.center[-2:], float)
+            world_yx = np.asarray(camera_of(self._viewer).center[-2:], float)
         point = np.asarray(self._viewer.dims.point, float).copy()
         point[-2:] = world_yx
         pixel = world_to_pixel(image, point)[-2:]
@@ -362,15 +361,6 @@ class ReflectionPickerWidget(Container):
         return window - window % 2
 
     # ------------------------------------------------------------------ events
-
-    def _announce_reflections(self) -> None:
-        window = getattr(self._viewer, "window", None)
-        docks = getattr(window, "dock_widgets", None)
-        if docks is None:
-            return
-        for widget in list(docks.values()):
-            if widget is not self and hasattr(widget, "reflection_sources"):
-                widget.reset_choices()
 
     def _on_image_changed(self, event=None) -> None:
         layer = self._image.value
@@ -451,6 +441,7 @@ class ReflectionPickerWidget(Container):
             )
         pixel_size = self.pixel_size()
         center = self._window_center(image)
+        self._fft_view.ensure_canvas()
         fft = region_fft(plane, center, window=window, pixel_size=pixel_size)
         self._draw_outline(fft.center, image)
         name = f"FFT ({image.name})"

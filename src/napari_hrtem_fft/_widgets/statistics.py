@@ -101,7 +101,7 @@ class LatticeStatisticsWidget(Container):
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         # Painting a region fires many events; recompute once it pauses.
-        self._timer = QTimer()
+        self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(150)
         self._timer.timeout.connect(self.update_statistics)

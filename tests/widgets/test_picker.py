@@ -1,0 +1,111 @@
+"""Reflection picker on the sample particle: FFT calibration, suggest, snap, table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from widget_sample import D_002, D_111, PIXEL_SIZE
+
+from napari_hrtem_fft._widgets import ReflectionPickerWidget
+from napari_hrtem_fft.core.reciprocal import g_spacing
+
+
+@pytest.fixture
+def picker(viewer_with_sample, qtbot):
+    viewer, image = viewer_with_sample
+    widget = ReflectionPickerWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._image.value = image
+    widget._window.value = 128
+    return viewer, image, widget
+
+
+def test_show_fft_is_calibrated_in_reciprocal_nm(picker):
+    viewer, _, widget = picker
+    widget._show_fft.clicked.emit()
+    (fft,) = [layer for layer in widget.fft_viewer.layers if layer.name.startswith("FFT")]
+    assert fft.name == "FFT (Pd)"
+    assert fft.data.shape == (128, 128)
+    scale = 1 / (128 * PIXEL_SIZE)
+    np.testing.assert_allclose(fft.scale, [scale, scale], rtol=1e-12)
+    # Zero frequency (index 64) at the world origin.
+    np.testing.assert_allclose(fft.data_to_world([64, 64]), [0, 0], atol=1e-12)
+    assert str(fft.units[-1]) in ("1 / nanometer", "1/nm")
+    # The reflections layer is active, in add mode, above the FFT.
+    refl = widget.reflections_layer
+    assert widget.fft_viewer.layers.selection.active is refl and refl.mode == "add"
+    assert widget.fft_viewer.layers.index(refl) > widget.fft_viewer.layers.index(fft)
+    # The window outline on the image: a 128 px square around the region point.
+    (outline,) = [layer for layer in viewer.layers if layer.name == "FFT window"]
+    corners = outline.data[0]
+    side = corners.max(axis=0) - corners.min(axis=0)
+    np.testing.assert_allclose(side, [128 * PIXEL_SIZE] * 2, rtol=1e-6)  # float32
+
+
+def test_suggest_finds_the_pd_reflections_and_fills_the_table(picker):
+    _, _, widget = picker
+    widget._suggest.clicked.emit()
+    g = widget.reflections
+    assert g.shape == (3, 2)
+    d = np.sort(g_spacing(g))
+    # The window sits on the unstrained core: d within 0.5 % of Pd {002} and {111}.
+    np.testing.assert_allclose(d, [D_002, D_111, D_111], rtol=5e-3)
+    table = widget._table.value
+    assert len(table["data"]) == 3
+    assert table["columns"] == ("#", "gy (1/nm)", "gx (1/nm)", "d (Å)", "angle (°)")
+    np.testing.assert_allclose(sorted(r[3] for r in table["data"]), 10 * d, atol=1e-3)
+    labels = list(widget.reflections_layer.features["label"])
+    assert labels[0].startswith("1: ") and "Å" in labels[0] and "°" in labels[0]
+
+
+def test_a_click_near_a_peak_snaps_onto_it(picker):
+    _, _, widget = picker
+    widget._suggest.clicked.emit()
+    suggested = widget.reflections.copy()
+    widget._on_clear()
+    assert len(widget.reflections) == 0 and widget._table.value["data"] == []
+    # A click 1.5 FFT bins away from the {111} peak, as a user's click would be.
+    bin_size = 1 / (128 * PIXEL_SIZE)
+    target = suggested[1]
+    widget.reflections_layer.add(target + np.array([1.0, -1.0]) * bin_size)
+    (g,) = widget.reflections
+    assert np.hypot(*(g - target)) < 0.3 * bin_size
+    assert g_spacing(g) == pytest.approx(D_111, rel=5e-3)
+    assert len(widget._table.value["data"]) == 1
+
+
+def test_snapping_can_be_turned_off_and_delete_updates_the_table(picker):
+    _, _, widget = picker
+    widget._show_fft.clicked.emit()
+    widget._snap.value = False
+    widget.reflections_layer.add([3.0, 3.0])
+    widget.reflections_layer.add([-3.0, 3.0])
+    np.testing.assert_allclose(widget.reflections, [[3.0, 3.0], [-3.0, 3.0]])
+    widget.reflections_layer.selected_data = {0}
+    widget._delete.clicked.emit()
+    np.testing.assert_allclose(widget.reflections, [[-3.0, 3.0]])
+    assert [row[0] for row in widget._table.value["data"]] == [1]
+
+
+def test_uncalibrated_image_enables_the_pixel_size_field(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(sample[0], name="raw")  # no scale: 1 pixel
+    widget = ReflectionPickerWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget._image.value = image
+    assert widget._pixel_size.enabled
+    widget._pixel_size.value = 0.04
+    widget._show_fft.clicked.emit()
+    fft = next(layer for layer in widget.fft_viewer.layers if layer.name.startswith("FFT"))
+    np.testing.assert_allclose(fft.scale[-1], 1 / (128 * 0.04))
+
+
+def test_window_larger_than_image_is_an_error_notification(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((100, 100), np.float32), scale=(0.02, 0.02), units="nm")
+    widget = ReflectionPickerWidget(viewer)
+    widget._image.value = image
+    errors = []
+    monkeypatch.setattr("napari_hrtem_fft._widgets.picker.show_error", errors.append)
+    widget._show_fft.clicked.emit()
+    assert len(errors) == 1 and "larger than the image" in errors[0]
