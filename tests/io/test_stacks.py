@@ -136,3 +136,13 @@ def test_multipage_tiff_without_zarr_uses_memmap(tmp_path, monkeypatch):
     tifffile.imwrite(compressed, np.stack(_frames(5)), metadata=None, compression="zlib")
     (mg,) = read_micrographs(compressed)
     np.testing.assert_array_equal(mg.data[4].compute(), _frames(5)[4])
+
+
+def test_generic_hdf5_is_left_to_other_plugins(tmp_path):
+    other = tmp_path / "results.hdf5"
+    with h5py.File(other, "w") as f:
+        f["table"] = np.arange(10)
+    assert napari_get_reader(str(other)) is None
+    ours = tmp_path / "ours.hdf5"
+    _hspy(ours, np.zeros((8, 8), np.float32), [("y", 1.0, "nm", False), ("x", 1.0, "nm", False)])
+    assert callable(napari_get_reader(str(ours)))

@@ -51,9 +51,27 @@ def sniff(path) -> bool:
         if family in _SIGNATURES:
             with open(path, "rb") as f:
                 head = f.read(8)
-            return head.startswith(_SIGNATURES[family])
+            if not head.startswith(_SIGNATURES[family]):
+                return False
+        if path.suffix.lower() == ".hdf5":
+            # A generic extension: claim only HyperSpy/EMD layouts, leave other HDF5 to
+            # other plugins.
+            return _is_our_hdf5(path)
         return True
     except (OSError, TypeError, ValueError):
+        return False
+
+
+def _is_our_hdf5(path: Path) -> bool:
+    import h5py
+
+    from ._emd import emd_flavour
+    from ._hspy import is_hyperspy
+
+    try:
+        with h5py.File(path, "r") as h5:
+            return is_hyperspy(h5) or emd_flavour(h5) is not None
+    except OSError:
         return False
 
 

@@ -134,11 +134,11 @@ def _read_series(path, tf, s, index, *, crop_databar) -> Micrograph:
     data, conv = displayable(data)
     notes += conv
 
-    leading = []
-    for letter, size in zip(axes_letters[:-2], data.shape[:-2], strict=True):
-        leading.append(cal.leading.get(letter, FileAxis(1.0, 0.0, None, letter)))
-        if size != data.shape[len(leading) - 1]:
-            raise MicrographReadError(path, "inconsistent TIFF series shape")
+    if len(axes_letters) != data.ndim:
+        axes_letters = "Q" * (data.ndim - 2) + "YX"
+    leading = [
+        cal.leading.get(letter, FileAxis(1.0, 0.0, None, letter)) for letter in axes_letters[:-2]
+    ]
     axes = [*leading, cal.y, cal.x]
     return build_micrograph(
         data,
