@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,3 +415,102 @@ def test_end_to_end_dilated_lattice(tmp_path):
     np.testing.assert_allclose(inner, 1.02 * g_spacing(REFL[0]), rtol=2e-3)
     exx = tifffile.imread(tmp_path / "maps_exx.tif")[2:-2, 2:-2]
     assert math.isclose(float(np.nanmedian(exx)), 0.02, abs_tol=2e-3)
+
+
+def test_auto_skips_higher_orders(tmp_path, fake_engine):
+    # g, its second order 2g (both stronger than g2) and g2: --auto 2 skips one of g, 2g.
+    g1 = np.array([-1.0, 3.0])
+    g2 = np.array([-3.2, -0.4])
+    image, _ = synthetic_lattice(
+        (256, 256),
+        pixel_size=PIXEL,
+        reflections=[g1, 2 * g1, g2],
+        amplitudes=[0.3, 0.2, 0.1],
+    )
+    path = _write_imagej_tiff(tmp_path / "harmonics.tif", image)
+    out = tmp_path / "maps.tif"
+    args = ["analyze", str(path), "--auto", "2", "--window", "64", "--out", str(out), "-q"]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "maps.json").read_text())
+    found = np.array([r["g_inv_nm"] for r in record["reflections"]])
+    # The first is g or 2g (whichever stands out more), the second g2, not the other order.
+    assert len(found) == 2
+    assert np.linalg.norm(found[0] / np.linalg.norm(found[0]) - g1 / np.linalg.norm(g1)) < 1e-3
+    np.testing.assert_allclose(found[1], -g2, atol=2e-3)  # canonical half-plane
+    assert (tmp_path / "maps_exx.tif").exists()
+
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def test_real_pzo_file_end_to_end(tmp_path):
+    # README of the shared data: PbZrO3, 0.015994541 nm/px, d = 0.298 and 0.299 nm
+    # (perpendicular); a single unstrained crystal, so the strain is near zero.
+    pytest.importorskip("napari_hrtem_fft.core.engine", reason="core.engine not written yet")
+    path = SHARED / "dm3" / "PZO.dm3"
+    if not path.exists():
+        pytest.skip(f"shared test data not available: {path}")
+    out = tmp_path / "pzo.tif"
+    rc = main(
+        [
+            "analyze",
+            str(path),
+            "--auto",
+            "2",
+            "--window",
+            "128",
+            "--step",
+            "16",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
+    assert rc == 0
+    from napari_hrtem_fft.io import read_micrographs
+
+    (d1,) = read_micrographs(tmp_path / "pzo_d_spacing_g1.tif")
+    assert d1.scale == pytest.approx((16 * 0.015994541,) * 2, rel=1e-6)
+    d = [np.nanmedian(tifffile.imread(tmp_path / f"pzo_d_spacing_g{k}.tif")) for k in (1, 2)]
+    np.testing.assert_allclose(sorted(d), [0.298, 0.299], atol=0.002)
+    exx = tifffile.imread(tmp_path / "pzo_exx.tif")
+    assert abs(np.nanmedian(exx)) < 2e-3
+
+
+def test_movie_keeps_time_axis_and_calibration(tmp_path):
+    # Three frames dilated by 0, 1 and 2 %; reflections from frame 0, so exx = eyy = 0,
+    # 0.01, 0.02 frame by frame, and the time axis (0.5 s) is kept in the maps.
+    pytest.importorskip("napari_hrtem_fft.core.engine", reason="core.engine not written yet")
+    from napari_hrtem_fft.io import read_micrographs, write_tiff
+
+    frames = [
+        synthetic_lattice(
+            (192, 192),
+            pixel_size=PIXEL,
+            reflections=REFL,
+            mapping=dilatation_mapping(f),
+            noise=0.05,
+            seed=i,
+        )[0]
+        for i, f in enumerate([1.0, 1.01, 1.02])
+    ]
+    movie = tmp_path / "movie.tif"
+    write_tiff(movie, np.stack(frames), scale=(0.5, PIXEL, PIXEL), units=("s", "nm", "nm"))
+    out = tmp_path / "maps" / "m.tif"
+    args = ["analyze", str(movie), "--auto", "3", "--window", "64", "--step", "16"]
+    assert main([*args, "--out", str(out), "-q"]) == 0
+    (exx,) = read_micrographs(tmp_path / "maps" / "m_exx.tif")
+    assert exx.shape == (3, 12, 12)
+    assert exx.units == ("s", "nm", "nm")
+    assert exx.scale == pytest.approx((0.5, 16 * PIXEL, 16 * PIXEL))
+    per_frame = np.nanmedian(np.asarray(exx.data).reshape(3, -1), axis=1)
+    np.testing.assert_allclose(per_frame, [0.0, 0.01, 0.02], atol=1e-3)
+
+
+def test_anisotropic_pixels_refused(tmp_path, capsys):
+    from napari_hrtem_fft.io import write_tiff
+
+    path = tmp_path / "aniso.tif"
+    write_tiff(path, np.zeros((128, 128)), scale=(0.02, 0.03), units=("nm", "nm"))
+    assert main(["analyze", str(path), "-r", "1,2", "--out", str(tmp_path / "m.tif")]) == 3
+    assert "anisotropic" in capsys.readouterr().err

@@ -169,7 +169,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--auto",
         type=_positive_int,
         metavar="N",
-        help="use the N strongest reflections of the image centre (find_reflections)",
+        help="use the N strongest reflections of the image centre, one per lattice-plane "
+        "direction (higher orders are skipped)",
     )
     an.add_argument(
         "--step", type=_positive_int, default=8, metavar="PX", help="map step, pixels (default 8)"
@@ -267,6 +268,14 @@ def _load(args):
         pixel_size = float(args.pixel_size)
         cal["source"] = "--pixel-size"
     else:
+        sy, sx = mg.scale[-2:]
+        if mg.calibrated and not math.isclose(sy, sx, rel_tol=1e-6):
+            raise CliError(
+                f"{mg.name!r} has anisotropic pixels (y {sy:.6g} {mg.units[-2]}, x {sx:.6g} "
+                f"{mg.units[-1]}); the analysis needs square pixels: resample the image, "
+                "or force a pixel size with --pixel-size NM",
+                EXIT_INPUT,
+            )
         try:
             pixel_size = float(mg.pixel_size)
         except ValueError as err:
@@ -332,6 +341,25 @@ def _cmd_reflections(args) -> int:
     return EXIT_OK
 
 
+def _distinct_directions(g, count: int, min_angle: float = 5.0):
+    """The ``count`` strongest reflections, skipping any parallel (within ``min_angle``
+    degrees, either sign) to a stronger one: higher orders of the same planes add no
+    information and would make the strain undefined."""
+    import numpy as np
+
+    from .core.reciprocal import g_angle
+
+    chosen: list[int] = []
+    angles = g_angle(g)
+    for i in range(len(g)):
+        diffs = [abs((angles[i] - angles[j] + 90.0) % 180.0 - 90.0) for j in chosen]
+        if all(d >= min_angle for d in diffs):
+            chosen.append(i)
+        if len(chosen) == count:
+            break
+    return np.asarray(g)[chosen].reshape(-1, 2)
+
+
 def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
     """Every file the analysis will write, by layer name (TIFF) or the store (zarr)."""
     suffix = out.suffix.lower()
@@ -374,6 +402,25 @@ def _versions() -> dict:
     return out
 
 
+def _checked_plan(args, out: Path, refl):
+    """Output plan for these reflections; error if an output exists (no --overwrite)."""
+    from .core.strain import MIN_RECIPROCAL_ANGLE, _check_basis
+
+    try:
+        _check_basis(refl, "reflections")
+        with_strain = True
+    except ValueError:
+        with_strain = False
+        if len(refl) > 1:
+            _log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
+    plan = _output_plan(out, len(refl), with_strain)
+    existing = _existing(plan)
+    if existing and not args.overwrite:
+        names = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise CliError(f"output exists: {names} (use --overwrite to replace)", EXIT_OUTPUT)
+    return plan, with_strain
+
+
 def _cmd_analyze(args) -> int:
     import numpy as np
 
@@ -388,30 +435,33 @@ def _cmd_analyze(args) -> int:
             f"--step ({args.step}) must not exceed --window ({args.window})", EXIT_USAGE
         )
     out = Path(args.out)
-    # Validate the output kind before the (long) analysis.
+    # Validate the output kind, and refuse existing outputs, before the (long) analysis.
     _output_plan(out, 1, False)
+    if args.reflection:
+        refl = as_reflections(args.reflection, name="--reflection")
+        source = "--reflection"
+        plan, with_strain = _checked_plan(args, out, refl)
     mg, index, pixel_size, cal = _load(args)
 
     if args.auto is not None:
         from .core.fft import find_reflections
 
         try:
-            refl = find_reflections(
+            candidates = find_reflections(
                 _first_frame(mg.data),
                 pixel_size=pixel_size,
                 window=args.window,
-                max_count=args.auto,
+                max_count=max(8, 3 * args.auto),
             )
         except (TypeError, ValueError) as err:
             raise CliError(str(err), EXIT_USAGE) from None
+        refl = _distinct_directions(candidates, args.auto)
         if len(refl) == 0:
             raise CliError("--auto: no significant reflection found", EXIT_NOTHING_FOUND)
         if len(refl) < args.auto:
             _log(args, f"note: --auto {args.auto}: only {len(refl)} significant reflection(s)")
         source = "--auto"
-    else:
-        refl = as_reflections(args.reflection, name="--reflection")
-        source = "--reflection"
+        plan, with_strain = _checked_plan(args, out, refl)
     for row in _reflection_rows(refl):
         gy, gx = row["g_inv_nm"]
         _log(
@@ -419,19 +469,6 @@ def _cmd_analyze(args) -> int:
             f"g{row['index']}: ({gy:.4f}, {gx:.4f}) 1/nm, d = {row['d_nm']:.5f} nm "
             f"({row['d_angstrom']:.4f} Å), angle {row['angle_deg']:.2f}°",
         )
-
-    from .core.strain import _check_basis
-
-    try:
-        _check_basis(refl, "reflections")
-        with_strain = True
-    except ValueError:
-        with_strain = False
-    plan = _output_plan(out, len(refl), with_strain)
-    existing = _existing(plan)
-    if existing and not args.overwrite:
-        names = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        raise CliError(f"output exists: {names} (use --overwrite to replace)", EXIT_OUTPUT)
 
     maps = _run_analysis(args, mg, refl, pixel_size, with_strain)
 

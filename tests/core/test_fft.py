@@ -1,5 +1,7 @@
 """Tests of region_fft, find_reflections and refine_reflection against known lattices."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -215,3 +217,26 @@ def test_refine_reflection_snaps_to_peak(pd_image):
 def test_refine_reflection_outside_spectrum():
     with pytest.raises(ValueError, match="Nyquist"):
         refine_reflection(np.ones((128, 128)), [0.0, 80.0], pixel_size=PIXEL, window=128)
+
+
+# ------------------------------------------------------------- real instrument data
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+def test_find_reflections_on_real_pzo_image():
+    # README of the shared data: PbZrO3 HAADF, 0.015994541 nm/px; FFT d = 0.298 and
+    # 0.299 nm (perpendicular) and 0.425 nm.
+    path = SHARED / "dm3" / "PZO.dm3"
+    if not path.exists():
+        pytest.skip(f"shared test data not available: {path}")
+    from napari_hrtem_fft.io import read_micrographs
+
+    (mg,) = read_micrographs(path)
+    found = find_reflections(np.asarray(mg.data), pixel_size=mg.pixel_size, window=256)
+    d = g_spacing(found)
+    near_030 = found[np.abs(d - 0.2985) < 0.003]
+    assert len(near_030) == 2
+    between = abs(_angle_diff(*g_angle(near_030)))
+    assert 88.0 < between < 92.0
+    assert np.any(np.abs(d - 0.425) < 0.01)
