@@ -33,6 +33,11 @@ _PUBLIC = {
     "synthetic_lattice": "napari_hrtem_fft.core.synthetic",
     "g_spacing": "napari_hrtem_fft.core.reciprocal",
     "g_angle": "napari_hrtem_fft.core.reciprocal",
+    "synthetic_movie": "napari_hrtem_fft.core.synthetic",
+    "register_frames": "napari_hrtem_fft.core.drift",
+    "apply_drift": "napari_hrtem_fft.core.drift",
+    "shift_region": "napari_hrtem_fft.core.drift",
+    "shift_polygon": "napari_hrtem_fft.core.drift",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -329,3 +329,461 @@ def pd_core_shell_sample(
         seed=seed,
         dtype=np.float32,
     )
+
+
+# --------------------------------------------------------------------------------------
+# Synthetic in-situ movies
+# --------------------------------------------------------------------------------------
+
+__all__ += ["MovieTruth", "random_walk_drift", "synthetic_movie"]
+
+
+@dataclass
+class MovieTruth:
+    """Ground truth of a synthetic movie made by :func:`synthetic_movie`.
+
+    Frame ``k`` is the lattice of frame 0 expanded by ``expansion[k]`` (about the
+    particle centre), rotated by ``rotation[k]`` and rigidly moved by ``drift[k]``:
+    ``frame_k(r) = undrifted_k(r - drift[k])``.
+
+    Attributes
+    ----------
+    reflections : numpy.ndarray
+        Reference reflections ``(n, 2)`` of the unexpanded lattice, nm⁻¹.
+    expansion : numpy.ndarray
+        Lattice expansion per frame ``(t,)`` (0.035 = +3.5 % spacing).
+    rotation : numpy.ndarray
+        Lattice rotation per frame ``(t,)`` in degrees, counter-clockwise on screen.
+    drift : numpy.ndarray
+        Rigid displacement of the content per frame ``(t, 2)`` as ``(dy, dx)`` in pixels,
+        relative to frame 0 (``drift[0] == 0``).
+    shape : tuple of int
+        Frame shape ``(H, W)`` in pixels.
+    pixel_size : float
+        Pixel size in nm.
+    center : tuple of float
+        Particle centre ``(y, x)`` in nm in frame 0 (it moves with the drift).
+    radius : float or None
+        Particle radius in nm; None when the crystal fills the frame.
+    core_radius : float or None
+        For a core-shell particle, the radius (nm) of the core that keeps the reference
+        lattice (it still rotates); None for a uniform expansion.
+    shell_width : float
+        Width (nm) of the logistic core-shell transition.
+    """
+
+    reflections: np.ndarray
+    expansion: np.ndarray
+    rotation: np.ndarray
+    drift: np.ndarray
+    shape: tuple[int, int]
+    pixel_size: float
+    center: tuple[float, float]
+    radius: float | None
+    core_radius: float | None
+    shell_width: float
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames ``t``."""
+        return int(self.expansion.shape[0])
+
+    @property
+    def g(self) -> np.ndarray:
+        """Expected reciprocal vectors ``(t, n, 2)`` in nm⁻¹ of the expanded lattice.
+
+        For a uniform expansion this is the lattice everywhere in the particle; for a
+        core-shell particle it is the fully expanded shell.
+        """
+        return _expanded_g(self.reflections, self.expansion, self.rotation)
+
+    @property
+    def core_g(self) -> np.ndarray:
+        """Reciprocal vectors ``(t, n, 2)`` of the core of a core-shell particle (rotation only).
+
+        Equal to :attr:`g` for a uniform expansion.
+        """
+        if self.core_radius is None:
+            return self.g
+        return _expanded_g(self.reflections, np.zeros_like(self.expansion), self.rotation)
+
+    @property
+    def d_spacing(self) -> np.ndarray:
+        """Expected spacing ``(t, n)`` in nm (shell value for a core-shell particle)."""
+        g = self.g
+        return 1.0 / np.hypot(g[..., 0], g[..., 1])
+
+    @property
+    def angle(self) -> np.ndarray:
+        """Expected angle ``(t, n)`` in degrees (``atan2(-gy, gx)``), in (-180, 180]."""
+        from .reciprocal import g_angle
+
+        return g_angle(self.g)
+
+    def _mapping(self, frame: int) -> Mapping:
+        return _movie_mapping(
+            frame_drift_nm=self.drift[frame] * self.pixel_size,
+            center=self.center,
+            expansion=float(self.expansion[frame]),
+            rotation=float(self.rotation[frame]),
+            core_radius=self.core_radius,
+            shell_width=self.shell_width,
+        )
+
+    def particle(self, frame: int) -> np.ndarray:
+        """Boolean ``(H, W)`` mask of the crystal in ``frame`` (it follows the drift)."""
+        y, x = _pixel_grid(self.shape, self.pixel_size)
+        return _particle_mask(y, x, self.center, self.drift[frame] * self.pixel_size, self.radius)
+
+    def local_g(self, frame: int) -> np.ndarray:
+        """Exact local reciprocal vectors ``(n, H, W, 2)`` in nm⁻¹ of ``frame``."""
+        y, x = _pixel_grid(self.shape, self.pixel_size)
+        return _local_g(self._mapping(frame), y, x, self.reflections, h=1e-3 * self.pixel_size)
+
+
+def _expanded_g(reflections, expansion, rotation) -> np.ndarray:
+    """Reciprocal vectors ``(t, n, 2)``: expanded by ``expansion``, rotated ``rotation`` deg."""
+    from .reciprocal import g_angle, g_spacing
+
+    d = g_spacing(reflections)[None, :] * (1.0 + np.asarray(expansion)[:, None])
+    ang = g_angle(reflections)[None, :] + np.asarray(rotation)[:, None]
+    return g_from_spacing_angle(d, ang)
+
+
+def _pixel_grid(shape, pixel_size: float) -> tuple[np.ndarray, np.ndarray]:
+    h, w = int(shape[0]), int(shape[1])
+    y = np.arange(h, dtype=np.float64)[:, None] * pixel_size + np.zeros((1, w))
+    x = np.arange(w, dtype=np.float64)[None, :] * pixel_size + np.zeros((h, 1))
+    return y, x
+
+
+def _particle_mask(y, x, center, drift_nm, radius) -> np.ndarray:
+    if radius is None:
+        return np.ones(y.shape, dtype=bool)
+    return np.hypot(y - center[0] - drift_nm[0], x - center[1] - drift_nm[1]) <= radius
+
+
+def _particle_weight(y, x, center, drift_nm, radius, edge) -> np.ndarray:
+    """Projected-thickness profile of the particle: 1 inside, 0 outside, soft edge (nm)."""
+    if radius is None:
+        return np.ones(y.shape)
+    from scipy.special import erfc
+
+    rho = np.hypot(y - center[0] - drift_nm[0], x - center[1] - drift_nm[1])
+    return 0.5 * erfc((rho - radius) / edge)
+
+
+def _movie_mapping(
+    *, frame_drift_nm, center, expansion: float, rotation: float, core_radius, shell_width
+) -> Mapping:
+    """Image position (nm) → reference lattice of one frame: undo drift, rotation, expansion.
+
+    Evaluating the lattice at ``r - drift`` moves the pattern rigidly and exactly, with no
+    interpolation.
+    """
+    cy, cx = center
+    ddy, ddx = float(frame_drift_nm[0]), float(frame_drift_nm[1])
+    rotate = rotation_mapping(rotation, center=(0.0, 0.0))
+
+    def mapping(y, x):
+        dy, dx = y - ddy - cy, x - ddx - cx
+        ry, rx = rotate(dy, dx)
+        if core_radius is None:
+            scale = 1.0 + expansion
+        else:
+            rho = np.hypot(dy, dx)
+            scale = 1.0 + expansion / (1.0 + np.exp(-(rho - core_radius) / shell_width))
+        return cy + ry / scale, cx + rx / scale
+
+    return mapping
+
+
+def random_walk_drift(n_frames: int, max_step: float, *, seed: int = 0) -> np.ndarray:
+    """A seeded random-walk drift, ``(n_frames, 2)`` as ``(dy, dx)`` in pixels.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames.
+    max_step : float
+        Largest displacement between consecutive frames, in pixels; each step has a
+        uniformly random direction and a length uniform in ``[0, max_step]``.
+    seed : int
+        Seed of the random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        Cumulative drift relative to frame 0 (first row zero), pixels.
+    """
+    if int(n_frames) < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if not np.isfinite(max_step) or max_step < 0:
+        raise ValueError(f"max_step must be a finite number of pixels >= 0, got {max_step}")
+    rng = np.random.default_rng([int(seed), 1])
+    length = rng.uniform(0.0, max_step, n_frames - 1)
+    direction = rng.uniform(0.0, 2 * np.pi, n_frames - 1)
+    steps = np.stack([length * np.sin(direction), length * np.cos(direction)], axis=-1)
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+
+
+def _texture_spectrum(padded_shape, pixel_size: float, seed: int) -> np.ndarray:
+    """Half spectrum of a periodic amorphous texture of unit variance on ``padded_shape``."""
+    rng = np.random.default_rng([int(seed), 3])
+    spec = np.fft.rfft2(rng.standard_normal(padded_shape))
+    ky = np.fft.fftfreq(padded_shape[0], d=pixel_size)[:, None]
+    kx = np.fft.rfftfreq(padded_shape[1], d=pixel_size)[None, :]
+    k = np.hypot(ky, kx)
+    # Same envelope as the still images (amorphous carbon speckle around 3 nm⁻¹).
+    spec *= np.exp(-(((k - 3.0) / 2.0) ** 2)) + 0.3 * np.exp(-((k / 1.0) ** 2))
+    spec[0, 0] = 0.0
+    # Parseval on the half spectrum: interior columns stand for two conjugate bins.
+    weight = np.full(spec.shape[1], 2.0)
+    weight[0] = 1.0
+    if padded_shape[1] % 2 == 0:
+        weight[-1] = 1.0
+    var = float(np.sum(weight * np.abs(spec) ** 2)) / float(np.prod(padded_shape)) ** 2
+    return spec / np.sqrt(var)
+
+
+def _movie_frames(
+    frames,
+    *,
+    shape,
+    pixel_size,
+    reflections,
+    amplitudes,
+    phases,
+    expansion,
+    rotation,
+    drift,
+    center,
+    radius,
+    core_radius,
+    shell_width,
+    edge,
+    contrast,
+    mean,
+    amorphous,
+    texture_pad,
+    noise,
+    seed,
+    dtype,
+) -> np.ndarray:
+    """Render the frames with indices ``frames`` (1-D int array) as ``(len(frames), H, W)``."""
+    h, w = int(shape[0]), int(shape[1])
+    y, x = _pixel_grid(shape, pixel_size)
+    out = np.empty((len(frames), h, w), dtype=dtype)
+    spec = None
+    if amorphous:
+        padded = (h + texture_pad, w + texture_pad)
+        spec = _texture_spectrum(padded, pixel_size, seed)
+        ky = np.fft.fftfreq(padded[0])[:, None]
+        kx = np.fft.rfftfreq(padded[1])[None, :]
+    for i, k in enumerate(np.asarray(frames, dtype=int).ravel()):
+        drift_nm = drift[k] * pixel_size
+        mapping = _movie_mapping(
+            frame_drift_nm=drift_nm,
+            center=center,
+            expansion=float(expansion[k]),
+            rotation=float(rotation[k]),
+            core_radius=core_radius,
+            shell_width=shell_width,
+        )
+        ry, rx = mapping(y, x)
+        fringes = np.zeros((h, w))
+        for j in range(reflections.shape[0]):
+            arg = 2 * np.pi * (reflections[j, 0] * ry + reflections[j, 1] * rx) + phases[j]
+            fringes += amplitudes[j] * np.cos(arg)
+        inside = _particle_weight(y, x, center, drift_nm, radius, edge)
+        image = mean * (1.0 + contrast * inside) + inside * fringes
+        if spec is not None:
+            # A Fourier phase ramp evaluates the band-limited periodic texture exactly at
+            # r - drift; the padding keeps the periodic wrap out of sight.
+            ramp = np.exp(-2j * np.pi * (ky * drift[k, 0] + kx * drift[k, 1]))
+            tex = np.fft.irfft2(spec * ramp, s=(h + texture_pad, w + texture_pad))
+            image += amorphous * tex[:h, :w]
+        if noise:
+            image += noise * np.random.default_rng([int(seed), 2, int(k)]).standard_normal((h, w))
+        out[i] = image
+    return out
+
+
+def synthetic_movie(
+    n_frames: int,
+    shape,
+    *,
+    pixel_size: float,
+    reflections,
+    amplitudes=None,
+    expansion_total: float = 0.035,
+    rotation_total: float = 0.0,
+    drift=None,
+    radius: float | None = None,
+    core_radius: float | None = None,
+    shell_width: float = 0.3,
+    edge: float | None = None,
+    contrast: float = -0.15,
+    mean: float = 1.0,
+    amorphous: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+    lazy: bool = True,
+    dtype=np.float32,
+):
+    """Make an in-situ movie ``(t, H, W)`` of an expanding, rotating, drifting crystal.
+
+    Frame ``k`` of ``t`` shows the lattice expanded by ``expansion_total · k/(t-1)`` and
+    rotated by ``rotation_total · k/(t-1)`` about the particle centre, moved rigidly by
+    ``drift[k]``.  The lattice and the particle are evaluated analytically at
+    ``r - drift[k]`` and the amorphous film is shifted by an exact Fourier phase ramp, so
+    a sub-pixel drift carries no interpolation error.  White noise is drawn anew for
+    every frame.
+
+    Parameters
+    ----------
+    n_frames : int
+        Number of frames ``t`` (>= 1).
+    shape : tuple of int
+        Frame size ``(H, W)`` in pixels.
+    pixel_size : float
+        Pixel size in nm.
+    reflections : array_like
+        Reflections ``(n, 2)`` of frame 0 as ``(gy, gx)`` in nm⁻¹.
+    amplitudes : array_like, optional
+        Fringe amplitude per reflection (default 0.2, in units of the mean intensity).
+    expansion_total : float
+        Lattice expansion reached in the last frame (0.035 = +3.5 % spacing).
+    rotation_total : float
+        Lattice rotation reached in the last frame, degrees counter-clockwise on screen.
+    drift : array_like or float, optional
+        Rigid displacement of the content: an array ``(t, 2)`` of ``(dy, dx)`` in pixels
+        relative to frame 0, or a number giving the largest step between frames (pixels)
+        of a seeded random walk (:func:`random_walk_drift`).  Default: no drift.
+    radius : float, optional
+        Radius of a round particle in nm, centred in frame 0; default: crystal everywhere.
+    core_radius : float, optional
+        If given, only the shell beyond this radius (nm) expands (core-shell particle);
+        default: the whole crystal expands uniformly.
+    shell_width : float
+        Width of the core-shell transition in nm.
+    edge : float, optional
+        Width (nm) of the soft particle edge, over which fringes and contrast fade out
+        (default two pixels); a real particle is not a sharp-edged disc, and a sharp
+        edge aliases differently at every sub-pixel position.
+    contrast : float
+        Relative change of the mean intensity inside the particle (mass-thickness
+        contrast; -0.15 = 15 % darker).  Ignored without ``radius``.
+    mean : float
+        Mean intensity.
+    amorphous : float
+        Standard deviation of an amorphous-film texture that drifts with the particle.
+    noise : float
+        Standard deviation of white noise per pixel, new in every frame.
+    seed : int
+        Seed of every random choice (fringe phases, texture, noise, random-walk drift).
+    lazy : bool
+        If True return a dask array generated frame by frame (chunks ``(1, H, W)``);
+        otherwise a numpy array.
+    dtype : numpy dtype
+        Output dtype (default float32).
+
+    Returns
+    -------
+    stack : dask.array.Array or numpy.ndarray
+        The movie ``(t, H, W)``.
+    truth : MovieTruth
+        Expansion, rotation and drift per frame, and the expected g per frame and reflection.
+
+    Raises
+    ------
+    ValueError
+        If ``n_frames``, ``shape``, ``pixel_size``, ``drift`` or a radius is invalid.
+    """
+    from functools import partial
+
+    n = int(n_frames)
+    if n < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if len(shape) != 2 or min(int(s) for s in shape) < 1:
+        raise ValueError(f"shape must be (H, W) with positive sizes in pixels, got {shape}")
+    h, w = int(shape[0]), int(shape[1])
+    if not np.isfinite(pixel_size) or pixel_size <= 0:
+        raise ValueError(f"pixel_size must be a positive number of nm, got {pixel_size}")
+    refl = as_reflections(reflections)
+    n_refl = refl.shape[0]
+    amps = np.broadcast_to(0.2 if amplitudes is None else amplitudes, (n_refl,)).astype(float)
+    if drift is None:
+        drift_px = np.zeros((n, 2))
+    elif np.ndim(drift) == 0:
+        drift_px = random_walk_drift(n, float(drift), seed=seed)
+    else:
+        drift_px = np.asarray(drift, dtype=np.float64)
+        if drift_px.shape != (n, 2) or not np.all(np.isfinite(drift_px)):
+            raise ValueError(
+                f"drift must be finite (dy, dx) pixels of shape ({n}, 2), got {drift_px.shape}"
+            )
+    for name, value in (("radius", radius), ("core_radius", core_radius)):
+        if value is not None and (not np.isfinite(value) or value <= 0):
+            raise ValueError(f"{name} must be a positive number of nm or None, got {value}")
+    if shell_width <= 0:
+        raise ValueError(f"shell_width must be > 0 nm, got {shell_width}")
+    edge = 2.0 * float(pixel_size) if edge is None else float(edge)
+    if not np.isfinite(edge) or edge <= 0:
+        raise ValueError(f"edge must be a positive width in nm or None, got {edge}")
+    frac = np.arange(n) / (n - 1) if n > 1 else np.zeros(1)
+    expansion = float(expansion_total) * frac
+    rotation = float(rotation_total) * frac
+    center = (h * pixel_size / 2, w * pixel_size / 2)
+    phases = np.random.default_rng([int(seed), 0]).uniform(0, 2 * np.pi, n_refl)
+    # Room for the drift plus a margin, rounded up for fast FFT sizes.
+    reach = float(np.max(np.abs(drift_px - drift_px.mean(axis=0)))) if n > 1 else 0.0
+    texture_pad = int(64 * np.ceil((2 * reach + 64) / 64))
+    render = partial(
+        _movie_frames,
+        shape=(h, w),
+        pixel_size=float(pixel_size),
+        reflections=refl,
+        amplitudes=amps,
+        phases=phases,
+        expansion=expansion,
+        rotation=rotation,
+        drift=drift_px,
+        center=center,
+        radius=radius,
+        core_radius=core_radius,
+        shell_width=float(shell_width),
+        edge=edge,
+        contrast=float(contrast) if radius is not None else 0.0,
+        mean=float(mean),
+        amorphous=float(amorphous),
+        texture_pad=texture_pad,
+        noise=float(noise),
+        seed=int(seed),
+        dtype=np.dtype(dtype),
+    )
+    truth = MovieTruth(
+        reflections=refl,
+        expansion=expansion,
+        rotation=rotation,
+        drift=drift_px,
+        shape=(h, w),
+        pixel_size=float(pixel_size),
+        center=center,
+        radius=None if radius is None else float(radius),
+        core_radius=None if core_radius is None else float(core_radius),
+        shell_width=float(shell_width),
+    )
+    if not lazy:
+        return render(np.arange(n)), truth
+    import dask.array as da
+
+    stack = da.arange(n, chunks=1).map_blocks(
+        render,
+        new_axis=[1, 2],
+        chunks=((1,) * n, (h,), (w,)),
+        dtype=np.dtype(dtype),
+        meta=np.empty((0, 0, 0), dtype=dtype),
+        name="synthetic-movie",
+    )
+    return stack, truth
