@@ -240,3 +240,16 @@ def test_find_reflections_on_real_pzo_image():
     between = abs(_angle_diff(*g_angle(near_030)))
     assert 88.0 < between < 92.0
     assert np.any(np.abs(d - 0.425) < 0.01)
+
+
+def test_region_fft_and_find_reflections_accept_dask_and_integers(pd_image):
+    da = pytest.importorskip("dask.array")
+    image, truth = pd_image
+    counts = np.round(1000 * image).astype(np.uint16)
+    lazy = da.from_array(counts, chunks=128)
+    a = region_fft(lazy, (200, 300), window=64, pixel_size=PIXEL)
+    b = region_fft(counts, (200, 300), window=64, pixel_size=PIXEL)
+    np.testing.assert_array_equal(a.data, b.data)
+    found = find_reflections(lazy, pixel_size=PIXEL)
+    # Rounding to integer counts adds noise of 1/1000 of the fringe scale only.
+    np.testing.assert_allclose(_match(found, truth), truth, atol=1e-3)
