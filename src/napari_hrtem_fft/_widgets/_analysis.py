@@ -1,28 +1,47 @@
 """The lattice-map analysis as a generator of progress steps; no Qt, no napari.
 
-:func:`run_analysis` is what the lattice-map widget runs in a napari ``thread_worker``:
-it yields often (after every block of map rows, well under a second each) so that a
-Cancel stops it promptly, and returns the finished, post-processed
-:class:`~napari_hrtem_fft.core.maps.LatticeMaps`.  Tests drive it without a viewer.
+:func:`run_analysis` is what the lattice-map widget runs in a napari ``thread_worker``.
+It builds the lazy (dask) analysis of :func:`napari_hrtem_fft.analyze` over image
+blocks of 512 px, computes it in a helper thread and yields progress every 50 ms, so
+that a Cancel stops it within a fraction of a second, and returns the finished,
+post-processed :class:`~napari_hrtem_fft.core.maps.LatticeMaps`.  Tests drive it
+without a viewer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import threading
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SMOOTHING_METHODS", "AnalysisOptions", "Progress", "run_analysis", "run_to_end"]
+__all__ = [
+    "SMOOTHING_METHODS",
+    "AnalysisCancelled",
+    "AnalysisFailure",
+    "AnalysisOptions",
+    "Progress",
+    "run_analysis",
+    "run_reporting_errors",
+    "run_to_end",
+]
+
+logger = logging.getLogger(__name__)
 
 SMOOTHING_METHODS = ("none", "block", "gaussian", "median")
 
-# Rows of the image per dask block: at least this many windows along y per block,
-# so that the per-block overhead stays small, and few enough that one block takes
-# well under a second (the Cancel latency).
-_MIN_BLOCK_ROWS = 64
+# Side of the image blocks (pixels) computed as one dask task: large enough that the
+# window overlap costs little, small enough that one task takes well under a second
+# (the latency of Cancel) and progress moves in visible steps.
+_BLOCK_PIXELS = 512
+
+# Seconds between progress reports while the blocks are computed.
+_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -119,11 +138,43 @@ class Progress:
     message: str
 
 
-def _block_rows(window: int, step: int) -> int:
-    """Image rows per block: a multiple of ``step``, at least half a window (the
-    overlap depth the engine needs) and at least ``_MIN_BLOCK_ROWS``."""
-    rows = max(window // 2, _MIN_BLOCK_ROWS)
-    return step * math.ceil(rows / step)
+def _spatial_chunk(window: int, step: int) -> int:
+    """Image block side: a multiple of ``step`` and at least the overlap depth."""
+    depth = step * math.ceil((window // 2) / step)
+    return max(depth, step * math.ceil(_BLOCK_PIXELS / step))
+
+
+class AnalysisCancelled(Exception):
+    """Raised inside the dask computation when the user cancels."""
+
+
+class _Tracker:
+    """dask scheduler callbacks: count finished tasks, stop when ``cancel`` is set.
+
+    Raising in the pre-task hook makes the threaded scheduler stop submitting tasks
+    and re-raise, so a cancelled run ends after the tasks already running (each one
+    image block, a fraction of a second).
+    """
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.total = 0
+        self.done = 0
+
+    def start_state(self, dsk, state) -> None:
+        self.total = sum(len(state[k]) for k in ("ready", "waiting", "running"))
+        self.total += len(state.get("finished", ()))
+
+    def pretask(self, key, dsk, state) -> None:
+        if self.cancel.is_set():
+            raise AnalysisCancelled
+
+    def posttask(self, key, result, dsk, state, worker_id) -> None:
+        self.done += 1
+
+    def callbacks(self) -> tuple:
+        """The (start, start_state, pretask, posttask, finish) tuple dask expects."""
+        return (None, self.start_state, self.pretask, self.posttask, None)
 
 
 def _lazy_arrays(maps) -> list:
@@ -157,6 +208,7 @@ def run_analysis(
     *,
     pixel_size: float,
     options: AnalysisOptions | None = None,
+    cancel: threading.Event | None = None,
 ) -> Generator[Progress, None, object]:
     """Lattice maps of an image, computed block by block with progress reports.
 
@@ -170,16 +222,20 @@ def run_analysis(
         nm per pixel.
     options : AnalysisOptions, optional
         Window, step, masks, smoothing, strain (defaults: ``AnalysisOptions()``).
+    cancel : threading.Event, optional
+        Set it (from any thread) to stop the computation after the image blocks
+        already running; the generator then returns None.
 
     Yields
     ------
     Progress
-        After every block of map rows (and each post-processing step).
+        Every 50 ms while the maps are computed (tasks done of all tasks), then after
+        each post-processing step.
 
     Returns
     -------
-    LatticeMaps
-        numpy maps, masked (NaN) and smoothed as the options say.
+    LatticeMaps or None
+        numpy maps, masked (NaN) and smoothed as the options say; None if cancelled.
 
     Raises
     ------
@@ -206,8 +262,8 @@ def run_analysis(
             f"({np.shape(image)[-2]}×{np.shape(image)[-1]} px)"
         )
 
-    rows = _block_rows(options.window, options.step)
-    chunks = (1,) * (np.ndim(image) - 2) + (rows, -1)
+    side = _spatial_chunk(options.window, options.step)
+    chunks = (1,) * (np.ndim(image) - 2) + (side, side)
     if isinstance(image, da.Array):
         lazy_image = image.rechunk(chunks)
     else:
@@ -223,26 +279,36 @@ def run_analysis(
         compute_strain=options.compute_strain,
     )
     arrays = _lazy_arrays(lazy)
-    # Blocks of map rows, frame by frame for a movie: the grid of dask chunks of the
-    # d-spacing map without its reflection axis.
-    grid = lazy.d_spacing.chunks[1:-1]
-    bounds = [np.concatenate([[0], np.cumsum(c)]) for c in grid]
-    blocks = list(np.ndindex(*[len(c) for c in grid]))
     post_steps = int(options.crystal_mask) + int(options.intensity_mask)
     post_steps += int(options.smoothing != "none")
-    total = len(blocks) + post_steps
 
-    out = [np.full(a.shape, np.nan, dtype=np.float32) for a in arrays]
-    for done, block in enumerate(blocks):
-        region = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, block, strict=True))
-        # All maps of one block in one compute: they share the windows' FFTs.
-        parts = dask.compute(*[a[(Ellipsis, *region, slice(None))] for a in arrays])
-        for target, part in zip(out, parts, strict=True):
-            target[(Ellipsis, *region, slice(None))] = part
-        yield Progress(done + 1, total, f"map rows {region[-1].stop}/{bounds[-1][-1]}")
+    # All maps in one computation (they share every block's FFTs), in a helper
+    # thread, so that this generator can report progress while it runs.
+    tracker = _Tracker(threading.Event() if cancel is None else cancel)
+    yield Progress(0, 1, "starting")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lattice-maps") as pool:
+        future = pool.submit(
+            dask.compute, *arrays, scheduler="threads", callbacks=[tracker.callbacks()]
+        )
+        try:
+            while not future.done():
+                wait([future], timeout=_POLL)
+                total = max(tracker.total, 1) + post_steps
+                yield Progress(min(tracker.done, total - post_steps), total, "computing maps")
+        finally:
+            # Closed early (the caller stopped iterating): stop the computation too.
+            if not future.done():
+                tracker.cancel.set()
+        if tracker.cancel.is_set():
+            # Cancelled while computing: the scheduler raised AnalysisCancelled, or
+            # finished anyway; either way the caller asked for nothing.
+            return None
+        out = [np.asarray(a) for a in future.result()]
+    total = max(tracker.total, 1) + post_steps
     maps = _with_arrays(lazy, out)
 
-    done = len(blocks)
+    done = total - post_steps
+    yield Progress(done, total, "maps computed")
     if options.crystal_mask or options.intensity_mask:
         from ..core.postprocess import apply_mask, crystal_mask, intensity_mask, mask_to_map
 
@@ -267,6 +333,33 @@ def run_analysis(
         yield Progress(done, total, f"{options.smoothing} smoothing")
     maps.parameters.update({"widget_options": options.as_dict()})
     return maps
+
+
+@dataclass(frozen=True)
+class AnalysisFailure:
+    """What :func:`run_reporting_errors` returns instead of raising.
+
+    Attributes
+    ----------
+    error : Exception
+        The exception raised by the analysis.
+    """
+
+    error: Exception
+
+
+def run_reporting_errors(*args, **kwargs) -> Generator[Progress, None, object]:
+    """:func:`run_analysis`, with any error returned as :class:`AnalysisFailure`.
+
+    The widget runs this one: its worker thread then always ends with a result, which
+    the widget shows as a notification, instead of re-raising the error in the GUI
+    thread where, depending on napari's settings, it may only be printed.
+    """
+    try:
+        return (yield from run_analysis(*args, **kwargs))
+    except Exception as exc:  # every failure must reach the user, whatever its type
+        logger.exception("lattice-map analysis failed")
+        return AnalysisFailure(exc)
 
 
 def run_to_end(generator: Generator) -> object:

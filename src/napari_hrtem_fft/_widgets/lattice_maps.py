@@ -7,6 +7,7 @@ The analysis runs in a napari ``thread_worker`` over the module-level generator
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,13 @@ from napari.layers import Image, Points
 from napari.utils.notifications import show_error, show_info
 
 from ..layers import find_result_layers, maps_to_layers, result_info
-from ._analysis import SMOOTHING_METHODS, AnalysisOptions, Progress, run_analysis
+from ._analysis import (
+    SMOOTHING_METHODS,
+    AnalysisFailure,
+    AnalysisOptions,
+    Progress,
+    run_reporting_errors,
+)
 from ._calibration import layer_pixel_size
 from ._stats import reflection_statistics, result_stacks
 
@@ -70,6 +77,7 @@ class LatticeMapWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self.worker = None
+        self._cancel_event = threading.Event()
         self._run_started = 0.0
         self._pending: dict | None = None
         self._init_widgets()
@@ -383,6 +391,8 @@ class LatticeMapWidget(Container):
             raise ValueError(
                 f"layer {image.name!r} is RGB or multiscale; choose a grey-scale image"
             )
+        if self._reflections.value is None:
+            self.reset_choices()
         points = self._reflections.value
         if points is None or len(points.data) == 0:
             raise ValueError("pick at least one reflection (Reflection picker › Suggest)")
@@ -395,12 +405,14 @@ class LatticeMapWidget(Container):
             "pixel_size": pixel_size,
             "points": points.name,
         }
+        self._cancel_event = threading.Event()
         worker = create_worker(
-            run_analysis,
+            run_reporting_errors,
             image.data,
             reflections,
             pixel_size=pixel_size,
             options=options,
+            cancel=self._cancel_event,
             _progress=False,
         )
         worker.yielded.connect(self._on_progress)
@@ -419,6 +431,9 @@ class LatticeMapWidget(Container):
     def cancel(self) -> None:
         """Ask the running analysis to stop at its next progress step."""
         if self.worker is not None:
+            # The event stops the dask computation between image blocks; quit() stops
+            # the worker at its next progress report (every 50 ms).
+            self._cancel_event.set()
             self.worker.quit()
             self._status.value = "cancelling…"
 
@@ -438,6 +453,12 @@ class LatticeMapWidget(Container):
 
     def _on_returned(self, maps) -> None:
         pending, self._pending = self._pending, None
+        if maps is None or pending is None:
+            self._status.value = "cancelled; no layers added"
+            return
+        if isinstance(maps, AnalysisFailure):
+            self._on_errored(maps.error)
+            return
         image = pending["image"]
         if image not in self._viewer.layers:
             show_error(f"The image {image.name!r} was removed during the analysis.")
@@ -447,9 +468,9 @@ class LatticeMapWidget(Container):
         self._status.value = f"done in {seconds:.1f} s: {maps.n_reflections} reflection(s)"
 
     def _on_errored(self, exc: Exception) -> None:
-        # napari's worker already shows the error as a notification; say where it came from.
         self._pending = None
         self._status.value = f"failed: {exc}"
+        show_error(f"Lattice-map analysis failed: {exc}")
 
     def _on_aborted(self) -> None:
         self._pending = None

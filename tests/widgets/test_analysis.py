@@ -1,0 +1,94 @@
+"""The analysis generator the widget runs, driven headless on the sample."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from widget_sample import D_002, D_111, PIXEL_SIZE
+
+from napari_hrtem_fft._widgets._analysis import (
+    AnalysisOptions,
+    Progress,
+    run_analysis,
+    run_to_end,
+)
+from napari_hrtem_fft.core.synthetic import pd_110_reflections
+
+
+def test_progress_then_masked_maps(sample):
+    image, _ = sample
+    gen = run_analysis(
+        image,
+        pd_110_reflections(),
+        pixel_size=PIXEL_SIZE,
+        options=AnalysisOptions(window=64, step=16),
+    )
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            maps = stop.value
+            break
+    assert all(isinstance(p, Progress) for p in steps)
+    assert steps[-1].done == steps[-1].total and steps[-1].message == "crystal mask"
+    done = [p.done for p in steps]
+    assert done == sorted(done)
+    assert maps.d_spacing.shape == (3, 64, 64)
+    # The crystal mask blanks the amorphous film: the image corner is NaN, the centre not.
+    assert np.isnan(maps.d_spacing[:, 0, 0]).all()
+    # Median over the core (map pixels within 1.5 nm of the centre): within 0.5 %.
+    core = np.nanmedian(maps.d_spacing[:, 28:37, 28:37], axis=(1, 2))
+    np.testing.assert_allclose(core, [D_111, D_111, D_002], rtol=5e-3)
+    assert maps.parameters["widget_options"]["window"] == 64
+
+
+def test_smoothing_and_intensity_mask_are_applied(sample):
+    image, _ = sample
+    options = AnalysisOptions(
+        window=64, step=16, crystal_mask=False, intensity_mask=True, smoothing="median"
+    )
+    gen = run_analysis(image, pd_110_reflections(), pixel_size=PIXEL_SIZE, options=options)
+    maps = run_to_end(gen)
+    assert {"smooth": {"size": 3, "method": "median"}} in maps.parameters["postprocessing"]
+    # The sample's particle is no brighter than the film: threshold 0.5 keeps about half.
+    kept = np.isfinite(maps.amplitude[0]).mean()
+    assert 0.05 < kept < 0.95
+
+
+def test_cancel_event_stops_a_long_movie_quickly(sample):
+    da = pytest.importorskip("dask.array")
+    image, _ = sample
+    movie = da.stack([da.from_array(image)] * 40)  # ~10 s of work
+    cancel = threading.Event()
+    gen = run_analysis(
+        movie,
+        pd_110_reflections(),
+        pixel_size=PIXEL_SIZE,
+        options=AnalysisOptions(window=64, step=8),
+        cancel=cancel,
+    )
+    for progress in gen:
+        if progress.done > 0:
+            break
+    cancel.set()
+    start = time.perf_counter()
+    result = run_to_end(gen)
+    assert result is None
+    assert time.perf_counter() - start < 1.0
+
+
+def test_invalid_options_raise_named_errors(sample):
+    with pytest.raises(ValueError, match="window"):
+        AnalysisOptions(window=63)
+    with pytest.raises(ValueError, match="smoothing"):
+        AnalysisOptions(smoothing="box")
+    with pytest.raises(ValueError, match="intensity_threshold"):
+        AnalysisOptions(intensity_threshold=2.0)
+    with pytest.raises(TypeError, match="step"):
+        AnalysisOptions(step=8.0)
+    with pytest.raises(ValueError, match="larger than the image"):
+        run_to_end(run_analysis(np.zeros((32, 32)), [[0, 5.0]], pixel_size=0.02))

@@ -1,0 +1,245 @@
+"""Lattice-map and statistics widgets end to end on the sample particle."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+from widget_sample import D_111, PIXEL_SIZE, SHELL_EXPANSION
+
+from napari_hrtem_fft._widgets import (
+    LatticeMapWidget,
+    LatticeStatisticsWidget,
+    ReflectionPickerWidget,
+)
+from napari_hrtem_fft._widgets.demo import core_shell_regions
+from napari_hrtem_fft.core.reciprocal import g_spacing
+from napari_hrtem_fft.layers import find_result_layers
+
+EXPECTED_NAMES = {
+    "angle 1",
+    "angle 2",
+    "angle 3",
+    "amplitude 1",
+    "amplitude 2",
+    "amplitude 3",
+    "exx",
+    "eyy",
+    "exy",
+    "rotation (°)",
+}
+
+
+@pytest.fixture
+def docked(viewer_with_sample):
+    """Picker (with suggested reflections), map widget and statistics dock."""
+    viewer, image = viewer_with_sample
+    picker = ReflectionPickerWidget(viewer)
+    maps = LatticeMapWidget(viewer)
+    stats = LatticeStatisticsWidget(viewer)
+    for widget in (picker, maps, stats):
+        viewer.window.add_dock_widget(widget)
+    picker._image.value = image
+    picker._window.value = 64
+    picker._suggest.clicked.emit()
+    maps.reset_choices()
+    maps._image.value = image
+    maps._reflections.value = picker.reflections_layer
+    maps._window.value = 64
+    maps._step.value = 8
+    return viewer, image, picker, maps, stats
+
+
+def _reflection_numbers(picker, *, d_min, d_max):
+    """1-based numbers of the picked reflections with d (nm) in [d_min, d_max]."""
+    d = g_spacing(picker.reflections)
+    return [k + 1 for k in range(len(d)) if d_min <= d[k] <= d_max]
+
+
+def _run(qtbot, widget, timeout=30_000):
+    widget._run.clicked.emit()
+    assert widget.running
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
+
+
+def test_picker_reflections_are_offered_and_the_window_follows(docked):
+    _, _, picker, maps, _ = docked
+    assert picker.reflections_layer in [layer for _, layer in maps._reflection_choices()]
+    assert maps._reflections.value is picker.reflections_layer
+    assert maps._window.value == 64  # taken from the picker's FFT
+
+
+def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
+    viewer, image, _, maps, _ = docked
+    _run(qtbot, maps)
+    layers = find_result_layers(viewer.layers, source="Pd")
+    names = {layer.name for layer in layers}
+    d_names = sorted(n for n in names if n.startswith("d-spacing"))
+    assert len(d_names) == 3
+    for k, name in enumerate(d_names, start=1):
+        assert re.fullmatch(rf"d-spacing {k} \(0\.(19[45]|22[45]) nm\)", name), name
+    assert names - set(d_names) == EXPECTED_NAMES
+    for layer in layers:
+        assert layer.data.shape == (128, 128)  # ceil(1024 / 8)
+        np.testing.assert_allclose(layer.scale, [8 * PIXEL_SIZE] * 2)
+        np.testing.assert_allclose(layer.translate, image.translate)
+        assert str(layer.units[-1]) == "nanometer"
+        info = layer.metadata["napari_hrtem_fft"]
+        assert info["window"] == 64 and info["step"] == 8 and info["source"] == "Pd"
+        assert info["options"]["reflections_layer"] == "reflections"
+        assert info["options"]["crystal_mask"] is True
+    # The first d-spacing map is shown, selected, with its colour bar.
+    active = viewer.layers.selection.active
+    assert active.name == d_names[0] and active.visible
+    assert active.colorbar.visible
+    assert sum(layer.colorbar.visible for layer in layers) == 1
+    assert "done" in maps._status.value
+
+    maps._step.value = 16
+    _run(qtbot, maps)
+    layers = find_result_layers(viewer.layers, source="Pd")
+    assert len(layers) == 3 + len(EXPECTED_NAMES)  # replaced, not added
+    assert {layer.name for layer in layers} == names  # no "[1]" copies
+    assert all(layer.data.shape == (64, 64) for layer in layers)
+    np.testing.assert_allclose(layers[0].scale, [16 * PIXEL_SIZE] * 2)
+
+
+def test_cancel_stops_within_a_second_and_adds_nothing(docked, qtbot):
+    da = pytest.importorskip("dask.array")
+    viewer, image, _, maps, _ = docked
+    movie = viewer.add_image(
+        da.stack([da.from_array(image.data)] * 40),  # ~10 s of work
+        name="movie",
+        scale=(1.0, PIXEL_SIZE, PIXEL_SIZE),
+        units=("s", "nm", "nm"),
+    )
+    maps._image.value = movie
+    n_layers = len(viewer.layers)
+    maps._run.clicked.emit()
+    qtbot.waitUntil(lambda: maps._progress.value > 0, timeout=10_000)
+    start = time.perf_counter()
+    maps._cancel.clicked.emit()
+    qtbot.waitUntil(lambda: not maps.running, timeout=5_000)
+    assert time.perf_counter() - start < 1.0
+    assert len(viewer.layers) == n_layers
+    assert "cancelled" in maps._status.value
+    assert maps._run.enabled and not maps._cancel.enabled
+    # The viewer and the widget are usable: a new (short) run completes.
+    maps._image.value = image
+    _run(qtbot, maps)
+    assert len(find_result_layers(viewer.layers, source="Pd")) == 13
+
+
+def test_errors_become_notifications(docked, qtbot, monkeypatch):
+    viewer, _, picker, maps, _ = docked
+    shown = []
+    monkeypatch.setattr("napari_hrtem_fft._widgets.lattice_maps.show_error", shown.append)
+    picker._on_clear()
+    maps._run.clicked.emit()
+    assert len(shown) == 1 and "reflection" in shown[0] and not maps.running
+
+    # An error inside the worker (a reflection beyond Nyquist) becomes a notification
+    # too, and the widget is ready again.
+    picker._snap.value = False
+    picker.reflections_layer.add([0.0, 30.0])  # Nyquist is 25 1/nm at 0.02 nm
+    _run(qtbot, maps)
+    assert len(shown) == 2 and "Nyquist" in shown[1]
+    assert maps._status.value.startswith("failed") and maps._run.enabled
+    assert find_result_layers(viewer.layers) == []
+
+
+def test_statistics_match_the_core_and_shell_of_the_sample(docked, qtbot):
+    viewer, image, picker, maps, stats = docked
+    k111 = _reflection_numbers(picker, d_min=0.22, d_max=0.23)
+    assert len(k111) == 2
+    regions = viewer.add_labels(
+        core_shell_regions(image.data.shape, pixel_size=PIXEL_SIZE, core=3.0, shell=(5.0, 6.3)),
+        name="regions",
+        scale=image.scale,
+        units="nm",
+    )
+    _run(qtbot, maps)
+    stats.reset_choices()
+    stats._regions.value = regions
+    stats.update_statistics()
+    rows = {(r["reflection"], r["region"]): r for r in stats.rows}
+    assert set(rows) == {(k, region) for k in (1, 2, 3) for region in ("1", "2")}
+    # The statistics are those of the layers' data (exactly) ...
+    d_layer = next(la for la in viewer.layers if la.name.startswith(f"d-spacing {k111[0]} "))
+    y, x = np.indices(d_layer.data.shape) * 8
+    r = np.hypot(y - 512, x - 512) * PIXEL_SIZE
+    core = r < 3.0
+    assert rows[(k111[0], "1")]["d median (Å)"] == pytest.approx(
+        10 * np.nanmedian(d_layer.data[core]), rel=1e-6
+    )
+    # ... and match the sample: {111} spacing 0.2246 nm in the core, +3.5 % in the shell.
+    # The estimator reads 0.2-0.4 % high on this sample (window 64), hence 0.5 % per
+    # reflection and 0.3 % for the two {111} reflections together.
+    shell_d = D_111 * (1 + SHELL_EXPANSION)
+    for k in k111:
+        assert rows[(k, "1")]["d median (Å)"] / 10 == pytest.approx(D_111, rel=5e-3)
+        assert rows[(k, "2")]["d median (Å)"] / 10 == pytest.approx(shell_d, rel=5e-3)
+    d111 = [
+        la.data for la in viewer.layers if any(la.name.startswith(f"d-spacing {k} ") for k in k111)
+    ]
+    pooled = {
+        region: np.nanmedian(np.concatenate([d[mask] for d in d111]))
+        for region, mask in (("core", core), ("shell", (r >= 5.0) & (r < 6.3)))
+    }
+    assert pooled["core"] == pytest.approx(D_111, rel=3e-3)
+    assert pooled["shell"] == pytest.approx(shell_d, rel=3e-3)
+    # The TSV copy has a header and one line per row; the histogram has one curve per row.
+    text = stats.copy_text().strip().split("\n")
+    assert text[0].startswith("reflection\tregion\tcount") and len(text) == 7
+    assert len(stats._axes.patches) == 6
+
+
+def test_statistics_follow_the_result_layers(docked, qtbot):
+    viewer, _, _, maps, stats = docked
+    assert stats.rows == []
+    _run(qtbot, maps)
+    qtbot.waitUntil(lambda: len(stats.rows) == 3, timeout=5_000)
+    assert stats._source.value == "Pd" and stats.rows[0]["region"] == "all"
+    for layer in find_result_layers(viewer.layers):
+        viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: stats.rows == [], timeout=5_000)
+
+
+def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_path, monkeypatch):
+    from napari_hrtem_fft import read_micrographs
+
+    viewer, image, _, maps, _ = docked
+    _run(qtbot, maps)
+    out = tmp_path / "export"
+    maps._export_dir.value = out
+    maps._export.clicked.emit()
+    names = sorted(p.name for p in out.iterdir())
+    assert "d_spacing_1.tif" in names and "exx.tif" in names
+    assert "statistics.csv" in names and "parameters.json" in names
+
+    (mg,) = read_micrographs(out / "d_spacing_2.tif")
+    layer = next(la for la in viewer.layers if la.name.startswith("d-spacing 2 "))
+    np.testing.assert_allclose(mg.scale[-2:], layer.scale, rtol=1e-6)
+    np.testing.assert_allclose(mg.translate[-2:], layer.translate, atol=1e-9)
+    np.testing.assert_array_equal(np.asarray(mg.data), layer.data)
+
+    with open(out / "statistics.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["reflection"] for r in rows] == ["1", "2", "3"]
+    # Statistics over every valid map pixel: the median of the layer data, in Å.
+    assert float(rows[1]["d median (Å)"]) == pytest.approx(10 * np.nanmedian(layer.data), rel=1e-5)
+    params = json.loads((out / "parameters.json").read_text(encoding="utf-8"))
+    assert params["source"]["layer"] == "Pd" and params["source"]["pixel_size_nm"] == PIXEL_SIZE
+    assert params["layers"]["exx.tif"]["window"] == 64
+
+    # A second export into the same folder is refused, with a notification.
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    shown = []
+    monkeypatch.setattr("napari_hrtem_fft._widgets.lattice_maps.show_error", shown.append)
+    maps._export.clicked.emit()
+    assert len(shown) == 1 and "already holds" in shown[0]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
