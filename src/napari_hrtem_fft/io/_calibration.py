@@ -7,10 +7,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ._micrograph import Micrograph, MicrographReadError, jsonable
 from ._units import FRAME, NM, PX, RECIPROCAL_NM, SECOND, parse_unit
 
-__all__ = ["FileAxis", "build_micrograph", "rsciio_axes"]
+__all__ = ["FileAxis", "build_micrograph", "calibration_changes", "frame_times", "rsciio_axes"]
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +149,16 @@ def build_micrograph(
             translate.append(0.0)
             units.append(FRAME)
 
+    changes = (extra or {}).get("calibration_changes") or []
+    if changes:
+        first = changes[0]
+        ratio = first.get("relative_to_frame_0")
+        ratio = f"{ratio:.4g}" if isinstance(ratio, float) else str(ratio)
+        notes.append(
+            f"the pixel size changes in {len(changes)} frame(s), first at frame "
+            f"{first['frame']} (× {ratio}, a magnification change?); the layer's "
+            "scale is frame 0's, see metadata['calibration_changes']"
+        )
     metadata = {
         "format": fmt,
         "source_path": str(Path(path).resolve()),
@@ -189,3 +201,90 @@ def build_micrograph(
 
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
+
+
+# Two frames have "the same" pixel size when they agree to this relative tolerance
+# (calibrations are stored as floats, often re-computed from a magnification).
+CALIBRATION_RTOL = 1e-6
+
+
+def frame_times(times_s, *, source: str) -> tuple[FileAxis | None, dict, list[str]]:
+    """Time axis and metadata from per-frame time stamps.
+
+    Parameters
+    ----------
+    times_s : sequence of float
+        One time stamp per frame in s (any origin: only differences are used).
+    source : str
+        Where the stamps come from, for ``metadata["frame_times_source"]``.
+
+    Returns
+    -------
+    axis : FileAxis or None
+        ``scale`` = median frame interval in s (napari needs one step; the exact
+        stamps are in the metadata). None when the stamps are not usable (not finite,
+        decreasing, or all equal).
+    extra : dict
+        ``frame_times_s`` (relative to the first frame), ``frame_interval_s`` and
+        ``frame_times_source``; empty when the stamps are not usable.
+    notes : list of str
+        Irregular intervals or unusable stamps, for ``metadata["notes"]``.
+    """
+    t = np.asarray(times_s, dtype=float).ravel()
+    if t.size < 2:
+        return None, {}, []
+    rel = t - t[0]
+    steps = np.diff(rel)
+    if not np.all(np.isfinite(rel)) or np.any(steps < 0) or rel[-1] <= 0:
+        return None, {}, [f"per-frame time stamps from {source} are not increasing; ignored"]
+    interval = float(np.median(steps))
+    if interval <= 0:
+        interval = float(rel[-1] / (t.size - 1))
+    notes = []
+    if np.max(np.abs(steps - interval)) > 0.05 * interval:
+        notes.append(
+            f"frame intervals vary from {steps.min():.6g} to {steps.max():.6g} s; the "
+            f"time axis step is the median {interval:.6g} s, exact times in "
+            "metadata['frame_times_s']"
+        )
+    extra = {
+        "frame_times_s": rel.tolist(),
+        "frame_interval_s": interval,
+        "frame_times_source": source,
+    }
+    return FileAxis(interval, 0.0, "s", "time"), extra, notes
+
+
+def calibration_changes(per_frame, *, reference=None) -> list[dict]:
+    """Frames whose pixel size differs from the first frame's (magnification changes).
+
+    Parameters
+    ----------
+    per_frame : sequence of dict
+        One per frame, each with ``"scale"`` = (y, x) pixel size in the unit of
+        ``"units"``, plus anything worth reporting (``"magnification"``, ``"file"``).
+    reference : dict, optional
+        The entry to compare with; default the first one.
+
+    Returns
+    -------
+    list of dict
+        ``{"frame": k, **per_frame[k], "relative_to_frame_0": sx / sx0}`` for every
+        frame whose scale or units differ from the reference (rel. tol.
+        :data:`CALIBRATION_RTOL`).
+    """
+    if not per_frame:
+        return []
+    ref = reference if reference is not None else per_frame[0]
+    ref_scale = tuple(float(v) for v in ref["scale"])
+    out = []
+    for k, entry in enumerate(per_frame):
+        scale = tuple(float(v) for v in entry["scale"])
+        same = entry.get("units") == ref.get("units") and all(
+            math.isclose(a, b, rel_tol=CALIBRATION_RTOL)
+            for a, b in zip(scale, ref_scale, strict=True)
+        )
+        if not same:
+            ratio = scale[-1] / ref_scale[-1] if ref_scale[-1] else math.nan
+            out.append({"frame": k, **jsonable(entry), "relative_to_frame_0": jsonable(ratio)})
+    return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ._arrays import displayable, eager_or_lazy
+import numpy as np
+
+from ._arrays import EAGER_MAX_BYTES, displayable, eager_or_lazy, raw_frames
 from ._calibration import build_micrograph, rsciio_axes
 from ._micrograph import Micrograph, MicrographReadError
 
@@ -64,7 +66,7 @@ def read_dm(path: Path) -> list[Micrograph]:
         if skipped:
             notes.append(f"skipped non-image content: {', '.join(skipped)}")
         try:
-            data, conv = displayable(eager_or_lazy(sig["data"]))
+            data, conv = displayable(eager_or_lazy(_frame_wise(path, sig)))
         except (OSError, ValueError) as exc:
             raise MicrographReadError(
                 path, f"cannot load the pixel data of {title!r} ({exc})"
@@ -88,15 +90,54 @@ def read_dm(path: Path) -> list[Micrograph]:
     return out
 
 
+def _data_block(sig) -> dict | None:
+    """``ImageData`` tags of the image (``Data`` offset/size_bytes, ``DataType``)."""
+    try:
+        image_list = sig["original_metadata"]["ImageList"]
+        return next(iter(image_list.values()))["ImageData"]
+    except (KeyError, TypeError, StopIteration):
+        return None
+
+
+# DataTypes whose stored bytes are not the array rosettasciio returns: packed complex
+# (5, 27, 28) and RGB(A) (8, 23).
+_PACKED_TYPES = {5, 8, 23, 27, 28}
+
+
+def _frame_wise(path, sig):
+    """The pixel data, as a dask array of one frame per chunk for stacks and big images.
+
+    rosettasciio maps DM pixels with dask's "auto" chunks, which for a movie are cubes
+    of ~400 frames × 400 × 400 px: showing one 4k frame would read a hundred of them
+    (~13 GB). Stacks are stored frame after frame (x fastest), so they are re-read
+    here frame by frame from the data offset in the tags.
+    """
+    data = sig["data"]
+    if data.ndim < 3 and data.nbytes <= EAGER_MAX_BYTES:
+        return data
+    block = _data_block(sig)
+    try:
+        offset = int(block["Data"]["offset"])
+        size = int(block["Data"]["size_bytes"])
+        dtype_code = int(block.get("DataType", -1))
+    except (KeyError, TypeError, ValueError):
+        logger.info("%s: no data offset in the tags; keeping rosettasciio's chunks", path)
+        return data
+    dtype = np.dtype(data.dtype)
+    if dtype_code in _PACKED_TYPES or size != int(np.prod(data.shape)) * dtype.itemsize:
+        logger.info("%s: packed DM data type %s; rosettasciio's chunks", path, dtype_code)
+        return data
+    return raw_frames(path, offset=offset, shape=data.shape, dtype=dtype)
+
+
 def _check_extent(path, sig, file_size: int, fmt: str) -> None:
     # rosettasciio maps the pixel data lazily, so a truncated file only fails when the
     # pixels are first read (inside napari's drawing); check the byte range up front.
+    block = _data_block(sig)
     try:
-        image_list = sig["original_metadata"]["ImageList"]
-        entry = next(iter(image_list.values()))
-        info = entry["ImageData"]["Data"]
+        info = block["Data"]
         end = int(info["offset"]) + int(info["size_bytes"])
-    except (KeyError, TypeError, ValueError, StopIteration):
+    except (KeyError, TypeError, ValueError):
         logger.debug("%s: no data offset in the tags; cannot check for truncation", path)
         return
     if end > file_size:

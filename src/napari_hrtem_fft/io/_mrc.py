@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._arrays import displayable, eager_or_lazy
-from ._calibration import FileAxis, build_micrograph
+from ._arrays import EAGER_MAX_BYTES, displayable, eager_or_lazy, raw_frames
+from ._calibration import FileAxis, build_micrograph, calibration_changes, frame_times
 from ._micrograph import Micrograph, MicrographReadError
 
 logger = logging.getLogger(__name__)
@@ -54,8 +54,6 @@ def read_mrc(path: Path) -> list[Micrograph]:
 
     data = mrc.data
     stack = int(header.ispg) == 0 or path.suffix.lower() == ".mrcs"
-    if data.ndim == 3 and data.shape[0] == 1:
-        data = data[0]
     voxel = mrc.voxel_size  # Å, (x, y, z)
     vx, vy, vz = float(voxel.x), float(voxel.y), float(voxel.z)
     origin = header.origin
@@ -66,23 +64,37 @@ def read_mrc(path: Path) -> list[Micrograph]:
     else:
         offs = (start[0] * vx, start[1] * vy, start[2] * vz)
         origin_source = "nxstart/nystart/nzstart × voxel size"
+    per_frame = {}
+    if data.ndim == 3 and data.shape[0] > 1 and stack:
+        per_frame = _fei_frames(mrc, path)
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if isinstance(data, np.memmap) and (data.ndim == 3 or data.nbytes > EAGER_MAX_BYTES):
+        # Read frames with plain file reads (not through the memory map), so that
+        # scrolling a long movie does not keep every frame seen mapped in memory.
+        offset = int(header.nbytes) + int(mrc.extended_header.nbytes)
+        data = raw_frames(path, offset=offset, shape=data.shape, dtype=data.dtype)
+    else:
+        # A copy: the memory map is closed below (4-bit data is unpacked in memory).
+        data = np.array(data)
+    mrc.close()
     axes = [FileAxis(vy, offs[1], "Å", "y"), FileAxis(vx, offs[0], "Å", "x")]
+    notes = list(per_frame.pop("notes", []))
     if data.ndim == 3:
         if stack:
-            axes.insert(0, FileAxis(1.0, 0.0, None, "frame"))
+            axes.insert(0, per_frame.pop("time_axis", None) or FileAxis(1.0, 0.0, None, "frame"))
         else:
             axes.insert(0, FileAxis(vz, offs[2], "Å", "z"))
-    # Copy 2-D images: the memory map is closed below.
-    data = np.array(data) if data.ndim == 2 else data
-    data, notes = displayable(eager_or_lazy(data))
-    if data.ndim == 2:
-        mrc.close()
+    per_frame.pop("time_axis", None)
+    data, conv = displayable(eager_or_lazy(data))
+    notes += conv
     extra = {
         "mrc_kind": "image stack"
         if (data.ndim == 3 and stack)
         else ("volume" if data.ndim == 3 else "image"),
         "origin_source": origin_source,
         "mrc_warnings": problems,
+        **per_frame,
     }
     om = {k: header[k] for k in header.dtype.names if k not in ("label",)}
     om["labels"] = [
@@ -105,3 +117,54 @@ def read_mrc(path: Path) -> list[Micrograph]:
             notes=notes,
         )
     ]
+
+
+# Days (OLE automation date or days since 1900) or seconds since 1970: the FEI/TFS
+# extended header documentation does not give the unit of "Timestamp", so it is told
+# from the magnitude; only differences between frames are used.
+_DAY_S = 86400.0
+
+
+def _fei_frames(mrc, path) -> dict:
+    """Per-frame time stamps and pixel sizes from an FEI1/FEI2 extended header.
+
+    Returns a dict with ``time_axis`` (FileAxis or None), ``notes`` and the metadata
+    entries ``frame_times_s``/``frame_interval_s``/``frame_times_source`` and
+    ``calibration_changes``; empty for other extended header types.
+    """
+    exttyp = bytes(mrc.header.exttyp)
+    if exttyp not in (b"FEI1", b"FEI2"):
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ext = mrc.indexed_extended_header
+    if ext is None or len(ext) != mrc.data.shape[0]:
+        return {"notes": [f"{exttyp.decode()} extended header is not one entry per frame"]}
+    out: dict = {"notes": []}
+    stamps = np.asarray(ext["Timestamp"], dtype=float)
+    if np.all(np.isfinite(stamps)) and stamps[0] > 0:
+        if stamps[0] > 1e8:
+            unit, factor = "s (since 1970)", 1.0
+        elif 1e3 < stamps[0] < 1e6:
+            unit, factor = "days", _DAY_S
+        else:
+            unit, factor = None, None
+        if factor is not None:
+            axis, extra, notes = frame_times(
+                stamps * factor, source=f"MRC {exttyp.decode()} extended header Timestamp ({unit})"
+            )
+            out["time_axis"] = axis
+            out.update(extra)
+            out["notes"] += notes
+    px = np.asarray(ext["Pixel size X"], dtype=float) * 1e9  # m -> nm
+    py = np.asarray(ext["Pixel size Y"], dtype=float) * 1e9
+    if np.all(np.isfinite(px)) and np.all(px > 0) and np.all(py > 0):
+        mags = np.asarray(ext["Magnification"], dtype=float)
+        per_frame = [
+            {"scale": [float(y), float(x)], "units": "nm", "magnification": float(m)}
+            for y, x, m in zip(py, px, mags, strict=True)
+        ]
+        changes = calibration_changes(per_frame)
+        if changes:
+            out["calibration_changes"] = changes
+    return out
