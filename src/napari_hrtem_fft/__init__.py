@@ -38,6 +38,16 @@ _PUBLIC = {
     "apply_drift": "napari_hrtem_fft.core.drift",
     "shift_region": "napari_hrtem_fft.core.drift",
     "shift_polygon": "napari_hrtem_fft.core.drift",
+    "analyze_movie": "napari_hrtem_fft.core.movie",
+    "iter_analyze_movie": "napari_hrtem_fft.core.movie",
+    "MovieResult": "napari_hrtem_fft.core.movie",
+    "time_trace": "napari_hrtem_fft.core.movie",
+    "TimeTrace": "napari_hrtem_fft.core.movie",
+    "trace_to_csv": "napari_hrtem_fft.core.movie",
+    "region_from_polygon": "napari_hrtem_fft.core.movie",
+    "compute_maps": "napari_hrtem_fft.core.movie",
+    "to_zarr": "napari_hrtem_fft.core.movie",
+    "read_zarr_maps": "napari_hrtem_fft.core.movie",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

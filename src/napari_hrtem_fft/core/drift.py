@@ -304,7 +304,7 @@ def _register_to(stack, t, ref, kind, upsample, max_shift, skip) -> np.ndarray:
             shifts[k] = np.nan
             continue
         shifts[k] = _register_pair(centred, ref, kind, upsample, max_shift)
-        logger.debug("frame %d: drift (%.3f, %.3f) px", k, *shifts[k])
+        logger.debug("frame %s: drift %s px", k, shifts[k])
     return shifts
 
 

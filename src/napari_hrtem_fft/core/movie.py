@@ -1,0 +1,1081 @@
+"""In-situ movies: tracked analysis frame by frame, time traces, regions, scale-out.
+
+A movie is a stack ``(t, y, x)``.  :func:`analyze_movie` maps it with
+:func:`napari_hrtem_fft.analyze`; with ``track=True`` the reflections demodulated in
+frame ``k + 1`` start from the lattice found in frame ``k``, so that a lattice that
+expands or rotates by more than the search region over the movie is followed without
+re-picking.  :func:`time_trace` reduces the maps to statistics per frame inside a
+region, :func:`trace_to_csv` writes them; :func:`compute_maps` and :func:`to_zarr`
+compute lazy maps on any dask scheduler, including a ``dask.distributed`` cluster.
+
+Maps of a movie are the usual :class:`~napari_hrtem_fft.core.maps.LatticeMaps` with a
+time axis: ``(n, t, my, mx)`` per reflection, ``(t, my, mx)`` for strain.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .maps import LatticeMaps, StrainMaps
+from .reciprocal import as_reflections
+
+__all__ = [
+    "MovieResult",
+    "TimeTrace",
+    "analyze_movie",
+    "compute_maps",
+    "iter_analyze_movie",
+    "read_zarr_maps",
+    "region_from_polygon",
+    "time_trace",
+    "to_zarr",
+    "trace_to_csv",
+]
+
+logger = logging.getLogger(__name__)
+
+_FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
+_STRAIN = ("exx", "eyy", "exy", "rotation")
+_UNITS = {
+    "d_spacing": ("nm", "local lattice spacing"),
+    "angle": ("deg", "local angle of g, counter-clockwise on screen"),
+    "amplitude": ("1", "peak power over the local background"),
+    "d_sigma": ("nm", "standard deviation of d_spacing"),
+    "angle_sigma": ("deg", "standard deviation of angle"),
+    "exx": ("1", "strain along x (finite, Biot)"),
+    "eyy": ("1", "strain along y (finite, Biot)"),
+    "exy": ("1", "shear strain"),
+    "rotation": ("deg", "lattice rotation, counter-clockwise on screen"),
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_dask(a) -> bool:
+    return hasattr(a, "dask") and hasattr(a, "compute")
+
+
+def _wrap_degrees(a):
+    """Angles in degrees wrapped to (-180, 180]."""
+    return 180.0 - np.mod(180.0 - np.asarray(a, dtype=np.float64), 360.0)
+
+
+def _check_stack(stack) -> tuple[int, int, int]:
+    shape = getattr(stack, "shape", None)
+    if shape is None:
+        raise TypeError(f"stack must be an array (t, y, x), got {type(stack).__name__}")
+    if len(shape) != 3:
+        raise ValueError(f"stack must have 3 dimensions (t, y, x), got shape {tuple(shape)}")
+    dtype = getattr(stack, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind not in "iuf":
+        raise TypeError(f"stack must hold real numbers, got dtype {dtype}")
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _frame_indices(frames, t: int) -> np.ndarray:
+    """Frame numbers selected by ``frames`` (None, slice, range or integers)."""
+    if frames is None:
+        return np.arange(t)
+    if isinstance(frames, slice):
+        idx = np.arange(t)[frames]
+    elif isinstance(frames, numbers.Integral) and not isinstance(frames, bool):
+        idx = np.array([int(frames)])
+    else:
+        idx = np.asarray(list(frames) if isinstance(frames, range) else frames)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise TypeError(f"frames must be a slice, a range or integers, got {frames!r}")
+        idx = idx.astype(np.intp)
+        if np.any((idx < -t) | (idx >= t)):
+            raise ValueError(f"frames {idx.tolist()} out of range for a movie of {t} frames")
+        idx = np.where(idx < 0, idx + t, idx)
+    if idx.size == 0:
+        raise ValueError(f"frames {frames!r} selects no frame of a movie of {t} frames")
+    return idx
+
+
+def _frame(stack, k: int) -> np.ndarray:
+    frame = stack[int(k)]
+    if _is_dask(frame):
+        frame = frame.compute()
+    return np.asarray(frame)
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """Median of ``values`` with non-negative ``weights`` (NaN if no weight)."""
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    if cum.size == 0 or cum[-1] <= 0:
+        return math.nan
+    return float(v[np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+def _found_g(maps: LatticeMaps, mask: np.ndarray | None, min_windows: int) -> np.ndarray:
+    """Robust lattice of one frame: amplitude-weighted median of the local g, ``(n, 2)``.
+
+    Weak windows (film, crystal edges) are NaN or weigh little; the median ignores the
+    rest of the outliers.  NaN for a reflection found in fewer than ``min_windows``
+    windows: a lone window of noise above the amplitude threshold must not steer the
+    next frame.
+    """
+    g = np.asarray(maps.g, dtype=np.float64)  # (n, my, mx, 2)
+    amp = np.asarray(maps.amplitude, dtype=np.float64)
+    out = np.full((g.shape[0], 2), np.nan)
+    for k in range(g.shape[0]):
+        ok = np.isfinite(g[k, ..., 0]) & np.isfinite(g[k, ..., 1]) & np.isfinite(amp[k])
+        if mask is not None:
+            ok &= mask
+        if np.count_nonzero(ok) < min_windows:
+            continue
+        w = np.maximum(amp[k][ok], 0.0)
+        out[k] = [_weighted_median(g[k, ..., c][ok], w) for c in (0, 1)]
+    return out
+
+
+def _check_drift(drift, t: int) -> np.ndarray | None:
+    if drift is None:
+        return None
+    arr = np.asarray(drift, dtype=np.float64)
+    if arr.shape != (t, 2):
+        raise ValueError(
+            f"drift must have shape ({t}, 2) as (dy, dx) pixels per frame of the stack, "
+            f"got {arr.shape}"
+        )
+    return arr
+
+
+def _check_region(region, t_stack: int, idx: np.ndarray, map_shape) -> Callable | None:
+    """A function ``frame number -> bool mask (my, mx)`` (drift applied later), or None."""
+    if region is None:
+        return None
+    mask = np.asarray(region)
+    if mask.dtype != bool:
+        raise TypeError(f"region must be a boolean mask on the map grid, got dtype {mask.dtype}")
+    if mask.shape[-2:] != tuple(map_shape):
+        raise ValueError(
+            f"region of shape {mask.shape} does not match the map grid {tuple(map_shape)}"
+        )
+    if mask.ndim == 2:
+        return lambda k: mask
+    if mask.ndim == 3 and mask.shape[0] == t_stack:
+        return lambda k: mask[k]
+    if mask.ndim == 3 and mask.shape[0] == idx.size:
+        position = {int(k): i for i, k in enumerate(idx)}
+        return lambda k: mask[position[int(k)]]
+    raise ValueError(
+        f"region must be (my, mx) or (t, my, mx) with t = {t_stack} (stack) or "
+        f"{idx.size} (analysed frames), got {mask.shape}"
+    )
+
+
+def _map_shape(h: int, w: int, step: int) -> tuple[int, int]:
+    return -(-h // step), -(-w // step)
+
+
+def _two_directions(refl: np.ndarray) -> bool:
+    unit = refl / np.hypot(refl[:, 0], refl[:, 1])[:, None]
+    cross = np.abs(unit[:, None, 0] * unit[None, :, 1] - unit[:, None, 1] * unit[None, :, 0])
+    return bool(np.any(cross > 0.1))
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+@dataclass
+class MovieResult:
+    """Maps of a movie and how they were obtained.
+
+    Attributes
+    ----------
+    maps : LatticeMaps
+        Maps with a time axis: ``(n, t, my, mx)`` per reflection, strain ``(t, my, mx)``.
+        numpy arrays for a tracked analysis, dask arrays for a lazy untracked one.
+    reflections : numpy.ndarray
+        Reflections demodulated in each frame, ``(t, n, 2)`` as ``(gy, gx)`` in nm⁻¹ (the
+        start of the search; with tracking, the lattice found in the previous frame).
+    found : numpy.ndarray or None
+        Robust lattice found in each frame (amplitude-weighted median of the local g in
+        the region), ``(t, n, 2)`` in nm⁻¹; NaN where not found; None for a lazy result.
+    frames : numpy.ndarray
+        Frame numbers of the input stack, ``(t,)``.
+    drift : numpy.ndarray or None
+        Drift ``(t, 2)`` as ``(dy, dx)`` in pixels of the analysed frames, if given.
+    tracked : bool
+        Whether the reflections followed the lattice from frame to frame.
+    """
+
+    maps: LatticeMaps
+    reflections: np.ndarray
+    found: np.ndarray | None
+    frames: np.ndarray
+    drift: np.ndarray | None = None
+    tracked: bool = False
+
+    @property
+    def n_frames(self) -> int:
+        """Number of analysed frames ``t``."""
+        return int(self.frames.size)
+
+
+def iter_analyze_movie(
+    stack,
+    reflections,
+    *,
+    pixel_size: float,
+    window: int = 128,
+    step: int = 8,
+    search: float = 0.1,
+    track: bool = True,
+    frames=None,
+    region=None,
+    drift=None,
+    strain_reference=None,
+    min_windows: int = 5,
+    **analyze_options,
+) -> Iterator[tuple[int, LatticeMaps]]:
+    """Analyse a movie frame by frame, yielding each frame's maps as soon as it is done.
+
+    Only one frame is in memory at a time (a dask stack is computed frame by frame), so a
+    caller can show progress, keep or drop results, and stop between frames.  Arguments
+    are as for :func:`analyze_movie`; the options are checked before the first frame.
+
+    Returns
+    -------
+    iterator of (int, LatticeMaps)
+        A generator of ``(frame, maps)``: the frame number in the input stack and its
+        maps ``(n, my, mx)`` (numpy).  ``maps.reflections`` are the reflections
+        demodulated in that frame; ``maps.strain`` is relative to ``strain_reference``
+        (default: the initial ``reflections``) when computed;
+        ``maps.parameters["found"]`` is the robust lattice found (``(n, 2)`` nm⁻¹ list,
+        NaN where not found).  Closing the generator stops before the next frame.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`analyze_movie`, at the call (before any frame is read).
+    """
+    t, h, w = _check_stack(stack)
+    idx = _frame_indices(frames, t)
+    refl = as_reflections(reflections)
+    if not isinstance(track, bool | np.bool_):
+        raise TypeError(f"track must be True or False, got {track!r}")
+    if not isinstance(step, numbers.Integral) or step < 1:
+        raise ValueError(f"step must be a positive integer number of pixels, got {step!r}")
+    drift_px = _check_drift(drift, t)
+    region_of = _check_region(region, t, idx, _map_shape(h, w, int(step)))
+    compute_strain = analyze_options.pop("compute_strain", True)
+    if not isinstance(compute_strain, bool | np.bool_):
+        raise TypeError(f"compute_strain must be True or False, got {compute_strain!r}")
+    reference = refl if strain_reference is None else as_reflections(strain_reference)
+    if reference.shape != refl.shape:
+        raise ValueError(
+            f"strain_reference must have one (gy, gx) per reflection, shape {refl.shape}, "
+            f"got {reference.shape}"
+        )
+    with_strain = bool(compute_strain) and _two_directions(reference)
+    if not isinstance(min_windows, numbers.Integral) or min_windows < 1:
+        raise ValueError(f"min_windows must be a positive integer, got {min_windows!r}")
+    options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
+    return _iterate(
+        stack, idx, refl, reference, options, analyze_options, region_of, drift_px,
+        bool(track), with_strain, int(min_windows),
+    )  # fmt: skip
+
+
+def _iterate(
+    stack, idx, refl, reference, options, analyze_options, region_of, drift_px, track,
+    with_strain, min_windows,
+) -> Iterator[tuple[int, LatticeMaps]]:  # fmt: skip
+    from .drift import shift_region
+    from .engine import analyze
+    from .strain import strain as strain_maps
+
+    step = options["step"]
+    g = refl.copy()
+    for k in idx:
+        frame = _frame(stack, k)
+        maps = analyze(frame, g, compute_strain=False, **options, **analyze_options)
+        mask = None
+        if region_of is not None:
+            mask = region_of(k)
+            if drift_px is not None:
+                mask = shift_region(mask, drift_px[k : k + 1], step=step)[0]
+        found = _found_g(maps, mask, min_windows)
+        maps.parameters["found"] = found.tolist()
+        if with_strain:
+            maps.strain = strain_maps(maps, reference=reference)
+        lost = ~np.all(np.isfinite(found), axis=1)
+        if lost.any():
+            lost_labels = ", ".join(f"g{i + 1}" for i in np.flatnonzero(lost))
+            logger.warning("frame %s: %s not found; keeping the previous value", k, lost_labels)
+        yield int(k), maps
+        if track:
+            g = np.where(lost[:, None], g, found)
+
+
+def analyze_movie(
+    stack,
+    reflections,
+    *,
+    pixel_size: float,
+    window: int = 128,
+    step: int = 8,
+    search: float = 0.1,
+    track: bool = True,
+    frames=None,
+    region=None,
+    drift=None,
+    strain_reference=None,
+    min_windows: int = 5,
+    progress: Callable[[int, int], object] | None = None,
+    **analyze_options,
+) -> MovieResult:
+    """Map lattice spacing, angle and strain through a movie, following the lattice.
+
+    Parameters
+    ----------
+    stack : array_like or dask.array.Array
+        Movie ``(t, y, x)``.  A dask stack is read one frame at a time (tracked) or
+        analysed lazily (untracked).
+    reflections : array_like
+        ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹ of the first analysed frame.
+    pixel_size : float
+        Pixel size in nm.
+    window, step, search : int, int, float
+        As for :func:`napari_hrtem_fft.analyze` (pixels, pixels, fraction of ``|g|``).
+    track : bool
+        If True, the reflections demodulated in each frame are the robust lattice found
+        in the previous frame (amplitude-weighted median of the local g inside
+        ``region``), so that changes larger than ``search`` over the movie are followed.
+        A reflection found in fewer than ``min_windows`` windows of a frame keeps its
+        previous value.  If False, every
+        frame uses ``reflections`` and the analysis of a dask stack stays lazy.
+    frames : slice, range or sequence of int, optional
+        Frames to analyse, in order (default all).
+    region : array_like of bool, optional
+        Where the lattice is followed: a mask on the map grid ``(my, mx)`` (drawn on the
+        frame of zero drift; it moves with ``drift``) or one per frame ``(t, my, mx)``.
+        Default: every window with a detected lattice.  Only used for tracking.
+    drift : array_like, optional
+        Drift ``(t, 2)`` as ``(dy, dx)`` pixels for every frame of ``stack`` (e.g. from
+        :func:`napari_hrtem_fft.register_frames`); moves ``region`` with the particle.
+    strain_reference : array_like, optional
+        Reference reflections ``(n, 2)`` of the strain maps (default: ``reflections``), so
+        that strain is relative to the same lattice in every frame.
+    min_windows : int
+        Fewest windows with an estimate (inside ``region``) for a reflection to count as
+        found in a frame.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each frame (tracked analysis).
+    **analyze_options
+        Further options of :func:`napari_hrtem_fft.analyze` (``refine``,
+        ``min_amplitude``, ``compute_strain``, ``chunks``, ``background``).
+
+    Returns
+    -------
+    MovieResult
+        Maps ``(n, t, my, mx)`` and the reflections used per frame.
+
+    Raises
+    ------
+    ValueError, TypeError
+        On a stack that is not ``(t, y, x)``, frames out of range, a region or drift of
+        the wrong shape, or invalid analysis options (checked before any frame).
+    """
+    t = _check_stack(stack)[0]
+    idx = _frame_indices(frames, t)
+    refl = as_reflections(reflections)
+    drift_px = _check_drift(drift, t)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
+    if not isinstance(track, bool | np.bool_):
+        raise TypeError(f"track must be True or False, got {track!r}")
+    sub_drift = None if drift_px is None else drift_px[idx]
+    if not track:
+        return _untracked(
+            stack, idx, refl, pixel_size, window, step, search, region, drift_px,
+            strain_reference, progress, analyze_options,
+        )  # fmt: skip
+
+    per_frame = []
+    stream = iter_analyze_movie(
+        stack,
+        refl,
+        pixel_size=pixel_size,
+        window=window,
+        step=step,
+        search=search,
+        track=True,
+        frames=idx,
+        region=region,
+        drift=drift_px,
+        strain_reference=strain_reference,
+        min_windows=min_windows,
+        **analyze_options,
+    )
+    for done, (_, maps) in enumerate(stream, start=1):
+        per_frame.append(maps)
+        if progress is not None:
+            progress(done, idx.size)
+    stacked = _stack_maps(per_frame)
+    stacked.parameters["movie"] = {"track": True, "frames": idx.tolist()}
+    used = np.stack([m.reflections for m in per_frame])
+    found = np.array([m.parameters["found"] for m in per_frame], dtype=np.float64)
+    return MovieResult(stacked, used, found, idx, sub_drift, tracked=True)
+
+
+def _untracked(
+    stack, idx, refl, pixel_size, window, step, search, region, drift_px,
+    strain_reference, progress, analyze_options,
+) -> MovieResult:  # fmt: skip
+    """Every frame with the same reflections: one lazy (or in-process) ``analyze`` call."""
+    from .engine import analyze
+    from .strain import strain as strain_maps
+
+    t, h, w = _check_stack(stack)
+    _check_region(region, t, idx, _map_shape(h, w, int(step)))
+    compute_strain = analyze_options.pop("compute_strain", True)
+    if idx.size == t and np.array_equal(idx, np.arange(t)):
+        sub = stack
+    else:
+        sub = stack[idx] if _is_dask(stack) else np.asarray(stack)[idx]
+    maps = analyze(
+        sub,
+        refl,
+        pixel_size=pixel_size,
+        window=window,
+        step=step,
+        search=search,
+        compute_strain=compute_strain and strain_reference is None,
+        **analyze_options,
+    )
+    if compute_strain and strain_reference is not None:
+        maps.strain = strain_maps(maps, reference=as_reflections(strain_reference))
+    maps.parameters["movie"] = {"track": False, "frames": idx.tolist()}
+    if progress is not None:
+        progress(idx.size, idx.size)
+    used = np.broadcast_to(refl, (idx.size, *refl.shape)).copy()
+    drift = None if drift_px is None else drift_px[idx]
+    return MovieResult(maps, used, None, idx, drift, tracked=False)
+
+
+def _stack_maps(per_frame: list[LatticeMaps]) -> LatticeMaps:
+    """Frames ``(n, my, mx)`` → one LatticeMaps ``(n, t, my, mx)``."""
+    first = per_frame[0]
+    fields = {name: np.stack([getattr(m, name) for m in per_frame], axis=1) for name in _FIELDS}
+    strain = None
+    if first.strain is not None:
+        comps = {c: np.stack([getattr(m.strain, c) for m in per_frame]) for c in _STRAIN}
+        strain = StrainMaps(**comps, reference=first.strain.reference)
+    parameters = {k: v for k, v in first.parameters.items() if k not in ("found", "demodulation")}
+    return LatticeMaps(
+        **fields,
+        reflections=first.reflections,
+        window=first.window,
+        step=first.step,
+        pixel_size=first.pixel_size,
+        strain=strain,
+        parameters=parameters,
+    )
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def region_from_polygon(vertices_nm, map_shape, map_scale, map_translate=(0.0, 0.0)):
+    """Boolean mask on the map grid of the map pixels inside a polygon.
+
+    Parameters
+    ----------
+    vertices_nm : array_like
+        ``(v, 2)`` vertices ``(y, x)`` in world units (nm), e.g. a napari Shapes
+        polygon; extra leading columns (a time coordinate) are ignored.
+    map_shape : tuple of int
+        Shape of the maps; the last two entries ``(my, mx)`` are used.
+    map_scale : float or sequence of float
+        Size of a map pixel in nm (``maps.map_scale``), one value or ``(sy, sx)``.
+    map_translate : sequence of float
+        World position ``(y, x)`` in nm of the centre of map pixel ``(0, 0)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean ``(my, mx)``: True where the map pixel centre lies inside the polygon.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than 3 vertices, a value is not finite, or the scale is not
+        positive.
+    """
+    from matplotlib.path import Path as _Path
+
+    v = np.asarray(vertices_nm, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] < 2 or v.shape[0] < 3:
+        raise ValueError(f"vertices_nm must have shape (v >= 3, 2) as (y, x) nm, got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("vertices_nm must be finite")
+    shape = tuple(int(s) for s in tuple(map_shape)[-2:])
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"map_shape must end with (my, mx) >= 1, got {map_shape}")
+    scale = np.broadcast_to(np.atleast_1d(np.asarray(map_scale, dtype=np.float64))[-2:], (2,))
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise ValueError(f"map_scale must be positive nm per map pixel, got {map_scale}")
+    shift = np.broadcast_to(np.atleast_1d(np.asarray(map_translate, dtype=np.float64))[-2:], (2,))
+    yy = shift[0] + np.arange(shape[0]) * scale[0]
+    xx = shift[1] + np.arange(shape[1]) * scale[1]
+    points = np.stack(np.meshgrid(yy, xx, indexing="ij"), axis=-1).reshape(-1, 2)
+    return _Path(v[:, -2:]).contains_points(points).reshape(shape)
+
+
+# --------------------------------------------------------------------------- time traces
+
+
+@dataclass
+class TimeTrace:
+    """Statistics of the maps per frame inside a region.
+
+    Attributes
+    ----------
+    frames : numpy.ndarray
+        Frame numbers ``(t,)``.
+    times : numpy.ndarray or None
+        Time of each frame ``(t,)`` in seconds, if known.
+    reflections : numpy.ndarray
+        Reflections ``(n, 2)`` in nm⁻¹ (labelled g1 … gn).
+    stats : dict of str to numpy.ndarray
+        ``"{quantity}_{statistic}"`` with quantity ``d`` (nm) or ``angle`` (degrees),
+        shape ``(t, n)``, and ``exx``, ``eyy``, ``exy`` (dimensionless), ``rotation``
+        (degrees), shape ``(t,)``; statistic ``mean``, ``median``, ``std`` (sample
+        standard deviation, NaN below two values) or ``count`` (pixels used).
+    units : dict of str to str
+        Unit of each quantity.
+    """
+
+    frames: np.ndarray
+    times: np.ndarray | None
+    reflections: np.ndarray
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.stats[key]
+
+    def keys(self):
+        """Names of the statistics."""
+        return self.stats.keys()
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Flat table: one 1-D column per frame, named with reflection label and unit."""
+        cols: dict[str, np.ndarray] = {"frame": self.frames}
+        if self.times is not None:
+            cols["time_s"] = self.times
+        for key, values in self.stats.items():
+            quantity, _, stat = key.rpartition("_")
+            unit = "" if stat == "count" else self.units.get(quantity, "")
+            suffix = f"_{unit}" if unit and unit != "1" else ""
+            if values.ndim == 2:
+                for k in range(values.shape[1]):
+                    cols[f"{quantity}_{stat}_g{k + 1}{suffix}"] = values[:, k]
+            else:
+                cols[f"{key}{suffix}"] = values
+        return cols
+
+
+def _region_for_frame(region, k: int, t: int, n: int, map_shape) -> np.ndarray | None:
+    """Mask ``(n, my, mx)`` for frame position ``k`` (None: everything finite)."""
+    if region is None:
+        return None
+    if region.ndim == 2:
+        mask = region
+    elif region.ndim == 3:
+        mask = region[k]
+    else:
+        mask = region[:, k]
+    return np.broadcast_to(mask, (n, *map_shape))
+
+
+def _stats(values: np.ndarray, ok: np.ndarray) -> tuple[float, float, float, int]:
+    v = values[ok]
+    count = int(v.size)
+    if count == 0:
+        return math.nan, math.nan, math.nan, 0
+    std = float(np.std(v, ddof=1)) if count > 1 else math.nan
+    return float(np.mean(v)), float(np.median(v)), std, count
+
+
+def _angle_stats(values: np.ndarray, ok: np.ndarray) -> tuple[float, float, float, int]:
+    """Mean, median and spread of angles about their circular mean (no ±180° jump)."""
+    v = np.radians(values[ok].astype(np.float64))
+    if v.size == 0:
+        return math.nan, math.nan, math.nan, 0
+    centre = math.degrees(math.atan2(np.mean(np.sin(v)), np.mean(np.cos(v))))
+    delta = _wrap_degrees(np.degrees(v) - centre)
+    mean, median, std, count = _stats(delta, np.ones(delta.shape, dtype=bool))
+    return float(_wrap_degrees(centre + mean)), float(_wrap_degrees(centre + median)), std, count
+
+
+def time_trace(maps, region=None, *, times=None) -> TimeTrace:
+    """Mean, median, spread and count of every map per frame inside a region.
+
+    Parameters
+    ----------
+    maps : LatticeMaps or MovieResult
+        Maps ``(n, t, my, mx)`` (a single frame ``(n, my, mx)`` is one frame); numpy or
+        dask (computed one frame at a time).
+    region : array_like of bool or "crystal", optional
+        Map pixels to use: ``(my, mx)`` for every frame, ``(t, my, mx)`` per frame, or
+        ``(n, t, my, mx)`` per reflection and frame (strain uses pixels inside for every
+        reflection); ``"crystal"`` for :func:`napari_hrtem_fft.crystal_mask` of each
+        frame.  Default: every finite value.  NaN values are always left out.
+    times : float or array_like, optional
+        Frame interval in seconds, or the time of each frame ``(t,)`` in seconds.
+
+    Returns
+    -------
+    TimeTrace
+        Per frame and reflection: ``d_*`` (nm) and ``angle_*`` (degrees, circular); per
+        frame: ``exx_*``, ``eyy_*``, ``exy_*``, ``rotation_*`` when the maps have strain.
+
+    Raises
+    ------
+    TypeError
+        If ``maps`` is not LatticeMaps/MovieResult or ``region`` is not boolean.
+    ValueError
+        If ``region`` or ``times`` does not match the maps.
+    """
+    import dask
+
+    frames = None
+    if isinstance(maps, MovieResult):
+        frames = maps.frames
+        maps = maps.maps
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
+    d_all = maps.d_spacing
+    n = maps.n_reflections
+    if d_all.ndim == 3:
+        single = True
+        t = 1
+    elif d_all.ndim == 4:
+        single = False
+        t = int(d_all.shape[1])
+    else:
+        raise ValueError(f"maps must be (n, my, mx) or (n, t, my, mx), got {d_all.shape}")
+    map_shape = tuple(int(s) for s in d_all.shape[-2:])
+    frames = np.arange(t) if frames is None else np.asarray(frames)
+    crystal = isinstance(region, str)
+    if crystal and region != "crystal":
+        raise ValueError(f"region must be a boolean mask or 'crystal', got {region!r}")
+    mask = None
+    if region is not None and not crystal:
+        mask = np.asarray(region)
+        if mask.dtype != bool:
+            raise TypeError(f"region must be a boolean mask, got dtype {mask.dtype}")
+        allowed = [map_shape, (t, *map_shape), (n, t, *map_shape)]
+        if single:
+            allowed.append((n, *map_shape))
+        if mask.shape not in allowed:
+            raise ValueError(
+                f"region of shape {mask.shape} does not match maps {tuple(d_all.shape)}: "
+                f"use (my, mx), (t, my, mx) or (n, t, my, mx)"
+            )
+        if single and mask.ndim == 3:
+            mask = mask[:, None] if mask.shape[0] == n and n != 1 else mask
+    if times is None:
+        time_s = None
+    elif np.ndim(times) == 0:
+        dt = float(times)
+        if not math.isfinite(dt) or dt <= 0:
+            raise ValueError(f"times as a frame interval must be > 0 s, got {times}")
+        time_s = frames.astype(np.float64) * dt
+    else:
+        time_s = np.asarray(times, dtype=np.float64)
+        if time_s.shape != (t,):
+            raise ValueError(f"times must have one value per frame ({t},), got {time_s.shape}")
+
+    strain = maps.strain
+    names = ["d", "angle"] + (list(_STRAIN) if strain is not None else [])
+    stats = {
+        f"{q}_{s}": np.full((t, n) if q in ("d", "angle") else (t,), np.nan)
+        for q in names
+        for s in ("mean", "median", "std", "count")
+    }
+    for k in range(t):
+        pick = (slice(None),) if single else (slice(None), k)
+        parts = {"d": d_all[pick], "angle": maps.angle[pick]}
+        if crystal:
+            parts["amplitude"] = maps.amplitude[pick]
+        if strain is not None:
+            for c in _STRAIN:
+                parts[c] = getattr(strain, c) if single else getattr(strain, c)[k]
+        values = dict(zip(parts, dask.compute(*parts.values()), strict=True))
+        values = {key: np.asarray(v) for key, v in values.items()}
+        if crystal:
+            from .postprocess import crystal_mask
+
+            frame_maps = LatticeMaps(
+                d_spacing=values["d"],
+                angle=values["angle"],
+                amplitude=values["amplitude"],
+                d_sigma=np.full_like(values["d"], np.nan),
+                angle_sigma=np.full_like(values["d"], np.nan),
+                reflections=maps.reflections,
+                window=maps.window,
+                step=maps.step,
+                pixel_size=maps.pixel_size,
+            )
+            frame_mask = np.broadcast_to(crystal_mask(frame_maps), (n, *map_shape))
+        else:
+            frame_mask = _region_for_frame(mask, k, t, n, map_shape)
+        for r in range(n):
+            inside = np.ones(map_shape, dtype=bool) if frame_mask is None else frame_mask[r]
+            d_ok = inside & np.isfinite(values["d"][r])
+            a_ok = inside & np.isfinite(values["angle"][r])
+            for q, ok, func in (("d", d_ok, _stats), ("angle", a_ok, _angle_stats)):
+                result = func(values[q][r], ok)
+                for s, value in zip(("mean", "median", "std", "count"), result, strict=True):
+                    stats[f"{q}_{s}"][k, r] = value
+        if strain is not None:
+            inside = (
+                np.ones(map_shape, dtype=bool)
+                if frame_mask is None
+                else np.all(frame_mask, axis=0)
+            )
+            for c in _STRAIN:
+                ok = inside & np.isfinite(values[c])
+                result = _stats(values[c], ok)
+                for s, value in zip(("mean", "median", "std", "count"), result, strict=True):
+                    stats[f"{c}_{s}"][k] = value
+    for key in stats:
+        if key.endswith("_count"):
+            stats[key] = stats[key].astype(np.int64)
+    units = {"d": "nm", "angle": "deg", "exx": "1", "eyy": "1", "exy": "1", "rotation": "deg"}
+    return TimeTrace(
+        frames=frames,
+        times=time_s,
+        reflections=np.asarray(maps.reflections, dtype=np.float64),
+        stats=stats,
+        units={q: units[q] for q in names},
+    )
+
+
+def trace_to_csv(trace: TimeTrace, path, *, overwrite: bool = False) -> Path:
+    """Write a time trace as CSV: ``#`` header lines with the reflections and units.
+
+    Parameters
+    ----------
+    trace : TimeTrace
+        From :func:`time_trace`.
+    path : str or pathlib.Path
+        Output file.
+    overwrite : bool
+        Replace an existing file; otherwise an existing file is an error.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    TypeError
+        If ``trace`` is not a TimeTrace.
+    """
+    import csv
+
+    from .reciprocal import g_angle, g_spacing
+
+    if not isinstance(trace, TimeTrace):
+        raise TypeError(f"trace must be a TimeTrace, got {type(trace).__name__}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} already exists (pass overwrite=True to replace it)")
+    cols = trace.columns()
+    header = [
+        "# napari-hrtem-fft time trace: statistics per frame inside the region",
+        "# units: d in nm, angle and rotation in degrees (counter-clockwise on screen), "
+        "strain dimensionless, time in s; std is the sample standard deviation; "
+        "count is the number of map pixels used",
+    ]
+    d = g_spacing(trace.reflections)
+    ang = g_angle(trace.reflections)
+    for k, (g, dk, ak) in enumerate(zip(trace.reflections, d, ang, strict=True)):
+        header.append(
+            f"# g{k + 1} = ({g[0]:.6g}, {g[1]:.6g}) 1/nm (gy, gx): d = {dk:.6g} nm, "
+            f"angle = {ak:.4g} deg"
+        )
+    mode = "w" if overwrite else "x"
+    with path.open(mode, newline="", encoding="utf-8") as fh:
+        fh.write("\n".join(header) + "\n")
+        writer = csv.writer(fh)
+        writer.writerow(list(cols))
+        for row in zip(*cols.values(), strict=True):
+            writer.writerow([_csv_value(v) for v in row])
+    return path
+
+
+def _csv_value(v) -> str:
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    v = float(v)
+    return "nan" if math.isnan(v) else repr(v)
+
+
+# --------------------------------------------------------------------------- scale-out
+
+
+def _fields(maps: LatticeMaps) -> dict:
+    arrays = {name: getattr(maps, name) for name in _FIELDS}
+    if maps.strain is not None:
+        arrays.update(maps.strain.components())
+    return arrays
+
+
+class _Scheduler:
+    """``scheduler`` argument → something ``dask.compute`` accepts; owns a client it made."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.client = None
+
+    def __enter__(self):
+        s = self.scheduler
+        if isinstance(s, str) and "://" in s:
+            from distributed import Client
+
+            self.client = Client(s, set_as_default=False)
+            return self.client
+        if s is None or isinstance(s, str) or callable(s) or hasattr(s, "get"):
+            return s
+        raise TypeError(
+            "scheduler must be None, a dask scheduler name, a scheduler address "
+            f"'tcp://host:port' or a distributed.Client, got {type(s).__name__}"
+        )
+
+    def __exit__(self, *exc):
+        if self.client is not None:
+            self.client.close()
+        return False
+
+
+def compute_maps(maps, *, scheduler=None):
+    """Compute lazy maps (all fields in one pass over the data) on a chosen scheduler.
+
+    Parameters
+    ----------
+    maps : LatticeMaps or MovieResult
+        Maps holding dask arrays (numpy arrays pass through).
+    scheduler : str, distributed.Client or None
+        ``None`` (dask's default or the active client), a dask scheduler name
+        (``"threads"``, ``"processes"``, ``"synchronous"``), the address of a
+        ``dask.distributed`` scheduler (``"tcp://host:8786"``; a client is opened and
+        closed for this call) or a ``distributed.Client``.
+
+    Returns
+    -------
+    LatticeMaps or MovieResult
+        A copy with numpy arrays.
+
+    Raises
+    ------
+    TypeError
+        If ``maps`` or ``scheduler`` has the wrong type.
+    """
+    import dask
+
+    if isinstance(maps, MovieResult):
+        return replace(maps, maps=compute_maps(maps.maps, scheduler=scheduler))
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
+    arrays = _fields(maps)
+    with _Scheduler(scheduler) as sched:
+        values = dask.compute(*arrays.values(), scheduler=sched)
+    computed = dict(zip(arrays, (np.asarray(v) for v in values), strict=True))
+    strain = None
+    if maps.strain is not None:
+        strain = replace(maps.strain, **{c: computed[c] for c in _STRAIN})
+    return replace(
+        maps,
+        **{name: computed[name] for name in _FIELDS},
+        strain=strain,
+        parameters=dict(maps.parameters),
+    )
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else str(value)
+    if obj is None or isinstance(obj, str):
+        return obj
+    return repr(obj)
+
+
+def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None):
+    """Write maps to a chunked zarr store, computing lazy maps block by block.
+
+    Every map is an array of the store (``d_spacing``, ``angle``, ``amplitude``,
+    ``d_sigma``, ``angle_sigma`` as ``(n, ..., my, mx)``; ``exx``, ``eyy``, ``exy``,
+    ``rotation`` as ``(..., my, mx)``), float32 with NaN for missing values, chunked as
+    the dask arrays.  Each array carries ``axes``, ``scale``, ``translate``, ``units``
+    (nm on the map axes), ``value_unit`` and ``description``; the group carries the
+    analysis parameters under ``napari_hrtem_fft``.  Blocks are written by the workers
+    as they are computed, so memory stays at a few blocks per worker.
+
+    Parameters
+    ----------
+    maps : LatticeMaps or MovieResult
+        Maps (numpy or dask).
+    store : str or pathlib.Path or zarr store
+        Where to write (a directory ending in ``.zarr`` by convention).
+    overwrite : bool
+        Replace an existing store; otherwise an existing store is an error.
+    scheduler : str, distributed.Client or None
+        As for :func:`compute_maps`.
+
+    Returns
+    -------
+    zarr.Group
+        The written group.
+
+    Raises
+    ------
+    FileExistsError
+        If the store exists and ``overwrite`` is False.
+    TypeError
+        If ``maps`` has the wrong type.
+    """
+    import dask
+    import dask.array as da
+    import zarr
+
+    movie = None
+    if isinstance(maps, MovieResult):
+        movie, maps = maps, maps.maps
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
+    if isinstance(store, str | Path) and Path(store).exists() and not overwrite:
+        raise FileExistsError(f"{str(store)!r} already exists (pass overwrite=True to replace it)")
+    try:
+        root = zarr.open_group(
+            str(store) if isinstance(store, Path) else store, mode="w" if overwrite else "w-"
+        )
+    except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
+        raise FileExistsError(f"{store!r} already exists") from None
+
+    record = {
+        "kind": "lattice_maps",
+        "pixel_size": maps.pixel_size,
+        "window": maps.window,
+        "step": maps.step,
+        "map_scale": maps.map_scale,
+        "reflections": maps.reflections,
+        "parameters": maps.parameters,
+    }
+    if maps.strain is not None:
+        record["strain_reference"] = maps.strain.reference
+    if movie is not None:
+        record["movie"] = {
+            "frames": movie.frames,
+            "tracked": movie.tracked,
+            "reflections_per_frame": movie.reflections,
+            "found_per_frame": movie.found,
+            "drift_px": movie.drift,
+        }
+    root.attrs.update({"napari_hrtem_fft": _jsonable(record)})
+
+    sources, targets = [], []
+    for name, data in _fields(maps).items():
+        arr = data if _is_dask(data) else da.from_array(np.asarray(data))
+        arr = arr.astype(np.float32)
+        # Regular chunks (zarr's grid) matching the dask blocks: no two tasks write one
+        # chunk, so no lock is needed.
+        regular = tuple(max(c) for c in arr.chunks)
+        arr = arr.rechunk(regular)
+        target = root.create_array(
+            name, shape=arr.shape, chunks=regular, dtype="float32", fill_value=float("nan")
+        )
+        per_reflection = name in _FIELDS
+        lead = ["t", "z", "c"][: arr.ndim - 2 - per_reflection]
+        axes = (["reflection"] if per_reflection else []) + lead + ["y", "x"]
+        unit, what = _UNITS[name]
+        target.attrs.update(
+            {
+                "axes": axes,
+                "scale": [1.0] * (len(axes) - 2) + [maps.map_scale] * 2,
+                "translate": [0.0] * len(axes),
+                "units": [""] * (len(axes) - 2) + ["nm", "nm"],
+                "value_unit": unit,
+                "description": what,
+            }
+        )
+        sources.append(arr)
+        targets.append(target)
+    delayed = da.store(sources, targets, lock=False, compute=False)
+    with _Scheduler(scheduler) as sched:
+        dask.compute(delayed, scheduler=sched)
+    return root
+
+
+def read_zarr_maps(store) -> LatticeMaps:
+    """Open maps written by :func:`to_zarr` lazily (dask arrays on the store's chunks).
+
+    Parameters
+    ----------
+    store : str or pathlib.Path or zarr store
+        The store.
+
+    Returns
+    -------
+    LatticeMaps
+        Lazy maps with the stored geometry and parameters.
+
+    Raises
+    ------
+    ValueError
+        If the store was not written by :func:`to_zarr`.
+    """
+    import dask.array as da
+    import zarr
+
+    root = zarr.open_group(str(store) if isinstance(store, Path) else store, mode="r")
+    record = root.attrs.get("napari_hrtem_fft")
+    if not isinstance(record, dict) or record.get("kind") != "lattice_maps":
+        raise ValueError(f"{store!r} holds no maps written by napari_hrtem_fft.to_zarr")
+    fields = {name: da.from_zarr(root[name]) for name in _FIELDS}
+    strain = None
+    if all(c in root for c in _STRAIN):
+        strain = StrainMaps(
+            **{c: da.from_zarr(root[c]) for c in _STRAIN},
+            reference=np.asarray(record.get("strain_reference", record["reflections"]), float),
+        )
+    return LatticeMaps(
+        **fields,
+        reflections=np.asarray(record["reflections"], dtype=np.float64),
+        window=int(record["window"]),
+        step=int(record["step"]),
+        pixel_size=float(record["pixel_size"]),
+        strain=strain,
+        parameters=dict(record.get("parameters", {})),
+    )

@@ -1,0 +1,335 @@
+"""Movie analysis: tracking, time traces, regions, CSV, zarr and dask.distributed."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_hrtem_fft.core.drift import shift_region
+from napari_hrtem_fft.core.engine import analyze
+from napari_hrtem_fft.core.maps import LatticeMaps, StrainMaps
+from napari_hrtem_fft.core.movie import (
+    MovieResult,
+    analyze_movie,
+    compute_maps,
+    iter_analyze_movie,
+    read_zarr_maps,
+    region_from_polygon,
+    time_trace,
+    to_zarr,
+    trace_to_csv,
+)
+from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
+
+PIXEL = 0.02  # nm
+REFL = pd_110_reflections(10.0)
+
+
+def _movie(n, size, **kw):
+    options = dict(pixel_size=PIXEL, reflections=REFL, noise=0.1, amorphous=0.05)
+    options.update(kw)
+    return synthetic_movie(n, (size, size), **options)
+
+
+# ------------------------------------------------------------------ tracking
+
+
+def test_tracking_follows_5_percent_expansion_and_3_degrees():
+    # 20 frames, +5 % spacing and 3° rotation, search ±10 %: the time trace of the
+    # tracked analysis matches the truth to 0.05 % in d and 0.05° in angle, every frame.
+    stack, truth = _movie(20, 512, expansion_total=0.05, rotation_total=3.0, lazy=False)
+    result = analyze_movie(stack, REFL, pixel_size=PIXEL, window=128, step=16, search=0.1)
+    assert isinstance(result, MovieResult) and result.tracked
+    assert result.maps.d_spacing.shape == (3, 20, 32, 32)
+    assert result.maps.strain.exx.shape == (20, 32, 32)
+    trace = time_trace(result)
+    err = trace["d_median"] / truth.d_spacing - 1
+    assert np.all(np.isfinite(err)) and np.abs(err).max() < 5e-4, np.abs(err).max()
+    assert np.abs(trace["angle_median"] - truth.angle).max() < 0.05
+    # the reflections used in the last frame are those found in the one before
+    np.testing.assert_allclose(result.reflections[-1], result.found[-2])
+    np.testing.assert_allclose(result.found[-1], truth.g[-1], rtol=5e-4, atol=2e-3)
+    # strain is relative to the first frame's lattice: +5 % at the end (±0.1 %)
+    np.testing.assert_allclose(trace["exx_median"][[0, -1]], [0.0, 0.05], atol=1e-3)
+    np.testing.assert_allclose(trace["rotation_median"][-1], 3.0, atol=0.05)
+
+
+def test_tracking_is_needed_beyond_the_search_region():
+    # 8° of rotation with search 0.05 (±2.9°): fixed reflections lose the lattice in
+    # the last frames (no estimate at all), tracked ones keep it to 0.05 %.
+    stack, truth = _movie(12, 384, expansion_total=0.05, rotation_total=8.0, lazy=False)
+    options = dict(pixel_size=PIXEL, window=128, step=16, search=0.05)
+    fixed = time_trace(analyze_movie(stack, REFL, track=False, **options))
+    assert np.all(fixed["d_count"][-1] == 0)
+    tracked = time_trace(analyze_movie(stack, REFL, track=True, **options))
+    err = tracked["d_median"] / truth.d_spacing - 1
+    assert np.abs(err).max() < 5e-4, np.abs(err).max()
+
+
+def test_untracked_dask_movie_is_lazy_and_equals_frame_by_frame():
+    stack, _ = _movie(4, 256, expansion_total=0.02)
+    result = analyze_movie(stack, REFL, pixel_size=PIXEL, window=64, step=8, track=False)
+    assert isinstance(result.maps.d_spacing, da.Array) and result.found is None
+    assert result.reflections.shape == (4, 3, 2)
+    lazy = compute_maps(result).maps
+    eager = np.asarray(stack)
+    for k in (0, 3):
+        one = analyze(eager[k], REFL, pixel_size=PIXEL, window=64, step=8)
+        np.testing.assert_allclose(lazy.d_spacing[:, k], one.d_spacing, rtol=1e-6)
+        np.testing.assert_allclose(lazy.strain.exx[k], one.strain.exx, rtol=1e-5, atol=1e-7)
+
+
+def test_iter_analyze_movie_frames_progress_and_cancel():
+    stack, _ = _movie(6, 192, expansion_total=0.01, lazy=False)
+    computed = []
+
+    def frame(block, block_info=None):
+        computed.append(block_info[0]["chunk-location"][0])
+        return block
+
+    lazy = da.from_array(stack, chunks=(1, 192, 192)).map_blocks(frame, dtype=stack.dtype)
+    stream = iter_analyze_movie(lazy, REFL, pixel_size=PIXEL, window=64, step=16, frames=[5, 1, 3])
+    first_index, first_maps = next(stream)
+    assert first_index == 5 and first_maps.d_spacing.shape == (3, 12, 12)
+    stream.close()  # cancel between frames: nothing more is read
+    assert computed == [5]
+    calls = []
+    result = analyze_movie(
+        stack,
+        REFL,
+        pixel_size=PIXEL,
+        window=64,
+        step=16,
+        frames=slice(1, 6, 2),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    np.testing.assert_array_equal(result.frames, [1, 3, 5])
+    assert result.maps.d_spacing.shape == (3, 3, 12, 12)
+
+
+def test_region_follows_the_drift(caplog):
+    # A small particle moves 48 px per frame; the region drawn around it in frame 0
+    # only keeps finding the lattice when it moves with the drift.
+    n, size, step = 5, 512, 16
+    drift = np.stack([np.zeros(n), 48.0 * np.arange(n)], axis=1)
+    stack, truth = _movie(
+        n, size, radius=2.0, drift=drift, amorphous=0.0, noise=0.05, expansion_total=0.02,
+        lazy=False,
+    )  # fmt: skip
+    centre = np.array(truth.center) / PIXEL / step  # map pixels
+    yy, xx = np.mgrid[: size // step, : size // step]
+    region = np.hypot(yy - centre[0], xx - centre[1]) <= 2.5
+    options = dict(pixel_size=PIXEL, window=64, step=step, region=region)
+    followed = analyze_movie(stack, REFL, drift=drift, **options)
+    assert np.all(np.isfinite(followed.found))
+    np.testing.assert_allclose(followed.found[-1], truth.g[-1], atol=5e-3)  # 0.1 % of |g|
+    with caplog.at_level(logging.WARNING, logger="napari_hrtem_fft.core.movie"):
+        stale = analyze_movie(stack, REFL, **options)
+    assert np.all(np.isnan(stale.found[-1])) and "not found" in caplog.text
+    # the region moved exactly as shift_region moves it
+    moved = shift_region(region, drift[-1:], step=step)[0]
+    assert moved.sum() == region.sum() and np.array_equal(np.roll(region, 12, axis=1), moved)
+
+
+def test_analyze_movie_bad_input():
+    stack = np.zeros((3, 128, 128), dtype=np.float32)
+    options = dict(pixel_size=PIXEL, window=64, step=16)
+    with pytest.raises(ValueError, match="3 dimensions"):
+        analyze_movie(stack[0], REFL, **options)
+    with pytest.raises(ValueError, match="out of range"):
+        analyze_movie(stack, REFL, frames=[0, 3], **options)
+    with pytest.raises(ValueError, match="selects no frame"):
+        analyze_movie(stack, REFL, frames=slice(2, 2), **options)
+    with pytest.raises(ValueError, match="drift must have shape"):
+        analyze_movie(stack, REFL, drift=np.zeros((2, 2)), **options)
+    with pytest.raises(ValueError, match="does not match the map grid"):
+        iter_analyze_movie(stack, REFL, region=np.ones((5, 5), bool), **options)
+    with pytest.raises(TypeError, match="boolean"):
+        iter_analyze_movie(stack, REFL, region=np.ones((8, 8)), **options)
+    with pytest.raises(TypeError, match="progress"):
+        analyze_movie(stack, REFL, progress=3, **options)
+    with pytest.raises(ValueError, match="strain_reference"):
+        iter_analyze_movie(stack, REFL, strain_reference=REFL[:2], **options)
+
+
+# ------------------------------------------------------------------ time traces
+
+
+def _known_maps(t=3, n=2, shape=(4, 5)):
+    rng = np.random.default_rng(0)
+    d = 0.2 + 0.01 * rng.random((n, t, *shape))
+    d[0, 1, 0, 0] = np.nan
+    angle = rng.uniform(-2, 2, (n, t, *shape)) + np.array([179.0, 30.0])[:, None, None, None]
+    angle = 180.0 - np.mod(180.0 - angle, 360.0)  # values on both sides of ±180°
+    comps = {c: rng.normal(size=(t, *shape)) * 1e-3 for c in ("exx", "eyy", "exy", "rotation")}
+    return LatticeMaps(
+        d_spacing=d,
+        angle=angle,
+        amplitude=np.full_like(d, 50.0),
+        d_sigma=np.full_like(d, 1e-4),
+        angle_sigma=np.full_like(d, 0.1),
+        reflections=np.array([[1.0, -5.0], [2.5, 4.0]]),
+        window=64,
+        step=8,
+        pixel_size=0.02,
+        strain=StrainMaps(**comps, reference=np.array([[1.0, -5.0], [2.5, 4.0]])),
+    )
+
+
+def test_time_trace_known_statistics_and_circular_angles():
+    maps = _known_maps()
+    region = np.zeros((4, 5), dtype=bool)
+    region[1:3, 1:4] = True
+    region[0, 0] = True
+    trace = time_trace(maps, region, times=0.5)
+    np.testing.assert_allclose(trace.times, [0.0, 0.5, 1.0])
+    for k in range(3):
+        for r in range(2):
+            v = maps.d_spacing[r, k][region]
+            v = v[np.isfinite(v)]
+            assert trace["d_count"][k, r] == v.size
+            np.testing.assert_allclose(trace["d_mean"][k, r], v.mean(), rtol=1e-12)
+            np.testing.assert_allclose(trace["d_median"][k, r], np.median(v), rtol=1e-12)
+            np.testing.assert_allclose(trace["d_std"][k, r], v.std(ddof=1), rtol=1e-12)
+        ex = maps.strain.exx[k][region]
+        np.testing.assert_allclose(trace["exx_mean"][k], ex.mean(), rtol=1e-12)
+    assert trace["d_count"][1, 0] == 6  # the NaN pixel is left out
+    # reflection 1 straddles ±180°: unwrapped about 179°, not averaged to ~0°
+    a = maps.angle[0, 0][region]
+    unwrapped = np.where(a < 0, a + 360, a)
+    expected = 180.0 - np.mod(180.0 - unwrapped.mean(), 360.0)
+    np.testing.assert_allclose(trace["angle_mean"][0, 0], expected, atol=1e-9)
+    np.testing.assert_allclose(trace["angle_std"][0, 0], unwrapped.std(ddof=1), rtol=1e-9)
+
+
+def test_time_trace_region_shapes_everything_and_dask():
+    maps = _known_maps()
+    everything = time_trace(maps)
+    assert np.all(everything["d_count"][:, 1] == 20) and everything["d_count"][1, 0] == 19
+    per_frame = np.zeros((3, 4, 5), dtype=bool)
+    per_frame[2] = True
+    trace = time_trace(maps, per_frame)
+    assert np.all(trace["d_count"][:2] == 0) and np.all(np.isnan(trace["d_mean"][:2]))
+    assert np.all(trace["d_count"][2] == 20)
+    per_reflection = np.zeros((2, 3, 4, 5), dtype=bool)
+    per_reflection[1] = True
+    trace = time_trace(maps, per_reflection)
+    assert np.all(trace["d_count"][:, 0] == 0) and np.all(trace["d_count"][:, 1] == 20)
+    assert np.all(trace["exx_count"] == 0)  # strain needs every reflection in the region
+    lazy = _known_maps()
+    lazy.d_spacing = da.from_array(lazy.d_spacing, chunks=(2, 1, 4, 5))
+    np.testing.assert_array_equal(time_trace(lazy)["d_median"], everything["d_median"])
+    with pytest.raises(ValueError, match="does not match maps"):
+        time_trace(maps, np.ones((3, 3), bool))
+    with pytest.raises(TypeError, match="boolean"):
+        time_trace(maps, np.ones((4, 5)))
+    with pytest.raises(ValueError, match="one value per frame"):
+        time_trace(maps, times=[0.0, 1.0])
+    with pytest.raises(ValueError, match="'crystal'"):
+        time_trace(maps, "particle")
+
+
+def test_time_trace_crystal_region_leaves_out_the_film():
+    rng = np.random.default_rng(1)
+    maps = _known_maps(t=3, shape=(30, 30))
+    maps.window = 32  # crystal_mask erodes by window/2 = 2 map pixels
+    maps.amplitude = rng.uniform(40, 60, maps.d_spacing.shape)
+    maps.amplitude[..., :10] = rng.uniform(0.5, 2.0, maps.amplitude[..., :10].shape)
+    maps.d_spacing[..., :10] = 0.5  # film: weak peaks and wrong values the mask drops
+    trace = time_trace(maps, "crystal")
+    assert np.all(trace["d_median"] < 0.21)
+    # the 20 crystal columns less the 2-column margin at the film edge
+    assert np.all(trace["d_count"] <= 30 * 20) and np.all(trace["d_count"] >= 30 * 16)
+
+
+def test_trace_to_csv_header_units_and_no_silent_overwrite(tmp_path):
+    trace = time_trace(_known_maps(), times=[0.0, 2.0, 4.0])
+    path = trace_to_csv(trace, tmp_path / "trace.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("#") and "nm" in lines[1] and lines[2].startswith("# g1 = ")
+    rows = list(csv.reader(line for line in lines if not line.startswith("#")))
+    header, body = rows[0], rows[1:]
+    assert header[:2] == ["frame", "time_s"] and "d_median_g2_nm" in header
+    assert "angle_mean_g1_deg" in header and "exx_median" in header
+    assert "rotation_std_deg" in header and "d_count_g1" in header
+    col = header.index("d_median_g2_nm")
+    np.testing.assert_allclose([float(r[col]) for r in body], trace["d_median"][:, 1])
+    with pytest.raises(FileExistsError):
+        trace_to_csv(trace, path)
+    trace_to_csv(trace, path, overwrite=True)
+    with pytest.raises(TypeError):
+        trace_to_csv({"d": 1}, tmp_path / "x.csv")
+
+
+def test_region_from_polygon_world_coordinates():
+    # map pixels of 0.5 nm starting at (1, 2) nm; a square from (2, 3) to (3.2, 4.6) nm
+    # holds centres y in {2, 2.5, 3}, x in {3, 3.5, 4, 4.5}
+    square = np.array([[2.0 - 1e-9, 3.0 - 1e-9], [2.0 - 1e-9, 4.6], [3.2, 4.6], [3.2, 3.0 - 1e-9]])
+    mask = region_from_polygon(square, (3, 6, 8), 0.5, (1.0, 2.0))
+    expected = np.zeros((6, 8), dtype=bool)
+    expected[2:5, 2:6] = True
+    np.testing.assert_array_equal(mask, expected)
+    # napari Shapes in a 3-D layer carry a leading time coordinate
+    with_t = np.column_stack([np.full(4, 7.0), square])
+    np.testing.assert_array_equal(region_from_polygon(with_t, (6, 8), (0.5, 0.5), (1, 2)), mask)
+    with pytest.raises(ValueError, match="v >= 3"):
+        region_from_polygon(square[:2], (6, 8), 0.5)
+    with pytest.raises(ValueError, match="map_scale"):
+        region_from_polygon(square, (6, 8), 0.0)
+
+
+# ------------------------------------------------------------------ scale-out
+
+
+def test_to_zarr_round_trip_and_no_overwrite(tmp_path):
+    stack, _ = _movie(3, 192, expansion_total=0.02)
+    result = analyze_movie(stack, REFL, pixel_size=PIXEL, window=64, step=8, track=False)
+    store = tmp_path / "maps.zarr"
+    group = to_zarr(result, store)
+    assert group["d_spacing"].attrs["units"] == ["", "", "nm", "nm"]
+    assert group["d_spacing"].attrs["scale"][-1] == pytest.approx(8 * PIXEL)
+    assert group["exx"].shape == (3, 24, 24)
+    back = read_zarr_maps(store)
+    assert isinstance(back.d_spacing, da.Array)
+    computed = compute_maps(result.maps, scheduler="synchronous")
+    np.testing.assert_array_equal(np.asarray(back.d_spacing), computed.d_spacing)
+    np.testing.assert_array_equal(np.asarray(back.strain.rotation), computed.strain.rotation)
+    assert back.step == 8 and back.pixel_size == PIXEL
+    np.testing.assert_allclose(back.reflections, REFL)
+    with pytest.raises(FileExistsError):
+        to_zarr(result, store)
+    to_zarr(computed, store, overwrite=True)  # numpy maps too
+    with pytest.raises(TypeError, match="scheduler"):
+        compute_maps(result, scheduler=3.5)
+
+
+def test_localcluster_matches_threaded(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    stack, _ = _movie(3, 256, expansion_total=0.03)
+    maps = analyze(stack, REFL, pixel_size=PIXEL, window=64, step=8)
+    threaded = compute_maps(maps, scheduler="threads")
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            dashboard_address=None,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        on_cluster = compute_maps(maps, scheduler=client)
+        # by address, as a remote cluster would be given; blocks written by the workers
+        to_zarr(maps, tmp_path / "m.zarr", scheduler=cluster.scheduler_address)
+    stored = read_zarr_maps(tmp_path / "m.zarr")
+    for name in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma"):
+        ref = getattr(threaded, name)
+        for other in (getattr(on_cluster, name), np.asarray(getattr(stored, name))):
+            np.testing.assert_array_equal(np.isnan(other), np.isnan(ref))
+            np.testing.assert_allclose(other, ref, rtol=1e-9)
+    np.testing.assert_allclose(on_cluster.strain.exy, threaded.strain.exy, rtol=1e-9)
