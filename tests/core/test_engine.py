@@ -1,0 +1,459 @@
+"""Tests of napari_hrtem_fft.analyze against synthetic lattices with a known local g.
+
+Map pixel ``(i, j)`` is compared with the truth at image pixel ``(i·step, j·step)``
+(``truth.g[:, ::step, ::step]``), over the map pixels whose whole window lies inside
+the particle (``_interior(truth, window)``).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from reference import periodogram_peak
+from scipy import ndimage
+
+from napari_hrtem_fft.core import synthetic as syn
+from napari_hrtem_fft.core.engine import analyze
+
+PX = 0.02  # nm per pixel
+REFL = syn.pd_110_reflections(10.0)  # (1-11), (-111), (002) of Pd [110]
+
+# Accuracy targets on noise-free lattices (max abs error over the particle interior).
+D_TOL = 5e-5  # relative, i.e. 0.005 %
+ANGLE_TOL = 5e-3  # degrees
+
+
+def _interior(truth, window):
+    """Pixels whose whole window (``window + 1`` square, as ``truth.interior``) is crystal.
+
+    Same result as ``SyntheticTruth.interior`` by a separable minimum filter, which
+    stays fast for 256-pixel windows.
+    """
+    inside = truth.particle.astype(np.uint8)
+    return ndimage.minimum_filter(inside, size=window + 1, mode="constant", cval=0).astype(bool)
+
+
+def _ellipse(shape, fraction=0.45):
+    cy, cx = shape[0] * PX / 2, shape[1] * PX / 2
+    ry, rx = fraction * shape[0] * PX, fraction * shape[1] * PX
+    return lambda y, x: ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
+
+
+def _errors(maps, truth, step, where):
+    """Relative d errors and angle errors (degrees) at the selected map pixels."""
+    d_true = truth.d_spacing[:, ::step, ::step]
+    a_true = truth.angle[:, ::step, ::step]
+    d_err = (np.asarray(maps.d_spacing, dtype=np.float64) / d_true - 1.0)[:, where]
+    a_err = np.asarray(maps.angle, dtype=np.float64) - a_true
+    a_err = ((a_err + 180.0) % 360.0 - 180.0)[:, where]
+    return d_err, a_err
+
+
+def _assert_clean_accuracy(maps, truth, window, step, where=None):
+    inside = _interior(truth, window)[::step, ::step]
+    where = inside if where is None else where & inside
+    assert where.sum() >= 10, "test geometry leaves too few interior windows"
+    d_err, a_err = _errors(maps, truth, step, where)
+    assert not np.isnan(d_err).any(), "NaN window inside the crystal"
+    assert np.abs(d_err).max() < D_TOL, np.abs(d_err).max(axis=1)
+    assert np.abs(a_err).max() < ANGLE_TOL, np.abs(a_err).max(axis=1)
+
+
+# ----------------------------------------------------------------- clean accuracy
+
+
+@pytest.mark.parametrize(
+    ("shape", "window", "n_refl"),
+    [((448, 384), 64, 2), ((384, 512), 128, 3), ((640, 576), 256, 3), ((400, 336), 64, 4)],
+)
+def test_clean_lattice_interior_accuracy(shape, window, n_refl):
+    refl = np.vstack([REFL, REFL[0] + REFL[2]])[:n_refl]
+    image, truth = syn.synthetic_lattice(
+        shape, pixel_size=PX, reflections=refl, particle=_ellipse(shape)
+    )
+    step = 8
+    maps = analyze(image, refl, pixel_size=PX, window=window, step=step, compute_strain=False)
+    assert maps.d_spacing.shape == (n_refl, -(-shape[0] // step), -(-shape[1] // step))
+    _assert_clean_accuracy(maps, truth, window, step)
+
+
+def test_float32_image_meets_the_same_targets():
+    shape = (384, 448)
+    image, truth = syn.synthetic_lattice(
+        shape, pixel_size=PX, reflections=REFL, particle=_ellipse(shape), dtype=np.float32
+    )
+    maps = analyze(image, REFL, pixel_size=PX, window=128, step=8, compute_strain=False)
+    assert maps.d_spacing.dtype == np.float32
+    _assert_clean_accuracy(maps, truth, 128, 8)
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        pytest.param(syn.rotation_mapping(1.0, center=(3.0, 3.0)), id="rotation-1deg"),
+        pytest.param(syn.dilatation_mapping(1.02, center=(3.0, 3.0)), id="dilatation-2pc"),
+        # 0.2 %/nm: +1.6 % over the image.  (The phase-difference estimate refers to the
+        # footprint centre, half a pixel before c: 1e-5 of d here, within the target.)
+        pytest.param(syn.gradient_mapping(0.002), id="gradient"),
+    ],
+)
+def test_lattice_changes_are_followed_from_the_unstrained_reflections(mapping):
+    shape = (512, 400)
+    image, truth = syn.synthetic_lattice(
+        shape, pixel_size=PX, reflections=REFL, mapping=mapping, particle=_ellipse(shape)
+    )
+    maps = analyze(image, REFL, pixel_size=PX, window=96, step=8, compute_strain=False)
+    _assert_clean_accuracy(maps, truth, 96, 8)
+
+
+def test_core_shell_particle_away_from_the_interface():
+    px = 0.025
+    shape = (864, 864)
+    center = (shape[0] * px / 2, shape[1] * px / 2)
+    core, radius, width = 4.5, 10.2, 0.3
+    image, truth = syn.synthetic_lattice(
+        shape,
+        pixel_size=px,
+        reflections=REFL,
+        mapping=syn.core_shell_mapping(center, core, 0.035, width),
+        particle=lambda y, x: np.hypot(y - center[0], x - center[1]) <= radius,
+    )
+    window, step = 64, 8
+    # The logistic interface (0.3 nm) has up to +17 % radial spacing in a thin band
+    # (the displacement gradient of the shell's expansion): a wider search keeps it.
+    maps = analyze(
+        image, REFL, pixel_size=px, window=window, step=step, search=0.2, compute_strain=False
+    )
+    yy, xx = np.mgrid[: maps.d_spacing.shape[1], : maps.d_spacing.shape[2]] * step * px
+    rho = np.hypot(yy - center[0], xx - center[1])
+    # Away from the interface: the window's corner is > 2.8 nm (e^-9.3 of the logistic
+    # tail, < 0.0004 % strain) from the core radius.
+    reach = window / 2 * px * np.sqrt(2) + 2.8
+    core_px = rho < core - reach
+    shell_px = rho > core + reach
+    inside = _interior(truth, window)[::step, ::step]
+    assert (core_px & inside).sum() > 20 and (shell_px & inside).sum() > 20
+    _assert_clean_accuracy(maps, truth, window, step, where=core_px | shell_px)
+    d_core = np.nanmedian(maps.d_spacing[:, core_px & inside], axis=1)
+    d_shell = np.nanmedian(maps.d_spacing[:, shell_px & inside], axis=1)
+    np.testing.assert_allclose(d_shell / d_core, 1.035, rtol=D_TOL)
+    # No failed window anywhere inside the crystal, interface included.
+    assert not np.isnan(maps.d_spacing[:, inside]).any()
+
+
+# --------------------------------------------------------------------- with noise
+
+
+def test_noise_rms_close_to_reference_estimator_and_unbiased():
+    # Fringe amplitude 0.2 = white-noise std 0.2 (SNR 1 per pixel), on an amorphous film.
+    shape = (768, 1024)
+    window, step = 128, 8
+    image, truth = syn.synthetic_lattice(
+        shape,
+        pixel_size=PX,
+        reflections=REFL,
+        amplitudes=0.2,
+        noise=0.2,
+        amorphous=0.1,
+        particle=_ellipse(shape),
+        seed=3,
+    )
+    maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
+    inside = _interior(truth, window)[::step, ::step]
+    d_err, a_err = _errors(maps, truth, step, inside)
+    assert not np.isnan(d_err).any()
+    bias = d_err.mean(axis=1)
+    assert np.all(np.abs(bias) < 2e-4), bias
+    angle_bias = a_err.mean(axis=1)
+    assert np.all(np.abs(angle_bias) < 0.01), angle_bias
+
+    rows, cols = np.nonzero(inside)
+    pick = np.random.default_rng(0).choice(rows.size, 60, replace=False)
+    g_true = truth.g[:, ::step, ::step][:, rows[pick], cols[pick]]
+    for k in range(REFL.shape[0]):
+        g_ref = np.array(
+            [
+                periodogram_peak(
+                    image, (r * step, c * step), REFL[k], pixel_size=PX, window=window
+                )
+                for r, c in zip(rows[pick], cols[pick], strict=True)
+            ]
+        )
+        g_fast = np.asarray(maps.g[k][rows[pick], cols[pick]], dtype=np.float64)
+        rms_ref = np.sqrt(np.mean(np.sum((g_ref - g_true[k]) ** 2, axis=-1)))
+        rms_fast = np.sqrt(np.mean(np.sum((g_fast - g_true[k]) ** 2, axis=-1)))
+        assert rms_fast < 1.25 * rms_ref, (k, rms_fast, rms_ref)
+
+
+def test_sigma_predicts_the_scatter_under_white_noise():
+    shape = (640, 768)
+    window, step = 64, 8
+    image, truth = syn.synthetic_lattice(
+        shape, pixel_size=PX, reflections=REFL, noise=0.4, particle=_ellipse(shape), seed=5
+    )
+    maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
+    inside = _interior(truth, window)[::step, ::step]
+    d_err, a_err = _errors(maps, truth, step, inside)
+    d_rel_sigma = (maps.d_sigma / maps.d_spacing)[:, inside]
+    a_sigma = maps.angle_sigma[:, inside]
+    # The predicted standard deviation matches the observed RMS within 25 %.
+    ratio_d = np.sqrt(np.mean(d_err**2, axis=1)) / np.sqrt(np.mean(d_rel_sigma**2, axis=1))
+    ratio_a = np.sqrt(np.mean(a_err**2, axis=1)) / np.sqrt(np.mean(a_sigma**2, axis=1))
+    assert np.all((ratio_d > 0.75) & (ratio_d < 1.25)), ratio_d
+    assert np.all((ratio_a > 0.75) & (ratio_a < 1.25)), ratio_a
+
+
+def test_windows_without_lattice_are_nan_not_zero():
+    # Crystal in the left 3 nm only; the rest is amorphous film with white noise.
+    shape = (512, 768)
+    window, step = 128, 8
+    image, truth = syn.synthetic_lattice(
+        shape,
+        pixel_size=PX,
+        reflections=REFL,
+        noise=0.1,
+        amorphous=0.3,
+        particle=lambda y, x: x < 3.0,
+        seed=2,
+    )
+    maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
+    cy = np.arange(maps.d_spacing.shape[1]) * step
+    cx = np.arange(maps.d_spacing.shape[2]) * step
+    rows = (cy - window // 2 >= 0) & (cy + window // 2 <= shape[0])
+    cols = (cx - window // 2 > 3.0 / PX) & (cx + window // 2 <= shape[1])
+    far = rows[:, None] & cols[None, :]
+    assert far.sum() > 500
+    # With the default threshold (10) a few windows of pure noise pass: about 0.7 %
+    # for white noise, up to a few % on a strong amorphous film.
+    nan_fraction = np.mean(np.isnan(maps.d_spacing[:, far]), axis=1)
+    assert np.all(nan_fraction > 0.95), nan_fraction
+    assert not np.any(maps.d_spacing == 0)
+    # The amplitude stays measured there (finite, small) so that it can be thresholded.
+    assert np.all(np.isfinite(maps.amplitude[:, far]))
+    assert np.all(np.median(maps.amplitude[:, far], axis=1) < 2)
+    crystal = _interior(truth, window)[::step, ::step]
+    assert crystal.sum() > 20 and not np.isnan(maps.d_spacing[:, crystal]).any()
+
+
+# ------------------------------------------------------------------ strain (other module)
+
+
+def test_uniform_dilatation_gives_isotropic_strain():
+    pytest.importorskip("napari_hrtem_fft.core.strain")
+    shape = (448, 448)
+    image, truth = syn.synthetic_lattice(
+        shape,
+        pixel_size=PX,
+        reflections=REFL,
+        mapping=syn.dilatation_mapping(1.02, center=(4.0, 4.0)),
+        particle=_ellipse(shape),
+    )
+    maps = analyze(image, REFL, pixel_size=PX, window=96, step=8)
+    assert maps.strain is not None
+    inside = _interior(truth, 96)[::8, ::8]
+    s = maps.strain
+    np.testing.assert_allclose(np.asarray(s.exx)[inside], 0.02, atol=5e-4)
+    np.testing.assert_allclose(np.asarray(s.eyy)[inside], 0.02, atol=5e-4)
+    np.testing.assert_allclose(np.asarray(s.exy)[inside], 0.0, atol=5e-4)
+    np.testing.assert_allclose(np.asarray(s.rotation)[inside], 0.0, atol=0.03)
+
+
+def test_single_or_collinear_reflections_give_no_strain():
+    image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL)
+    one = analyze(image, REFL[:1], pixel_size=PX, window=64, step=16)
+    assert one.strain is None and one.d_spacing.shape == (1, 16, 16)
+    pair = analyze(image, [REFL[2], -REFL[2]], pixel_size=PX, window=64, step=16)
+    assert pair.strain is None
+
+
+# ----------------------------------------------------------------- geometry and NaN
+
+
+def test_nan_inf_pixels_and_image_border_give_nan_and_nothing_else_changes():
+    shape = (320, 352)
+    window, step = 64, 8
+    image, _ = syn.synthetic_lattice(shape, pixel_size=PX, reflections=REFL, noise=0.05)
+    holed = image.copy()
+    holed[150:170, 200:205] = np.nan
+    holed[40, 60] = np.inf
+    ref = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
+    out = analyze(holed, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
+
+    bad = ~np.isfinite(holed)
+    cy = np.arange(ref.d_spacing.shape[1]) * step
+    cx = np.arange(ref.d_spacing.shape[2]) * step
+    half = window // 2
+    touches = np.zeros(ref.d_spacing.shape[1:], dtype=bool)
+    beyond = np.zeros_like(touches)
+    for i, y in enumerate(cy):
+        for j, x in enumerate(cx):
+            y0, y1, x0, x1 = y - half, y + half, x - half, x + half
+            beyond[i, j] = y0 < 0 or x0 < 0 or y1 > shape[0] or x1 > shape[1]
+            touches[i, j] = bad[max(y0, 0) : y1, max(x0, 0) : x1].any()
+    for name in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma"):
+        a = getattr(out, name)
+        assert np.all(np.isnan(a[:, touches | beyond])), name
+        assert np.all(np.isnan(getattr(ref, name)[:, beyond])), name
+    keep = ~(touches | beyond)
+    assert keep.sum() > 20
+    for name in ("d_spacing", "angle", "amplitude"):
+        np.testing.assert_allclose(getattr(out, name)[:, keep], getattr(ref, name)[:, keep], 1e-5)
+
+
+def test_map_geometry_follows_window_centres():
+    # A lattice only in the left half: with step 1 the last valid map column is the
+    # last window centre c whose footprint c - N/2 … c + N/2 - 1 stays left of the edge.
+    shape = (96, 160)
+    edge = 80
+    image, _ = syn.synthetic_lattice(
+        shape, pixel_size=PX, reflections=REFL[2:], particle=np.arange(160)[None, :] < edge
+    )
+    image = np.where(np.arange(160)[None, :] < edge, image, np.nan)
+    maps = analyze(image, REFL[2:], pixel_size=PX, window=32, step=1, compute_strain=False)
+    valid_cols = np.flatnonzero(np.isfinite(maps.d_spacing[0, 48]))
+    assert valid_cols.min() == 16 and valid_cols.max() == edge - 16
+    valid_rows = np.flatnonzero(np.isfinite(maps.d_spacing[0, :, 40]))
+    assert valid_rows.min() == 16 and valid_rows.max() == shape[0] - 16
+
+
+# ------------------------------------------------------------------- dask and stacks
+
+
+def test_dask_input_is_lazy_and_equals_numpy():
+    shape = (400, 464)
+    image, _ = syn.synthetic_lattice(
+        shape, pixel_size=PX, reflections=REFL, noise=0.1, amorphous=0.05, dtype=np.float32
+    )
+    calls = []
+
+    def source(block):
+        calls.append(block.shape)
+        return block
+
+    lazy = da.from_array(image, chunks=(136, 200)).map_blocks(
+        source, dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32)
+    )
+    kwargs = dict(pixel_size=PX, window=64, step=8, compute_strain=False)
+    maps = analyze(lazy, REFL, **kwargs)
+    assert calls == []
+    assert isinstance(maps.d_spacing, da.Array)
+    ref = analyze(image, REFL, **kwargs)
+    for name in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma"):
+        got = getattr(maps, name).compute()
+        want = getattr(ref, name)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
+    assert calls
+
+
+def test_processes_scheduler_matches_threads():
+    image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL, noise=0.1)
+    lazy = da.from_array(image, chunks=128)
+    maps = analyze(lazy, REFL, pixel_size=PX, window=64, step=16, compute_strain=False)
+    pickle.loads(pickle.dumps(maps.d_spacing))
+    threaded = maps.d_spacing.compute(scheduler="threads")
+    with dask.config.set(scheduler="processes", num_workers=2):
+        processes = maps.d_spacing.compute()
+    np.testing.assert_array_equal(threaded, processes)
+
+
+def test_stack_gives_maps_per_frame():
+    frames = []
+    for k, factor in enumerate((1.0, 1.01)):
+        img, _ = syn.synthetic_lattice(
+            (256, 288),
+            pixel_size=PX,
+            reflections=REFL,
+            mapping=syn.dilatation_mapping(factor),
+            noise=0.05,
+            seed=k,
+        )
+        frames.append(img)
+    stack = np.stack(frames)
+    kwargs = dict(pixel_size=PX, window=64, step=8, compute_strain=False)
+    maps = analyze(stack, REFL, **kwargs)
+    assert maps.d_spacing.shape == (3, 2, 32, 36)
+    for t in range(2):
+        single = analyze(stack[t], REFL, **kwargs)
+        np.testing.assert_allclose(maps.d_spacing[:, t], single.d_spacing, rtol=1e-6)
+    lazy = analyze(da.from_array(stack, chunks=(1, 128, 144)), REFL, **kwargs)
+    assert lazy.d_spacing.shape == (3, 2, 32, 36)
+    np.testing.assert_allclose(lazy.d_spacing.compute(), maps.d_spacing, rtol=1e-6)
+    # Per-frame refinement: the dilated frame is demodulated near its own lattice.
+    demod = np.asarray(maps.parameters["demodulation"])  # (n, 2, t) in 1/nm
+    spacing = 1.0 / np.hypot(demod[:, 0], demod[:, 1])
+    np.testing.assert_allclose(spacing[:, 1] / spacing[:, 0], 1.01, rtol=1e-3)
+
+
+def test_parameters_record_every_option():
+    image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL)
+    maps = analyze(
+        image,
+        REFL,
+        pixel_size=PX,
+        window=64,
+        step=8,
+        search=0.05,
+        min_amplitude=20.0,
+        refine=False,
+        compute_strain=False,
+        chunks=128,
+        background=True,
+    )
+    p = maps.parameters
+    for key, value in dict(
+        pixel_size=PX,
+        window=64,
+        step=8,
+        search=0.05,
+        min_amplitude=20.0,
+        refine=False,
+        compute_strain=False,
+        chunks=(128, 128),
+        background=True,
+    ).items():
+        assert p[key] == value, key
+    np.testing.assert_allclose(p["reflections"], REFL)
+    assert (maps.window, maps.step, maps.pixel_size) == (64, 8, PX)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "name"),
+    [
+        (dict(image=np.zeros((50, 200))), ValueError, "image"),
+        (dict(image=np.zeros(100)), ValueError, "image"),
+        (dict(image=np.zeros((100, 100), dtype=complex)), TypeError, "image"),
+        (dict(image=np.array([["a"] * 100] * 100)), TypeError, "image"),
+        (dict(reflections=[[0.0, 30.0]]), ValueError, "Nyquist"),
+        (dict(reflections=[[0.1, 0.2]]), ValueError, "central"),
+        (dict(reflections=[[1.0, 2.0, 3.0]]), ValueError, "reflections"),
+        (dict(reflections=[["a", "b"]]), TypeError, "reflections"),
+        (dict(window=63), ValueError, "window"),
+        (dict(window=8), ValueError, "window"),
+        (dict(window=64.0), TypeError, "window"),
+        (dict(step=0), ValueError, "step"),
+        (dict(step=2.5), TypeError, "step"),
+        (dict(pixel_size=0.0), ValueError, "pixel_size"),
+        (dict(pixel_size=-0.02), ValueError, "pixel_size"),
+        (dict(pixel_size=float("nan")), ValueError, "pixel_size"),
+        (dict(pixel_size="0.02"), TypeError, "pixel_size"),
+        (dict(search=0.0), ValueError, "search"),
+        (dict(min_amplitude=-1.0), ValueError, "min_amplitude"),
+        (dict(chunks=(64,)), ValueError, "chunks"),
+        (dict(refine="yes"), TypeError, "refine"),
+    ],
+)
+def test_bad_input_names_the_parameter(change, error, name):
+    args = dict(image=np.zeros((100, 100)), reflections=REFL[2:], pixel_size=PX, window=64)
+    args.update(change)
+    image, reflections = args.pop("image"), args.pop("reflections")
+    with pytest.raises(error, match=name):
+        analyze(image, reflections, **args)
