@@ -212,7 +212,7 @@ def test_statistics_follow_the_result_layers(docked, qtbot):
 def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_path, monkeypatch):
     from napari_hrtem_fft import read_micrographs
 
-    viewer, image, _, maps, _ = docked
+    viewer, _, _, maps, _ = docked
     _run(qtbot, maps)
     out = tmp_path / "export"
     maps._export_dir.value = out

@@ -80,6 +80,9 @@ class LatticeMapWidget(Container):
         self._cancel_event = threading.Event()
         self._run_started = 0.0
         self._pending: dict | None = None
+        # True while result layers are being added (each insert changes the active
+        # layer; the colour bars are set once at the end).
+        self._adding = False
         self._init_widgets()
         self._init_layout()
         self._connect_events()
@@ -364,10 +367,12 @@ class LatticeMapWidget(Container):
     def _on_active_layer(self, event=None) -> None:
         """Show the colour bar of the selected result layer only."""
         active = self._viewer.layers.selection.active
-        if result_info(active) is None:
+        if self._adding or result_info(active) is None:
             return
         for layer in find_result_layers(self._viewer.layers):
-            layer.colorbar.visible = layer is active
+            show = layer is active
+            if layer.colorbar.visible != show:
+                layer.colorbar.visible = show
         active.visible = True
 
     # -------------------------------------------------------------------- run
@@ -512,7 +517,11 @@ class LatticeMapWidget(Container):
         )
         for old in find_result_layers(self._viewer.layers, source=image.name):
             self._viewer.layers.remove(old)
-        added = [self._viewer.add_image(data, **kwargs) for data, kwargs, _ in tuples]
+        self._adding = True
+        try:
+            added = [self._viewer.add_image(data, **kwargs) for data, kwargs, _ in tuples]
+        finally:
+            self._adding = False
         if added:
             self._viewer.layers.selection.active = added[0]
             self._on_active_layer()
