@@ -464,7 +464,16 @@ def test_eight_bit_images_keep_their_dtype_and_layer_kwargs_force_grey(shared_da
         assert mg.data.dtype == np.uint8
         kwargs = mg.layer_kwargs()
         assert kwargs["rgb"] is False
-        assert set(kwargs) == {"name", "scale", "translate", "units", "metadata", "rgb"}
+        assert kwargs["multiscale"] is False
+        assert set(kwargs) == {
+            "name",
+            "scale",
+            "translate",
+            "units",
+            "metadata",
+            "rgb",
+            "multiscale",
+        }
 
 
 def test_layer_kwargs_carry_calibration(shared_data):

@@ -20,9 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._arrays import displayable, eager_or_lazy
-from ._calibration import FileAxis, build_micrograph, rsciio_axes
+from ._arrays import FrameStack, SharedHandle, displayable, eager_or_lazy, file_token, lazy_frames
+from ._calibration import (
+    FileAxis,
+    build_micrograph,
+    calibration_changes,
+    frame_times,
+    rsciio_axes,
+)
 from ._micrograph import Micrograph, MicrographReadError
+from ._units import parse_unit
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +94,18 @@ def _read_velox(path: Path) -> list[Micrograph]:
     signals = [s for s in signals if s["data"].ndim >= 2]
     if not signals:
         raise MicrographReadError(path, "this Velox file holds no image (spectra only?)")
+    with open_hdf5(path) as h5:
+        # rosettasciio returns one signal per Data/Image group, in the group's key order.
+        groups = list(h5["Data/Image"].keys()) if "Data/Image" in h5 else []
+        if len(groups) != len(signals):
+            groups = [None] * len(signals)
+        series = [_velox_series(path, h5, g, sig) for g, sig in zip(groups, signals, strict=True)]
     out = []
-    for sig in signals:
+    for sig, (data, per_frame) in zip(signals, series, strict=True):
         om = sig.get("original_metadata", {})
         title = str(sig.get("metadata", {}).get("General", {}).get("title", "")) or path.stem
         try:
-            data, notes = displayable(eager_or_lazy(sig["data"]))
+            data, notes = displayable(eager_or_lazy(data))
         except (OSError, ValueError) as exc:
             raise MicrographReadError(path, f"cannot load the pixels of {title!r}: {exc}") from exc
         axes = rsciio_axes(sig["axes"], data.ndim, path)
@@ -115,6 +128,18 @@ def _read_velox(path: Path) -> list[Micrograph]:
                 "no BinaryResult/PixelSize in the Velox metadata; used rosettasciio's axes"
             )
             source = "rosettasciio Velox axes"
+        extra = {"title": title, "detector": br.get("Detector")}
+        if data.ndim == 3:
+            info = velox_frame_info(per_frame, br.get("Detector")) if per_frame else {}
+            if info.get("time_axis") is not None:
+                axes[0] = info["time_axis"]
+            else:
+                notes.append(
+                    "no per-frame time stamps in the Velox metadata; the time step is "
+                    "rosettasciio's (Scan/FrameTime, else the exposure time)"
+                )
+            notes += info.get("notes", [])
+            extra.update(info.get("metadata", {}))
         name = path.stem if len(signals) == 1 else f"{path.stem} [{title}]"
         out.append(
             build_micrograph(
@@ -125,11 +150,168 @@ def _read_velox(path: Path) -> list[Micrograph]:
                 name=name,
                 pixel_size_source=source,
                 original_metadata=om,
-                extra={"title": title, "detector": br.get("Detector")},
+                extra=extra,
                 notes=notes,
             )
         )
     return out
+
+
+def _velox_series(path, h5, group_key, sig):
+    """Frame-wise pixel data and per-frame metadata dicts of one Velox image group.
+
+    rosettasciio chunks a lazy Velox stack as the HDF5 dataset is chunked (one frame
+    per chunk in files Velox wrote, but "auto" cubes for contiguous data); here a stack
+    is always read one frame at a time, ``Data[:, :, k]``.
+    """
+    data = sig["data"]
+    if group_key is None or data.ndim != 3:
+        return data, None
+    group = h5["Data/Image"][group_key]
+    dset = group.get("Data")
+    if dset is None or dset.ndim != 3 or tuple(dset.shape) != (*data.shape[1:], data.shape[0]):
+        return data, None
+    per_frame = _velox_frame_metadata(group, data.shape[0])
+    if dset.dtype.names:  # FFT/DPC compound pixels: keep rosettasciio's conversion
+        return data, per_frame
+    name = dset.name
+    ny, nx, n = dset.shape
+    stack = FrameStack(
+        (n, ny, nx),
+        dset.dtype,
+        H5FrameRows(path, name, frames_last=True),
+        token=(*file_token(path), "velox", name),
+    )
+    return lazy_frames(stack), per_frame
+
+
+def _open_h5(path):
+    import h5py
+
+    return h5py.File(path, "r")
+
+
+class H5FrameRows:
+    """Reads rows r0..r1 of frame k of an HDF5 dataset (picklable, own file handle).
+
+    ``frames_last``: the dataset is (y, x, frame) as Velox stores it; otherwise
+    (..., y, x) with the flat frame index walking the leading axes in C order.
+    """
+
+    def __init__(self, path, name, *, frames_last=False):
+        self.handle = SharedHandle(path, _open_h5)
+        self.name, self.frames_last = name, frames_last
+
+    def __call__(self, frame, r0, r1):
+        def read(h5):
+            dset = h5[self.name]
+            if self.frames_last:
+                return dset[r0:r1, :, frame]
+            lead = np.unravel_index(frame, dset.shape[:-2])
+            return dset[(*(int(i) for i in lead), slice(r0, r1), slice(None))]
+
+        return self.handle.call(read)
+
+
+def _velox_frame_metadata(group, n_frames: int) -> list[dict] | None:
+    """One parsed metadata JSON per frame, or None when the file has only one.
+
+    Velox keeps a JSON document per frame in the columns of ``Metadata`` (uint8,
+    zero-padded); ``FrameLookupTable[k]`` is the column of frame ``k``.
+    """
+    md = group.get("Metadata")
+    if md is None or md.ndim != 2 or md.shape[1] < 2:
+        return None
+    columns = list(range(n_frames))
+    table = group.get("FrameLookupTable")
+    if table is not None and table.shape == (n_frames,):
+        lookup = np.asarray(table[()], dtype=np.int64)
+        if lookup.min() >= 0 and lookup.max() < md.shape[1]:
+            columns = lookup.tolist()
+    if max(columns) >= md.shape[1]:
+        return None
+    parsed: dict[int, dict] = {}
+    for c in sorted(set(columns)):
+        raw = bytes(md[:, c]).rstrip(b"\x00")
+        try:
+            parsed[c] = json.loads(raw.decode("utf-8", errors="replace"))
+        except ValueError:
+            logger.info("unreadable Velox metadata column %d", c)
+            return None
+    return [parsed[c] for c in columns]
+
+
+def velox_frame_info(per_frame: list[dict], detector: str | None = None) -> dict:
+    """Time axis and magnification changes from Velox per-frame metadata.
+
+    Parameters
+    ----------
+    per_frame : list of dict
+        The parsed metadata JSON of each frame (as in ``Data/Image/*/Metadata``).
+    detector : str, optional
+        ``BinaryResult/Detector`` of the image (e.g. ``"BM-Ceta"``): the time stamp is
+        ``CustomProperties["Detectors[<detector>].TimeStamp"]`` (µs since 1970),
+        falling back to the only ``…TimeStamp`` property present.
+
+    Returns
+    -------
+    dict
+        ``time_axis`` (FileAxis in s, or None), ``notes`` (list of str) and
+        ``metadata`` (``frame_times_s``, ``frame_interval_s``, ``frame_times_source``,
+        ``calibration_changes``; only those found).
+    """
+    out: dict = {"time_axis": None, "notes": [], "metadata": {}}
+    stamps = [_velox_timestamp(md, detector) for md in per_frame]
+    if stamps and all(s is not None for s in stamps):
+        key = stamps[0][0]
+        axis, extra, notes = frame_times(
+            [value * 1e-6 for _, value in stamps],
+            source=f"Velox CustomProperties {key} (µs)",
+        )
+        out["time_axis"] = axis
+        out["metadata"].update(extra)
+        out["notes"] += notes
+    sizes = []
+    for md in per_frame:
+        br = md.get("BinaryResult", {}) if isinstance(md, dict) else {}
+        try:
+            unit = parse_unit(br.get("PixelUnitX", "m"))
+            scale = [
+                float(br["PixelSize"]["height"]) * unit.factor,
+                float(br["PixelSize"]["width"]) * unit.factor,
+            ]
+        except (KeyError, TypeError, ValueError):
+            sizes = []
+            break
+        entry = {"scale": scale, "units": unit.canonical}
+        mag = md.get("Optics", {}).get("NominalMagnification")
+        if mag is not None:
+            entry["magnification"] = _as_float(mag)
+        sizes.append(entry)
+    changes = calibration_changes(sizes)
+    if changes:
+        out["metadata"]["calibration_changes"] = changes
+    return out
+
+
+def _velox_timestamp(md, detector):
+    custom = md.get("CustomProperties", {}) if isinstance(md, dict) else {}
+    keys = [f"Detectors[{detector}].TimeStamp"] if detector else []
+    found = [k for k in custom if k.endswith(".TimeStamp")]
+    keys += found if len(found) == 1 else []
+    for key in keys:
+        try:
+            return key, float(custom[key]["value"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
+def _as_float(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
 
 
 def _ncem_groups(h5) -> list:
@@ -247,7 +429,10 @@ def _ncem_image(path, h5, group_name, group, dset) -> Micrograph:
     else:
         import dask.array as da
 
-        data = da.from_array(dset, chunks=(1,) * (dset.ndim - 2) + tuple(dset.shape[-2:]))
+        # One chunk per frame after the axes are put in (..., y, x) order.
+        image_axes = set(order[-2:])
+        chunks = tuple(n if i in image_axes else 1 for i, n in enumerate(dset.shape))
+        data = da.from_array(dset, chunks=chunks)
     data = np.transpose(data, order) if order != list(range(dset.ndim)) else data
     data, conv = displayable(eager_or_lazy(data))
     axes = [file_axes[i] for i in order]

@@ -31,8 +31,9 @@ def read_hspy(path: Path) -> list[Micrograph]:
         raise MicrographReadError(
             path, f"corrupt HyperSpy file ({type(exc).__name__}: {exc})"
         ) from exc
+    names = _data_names(path, len(signals))
     out, rejected = [], []
-    for sig in signals:
+    for sig, name in zip(signals, names, strict=True):
         title = str(sig.get("metadata", {}).get("General", {}).get("title", "")) or path.stem
         axes = sig["axes"]
         n_signal = sum(1 for a in axes if not a.get("navigate", False))
@@ -41,7 +42,7 @@ def read_hspy(path: Path) -> list[Micrograph]:
             rejected.append(f"{title!r} ({n_nav} navigation + {n_signal} signal axes)")
             continue
         try:
-            data, notes = displayable(eager_or_lazy(sig["data"]))
+            data, notes = displayable(eager_or_lazy(_frame_wise(path, name, sig["data"])))
         except (OSError, ValueError) as exc:
             raise MicrographReadError(path, f"cannot load the pixels of {title!r}: {exc}") from exc
         out.append(
@@ -67,3 +68,46 @@ def read_hspy(path: Path) -> list[Micrograph]:
             f"file: {', '.join(rejected) or 'it is empty'}",
         )
     return out
+
+
+def _data_names(path: Path, n: int) -> list:
+    """(HDF5 name, shape) of each ``data`` dataset, in rosettasciio's signal order.
+
+    rosettasciio reads the groups under ``Experiments`` that hold a ``data`` dataset, in
+    key order. Returns Nones when the count does not match.
+    """
+    import h5py
+
+    from ._emd import open_hdf5
+
+    with open_hdf5(path) as h5:
+        group = h5.get("Experiments")
+        found = []
+        for key in group if group is not None else []:
+            item = group[key]
+            if not (isinstance(item, h5py.Group) and "data" in item):
+                continue
+            dset = item["data"]
+            ok = isinstance(dset, h5py.Dataset)
+            found.append((dset.name, tuple(dset.shape)) if ok else None)
+    return found if len(found) == n else [None] * n
+
+
+def _frame_wise(path: Path, found, data):
+    """A stack read frame by frame from its HDF5 dataset.
+
+    rosettasciio chunks a lazy signal as the dataset is chunked on disk, which may be
+    several frames (or the whole stack) per chunk, or dask's "auto" cubes for a
+    contiguous dataset; a frame is a selection of the dataset, and HDF5 reads only the
+    chunks it touches.
+    """
+    if found is None or data.ndim < 3 or found[1] != tuple(data.shape):
+        return data
+    from ._arrays import FrameStack, file_token, lazy_frames
+    from ._emd import H5FrameRows
+
+    name = found[0]
+    stack = FrameStack(
+        data.shape, data.dtype, H5FrameRows(path, name), token=(*file_token(path), "h5", name)
+    )
+    return lazy_frames(stack)

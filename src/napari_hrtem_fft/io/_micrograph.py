@@ -135,24 +135,60 @@ class Micrograph:
         Returns
         -------
         dict
-            ``name``, ``scale``, ``translate``, ``units``, ``metadata`` and ``rgb=False``
-            (so that a last axis of length 3 or 4 is never taken for colour). Units that
-            napari's unit registry does not know (``frame``) are passed as ``None``, which
-            napari shows as pixels; the file's unit per axis stays in
-            ``metadata["axis_units"]``.
+            ``name``, ``scale``, ``translate``, ``units``, ``metadata``, ``rgb=False``
+            (so that a last axis of length 3 or 4 is never taken for colour) and
+            ``multiscale=False`` (napari does not have to guess). Units that napari's
+            unit registry does not know (``frame``) are passed as ``None``, which napari
+            shows as pixels; the file's unit per axis stays in
+            ``metadata["axis_units"]``. For lazy stacks, ``contrast_limits`` are the
+            minimum and maximum of the middle frame (the one napari shows first), so
+            that nothing looks at the other frames; one frame is read.
         """
         metadata = dict(self.metadata)
         metadata["axis_units"] = list(self.units)
         metadata["calibrated"] = self.calibrated
         metadata["reciprocal"] = self.reciprocal
-        return {
+        kwargs = {
             "name": self.name,
             "scale": self.scale,
             "translate": self.translate,
             "units": tuple(_napari_unit(u) for u in self.units),
             "metadata": metadata,
             "rgb": False,
+            "multiscale": False,
         }
+        if self.ndim > 2 and hasattr(self.data, "compute"):
+            limits = self.frame_limits()
+            if limits is not None:
+                kwargs["contrast_limits"] = limits
+        return kwargs
+
+    def frame_limits(self, index=None) -> list[float] | None:
+        """Minimum and maximum finite value of one frame.
+
+        Parameters
+        ----------
+        index : tuple of int, optional
+            The frame (one index per leading axis); default the middle frame.
+
+        Returns
+        -------
+        [float, float] or None
+            ``[lo, hi]`` with ``hi > lo`` (a flat frame gives ``[v, v + 1]``); None for
+            8-bit data (napari uses 0-255) or a frame without finite values.
+        """
+        if np.dtype(self.data.dtype) == np.uint8:
+            return None
+        if index is None:
+            index = tuple(n // 2 for n in self.shape[:-2])
+        frame = self.data[tuple(index)]
+        frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
+        if np.issubdtype(frame.dtype, np.floating):
+            frame = frame[np.isfinite(frame)]
+        if frame.size == 0:
+            return None
+        lo, hi = float(frame.min()), float(frame.max())
+        return [lo, hi if hi > lo else lo + 1.0]
 
     def __repr__(self) -> str:
         kind = "reciprocal" if self.reciprocal else "real"

@@ -114,7 +114,7 @@ def read_micrographs(path, *, crop_databar: bool = True) -> list[Micrograph]:
     if path.is_dir():
         from ._folder import read_tiff_folder
 
-        return read_tiff_folder(path)
+        return read_tiff_folder(path, crop_databar=crop_databar)
     family = EXTENSIONS.get(path.suffix.lower())
     if family is None:
         raise MicrographReadError(

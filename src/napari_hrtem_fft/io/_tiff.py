@@ -28,8 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._arrays import EAGER_MAX_BYTES, displayable
-from ._calibration import FileAxis, build_micrograph
+from ._arrays import (
+    EAGER_MAX_BYTES,
+    FrameStack,
+    SharedHandle,
+    displayable,
+    file_token,
+    lazy_frames,
+    raw_frames,
+)
+from ._calibration import FileAxis, build_micrograph, frame_times
 from ._micrograph import Micrograph, MicrographReadError
 from ._units import parse_unit
 
@@ -45,7 +53,7 @@ def is_tiff(path) -> bool:
         return f.read(4) in TIFF_MAGIC
 
 
-def read_tiff(path: Path, *, crop_databar: bool = True) -> list[Micrograph]:
+def read_tiff(path: Path, *, crop_databar: bool = True, lazy: bool = False) -> list[Micrograph]:
     """Every image series of a TIFF file (thumbnails and pyramid levels skipped).
 
     Parameters
@@ -56,6 +64,9 @@ def read_tiff(path: Path, *, crop_databar: bool = True) -> list[Micrograph]:
         Remove the FEI/TFS information bar below SEM/FIB images (its height is
         ``[PrivateFei] DatabarHeight``; the image is ``[Image] ResolutionY`` rows). The
         number of rows removed is in ``metadata["databar_rows_removed"]``.
+    lazy : bool
+        Return every series as a dask array, even small 2-D images, so that only the
+        tags are read (used to check the frames of a folder cheaply).
     """
     import tifffile
 
@@ -73,55 +84,53 @@ def read_tiff(path: Path, *, crop_databar: bool = True) -> list[Micrograph]:
         KeyError,
     ) as exc:
         raise MicrographReadError(path, f"corrupt or truncated TIFF file: {exc}") from exc
-    keep_open = False
-    try:
-        series = [s for s in tf.series if not s.pages[0].is_reduced] or list(tf.series[:1])
-        if not series:
+    # Lazy stacks open their own handle when a frame is first read, so this one is
+    # always closed here.
+    with tf:
+        try:
+            series = [
+                (i, s) for i, s in enumerate(tf.series) if not s.pages[0].is_reduced
+            ] or list(enumerate(tf.series[:1]))
+            if not series:
+                raise MicrographReadError(
+                    path, "truncated or corrupt TIFF file: no readable image directory (IFD) in it"
+                )
+            out = [
+                _read_series(path, tf, s, index, crop_databar=crop_databar, lazy=lazy)
+                for index, s in series
+            ]
+        except MicrographReadError:
+            raise
+        except Exception as exc:  # tifffile raises many types on corrupt input
             raise MicrographReadError(
-                path, "truncated or corrupt TIFF file: no readable image directory (IFD) in it"
-            )
-        out = []
-        for index, s in enumerate(series):
-            mg = _read_series(path, tf, s, index, crop_databar=crop_databar)
-            keep_open |= hasattr(mg.data, "dask")
-            out.append(mg)
-    except MicrographReadError:
-        tf.close()
-        raise
-    except Exception as exc:  # tifffile raises many types on corrupt input
-        tf.close()
-        raise MicrographReadError(
-            path, f"corrupt or truncated TIFF file ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not keep_open:
-        tf.close()
+                path, f"corrupt or truncated TIFF file ({type(exc).__name__}: {exc})"
+            ) from exc
     if len(out) > 1:
         for i, mg in enumerate(out):
             mg.name = f"{path.stem} [{i}]"
     return out
 
 
-def _read_series(path, tf, s, index, *, crop_databar) -> Micrograph:
+def _read_series(path, tf, s, index, *, crop_databar, lazy=False) -> Micrograph:
     page = s.pages[0]
     axes_letters = s.axes
     shape = tuple(s.shape)
     _check_extent(path, tf, s)
-    lazy = len(shape) - ("S" in axes_letters) > 2 or s.nbytes > EAGER_MAX_BYTES
-    data = _lazy_series(path, tf, s, index) if lazy else s.asarray()
-
+    lazy = lazy or len(shape) - ("S" in axes_letters) > 2 or s.nbytes > EAGER_MAX_BYTES
     notes = []
+    if lazy:
+        data, grey_notes = _lazy_series(path, tf, s, index)
+        notes += grey_notes
+        axes_letters = axes_letters.replace("S", "")
+    else:
+        data = s.asarray()
     if "S" in axes_letters:
         i = axes_letters.index("S")
         if shape[i] == 1:
             data = data[(slice(None),) * i + (0,)]
         else:
-            data = (
-                np.moveaxis(data, i, -1)
-                if not hasattr(data, "dask")
-                else data.transpose([k for k in range(len(shape)) if k != i] + [i])
-            )
             notes.append(f"{shape[i]} colour samples per pixel converted to float32 luminance")
-            data = _luminance(data)
+            data = _luminance(np.moveaxis(data, i, -1))
         axes_letters = axes_letters.replace("S", "")
     cal = _calibration(path, tf, page, data.shape)
     notes += cal.notes
@@ -155,10 +164,7 @@ def _read_series(path, tf, s, index, *, crop_databar) -> Micrograph:
 
 def _luminance(data):
     weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    rgb = data[..., :3]
-    if hasattr(rgb, "dask"):
-        return (rgb.astype(np.float32) * weights).sum(axis=-1)
-    return (np.asarray(rgb, dtype=np.float32) * weights).sum(axis=-1)
+    return (np.asarray(data[..., :3], dtype=np.float32) * weights).sum(axis=-1)
 
 
 def _check_extent(path, tf, s) -> None:
@@ -184,35 +190,66 @@ def _check_extent(path, tf, s) -> None:
 
 
 def _lazy_series(path, tf, s, index):
-    import dask.array as da
+    """A TIFF series as a dask array of single (grey) frames, and notes.
 
-    chunks = (1,) * (len(s.shape) - 2) + tuple(s.shape[-2:])
-    if "S" in s.axes and s.axes.index("S") == len(s.shape) - 1:
-        chunks = (1,) * (len(s.shape) - 3) + tuple(s.shape[-3:])
-    try:
-        import zarr
-    except ImportError:
-        zarr = None
-    if zarr is not None:
-        store = s.aszarr()
-        return da.from_zarr(zarr.open(store, mode="r")).rechunk(chunks)
-    if s.dataoffset is not None:
-        import tifffile
+    Uncompressed contiguous data (tifffile's ``dataoffset``; ImageJ hyperstacks, most
+    camera stacks) are read with plain file reads at the frame's offset; anything else
+    page by page through tifffile, one page per frame. Colour pages become float32
+    luminance per frame.
+    """
+    page = s.pages[0]
+    page_axes = page.axes
+    n_page = len(page.shape)
+    lead_shape = tuple(s.shape[: len(s.shape) - n_page])
+    if "S" not in s.axes and s.dataoffset is not None:
+        dtype = np.dtype(tf.byteorder + s.dtype.char)
+        return raw_frames(path, offset=s.dataoffset, shape=s.shape, dtype=dtype), []
+    samples = page_axes.index("S") if "S" in page_axes else None
+    if len(page.shape) - (samples is not None) != 2:
+        raise MicrographReadError(
+            path, f"TIFF pages of shape {page.shape} ({page_axes}) are not 2-D images"
+        )
+    notes = []
+    if samples is None:
+        dtype, frame_shape = s.dtype, page.shape
+    else:
+        frame_shape = tuple(n for i, n in enumerate(page.shape) if i != samples)
+        if page.shape[samples] == 1:
+            dtype = s.dtype
+        else:
+            dtype = np.dtype(np.float32)
+            notes.append(
+                f"{page.shape[samples]} colour samples per pixel converted to float32 luminance"
+            )
+    reader = _TiffPageRows(path, index, samples)
+    stack = FrameStack(
+        lead_shape + tuple(frame_shape),
+        dtype,
+        reader,
+        token=(*file_token(path), "tiff pages", index),
+    )
+    return lazy_frames(stack), notes
 
-        return da.from_array(tifffile.memmap(path, series=index, mode="r"), chunks=chunks)
-    import dask
 
-    frames = [
-        da.from_delayed(dask.delayed(_read_page)(path, p.index), shape=p.shape, dtype=s.dtype)
-        for p in s.pages
-    ]
-    return da.stack(frames).reshape(s.shape)
-
-
-def _read_page(path, key):
+def _open_tiff(path):
     import tifffile
 
-    return tifffile.imread(path, key=key)
+    return tifffile.TiffFile(path)
+
+
+class _TiffPageRows:
+    """Reads page ``k`` of TIFF series ``index`` as a grey frame (picklable)."""
+
+    def __init__(self, path, index, samples):
+        self.handle = SharedHandle(path, _open_tiff)
+        self.index, self.samples = index, samples
+
+    def __call__(self, frame, r0, r1):
+        page = self.handle.call(lambda tf: tf.series[self.index].pages[frame].asarray())
+        if self.samples is not None:
+            page = np.moveaxis(page, self.samples, -1)
+            page = page[..., 0] if page.shape[-1] == 1 else _luminance(page)
+        return page[r0:r1]
 
 
 class _Cal:
@@ -342,6 +379,13 @@ def _imagej(path, tf, page, shape, cal, res) -> bool:
     }
     if "Info" in ij:
         cal.original["imagej_info"] = str(ij["Info"])[:20000]
+    if "finterval" in ij:
+        # The frame interval does not depend on a spatial calibration. A plain ImageJ
+        # stack (axis "I", no z spacing) with a frame interval is a time series.
+        t_axis = FileAxis(float(ij["finterval"]), 0.0, ij.get("tunit", "s"), "t")
+        cal.leading["T"] = t_axis
+        if "spacing" not in ij:
+            cal.leading["I"] = t_axis
     if res is None or parse_unit(unit).kind == "none":
         cal.source = "none"
         return True
@@ -353,8 +397,6 @@ def _imagej(path, tf, page, shape, cal, res) -> bool:
     cal.y = FileAxis(sy, -yo * sy, ij.get("yunit", unit), "y")
     if "spacing" in ij:
         cal.leading["Z"] = FileAxis(float(ij["spacing"]), 0.0, ij.get("zunit", unit), "z")
-    if "finterval" in ij:
-        cal.leading["T"] = FileAxis(float(ij["finterval"]), 0.0, ij.get("tunit", "s"), "t")
     cal.source = f"ImageJ description unit={ij.get('unit')!r} + XResolution/YResolution"
     return True
 
@@ -496,11 +538,35 @@ def _ome(path, tf, page, shape, cal, res) -> bool:
         cal.leading["T"] = FileAxis(
             float(a["TimeIncrement"]), 0.0, a.get("TimeIncrementUnit", "s"), "t"
         )
+    stamps = _ome_plane_times(pixels)
+    if stamps is not None:
+        axis, extra, notes = frame_times(stamps, source="OME-XML Plane DeltaT")
+        cal.extra.update(extra)
+        cal.notes += notes
+        if axis is not None and "TimeIncrement" not in a:
+            cal.leading["T"] = axis
     if "PhysicalSizeZ" in a:
         cal.leading["Z"] = FileAxis(
             float(a["PhysicalSizeZ"]), 0.0, a.get("PhysicalSizeZUnit", "µm"), "z"
         )
     return True
+
+
+def _ome_plane_times(pixels):
+    """DeltaT (s) of the planes with TheZ = TheC = 0, one per TheT, or None."""
+    times = {}
+    for plane in pixels:
+        if not plane.tag.endswith("Plane") or "DeltaT" not in plane.attrib:
+            continue
+        attrs = plane.attrib
+        if int(attrs.get("TheZ", 0)) or int(attrs.get("TheC", 0)):
+            continue
+        factor = parse_unit(attrs.get("DeltaTUnit", "s")).factor
+        times[int(attrs.get("TheT", 0))] = float(attrs["DeltaT"]) * factor
+    n = int(pixels.attrib.get("SizeT", 1))
+    if n < 2 or sorted(times) != list(range(n)):
+        return None
+    return [times[t] for t in range(n)]
 
 
 _NUMBER = re.compile(r"(\d+)")
