@@ -57,10 +57,12 @@ def picker_shot(path: Path) -> None:
     picker._image.value = image
     picker._window.value = 256
     settle()
-    picker.suggest()
-    # Move the region point a little off the centre, into the core, as a user would.
+    picker.show_fft()
+    # Move the region point a little off the centre, within the core, as a user would.
     region = next(layer for layer in viewer.layers if layer.name == "FFT region")
-    region.data = [[9.0, 9.5]]
+    region.data = [[10.0, 10.5]]
+    settle(1.0)
+    picker.suggest()
     settle(1.0)
     viewer.layers.selection.active = region
     settle()
@@ -77,7 +79,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
     d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 2"))
     viewer.layers.selection.active = d_layer
     for layer in viewer.layers:
-        if layer.name.startswith("d-spacing 1"):
+        if layer.name.startswith("d-spacing 1") or layer.name.startswith("FFT"):
             layer.visible = False
     viewer.reset_view()
     settle(1.0)
@@ -85,7 +87,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
 
     viewer.window.dock_widgets["Lattice maps"].native.parent().hide()
     viewer.window.dock_widgets["Lattice statistics"].native.parent().show()
-    regions = next(layer for layer in viewer.layers if layer.name.startswith("core"))
+    regions = next(layer for layer in viewer.layers if layer.name.startswith("regions"))
     regions.visible = True
     d_layer.visible = False
     viewer.layers.selection.active = regions
@@ -108,7 +110,7 @@ def grid_shot(path: Path) -> None:
         units="1/nm",
         contrast_limits=tuple(np.percentile(fft.data, (50, 99.95))),
     )
-    viewer.grid.enabled = True
+    viewer.canvas.grid.enabled = True
     viewer.reset_view()
     settle(1.0)
     viewer.screenshot(str(path), canvas_only=False, flash=False)

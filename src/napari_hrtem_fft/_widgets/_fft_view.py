@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from napari.components import ViewerModel
-from qtpy.QtCore import QEvent, QObject
+from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..core.reciprocal import g_angle, g_spacing
@@ -57,6 +57,13 @@ class FFTView(QWidget):
         self.viewer = ViewerModel(title=title)
         self._qt_viewer = None
         self._watcher: _CloseWatcher | None = None
+        # Radius (1/nm) to frame once the canvas has its real size: right after it is
+        # made, the canvas is not laid out yet and its size means nothing.
+        self._pending_radius: float | None = None
+        self._frame_timer = QTimer(self)
+        self._frame_timer.setSingleShot(True)
+        self._frame_timer.setInterval(0)
+        self._frame_timer.timeout.connect(self._apply_pending_frame)
         self._readout = QLabel("Show the FFT, then click reflections on it.")
         self._readout.setToolTip(
             "Reciprocal vector g = (gy, gx) under the mouse, its lattice spacing d = 1/|g| "
@@ -103,13 +110,28 @@ class FFTView(QWidget):
 
     def frame(self, radius: float) -> None:
         """Centre the camera on the zero frequency and show ``|g| ≤ radius`` (nm⁻¹)."""
-        if self._qt_viewer is None or radius <= 0:
+        if self._qt_viewer is None or not radius > 0:
             return
         camera = camera_of(self.viewer)
         camera.center = (0.0, 0.0)
         height, width = self._qt_viewer.canvas.size
-        side = max(min(height, width), 100)
+        if min(height, width) < 150 or not self._qt_viewer.isVisible():
+            self._pending_radius = radius
+            side = 300
+        else:
+            self._pending_radius = None
+            side = min(height, width)
         camera.zoom = 0.95 * side / (2.0 * radius)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._pending_radius is not None and self._qt_viewer is not None:
+            # The canvas is resized after this widget; frame once it has settled.
+            self._frame_timer.start()
+
+    def _apply_pending_frame(self) -> None:
+        if self._pending_radius is not None:
+            self.frame(self._pending_radius)
 
     def close_canvas(self) -> None:
         """Release the OpenGL canvas (the layers stay in :attr:`viewer`)."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._analysis import run_analysis, run_to_end
-
 __all__ = ["build_demo", "core_shell_regions"]
 
 
@@ -59,7 +57,8 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     pixel_size = float(image.scale[-1])
     regions = viewer.add_labels(
         core_shell_regions(data.shape, pixel_size=pixel_size, core=3.0, shell=(5.0, 6.3)),
-        name="core (1) / shell (2)",
+        name="regions (core, shell)",
+        features={"index": [0, 1, 2], "name": ["", "core", "shell"]},
         scale=image.scale,
         translate=image.translate,
         units=tuple(str(u) for u in image.units),
@@ -83,13 +82,7 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     maps_widget._reflections.value = picker.reflections_layer
     maps_widget._window.value = window
     maps_widget._step.value = step
-    options = maps_widget.options()
-    result = run_to_end(
-        run_analysis(image.data, picker.reflections, pixel_size=pixel_size, options=options)
-    )
-    maps_widget.add_result_layers(
-        result, image, options=options, points=picker.reflections_layer.name
-    )
+    maps_widget.run_blocking()
     statistics.reset_choices()
     statistics._regions.value = regions
     statistics.update_statistics()

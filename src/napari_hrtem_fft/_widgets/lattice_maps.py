@@ -34,6 +34,7 @@ from ._analysis import (
     AnalysisFailure,
     AnalysisOptions,
     Progress,
+    run_analysis,
     run_reporting_errors,
 )
 from ._calibration import layer_pixel_size
@@ -377,16 +378,8 @@ class LatticeMapWidget(Container):
 
     # -------------------------------------------------------------------- run
 
-    def start(self) -> None:
-        """Validate the inputs and start the analysis in a worker thread.
-
-        Raises
-        ------
-        ValueError
-            On missing or invalid inputs (no image, no reflections, bad options).
-        """
-        from napari.qt.threading import create_worker
-
+    def _inputs(self) -> dict:
+        """Validated inputs of a run: image layer, reflections, options, pixel size."""
         if self.running:
             raise ValueError("an analysis is already running; cancel it first")
         image = self._image.value
@@ -401,22 +394,33 @@ class LatticeMapWidget(Container):
         points = self._reflections.value
         if points is None or len(points.data) == 0:
             raise ValueError("pick at least one reflection (Reflection picker › Suggest)")
-        reflections = np.asarray(points.data, dtype=float)[:, -2:]
-        options = self.options()
-        pixel_size = self.pixel_size()
-        self._pending = {
+        return {
             "image": image,
-            "options": options,
-            "pixel_size": pixel_size,
+            "reflections": np.asarray(points.data, dtype=float)[:, -2:],
+            "options": self.options(),
+            "pixel_size": self.pixel_size(),
             "points": points.name,
         }
+
+    def start(self) -> None:
+        """Validate the inputs and start the analysis in a worker thread.
+
+        Raises
+        ------
+        ValueError
+            On missing or invalid inputs (no image, no reflections, bad options).
+        """
+        from napari.qt.threading import create_worker
+
+        inputs = self._inputs()
+        self._pending = inputs
         self._cancel_event = threading.Event()
         worker = create_worker(
             run_reporting_errors,
-            image.data,
-            reflections,
-            pixel_size=pixel_size,
-            options=options,
+            inputs["image"].data,
+            inputs["reflections"],
+            pixel_size=inputs["pixel_size"],
+            options=inputs["options"],
             cancel=self._cancel_event,
             _progress=False,
         )
@@ -432,6 +436,34 @@ class LatticeMapWidget(Container):
         self._status.value = "running…"
         self._run_started = time.perf_counter()
         worker.start()
+
+    def run_blocking(self) -> list:
+        """Run the analysis in this thread (scripts and the demo); return the new layers.
+
+        Raises
+        ------
+        ValueError, TypeError
+            On invalid inputs or a failed analysis.
+        """
+        inputs = self._inputs()
+        self._run_started = time.perf_counter()
+        generator = run_analysis(
+            inputs["image"].data,
+            inputs["reflections"],
+            pixel_size=inputs["pixel_size"],
+            options=inputs["options"],
+        )
+        while True:
+            try:
+                self._on_progress(next(generator))
+            except StopIteration as stop:
+                maps = stop.value
+                break
+        added = self.add_result_layers(
+            maps, inputs["image"], options=inputs["options"], points=inputs["points"]
+        )
+        self._report_done(maps)
+        return added
 
     def cancel(self) -> None:
         """Ask the running analysis to stop at its next progress step."""
@@ -469,8 +501,15 @@ class LatticeMapWidget(Container):
             show_error(f"The image {image.name!r} was removed during the analysis.")
             return
         self.add_result_layers(maps, image, options=pending["options"], points=pending["points"])
+        self._report_done(maps)
+
+    def _report_done(self, maps) -> None:
         seconds = time.perf_counter() - self._run_started
-        self._status.value = f"done in {seconds:.1f} s: {maps.n_reflections} reflection(s)"
+        self._progress.value = self._progress.max
+        shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
+        self._status.value = (
+            f"done in {seconds:.1f} s: {maps.n_reflections} reflection(s), maps {shape}"
+        )
 
     def _on_errored(self, exc: Exception) -> None:
         self._pending = None

@@ -195,6 +195,7 @@ class ReflectionPickerWidget(Container):
         self._table.min_height = 120
         self._table.native.verticalHeader().setVisible(False)
         self._status = Label(value="", tooltip="What the picker did last.")
+        self._status.native.setWordWrap(True)
         self._fft_view = FFTView(title="FFT")
         self._reflections = self._make_reflections_layer()
 
@@ -270,7 +271,7 @@ class ReflectionPickerWidget(Container):
                 "string": "{label}",
                 "color": "yellow",
                 "size": 10,
-                "anchor": "upper_left",
+                "anchor": "center",
             },
             metadata={PICKER_KEY: "reflections"},
         )
@@ -314,7 +315,8 @@ class ReflectionPickerWidget(Container):
             [center_world],
             name=REGION_LAYER,
             ndim=2,
-            size=8 * float(image.scale[-1]),
+            # About 2 % of the image across: easy to grab at full view.
+            size=0.02 * float(np.max(np.asarray(image.data.shape[-2:]) * image.scale[-2:])),
             symbol="cross",
             face_color="yellow",
             border_color="black",
@@ -473,8 +475,8 @@ class ReflectionPickerWidget(Container):
         size = _POINT_BINS * fft.scale[-1]
         self._reflections.size = size
         self._reflections.current_size = size
-        # Labels start just right of the ring, not on the peak.
-        self._reflections.text.translation = np.array([0.0, 0.6 * size])
+        # Labels centred just below the ring, not on the peak.
+        self._reflections.text.translation = np.array([0.9 * size, 0.0])
         self.fft_viewer.layers.selection.active = self._reflections
         self._fft_context = {
             "plane": plane,
@@ -517,7 +519,8 @@ class ReflectionPickerWidget(Container):
         if len(g) == 0:
             show_warning("No reflection stands out of the noise in this region.")
         else:
-            radius = min(0.5 / ctx["pixel_size"], 1.6 * float(np.max(np.hypot(*g.T))))
+            # Twice the largest |g|: the labels of the outer points stay in view.
+            radius = min(0.5 / ctx["pixel_size"], 2.0 * float(np.max(np.hypot(*g.T))))
             self._fft_view.frame(radius)
         self._status.value = f"{len(g)} reflection(s) suggested"
 
@@ -638,3 +641,4 @@ class ReflectionPickerWidget(Container):
             for k in range(n)
         ]
         self._table.value = {"data": rows, "index": list(range(n)), "columns": _TABLE_COLUMNS}
+        self._table.native.resizeColumnsToContents()

@@ -27,9 +27,30 @@ if TYPE_CHECKING:
 
 __all__ = ["LatticeStatisticsWidget"]
 
+# Table headers: the CSV keeps the descriptive column names, the dock is narrow.
+_HEADERS = (
+    "#",
+    "region",
+    "n",
+    "d mean Å",
+    "d med. Å",
+    "d std Å",
+    "∠ mean °",
+    "∠ med. °",
+    "∠ std °",
+)
+
 # napari's default dark theme, so the plot does not glare next to the canvas.
 _BACKGROUND = "#262930"
 _FOREGROUND = "#d1d2d4"
+
+
+def _region_names(labels) -> dict[int, str]:
+    """Label → name from a Labels layer's features (columns ``index`` and ``name``)."""
+    features = getattr(labels, "features", None)
+    if features is None or "name" not in features or "index" not in features:
+        return {}
+    return {int(i): str(n) for i, n in zip(features["index"], features["name"], strict=True)}
 
 
 class LatticeStatisticsWidget(Container):
@@ -72,13 +93,13 @@ class LatticeStatisticsWidget(Container):
             },
         )
         self._table = Table(
-            value={"data": [], "index": [], "columns": list(COLUMNS)},
+            value={"data": [], "index": [], "columns": list(_HEADERS)},
             label="statistics",
             tooltip="Inside the crystal mask (NaN pixels are left out); d in Å, angles in °.",
         )
         self._table.read_only = True
         self._table.native.verticalHeader().setVisible(False)
-        self._table.min_height = 110
+        self._table.min_height = 200
         self._copy = PushButton(
             text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
         )
@@ -92,7 +113,7 @@ class LatticeStatisticsWidget(Container):
     def _init_layout(self) -> None:
         self.extend([self._source, self._regions, self._table, self._copy, self._status])
         self.native.layout().addWidget(self._canvas, 1)
-        self.native.setMinimumWidth(380)
+        self.native.setMinimumWidth(480)
 
     def _connect_events(self) -> None:
         self._source.changed.connect(self._schedule)
@@ -172,7 +193,9 @@ class LatticeStatisticsWidget(Container):
                         map_scale=geometry["scale"],
                         map_translate=geometry["translate"],
                     )
-                self.rows = reflection_statistics(d, angle, regions=regions)
+                self.rows = reflection_statistics(
+                    d, angle, regions=regions, region_names=_region_names(labels)
+                )
         except ValueError as exc:
             self._status.value = str(exc)
             d = None
@@ -196,7 +219,7 @@ class LatticeStatisticsWidget(Container):
         self._table.value = {
             "data": data,
             "index": list(range(len(data))),
-            "columns": list(COLUMNS),
+            "columns": list(_HEADERS),
         }
         self._table.native.resizeColumnsToContents()
 
@@ -217,7 +240,12 @@ class LatticeStatisticsWidget(Container):
                 bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 80)
                 masks = {"": np.ones(d.shape[1:], dtype=bool)}
                 if regions is not None:
-                    masks = {f" · {int(v)}": regions == v for v in np.unique(regions) if v > 0}
+                    names = _region_names(self._regions.value)
+                    masks = {
+                        f" · {names.get(int(v), int(v))}": regions == v
+                        for v in np.unique(regions)
+                        if v > 0
+                    }
                 for k in range(d.shape[0]):
                     for suffix, mask in masks.items():
                         values = d_a[k][mask]
