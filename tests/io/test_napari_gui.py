@@ -102,3 +102,75 @@ def test_viewer_saves_an_image_layer_with_the_plugin_writer(make_napari_viewer, 
     assert mg.name == "img" and mg.metadata["g"] == [0, 1, 2]
     with pytest.raises(FileExistsError, match=r"saved\.tif"):
         viewer.layers.save(str(target), selected=False, plugin="napari-hrtem-fft")
+
+
+def test_viewer_keeps_movies_lazy_and_reads_only_the_frames_shown(
+    make_napari_viewer, tmp_path, velox_series, monkeypatch
+):
+    import dask.array as da
+    import mrcfile
+    import numpy as np
+    import tifffile
+
+    from napari_hrtem_fft.io import _arrays, _emd
+
+    reads = []
+    original_raw = _arrays.read_exact
+    original_h5 = _emd.H5FrameRows.__call__
+
+    def raw(path, offset, out):
+        reads.append(("raw", int(offset)))
+        return original_raw(path, offset, out)
+
+    def h5(self, frame, r0, r1):
+        reads.append(("h5", frame))
+        return original_h5(self, frame, r0, r1)
+
+    monkeypatch.setattr(_arrays, "read_exact", raw)
+    monkeypatch.setattr(_emd.H5FrameRows, "__call__", h5)
+
+    frames = (np.arange(9)[:, None, None] * 10.0 + np.arange(24 * 20).reshape(24, 20) % 7).astype(
+        np.float32
+    )
+    tif = tmp_path / "movie.tif"
+    tifffile.imwrite(
+        tif,
+        frames,
+        imagej=True,
+        resolution=(20.0, 20.0),
+        metadata={"axes": "TYX", "unit": "nm", "finterval": 0.5},
+    )
+    mrc_path = tmp_path / "movie.mrcs"
+    with mrcfile.new(mrc_path) as mrc:
+        mrc.set_data(frames)
+        mrc.set_image_stack()
+        mrc.voxel_size = 0.5
+    emd, emd_frames = velox_series(6)
+
+    viewer = make_napari_viewer()
+    movies = ((tif, 0.5, frames), (mrc_path, 1.0, frames), (emd, 0.25, emd_frames))
+    for path, scale0, ref in movies:
+        reads.clear()
+        (layer,) = viewer.open(str(path), plugin="napari-hrtem-fft")
+        assert isinstance(layer.data, da.Array), path.name
+        assert not layer.multiscale
+        assert layer.scale[0] == pytest.approx(scale0, rel=RTOL)
+        middle = len(ref) // 2  # napari shows the middle frame first
+        assert tuple(layer.contrast_limits) == pytest.approx(
+            (float(ref[middle].min()), float(ref[middle].max())), rel=RTOL
+        )
+        shown = [middle]
+        for k in (0, 2, len(ref) - 1):  # step the time slider
+            viewer.dims.set_point(0, k * layer.scale[0])
+            np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), ref[k])
+            shown.append(k)
+        if path == emd:
+            frames_read = [k for _, k in reads]
+        else:
+            offsets = [off for _, off in reads]
+            data_start = min(offsets)  # frame 0 was shown
+            frames_read = [(off - data_start) // ref[0].nbytes for off in offsets]
+        print(path.name, frames_read)
+        # Only the frames shown were read (napari may read a shown frame twice).
+        assert set(frames_read) == set(shown), (path.name, frames_read)
+        viewer.layers.clear()

@@ -263,9 +263,10 @@ def velox_frame_info(per_frame: list[dict], detector: str | None = None) -> dict
     out: dict = {"time_axis": None, "notes": [], "metadata": {}}
     stamps = [_velox_timestamp(md, detector) for md in per_frame]
     if stamps and all(s is not None for s in stamps):
-        key = stamps[0][0]
+        key, first = stamps[0]
+        # Differences in µs first: µs since 1970 as float64 seconds keep only ~0.2 µs.
         axis, extra, notes = frame_times(
-            [value * 1e-6 for _, value in stamps],
+            [(value - first) * 1e-6 for _, value in stamps],
             source=f"Velox CustomProperties {key} (µs)",
         )
         out["time_axis"] = axis
