@@ -333,3 +333,24 @@ def test_localcluster_matches_threaded(tmp_path):
             np.testing.assert_array_equal(np.isnan(other), np.isnan(ref))
             np.testing.assert_allclose(other, ref, rtol=1e-9)
     np.testing.assert_allclose(on_cluster.strain.exy, threaded.strain.exy, rtol=1e-9)
+
+
+def test_tracked_movie_streamed_to_a_store_equals_in_memory(tmp_path):
+    stack, _ = _movie(4, 192, expansion_total=0.03, lazy=False)
+    options = dict(pixel_size=PIXEL, window=64, step=16, search=0.1)
+    in_memory = analyze_movie(stack, REFL, **options)
+    store = tmp_path / "movie.zarr"
+    streamed = analyze_movie(stack, REFL, store=store, **options)
+    assert isinstance(streamed.maps.d_spacing, da.Array)
+    for name in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(streamed.maps, name)), getattr(in_memory.maps, name)
+        )
+    np.testing.assert_array_equal(np.asarray(streamed.maps.strain.exx), in_memory.maps.strain.exx)
+    np.testing.assert_array_equal(streamed.found, in_memory.found)
+    stored = read_zarr_maps(store)
+    assert stored.parameters["movie"]["frames"] == [0, 1, 2, 3]
+    with pytest.raises(FileExistsError):
+        analyze_movie(stack, REFL, store=store, **options)
+    untracked = analyze_movie(stack, REFL, track=False, store=store, overwrite=True, **options)
+    assert untracked.maps.d_spacing.shape == (3, 4, 12, 12)

@@ -336,6 +336,8 @@ def analyze_movie(
     strain_reference=None,
     min_windows: int = 5,
     progress: Callable[[int, int], object] | None = None,
+    store=None,
+    overwrite: bool = False,
     **analyze_options,
 ) -> MovieResult:
     """Map lattice spacing, angle and strain through a movie, following the lattice.
@@ -375,6 +377,13 @@ def analyze_movie(
         found in a frame.
     progress : callable, optional
         Called as ``progress(done, total)`` after each frame (tracked analysis).
+    store : str or pathlib.Path, optional
+        A zarr store to write the maps to (layout of :func:`to_zarr`): each frame is
+        written as soon as it is analysed, so memory does not grow with the length of
+        the movie; the result's maps are then lazy dask arrays read from the store.
+    overwrite : bool
+        Replace an existing ``store``; otherwise an existing store is an error (raised
+        before any frame is analysed).
     **analyze_options
         Further options of :func:`napari_hrtem_fft.analyze` (``refine``,
         ``min_amplitude``, ``compute_strain``, ``chunks``, ``background``).
@@ -382,7 +391,9 @@ def analyze_movie(
     Returns
     -------
     MovieResult
-        Maps ``(n, t, my, mx)`` and the reflections used per frame.
+        Maps ``(n, t, my, mx)`` and the reflections used per frame.  The maps are numpy
+        arrays for a tracked analysis, lazy dask arrays for an untracked one or when
+        ``store`` is given.
 
     Raises
     ------
@@ -400,12 +411,17 @@ def analyze_movie(
         raise TypeError(f"track must be True or False, got {track!r}")
     sub_drift = None if drift_px is None else drift_px[idx]
     if not track:
-        return _untracked(
+        result = _untracked(
             stack, idx, refl, pixel_size, window, step, search, region, drift_px,
             strain_reference, progress, analyze_options,
         )  # fmt: skip
+        if store is not None:
+            to_zarr(result, store, overwrite=overwrite)
+            result.maps = read_zarr_maps(store)
+        return result
 
-    per_frame = []
+    root = None if store is None else _open_store(store, overwrite)
+    per_frame, used, found, targets = [], [], [], None
     stream = iter_analyze_movie(
         stack,
         refl,
@@ -422,14 +438,54 @@ def analyze_movie(
         **analyze_options,
     )
     for done, (_, maps) in enumerate(stream, start=1):
-        per_frame.append(maps)
+        used.append(maps.reflections)
+        found.append(maps.parameters["found"])
+        if root is None:
+            per_frame.append(maps)
+        else:
+            if targets is None:
+                targets = _movie_arrays(root, maps, idx.size)
+                # geometry and strain reference of the result, without the frame's maps
+                per_frame.append(replace(maps, **dict.fromkeys(_FIELDS)))
+            _write_frame(targets, done - 1, maps)
         if progress is not None:
             progress(done, idx.size)
-    stacked = _stack_maps(per_frame)
-    stacked.parameters["movie"] = {"track": True, "frames": idx.tolist()}
-    used = np.stack([m.reflections for m in per_frame])
-    found = np.array([m.parameters["found"] for m in per_frame], dtype=np.float64)
-    return MovieResult(stacked, used, found, idx, sub_drift, tracked=True)
+    used = np.stack(used)
+    found = np.array(found, dtype=np.float64)
+    if root is None:
+        stacked = _stack_maps(per_frame)
+        stacked.parameters["movie"] = {"track": True, "frames": idx.tolist()}
+        return MovieResult(stacked, used, found, idx, sub_drift, tracked=True)
+    template = per_frame[0]
+    template.parameters = {
+        k: v for k, v in template.parameters.items() if k not in ("found", "demodulation")
+    }
+    template.parameters["movie"] = {"track": True, "frames": idx.tolist()}
+    result = MovieResult(template, used, found, idx, sub_drift, tracked=True)
+    _write_record(root, template, result)
+    result.maps = read_zarr_maps(store)
+    return result
+
+
+def _movie_arrays(root, first: LatticeMaps, t: int) -> dict:
+    """Arrays ``(n, t, my, mx)`` / ``(t, my, mx)`` for a movie written frame by frame."""
+    n, my, mx = first.d_spacing.shape
+    targets = {
+        name: _create_map_array(root, name, (n, t, my, mx), (n, 1, my, mx), first.map_scale)
+        for name in _FIELDS
+    }
+    if first.strain is not None:
+        for c in _STRAIN:
+            targets[c] = _create_map_array(root, c, (t, my, mx), (1, my, mx), first.map_scale)
+    return targets
+
+
+def _write_frame(targets: dict, position: int, maps: LatticeMaps) -> None:
+    for name in _FIELDS:
+        targets[name][:, position] = np.asarray(getattr(maps, name), dtype=np.float32)
+    if maps.strain is not None and "exx" in targets:
+        for c in _STRAIN:
+            targets[c][position] = np.asarray(getattr(maps.strain, c), dtype=np.float32)
 
 
 def _untracked(
@@ -968,43 +1024,14 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None):
     """
     import dask
     import dask.array as da
-    import zarr
 
     movie = None
     if isinstance(maps, MovieResult):
         movie, maps = maps, maps.maps
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
-    if isinstance(store, str | Path) and Path(store).exists() and not overwrite:
-        raise FileExistsError(f"{str(store)!r} already exists (pass overwrite=True to replace it)")
-    try:
-        root = zarr.open_group(
-            str(store) if isinstance(store, Path) else store, mode="w" if overwrite else "w-"
-        )
-    except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
-        raise FileExistsError(f"{store!r} already exists") from None
-
-    record = {
-        "kind": "lattice_maps",
-        "pixel_size": maps.pixel_size,
-        "window": maps.window,
-        "step": maps.step,
-        "map_scale": maps.map_scale,
-        "reflections": maps.reflections,
-        "parameters": maps.parameters,
-    }
-    if maps.strain is not None:
-        record["strain_reference"] = maps.strain.reference
-    if movie is not None:
-        record["movie"] = {
-            "frames": movie.frames,
-            "tracked": movie.tracked,
-            "reflections_per_frame": movie.reflections,
-            "found_per_frame": movie.found,
-            "drift_px": movie.drift,
-        }
-    root.attrs.update({"napari_hrtem_fft": _jsonable(record)})
-
+    root = _open_store(store, overwrite)
+    _write_record(root, maps, movie)
     sources, targets = [], []
     for name, data in _fields(maps).items():
         arr = data if _is_dask(data) else da.from_array(np.asarray(data))
@@ -1012,26 +1039,8 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None):
         # Regular chunks (zarr's grid) matching the dask blocks: no two tasks write one
         # chunk, so no lock is needed.
         regular = tuple(max(c) for c in arr.chunks)
-        arr = arr.rechunk(regular)
-        target = root.create_array(
-            name, shape=arr.shape, chunks=regular, dtype="float32", fill_value=float("nan")
-        )
-        per_reflection = name in _FIELDS
-        lead = ["t", "z", "c"][: arr.ndim - 2 - per_reflection]
-        axes = (["reflection"] if per_reflection else []) + lead + ["y", "x"]
-        unit, what = _UNITS[name]
-        target.attrs.update(
-            {
-                "axes": axes,
-                "scale": [1.0] * (len(axes) - 2) + [maps.map_scale] * 2,
-                "translate": [0.0] * len(axes),
-                "units": [""] * (len(axes) - 2) + ["nm", "nm"],
-                "value_unit": unit,
-                "description": what,
-            }
-        )
-        sources.append(arr)
-        targets.append(target)
+        sources.append(arr.rechunk(regular))
+        targets.append(_create_map_array(root, name, arr.shape, regular, maps.map_scale))
     delayed = da.store(sources, targets, lock=False, compute=False)
     with _Scheduler(scheduler) as sched:
         dask.compute(delayed, scheduler=sched)
@@ -1079,3 +1088,62 @@ def read_zarr_maps(store) -> LatticeMaps:
         strain=strain,
         parameters=dict(record.get("parameters", {})),
     )
+
+
+def _open_store(store, overwrite: bool):
+    import zarr
+
+    if isinstance(store, str | Path) and Path(store).exists() and not overwrite:
+        raise FileExistsError(f"{str(store)!r} already exists (pass overwrite=True to replace it)")
+    try:
+        return zarr.open_group(
+            str(store) if isinstance(store, Path) else store, mode="w" if overwrite else "w-"
+        )
+    except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
+        raise FileExistsError(f"{store!r} already exists") from None
+
+
+def _write_record(root, maps: LatticeMaps, movie: MovieResult | None) -> None:
+    """Geometry, reflections and parameters of the maps as group attributes."""
+    record = {
+        "kind": "lattice_maps",
+        "pixel_size": maps.pixel_size,
+        "window": maps.window,
+        "step": maps.step,
+        "map_scale": maps.map_scale,
+        "reflections": maps.reflections,
+        "parameters": maps.parameters,
+    }
+    if maps.strain is not None:
+        record["strain_reference"] = maps.strain.reference
+    if movie is not None:
+        record["movie"] = {
+            "frames": movie.frames,
+            "tracked": movie.tracked,
+            "reflections_per_frame": movie.reflections,
+            "found_per_frame": movie.found,
+            "drift_px": movie.drift,
+        }
+    root.attrs.update({"napari_hrtem_fft": _jsonable(record)})
+
+
+def _create_map_array(root, name: str, shape, chunks, map_scale: float):
+    """A float32 NaN-filled array for one map, with its axes and units as attributes."""
+    target = root.create_array(
+        name, shape=tuple(shape), chunks=tuple(chunks), dtype="float32", fill_value=float("nan")
+    )
+    per_reflection = name in _FIELDS
+    lead = ["t", "z", "c"][: len(shape) - 2 - per_reflection]
+    axes = (["reflection"] if per_reflection else []) + lead + ["y", "x"]
+    unit, what = _UNITS[name]
+    target.attrs.update(
+        {
+            "axes": axes,
+            "scale": [1.0] * (len(axes) - 2) + [float(map_scale)] * 2,
+            "translate": [0.0] * len(axes),
+            "units": [""] * (len(axes) - 2) + ["nm", "nm"],
+            "value_unit": unit,
+            "description": what,
+        }
+    )
+    return target
