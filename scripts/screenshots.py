@@ -73,9 +73,7 @@ def picker_shot(path: Path) -> None:
 def maps_shot(path: Path, statistics_path: Path) -> None:
     viewer = new_viewer()
     widgets = build_demo(viewer)
-    # Show the maps dock in front (the three docks share the right-hand area).
-    for name in ("Reflection picker (FFT)", "Lattice statistics"):
-        viewer.window.dock_widgets[name].native.parent().hide()
+    # build_demo puts the three docks in tabs, the maps tab in front.
     d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 2"))
     viewer.layers.selection.active = d_layer
     for layer in viewer.layers:
@@ -85,8 +83,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
     settle(1.0)
     viewer.screenshot(str(path), canvas_only=False, flash=False)
 
-    viewer.window.dock_widgets["Lattice maps"].native.parent().hide()
-    viewer.window.dock_widgets["Lattice statistics"].native.parent().show()
+    viewer.window.dock_widgets["Lattice statistics"].native.parent().raise_()
     regions = next(layer for layer in viewer.layers if layer.name.startswith("regions"))
     regions.visible = True
     d_layer.visible = False

@@ -9,6 +9,7 @@ Used by ``scripts/demo.py`` and ``scripts/screenshots.py``::
 from __future__ import annotations
 
 import numpy as np
+from qtpy.QtWidgets import QApplication
 
 __all__ = ["build_demo", "core_shell_regions"]
 
@@ -69,9 +70,10 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     picker = ReflectionPickerWidget(viewer)
     maps_widget = LatticeMapWidget(viewer)
     statistics = LatticeStatisticsWidget(viewer)
+    # Tabs in one dock area: each widget gets the full height.
     viewer.window.add_dock_widget(picker, name="Reflection picker (FFT)", area="right")
-    viewer.window.add_dock_widget(maps_widget, name="Lattice maps", area="right")
-    viewer.window.add_dock_widget(statistics, name="Lattice statistics", area="right")
+    viewer.window.add_dock_widget(maps_widget, name="Lattice maps", area="right", tabify=True)
+    viewer.window.add_dock_widget(statistics, name="Lattice statistics", area="right", tabify=True)
 
     picker._image.value = image
     picker._window.value = window
@@ -86,4 +88,10 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     statistics.reset_choices()
     statistics._regions.value = regions
     statistics.update_statistics()
+    for layer in viewer.layers:
+        if layer.name.startswith("FFT"):
+            layer.visible = False  # the maps are the point now
+    # Bring the maps tab to the front and let Qt lay the docks out before any screenshot.
+    maps_widget.native.parent().raise_()
+    QApplication.processEvents()
     return {"picker": picker, "maps": maps_widget, "statistics": statistics, "image": image}

@@ -94,12 +94,12 @@ class LatticeStatisticsWidget(Container):
         )
         self._table = Table(
             value={"data": [], "index": [], "columns": list(_HEADERS)},
-            label="statistics",
+            label="",
             tooltip="Inside the crystal mask (NaN pixels are left out); d in Å, angles in °.",
         )
         self._table.read_only = True
         self._table.native.verticalHeader().setVisible(False)
-        self._table.min_height = 200
+        self._table.min_height = 235
         self._copy = PushButton(
             text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
         )
@@ -209,13 +209,12 @@ class LatticeStatisticsWidget(Container):
         self._draw_histogram(d, regions)
 
     def _fill_table(self) -> None:
-        data = [
-            [
-                row[c] if not isinstance(row[c], float) else round(row[c], 4 if "d " in c else 3)
-                for c in COLUMNS
-            ]
-            for row in self.rows
-        ]
+        def cell(column, value):
+            if not isinstance(value, float):
+                return value
+            return f"{value:.4f}" if column.startswith("d ") else f"{value:.2f}"
+
+        data = [[cell(c, row[c]) for c in COLUMNS] for row in self.rows]
         self._table.value = {
             "data": data,
             "index": list(range(len(data))),
