@@ -18,6 +18,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtGui import QGuiApplication
+from qtpy.QtWidgets import QStyledItemDelegate
 
 from ..layers import find_result_layers, result_info
 from ._stats import COLUMNS, labels_on_map, reflection_statistics, result_stacks, statistics_text
@@ -99,6 +100,9 @@ class LatticeStatisticsWidget(Container):
         )
         self._table.read_only = True
         self._table.native.verticalHeader().setVisible(False)
+        # Show the cells as formatted here (magicgui's delegate reformats numbers,
+        # e.g. a standard deviation of 0.0106 Å as 1.060e-02).
+        self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
         self._table.min_height = 235
         self._copy = PushButton(
             text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
