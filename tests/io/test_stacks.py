@@ -552,6 +552,7 @@ def test_layer_kwargs_of_a_stack_take_contrast_from_the_middle_frame_only(tmp_pa
     (mg,) = read_micrographs(path)
     kwargs = mg.layer_kwargs()
     assert kwargs["multiscale"] is False and kwargs["rgb"] is False
+    assert kwargs["cache"] is False  # napari would keep every frame shown in memory
     finite = frames[4][np.isfinite(frames[4])]
     assert kwargs["contrast_limits"] == [float(finite.min()), float(finite.max())]
     assert len(raw_reads) == 1  # one frame read, the middle one

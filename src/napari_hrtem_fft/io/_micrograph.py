@@ -140,9 +140,12 @@ class Micrograph:
             ``multiscale=False`` (napari does not have to guess). Units that napari's
             unit registry does not know (``frame``) are passed as ``None``, which napari
             shows as pixels; the file's unit per axis stays in
-            ``metadata["axis_units"]``. For lazy stacks, ``contrast_limits`` are the
-            minimum and maximum of the middle frame (the one napari shows first), so
-            that nothing looks at the other frames; one frame is read.
+            ``metadata["axis_units"]``. For lazy (dask) data, ``cache=False``: napari
+            would otherwise keep every frame it has shown in its dask cache (up to a
+            quarter of the RAM), while the frames are in the operating system's file
+            cache anyway. For lazy stacks, ``contrast_limits`` are the minimum and
+            maximum of the middle frame (the one napari shows first), so that nothing
+            looks at the other frames; one frame is read.
         """
         metadata = dict(self.metadata)
         metadata["axis_units"] = list(self.units)
@@ -157,6 +160,8 @@ class Micrograph:
             "rgb": False,
             "multiscale": False,
         }
+        if hasattr(self.data, "compute"):
+            kwargs["cache"] = False
         if self.ndim > 2 and hasattr(self.data, "compute"):
             limits = self.frame_limits()
             if limits is not None:
