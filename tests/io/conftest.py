@@ -62,3 +62,37 @@ def velox_series(shared_data, tmp_path):
         return path, frames
 
     return make
+
+
+def write_ser(path, frames, *, deltas_m, times_s, offset_m=-1e-7, version=0x210):
+    """Write a TIA .ser image series (the layout rosettasciio reads).
+
+    ``frames`` are (n, ny, nx) as displayed; TIA stores rows bottom-up. ``deltas_m``
+    and ``times_s`` (integer s since 1970) are per frame.
+    """
+    import struct
+
+    frames = np.asarray(frames)
+    n, ny, nx = frames.shape
+    codes = {np.dtype("<u2"): 2, np.dtype("<i2"): 5, np.dtype("<f4"): 7}
+    code = codes[frames.dtype.newbyteorder("<")]
+    wide = version > 0x210
+    head = struct.pack("<HHHIIII", 0x4949, 0x0197, version, 0x4122, 0x4152, n, n)
+    dims = struct.pack("<IddiI", n, 0.0, 1.0, 0, 6) + b"Number" + struct.pack("<I", 0)
+    offset_array = len(head) + (12 if wide else 8) + len(dims)
+    head += struct.pack("<QI" if wide else "<II", offset_array, 1)
+    pos = offset_array + 2 * n * (8 if wide else 4)
+    body, data_offsets, tag_offsets = b"", [], []
+    for k in range(n):
+        element = struct.pack(
+            "<ddiddihii", offset_m, deltas_m[k], 0, offset_m, deltas_m[k], 0, code, nx, ny
+        )
+        pixels = np.ascontiguousarray(frames[k][::-1]).astype(frames.dtype.newbyteorder("<"))
+        data_offsets.append(pos)
+        tag_offsets.append(pos + len(element) + pixels.nbytes)
+        chunk = element + pixels.tobytes() + struct.pack("<HHI", 0x4152, 0, int(times_s[k]))
+        body += chunk
+        pos += len(chunk)
+    table = np.array(data_offsets + tag_offsets, "<u8" if wide else "<u4").tobytes()
+    with open(path, "wb") as f:
+        f.write(head + dims + table + body)

@@ -562,3 +562,55 @@ def test_layer_kwargs_of_a_stack_take_contrast_from_the_middle_frame_only(tmp_pa
         mrc.set_image_stack()
     (mg,) = read_micrographs(flat)
     assert mg.layer_kwargs()["contrast_limits"] == [7.0, 8.0]
+
+
+# -- TIA series ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0x210, 0x220])
+def test_tia_series_is_read_frame_by_frame_like_rosettasciio(tmp_path, raw_reads, version):
+    from rsciio.tia import file_reader
+
+    from conftest import write_ser
+
+    frames = movie_frames(5, (12, 16), np.float32)
+    path = tmp_path / "insitu_1.ser"
+    t0 = 1456073429
+    times = [t0, t0, t0 + 1, t0 + 1, t0 + 2]
+    write_ser(path, frames, deltas_m=[2e-10] * 5, times_s=times, version=version)
+    (mg,) = read_micrographs(path)
+    _is_lazy_movie(mg, 5)
+    assert raw_reads == []
+    np.testing.assert_array_equal(mg.data[3].compute(), frames[3])
+    assert len(raw_reads) == 1 and raw_reads[0][1] == frames[3].nbytes
+    (ref,) = file_reader(str(path))  # rosettasciio, everything in memory
+    np.testing.assert_array_equal(mg.data.compute(), ref["data"])
+    assert mg.units == ("s", "nm", "nm")
+    assert mg.scale == pytest.approx((0.5, 0.2, 0.2), rel=1e-9)  # 2 s over 4 intervals
+    assert mg.translate[1:] == pytest.approx((-100.0, -100.0), rel=1e-9)
+    assert mg.metadata["frame_times_s"] == [0, 0, 1, 1, 2]
+    assert any("1-s resolution" in n for n in mg.metadata["notes"])
+
+
+def test_tia_series_beside_an_emi_takes_its_mode_and_flags_magnification(tmp_path, shared_data):
+    import shutil
+
+    from conftest import write_ser
+
+    emi = tmp_path / "movie.emi"
+    shutil.copy(shared_data / "tia/64x64_TEM_images_acquire.emi", emi)  # Mode: TEM image
+    frames = movie_frames(4, (8, 8), np.float32)
+    deltas = [6.28e-9, 6.28e-9, 3.14e-9, 3.14e-9]
+    write_ser(tmp_path / "movie_1.ser", frames, deltas_m=deltas, times_s=[10, 11, 12, 13])
+    for opened in (emi, tmp_path / "movie_1.ser"):
+        (mg,) = read_micrographs(opened)
+        assert mg.metadata["tia_mode"].strip().startswith("TEM")
+        assert mg.metadata["emi_file"] == "movie.emi"
+        assert not mg.reciprocal and mg.units == ("s", "nm", "nm")
+        assert mg.scale == pytest.approx((1.0, 6.28, 6.28), rel=1e-9)
+        assert [c["frame"] for c in mg.metadata["calibration_changes"]] == [2, 3]
+        assert mg.metadata["calibration_changes"][0]["relative_to_frame_0"] == pytest.approx(0.5)
+    with open(tmp_path / "movie_1.ser", "r+b") as f:
+        f.truncate(500)
+    with pytest.raises(MicrographReadError, match=r"movie_1\.ser.*truncated"):
+        read_micrographs(tmp_path / "movie_1.ser")
