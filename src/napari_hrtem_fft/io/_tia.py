@@ -314,7 +314,7 @@ class SerLayout:
 
 
 def _series_layout(path: Path) -> SerLayout | None:
-    """Layout of a .ser that holds two or more 2-D images, else None.
+    """Layout of a .ser that holds a 1-D series of two or more 2-D images, else None.
 
     Reads the header, the offset arrays and the 50-byte header and time tag of every
     element (the layout in Boothroyd's description of the format, as rosettasciio
@@ -333,6 +333,8 @@ def _series_layout(path: Path) -> SerLayout | None:
         else:
             offset_array, ndim = struct.unpack_from("<QI", head, 22)
             pos, offset_type = 34, "<u8"
+        if ndim != 1:
+            return None  # a map of images (4-D STEM), not a movie: left to rosettasciio
         f.seek(pos)
         dims = []
         for _ in range(ndim):
