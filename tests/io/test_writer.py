@@ -108,6 +108,42 @@ def test_time_stack_round_trip_with_frame_interval(tmp_path):
     assert mg.scale == pytest.approx((0.04, 0.02, 0.02), rel=RTOL)
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values:RuntimeWarning")
+def test_lazy_movie_is_written_frame_by_frame_and_read_back(tmp_path):
+    data = _image((6, 16, 24))
+    data[2, 3, 4] = np.nan
+    (mg,) = read_micrographs(_write_mrcs(tmp_path / "in.mrcs", data))
+
+    class FramesOnly:
+        """A lazy movie that refuses to be computed whole."""
+
+        shape, dtype = mg.data.shape, mg.data.dtype
+
+        def compute(self):
+            raise AssertionError("the whole movie was loaded")
+
+        def __getitem__(self, key):
+            return mg.data[key]
+
+    write_tiff(tmp_path / "out.tif", FramesOnly(), scale=(0.5, 0.1, 0.1), units=("s", "nm", "nm"))
+    with tifffile.TiffFile(tmp_path / "out.tif") as tf:
+        finite = data[np.isfinite(data)]
+        assert tf.imagej_metadata["min"] == pytest.approx(float(finite.min()), rel=1e-6)
+        assert tf.imagej_metadata["max"] == pytest.approx(float(finite.max()), rel=1e-6)
+    (back,) = read_micrographs(tmp_path / "out.tif")
+    np.testing.assert_array_equal(back.data.compute(), data.astype(np.float32))
+    assert back.scale == pytest.approx((0.5, 0.1, 0.1), rel=RTOL)
+
+
+def _write_mrcs(path, data):
+    import mrcfile
+
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(data.astype(np.float32))
+        mrc.set_image_stack()
+    return path
+
+
 def test_never_overwrites_silently(tmp_path):
     path = tmp_path / "x.tif"
     write_tiff(path, _image(), scale=(0.1, 0.1), units=("nm", "nm"))

@@ -125,10 +125,29 @@ def write_tiff(
         elif letter == "T" and kind == "time":
             ij["finterval"] = s
 
-    pixels = np.asarray(data.compute() if hasattr(data, "compute") else data, dtype=np.float32)
-    finite = pixels[np.isfinite(pixels)]
-    if finite.size:
-        ij["min"], ij["max"] = float(finite.min()), float(finite.max())
+    if hasattr(data, "compute") and ndim > 2:
+        # A lazy movie is written frame by frame (two passes: the range, then the
+        # pixels), never loaded whole.
+        lead = shape[:-2]
+
+        def pixels():
+            for index in np.ndindex(*lead):
+                yield np.asarray(data[index].compute(), dtype=np.float32)
+
+        lo, hi = math.inf, -math.inf
+        for frame in pixels():
+            finite = frame[np.isfinite(frame)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if lo <= hi:
+            ij["min"], ij["max"] = lo, hi
+        image = {"data": pixels(), "shape": shape, "dtype": np.float32}
+    else:
+        values = np.asarray(data.compute() if hasattr(data, "compute") else data, np.float32)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            ij["min"], ij["max"] = float(finite.min()), float(finite.max())
+        image = {"data": values}
 
     sidecar = {
         "writer": WRITER_ID,
@@ -143,7 +162,7 @@ def write_tiff(
     text = json.dumps(sidecar, indent=1, ensure_ascii=False, allow_nan=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "w" if overwrite else "x"
-    tifffile.imwrite(path, pixels, imagej=True, resolution=resolution, metadata=ij, mode=mode)
+    tifffile.imwrite(path, **image, imagej=True, resolution=resolution, metadata=ij, mode=mode)
     try:
         with open(side, mode, encoding="utf-8") as f:
             f.write(text)
