@@ -10,7 +10,6 @@ has to say where a frame is.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import threading
 from pathlib import Path
@@ -20,8 +19,10 @@ import numpy as np
 __all__ = [
     "EAGER_MAX_BYTES",
     "FrameStack",
+    "SharedHandle",
     "displayable",
     "eager_or_lazy",
+    "file_token",
     "frame_chunks",
     "has_frame_chunks",
     "is_lazy",
@@ -29,8 +30,6 @@ __all__ = [
     "raw_frames",
     "read_exact",
 ]
-
-logger = logging.getLogger(__name__)
 
 # Single images up to this size are loaded into memory; bigger ones and all stacks stay
 # lazy (dask), so opening a long movie costs nothing until frames are looked at.
