@@ -37,7 +37,6 @@ import logging
 import math
 import numbers
 import os
-import warnings
 from functools import partial
 
 import numpy as np
@@ -160,13 +159,111 @@ def _fold(spec, kernels, step: int, axis: int):
     return np.einsum(subscripts, folded, ker)
 
 
-def _clean_windows(finite, window: int, step: int, depth: int, my: int, mx: int):
+def _clean_windows(finite, window: int, step: int, start, count):
     """True where the window footprint ``c - N/2 … c + N/2 - 1`` holds only finite pixels."""
-    ys = depth + step * np.arange(my)
-    xs = depth + step * np.arange(mx)
+    ys = start[0] + step * np.arange(count[0])
+    xs = start[1] + step * np.arange(count[1])
     # A minimum filter of even size N covers exactly i - N/2 … i + N/2 - 1.
     rows = ndimage.minimum_filter1d(finite.view(np.uint8), window, axis=1)[:, xs]
     return ndimage.minimum_filter1d(rows, window, axis=0)[ys].astype(bool)
+
+
+def _prepare(frame, window: int, step: int, start, count):
+    """Mean-removed float64 frame (NaN → 0) and the mask of windows free of NaN/inf.
+
+    Removing the frame mean first keeps the FFT's round-off relative to the fringes.
+    Double precision throughout: single precision meets the accuracy targets too, but
+    its round-off (~1e-6 of d) would make results depend on the block layout.
+    """
+    finite = np.isfinite(frame)
+    if finite.all():
+        data = frame.astype(np.float64)
+        data -= data.mean()
+        return data, np.ones(count, dtype=bool)
+    if not finite.any():
+        return None, np.zeros(count, dtype=bool)
+    data = np.where(finite, frame.astype(np.float64) - np.mean(frame[finite]), 0.0)
+    return data, _clean_windows(finite, window, step, start, count)
+
+
+def _coefficients(data, demod, *, window, step, start, count, background, bg_bins, workers):
+    """Windowed Fourier coefficients at c, c - e_y and c - e_x, and the background power.
+
+    ``data`` is a mean-removed 2D frame; windows are centred on local pixels
+    ``start + (i, j)·step`` for ``(i, j) < count``; ``demod`` is ``(k, 2)`` in
+    cycles/pixel.  Returns ``coef (3, k, my, mx)`` (complex, phase referred to each
+    window's centre) and the mean ``|Z|²`` at the background frequencies ``(k, my, mx)``
+    (``None`` without them).
+    """
+    n_win, s = window, step
+    (py, px), (my, mx) = start, count
+    k = demod.shape[0]
+    h, w = data.shape
+    # One 2D spectrum serves every kernel: fold along one axis with the first-axis
+    # kernels, then along the other with the second-axis ones, then a small inverse
+    # 2D FFT gives the coefficients on the step grid.
+    ly, lx = (s * sfft.next_fast_len(-(-n // s)) for n in (h, w))
+    spectrum = sfft.fft2(data, s=(ly, lx), workers=workers)
+    length, first_pos = {0: ly, 1: lx}, {0: py, 1: px}
+    scale = 1.0 / s
+
+    def kernels(axis, freqs, shifts):
+        return kernel_spectra(n_win, length[axis], freqs, shifts) * scale
+
+    def to_grid(folded):
+        return sfft.ifft2(folded, axes=(-2, -1), workers=workers)[..., :my, :mx]
+
+    # Hann-weighted window means at c, c - e_y and c - e_x, for the window-mean removal.
+    if background:
+        first = _fold(spectrum, kernels(1, [0.0, 0.0], [px, px - 1]), s, 1)
+        second = kernels(0, [0.0, 0.0], [py, py - 1])
+        m_c, m_ey = to_grid(_fold(first[0], second, s, 0)).real
+        (m_ex,) = to_grid(_fold(first[1], second[:1], s, 0)).real
+        norm = hann_dtft(n_win, 0.0) ** 2
+        m_c, m_ey, m_ex = m_c / norm, m_ey / norm, m_ex / norm
+
+    # Each reflection is folded first along the axis of its larger component, so that
+    # the background frequencies, offset along the other axis, lie roughly on the
+    # circle |g| (tangential).
+    bg = np.asarray(bg_bins, dtype=np.float64) / n_win
+    coef = np.empty((3, k, my, mx), dtype=np.complex128)
+    noise = np.empty((k, my, mx)) if bg.size else None
+    y_first = np.abs(demod[:, 0]) > np.abs(demod[:, 1])
+    for ax1, members in ((1, np.flatnonzero(~y_first)), (0, np.flatnonzero(y_first))):
+        if not members.size:
+            continue
+        ax2 = 1 - ax1
+        p1, p2 = first_pos[ax1], first_pos[ax2]
+        r = members.size
+        f1, f2 = demod[members, ax1], demod[members, ax2]
+        # First fold: windows at c and c - e1, per reflection.
+        k1 = kernels(ax1, np.repeat(f1, 2), np.tile([p1, p1 - 1], r))
+        first = _fold(spectrum, k1, s, ax1)
+        first = first.reshape(r, 2, *first.shape[1:])
+        # Second fold on the c windows: c, c - e2 and the background frequencies; on
+        # the c - e1 windows: c only.
+        fa = np.concatenate([f2[:, None], f2[:, None], f2[:, None] + bg], axis=1)
+        sa = np.tile(np.array([p2, p2 - 1] + [p2] * bg.size, dtype=float), r)
+        ka = kernels(ax2, fa.ravel(), sa).reshape(r, fa.shape[1], -1)
+        kb = kernels(ax2, f2, np.full(r, p2)).reshape(r, 1, -1)
+        za = to_grid(_fold(first[:, 0], ka, s, ax2))  # (r, 2 + nbg, my, mx)
+        zb = to_grid(_fold(first[:, 1], kb, s, ax2))[:, 0]
+        z_c, z_e2, z_bg, z_e1 = za[:, 0], za[:, 1], za[:, 2:], zb
+        if background:
+            m_e1, m_e2 = (m_ex, m_ey) if ax1 == 1 else (m_ey, m_ex)
+            w1 = hann_dtft(n_win, f1)
+            s_main = (w1 * hann_dtft(n_win, f2))[:, None, None]
+            z_c = z_c - m_c * s_main
+            z_e1 = z_e1 - m_e1 * s_main
+            z_e2 = z_e2 - m_e2 * s_main
+            if bg.size:
+                s_bg = (w1[:, None] * hann_dtft(n_win, fa[:, 2:]))[:, :, None, None]
+                z_bg = z_bg - m_c * s_bg
+        z_ey, z_ex = (z_e2, z_e1) if ax1 == 1 else (z_e1, z_e2)
+        coef[0, members], coef[1, members], coef[2, members] = z_c, z_ey, z_ex
+        if bg.size:
+            noise[members] = np.mean(z_bg.real**2 + z_bg.imag**2, axis=1)
+    return coef, noise
 
 
 def _frame_maps(
@@ -189,92 +286,25 @@ def _frame_maps(
     of the core, whose windows are centred on ``depth + i·step``; ``demod`` and
     ``given`` are ``(k, 2)`` frequencies in cycles/pixel.
     """
-    n_win, s = window, step
     h, w = frame.shape
-    my, mx = -(-(h - 2 * depth) // s), -(-(w - 2 * depth) // s)
-    k = demod.shape[0]
-    out = np.full((5, k, my, mx), np.nan, dtype=np.float32)
-
-    finite = np.isfinite(frame)
-    all_finite = bool(finite.all())
-    if not all_finite and not finite.any():
-        return out
-    # Removing the frame mean first keeps the FFT's round-off relative to the fringes.
-    # Double precision throughout: single precision meets the accuracy targets too, but
-    # its round-off (~1e-6 of d) would make results depend on the block layout.
-    fill = float(np.mean(frame, dtype=np.float64) if all_finite else np.mean(frame[finite]))
-    if all_finite:
-        data = frame.astype(np.float64) - fill
-        clean = np.ones((my, mx), dtype=bool)
-    else:
-        data = np.where(finite, frame.astype(np.float64) - fill, 0.0)
-        clean = _clean_windows(finite, n_win, s, depth, my, mx)
+    count = (-(-(h - 2 * depth) // step), -(-(w - 2 * depth) // step))
+    start = (depth, depth)
+    out = np.full((5, demod.shape[0], *count), np.nan, dtype=np.float32)
+    data, clean = _prepare(frame, window, step, start, count)
     if not clean.any():
         return out
-
-    # One 2D spectrum serves every kernel: fold along one axis with the first-axis
-    # kernels, then along the other with the second-axis ones, then a small inverse
-    # 2D FFT gives the coefficients on the step grid.
-    ly, lx = (s * sfft.next_fast_len(-(-n // s)) for n in (h, w))
-    spectrum = sfft.fft2(data, s=(ly, lx), workers=workers)
-    length = {0: ly, 1: lx}
-    scale = 1.0 / s
-
-    def kernels(axis, freqs, shifts):
-        return kernel_spectra(n_win, length[axis], freqs, shifts) * scale
-
-    def to_grid(folded):
-        return sfft.ifft2(folded, axes=(-2, -1), workers=workers)[..., :my, :mx]
-
-    # Hann-weighted window means at c, c - e_y and c - e_x, for the window-mean removal.
-    if background:
-        first = _fold(spectrum, kernels(1, [0.0, 0.0], [depth, depth - 1]), s, 1)
-        second = kernels(0, [0.0, 0.0], [depth, depth - 1])
-        m_c, m_ey = to_grid(_fold(first[0], second, s, 0)).real
-        (m_ex,) = to_grid(_fold(first[1], second[:1], s, 0)).real
-        norm = hann_dtft(n_win, 0.0) ** 2
-        m_c, m_ey, m_ex = m_c / norm, m_ey / norm, m_ex / norm
-
-    # Each reflection is folded first along the axis of its larger component, so that
-    # the background frequencies, offset along the other axis, lie roughly on the
-    # circle |g| (tangential).
-    bg = np.asarray(_BACKGROUND_BINS) / n_win
-    coef = np.empty((3, k, my, mx), dtype=np.complex128)  # at c, c - e_y, c - e_x
-    noise = np.empty((k, my, mx))
-    y_first = np.abs(given[:, 0]) > np.abs(given[:, 1])
-    for ax1, members in ((1, np.flatnonzero(~y_first)), (0, np.flatnonzero(y_first))):
-        if not members.size:
-            continue
-        ax2 = 1 - ax1
-        r = members.size
-        f1, f2 = demod[members, ax1], demod[members, ax2]
-        # First fold: windows at c and c - e1, per reflection.
-        k1 = kernels(ax1, np.repeat(f1, 2), np.tile([depth, depth - 1], r))
-        first = _fold(spectrum, k1, s, ax1)  # (2r, ...) folded along ax1
-        first = first.reshape(r, 2, *first.shape[1:])
-        # Second fold on the c windows: c, c - e2 and the background frequencies; on
-        # the c - e1 windows: c only.
-        fa = np.concatenate([f2[:, None], f2[:, None], f2[:, None] + bg], axis=1)
-        sa = np.tile(np.array([depth, depth - 1] + [depth] * bg.size, dtype=float), r)
-        ka = kernels(ax2, fa.ravel(), sa).reshape(r, fa.shape[1], -1)
-        kb = kernels(ax2, f2, np.full(r, depth)).reshape(r, 1, -1)
-        za = to_grid(_fold(first[:, 0], ka, s, ax2))  # (r, 2 + nbg, my, mx)
-        zb = to_grid(_fold(first[:, 1], kb, s, ax2))[:, 0]
-        z_c, z_e2, z_bg, z_e1 = za[:, 0], za[:, 1], za[:, 2:], zb
-        if background:
-            m_e1, m_e2 = (m_ex, m_ey) if ax1 == 1 else (m_ey, m_ex)
-            w1 = hann_dtft(n_win, f1)
-            s_main = (w1 * hann_dtft(n_win, f2))[:, None, None]
-            s_bg = (w1[:, None] * hann_dtft(n_win, fa[:, 2:]))[:, :, None, None]
-            z_c = z_c - m_c * s_main
-            z_e1 = z_e1 - m_e1 * s_main
-            z_e2 = z_e2 - m_e2 * s_main
-            z_bg = z_bg - m_c * s_bg
-        z_ey, z_ex = (z_e2, z_e1) if ax1 == 1 else (z_e1, z_e2)
-        coef[:, members] = np.stack([z_c, z_ey, z_ex])
-        noise[members] = np.mean(z_bg.real**2 + z_bg.imag**2, axis=1)
-
-    coef = _remove_leakage(coef, demod, n_win, background)
+    coef, noise = _coefficients(
+        data,
+        demod,
+        window=window,
+        step=step,
+        start=start,
+        count=count,
+        background=background,
+        bg_bins=_BACKGROUND_BINS,
+        workers=workers,
+    )
+    coef = _remove_leakage(coef, demod, window, background)
     fy = np.angle(coef[0] * np.conj(coef[1])) / (2.0 * np.pi)
     fx = np.angle(coef[0] * np.conj(coef[2])) / (2.0 * np.pi)
     power = coef[0].real ** 2 + coef[0].imag ** 2
@@ -282,7 +312,7 @@ def _frame_maps(
         amp = np.where(power > 0, power / noise, 0.0)
     # Linearised variance of the phase difference for white noise: the two windows
     # share their noise except for the 1-pixel shift and the signal's rotation.
-    rho = lag_one_correlation(n_win)
+    rho = lag_one_correlation(window)
     a_eff = 4 * np.pi**2 * np.maximum(amp - 1.0, 1e-12)
     vy = (1.0 - rho * np.cos(2 * np.pi * (fy - demod[:, 0, None, None]))) / a_eff
     vx = (1.0 - rho * np.cos(2 * np.pi * (fx - demod[:, 1, None, None]))) / a_eff
@@ -310,16 +340,9 @@ def _remove_leakage(coef, demod, window: int, background: bool):
     """
     k = demod.shape[0]
     w0 = _hann2(window, np.zeros(2))
-    # First-order local frequencies, for the offsets only.
-    offset = np.stack(
-        [
-            np.angle(coef[0] * np.conj(coef[1])) / (2 * np.pi) - demod[:, 0, None, None],
-            np.angle(coef[0] * np.conj(coef[2])) / (2 * np.pi) - demod[:, 1, None, None],
-        ]
-    )
     h = 1e-3 / window
     probes = np.array([[0.0, 0.0], [h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]])
-    corrected = coef.copy()
+    terms = []  # (target k, source j, conjugate?, c0, gradient)
     for j in range(k):
         f = demod[j] + probes  # (5, 2) candidate true frequencies of component j
         mean_part = _hann2(window, f) / w0 if background else np.zeros(len(f))
@@ -330,18 +353,34 @@ def _remove_leakage(coef, demod, window: int, background: bool):
                     continue
                 cross = _hann2(window, demod[kk] + sign * f)
                 ratio = (cross - mean_part * _hann2(window, demod[kk])) / own
-                c0 = ratio[0]
                 grad = np.array([ratio[1] - ratio[2], ratio[3] - ratio[4]]) / (2 * h)
-                if abs(c0) + np.abs(grad).sum() * 0.5 / window < _LEAKAGE_NEGLIGIBLE:
-                    continue
-                factor = c0 + grad[0] * offset[0, j] + grad[1] * offset[1, j]
-                source = coef[:, j] if sign < 0 else np.conj(coef[:, j])
-                corrected[:, kk] -= source * factor.astype(coef.real.dtype)
+                if abs(ratio[0]) + np.abs(grad).sum() * 0.5 / window >= _LEAKAGE_NEGLIGIBLE:
+                    terms.append((kk, j, sign > 0, ratio[0], grad))
+    if not terms:
+        return coef
+    # First-order local frequency offsets of the sources, for the gradient terms.
+    sources = sorted({j for _, j, _, _, _ in terms})
+    offset = {
+        j: (
+            np.angle(coef[0, j] * np.conj(coef[1, j])) / (2 * np.pi) - demod[j, 0],
+            np.angle(coef[0, j] * np.conj(coef[2, j])) / (2 * np.pi) - demod[j, 1],
+        )
+        for j in sources
+    }
+    corrected = coef.copy()
+    for kk, j, conjugate, c0, grad in terms:
+        factor = c0 + grad[0] * offset[j][0] + grad[1] * offset[j][1]
+        source = np.conj(coef[:, j]) if conjugate else coef[:, j]
+        corrected[:, kk] -= source * factor
     return corrected
 
 
 def _finish(fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search):
     """Spacing, angle, amplitude and sigmas ``(5, r, my, mx)`` with the NaN rules applied."""
+    # float32 from here: the outputs are float32 and its 6e-8 resolution is far below
+    # the estimates' accuracy.
+    fy, fx, vy, vx, amp = (np.asarray(v, dtype=np.float32) for v in (fy, fx, vy, vx, amp))
+    given = given.astype(np.float32)
     fmag = np.hypot(fy, fx)
     gmag = np.hypot(given[:, 0], given[:, 1])[:, None, None]
     ang = np.arctan2(-fy, fx)
@@ -373,12 +412,12 @@ def _finish(fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search
     ).astype(np.float32)
 
 
-def _block_maps(block, demod=None, previous=None, *, given, window, step, depth, **options):
+def _block_maps(block, demod=None, *, given, window, step, depth, **options):
     """One dask block ``(*lead, h, w)`` → ``(5, n, *lead, my, mx)`` float32.
 
-    ``demod`` is ``None`` for the first pass (demodulate at ``given``) or the refined
-    frequencies ``(n, 2, *lead)``; then reflections that moved by less than the
-    tolerance keep their first-pass values from ``previous``.
+    ``demod`` is ``None`` (demodulate at ``given``) or the refined frequencies
+    ``(n, 2, *lead)``; a reflection whose refined frequency moved by less than the
+    tolerance, or that has none, is demodulated at ``given``.
     """
     lead = block.shape[:-2]
     n = given.shape[0]
@@ -386,41 +425,113 @@ def _block_maps(block, demod=None, previous=None, *, given, window, step, depth,
     mx = -(-(block.shape[-1] - 2 * depth) // step)
     out = np.empty((5, n, *lead, my, mx), dtype=np.float32)
     for idx in np.ndindex(*lead):
-        sel = (slice(None), slice(None), *idx)
-        if demod is None:
-            freqs, active = given, np.ones(n, dtype=bool)
-        else:
-            freqs = demod[sel]
-            moved = np.max(np.abs(freqs - given), axis=1) * window
-            active = np.isfinite(moved) & (moved > _REFINE_TOLERANCE_BINS)
-            out[sel] = previous[sel]
-        if active.any():
-            res = _frame_maps(
-                block[idx],
-                freqs[active],
-                given[active],
-                window=window,
-                step=step,
-                depth=depth,
-                **options,
-            )
-            out[(slice(None), active, *idx)] = res
+        freqs = (
+            given
+            if demod is None
+            else _refined(demod[(slice(None), slice(None), *idx)], given, window)
+        )
+        out[(slice(None), slice(None), *idx)] = _frame_maps(
+            block[idx], freqs, given, window=window, step=step, depth=depth, **options
+        )
     return out
 
 
-def _median_frequencies(block, *, pixel_size: float):
-    """Per reflection and frame, the median ``(fy, fx)`` (cycles/pixel) of valid windows.
+def _refined(demod, given, window: int):
+    """The refined frequencies where they moved by more than the tolerance, else ``given``."""
+    moved = np.max(np.abs(demod - given), axis=1) * window
+    use = np.isfinite(moved) & (moved > _REFINE_TOLERANCE_BINS)
+    return np.where(use[:, None], demod, given)
 
-    ``block`` is ``(2, n, *lead, my, mx)`` (spacing, angle); returns ``(n, 2, *lead)``,
-    NaN where a frame has no valid window.
+
+def _survey_block(
+    block, start_y, start_x, *, given, window, step, depth, binning, search, workers
+):
+    """First, light pass for the refinement: ``(3, n, *lead, cy, cx)`` of fy, fx, weight.
+
+    Windows are centred on the image pixels that are multiples of ``2·step`` (a global
+    grid, so the result does not depend on the blocks) and the frame may be binned
+    ``binning × binning`` (window and frequencies scaled accordingly): this pass only
+    has to locate the bulk of each reflection to a fraction of a bin.  No window-mean
+    removal, background frequencies or leakage correction.  ``weight`` is ``|Z|²`` of
+    windows free of NaN whose estimate lies in the search region, else 0.
     """
-    d, ang = block[0].astype(np.float64), np.radians(block[1].astype(np.float64))
-    fy = -np.sin(ang) / d * pixel_size
-    fx = np.cos(ang) / d * pixel_size
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames give NaN
-        med = [np.nanmedian(v, axis=(-2, -1)) for v in (fy, fx)]
-    return np.stack(med, axis=1)
+    b = binning
+    coarse = 2 * step
+    lead = block.shape[:-2]
+    n = given.shape[0]
+    core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
+    origin = (int(start_y[0]), int(start_x[0]))
+    first = [-(-o // coarse) * coarse for o in origin]
+    count = tuple(
+        max(0, -(-(o + c - f) // coarse)) for o, c, f in zip(origin, core, first, strict=True)
+    )
+    out = np.zeros((3, n, *lead, *count))
+    out[:2] = np.nan
+    if not all(count):
+        return out
+    # Binned coordinates: the block starts on an even image pixel (planning ensures it).
+    local = tuple((f - o + depth) // b for f, o in zip(first, origin, strict=True))
+    win, st = window // b, coarse // b
+    for idx in np.ndindex(*lead):
+        frame = block[idx]
+        if b > 1:
+            hb, wb = frame.shape[0] // b, frame.shape[1] // b
+            frame = frame[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3))
+        data, clean = _prepare(frame, win, st, local, count)
+        if not clean.any():
+            continue
+        coef, _ = _coefficients(
+            data,
+            given * b,
+            window=win,
+            step=st,
+            start=local,
+            count=count,
+            background=False,
+            bg_bins=(),
+            workers=workers,
+        )
+        fy = np.angle(coef[0] * np.conj(coef[1])) / (2.0 * np.pi * b)
+        fx = np.angle(coef[0] * np.conj(coef[2])) / (2.0 * np.pi * b)
+        gmag = np.hypot(given[:, 0], given[:, 1])[:, None, None]
+        dang = np.arctan2(-fy, fx) - np.arctan2(-given[:, 0], given[:, 1])[:, None, None]
+        dang = (dang + np.pi) % (2 * np.pi) - np.pi
+        ok = clean & (np.abs(np.hypot(fy, fx) / gmag - 1.0) <= search) & (np.abs(dang) <= search)
+        sel = (slice(None), *idx)
+        out[(0, *sel)] = np.where(ok, fy, np.nan)
+        out[(1, *sel)] = np.where(ok, fx, np.nan)
+        out[(2, *sel)] = np.where(ok, coef[0].real ** 2 + coef[0].imag ** 2, 0.0)
+    return out
+
+
+def _weighted_medians(survey):
+    """Per reflection and frame, the power-weighted median ``(fy, fx)`` of the survey.
+
+    ``survey`` is ``(3, n, *lead, cy, cx)``; returns ``(n, 2, *lead)`` in cycles/pixel,
+    NaN where a frame has no valid window.  Weighting by the peak power makes windows
+    without lattice (weak) count little, with no threshold to choose.
+    """
+    n = survey.shape[1]
+    lead = survey.shape[2:-2]
+    out = np.full((n, 2, *lead), np.nan)
+    for r in range(n):
+        for idx in np.ndindex(*lead):
+            weight = survey[(2, r, *idx)].ravel()
+            use = weight > 0
+            if not use.any():
+                continue
+            for c in range(2):
+                values = survey[(c, r, *idx)].ravel()[use]
+                order = np.argsort(values, kind="stable")
+                cum = np.cumsum(weight[use][order])
+                out[(r, c, *idx)] = values[order][np.searchsorted(cum, 0.5 * cum[-1])]
+    return out
+
+
+def _survey_binning(given, window: int, step: int, search: float) -> int:
+    """2 when a 2×2-binned frame still holds the reflections well below Nyquist."""
+    fits = 2 * (1 + search) * np.max(np.abs(given)) <= 0.4
+    return 2 if (step % 2 == 0 and window % 4 == 0 and window >= 64 and fits) else 1
 
 
 # ------------------------------------------------------------------------- planning
@@ -654,74 +765,96 @@ def analyze(
     img_ind = (*lead_ind, "y", "x")
     out_ind = ("F", "R", *lead_ind, "y", "x")
     meta = np.empty((0,) * (ndim + 2), dtype=np.float32)
-    first = da.blockwise(
-        partial(_block_maps, **options),
-        out_ind,
-        overlapped,
-        img_ind,
-        new_axes={"F": 5, "R": n},
-        adjust_chunks={"y": map_chunks[0], "x": map_chunks[1]},
-        dtype=np.float32,
-        meta=meta,
-        name="lattice-maps-pass1-" + dask.base.tokenize(overlapped, options),
-    )
 
-    def medians(maps):
-        return da.blockwise(
-            partial(_median_frequencies, pixel_size=pixel_size),
-            ("R", "C", *lead_ind),
-            maps[:2],
-            ("F", "R", *lead_ind, "y", "x"),
-            new_axes={"C": 2},
-            concatenate=True,
-            dtype=np.float64,
-            meta=np.empty((0,) * ndim, dtype=np.float64),
+    def full_pass(source, demod=None):
+        args = (
+            (source, img_ind) if demod is None else (source, img_ind, demod, ("R", "C", *lead_ind))
         )
-
-    def second_pass(source, demod, previous):
         return da.blockwise(
             partial(_block_maps, **options),
             out_ind,
-            source,
-            img_ind,
-            demod,
-            ("R", "C", *lead_ind),
-            previous,
-            out_ind,
+            *args,
+            new_axes={"F": 5} if demod is not None else {"F": 5, "R": n},
             adjust_chunks={"y": map_chunks[0], "x": map_chunks[1]},
             align_arrays=False,
             concatenate=True,
             dtype=np.float32,
             meta=meta,
-            name="lattice-maps-pass2-" + dask.base.tokenize(source, demod, previous, options),
+            name="lattice-maps-" + dask.base.tokenize(source, demod, options),
+        )
+
+    def medians():
+        # The light survey pass on a global grid of every second map pixel, then the
+        # power-weighted median per reflection and frame.
+        starts = [np.cumsum((0, *c[:-1])) for c in x.chunks[-2:]]
+        coarse = [
+            tuple(
+                len(range(-(-o // (2 * step)) * 2 * step, o + c, 2 * step))
+                for o, c in zip(st, ch, strict=True)
+            )
+            for st, ch in zip(starts, x.chunks[-2:], strict=True)
+        ]
+        survey_options = dict(
+            given=given,
+            window=window,
+            step=step,
+            depth=depth,
+            binning=_survey_binning(given, window, step, search),
+            search=search,
+            workers=1,
+        )
+        survey = da.blockwise(
+            partial(_survey_block, **survey_options),
+            out_ind,
+            overlapped,
+            img_ind,
+            da.from_array(starts[0], chunks=1),
+            ("y",),
+            da.from_array(starts[1], chunks=1),
+            ("x",),
+            new_axes={"F": 3, "R": n},
+            adjust_chunks={"y": coarse[0], "x": coarse[1]},
+            align_arrays=False,
+            dtype=np.float64,
+            meta=np.empty((0,) * (ndim + 2)),
+            name="lattice-survey-" + dask.base.tokenize(overlapped, survey_options),
+        )
+        return da.blockwise(
+            _weighted_medians,
+            ("R", "C", *lead_ind),
+            survey,
+            out_ind,
+            new_axes={"C": 2},
+            concatenate=True,
+            dtype=np.float64,
+            meta=np.empty((0,) * ndim),
         )
 
     demod_nm = None
-    if not lazy:
-        if refine:
-            packed, demod = dask.compute(first, medians(first), scheduler="threads")
-            moved = np.max(np.abs(demod - given[:, :, *(None,) * (ndim - 2)]), axis=1)
-            moved = moved * window
-            if np.any(np.isfinite(moved) & (moved > _REFINE_TOLERANCE_BINS)):
-                packed = second_pass(
-                    overlapped,
-                    da.from_array(demod, chunks=(n, 2, *lead_chunks)),
-                    da.from_array(packed, chunks=(5, n, *lead_chunks, *map_chunks)),
-                ).compute(scheduler="threads")
-            demod_nm = np.where(np.isfinite(demod), demod, given[:, :, *(None,) * (ndim - 2)])
-            demod_nm = demod_nm / pixel_size
-        else:
-            packed = first.compute(scheduler="threads")
-    elif refine:
+    if not refine:
+        packed = full_pass(overlapped)
+        if not lazy:
+            packed = packed.compute(scheduler="threads")
+    elif not lazy:
+        demod = medians().compute(scheduler="threads")
+        demod = np.stack(
+            [
+                _refined(demod[(slice(None), slice(None), *i)], given, window)
+                for i in np.ndindex(*shape[:-2])
+            ],
+            axis=-1,
+        ).reshape(n, 2, *shape[:-2])
+        packed = full_pass(overlapped, da.from_array(demod, chunks=(n, 2, *lead_chunks)))
+        packed = packed.compute(scheduler="threads")
+        demod_nm = demod / pixel_size
+    else:
         from dask.graph_manipulation import bind
 
-        demod = medians(first)
+        demod = medians()
         # A fresh copy of the input graph that starts only once the medians are known,
         # so that no image block is held in memory between the two passes.
         source = bind(overlapped, demod, seed=dask.base.tokenize(overlapped, "pass2"))
-        packed = second_pass(source, demod, first)
-    else:
-        packed = first
+        packed = full_pass(source, demod)
 
     fields = {name: packed[i] for i, name in enumerate(_FIELDS)}
     parameters = {
