@@ -1,17 +1,17 @@
 """Maps of local lattice spacing and angle by rolling-window Fourier analysis.
 
-Method (details, derivation and measured accuracy in ``docs/method.md``)
------------------------------------------------------------------------
-For a reflection demodulated at frequency ``f0`` (cycles/pixel, ``g·pixel_size``),
-the periodic-Hann-windowed Fourier coefficient of the window centred on pixel ``c``,
+Method (derivation, conventions and measured accuracy in ``docs/method.md``)
+---------------------------------------------------------------------------
+For a reflection demodulated at frequency ``f0`` (cycles/pixel, ``g·pixel_size``), the
+periodic-Hann-windowed Fourier coefficient of the window centred on pixel ``c``,
 
     Z(c) = Σ_u w(u) exp(-2πi f0·u) (I(c + u) - m(c)),
 
-with ``m(c)`` the window's Hann-weighted mean, is computed for every window position at
-once as a separable correlation: an FFT along one image axis (shared by all
-reflections), a product with the analytic kernel spectrum folded so that the inverse
-FFT directly yields the samples at the step positions (exact, no full-resolution
-inverse), then the same along the other axis.  For one complex exponential
+with ``m(c)`` the window's Hann-weighted mean, is computed for every window position
+at once: one 2D FFT of the frame serves all reflections; per reflection the spectrum
+is multiplied by the analytic kernel spectrum of one axis and folded (its ``step``
+aliases summed), then the same along the other axis, so that a small inverse 2D FFT
+yields exactly the coefficients on the step grid.  For one complex exponential
 ``A exp(2πi f·r)`` the coefficient of the window moved by one pixel along an axis is
 ``Z(c - e) = Z(c) exp(-2πi f·e)`` exactly, so
 
@@ -19,9 +19,12 @@ inverse), then the same along the other axis.  For one complex exponential
 
 gives the local frequency in closed form, without interpolation bias, for any offset
 from ``f0`` inside the window's main lobe.  The two windows at ``c`` and ``c - e``
-together cover exactly pixels ``c - N/2 … c + N/2 - 1`` (``w(-N/2) = 0``).  With
-``refine=True`` a second pass demodulates at the robust median of the first pass's
-estimates, which keeps large uniform lattice changes in the centre of the main lobe.
+together cover exactly pixels ``c - N/2 … c + N/2 - 1`` (``w(-N/2) = 0``).  The
+side-lobe leakage of the other picked reflections and of every reflection's conjugate
+is subtracted to first order.  With ``refine=True`` a light survey pass (2×2-binned
+frame where possible, every second map pixel) gives the power-weighted median
+frequency of each reflection and frame, and the maps are computed demodulated there,
+which keeps uniform lattice changes and rotations in the centre of the main lobe.
 
 The amplitude is ``|Z(c)|²`` over the local background power, the mean ``|Z|²`` at four
 frequencies 3 and 5 bins (``1/N``) beside ``f0``, offset along the axis on which ``g``
@@ -621,8 +624,10 @@ def analyze(
         ``|g|`` radially and in radians tangentially (0.1: ±10 % in ``|g|``, ±5.7°).
         Estimates outside it are NaN.  Must lie in (0, 0.5].
     refine : bool
-        Demodulate a second time at the median ``g`` of the first pass (per 2D frame),
-        so that uniform lattice changes and rotations stay in the window's main lobe.
+        Demodulate at the power-weighted median ``g`` of a quick survey of each 2D
+        frame instead of at ``reflections`` (when it moved by more than 0.1 bin), so
+        that uniform lattice changes and rotations stay in the window's main lobe.
+        The maps' search region stays centred on ``reflections``.
     min_amplitude : float
         Smallest amplitude (peak power over local background power) accepted; weaker
         windows give NaN spacing and angle.
