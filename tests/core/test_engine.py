@@ -338,7 +338,9 @@ def test_dask_input_is_lazy_and_equals_numpy():
         source, dtype=np.float32, meta=np.empty((0, 0), dtype=np.float32)
     )
     kwargs = dict(pixel_size=PX, window=64, step=8, compute_strain=False)
-    maps = analyze(lazy, REFL, **kwargs)
+    # Blocks of another layout than the numpy path's (a single strip here).
+    maps = analyze(lazy, REFL, chunks=(136, 200), **kwargs)
+    assert maps.d_spacing.numblocks == (1, 3, 3)
     assert calls == []
     assert isinstance(maps.d_spacing, da.Array)
     ref = analyze(image, REFL, **kwargs)

@@ -572,8 +572,20 @@ def _numpy_chunks(shape, window: int, step: int, depth: int) -> tuple[int, int]:
     return -(-cy // step) * step, cx
 
 
-def _compatible(chunks: tuple[int, ...], step: int, depth: int) -> bool:
-    return all(c % step == 0 for c in chunks[:-1]) and min(chunks) >= depth
+def _compatible(chunks: tuple[int, ...], step: int, depth: int, window: int) -> bool:
+    """Whether an input's chunks along an axis can be used as they are.
+
+    Multiples of the step (but the last) and at least the overlap depth, as the block
+    layout requires; between 4 windows (or the whole axis) and ``2·_CHUNK_MAX`` so that
+    the overlap stays cheap and a task's memory bounded.
+    """
+    whole = len(chunks) == 1
+    return (
+        all(c % step == 0 for c in chunks[:-1])
+        and min(chunks) >= depth
+        and (whole or max(chunks[:-1]) >= 4 * window)
+        and max(chunks) <= 2 * _CHUNK_MAX
+    )
 
 
 def _map_chunks(chunks: tuple[int, ...], step: int) -> tuple[int, ...]:
@@ -637,8 +649,9 @@ def analyze(
     chunks : int, (int, int), "auto" or None
         Spatial block size in pixels (before the window/2 overlap) for the block-wise
         computation; rounded up to a multiple of ``step``.  Default: about 8 windows,
-        between 1024 and 2048 pixels.  For dask input ``None`` keeps the input's chunks
-        when they suit.
+        between 1024 and 2048 pixels (numpy input: full-width strips, one per CPU or
+        more).  For dask input ``None`` keeps the input's chunks when they suit
+        (multiples of ``step``, 4 windows to 4096 pixels), else rechunks.
     background : bool
         Subtract each window's Hann-weighted mean before the transform (recommended:
         otherwise the mean intensity leaks into the coefficient and biases ``d``).
@@ -726,7 +739,7 @@ def analyze(
     if lazy:
         x = image
         keep = user_chunks is None and all(
-            _compatible(x.chunks[a], step, depth) for a in (ndim - 2, ndim - 1)
+            _compatible(x.chunks[a], step, depth, window) for a in (ndim - 2, ndim - 1)
         )
         if not keep:
             x = x.rechunk(
