@@ -1,4 +1,4 @@
-"""napari dock widgets: reflection picker, lattice maps, statistics.
+"""napari dock widgets: reflection picker, lattice maps, statistics, time traces.
 
 The analysis itself is in :mod:`napari_hrtem_fft.core`; these widgets only collect the
 user's choices, run it in a worker thread and show the results as layers.
@@ -7,5 +7,11 @@ user's choices, run it in a worker thread and show the results as layers.
 from .lattice_maps import LatticeMapWidget
 from .picker import ReflectionPickerWidget
 from .statistics import LatticeStatisticsWidget
+from .time_trace import TimeTraceWidget
 
-__all__ = ["LatticeMapWidget", "LatticeStatisticsWidget", "ReflectionPickerWidget"]
+__all__ = [
+    "LatticeMapWidget",
+    "LatticeStatisticsWidget",
+    "ReflectionPickerWidget",
+    "TimeTraceWidget",
+]

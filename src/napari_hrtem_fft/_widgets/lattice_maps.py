@@ -1,8 +1,13 @@
 """Lattice-map widget: run the rolling-window FFT analysis and show calibrated maps.
 
 The analysis runs in a napari ``thread_worker`` over the module-level generator
-:func:`._analysis.run_analysis`; the result becomes Image layers through
+:func:`._analysis.run_analysis` (an image, computed block by block) or, for a movie
+``(t, y, x)``, :func:`._analysis.run_movie_analysis` (frame by frame: the current
+frame, a range or all frames, optionally tracking the lattice and correcting the
+drift); the result becomes Image layers through
 :func:`napari_hrtem_fft.layers.maps_to_layers` — the same helper as in the console.
+Maps of a movie keep its time axis, placed on the analysed frames, so that napari's
+time slider moves the image and its maps together.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.layers import Image, Points
+from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 
 from ..layers import find_result_layers, maps_to_layers, result_info
@@ -33,11 +38,14 @@ from ._analysis import (
     SMOOTHING_METHODS,
     AnalysisFailure,
     AnalysisOptions,
+    MovieRun,
     Progress,
+    reporting_errors,
     run_analysis,
-    run_reporting_errors,
+    run_movie_analysis,
 )
 from ._calibration import layer_pixel_size
+from ._regions import is_region_layer, labels_mask, shapes_mask
 from ._stats import reflection_statistics, result_stacks
 
 if TYPE_CHECKING:
@@ -46,6 +54,18 @@ if TYPE_CHECKING:
 __all__ = ["LatticeMapWidget"]
 
 _PICKER_KEY = "napari_hrtem_fft_picker"
+
+#: Metadata key of a drift-corrected copy made by the widget.
+DRIFT_KEY = "napari_hrtem_fft_drift"
+
+#: Which frames of a movie are analysed.
+FRAME_MODES = ("current frame", "all frames", "range")
+
+_DRIFT_CHOICES = [
+    ("none", "none"),
+    ("correct: analyse a drift-corrected copy", "correct"),
+    ("measure: tracking region follows", "follow"),
+]
 
 
 def _source_description(layer: Image, pixel_size: float) -> dict:
@@ -202,6 +222,64 @@ class LatticeMapWidget(Container):
             value=True,
             tooltip="Strain relative to the picked reflections; needs 2 non-collinear ones.",
         )
+        self._frames = ComboBox(
+            label="frames",
+            choices=list(FRAME_MODES),
+            value="all frames",
+            tooltip=(
+                "Movies: the frame under the time slider, every frame, or a range. "
+                "Frames are analysed one after the other; Cancel stops after the "
+                "current frame."
+            ),
+        )
+        self._first = SpinBox(
+            label="first frame", value=0, min=0, max=0, tooltip="First frame of the range."
+        )
+        self._last = SpinBox(
+            label="last frame",
+            value=0,
+            min=0,
+            max=0,
+            tooltip="Last frame of the range (included).",
+        )
+        self._track = CheckBox(
+            text="track reflections from frame to frame",
+            value=False,
+            tooltip=(
+                "Each frame is demodulated at the lattice found in the previous one, so "
+                "that an expansion or rotation larger than the search range over the "
+                "movie is followed. Strain stays relative to the picked reflections."
+            ),
+        )
+        self._track_region = ComboBox(
+            label="track in",
+            choices=self._track_region_choices,
+            nullable=True,
+            tooltip=(
+                "Optional Shapes or Labels layer: the lattice is followed inside this "
+                "region (drawn on the first analysed frame). None: every window with a "
+                "lattice."
+            ),
+        )
+        self._drift = ComboBox(
+            label="drift",
+            choices=_DRIFT_CHOICES,
+            value="none",
+            tooltip=(
+                "Measure the specimen drift (phase correlation against the first analysed "
+                "frame). 'correct' adds a drift-corrected copy of the frames (lazy) and "
+                "maps it, so the particle stands still; 'measure' keeps the frames and "
+                "moves the tracking region and the time-trace region with the drift."
+            ),
+        )
+        self._movie_widgets = [
+            self._frames,
+            self._first,
+            self._last,
+            self._track,
+            self._track_region,
+            self._drift,
+        ]
         self._run = PushButton(text="Run", tooltip="Start the analysis in the background.")
         self._cancel = PushButton(text="Cancel", tooltip="Stop the running analysis.")
         self._buttons = Container(
@@ -209,7 +287,11 @@ class LatticeMapWidget(Container):
         )
         self._buttons.margins = (0, 0, 0, 0)
         self._progress = ProgressBar(
-            label="progress", value=0, min=0, max=1, tooltip="Blocks of map rows done."
+            label="progress",
+            value=0,
+            min=0,
+            max=1,
+            tooltip="Image blocks done (an image) or frames done (a movie).",
         )
         self._status = Label(label="status", value="", tooltip="Outcome of the last run.")
         self._export_dir = FileEdit(
@@ -241,6 +323,7 @@ class LatticeMapWidget(Container):
                 self._smoothing,
                 self._smoothing_size,
                 self._strain,
+                *self._movie_widgets,
                 self._buttons,
                 self._progress,
                 self._status,
@@ -255,6 +338,7 @@ class LatticeMapWidget(Container):
         self._crystal_mask.changed.connect(self._on_options_changed)
         self._intensity_mask.changed.connect(self._on_options_changed)
         self._smoothing.changed.connect(self._on_options_changed)
+        self._frames.changed.connect(self._on_options_changed)
         self._run.clicked.connect(self._on_run)
         self._cancel.clicked.connect(self._on_cancel)
         self._export.clicked.connect(self._on_export)
@@ -284,6 +368,13 @@ class LatticeMapWidget(Container):
             where = " (FFT picker)" if layer.metadata.get(_PICKER_KEY) else ""
             out.append((f"{layer.name}{where}", layer))
         return out
+
+    def _track_region_choices(self, widget=None) -> list[tuple[str, object]]:
+        return [
+            (f"{layer.name} ({'labels' if isinstance(layer, Labels) else 'shapes'})", layer)
+            for layer in self._viewer.layers
+            if is_region_layer(layer)
+        ]
 
     def reset_choices(self, *args) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
@@ -336,6 +427,14 @@ class LatticeMapWidget(Container):
 
     def _on_image_changed(self, event=None) -> None:
         layer = self._image.value
+        movie = layer is not None and layer.ndim == 3 and not layer.rgb
+        for widget in self._movie_widgets:
+            widget.visible = movie
+        if movie:
+            last = int(layer.data.shape[0]) - 1
+            self._first.max = self._last.max = last
+            self._last.value = last
+            self._first.value = 0
         if layer is None:
             self._calibration.value = "no image layer"
             self._pixel_size.enabled = False
@@ -364,6 +463,11 @@ class LatticeMapWidget(Container):
         self._intensity_threshold.enabled = bool(self._intensity_mask.value)
         self._intensity_dark.enabled = bool(self._intensity_mask.value)
         self._smoothing_size.enabled = self._smoothing.value != "none"
+        mode = self._frames.value
+        self._first.enabled = self._last.enabled = mode == "range"
+        several = mode != "current frame"
+        self._track.enabled = self._drift.enabled = several
+        self._track_region.enabled = several
 
     def _on_active_layer(self, event=None) -> None:
         """Show the colour bar of the selected result layer only."""
@@ -379,7 +483,8 @@ class LatticeMapWidget(Container):
     # -------------------------------------------------------------------- run
 
     def _inputs(self) -> dict:
-        """Validated inputs of a run: image layer, reflections, options, pixel size."""
+        """Validated inputs of a run: image layer, reflections, options, pixel size and,
+        for a movie, the frames, tracking and drift choices."""
         if self.running:
             raise ValueError("an analysis is already running; cancel it first")
         image = self._image.value
@@ -394,13 +499,87 @@ class LatticeMapWidget(Container):
         points = self._reflections.value
         if points is None or len(points.data) == 0:
             raise ValueError("pick at least one reflection (Reflection picker › Suggest)")
+        options = self.options()
         return {
             "image": image,
             "reflections": np.asarray(points.data, dtype=float)[:, -2:],
-            "options": self.options(),
+            "options": options,
             "pixel_size": self.pixel_size(),
             "points": points.name,
+            "movie": self._movie_inputs(image, options) if image.ndim == 3 else None,
         }
+
+    def current_frame(self, image: Image) -> int:
+        """The frame of a movie layer under napari's time slider."""
+        point = np.asarray(self._viewer.dims.point, dtype=float)[-image.ndim :]
+        k = int(np.round(image.world_to_data(point)[0]))
+        return min(max(k, 0), int(image.data.shape[0]) - 1)
+
+    def frames(self, image: Image) -> range:
+        """Frame numbers of a movie layer that a run analyses, from the frames choice."""
+        mode = self._frames.value
+        if mode == "current frame":
+            k = self.current_frame(image)
+            return range(k, k + 1)
+        if mode == "all frames":
+            return range(int(image.data.shape[0]))
+        first, last = int(self._first.value), int(self._last.value)
+        if last < first:
+            raise ValueError(f"the last frame ({last}) is before the first ({first})")
+        return range(first, last + 1)
+
+    def _movie_inputs(self, image: Image, options: AnalysisOptions) -> dict:
+        frames = self.frames(image)
+        several = len(frames) > 1
+        region = None
+        layer = self._track_region.value if several else None
+        if layer is not None and self._track.value:
+            region = self._map_region(layer, image, options.step, frames)
+        return {
+            "frames": frames,
+            "track": bool(self._track.value) and several,
+            "drift_mode": str(self._drift.value) if several else "none",
+            "region": region,
+            "region_layer": None if region is None else layer.name,
+        }
+
+    def _map_region(self, layer, image: Image, step: int, frames: range) -> np.ndarray:
+        """Tracking region on the map grid of ``image`` (2-D, or per analysed frame)."""
+        h, w = (int(s) for s in image.data.shape[-2:])
+        grid = {
+            "map_scale": tuple(float(s) * step for s in image.scale),
+            "map_translate": tuple(float(t) for t in image.translate),
+        }
+        if isinstance(layer, Shapes):
+            mask = shapes_mask(layer, map_shape=(-(-h // step), -(-w // step)), **grid)
+        else:
+            t = int(image.data.shape[0])
+            mask = labels_mask(layer, map_shape=(t, -(-h // step), -(-w // step)), **grid)
+            if mask.ndim == 3:
+                mask = mask[frames.start : frames.stop : frames.step]
+        if not mask.any():
+            raise ValueError(f"the tracking region {layer.name!r} holds no map pixel")
+        return mask
+
+    def _generator(self, inputs: dict, cancel: threading.Event | None = None):
+        """The analysis generator of these inputs: an image, or a movie frame by frame."""
+        common = {
+            "pixel_size": inputs["pixel_size"],
+            "options": inputs["options"],
+            "cancel": cancel,
+        }
+        movie = inputs["movie"]
+        if movie is None:
+            return run_analysis(inputs["image"].data, inputs["reflections"], **common)
+        return run_movie_analysis(
+            inputs["image"].data,
+            inputs["reflections"],
+            frames=movie["frames"],
+            track=movie["track"],
+            drift_mode=movie["drift_mode"],
+            region=movie["region"],
+            **common,
+        )
 
     def start(self) -> None:
         """Validate the inputs and start the analysis in a worker thread.
@@ -416,12 +595,8 @@ class LatticeMapWidget(Container):
         self._pending = inputs
         self._cancel_event = threading.Event()
         worker = create_worker(
-            run_reporting_errors,
-            inputs["image"].data,
-            inputs["reflections"],
-            pixel_size=inputs["pixel_size"],
-            options=inputs["options"],
-            cancel=self._cancel_event,
+            reporting_errors,
+            self._generator(inputs, self._cancel_event),
             _progress=False,
         )
         worker.yielded.connect(self._on_progress)
@@ -447,29 +622,21 @@ class LatticeMapWidget(Container):
         """
         inputs = self._inputs()
         self._run_started = time.perf_counter()
-        generator = run_analysis(
-            inputs["image"].data,
-            inputs["reflections"],
-            pixel_size=inputs["pixel_size"],
-            options=inputs["options"],
-        )
+        generator = self._generator(inputs)
         while True:
             try:
                 self._on_progress(next(generator))
             except StopIteration as stop:
-                maps = stop.value
+                result = stop.value
                 break
-        added = self.add_result_layers(
-            maps, inputs["image"], options=inputs["options"], points=inputs["points"]
-        )
-        self._report_done(maps)
-        return added
+        return self._show_result(result, inputs)
 
     def cancel(self) -> None:
-        """Ask the running analysis to stop at its next progress step."""
+        """Ask the running analysis to stop (image: within a fraction of a second;
+        movie: after the current frame)."""
         if self.worker is not None:
-            # The event stops the dask computation between image blocks; quit() stops
-            # the worker at its next progress report (every 50 ms).
+            # The event stops the dask computation between image blocks, or a movie
+            # between frames; quit() stops the worker at its next progress report.
             self._cancel_event.set()
             self.worker.quit()
             self._status.value = "cancelling…"
@@ -488,28 +655,43 @@ class LatticeMapWidget(Container):
         self._progress.value = progress.done
         self._status.value = progress.message
 
-    def _on_returned(self, maps) -> None:
+    def _on_returned(self, result) -> None:
         pending, self._pending = self._pending, None
-        if maps is None or pending is None:
+        if result is None or pending is None:
             self._status.value = "cancelled; no layers added"
             return
-        if isinstance(maps, AnalysisFailure):
-            self._on_errored(maps.error)
+        if isinstance(result, AnalysisFailure):
+            self._on_errored(result.error)
             return
         image = pending["image"]
         if image not in self._viewer.layers:
             show_error(f"The image {image.name!r} was removed during the analysis.")
             return
-        self.add_result_layers(maps, image, options=pending["options"], points=pending["points"])
-        self._report_done(maps)
+        self._show_result(result, pending)
 
-    def _report_done(self, maps) -> None:
+    def _show_result(self, result, inputs: dict) -> list:
+        """Add the layers of a finished run (maps, or a movie run) and report."""
+        image = inputs["image"]
+        common = {"options": inputs["options"], "points": inputs["points"]}
+        if isinstance(result, MovieRun):
+            region_layer = inputs["movie"]["region_layer"]
+            added = self.add_movie_layers(result, image, region_layer=region_layer, **common)
+            maps = result.maps
+        else:
+            added = self.add_result_layers(result, image, **common)
+            maps = result
         seconds = time.perf_counter() - self._run_started
         self._progress.value = self._progress.max
         shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
-        self._status.value = (
-            f"done in {seconds:.1f} s: {maps.n_reflections} reflection(s), maps {shape}"
-        )
+        what = f"{maps.n_reflections} reflection(s), maps {shape}"
+        if isinstance(result, MovieRun):
+            n = len(result.frames)
+            frames = f"frame {result.frames[0]}" if n == 1 else f"{n} frames"
+            what = f"{frames}, {what}"
+            if result.blank_frames:
+                what += f"; no crystal in frame(s) {result.blank_frames}"
+        self._status.value = f"done in {seconds:.1f} s: {what}"
+        return added
 
     def _on_errored(self, exc: Exception) -> None:
         self._pending = None
@@ -524,7 +706,17 @@ class LatticeMapWidget(Container):
         self.worker = None
         self._set_running(False)
 
-    def add_result_layers(self, maps, image: Image, *, options=None, points=None) -> list:
+    def add_result_layers(
+        self,
+        maps,
+        image: Image,
+        *,
+        options=None,
+        points=None,
+        translate=None,
+        scale=None,
+        extra: dict | None = None,
+    ) -> list:
         """Replace the image's earlier result layers by layers of ``maps``.
 
         Parameters
@@ -537,6 +729,11 @@ class LatticeMapWidget(Container):
             Recorded in the layers' metadata.
         points : str, optional
             Name of the reflections layer used.
+        translate, scale : sequence of float, optional
+            World placement of the image grid the maps belong to (default the image
+            layer's), e.g. the first analysed frame of a movie on the time axis.
+        extra : dict, optional
+            Further entries for the layers' recorded options (e.g. ``movie``).
 
         Returns
         -------
@@ -546,10 +743,11 @@ class LatticeMapWidget(Container):
         recorded = {"reflections_layer": points}
         if options is not None:
             recorded.update(options.as_dict())
+        recorded.update(extra or {})
         tuples = maps_to_layers(
             maps,
-            image_scale=image.scale,
-            image_translate=image.translate,
+            image_scale=image.scale if scale is None else scale,
+            image_translate=image.translate if translate is None else translate,
             units=tuple(str(u) for u in image.units),
             source=image.name,
             options=recorded,
@@ -565,6 +763,102 @@ class LatticeMapWidget(Container):
             self._viewer.layers.selection.active = added[0]
             self._on_active_layer()
         return added
+
+    def add_movie_layers(
+        self, run: MovieRun, image: Image, *, options=None, points=None, region_layer=None
+    ) -> list:
+        """Result layers of a movie run, on the time axis of the analysed frames.
+
+        The maps' time axis has the image's time scale (times the frame step) and
+        starts at the first analysed frame, so the time slider shows every map with
+        its frame.  With drift correction, the drift-corrected copy of the frames is
+        added first (a lazy layer replacing an earlier copy) and the maps belong to it.
+
+        Parameters
+        ----------
+        run : MovieRun
+            The finished movie analysis.
+        image : napari.layers.Image
+            The analysed movie layer.
+        options : AnalysisOptions, optional
+            Recorded in the layers' metadata.
+        points : str, optional
+            Name of the reflections layer used.
+        region_layer : str, optional
+            Name of the layer of the tracking region.
+
+        Returns
+        -------
+        list of napari.layers.Image
+            The new result layers (not the drift-corrected copy).
+        """
+        frames = run.frames
+        scale = [float(v) for v in image.scale]
+        translate = [float(v) for v in image.translate]
+        translate[0] += frames.start * scale[0]
+        scale[0] *= frames.step
+        target = image
+        if run.corrected is not None:
+            target = self._add_corrected(run, image, scale, translate)
+            # The maps are placed on the copy, which has this scale and translate.
+            scale, translate = None, None
+        movie = {
+            "frames": list(frames),
+            "track": run.tracked,
+            "drift_mode": run.drift_mode,
+            "drift_px": None if run.drift is None else run.drift.tolist(),
+            "reference_frame": frames.start,
+            "analysed_layer": target.name,
+            "movie_layer": image.name,
+            "track_region_layer": region_layer,
+            "reflections_per_frame": run.reflections.tolist(),
+            "found_per_frame": run.found.tolist(),
+            "blank_frames": list(run.blank_frames),
+        }
+        return self.add_result_layers(
+            run.maps,
+            target,
+            options=options,
+            points=points,
+            scale=scale,
+            translate=translate,
+            extra={"movie": movie},
+        )
+
+    def _add_corrected(self, run: MovieRun, image: Image, scale, translate) -> Image:
+        """Add (or replace) the lazy drift-corrected copy of the analysed frames."""
+        name = f"{image.name} (drift-corrected)"
+        for layer in list(self._viewer.layers):
+            info = layer.metadata.get(DRIFT_KEY) if isinstance(layer.metadata, dict) else None
+            if isinstance(info, dict) and layer.name == name:
+                for old in find_result_layers(self._viewer.layers, source=name):
+                    self._viewer.layers.remove(old)
+                self._viewer.layers.remove(layer)
+        corrected = self._viewer.add_image(
+            run.corrected,
+            name=name,
+            scale=scale,
+            translate=translate,
+            units=tuple(str(u) for u in image.units),
+            colormap=image.colormap.name,
+            contrast_limits=tuple(image.contrast_limits),
+            cache=False,
+            metadata={
+                DRIFT_KEY: {
+                    "source": image.name,
+                    "frames": list(run.frames),
+                    "drift_px": run.drift.tolist(),
+                    "reference_frame": run.frames.start,
+                    "convention": "frame_k(r) = reference(r - drift_k)",
+                }
+            },
+        )
+        # Right above the original, which is hidden: the copy replaces it on screen.
+        self._viewer.layers.move(
+            self._viewer.layers.index(corrected), self._viewer.layers.index(image) + 1
+        )
+        image.visible = False
+        return corrected
 
     # ----------------------------------------------------------------- export
 

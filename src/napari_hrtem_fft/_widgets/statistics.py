@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, Table, create_widget
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
@@ -21,6 +19,7 @@ from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QStyledItemDelegate
 
 from ..layers import find_result_layers, result_info
+from ._plot import dark_canvas, style_axes, style_legend
 from ._stats import COLUMNS, labels_on_map, reflection_statistics, result_stacks, statistics_text
 
 if TYPE_CHECKING:
@@ -40,10 +39,6 @@ _HEADERS = (
     "∠ med. °",
     "∠ std °",
 )
-
-# napari's default dark theme, so the plot does not glare next to the canvas.
-_BACKGROUND = "#262930"
-_FOREGROUND = "#d1d2d4"
 
 
 def _region_names(labels) -> dict[int, str]:
@@ -108,11 +103,12 @@ class LatticeStatisticsWidget(Container):
             text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
         )
         self._status = Label(label="", value="")
-        self._figure = Figure(figsize=(4.0, 2.6), facecolor=_BACKGROUND, layout="constrained")
+        self._figure, self._canvas = dark_canvas(
+            (4.0, 2.6),
+            min_height=220,
+            tooltip="Histogram of the local lattice spacing d (Å) per reflection.",
+        )
         self._axes = self._figure.add_subplot()
-        self._canvas = FigureCanvasQTAgg(self._figure)
-        self._canvas.setMinimumHeight(220)
-        self._canvas.setToolTip("Histogram of the local lattice spacing d (Å) per reflection.")
 
     def _init_layout(self) -> None:
         self.extend([self._source, self._regions, self._table, self._copy, self._status])
@@ -228,13 +224,7 @@ class LatticeStatisticsWidget(Container):
 
     def _draw_histogram(self, d, regions) -> None:
         ax = self._axes
-        ax.clear()
-        ax.set_facecolor(_BACKGROUND)
-        for spine in ax.spines.values():
-            spine.set_color(_FOREGROUND)
-        ax.tick_params(colors=_FOREGROUND, labelsize=8)
-        ax.set_xlabel("d (Å)", color=_FOREGROUND, fontsize=9)
-        ax.set_ylabel("map pixels", color=_FOREGROUND, fontsize=9)
+        style_axes(ax, xlabel="d (Å)", ylabel="map pixels")
         if d is not None:
             d_a = d * 10.0
             finite = d_a[np.isfinite(d_a)]
@@ -255,10 +245,5 @@ class LatticeStatisticsWidget(Container):
                         values = values[np.isfinite(values)]
                         if values.size:
                             ax.hist(values, bins=bins, histtype="step", label=f"{k + 1}{suffix}")
-                if ax.get_legend_handles_labels()[0]:
-                    legend = ax.legend(
-                        fontsize=7, frameon=False, title="reflection", title_fontsize=7
-                    )
-                    for text in [*legend.get_texts(), legend.get_title()]:
-                        text.set_color(_FOREGROUND)
+                style_legend(ax, title="reflection")
         self._canvas.draw_idle()

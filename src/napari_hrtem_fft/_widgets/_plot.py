@@ -1,0 +1,64 @@
+"""Matplotlib plots in the docks, styled like napari's default dark theme.
+
+The statistics dock (histogram) and the time-trace dock (curves) share this set-up, so
+their plots look the same and neither glares next to the canvas.
+"""
+
+from __future__ import annotations
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
+__all__ = ["BACKGROUND", "FOREGROUND", "dark_canvas", "style_axes", "style_legend"]
+
+# napari's default dark theme.
+BACKGROUND = "#262930"
+FOREGROUND = "#d1d2d4"
+
+
+def dark_canvas(
+    figsize: tuple[float, float], *, min_height: int, tooltip: str = ""
+) -> tuple[Figure, FigureCanvasQTAgg]:
+    """A figure with the theme's background and its Qt canvas.
+
+    Parameters
+    ----------
+    figsize : tuple of float
+        Figure size in inches (the canvas stretches with the dock).
+    min_height : int
+        Smallest canvas height in screen pixels.
+    tooltip : str
+        Tooltip of the canvas.
+
+    Returns
+    -------
+    (Figure, FigureCanvasQTAgg)
+    """
+    figure = Figure(figsize=figsize, facecolor=BACKGROUND, layout="constrained")
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setMinimumHeight(min_height)
+    if tooltip:
+        canvas.setToolTip(tooltip)
+    return figure, canvas
+
+
+def style_axes(ax, *, xlabel: str = "", ylabel: str = "") -> None:
+    """Clear ``ax`` and give it the theme's colours and small labels."""
+    ax.clear()
+    ax.set_facecolor(BACKGROUND)
+    for spine in ax.spines.values():
+        spine.set_color(FOREGROUND)
+    ax.tick_params(colors=FOREGROUND, labelsize=8)
+    ax.set_xlabel(xlabel, color=FOREGROUND, fontsize=9)
+    ax.set_ylabel(ylabel, color=FOREGROUND, fontsize=9)
+
+
+def style_legend(ax, *, title: str | None = None, **kwargs):
+    """A frameless, small legend in the theme's text colour (None if nothing is labelled)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    legend = ax.legend(fontsize=7, frameon=False, title=title, title_fontsize=7, **kwargs)
+    texts = legend.get_texts() + ([legend.get_title()] if title else [])
+    for text in texts:
+        text.set_color(FOREGROUND)
+    return legend

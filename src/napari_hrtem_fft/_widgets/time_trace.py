@@ -1,0 +1,532 @@
+"""Time-trace dock: d-spacing and strain per frame of a movie inside a region.
+
+Reads the result layers of one analysed movie (maps ``(t, my, mx)`` as the lattice-map
+widget makes them) and a region — a Shapes layer (rectangles, polygons, ellipses in
+world coordinates), a Labels layer, the crystal mask of each frame, or everything — and
+shows :func:`napari_hrtem_fft.core.movie.time_trace`: the median d (Å) of every
+reflection against time with its spread as a band, the strain when the maps have it, a
+table, a tab-separated copy and a CSV export.  Updates itself when the maps are
+replaced and when the region is edited; a vertical line follows the time slider.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    PushButton,
+    SpinBox,
+    Table,
+)
+from napari.layers import Labels, Shapes
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
+from qtpy.QtGui import QGuiApplication
+from qtpy.QtWidgets import QStyledItemDelegate
+
+from ..layers import find_result_layers, result_info
+from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
+from ._regions import is_region_layer, labels_mask, shapes_mask
+from ._stats import result_stacks
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["TimeTraceWidget", "movie_maps_from_layers"]
+
+_EVERYTHING = "everything"
+_CRYSTAL = "crystal"
+_STRAIN = ("exx", "eyy", "exy", "rotation")
+
+# Band around each median curve: ± this many sample standard deviations.
+_BAND_STD = 1.0
+
+
+def movie_maps_from_layers(layers):
+    """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
+
+    Parameters
+    ----------
+    layers : sequence of napari image layers
+        Result layers of one analysed movie (same ``source``).
+
+    Returns
+    -------
+    maps : LatticeMaps
+        d-spacing and angle (and amplitude and strain when their layers exist) as numpy
+        arrays; ``d_sigma`` and ``angle_sigma`` are NaN (not needed for a trace).
+    geometry : dict
+        ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
+        unit of the time axis as napari shows it).
+    movie : dict
+        The movie record of the lattice-map widget (``frames``, ``drift_px``,
+        ``drift_mode``, ...); empty for maps made elsewhere.
+
+    Raises
+    ------
+    ValueError
+        If the layers have no time axis or do not pair up.
+    """
+    from ..core.maps import LatticeMaps, StrainMaps
+
+    d, angle, geometry = result_stacks(layers)
+    if d.ndim != 4:
+        raise ValueError(
+            f"the maps have no time axis (shape {d.shape[1:]}): analyse a movie (t, y, x)"
+        )
+    by_kind: dict[str, dict] = {}
+    first = None
+    for layer in layers:
+        info = result_info(layer)
+        by_kind.setdefault(info["kind"], {})[info.get("reflection")] = layer
+        if info["kind"] == "d_spacing" and first is None:
+            first = (layer, info)
+    layer, info = first
+    n = d.shape[0]
+
+    def values(layer):
+        data = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
+        return np.asarray(data, dtype=np.float64)
+
+    amplitude = by_kind.get("amplitude", {})
+    if sorted(k for k in amplitude if k is not None) == list(range(n)):
+        amp = np.stack([values(amplitude[k]) for k in range(n)])
+    else:
+        amp = np.broadcast_to(np.nan, d.shape)
+    reflections = np.asarray(info["reflections_per_nm"], dtype=np.float64).reshape(-1, 2)
+    strain = None
+    if all(c in by_kind for c in _STRAIN):
+        strain = StrainMaps(
+            **{c: values(by_kind[c][None]) for c in _STRAIN}, reference=reflections
+        )
+    maps = LatticeMaps(
+        d_spacing=d,
+        angle=angle,
+        amplitude=amp,
+        d_sigma=np.broadcast_to(np.nan, d.shape),
+        angle_sigma=np.broadcast_to(np.nan, d.shape),
+        reflections=reflections,
+        window=int(info["window"]),
+        step=int(info["step"]),
+        pixel_size=float(info["pixel_size_nm"]),
+        strain=strain,
+    )
+    geometry["time_unit"] = str(layer.units[0])
+    movie = dict((info.get("options") or {}).get("movie") or {})
+    return maps, geometry, movie
+
+
+def trace_text(trace, *, delimiter: str = "\t") -> str:
+    """A time trace as delimited text, the columns of the CSV export (values in nm)."""
+    columns = trace.columns()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(list(columns))
+    for row in zip(*columns.values(), strict=True):
+        writer.writerow(
+            [f"{v:.7g}" if isinstance(v, float | np.floating) else int(v) for v in row]
+        )
+    return buffer.getvalue()
+
+
+class TimeTraceWidget(Container):
+    """Median d-spacing (Å) and strain per frame of a movie inside a region.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer holding the movie's result layers and the region layers.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.trace = None
+        self._x: np.ndarray | None = None
+        self._geometry: dict | None = None
+        self._cursors: list = []
+        self._watched: list = []
+        self._init_widgets()
+        self._init_layout()
+        self._connect_events()
+        self.reset_choices()
+        self.update_trace()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _init_widgets(self) -> None:
+        self._source = ComboBox(
+            label="maps of",
+            choices=self._source_choices,
+            nullable=True,
+            tooltip="The analysed movie whose result layers (t, y, x) are traced.",
+        )
+        self._region = ComboBox(
+            label="region",
+            choices=self._region_choices,
+            tooltip=(
+                "Map pixels used in every frame: every valid pixel, the crystal mask of "
+                "each frame (from the peak strength), the closed shapes of a Shapes layer "
+                "(rectangles, polygons, ellipses; drawn in world coordinates, they count "
+                "in every frame) or a Labels layer."
+            ),
+        )
+        self._label = SpinBox(
+            label="label",
+            value=0,
+            min=0,
+            max=65535,
+            tooltip="Labels region: the label to use; 0 = every label above 0.",
+        )
+        self._follow = CheckBox(
+            text="region follows the drift",
+            value=True,
+            tooltip=(
+                "For maps analysed with drift 'measure': move the region, drawn on the "
+                "first analysed frame, with the measured drift in every frame."
+            ),
+        )
+        self._table = Table(
+            value={"data": [], "index": [], "columns": []},
+            label="",
+            tooltip="Per frame: median and standard deviation of d (Å), pixels used, strain.",
+        )
+        self._table.read_only = True
+        self._table.native.verticalHeader().setVisible(False)
+        # Cells as formatted here, not reformatted by magicgui's number delegate.
+        self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
+        self._table.min_height = 160
+        self._copy = PushButton(
+            text="Copy", tooltip="Copy the full trace as tab-separated text (for Excel)."
+        )
+        self._csv_path = FileEdit(
+            label="CSV file",
+            mode="w",
+            filter="*.csv",
+            tooltip="Where Export CSV writes; an existing file is never replaced.",
+        )
+        self._export = PushButton(
+            text="Export CSV",
+            tooltip="Write the trace (units and reflections in # header lines).",
+        )
+        self._buttons = Container(
+            widgets=[self._copy, self._export], layout="horizontal", labels=False
+        )
+        self._buttons.margins = (0, 0, 0, 0)
+        self._status = Label(label="", value="")
+        self._figure, self._canvas = dark_canvas(
+            (4.0, 3.4),
+            min_height=300,
+            tooltip="Median d (Å) per reflection against time, ± 1 standard deviation.",
+        )
+
+    def _init_layout(self) -> None:
+        self.extend(
+            [
+                self._source,
+                self._region,
+                self._label,
+                self._follow,
+                self._table,
+                self._csv_path,
+                self._buttons,
+                self._status,
+            ]
+        )
+        self.native.layout().addWidget(self._canvas, 1)
+        self.native.setMinimumWidth(480)
+
+    def _connect_events(self) -> None:
+        self._source.changed.connect(self._schedule)
+        self._region.changed.connect(self._on_region_changed)
+        self._label.changed.connect(self._schedule)
+        self._follow.changed.connect(self._schedule)
+        self._copy.clicked.connect(self._on_copy)
+        self._export.clicked.connect(self._on_export)
+        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        self._viewer.dims.events.current_step.connect(self._draw_cursor)
+        # Editing a region fires many events; recompute once it pauses.
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(150)
+        self._timer.timeout.connect(self.update_trace)
+
+    # --------------------------------------------------------------- choices
+
+    def _source_choices(self, widget=None) -> list[str]:
+        sources = []
+        for layer in find_result_layers(self._viewer.layers):
+            source = result_info(layer).get("source")
+            if layer.ndim == 3 and source is not None and source not in sources:
+                sources.append(source)
+        return sources
+
+    def _region_choices(self, widget=None) -> list[tuple[str, object]]:
+        choices = [("everything", _EVERYTHING), ("crystal mask (each frame)", _CRYSTAL)]
+        for layer in self._viewer.layers:
+            if is_region_layer(layer):
+                kind = "labels" if isinstance(layer, Labels) else "shapes"
+                choices.append((f"{layer.name} ({kind})", layer))
+        return choices
+
+    def reset_choices(self, *args) -> None:
+        """Refresh the lists (napari calls this when layers change)."""
+        super().reset_choices(*args)
+        if self._source.value is None and self._source.choices:
+            self._source.value = self._source.choices[-1]
+
+    # ----------------------------------------------------------------- events
+
+    def _schedule(self, event=None) -> None:
+        self._timer.start()
+
+    def _on_layers_changed(self, event=None) -> None:
+        self.reset_choices()
+        self._on_region_changed()
+
+    def _on_region_changed(self, event=None) -> None:
+        region = self._region.value
+        if not any(layer is region for layer in self._watched):
+            for layer in self._watched:
+                layer.events.data.disconnect(self._schedule)
+                if isinstance(layer, Labels):
+                    layer.events.paint.disconnect(self._schedule)
+            self._watched = []
+            if isinstance(region, Shapes | Labels):
+                region.events.data.connect(self._schedule)
+                if isinstance(region, Labels):
+                    region.events.paint.connect(self._schedule)
+                self._watched = [region]
+        self._label.enabled = isinstance(region, Labels)
+        self._schedule()
+
+    def _on_copy(self, event=None) -> None:
+        if self.trace is None:
+            show_error("No time trace to copy: analyse a movie first.")
+            return
+        QGuiApplication.clipboard().setText(self.copy_text())
+        show_info(f"Copied the time trace of {self.trace.frames.size} frames.")
+
+    def _on_export(self, event=None) -> None:
+        path = self._csv_path.value
+        overwrite = False
+        if path is None or str(path) in ("", "."):
+            from qtpy.QtWidgets import QFileDialog
+
+            # The dialog itself asks before replacing a file.
+            chosen, _ = QFileDialog.getSaveFileName(
+                self.native, "Export the time trace", "time_trace.csv", "CSV (*.csv)"
+            )
+            if not chosen:
+                return
+            path, overwrite = Path(chosen), True
+            self._csv_path.value = path
+        try:
+            written = self.export_csv(path, overwrite=overwrite)
+        except FileExistsError:
+            show_error(f"{path} already exists: choose another file name (nothing written).")
+            return
+        except (ValueError, OSError) as exc:
+            show_error(f"Export failed: {exc}")
+            return
+        show_info(f"Wrote the time trace to {written}")
+        self._status.value = f"wrote {Path(written).name}"
+
+    # ---------------------------------------------------------------- compute
+
+    def copy_text(self) -> str:
+        """The trace as tab-separated text: the columns of the CSV export."""
+        return "" if self.trace is None else trace_text(self.trace, delimiter="\t")
+
+    def export_csv(self, path, *, overwrite: bool = False) -> Path:
+        """Write the trace with :func:`napari_hrtem_fft.core.movie.trace_to_csv`.
+
+        Raises
+        ------
+        ValueError
+            If there is no trace.
+        FileExistsError
+            If ``path`` exists and ``overwrite`` is False (nothing is written).
+        """
+        from ..core.movie import trace_to_csv
+
+        if self.trace is None:
+            raise ValueError("there is no time trace: analyse a movie first")
+        return trace_to_csv(self.trace, path, overwrite=overwrite)
+
+    def _mask(self, maps, geometry: dict, movie: dict):
+        """The region as time_trace takes it, and a note for the status line."""
+        region = self._region.value
+        grid = {
+            "map_shape": geometry["shape"],
+            "map_scale": geometry["scale"],
+            "map_translate": geometry["translate"],
+        }
+        if region in (None, _EVERYTHING):
+            return None, "every valid pixel"
+        if region == _CRYSTAL:
+            return _CRYSTAL, "crystal mask of each frame"
+        if isinstance(region, Shapes):
+            mask = shapes_mask(region, **grid)
+        else:
+            mask = labels_mask(region, label=int(self._label.value), **grid)
+        note = region.name
+        drift = movie.get("drift_px")
+        follow = drift is not None and movie.get("drift_mode") == "follow"
+        self._follow.enabled = follow and mask.ndim == 2
+        if follow and mask.ndim == 2 and self._follow.value:
+            from ..core.drift import shift_region
+
+            mask = shift_region(mask, np.asarray(drift, dtype=float), step=maps.step)
+            note += f", following the drift from frame {movie.get('reference_frame', 0)}"
+        if not mask.any():
+            note += " (holds no map pixel)"
+        return mask, note
+
+    def update_trace(self) -> None:
+        """Recompute the trace, the table and the plot from the current layers."""
+        from ..core.movie import time_trace
+        from ..io._units import parse_unit
+
+        source = self._source.value
+        layers = find_result_layers(self._viewer.layers, source=source) if source else []
+        layers = [layer for layer in layers if layer.ndim == 3]
+        self.trace = None
+        self._follow.enabled = False
+        if not layers:
+            self._status.value = "no movie maps yet: analyse a movie (t, y, x)"
+        else:
+            try:
+                maps, geometry, movie = movie_maps_from_layers(layers)
+                mask, note = self._mask(maps, geometry, movie)
+                unit = parse_unit(geometry["time_unit"])
+                t = maps.d_spacing.shape[1]
+                times = None
+                if unit.kind == "time":
+                    seconds = geometry["translate"][0] + np.arange(t) * geometry["scale"][0]
+                    times = seconds * unit.factor
+                trace = time_trace(maps, mask, times=times)
+            except ValueError as exc:
+                self._status.value = str(exc)
+            else:
+                frames = movie.get("frames")
+                if frames is None or len(frames) != t:
+                    frames = np.arange(t)
+                self.trace = dataclasses.replace(trace, frames=np.asarray(frames, dtype=int))
+                self._geometry = geometry
+                self._status.value = f"{source}: {t} frames; region: {note}"
+        self._fill_table()
+        self._draw()
+
+    # ----------------------------------------------------------------- display
+
+    def _fill_table(self) -> None:
+        trace = self.trace
+        if trace is None:
+            self._table.value = {"data": [], "index": [], "columns": []}
+            return
+        n = trace.reflections.shape[0]
+        columns = ["frame"] + (["t (s)"] if trace.times is not None else [])
+        for k in range(n):
+            columns += [f"d{k + 1} med. Å", f"d{k + 1} std Å", f"n{k + 1}"]
+        strain = "exx_median" in trace.stats
+        if strain:
+            columns += ["exx %", "eyy %", "exy %", "rot. °"]
+        rows = []
+        for i, frame in enumerate(trace.frames):
+            row = [str(int(frame))]
+            if trace.times is not None:
+                row.append(f"{trace.times[i]:.4g}")
+            for k in range(n):
+                row += [
+                    f"{10 * trace['d_median'][i, k]:.4f}",
+                    f"{10 * trace['d_std'][i, k]:.4f}",
+                    str(int(trace["d_count"][i, k])),
+                ]
+            if strain:
+                row += [f"{100 * trace[f'{c}_median'][i]:.3f}" for c in _STRAIN[:3]]
+                row.append(f"{trace['rotation_median'][i]:.3f}")
+            rows.append(row)
+        self._table.value = {"data": rows, "index": list(range(len(rows))), "columns": columns}
+        self._table.native.resizeColumnsToContents()
+
+    def _x_values(self) -> tuple[np.ndarray, str]:
+        trace = self.trace
+        if trace.times is not None:
+            return trace.times, "time (s)"
+        return trace.frames.astype(float), "frame"
+
+    def _draw(self) -> None:
+        from ..core.reciprocal import g_spacing
+
+        self._figure.clear()
+        self._cursors = []
+        trace = self.trace
+        strain = trace is not None and "exx_median" in trace.stats
+        axes = self._figure.subplots(2 if strain else 1, 1, sharex=True, squeeze=False)[:, 0]
+        x, xlabel = self._x_values() if trace is not None else (None, "time (s) or frame")
+        self._x = x
+        style_axes(axes[0], xlabel="" if strain else xlabel, ylabel="median d (Å)")
+        if trace is not None:
+            ref = 10 * g_spacing(trace.reflections)
+            for k in range(trace.reflections.shape[0]):
+                median = 10 * trace["d_median"][:, k]
+                spread = _BAND_STD * 10 * trace["d_std"][:, k]
+                (line,) = axes[0].plot(
+                    x, median, marker="o", markersize=3, label=f"{k + 1} ({ref[k]:.3f} Å)"
+                )
+                axes[0].fill_between(
+                    x, median - spread, median + spread, color=line.get_color(), alpha=0.25
+                )
+            style_legend(axes[0], title="reflection (picked d)")
+        if strain:
+            style_axes(axes[1], xlabel=xlabel, ylabel="strain (%)")
+            for c in _STRAIN[:3]:
+                median = 100 * trace[f"{c}_median"]
+                spread = _BAND_STD * 100 * trace[f"{c}_std"]
+                (line,) = axes[1].plot(x, median, marker="o", markersize=3, label=c)
+                axes[1].fill_between(
+                    x, median - spread, median + spread, color=line.get_color(), alpha=0.2
+                )
+            axes[1].axhline(0.0, color=FOREGROUND, linewidth=0.5, alpha=0.5)
+            style_legend(axes[1], ncols=3)
+        if trace is not None:
+            self._cursors = [
+                ax.axvline(np.nan, color=FOREGROUND, linewidth=0.8, linestyle="--") for ax in axes
+            ]
+            self._draw_cursor()
+        self._canvas.draw_idle()
+
+    def _cursor_x(self) -> float | None:
+        """The slider's frame on the plot's x axis, or None outside the maps."""
+        geometry, x = self._geometry, self._x
+        if self.trace is None or geometry is None or x is None:
+            return None
+        point = np.asarray(self._viewer.dims.point, dtype=float)
+        if point.size < 3:
+            return None
+        world_t = point[-3]
+        position = (world_t - geometry["translate"][0]) / geometry["scale"][0]
+        if not -0.5 <= position <= x.size - 0.5:
+            return None
+        i = int(np.clip(np.round(position), 0, x.size - 1))
+        return float(x[i])
+
+    def _draw_cursor(self, event=None) -> None:
+        if not self._cursors:
+            return
+        at = self._cursor_x()
+        for line in self._cursors:
+            line.set_xdata([np.nan, np.nan] if at is None else [at, at])
+        self._canvas.draw_idle()
