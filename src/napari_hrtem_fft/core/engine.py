@@ -55,8 +55,9 @@ __all__ = ["DEFAULT_MIN_AMPLITUDE", "analyze"]
 logger = logging.getLogger(__name__)
 
 #: Default threshold on the amplitude (peak power over local background power).  For
-#: white noise without lattice the ratio exceeds 10 in about 0.6 % of the windows, and
-#: such windows are further rejected unless their estimate falls in the search region.
+#: white noise without lattice the ratio follows an F(2, 8) law and exceeds 10 in 0.7 %
+#: of the windows, which are further rejected unless their estimate falls in the search
+#: region.
 DEFAULT_MIN_AMPLITUDE = 10.0
 
 # Background frequencies, in bins of 1/N beside the demodulation frequency.  Integer
@@ -64,9 +65,9 @@ DEFAULT_MIN_AMPLITUDE = 10.0
 # window spectrum of an on-grid peak; 3 and 5 bins apart are nearly uncorrelated (1/6).
 _BACKGROUND_BINS = (-5.0, -3.0, 3.0, 5.0)
 
-# The refining pass is skipped for a reflection whose median frequency moved by less
-# than this many bins (1/N): at an offset β (bins) the phase-difference variance grows
-# by about (1 + 3β²)/|Ŵ(β)/Ŵ(0)|², i.e. < 5 % here, and the estimate stays unbiased.
+# A reflection is demodulated at its refined frequency only if that moved by more than
+# this many bins (1/N): at an offset β (bins) the phase-difference variance grows by
+# about (1 + 3β²)/|Ŵ(β)/Ŵ(0)|², i.e. < 5 % below it, and the estimate stays unbiased.
 _REFINE_TOLERANCE_BINS = 0.1
 
 # Leakage coefficients below this (relative to the main lobe) are not corrected: they
@@ -862,6 +863,7 @@ def analyze(
             ],
             axis=-1,
         ).reshape(n, 2, *shape[:-2])
+        logger.debug("demodulation after the survey (1/nm): %s", (demod / pixel_size).tolist())
         packed = full_pass(overlapped, da.from_array(demod, chunks=(n, 2, *lead_chunks)))
         packed = packed.compute(scheduler="threads")
         demod_nm = demod / pixel_size
