@@ -56,10 +56,16 @@ def periodogram_peak(image, center, g, *, pixel_size: float, window: int) -> np.
         f = f_start + x / window
         ey = np.exp(-2j * np.pi * f[0] * u)
         ex = np.exp(-2j * np.pi * f[1] * u)
-        a0, a1, a2 = patch @ ex, patch @ (k * ex), patch @ (k * k * ex)
-        value = ey @ a0
-        first = np.array([ey @ (k * a0), ey @ a1])
-        second = np.array([[ey @ (k * k * a0), ey @ (k * a1)], [ey @ (k * a1), ey @ a2]])
+        # einsum rather than BLAS products: multi-threaded BLAS on these small products
+        # is slow on a busy machine.
+        a0, a1, a2 = (np.einsum("yx,x->y", patch, v) for v in (ex, k * ex, k * k * ex))
+
+        def dot(a, b):
+            return np.einsum("y,y->", a, b)
+
+        value = dot(ey, a0)
+        first = np.array([dot(ey, k * a0), dot(ey, a1)])
+        second = np.array([[dot(ey, k * k * a0), dot(ey, k * a1)], [dot(ey, k * a1), dot(ey, a2)]])
         return value, first, second
 
     p0 = abs(parts(np.zeros(2))[0]) ** 2
