@@ -356,7 +356,8 @@ def test_dask_input_is_lazy_and_equals_numpy():
 def test_processes_scheduler_matches_threads():
     image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL, noise=0.1)
     lazy = da.from_array(image, chunks=128)
-    maps = analyze(lazy, REFL, pixel_size=PX, window=64, step=16, compute_strain=False)
+    maps = analyze(lazy, REFL, pixel_size=PX, window=64, step=16, chunks=128, compute_strain=False)
+    assert maps.d_spacing.numblocks == (1, 2, 2)
     pickle.loads(pickle.dumps(maps.d_spacing))
     threaded = maps.d_spacing.compute(scheduler="threads")
     with dask.config.set(scheduler="processes", num_workers=2):

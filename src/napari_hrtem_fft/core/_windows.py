@@ -94,4 +94,4 @@ def kernel_spectra(window: int, length: int, freqs, shifts) -> np.ndarray:
 def lag_one_correlation(window: int) -> float:
     """``Σ_u w(u) w(u+1) / Σ_u w(u)²`` of the periodic Hann window (close to 1)."""
     _, w = hann_taps(window)
-    return float(np.dot(w[:-1], w[1:]) / np.dot(w, w))
+    return float(np.sum(w[:-1] * w[1:]) / np.sum(w * w))
