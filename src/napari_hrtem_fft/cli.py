@@ -1,8 +1,12 @@
-"""Command line: lattice maps of a micrograph without napari.
+"""Command line: lattice maps of a micrograph or movie without napari.
 
 ``napari-hrtem-fft analyze IMAGE --reflection GY,GX ... --out maps.tif`` (or ``--auto N``)
 writes calibrated maps and a JSON record of every parameter; ``napari-hrtem-fft
-reflections IMAGE`` lists the strongest reflections to choose from.  See docs/cli.md.
+reflections IMAGE`` lists the strongest reflections to choose from.  Movies: ``--frames
+START:STOP``, ``--track`` (follow the lattice frame by frame), ``--scheduler ADDRESS``
+(compute on a ``dask.distributed`` cluster, blocks written straight to ``maps.zarr``);
+``napari-hrtem-fft trace MAPS.zarr --out trace.csv`` reduces maps to a time trace.
+See docs/cli.md.
 
 Only the standard library is imported at start-up, so ``--help`` is instant and
 never imports napari or Qt; the analysis modules are imported when a command runs.
@@ -11,6 +15,7 @@ never imports napari or Qt; the analysis modules are imported when a command run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -29,6 +34,10 @@ EXIT_USAGE = 2  # bad option values, impossible analysis parameters
 EXIT_INPUT = 3  # input missing, unreadable, not a real-space image, no calibration
 EXIT_OUTPUT = 4  # output exists (no --overwrite) or cannot be written
 EXIT_NOTHING_FOUND = 5  # --auto found no significant reflection
+EXIT_SCHEDULER = 6  # the dask scheduler cannot be reached
+
+# dask's own schedulers, accepted by --scheduler besides a distributed address.
+_LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 
 _QUANTITIES = {
     # name: (unit of the values, description)
@@ -88,6 +97,50 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _frames_slice(text: str) -> slice:
+    """``START:STOP[:STEP]`` (Python slice, any part may be empty) or a single ``K``."""
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            k = int(parts[0])
+            return slice(k, None if k == -1 else k + 1)
+        if len(parts) in (2, 3):
+            values = [int(p) if p.strip() else None for p in parts]
+            if len(values) == 3 and values[2] is not None and values[2] < 1:
+                raise ValueError
+            return slice(*values)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(
+        f"expected frames START:STOP or START:STOP:STEP (Python slice), got {text!r}"
+    )
+
+
+def _scheduler(text: str) -> str:
+    if "://" in text or text in _LOCAL_SCHEDULERS:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected a scheduler address like tcp://host:8786 or one of "
+        f"{', '.join(_LOCAL_SCHEDULERS)}, got {text!r}"
+    )
+
+
+def _rectangle(text: str) -> tuple[float, float, float, float]:
+    """``Y0:Y1,X0:X1`` in nm."""
+    try:
+        ys, xs = text.split(",")
+        y0, y1 = (float(v) for v in ys.split(":"))
+        x0, x1 = (float(v) for v in xs.split(":"))
+    except ValueError:
+        y0 = y1 = x0 = x1 = float("nan")
+    values = (y0, y1, x0, x1)
+    if not all(math.isfinite(v) for v in values) or y1 <= y0 or x1 <= x0:
+        raise argparse.ArgumentTypeError(
+            f"expected a rectangle Y0:Y1,X0:X1 in nm with Y0 < Y1 and X0 < X1, got {text!r}"
+        )
+    return values
+
+
 _PAIR_OPTIONS = ("--reflection", "-r", "--center")
 
 
@@ -141,7 +194,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Local lattice spacing, angle and strain maps of HRTEM images "
         "by rolling-window FFT.",
         epilog="Exit codes: 0 success, 2 bad options, 3 input problem, 4 output exists or "
-        "cannot be written, 5 no reflection found. Reflections are reciprocal vectors "
+        "cannot be written, 5 no reflection found, 6 dask scheduler unreachable. "
+        "Reflections are reciprocal vectors "
         "(gy, gx) in 1/nm, y pointing down; write a negative first value as "
         "--reflection=-1.5,2.3 or --reflection -1.5,2.3.",
     )
@@ -205,7 +259,57 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="NaN outside the crystal (automatic threshold on the peak strength)",
     )
+    movie = an.add_argument_group("movies (t, y, x)")
+    movie.add_argument(
+        "--frames",
+        type=_frames_slice,
+        metavar="START:STOP",
+        help="analyse frames START to STOP-1 (Python slice; START:STOP:STEP and open ends "
+        "such as 10: work); the maps' time axis starts at frame START",
+    )
+    movie.add_argument(
+        "--track",
+        action="store_true",
+        help="follow the lattice from frame to frame: each frame is demodulated at the "
+        "lattice found in the previous one (changes larger than --search over the movie "
+        "are followed); frame by frame in this process",
+    )
+    movie.add_argument(
+        "--scheduler",
+        type=_scheduler,
+        metavar="ADDRESS",
+        help="compute on a dask.distributed scheduler (tcp://host:8786), or with a local "
+        "dask scheduler (threads, processes, synchronous); with --out maps.zarr the "
+        "workers write the blocks straight to the store",
+    )
     an.set_defaults(func=_cmd_analyze)
+
+    tr = sub.add_parser(
+        "trace",
+        help="time trace of maps (median d, strain per frame) inside a region",
+        description="Mean, median, standard deviation and count of d (nm), the angle "
+        "(degrees) and strain per frame of maps written with --out maps.zarr (or by "
+        "napari_hrtem_fft.to_zarr), inside a rectangle, the crystal mask or everywhere, "
+        "as CSV.",
+    )
+    tr.add_argument("maps", help="maps.zarr written by 'analyze --out maps.zarr'")
+    where = tr.add_mutually_exclusive_group()
+    where.add_argument(
+        "--region",
+        type=_rectangle,
+        metavar="Y0:Y1,X0:X1",
+        help="rectangle in nm (world coordinates of the maps, as in napari); map pixels "
+        "whose centres lie inside are used (default: every valid map pixel)",
+    )
+    where.add_argument(
+        "--crystal",
+        action="store_true",
+        help="use the crystal mask of each frame (automatic threshold on the peak strength)",
+    )
+    tr.add_argument("--out", required=True, metavar="PATH", help="trace.csv")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    tr.set_defaults(func=_cmd_trace)
 
     rf = sub.add_parser(
         "reflections",
@@ -422,8 +526,6 @@ def _checked_plan(args, out: Path, refl):
 
 
 def _cmd_analyze(args) -> int:
-    import numpy as np
-
     from .core.reciprocal import as_reflections
 
     if not args.reflection and args.auto is None:
@@ -434,6 +536,13 @@ def _cmd_analyze(args) -> int:
         raise CliError(
             f"--step ({args.step}) must not exceed --window ({args.window})", EXIT_USAGE
         )
+    if args.track and args.scheduler is not None:
+        raise CliError(
+            "--track analyses the frames one after the other in this process (each starts "
+            "from the lattice found in the previous one) and cannot use --scheduler; "
+            "drop one of them",
+            EXIT_USAGE,
+        )
     out = Path(args.out)
     # Validate the output kind, and refuse existing outputs, before the (long) analysis.
     _output_plan(out, 1, False)
@@ -442,13 +551,15 @@ def _cmd_analyze(args) -> int:
         source = "--reflection"
         plan, with_strain = _checked_plan(args, out, refl)
     mg, index, pixel_size, cal = _load(args)
+    frames = _movie_frames(args, mg)
 
     if args.auto is not None:
         from .core.fft import find_reflections
 
+        first = mg.data if frames is None else mg.data[frames.start : frames.start + 1]
         try:
             candidates = find_reflections(
-                _first_frame(mg.data),
+                _first_frame(first),
                 pixel_size=pixel_size,
                 window=args.window,
                 max_count=max(8, 3 * args.auto),
@@ -470,16 +581,220 @@ def _cmd_analyze(args) -> int:
             f"({row['d_angstrom']:.4f} Å), angle {row['angle_deg']:.2f}°",
         )
 
-    maps = _run_analysis(args, mg, refl, pixel_size, with_strain)
+    with _compute_on(args) as scheduler, _progress_bar(args):
+        try:
+            maps, movie, stored = _run_analysis(args, mg, refl, pixel_size, with_strain, frames)
+        except (TypeError, ValueError) as err:
+            raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
+        geometry = _map_geometry(mg, maps.map_scale, frames)
+        record = _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames)
+        if movie is not None:
+            record["movie"] = movie
+        try:
+            if plan["kind"] == "tiff":
+                written = _write_tiffs(plan, maps, geometry, record, args.overwrite, scheduler)
+            else:
+                written = _write_zarr(
+                    plan, maps, geometry, record, args.overwrite, scheduler, stored=stored
+                )
+            record["outputs"] = written
+            from .io import jsonable
 
-    map_scale = maps.map_scale
-    lead = len(mg.shape) - 2
-    geometry = {
-        "scale": [*mg.scale[:lead], map_scale, map_scale],
-        "units": [*mg.units[:lead], "nm", "nm"],
-        "translate": [*mg.translate[:lead], *mg.translate[-2:]],
+            mode = "w" if args.overwrite else "x"
+            with open(plan["record"], mode, encoding="utf-8") as f:
+                json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
+        except FileExistsError as err:
+            raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
+        except OSError as err:
+            raise CliError(f"cannot write the output: {err}", EXIT_OUTPUT) from None
+        except (TypeError, ValueError) as err:
+            # Lazy maps are computed while they are written: engine errors surface here.
+            raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
+    _log(args, f"wrote {len(written)} file(s) and {plan['record']}")
+    if not args.quiet:
+        print("\n".join([*written, str(plan["record"])]))
+    return EXIT_OK
+
+
+def _movie_frames(args, mg) -> range | None:
+    """Frame numbers selected by --frames (all with --track), None for no selection."""
+    if args.frames is None and not args.track:
+        return None
+    option = "--track" if args.frames is None else "--frames"
+    if len(mg.shape) != 3:
+        raise CliError(
+            f"{option} needs a movie (t, y, x); {mg.name!r} has shape {tuple(mg.shape)}",
+            EXIT_USAGE,
+        )
+    t = int(mg.shape[0])
+    frames = range(t) if args.frames is None else range(*args.frames.indices(t))
+    if len(frames) == 0:
+        s = args.frames
+        text = ":".join("" if v is None else str(v) for v in (s.start, s.stop, s.step))
+        raise CliError(
+            f"--frames {text.rstrip(':')} selects no frame of the {t} frames (0 to {t - 1})",
+            EXIT_USAGE,
+        )
+    return frames
+
+
+@contextlib.contextmanager
+def _compute_on(args):
+    """Where lazy maps are computed: None (dask's default), a local scheduler name, or
+    a ``distributed.Client`` set as default for the run (post-processing that needs a
+    global value, such as the crystal mask's threshold, also computes there)."""
+    if args.scheduler is None:
+        yield None
+        return
+    import dask
+
+    if args.scheduler in _LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=args.scheduler):
+            yield args.scheduler
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CliError(
+            "--scheduler ADDRESS needs the distributed package: pip install distributed",
+            EXIT_USAGE,
+        ) from None
+    try:
+        client = Client(args.scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise CliError(
+            f"cannot reach the dask scheduler {args.scheduler}: {err}", EXIT_SCHEDULER
+        ) from None
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+        _log(args, f"computing on {args.scheduler}: {len(workers)} worker(s), {threads} threads")
+        yield client
+    finally:
+        client.close()
+
+
+def _progress_bar(args):
+    """dask's progress bar on stderr for local computations (not on a cluster)."""
+    if args.quiet or (args.scheduler is not None and args.scheduler not in _LOCAL_SCHEDULERS):
+        return contextlib.nullcontext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(out=sys.stderr, minimum=0.5)
+
+
+def _run_analysis(args, mg, refl, pixel_size, with_strain, frames):
+    """The maps with the chosen post-processing, lazy where the input is.
+
+    Returns
+    -------
+    maps : LatticeMaps
+        dask arrays for lazy input (computed when written), numpy otherwise.
+    movie : dict or None
+        Frames and per-frame reflections of a tracked analysis.
+    stored : bool
+        True if the maps were already written frame by frame to the zarr output.
+    """
+    from .core import postprocess
+    from .core.strain import strain
+
+    stored = False
+    movie = None
+    if args.track:
+        maps, movie, stored = _run_tracked(args, mg, refl, pixel_size, with_strain, frames)
+    else:
+        from .core.engine import analyze
+
+        data = mg.data
+        if frames is not None:
+            data = data[frames.start : frames.stop : frames.step]
+        if args.scheduler is not None and not hasattr(data, "dask"):
+            import dask.array as da
+
+            # A lazy graph, so that the scheduler computes it (numpy would be analysed
+            # here, before the scheduler is asked).
+            lead = (1,) * (len(data.shape) - 2)
+            data = da.from_array(data, chunks=(*lead, -1, -1))
+        maps = analyze(
+            data,
+            refl,
+            pixel_size=pixel_size,
+            window=args.window,
+            step=args.step,
+            search=args.search,
+        )
+    if with_strain and maps.strain is None:
+        maps.strain = strain(maps)
+    if args.clean:
+        maps = postprocess.clean(maps)
+    if args.smooth:
+        maps = postprocess.smooth(maps, args.smooth, method="block")
+    if args.crystal_mask:
+        maps = postprocess.apply_mask(maps, postprocess.crystal_mask(maps))
+    return maps, movie, stored
+
+
+def _run_tracked(args, mg, refl, pixel_size, with_strain, frames):
+    """analyze_movie(track=True), streamed to the zarr output when nothing follows."""
+    from .core.movie import analyze_movie
+
+    out = Path(args.out)
+    post = args.clean or args.smooth or args.crystal_mask
+    store = out if out.suffix.lower() == ".zarr" and not post else None
+
+    # One line rewritten in place on a terminal, one line per frame in a log file.
+    tty = sys.stderr.isatty()
+
+    def progress(done, total):
+        if not args.quiet:
+            text = f"tracking: frame {frames[done - 1]} ({done} of {total})"
+            if tty:
+                print(f"\r{text}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            else:
+                print(text, file=sys.stderr)
+
+    result = analyze_movie(
+        mg.data,
+        refl,
+        pixel_size=pixel_size,
+        window=args.window,
+        step=args.step,
+        search=args.search,
+        track=True,
+        frames=frames,
+        progress=progress,
+        store=store,
+        overwrite=args.overwrite,
+        compute_strain=with_strain,
+    )
+    movie = {
+        "frames": list(frames),
+        "tracked": True,
+        "reflections_per_frame_inv_nm": result.reflections,
+        "found_per_frame_inv_nm": result.found,
     }
-    record = {
+    return result.maps, movie, store is not None
+
+
+def _map_geometry(mg, map_scale: float, frames: range | None) -> dict:
+    """Scale, units and translate of the maps; the time axis starts at the first frame."""
+    lead = len(mg.shape) - 2
+    scale = [float(v) for v in mg.scale[:lead]]
+    translate = [float(v) for v in mg.translate[:lead]]
+    if frames is not None:
+        translate[0] += frames.start * scale[0]
+        scale[0] *= frames.step
+    return {
+        "scale": [*scale, map_scale, map_scale],
+        "units": [*mg.units[:lead], "nm", "nm"],
+        "translate": [*translate, *mg.translate[-2:]],
+    }
+
+
+def _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames) -> dict:
+    import numpy as np
+
+    return {
         "program": f"{PROG} analyze",
         "command": [PROG, *args.argv],
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -500,6 +815,9 @@ def _cmd_analyze(args) -> int:
             "clean": bool(args.clean),
             "smooth": args.smooth,
             "crystal_mask": bool(args.crystal_mask),
+            "frames": None if frames is None else list(frames),
+            "track": bool(args.track),
+            "scheduler": args.scheduler,
             "engine_parameters": maps.parameters,
         },
         "maps": {
@@ -512,74 +830,6 @@ def _cmd_analyze(args) -> int:
         ),
         "versions": _versions(),
     }
-    arrays = _collect(maps)
-    try:
-        if plan["kind"] == "tiff":
-            written = _write_tiffs(plan, arrays, geometry, record, args.overwrite)
-        else:
-            written = _write_zarr(plan, arrays, geometry, record, args.overwrite)
-        record["outputs"] = written
-        from .io import jsonable
-
-        mode = "w" if args.overwrite else "x"
-        with open(plan["record"], mode, encoding="utf-8") as f:
-            json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
-    except FileExistsError as err:
-        raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
-    except OSError as err:
-        raise CliError(f"cannot write the output: {err}", EXIT_OUTPUT) from None
-    _log(args, f"wrote {len(written)} file(s) and {plan['record']}")
-    if not args.quiet:
-        print("\n".join([*written, str(plan["record"])]))
-    return EXIT_OK
-
-
-def _run_analysis(args, mg, refl, pixel_size, with_strain):
-    """Run the engine (and the chosen post-processing) and compute every map."""
-    import contextlib
-
-    import dask
-
-    from .core import postprocess
-    from .core.engine import analyze
-    from .core.strain import strain
-
-    if args.quiet:
-        progress = contextlib.nullcontext()
-    else:
-        from dask.diagnostics import ProgressBar
-
-        progress = ProgressBar(out=sys.stderr, minimum=0.5)
-    try:
-        with progress:
-            maps = analyze(
-                mg.data,
-                refl,
-                pixel_size=pixel_size,
-                window=args.window,
-                step=args.step,
-                search=args.search,
-            )
-            if with_strain and maps.strain is None:
-                maps.strain = strain(maps)
-            if args.clean:
-                maps = postprocess.clean(maps)
-            if args.smooth:
-                maps = postprocess.smooth(maps, args.smooth, method="block")
-            if args.crystal_mask:
-                maps = postprocess.apply_mask(maps, postprocess.crystal_mask(maps))
-            fields = {q: getattr(maps, q) for q in _QUANTITIES}
-            if maps.strain is not None:
-                fields.update(maps.strain.components())
-            computed = dict(zip(fields, dask.compute(*fields.values()), strict=True))
-    except (TypeError, ValueError) as err:
-        raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
-    for q in _QUANTITIES:
-        setattr(maps, q, computed[q])
-    if maps.strain is not None:
-        for c in _STRAIN:
-            setattr(maps.strain, c, computed[c])
-    return maps
 
 
 def _collect(maps) -> dict:
@@ -593,9 +843,12 @@ def _collect(maps) -> dict:
     return arrays
 
 
-def _write_tiffs(plan, arrays, geometry, record, overwrite) -> list[str]:
+def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> list[str]:
+    from .core.movie import compute_maps
     from .io import write_tiff
 
+    # Every map in one pass over the data (on the scheduler), then written here.
+    arrays = _collect(compute_maps(maps, scheduler=scheduler))
     written = []
     common = {"analysis": record["analysis"], "input": record["input"]}
     for name, path in plan["layers"].items():
@@ -621,7 +874,18 @@ def _write_tiffs(plan, arrays, geometry, record, overwrite) -> list[str]:
     return written
 
 
-def _write_zarr(plan, arrays, geometry, record, overwrite) -> list[str]:
+def _write_zarr(
+    plan, maps, geometry, record, overwrite, scheduler=None, *, stored: bool = False
+) -> list[str]:
+    """Write the maps with :func:`napari_hrtem_fft.to_zarr` (lazy maps block by block, by
+    the scheduler's workers), then give every array the maps' calibration and the group
+    the record of the run.
+
+    The group attribute ``napari_hrtem_fft`` is the record of the run merged into what
+    ``to_zarr`` writes, so that :func:`napari_hrtem_fft.read_zarr_maps` opens the store:
+    ``reflections`` holds the ``(gy, gx)`` pairs and ``reflection_rows`` the rows of the
+    JSON record.  ``stored``: the arrays were already written (tracked, frame by frame).
+    """
     try:
         import zarr
     except ImportError:
@@ -629,26 +893,22 @@ def _write_zarr(plan, arrays, geometry, record, overwrite) -> list[str]:
             "writing .zarr needs the zarr package: pip install 'napari-hrtem-fft[zarr]'",
             EXIT_OUTPUT,
         ) from None
+    from .core.movie import to_zarr
     from .io import jsonable
 
     store = str(plan["store"])
-    try:
-        root = zarr.open_group(store, mode="w" if overwrite else "w-")
-    except (zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
-        raise FileExistsError(f"{store!r} already exists") from None
-    root.attrs.update(jsonable({"napari_hrtem_fft": record}))
+    if not stored:
+        to_zarr(maps, store, overwrite=overwrite, scheduler=scheduler)
+    root = zarr.open_group(store, mode="r+")
     lead_axes = ["t", "z", "c"][: len(geometry["scale"]) - 2]
-    for name, data in arrays.items():
+    for name in (*_QUANTITIES, *_STRAIN):
+        if name not in root:
+            continue
         per_reflection = name in _QUANTITIES
         unit, what = _QUANTITIES[name] if per_reflection else _STRAIN[name]
-        # zarr 3 names it create_array, zarr 2 create_dataset.
-        create = getattr(root, "create_array", None) or root.create_dataset
-        arr = create(name, shape=data.shape, dtype="float32", fill_value=float("nan"))
-        arr[...] = data
-        axes = [*lead_axes, "y", "x"]
-        arr.attrs.update(
+        root[name].attrs.update(
             {
-                "axes": (["reflection"] if per_reflection else []) + axes,
+                "axes": (["reflection"] if per_reflection else []) + [*lead_axes, "y", "x"],
                 "scale": ([1.0] if per_reflection else []) + list(geometry["scale"]),
                 "translate": ([0.0] if per_reflection else []) + list(geometry["translate"]),
                 "units": ([""] if per_reflection else []) + list(geometry["units"]),
@@ -656,7 +916,102 @@ def _write_zarr(plan, arrays, geometry, record, overwrite) -> list[str]:
                 "description": what,
             }
         )
+    written = dict(root.attrs.get("napari_hrtem_fft", {}))
+    merged = {**written, **jsonable(record)}
+    merged["reflections"] = written.get("reflections")
+    merged["reflection_rows"] = jsonable(record["reflections"])
+    root.attrs.update({"napari_hrtem_fft": merged})
     return [store]
+
+
+# ---------------------------------------------------------------------- trace
+
+
+def _cmd_trace(args) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from .core.movie import read_zarr_maps, region_from_polygon, time_trace, trace_to_csv
+    from .io._units import parse_unit
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CliError(f"output exists: {out} (use --overwrite to replace)", EXIT_OUTPUT)
+    path = Path(args.maps)
+    if not path.exists():
+        raise CliError(f"{str(path)!r} does not exist", EXIT_INPUT)
+    try:
+        import zarr
+
+        maps = read_zarr_maps(path)
+        root = zarr.open_group(str(path), mode="r")
+        attrs = dict(root["d_spacing"].attrs)
+        record = dict(root.attrs.get("napari_hrtem_fft", {}))
+    except ImportError:
+        raise CliError("reading .zarr needs the zarr package", EXIT_INPUT) from None
+    except (ValueError, KeyError, OSError, zarr.errors.BaseZarrError) as err:
+        raise CliError(f"cannot read maps from {str(path)!r}: {err}", EXIT_INPUT) from None
+    shape = tuple(int(s) for s in maps.d_spacing.shape)
+    t = shape[1] if len(shape) == 4 else 1
+    map_shape = shape[-2:]
+    scale = [float(v) for v in attrs.get("scale", [1.0] * len(shape))]
+    translate = [float(v) for v in attrs.get("translate", [0.0] * len(shape))]
+    units = [str(u) for u in attrs.get("units", [""] * len(shape))]
+
+    region, where = None, "every valid map pixel"
+    if args.crystal:
+        region, where = "crystal", "the crystal mask of each frame"
+    elif args.region is not None:
+        y0, y1, x0, x1 = args.region
+        vertices = [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
+        region = region_from_polygon(vertices, map_shape, scale[-2:], translate[-2:])
+        if not region.any():
+            ys = (translate[-2], translate[-2] + (map_shape[0] - 1) * scale[-2])
+            xs = (translate[-1], translate[-1] + (map_shape[1] - 1) * scale[-1])
+            raise CliError(
+                f"--region holds no map pixel centre: the maps cover y {ys[0]:.4g} to "
+                f"{ys[1]:.4g} nm and x {xs[0]:.4g} to {xs[1]:.4g} nm",
+                EXIT_USAGE,
+            )
+        where = f"y {y0:g} to {y1:g} nm, x {x0:g} to {x1:g} nm ({int(region.sum())} map pixels)"
+    times = None
+    if len(shape) == 4:
+        unit = parse_unit(units[1])
+        if unit.kind == "time":
+            times = (translate[1] + np.arange(t) * scale[1]) * unit.factor
+    try:
+        trace = time_trace(maps, region, times=times)
+    except ValueError as err:
+        raise CliError(f"cannot compute the trace: {err}", EXIT_USAGE) from None
+    frames = (record.get("analysis") or {}).get("frames")
+    if frames is None:
+        frames = (record.get("movie") or {}).get("frames")
+    if frames is not None and len(frames) == t:
+        trace = dataclasses.replace(trace, frames=np.asarray(frames, dtype=int))
+    try:
+        trace_to_csv(trace, out, overwrite=args.overwrite)
+    except FileExistsError as err:
+        raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
+    except OSError as err:
+        raise CliError(f"cannot write {str(out)!r}: {err}", EXIT_OUTPUT) from None
+    if not args.quiet:
+        _print_trace(trace, where)
+        print(str(out))
+    return EXIT_OK
+
+
+def _print_trace(trace, where: str) -> None:
+    """Median d (Å) per frame and reflection on stderr."""
+    n = trace.reflections.shape[0]
+    print(f"# median d (Å) inside {where}", file=sys.stderr)
+    head = f"{'frame':>6}" + (f" {'t (s)':>9}" if trace.times is not None else "")
+    print(head + "".join(f" {f'g{k + 1}':>8} {'n':>6}" for k in range(n)), file=sys.stderr)
+    for i, frame in enumerate(trace.frames):
+        line = f"{int(frame):>6}" + (f" {trace.times[i]:>9.4g}" if trace.times is not None else "")
+        for k in range(n):
+            line += f" {10 * trace['d_median'][i, k]:>8.4f} {int(trace['d_count'][i, k]):>6}"
+        print(line, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------- main
@@ -674,7 +1029,7 @@ def main(argv: list[str] | None = None) -> int:
     -------
     int
         Exit code: 0 success, 2 bad options, 3 input problem, 4 output problem,
-        5 no reflection found.
+        5 no reflection found, 6 dask scheduler unreachable.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
