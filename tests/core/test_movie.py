@@ -304,6 +304,9 @@ def test_to_zarr_round_trip_and_no_overwrite(tmp_path):
     with pytest.raises(FileExistsError):
         to_zarr(result, store)
     to_zarr(computed, store, overwrite=True)  # numpy maps too
+    batched = to_zarr(result, tmp_path / "batched.zarr", frames_per_batch=1)
+    np.testing.assert_array_equal(batched["angle"][...], computed.angle)
+    np.testing.assert_array_equal(batched["exy"][...], computed.strain.exy)
     with pytest.raises(TypeError, match="scheduler"):
         compute_maps(result, scheduler=3.5)
 

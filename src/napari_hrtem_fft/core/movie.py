@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -503,9 +504,7 @@ def _untracked(
         sub = stack
     else:
         sub = stack[idx] if _is_dask(stack) else np.asarray(stack)[idx]
-    maps = analyze(
-        sub,
-        refl,
+    options = dict(
         pixel_size=pixel_size,
         window=window,
         step=step,
@@ -513,6 +512,13 @@ def _untracked(
         compute_strain=compute_strain and strain_reference is None,
         **analyze_options,
     )
+    if _is_dask(sub) and sub.shape[0] > 1 and options.get("refine", True):
+        # One graph per frame, joined along t: the refining pass waits for the medians
+        # of its own frame only, so a scheduler can finish frames one after another and
+        # memory does not grow with the length of the movie.
+        maps = _concat_frames([analyze(sub[k : k + 1], refl, **options) for k in range(len(sub))])
+    else:
+        maps = analyze(sub, refl, **options)
     if compute_strain and strain_reference is not None:
         maps.strain = strain_maps(maps, reference=as_reflections(strain_reference))
     maps.parameters["movie"] = {"track": False, "frames": idx.tolist()}
@@ -521,6 +527,24 @@ def _untracked(
     used = np.broadcast_to(refl, (idx.size, *refl.shape)).copy()
     drift = None if drift_px is None else drift_px[idx]
     return MovieResult(maps, used, None, idx, drift, tracked=False)
+
+
+def _concat_frames(per_frame: list[LatticeMaps]) -> LatticeMaps:
+    """Lazy single-frame maps ``(n, 1, my, mx)`` → one LatticeMaps ``(n, t, my, mx)``."""
+    import dask.array as da
+
+    first = per_frame[0]
+    fields = {
+        name: da.concatenate([getattr(m, name) for m in per_frame], axis=1) for name in _FIELDS
+    }
+    strain = None
+    if first.strain is not None:
+        comps = {
+            c: da.concatenate([getattr(m.strain, c) for m in per_frame], axis=0) for c in _STRAIN
+        }
+        strain = StrainMaps(**comps, reference=first.strain.reference)
+    parameters = {k: v for k, v in first.parameters.items() if k != "demodulation"}
+    return replace(first, **fields, strain=strain, parameters=parameters)
 
 
 def _stack_maps(per_frame: list[LatticeMaps]) -> LatticeMaps:
@@ -988,7 +1012,7 @@ def _jsonable(obj):
     return repr(obj)
 
 
-def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None):
+def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_batch=None):
     """Write maps to a chunked zarr store, computing lazy maps block by block.
 
     Every map is an array of the store (``d_spacing``, ``angle``, ``amplitude``,
@@ -1009,6 +1033,12 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None):
         Replace an existing store; otherwise an existing store is an error.
     scheduler : str, distributed.Client or None
         As for :func:`compute_maps`.
+    frames_per_batch : int or "auto", optional
+        Compute a movie this many frames at a time (``"auto"``: two per worker thread;
+        default: all at once).  Bounds
+        memory for graphs that tie all frames together (``analyze`` of a whole dask
+        stack with ``refine=True`` waits for every frame's first pass before the
+        second); :func:`analyze_movie` builds graphs that need no batches.
 
     Returns
     -------
@@ -1041,10 +1071,51 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None):
         regular = tuple(max(c) for c in arr.chunks)
         sources.append(arr.rechunk(regular))
         targets.append(_create_map_array(root, name, arr.shape, regular, maps.map_scale))
-    delayed = da.store(sources, targets, lock=False, compute=False)
     with _Scheduler(scheduler) as sched:
-        dask.compute(delayed, scheduler=sched)
+        for regions in _frame_batches(sources, frames_per_batch, sched):
+            parts = [src[region] for src, region in zip(sources, regions, strict=True)]
+            delayed = da.store(parts, targets, regions=regions, lock=False, compute=False)
+            dask.compute(delayed, scheduler=sched)
     return root
+
+
+def _frame_batches(sources, frames_per_batch, scheduler):
+    """Regions of every source per batch of frames (the axis after ``n`` for maps).
+
+    Computing a long movie in one graph lets the scheduler run ahead on the cheap input
+    tasks and keep every frame's intermediate results (tens of MB per 2048² frame);
+    batches of a few frames per worker keep memory independent of the movie length.
+    """
+    maps_ndim = sources[0].ndim
+    if maps_ndim < 4:
+        yield [tuple(slice(None) for _ in range(src.ndim)) for src in sources]
+        return
+    t = int(sources[0].shape[1])
+    chunk = max(int(c) for c in sources[0].chunks[1])
+    if frames_per_batch is None:
+        frames_per_batch = t
+    elif frames_per_batch == "auto":
+        frames_per_batch = 2 * _n_workers(scheduler)
+    batch = max(chunk, int(frames_per_batch) // chunk * chunk)
+    for t0 in range(0, t, batch):
+        frames = slice(t0, min(t0 + batch, t))
+        yield [
+            (slice(None), frames) + (slice(None),) * (src.ndim - 2)
+            if src.ndim == maps_ndim
+            else (frames,) + (slice(None),) * (src.ndim - 1)
+            for src in sources
+        ]
+
+
+def _n_workers(scheduler) -> int:
+    """Threads that compute at once on ``scheduler`` (for batch sizes)."""
+    if hasattr(scheduler, "nthreads"):
+        return max(1, sum(scheduler.nthreads().values()))
+    if scheduler in ("sync", "synchronous", "single-threaded"):
+        return 1
+    import dask
+
+    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
 def read_zarr_maps(store) -> LatticeMaps:
