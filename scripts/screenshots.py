@@ -5,8 +5,9 @@ Run under a (virtual) display from the repository root::
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py
 
 Writes picker.png (FFT and picked reflections), maps.png (d-spacing map over the image
-with its colour bar), statistics.png (per-region statistics and histogram) and
-grid-mode.png (why the FFT is not shown with napari's grid mode).
+with its colour bar), statistics.png (per-region statistics and histogram),
+grid-mode.png (why the FFT is not shown with napari's grid mode) and time_trace.png (a
+synthetic in-situ movie, its tracked maps and the time-trace dock).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from qtpy.QtWidgets import QApplication
 
 from napari_hrtem_fft._sample_data import make_core_shell_sample
 from napari_hrtem_fft._widgets import (
+    LatticeMapWidget,
     ReflectionPickerWidget,
+    TimeTraceWidget,
 )
 from napari_hrtem_fft._widgets.demo import build_demo
 from napari_hrtem_fft.core.fft import region_fft
@@ -114,16 +117,95 @@ def grid_shot(path: Path) -> None:
     viewer.close()
 
 
+def time_trace_shot(path: Path) -> None:
+    """A Pd particle loading with hydrogen (synthetic movie, +3.5 % over 12 frames),
+    tracked maps over it and the time-trace dock for a region on the particle."""
+    from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
+
+    frames, interval = 12, 0.5  # s
+    stack, _ = synthetic_movie(
+        frames,
+        (640, 640),
+        pixel_size=0.02,
+        reflections=pd_110_reflections(12.0),
+        expansion_total=0.035,
+        radius=4.6,
+        amorphous=0.08,
+        noise=0.08,
+        drift=np.linspace(0, 1, frames)[:, None] * [[3.0, -2.0]],
+    )
+    stack = stack.persist()
+    viewer = new_viewer()
+    image = viewer.add_image(
+        stack,
+        name="Pd loading (synthetic movie)",
+        scale=(interval, 0.02, 0.02),
+        units=("s", "nm", "nm"),
+        contrast_limits=tuple(np.percentile(np.asarray(stack[0]), (0.5, 99.5))),
+    )
+    picker = ReflectionPickerWidget(viewer)
+    maps = LatticeMapWidget(viewer)
+    traces = TimeTraceWidget(viewer)
+    viewer.window.add_dock_widget(picker, name="Reflection picker (FFT)", area="right")
+    viewer.window.add_dock_widget(maps, name="Lattice maps", area="right", tabify=True)
+    viewer.window.add_dock_widget(traces, name="Time traces", area="right", tabify=True)
+    viewer.dims.set_current_step(0, 0)
+    picker._image.value = image
+    picker._window.value = 128
+    picker._max_count.value = 3
+    settle()
+    picker.suggest()
+
+    maps.reset_choices()
+    maps._image.value = image
+    maps._reflections.value = picker.reflections_layer
+    maps._window.value = 128
+    maps._step.value = 8
+    maps._frames.value = "all frames"
+    maps._track.value = True
+    maps.run_blocking()
+    for layer in viewer.layers:
+        if layer.name.startswith("FFT"):
+            layer.visible = False
+    particle = viewer.add_shapes(
+        [[[3.2, 3.4], [3.2, 9.4], [9.2, 9.4], [9.2, 3.4]]],
+        shape_type="ellipse",
+        name="particle",
+        edge_color="yellow",
+        edge_width=0.06,
+        face_color="transparent",
+        units=("nm", "nm"),
+    )
+    traces.reset_choices()
+    traces._region.value = particle
+    traces.update_trace()
+    d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 1"))
+    viewer.layers.selection.active = d_layer
+    viewer.dims.set_current_step(0, 8)
+    traces.native.parent().raise_()
+    viewer.reset_view()
+    settle(1.5)
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    viewer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="docs/images", help="output folder")
+    parser.add_argument("--only", choices=("time_trace",), help="make only this screenshot")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only == "time_trace":
+        time_trace_shot(out / "time_trace.png")
+        print(out / "time_trace.png")
+        return
     picker_shot(out / "picker.png")
     maps_shot(out / "maps.png", out / "statistics.png")
     grid_shot(out / "grid-mode.png")
-    for name in ("picker.png", "maps.png", "statistics.png", "grid-mode.png"):
+    time_trace_shot(out / "time_trace.png")
+    names = ("picker.png", "maps.png", "statistics.png", "grid-mode.png", "time_trace.png")
+    for name in names:
         print(out / name)
 
 

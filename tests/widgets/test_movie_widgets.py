@@ -91,6 +91,16 @@ def test_movie_options_only_for_stacks(session):
     viewer, _, widget = session
     assert _shown(widget._frames) and widget._frames.value == "all frames"
     assert widget._last.max == FRAMES - 1 and widget._last.value == FRAMES - 1
+    # A tracking region drawn as a rectangle becomes a mask on the map grid.
+    shapes = viewer.add_shapes(RECT, shape_type="rectangle", name="particle", units="nm")
+    widget.reset_choices()
+    widget._track.value = True
+    widget._track_region.value = shapes
+    movie = widget._inputs()["movie"]
+    assert movie["frames"] == range(FRAMES) and movie["track"]
+    expected = region_from_polygon(RECT, MAP_SHAPE, STEP * PIXEL)
+    np.testing.assert_array_equal(movie["region"], expected)
+    assert movie["region_layer"] == "particle"
     widget._frames.value = "current frame"
     assert not widget._track.enabled and not widget._drift.enabled
     still = viewer.add_image(np.zeros((128, 128)), name="still", scale=(PIXEL, PIXEL))
@@ -139,7 +149,8 @@ def test_all_frames_tracked_follow_the_lattice_beyond_the_search_range(session, 
     widget._search.value = 0.02
     widget._frames.value = "all frames"
     _run(qtbot, widget)
-    lost = _medians(_d_layers(viewer)[0])
+    with pytest.warns(RuntimeWarning, match="All-NaN"):
+        lost = _medians(_d_layers(viewer)[0])
     assert np.all(np.isfinite(lost[:2])) and np.all(np.isnan(lost[-2:]))
 
     widget._track.value = True
@@ -226,7 +237,7 @@ def test_cancel_in_the_gui_stops_after_the_current_frame(session, qtbot):
 def test_time_trace_in_a_rectangle_matches_the_lattice(session, qtbot, tmp_path, monkeypatch):
     viewer, _, widget = session
     _run(qtbot, widget)
-    shapes = viewer.add_shapes(RECT, shape_type="rectangle", name="particle")
+    shapes = viewer.add_shapes(RECT, shape_type="rectangle", name="particle", units="nm")
     dock = TimeTraceWidget(viewer)
     viewer.window.add_dock_widget(dock)
     dock.reset_choices()
@@ -254,6 +265,19 @@ def test_time_trace_in_a_rectangle_matches_the_lattice(session, qtbot, tmp_path,
     assert len(dock._table.value["data"]) == FRAMES
     text = dock.copy_text().splitlines()
     assert text[0].startswith("frame\ttime_s\td_mean_g1_nm") and len(text) == FRAMES + 1
+
+    # The same rectangle painted as labels gives the same pixels.
+    labels = np.zeros(SHAPE, dtype=np.uint8)
+    labels[53:198, 53:198] = 2
+    painted = viewer.add_labels(labels, name="painted", scale=(PIXEL, PIXEL))
+    dock.reset_choices()
+    dock._region.value = painted
+    dock.update_trace()
+    np.testing.assert_array_equal(dock.trace["d_count"], trace["d_count"])
+    dock._label.value = 1  # no pixel has label 1
+    dock.update_trace()
+    assert dock.trace["d_count"].sum() == 0 and "no map pixel" in dock._status.value
+    dock._region.value = shapes
 
     # Editing the region updates the trace: a rectangle of 2 x 2 map pixels.
     before = dock.trace["d_count"][0, 0]
@@ -314,7 +338,7 @@ def test_drift_corrected_copy_and_regions_that_follow(make_napari_viewer, qtbot)
     _run(qtbot, widget)
     d1 = _d_layers(viewer, source="drifting")[0]
     measured = np.asarray(d1.metadata["napari_hrtem_fft"]["options"]["movie"]["drift_px"])
-    shapes = viewer.add_shapes(RECT, shape_type="rectangle", name="particle")
+    shapes = viewer.add_shapes(RECT, shape_type="rectangle", name="particle", units="nm")
     dock = TimeTraceWidget(viewer)
     dock.reset_choices()
     dock._source.value = "drifting"

@@ -447,32 +447,53 @@ def _blank(maps):
     return apply_mask(maps, np.zeros(maps.d_spacing.shape[1:], dtype=bool))
 
 
-def _stack_frames(per_frame: list, reflections: np.ndarray, extra: dict):
-    """Frame maps ``(n, my, mx)`` → one LatticeMaps ``(n, t, my, mx)``."""
-    from ..core.maps import LatticeMaps, StrainMaps
+class _MovieMaps:
+    """Maps of a movie filled frame by frame into arrays ``(n, t, my, mx)`` allocated at
+    the first frame (no list of frames to stack: memory stays at one copy)."""
 
-    first = per_frame[0]
-    fields = {name: np.stack([getattr(m, name) for m in per_frame], axis=1) for name in _FIELDS}
-    strain = None
-    if first.strain is not None:
-        strain = StrainMaps(
-            **{
-                c: np.stack([getattr(m.strain, c) for m in per_frame])
-                for c in ("exx", "eyy", "exy", "rotation")
-            },
-            reference=first.strain.reference,
+    def __init__(self, t: int) -> None:
+        self.t = t
+        self.first = None
+        self.fields: dict[str, np.ndarray] = {}
+        self.strain: dict[str, np.ndarray] = {}
+
+    def add(self, position: int, maps) -> None:
+        if self.first is None:
+            self.first = maps
+            for name in _FIELDS:
+                a = np.asarray(getattr(maps, name))
+                self.fields[name] = np.empty((a.shape[0], self.t, *a.shape[1:]), a.dtype)
+            if maps.strain is not None:
+                for c, a in maps.strain.components().items():
+                    a = np.asarray(a)
+                    self.strain[c] = np.empty((self.t, *a.shape), a.dtype)
+        for name in _FIELDS:
+            self.fields[name][:, position] = getattr(maps, name)
+        if maps.strain is not None:
+            for c, a in maps.strain.components().items():
+                self.strain[c][position] = a
+
+    def result(self, reflections: np.ndarray, extra: dict):
+        """One LatticeMaps ``(n, t, my, mx)`` of the frames added."""
+        from ..core.maps import LatticeMaps, StrainMaps
+
+        first = self.first
+        strain = None
+        if self.strain:
+            strain = StrainMaps(**self.strain, reference=first.strain.reference)
+        parameters = {
+            k: v for k, v in first.parameters.items() if k not in ("found", "demodulation")
+        }
+        parameters.update(extra)
+        return LatticeMaps(
+            **self.fields,
+            reflections=reflections,
+            window=first.window,
+            step=first.step,
+            pixel_size=first.pixel_size,
+            strain=strain,
+            parameters=parameters,
         )
-    parameters = {k: v for k, v in first.parameters.items() if k not in ("found", "demodulation")}
-    parameters.update(extra)
-    return LatticeMaps(
-        **fields,
-        reflections=reflections,
-        window=first.window,
-        step=first.step,
-        pixel_size=first.pixel_size,
-        strain=strain,
-        parameters=parameters,
-    )
 
 
 def run_movie_analysis(
@@ -589,7 +610,8 @@ def run_movie_analysis(
         refine=options.refine,
         compute_strain=options.compute_strain,
     )
-    per_frame, used, found, blank = [], [], [], []
+    collected = _MovieMaps(len(frames))
+    used, found, blank = [], [], []
     try:
         for position, (k, maps) in enumerate(stream):
             used.append(np.asarray(maps.reflections, dtype=np.float64))
@@ -606,7 +628,7 @@ def run_movie_analysis(
                     frame = source[k]
                     frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
                 maps = run_to_end(_post_process(maps, frame, options))
-            per_frame.append(maps)
+            collected.add(position, maps)
             done += 1
             yield Progress(
                 done, total, f"frame {frame_number} done ({position + 1} of {len(frames)})"
@@ -626,7 +648,7 @@ def run_movie_analysis(
         },
     }
     return MovieRun(
-        maps=_stack_frames(per_frame, reflections, extra),
+        maps=collected.result(reflections, extra),
         frames=frames,
         tracked=tracked,
         reflections=np.stack(used),

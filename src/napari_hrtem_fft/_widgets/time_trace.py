@@ -51,6 +51,18 @@ _STRAIN = ("exx", "eyy", "exy", "rotation")
 # Band around each median curve: ± this many sample standard deviations.
 _BAND_STD = 1.0
 
+# Markers per curve, so that curves on top of each other (equivalent reflections, or
+# exx and eyy of an isotropic expansion) stay distinguishable.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _curve_style(k: int) -> dict:
+    """Marker of curve ``k``; every second one hollow."""
+    style = {"marker": _MARKERS[k % len(_MARKERS)], "markersize": 4}
+    if k % 2:
+        style["markerfacecolor"] = "none"
+    return style
+
 
 def movie_maps_from_layers(layers):
     """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
@@ -484,7 +496,7 @@ class TimeTraceWidget(Container):
                 median = 10 * trace["d_median"][:, k]
                 spread = _BAND_STD * 10 * trace["d_std"][:, k]
                 (line,) = axes[0].plot(
-                    x, median, marker="o", markersize=3, label=f"{k + 1} ({ref[k]:.3f} Å)"
+                    x, median, label=f"{k + 1} ({ref[k]:.3f} Å)", **_curve_style(k)
                 )
                 axes[0].fill_between(
                     x, median - spread, median + spread, color=line.get_color(), alpha=0.25
@@ -492,10 +504,10 @@ class TimeTraceWidget(Container):
             style_legend(axes[0], title="reflection (picked d)")
         if strain:
             style_axes(axes[1], xlabel=xlabel, ylabel="strain (%)")
-            for c in _STRAIN[:3]:
+            for i, c in enumerate(_STRAIN[:3]):
                 median = 100 * trace[f"{c}_median"]
                 spread = _BAND_STD * 100 * trace[f"{c}_std"]
-                (line,) = axes[1].plot(x, median, marker="o", markersize=3, label=c)
+                (line,) = axes[1].plot(x, median, label=c, **_curve_style(i))
                 axes[1].fill_between(
                     x, median - spread, median + spread, color=line.get_color(), alpha=0.2
                 )
