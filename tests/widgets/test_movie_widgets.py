@@ -330,8 +330,9 @@ def test_drift_corrected_copy_and_regions_that_follow(make_napari_viewer, qtbot)
     assert hasattr(copy.data, "dask") and copy.data.shape == stack.shape
     assert not image.visible
     info = copy.metadata["napari_hrtem_fft_drift"]
-    # register_frames is tested in core; here: the drift reached the layer.
-    np.testing.assert_allclose(info["drift_px"], drift, atol=0.5)
+    # register_frames is tested in core (it is within 0.06 px here); here: the drift
+    # of the analysed frames reached the layer.
+    np.testing.assert_allclose(info["drift_px"], drift, atol=0.2)
     assert _d_layers(viewer, source=copy.name) and not _d_layers(viewer, source="drifting")
 
     widget._drift.value = "follow"
