@@ -170,7 +170,10 @@ def _child_memory(path: str, mode: str, workdir: str) -> None:
         )
         trace = time_trace(result, region)
     err = trace["d_median"] / truth.d_spacing - 1
+    # VmHWM is the peak of this process image; ru_maxrss is kept across execve on Linux
+    # and so also counts the parent's memory at the fork.
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
+    hwm_mb = _vm_hwm_mb()
     print(
         json.dumps(
             {
@@ -179,10 +182,23 @@ def _child_memory(path: str, mode: str, workdir: str) -> None:
                 "pixel_nm": pixel,
                 "seconds": time.perf_counter() - t0,
                 "maxrss_mb": rss_mb,
+                "vmhwm_mb": hwm_mb,
                 "max_err": float(np.nanmax(np.abs(err))),
             }
         )
     )
+
+
+def _vm_hwm_mb() -> float:
+    """Peak resident set size of this process (VmHWM, Linux), MB; NaN elsewhere."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
 
 
 def bench_memory(n_frames: int, size: int, workdir: str | None) -> dict:
@@ -194,7 +210,13 @@ def bench_memory(n_frames: int, size: int, workdir: str | None) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench_movie_", dir=root))
     try:
         path = tmp / "movie.mrcs"
-        t_write = _write_mrc(path, n_frames, size)
+        # Written by another process, so that this one stays small for the forks below.
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, __file__, "--child-write", str(path), str(n_frames), str(size)],
+            check=True,
+        )
+        t_write = time.perf_counter() - t0
         out = {"frames": n_frames, "size": size, "file_gb": path.stat().st_size / 2**30}
         out["t_write"] = t_write
         for mode in ("lazy", "tracked", "engine"):
@@ -311,16 +333,21 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", help="directory for the temporary movie file")
     parser.add_argument("--skip-memory", action="store_true", help="skip part (b)")
     parser.add_argument("--child-memory", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child-write", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_memory:
         _child_memory(*args.child_memory)
         return 0
+    if args.child_write:
+        _write_mrc(Path(args.child_write[0]), int(args.child_write[1]), int(args.child_write[2]))
+        return 0
 
     n_a, n_b, n_c = (20, 20, 10) if args.quick else (100, 200, 50)
     print(f"cores: {os.cpu_count()}, numpy {np.__version__}")
+    # Memory first, while this process is small (its memory is copied at each fork).
+    mem = None if args.skip_memory else bench_memory(n_b, 2048, args.workdir)
     acc = bench_accuracy(n_a)
     drift = bench_drift(n_c)
-    mem = None if args.skip_memory else bench_memory(n_b, 2048, args.workdir)
 
     print(f"\n(a) {acc['frames']} frames {acc['size']}², window {WINDOW}, step {STEP}, +3.5 %")
     for name in ("tracked", "fixed"):
@@ -352,10 +379,13 @@ def main(argv=None) -> int:
                     print(f"  {mode}: FAILED {r['error']}")
                     continue
                 _row(
-                    f"{mode}: peak RSS ({r['seconds']:.0f} s, lazy input {r['lazy_input']})",
-                    f"{r['maxrss_mb']:.0f} MB",
+                    f"{mode}: peak RSS, VmHWM ({r['seconds']:.0f} s)",
+                    f"{r['vmhwm_mb']:.0f} MB",
                     "< 2048 MB",
-                    r["maxrss_mb"] < 2048,
+                    r["vmhwm_mb"] < 2048,
+                )
+                print(
+                    f"  {'':<48s} ru_maxrss {r['maxrss_mb']:.0f} MB, input lazy: {r['lazy_input']}"
                 )
                 _row(f"{mode}: max |median d error|", f"{r['max_err'] * 100:.4f} %", "< 0.05 %",
                      r["max_err"] < 5e-4)  # fmt: skip

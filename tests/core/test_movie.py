@@ -131,6 +131,11 @@ def test_region_follows_the_drift(caplog):
     with caplog.at_level(logging.WARNING, logger="napari_hrtem_fft.core.movie"):
         stale = analyze_movie(stack, REFL, **options)
     assert np.all(np.isnan(stale.found[-1])) and "not found" in caplog.text
+    # the time trace of the drifting result moves the region too
+    trace = time_trace(followed, region)
+    assert np.all(trace["d_count"] >= 10)
+    np.testing.assert_allclose(trace["d_median"][-1], truth.d_spacing[-1], rtol=2e-3)
+    assert np.all(time_trace(stale, region)["d_count"][-1] < 3)
     # the region moved exactly as shift_region moves it
     moved = shift_region(region, drift[-1:], step=step)[0]
     assert moved.sum() == region.sum() and np.array_equal(np.roll(region, 12, axis=1), moved)

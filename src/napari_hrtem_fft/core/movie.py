@@ -712,7 +712,9 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
         Maps ``(n, t, my, mx)`` (a single frame ``(n, my, mx)`` is one frame); numpy or
         dask (computed one frame at a time).
     region : array_like of bool or "crystal", optional
-        Map pixels to use: ``(my, mx)`` for every frame, ``(t, my, mx)`` per frame, or
+        Map pixels to use: ``(my, mx)`` for every frame (for a MovieResult with a drift,
+        drawn on the frame of zero drift and moved with it, as in
+        :func:`analyze_movie`), ``(t, my, mx)`` per frame, or
         ``(n, t, my, mx)`` per reflection and frame (strain uses pixels inside for every
         reflection); ``"crystal"`` for :func:`napari_hrtem_fft.crystal_mask` of each
         frame.  Default: every finite value.  NaN values are always left out.
@@ -735,8 +737,9 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
     import dask
 
     frames = None
+    drift = None
     if isinstance(maps, MovieResult):
-        frames = maps.frames
+        frames, drift = maps.frames, maps.drift
         maps = maps.maps
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
@@ -770,6 +773,10 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
             )
         if single and mask.ndim == 3:
             mask = mask[:, None] if mask.shape[0] == n and n != 1 else mask
+        if drift is not None and mask.ndim == 2 and not single:
+            from .drift import shift_region
+
+            mask = shift_region(mask, drift, step=maps.step)
     if times is None:
         time_s = None
     elif np.ndim(times) == 0:
