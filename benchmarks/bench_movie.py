@@ -384,9 +384,8 @@ def main(argv=None) -> int:
                     "< 2048 MB",
                     r["vmhwm_mb"] < 2048,
                 )
-                print(
-                    f"  {'':<48s} ru_maxrss {r['maxrss_mb']:.0f} MB, input lazy: {r['lazy_input']}"
-                )
+                extra = f"ru_maxrss {r['maxrss_mb']:.0f} MB, input lazy: {r['lazy_input']}"
+                print(f"  {'':<48s} {extra}")
                 _row(f"{mode}: max |median d error|", f"{r['max_err'] * 100:.4f} %", "< 0.05 %",
                      r["max_err"] < 5e-4)  # fmt: skip
     print(
