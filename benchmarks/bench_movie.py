@@ -288,7 +288,7 @@ def _plot(path: Path, acc: dict, drift: dict | None) -> None:
         "median d in the particle",
         fontsize=9,
     )
-    ax.legend(fontsize=7, ncol=3, loc="upper left")
+    ax.legend(fontsize=7, ncol=3, loc="center right")
     ax = axes[1]
     err = (acc["tracked"]["d_median"] / acc["truth_d"] - 1) * 100
     for k in range(err.shape[1]):
@@ -315,7 +315,8 @@ def _plot(path: Path, acc: dict, drift: dict | None) -> None:
             f"{drift['0']['max_err']:.3f} px",
             fontsize=9,
         )
-        ax.legend(fontsize=7, ncol=4, loc="best")
+        ax.margins(y=0.3)
+        ax.legend(fontsize=7, ncol=4, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -131,6 +131,11 @@ def test_region_follows_the_drift(caplog):
     with caplog.at_level(logging.WARNING, logger="napari_hrtem_fft.core.movie"):
         stale = analyze_movie(stack, REFL, **options)
     assert np.all(np.isnan(stale.found[-1])) and "not found" in caplog.text
+    # per-frame regions are used as given (not moved a second time)
+    per_frame = shift_region(region, drift, step=step)
+    options["region"] = per_frame
+    np.testing.assert_array_equal(analyze_movie(stack, REFL, drift=drift, **options).found,
+                                  followed.found)  # fmt: skip
     # the time trace of the drifting result moves the region too
     trace = time_trace(followed, region)
     assert np.all(trace["d_count"] >= 10)

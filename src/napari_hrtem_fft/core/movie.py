@@ -153,10 +153,10 @@ def _check_drift(drift, t: int) -> np.ndarray | None:
     return arr
 
 
-def _check_region(region, t_stack: int, idx: np.ndarray, map_shape) -> Callable | None:
-    """A function ``frame number -> bool mask (my, mx)`` (drift applied later), or None."""
+def _check_region(region, t_stack: int, idx: np.ndarray, map_shape):
+    """``(frame number -> bool mask (my, mx), one mask for all frames?)`` or ``(None, False)``."""
     if region is None:
-        return None
+        return None, False
     mask = np.asarray(region)
     if mask.dtype != bool:
         raise TypeError(f"region must be a boolean mask on the map grid, got dtype {mask.dtype}")
@@ -165,12 +165,12 @@ def _check_region(region, t_stack: int, idx: np.ndarray, map_shape) -> Callable 
             f"region of shape {mask.shape} does not match the map grid {tuple(map_shape)}"
         )
     if mask.ndim == 2:
-        return lambda k: mask
+        return (lambda k: mask), True
     if mask.ndim == 3 and mask.shape[0] == t_stack:
-        return lambda k: mask[k]
+        return (lambda k: mask[k]), False
     if mask.ndim == 3 and mask.shape[0] == idx.size:
         position = {int(k): i for i, k in enumerate(idx)}
-        return lambda k: mask[position[int(k)]]
+        return (lambda k: mask[position[int(k)]]), False
     raise ValueError(
         f"region must be (my, mx) or (t, my, mx) with t = {t_stack} (stack) or "
         f"{idx.size} (analysed frames), got {mask.shape}"
@@ -271,7 +271,7 @@ def iter_analyze_movie(
     if not isinstance(step, numbers.Integral) or step < 1:
         raise ValueError(f"step must be a positive integer number of pixels, got {step!r}")
     drift_px = _check_drift(drift, t)
-    region_of = _check_region(region, t, idx, _map_shape(h, w, int(step)))
+    region_of, static_region = _check_region(region, t, idx, _map_shape(h, w, int(step)))
     compute_strain = analyze_options.pop("compute_strain", True)
     if not isinstance(compute_strain, bool | np.bool_):
         raise TypeError(f"compute_strain must be True or False, got {compute_strain!r}")
@@ -285,8 +285,10 @@ def iter_analyze_movie(
     if not isinstance(min_windows, numbers.Integral) or min_windows < 1:
         raise ValueError(f"min_windows must be a positive integer, got {min_windows!r}")
     options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
+    # A single mask is drawn on the frame of zero drift; per-frame masks are used as given.
+    follow = drift_px if static_region else None
     return _iterate(
-        stack, idx, refl, reference, options, analyze_options, region_of, drift_px,
+        stack, idx, refl, reference, options, analyze_options, region_of, follow,
         bool(track), with_strain, int(min_windows),
     )  # fmt: skip
 
@@ -365,7 +367,8 @@ def analyze_movie(
         Frames to analyse, in order (default all).
     region : array_like of bool, optional
         Where the lattice is followed: a mask on the map grid ``(my, mx)`` (drawn on the
-        frame of zero drift; it moves with ``drift``) or one per frame ``(t, my, mx)``.
+        frame of zero drift; it moves with ``drift``) or one per frame ``(t, my, mx)``
+        (used as given).
         Default: every window with a detected lattice.  Only used for tracking.
     drift : array_like, optional
         Drift ``(t, 2)`` as ``(dy, dx)`` pixels for every frame of ``stack`` (e.g. from
