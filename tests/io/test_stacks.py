@@ -12,8 +12,8 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
+from io_builders import VELOX_T0_US, movie_frames
 
-from conftest import VELOX_T0_US, movie_frames
 from napari_hrtem_fft._reader import napari_get_reader
 from napari_hrtem_fft.io import (
     MicrographReadError,
@@ -569,9 +569,8 @@ def test_layer_kwargs_of_a_stack_take_contrast_from_the_middle_frame_only(tmp_pa
 
 @pytest.mark.parametrize("version", [0x210, 0x220])
 def test_tia_series_is_read_frame_by_frame_like_rosettasciio(tmp_path, raw_reads, version):
+    from io_builders import write_ser
     from rsciio.tia import file_reader
-
-    from conftest import write_ser
 
     frames = movie_frames(5, (12, 16), np.float32)
     path = tmp_path / "insitu_1.ser"
@@ -595,7 +594,7 @@ def test_tia_series_is_read_frame_by_frame_like_rosettasciio(tmp_path, raw_reads
 def test_tia_series_beside_an_emi_takes_its_mode_and_flags_magnification(tmp_path, shared_data):
     import shutil
 
-    from conftest import write_ser
+    from io_builders import write_ser
 
     emi = tmp_path / "movie.emi"
     shutil.copy(shared_data / "tia/64x64_TEM_images_acquire.emi", emi)  # Mode: TEM image

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_reflections", "g_angle", "g_spacing", "g_from_spacing_angle"]
+__all__ = ["as_reflections", "g_angle", "g_from_spacing_angle", "g_spacing"]
 
 
 def as_reflections(reflections, *, name: str = "reflections") -> np.ndarray:
