@@ -279,6 +279,7 @@ def pd_core_shell_sample(
     radius: float = 7.0,
     core_radius: float = 4.0,
     expansion: float = 0.035,
+    interface_width: float = 0.02,
     rotation: float = 10.0,
     noise: float = 0.1,
     amorphous: float = 0.08,
@@ -299,6 +300,13 @@ def pd_core_shell_sample(
         Particle and core radius in nm.
     expansion : float
         Lattice expansion of the shell (0.035 = 3.5 %).
+    interface_width : float
+        Width of the core-shell interface in nm.  The shell is dilated about the
+        particle centre, so its lattice is not continuous with the core's: across the
+        interface the planes slip by ``expansion · core_radius`` (a semi-coherent,
+        misfit-accommodating interface).  A sharp interface (the default, one pixel)
+        keeps core and shell uniform; a wide one spreads the slip into a ring of strong
+        radial strain, up to ``expansion · core_radius / (4 · interface_width)``.
     rotation : float
         Orientation of the 002 reflection in degrees.
     noise : float
@@ -326,7 +334,7 @@ def pd_core_shell_sample(
         pixel_size=pixel_size,
         reflections=refl,
         amplitudes=[0.2, 0.2, 0.12],
-        mapping=core_shell_mapping(center, core_radius, expansion),
+        mapping=core_shell_mapping(center, core_radius, expansion, width=interface_width),
         particle=disc,
         amorphous=amorphous,
         noise=noise,
