@@ -1,4 +1,5 @@
-"""Turn :class:`~napari_hrtem_fft.core.maps.LatticeMaps` into napari layer data tuples.
+"""Turn :class:`~napari_hrtem_fft.core.maps.LatticeMaps` into napari layer data tuples
+and read result layers back (:func:`find_result_layers`, :func:`result_stacks`).
 
 The same function serves the lattice-map widget and napari's console, so a map looks
 and is calibrated the same whichever way it was made::
@@ -31,8 +32,10 @@ __all__ = [
     "contrast_limits",
     "file_stem",
     "find_result_layers",
+    "layer_values",
     "maps_to_layers",
     "result_info",
+    "result_stacks",
 ]
 
 #: Key of the plugin's entry in a result layer's ``metadata``.
@@ -349,3 +352,65 @@ def file_stem(info: Mapping) -> str:
     k = info.get("reflection")
     stem = kind if k is None else f"{kind}_{int(k) + 1}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+
+
+def layer_values(layer) -> np.ndarray:
+    """A layer's data as a float64 numpy array (a lazy dask layer is computed).
+
+    Parameters
+    ----------
+    layer : napari layer
+        Any layer with array ``data`` (numpy or dask), e.g. a result layer.
+
+    Returns
+    -------
+    numpy.ndarray
+        The data in the layer's own units, float64.
+    """
+    data = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
+    return np.asarray(data, dtype=np.float64)
+
+
+def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
+    """d-spacing and angle stacks ``(n, ..., my, mx)`` from result layers of one run.
+
+    Parameters
+    ----------
+    layers : sequence of napari image layers
+        Result layers (see :func:`result_info`) of one source
+        image; other kinds (amplitude, strain) are ignored.
+
+    Returns
+    -------
+    d_spacing, angle : numpy.ndarray
+        Stacks ordered by reflection number (nm, degrees).
+    geometry : dict
+        ``shape``, ``scale`` and ``translate`` of the map grid (world units).
+
+    Raises
+    ------
+    ValueError
+        If there is no d-spacing layer, or the d-spacing and angle layers do not pair up.
+    """
+    by_kind: dict[str, dict[int, object]] = {"d_spacing": {}, "angle": {}}
+    for layer in layers:
+        info = result_info(layer)
+        if info is not None and info["kind"] in by_kind:
+            by_kind[info["kind"]][int(info["reflection"])] = layer
+    numbers = sorted(by_kind["d_spacing"])
+    if not numbers:
+        raise ValueError("no d-spacing result layer: run the lattice-map analysis first")
+    if sorted(by_kind["angle"]) != numbers:
+        raise ValueError(
+            "the d-spacing and angle result layers do not match "
+            f"(reflections {numbers} and {sorted(by_kind['angle'])})"
+        )
+    d = np.stack([layer_values(by_kind["d_spacing"][k]) for k in numbers])
+    angle = np.stack([layer_values(by_kind["angle"][k]) for k in numbers])
+    first = by_kind["d_spacing"][numbers[0]]
+    geometry = {
+        "shape": d.shape[1:],
+        "scale": tuple(float(v) for v in first.scale),
+        "translate": tuple(float(v) for v in first.translate),
+    }
+    return d, angle, geometry

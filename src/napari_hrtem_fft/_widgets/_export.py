@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.statistics import statistics_text
 from ..layers import _jsonable, file_stem, result_info
-from ._stats import statistics_text
 
 __all__ = ["export_results", "planned_files"]
 
@@ -70,7 +70,7 @@ def export_results(
         Result layers (with the plugin's metadata, see
         :func:`napari_hrtem_fft.layers.result_info`); data may be numpy or dask.
     statistics : sequence of dict
-        Rows from :func:`._stats.reflection_statistics`.
+        Rows from :func:`napari_hrtem_fft.core.statistics.reflection_statistics`.
     source : mapping, optional
         Description of the analysed image (layer name, file path, scale, units).
 

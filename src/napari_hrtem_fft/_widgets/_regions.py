@@ -127,7 +127,7 @@ def labels_mask(
     ValueError
         If the label image has more axes than the map.
     """
-    from ._stats import labels_on_map
+    from ..core.statistics import labels_on_map
 
     data = np.asarray(layer.data)
     ndim = data.ndim

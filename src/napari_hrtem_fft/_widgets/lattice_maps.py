@@ -33,7 +33,8 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 
-from ..layers import find_result_layers, maps_to_layers, result_info
+from ..core.statistics import reflection_statistics
+from ..layers import find_result_layers, maps_to_layers, result_info, result_stacks
 from ._analysis import (
     SMOOTHING_METHODS,
     AnalysisFailure,
@@ -46,7 +47,6 @@ from ._analysis import (
 )
 from ._calibration import layer_pixel_size
 from ._regions import is_region_layer, labels_mask, shapes_mask
-from ._stats import reflection_statistics, result_stacks
 
 if TYPE_CHECKING:
     import napari

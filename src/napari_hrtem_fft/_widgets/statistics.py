@@ -18,9 +18,9 @@ from qtpy.QtCore import QTimer
 from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QStyledItemDelegate
 
-from ..layers import find_result_layers, result_info
+from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, statistics_text
+from ..layers import find_result_layers, result_info, result_stacks
 from ._plot import dark_canvas, style_axes, style_legend
-from ._stats import COLUMNS, labels_on_map, reflection_statistics, result_stacks, statistics_text
 
 if TYPE_CHECKING:
     import napari

@@ -34,10 +34,9 @@ from qtpy.QtCore import QTimer
 from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QStyledItemDelegate
 
-from ..layers import find_result_layers, result_info
+from ..layers import find_result_layers, layer_values, result_info, result_stacks
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
 from ._regions import is_region_layer, labels_mask, shapes_mask
-from ._stats import result_stacks
 
 if TYPE_CHECKING:
     import napari
@@ -106,20 +105,16 @@ def movie_maps_from_layers(layers):
     layer, info = first
     n = d.shape[0]
 
-    def values(layer):
-        data = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
-        return np.asarray(data, dtype=np.float64)
-
     amplitude = by_kind.get("amplitude", {})
     if sorted(k for k in amplitude if k is not None) == list(range(n)):
-        amp = np.stack([values(amplitude[k]) for k in range(n)])
+        amp = np.stack([layer_values(amplitude[k]) for k in range(n)])
     else:
         amp = np.broadcast_to(np.nan, d.shape)
     reflections = np.asarray(info["reflections_per_nm"], dtype=np.float64).reshape(-1, 2)
     strain = None
     if all(c in by_kind for c in _STRAIN):
         strain = StrainMaps(
-            **{c: values(by_kind[c][None]) for c in _STRAIN}, reference=reflections
+            **{c: layer_values(by_kind[c][None]) for c in _STRAIN}, reference=reflections
         )
     maps = LatticeMaps(
         d_spacing=d,

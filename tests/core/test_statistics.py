@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hrtem_fft._widgets._stats import (
+from napari_hrtem_fft.core.statistics import (
     COLUMNS,
     labels_on_map,
     reflection_statistics,

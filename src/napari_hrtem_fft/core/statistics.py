@@ -1,6 +1,10 @@
-"""Per-reflection statistics of lattice maps, per region: pure numpy, no Qt.
+"""Per-reflection statistics of lattice maps, per region: pure numpy.
 
-The statistics dock, the export and the tests share these functions.
+d-spacing in Å and angles in degrees (circular), one row per reflection and region,
+as the statistics dock shows them and the export writes them; usable from the console
+or a script on any :class:`~napari_hrtem_fft.core.maps.LatticeMaps`::
+
+    rows = reflection_statistics(maps.d_spacing, maps.angle, regions=labels)
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ __all__ = [
     "circular_center",
     "labels_on_map",
     "reflection_statistics",
-    "result_stacks",
     "statistics_text",
 ]
 
@@ -35,7 +38,19 @@ COLUMNS = (
 
 
 def circular_center(angles) -> float:
-    """Circular mean (degrees) of angles in degrees; NaN when there are none."""
+    """Circular mean of angles, so that 179° and -179° average to 180°, not 0°.
+
+    Parameters
+    ----------
+    angles : array_like
+        Angles in degrees (any shape; NaN is not allowed).
+
+    Returns
+    -------
+    float
+        The direction of the mean unit vector, degrees in [-180, 180]; NaN when there
+        are no angles.
+    """
     a = np.radians(np.asarray(angles, dtype=np.float64))
     if a.size == 0:
         return float("nan")
@@ -117,58 +132,6 @@ def labels_on_map(
         index.append(np.clip(idx, 0, labels.shape[axis] - 1).reshape(shape))
     sampled = np.where(inside, labels[tuple(index)], 0)
     return np.broadcast_to(sampled, map_shape).astype(np.int64)
-
-
-def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
-    """d-spacing and angle stacks ``(n, ..., my, mx)`` from result layers of one run.
-
-    Parameters
-    ----------
-    layers : sequence of napari image layers
-        Result layers (see :func:`napari_hrtem_fft.layers.result_info`) of one source
-        image; other kinds (amplitude, strain) are ignored.
-
-    Returns
-    -------
-    d_spacing, angle : numpy.ndarray
-        Stacks ordered by reflection number (nm, degrees).
-    geometry : dict
-        ``shape``, ``scale`` and ``translate`` of the map grid (world units).
-
-    Raises
-    ------
-    ValueError
-        If there is no d-spacing layer, or the d-spacing and angle layers do not pair up.
-    """
-    from ..layers import result_info
-
-    by_kind: dict[str, dict[int, object]] = {"d_spacing": {}, "angle": {}}
-    for layer in layers:
-        info = result_info(layer)
-        if info is not None and info["kind"] in by_kind:
-            by_kind[info["kind"]][int(info["reflection"])] = layer
-    numbers = sorted(by_kind["d_spacing"])
-    if not numbers:
-        raise ValueError("no d-spacing result layer: run the lattice-map analysis first")
-    if sorted(by_kind["angle"]) != numbers:
-        raise ValueError(
-            "the d-spacing and angle result layers do not match "
-            f"(reflections {numbers} and {sorted(by_kind['angle'])})"
-        )
-
-    def data(layer):
-        values = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
-        return np.asarray(values, dtype=np.float64)
-
-    d = np.stack([data(by_kind["d_spacing"][k]) for k in numbers])
-    angle = np.stack([data(by_kind["angle"][k]) for k in numbers])
-    first = by_kind["d_spacing"][numbers[0]]
-    geometry = {
-        "shape": d.shape[1:],
-        "scale": tuple(float(v) for v in first.scale),
-        "translate": tuple(float(v) for v in first.translate),
-    }
-    return d, angle, geometry
 
 
 def reflection_statistics(
@@ -255,7 +218,19 @@ def reflection_statistics(
 def statistics_text(rows: Sequence[Mapping], *, delimiter: str = "\t") -> str:
     """Rows as delimited text with a header line (TSV for the clipboard, CSV for files).
 
-    Floats are written with 6 significant digits.
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Rows of :func:`reflection_statistics` (d in Å, angles in degrees); a missing
+        column is written empty.
+    delimiter : str
+        Field separator: ``"\\t"`` (default) or ``","``.
+
+    Returns
+    -------
+    str
+        The header (:data:`COLUMNS`) and one line per row, ``"\\n"``-terminated;
+        floats with 6 significant digits.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
