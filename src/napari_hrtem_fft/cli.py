@@ -508,15 +508,11 @@ def _versions() -> dict:
 
 def _checked_plan(args, out: Path, refl):
     """Output plan for these reflections; error if an output exists (no --overwrite)."""
-    from .core.strain import MIN_RECIPROCAL_ANGLE, _check_basis
+    from .core.strain import MIN_RECIPROCAL_ANGLE, has_two_directions
 
-    try:
-        _check_basis(refl, "reflections")
-        with_strain = True
-    except ValueError:
-        with_strain = False
-        if len(refl) > 1:
-            _log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
+    with_strain = has_two_directions(refl)
+    if not with_strain and len(refl) > 1:
+        _log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
     plan = _output_plan(out, len(refl), with_strain)
     existing = _existing(plan)
     if existing and not args.overwrite:

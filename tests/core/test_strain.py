@@ -241,3 +241,34 @@ def test_strain_from_g_direct():
     local = ref / 1.05
     out = strain_from_g(local[:, 0, None], local[:, 1, None], ref)
     np.testing.assert_allclose([out["exx"][0], out["eyy"][0]], [0.05, 0.05], atol=1e-12)
+
+
+def test_independence_rule_is_five_degrees_either_sign():
+    from napari_hrtem_fft.core.strain import (
+        MIN_RECIPROCAL_ANGLE,
+        check_independent,
+        has_two_directions,
+    )
+
+    assert MIN_RECIPROCAL_ANGLE == 5.0
+    # Equal lengths: the singular-value rule is exactly the angle rule.
+    for angles, expected in (
+        ([0.0, 90.0], True),
+        ([0.0, 5.5], True),
+        ([0.0, 4.5], False),
+        ([0.0, 184.5], False),  # g and -g are one direction
+        ([0.0, 174.5], True),
+        ([0.0, 0.0, 60.0], True),
+    ):
+        g = g_from_spacing_angle(np.full(len(angles), 0.2), angles)
+        assert has_two_directions(g) is expected, angles
+        if expected:
+            check_independent(g)
+        else:
+            with pytest.raises(ValueError, match="collinear"):
+                check_independent(g)
+    assert has_two_directions([[1.0, 4.0]]) is False
+    with pytest.raises(ValueError, match="--reflection: strain needs at least two"):
+        check_independent([[1.0, 4.0]], name="--reflection")
+    with pytest.raises(ValueError, match="finite"):
+        has_two_directions([[np.nan, 1.0], [1.0, 0.0]])

@@ -34,7 +34,14 @@ import numpy as np
 from .maps import LatticeMaps, StrainMaps
 from .reciprocal import as_reflections
 
-__all__ = ["reference_from_maps", "strain", "strain_from_g"]
+__all__ = [
+    "MIN_RECIPROCAL_ANGLE",
+    "check_independent",
+    "has_two_directions",
+    "reference_from_maps",
+    "strain",
+    "strain_from_g",
+]
 
 # Two reflections closer than this angle (or than 180° minus it) are treated as collinear:
 # the strain would be dominated by noise along the missing direction.
@@ -45,19 +52,66 @@ def _is_dask(a) -> bool:
     return type(a).__module__.split(".")[0] == "dask"
 
 
-def _check_basis(g_ref: np.ndarray, name: str) -> None:
-    """Raise unless the reference reflections span the plane."""
-    if g_ref.shape[0] < 2:
-        raise ValueError(
-            f"{name}: strain needs at least two non-collinear reflections, got {g_ref.shape[0]}"
-        )
-    sv = np.linalg.svd(g_ref, compute_uv=False)
+def _spans_plane(g: np.ndarray) -> bool:
+    """The rule: two or more reflections, not all within MIN_RECIPROCAL_ANGLE of one line."""
+    if g.shape[0] < 2:
+        return False
+    sv = np.linalg.svd(g, compute_uv=False)
     # For two vectors at angle α the singular-value ratio is tan(α/2) (equal lengths);
     # lengths differ little in practice, so this is the angle criterion.
-    if sv[1] < np.tan(np.radians(MIN_RECIPROCAL_ANGLE) / 2) * sv[0]:
+    return bool(sv[1] >= np.tan(np.radians(MIN_RECIPROCAL_ANGLE) / 2) * sv[0])
+
+
+def has_two_directions(reflections) -> bool:
+    """Whether reflections span the plane, so that strain can be computed from them.
+
+    Parameters
+    ----------
+    reflections : array_like
+        ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹.
+
+    Returns
+    -------
+    bool
+        True for two or more reflections of which at least two lie more than
+        :data:`MIN_RECIPROCAL_ANGLE` degrees (5°) apart, either sign (``g`` and ``-g``
+        are one direction); the rule :func:`strain` enforces.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``reflections`` are not ``(n, 2)`` finite real numbers.
+    """
+    return _spans_plane(as_reflections(reflections))
+
+
+def check_independent(reflections, *, name: str = "reflections") -> None:
+    """Raise unless the reflections span the plane (see :func:`has_two_directions`).
+
+    Parameters
+    ----------
+    reflections : array_like
+        ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹.
+    name : str
+        Parameter name used in the error messages.
+
+    Raises
+    ------
+    ValueError
+        If there are fewer than two reflections, or they are (nearly) collinear: no two
+        more than :data:`MIN_RECIPROCAL_ANGLE` degrees apart.  Also, as
+        :func:`~napari_hrtem_fft.core.reciprocal.as_reflections`, if they are not
+        ``(n, 2)`` finite values (TypeError for non-numbers).
+    """
+    g = as_reflections(reflections, name=name)
+    if g.shape[0] < 2:
+        raise ValueError(
+            f"{name}: strain needs at least two non-collinear reflections, got {g.shape[0]}"
+        )
+    if not _spans_plane(g):
         raise ValueError(
             f"{name} are (nearly) collinear: strain needs two reflections more than "
-            f"{MIN_RECIPROCAL_ANGLE:g}° apart, got {np.round(g_ref, 4).tolist()} 1/nm"
+            f"{MIN_RECIPROCAL_ANGLE:g}° apart, got {np.round(g, 4).tolist()} 1/nm"
         )
 
 
@@ -159,7 +213,7 @@ def strain_from_g(gy, gx, reference) -> dict:
         the number of local reflections.
     """
     g_ref = as_reflections(reference, name="reference")
-    _check_basis(g_ref, "reflections")
+    check_independent(g_ref)
     if np.shape(gy)[0] != g_ref.shape[0] or np.shape(gx) != np.shape(gy):
         raise ValueError(
             f"reference has {g_ref.shape[0]} reflections but the local components have "
@@ -235,7 +289,7 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
     refl = as_reflections(maps.reflections, name="reflections")
-    _check_basis(refl, "reflections")
+    check_independent(refl)
     if reference is None:
         g_ref = refl
     elif (isinstance(reference, tuple) and all(isinstance(s, slice) for s in reference)) or (
@@ -249,7 +303,7 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
                 f"reference must have one (gy, gx) per reflection, shape {refl.shape}, "
                 f"got {g_ref.shape}"
             )
-    _check_basis(g_ref, "reflections")
+    check_independent(g_ref)
     gy, gx = _local_components(maps)
     comps = strain_from_g(gy, gx, g_ref)
     dtype = np.result_type(getattr(maps.d_spacing, "dtype", np.float64), np.float32)
