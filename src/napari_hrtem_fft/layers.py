@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .core.reciprocal import g_angle, g_spacing
+from .io import jsonable
 
 __all__ = [
     "KINDS",
@@ -144,21 +145,6 @@ def _units_tuple(units, ndim: int) -> tuple[str, ...]:
     return units
 
 
-def _jsonable(value):
-    """Parameters as JSON-friendly Python values (lists, floats, strings)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)
-
-
 def maps_to_layers(
     maps,
     *,
@@ -243,7 +229,8 @@ def maps_to_layers(
     reflections = np.asarray(maps.reflections, dtype=np.float64)
     ref_d = g_spacing(reflections)
     ref_angle = g_angle(reflections)
-    run = _jsonable(
+    # Layer metadata keeps every value as it is (NaN, long per-frame records).
+    run = jsonable(
         {
             "source": source,
             "window": maps.window,
@@ -255,7 +242,9 @@ def maps_to_layers(
             "parameters": dict(maps.parameters),
             "options": dict(options or {}),
             "version": __version__,
-        }
+        },
+        max_items=None,
+        allow_nan=True,
     )
 
     common = {

@@ -205,3 +205,24 @@ def test_npe2_writer_takes_napari_layer_state(tmp_path):
     assert mg.scale == pytest.approx((0.02, 0.02), rel=RTOL) and mg.name == "layer"
     with pytest.raises(FileExistsError):
         write_calibrated_tiff(str(tmp_path / "out.tif"), _image(), meta)
+
+
+def test_jsonable_plain_types_limits_and_nan():
+    from napari_hrtem_fft.io import jsonable
+
+    tree = {
+        1: (np.float32(0.5), np.int64(3), np.bool_(True), b"ab\x00"),
+        "g": np.array([[1.0, np.nan]]),
+        "big": np.zeros(5),
+    }
+    out = jsonable(tree, max_items=4)
+    assert out == {
+        "1": [0.5, 3, True, "ab"],
+        "g": [[1.0, "nan"]],
+        "big": "<array shape=(5,) dtype=float64>",
+    }
+    json.dumps(out, allow_nan=False)
+    # Layer metadata: nothing cut, NaN kept as a float.
+    kept = jsonable(tree, max_items=None, allow_nan=True)
+    assert kept["big"] == [0.0] * 5 and kept["g"][0][0] == 1.0 and np.isnan(kept["g"][0][1])
+    assert type(kept["1"][1]) is int and type(kept["1"][2]) is bool

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.statistics import statistics_text
-from ..layers import _jsonable, file_stem, result_info
+from ..io import jsonable
+from ..layers import file_stem, result_info
 
 __all__ = ["export_results", "planned_files"]
 
@@ -106,7 +107,7 @@ def export_results(
     for name, layer in files.items():
         if layer is None:
             continue
-        info = result_info(layer)
+        params = jsonable(dict(result_info(layer)), max_items=None, allow_nan=True)
         data = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
         path = directory / name
         units = [str(u) for u in getattr(layer, "units", ("nm",) * layer.ndim)]
@@ -116,10 +117,10 @@ def export_results(
             scale=tuple(float(s) for s in layer.scale),
             units=units,
             translate=tuple(float(t) for t in layer.translate),
-            metadata={"layer": layer.name, **_jsonable(dict(info))},
+            metadata={"layer": layer.name, **params},
             name=layer.name,
         )
-        layer_params[name] = {"layer": layer.name, **_jsonable(dict(info))}
+        layer_params[name] = {"layer": layer.name, **params}
         written.append(path)
 
     csv_path = directory / STATISTICS_FILE
@@ -130,7 +131,10 @@ def export_results(
     json_path = directory / PARAMETERS_FILE
     with open(json_path, "x", encoding="utf-8") as fh:
         json.dump(
-            {"source": _jsonable(dict(source or {})), "layers": layer_params},
+            {
+                "source": jsonable(dict(source or {}), max_items=None, allow_nan=True),
+                "layers": layer_params,
+            },
             fh,
             indent=2,
             ensure_ascii=False,
