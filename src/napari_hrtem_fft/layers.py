@@ -29,6 +29,7 @@ from .io import jsonable
 
 __all__ = [
     "KINDS",
+    "PICKER_KEY",
     "RESULT_KEY",
     "contrast_limits",
     "file_stem",
@@ -41,6 +42,10 @@ __all__ = [
 
 #: Key of the plugin's entry in a result layer's ``metadata``.
 RESULT_KEY = "napari_hrtem_fft"
+
+#: Metadata key marking the reflection picker's own layers (its value says which:
+#: ``"reflections"``, ``"region"``, ``"outline"``, ``"fft"``).
+PICKER_KEY = "napari_hrtem_fft_picker"
 
 #: Map kinds :func:`maps_to_layers` can produce, in the order layers are added.
 KINDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma", "strain")

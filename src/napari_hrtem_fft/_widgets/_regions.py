@@ -13,12 +13,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CLOSED_SHAPES", "is_region_layer", "labels_mask", "shape_polygons", "shapes_mask"]
+from ..layers import PICKER_KEY
+
+__all__ = [
+    "CLOSED_SHAPES",
+    "is_region_layer",
+    "labels_mask",
+    "region_choices",
+    "shape_polygons",
+    "shapes_mask",
+    "watch_edits",
+]
 
 #: Shape types that enclose an area (lines and paths do not).
 CLOSED_SHAPES = ("rectangle", "polygon", "ellipse")
-
-_PICKER_KEY = "napari_hrtem_fft_picker"
 
 # Vertices of the polygon that stands for an ellipse: far below a map pixel of error
 # for any ellipse drawn on a map.
@@ -34,7 +42,41 @@ def is_region_layer(layer) -> bool:
 
     if isinstance(layer, Labels):
         return True
-    return isinstance(layer, Shapes) and layer.metadata.get(_PICKER_KEY) != "outline"
+    return isinstance(layer, Shapes) and layer.metadata.get(PICKER_KEY) != "outline"
+
+
+def region_choices(layers) -> list[tuple[str, object]]:
+    """``(label, layer)`` of every region layer, for a combo box: ``"name (shapes)"``."""
+    from napari.layers import Labels
+
+    return [
+        (f"{layer.name} ({'labels' if isinstance(layer, Labels) else 'shapes'})", layer)
+        for layer in layers
+        if is_region_layer(layer)
+    ]
+
+
+def watch_edits(watched: list, layer, callback) -> list:
+    """Call ``callback`` when ``layer`` is edited, instead of the layers in ``watched``.
+
+    Edits are data events (Shapes and Labels) and paint events (Labels).  Returns the
+    new list of watched layers, to pass again on the next change; a layer already
+    watched stays connected once.
+    """
+    from napari.layers import Labels, Shapes
+
+    if any(old is layer for old in watched):
+        return watched
+    for old in watched:
+        old.events.data.disconnect(callback)
+        if isinstance(old, Labels):
+            old.events.paint.disconnect(callback)
+    if not isinstance(layer, Shapes | Labels):
+        return []
+    layer.events.data.connect(callback)
+    if isinstance(layer, Labels):
+        layer.events.paint.connect(callback)
+    return [layer]
 
 
 def _ellipse(corners: np.ndarray) -> np.ndarray:

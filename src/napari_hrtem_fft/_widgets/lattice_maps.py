@@ -30,11 +30,11 @@ from magicgui.widgets import (
     SpinBox,
     create_widget,
 )
-from napari.layers import Image, Labels, Points, Shapes
+from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 
 from ..core.statistics import reflection_statistics
-from ..layers import find_result_layers, maps_to_layers, result_info, result_stacks
+from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_info, result_stacks
 from ._analysis import (
     SMOOTHING_METHODS,
     AnalysisFailure,
@@ -45,15 +45,18 @@ from ._analysis import (
     run_analysis,
     run_movie_analysis,
 )
-from ._calibration import layer_pixel_size
-from ._regions import is_region_layer, labels_mask, shapes_mask
+from ._common import (
+    button_row,
+    layer_or_override_pixel_size,
+    pixel_size_field,
+    show_calibration,
+)
+from ._regions import labels_mask, region_choices, shapes_mask
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["LatticeMapWidget"]
-
-_PICKER_KEY = "napari_hrtem_fft_picker"
 
 #: Metadata key of a drift-corrected copy made by the widget.
 DRIFT_KEY = "napari_hrtem_fft_drift"
@@ -119,13 +122,8 @@ class LatticeMapWidget(Container):
             options={"tooltip": "Image or movie layer to analyse."},
         )
         self._calibration = Label(label="calibration", tooltip="Pixel size used, in nm.")
-        self._pixel_size = FloatSpinBox(
-            label="pixel size (nm)",
-            value=0.02,
-            min=1e-5,
-            max=1e3,
-            step=1e-4,
-            tooltip="nm per pixel, used only when the image layer has no calibration.",
+        self._pixel_size = pixel_size_field(
+            "nm per pixel, used only when the image layer has no calibration."
         )
         self._reflections = ComboBox(
             label="reflections",
@@ -282,10 +280,7 @@ class LatticeMapWidget(Container):
         ]
         self._run = PushButton(text="Run", tooltip="Start the analysis in the background.")
         self._cancel = PushButton(text="Cancel", tooltip="Stop the running analysis.")
-        self._buttons = Container(
-            widgets=[self._run, self._cancel], layout="horizontal", labels=False
-        )
-        self._buttons.margins = (0, 0, 0, 0)
+        self._buttons = button_row(self._run, self._cancel)
         self._progress = ProgressBar(
             label="progress",
             value=0,
@@ -352,7 +347,7 @@ class LatticeMapWidget(Container):
         layers = [
             layer
             for layer in self._viewer.layers
-            if isinstance(layer, Points) and layer.metadata.get(_PICKER_KEY) != "region"
+            if isinstance(layer, Points) and layer.metadata.get(PICKER_KEY) != "region"
         ]
         window = getattr(self._viewer, "window", None)
         docks = getattr(window, "dock_widgets", None) or {}
@@ -365,16 +360,12 @@ class LatticeMapWidget(Container):
     def _reflection_choices(self, widget=None) -> list[tuple[str, Points]]:
         out = []
         for layer in self.reflection_sources():
-            where = " (FFT picker)" if layer.metadata.get(_PICKER_KEY) else ""
+            where = " (FFT picker)" if layer.metadata.get(PICKER_KEY) else ""
             out.append((f"{layer.name}{where}", layer))
         return out
 
     def _track_region_choices(self, widget=None) -> list[tuple[str, object]]:
-        return [
-            (f"{layer.name} ({'labels' if isinstance(layer, Labels) else 'shapes'})", layer)
-            for layer in self._viewer.layers
-            if is_region_layer(layer)
-        ]
+        return region_choices(self._viewer.layers)
 
     def reset_choices(self, *args) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
@@ -383,7 +374,7 @@ class LatticeMapWidget(Container):
         if self._reflections.value is None or previous is None:
             # Prefer the picker's layer when nothing was chosen yet.
             for _, layer in self._reflection_choices():
-                if layer.metadata.get(_PICKER_KEY) == "reflections":
+                if layer.metadata.get(PICKER_KEY) == "reflections":
                     self._reflections.value = layer
                     break
 
@@ -391,9 +382,7 @@ class LatticeMapWidget(Container):
 
     def pixel_size(self) -> float:
         """nm per pixel: the image layer's calibration, or the override field."""
-        layer = self._image.value
-        calibrated = layer_pixel_size(layer) if layer is not None else None
-        return calibrated if calibrated is not None else float(self._pixel_size.value)
+        return layer_or_override_pixel_size(self._image.value, self._pixel_size)
 
     def options(self) -> AnalysisOptions:
         """The options set in the widget (raises ValueError if inconsistent)."""
@@ -435,16 +424,7 @@ class LatticeMapWidget(Container):
             self._first.max = self._last.max = last
             self._last.value = last
             self._first.value = 0
-        if layer is None:
-            self._calibration.value = "no image layer"
-            self._pixel_size.enabled = False
-            return
-        calibrated = layer_pixel_size(layer)
-        self._pixel_size.enabled = calibrated is None
-        if calibrated is None:
-            self._calibration.value = "none: enter the pixel size below"
-        else:
-            self._calibration.value = f"{calibrated:.5g} nm/pixel (from the layer)"
+        show_calibration(layer, self._calibration, self._pixel_size)
 
     def _on_reflections_changed(self, event=None) -> None:
         layer = self._reflections.value

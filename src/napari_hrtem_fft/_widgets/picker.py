@@ -17,30 +17,34 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FloatSpinBox,
     Label,
     PushButton,
     SpinBox,
-    Table,
     create_widget,
 )
 from napari.layers import Image, Points
 from napari.layers.base import ActionType
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QAbstractItemView
 
 from ..core.reciprocal import g_angle, g_spacing
-from ._calibration import camera_of, current_plane, layer_pixel_size, world_to_pixel
+from ..layers import PICKER_KEY
+from ._calibration import camera_of, current_plane, world_to_pixel
+from ._common import (
+    button_row,
+    debounce_timer,
+    fill_table,
+    layer_or_override_pixel_size,
+    pixel_size_field,
+    read_only_table,
+    show_calibration,
+)
 from ._fft_view import FFTView
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["ReflectionPickerWidget"]
-
-#: metadata key marking the layers this widget owns in the main viewer / FFT view.
-PICKER_KEY = "napari_hrtem_fft_picker"
 
 REGION_LAYER = "FFT region"
 OUTLINE_LAYER = "FFT window"
@@ -116,16 +120,9 @@ class ReflectionPickerWidget(Container):
             label="calibration",
             tooltip="Pixel size read from the layer's scale and units.",
         )
-        self._pixel_size = FloatSpinBox(
-            label="pixel size (nm)",
-            value=0.02,
-            min=1e-5,
-            max=1e3,
-            step=1e-4,
-            tooltip=(
-                "nm per pixel, used only when the image layer has no calibration "
-                "(units px/pixel, or scale 1)."
-            ),
+        self._pixel_size = pixel_size_field(
+            "nm per pixel, used only when the image layer has no calibration "
+            "(units px/pixel, or scale 1)."
         )
         self._window = SpinBox(
             label="window (px)",
@@ -179,21 +176,17 @@ class ReflectionPickerWidget(Container):
         )
         self._delete = PushButton(text="Delete selected", tooltip="Remove the selected points.")
         self._clear = PushButton(text="Clear", tooltip="Remove all reflections.")
-        self._point_buttons = Container(
-            widgets=[self._mode_add, self._mode_select, self._delete, self._clear],
-            layout="horizontal",
-            labels=False,
+        self._point_buttons = button_row(
+            self._mode_add, self._mode_select, self._delete, self._clear
         )
-        self._point_buttons.margins = (0, 0, 0, 0)
-        self._table = Table(
-            value={"data": [], "index": [], "columns": _TABLE_COLUMNS},
+        self._table = read_only_table(
+            _TABLE_COLUMNS,
             label="reflections",
             tooltip="The picked reflections: reciprocal vector, spacing and angle.",
+            min_height=120,
+            plain_cells=False,
         )
-        self._table.read_only = True
         self._table.native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self._table.min_height = 120
-        self._table.native.verticalHeader().setVisible(False)
         self._status = Label(value="", tooltip="What the picker did last.")
         self._status.native.setWordWrap(True)
         self._fft_view = FFTView(title="FFT")
@@ -241,12 +234,8 @@ class ReflectionPickerWidget(Container):
         camera_of(self._viewer).events.center.connect(self._on_view_moved)
         self._viewer.dims.events.current_step.connect(self._on_frame_changed)
         self._viewer.layers.events.removed.connect(self._on_layer_removed)
-        # Coalesce bursts (a dragged region point moves many times a second).  The
-        # timer is a child of the widget, so it dies with it.
-        self._refresh_timer = QTimer(self.native)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(60)
-        self._refresh_timer.timeout.connect(self._refresh)
+        # Coalesce bursts (a dragged region point moves many times a second).
+        self._refresh_timer = debounce_timer(self, 60, self._refresh)
 
     def _make_reflections_layer(self) -> Points:
         layer = self._fft_view.viewer.add_points(
@@ -297,9 +286,7 @@ class ReflectionPickerWidget(Container):
 
     def pixel_size(self) -> float:
         """Pixel size in nm: the layer's calibration, or the override field."""
-        layer = self._image.value
-        calibrated = layer_pixel_size(layer) if layer is not None else None
-        return calibrated if calibrated is not None else float(self._pixel_size.value)
+        return layer_or_override_pixel_size(self._image.value, self._pixel_size)
 
     # ---------------------------------------------------------------- geometry
 
@@ -366,18 +353,9 @@ class ReflectionPickerWidget(Container):
 
     def _on_image_changed(self, event=None) -> None:
         layer = self._image.value
-        if layer is None:
-            self._calibration.value = "no image layer"
-            self._pixel_size.enabled = False
-            return
-        calibrated = layer_pixel_size(layer)
-        if calibrated is None:
-            self._calibration.value = "none: enter the pixel size below"
-            self._pixel_size.enabled = True
-        else:
-            self._calibration.value = f"{calibrated:.5g} nm/pixel (from the layer)"
-            self._pixel_size.enabled = False
-        self._on_geometry_changed()
+        show_calibration(layer, self._calibration, self._pixel_size)
+        if layer is not None:
+            self._on_geometry_changed()
 
     def _on_geometry_changed(self, event=None) -> None:
         self._refresh_timer.start()
@@ -640,5 +618,4 @@ class ReflectionPickerWidget(Container):
             ]
             for k in range(n)
         ]
-        self._table.value = {"data": rows, "index": list(range(n)), "columns": _TABLE_COLUMNS}
-        self._table.native.resizeColumnsToContents()
+        fill_table(self._table, rows, _TABLE_COLUMNS)

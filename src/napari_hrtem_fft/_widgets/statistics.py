@@ -11,16 +11,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, Table, create_widget
+from magicgui.widgets import ComboBox, Container, Label, PushButton, create_widget
 from napari.layers import Labels
 from napari.utils.notifications import show_info
-from qtpy.QtCore import QTimer
 from qtpy.QtGui import QGuiApplication
-from qtpy.QtWidgets import QStyledItemDelegate
 
 from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, statistics_text
-from ..layers import find_result_layers, result_info, result_stacks
+from ..layers import find_result_layers, result_stacks
+from ._common import (
+    debounce_timer,
+    default_to_last,
+    fill_table,
+    read_only_table,
+    result_sources,
+)
 from ._plot import dark_canvas, style_axes, style_legend
+from ._regions import watch_edits
 
 if TYPE_CHECKING:
     import napari
@@ -88,17 +94,11 @@ class LatticeStatisticsWidget(Container):
                 )
             },
         )
-        self._table = Table(
-            value={"data": [], "index": [], "columns": list(_HEADERS)},
-            label="",
+        self._table = read_only_table(
+            _HEADERS,
             tooltip="Inside the crystal mask (NaN pixels are left out); d in Å, angles in °.",
+            min_height=235,
         )
-        self._table.read_only = True
-        self._table.native.verticalHeader().setVisible(False)
-        # Show the cells as formatted here (magicgui's delegate reformats numbers,
-        # e.g. a standard deviation of 0.0106 Å as 1.060e-02).
-        self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
-        self._table.min_height = 235
         self._copy = PushButton(
             text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
         )
@@ -122,26 +122,17 @@ class LatticeStatisticsWidget(Container):
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         # Painting a region fires many events; recompute once it pauses.
-        self._timer = QTimer(self.native)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(150)
-        self._timer.timeout.connect(self.update_statistics)
+        self._timer = debounce_timer(self, 150, self.update_statistics)
 
     # --------------------------------------------------------------- choices
 
     def _source_choices(self, widget=None) -> list[str]:
-        sources = []
-        for layer in find_result_layers(self._viewer.layers):
-            source = result_info(layer).get("source")
-            if source is not None and source not in sources:
-                sources.append(source)
-        return sources
+        return result_sources(self._viewer.layers)
 
     def reset_choices(self, *args) -> None:
         """Refresh the lists (napari calls this when layers change)."""
         super().reset_choices(*args)
-        if self._source.value is None and self._source.choices:
-            self._source.value = self._source.choices[-1]
+        default_to_last(self._source)
 
     # ----------------------------------------------------------------- events
 
@@ -153,15 +144,7 @@ class LatticeStatisticsWidget(Container):
         self._schedule()
 
     def _on_regions_changed(self, event=None) -> None:
-        for layer in self._watched:
-            layer.events.data.disconnect(self._schedule)
-            layer.events.paint.disconnect(self._schedule)
-        self._watched = []
-        layer = self._regions.value
-        if layer is not None:
-            layer.events.data.connect(self._schedule)
-            layer.events.paint.connect(self._schedule)
-            self._watched = [layer]
+        self._watched = watch_edits(self._watched, self._regions.value, self._schedule)
         self._schedule()
 
     def _on_copy(self, event=None) -> None:
@@ -214,13 +197,9 @@ class LatticeStatisticsWidget(Container):
                 return value
             return f"{value:.4f}" if column.startswith("d ") else f"{value:.2f}"
 
-        data = [[cell(c, row[c]) for c in COLUMNS] for row in self.rows]
-        self._table.value = {
-            "data": data,
-            "index": list(range(len(data))),
-            "columns": list(_HEADERS),
-        }
-        self._table.native.resizeColumnsToContents()
+        fill_table(
+            self._table, [[cell(c, row[c]) for c in COLUMNS] for row in self.rows], _HEADERS
+        )
 
     def _draw_histogram(self, d, regions) -> None:
         ax = self._axes

@@ -26,17 +26,22 @@ from magicgui.widgets import (
     Label,
     PushButton,
     SpinBox,
-    Table,
 )
 from napari.layers import Labels, Shapes
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
 from qtpy.QtGui import QGuiApplication
-from qtpy.QtWidgets import QStyledItemDelegate
 
 from ..layers import find_result_layers, layer_values, result_info, result_stacks
+from ._common import (
+    button_row,
+    debounce_timer,
+    default_to_last,
+    fill_table,
+    read_only_table,
+    result_sources,
+)
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
-from ._regions import is_region_layer, labels_mask, shapes_mask
+from ._regions import labels_mask, region_choices, shapes_mask, watch_edits
 
 if TYPE_CHECKING:
     import napari
@@ -203,16 +208,11 @@ class TimeTraceWidget(Container):
                 "first analysed frame, with the measured drift in every frame."
             ),
         )
-        self._table = Table(
-            value={"data": [], "index": [], "columns": []},
-            label="",
+        self._table = read_only_table(
+            [],
             tooltip="Per frame: median and standard deviation of d (Å), pixels used, strain.",
+            min_height=160,
         )
-        self._table.read_only = True
-        self._table.native.verticalHeader().setVisible(False)
-        # Cells as formatted here, not reformatted by magicgui's number delegate.
-        self._table.native.setItemDelegate(QStyledItemDelegate(self._table.native))
-        self._table.min_height = 160
         self._copy = PushButton(
             text="Copy", tooltip="Copy the full trace as tab-separated text (for Excel)."
         )
@@ -226,10 +226,7 @@ class TimeTraceWidget(Container):
             text="Export CSV",
             tooltip="Write the trace (units and reflections in # header lines).",
         )
-        self._buttons = Container(
-            widgets=[self._copy, self._export], layout="horizontal", labels=False
-        )
-        self._buttons.margins = (0, 0, 0, 0)
+        self._buttons = button_row(self._copy, self._export)
         self._status = Label(label="", value="")
         self._figure, self._canvas = dark_canvas(
             (4.0, 3.4),
@@ -264,34 +261,21 @@ class TimeTraceWidget(Container):
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.dims.events.current_step.connect(self._draw_cursor)
         # Editing a region fires many events; recompute once it pauses.
-        self._timer = QTimer(self.native)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(150)
-        self._timer.timeout.connect(self.update_trace)
+        self._timer = debounce_timer(self, 150, self.update_trace)
 
     # --------------------------------------------------------------- choices
 
     def _source_choices(self, widget=None) -> list[str]:
-        sources = []
-        for layer in find_result_layers(self._viewer.layers):
-            source = result_info(layer).get("source")
-            if layer.ndim == 3 and source is not None and source not in sources:
-                sources.append(source)
-        return sources
+        return result_sources(self._viewer.layers, ndim=3)
 
     def _region_choices(self, widget=None) -> list[tuple[str, object]]:
-        choices = [("everything", _EVERYTHING), ("crystal mask (each frame)", _CRYSTAL)]
-        for layer in self._viewer.layers:
-            if is_region_layer(layer):
-                kind = "labels" if isinstance(layer, Labels) else "shapes"
-                choices.append((f"{layer.name} ({kind})", layer))
-        return choices
+        fixed = [("everything", _EVERYTHING), ("crystal mask (each frame)", _CRYSTAL)]
+        return fixed + region_choices(self._viewer.layers)
 
     def reset_choices(self, *args) -> None:
         """Refresh the lists (napari calls this when layers change)."""
         super().reset_choices(*args)
-        if self._source.value is None and self._source.choices:
-            self._source.value = self._source.choices[-1]
+        default_to_last(self._source)
 
     # ----------------------------------------------------------------- events
 
@@ -304,17 +288,7 @@ class TimeTraceWidget(Container):
 
     def _on_region_changed(self, event=None) -> None:
         region = self._region.value
-        if not any(layer is region for layer in self._watched):
-            for layer in self._watched:
-                layer.events.data.disconnect(self._schedule)
-                if isinstance(layer, Labels):
-                    layer.events.paint.disconnect(self._schedule)
-            self._watched = []
-            if isinstance(region, Shapes | Labels):
-                region.events.data.connect(self._schedule)
-                if isinstance(region, Labels):
-                    region.events.paint.connect(self._schedule)
-                self._watched = [region]
+        self._watched = watch_edits(self._watched, region, self._schedule)
         self._label.enabled = isinstance(region, Labels)
         self._schedule()
 
@@ -441,7 +415,7 @@ class TimeTraceWidget(Container):
     def _fill_table(self) -> None:
         trace = self.trace
         if trace is None:
-            self._table.value = {"data": [], "index": [], "columns": []}
+            fill_table(self._table, [], [])
             return
         n = trace.reflections.shape[0]
         columns = ["frame"] + (["t (s)"] if trace.times is not None else [])
@@ -465,8 +439,7 @@ class TimeTraceWidget(Container):
                 row += [f"{100 * trace[f'{c}_median'][i]:.3f}" for c in _STRAIN[:3]]
                 row.append(f"{trace['rotation_median'][i]:.3f}")
             rows.append(row)
-        self._table.value = {"data": rows, "index": list(range(len(rows))), "columns": columns}
-        self._table.native.resizeColumnsToContents()
+        fill_table(self._table, rows, columns)
 
     def _x_values(self) -> tuple[np.ndarray, str]:
         trace = self.trace

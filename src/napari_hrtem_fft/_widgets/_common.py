@@ -1,0 +1,119 @@
+"""Small building blocks shared by the docks: calibration row, button rows, tables,
+debounce timers and layer choices.
+
+Each dock builds its own form from these; they hold no state of their own.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import Container, FloatSpinBox, Label, Table
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QStyledItemDelegate
+
+from ..layers import find_result_layers, result_info
+from ._calibration import layer_pixel_size
+
+__all__ = [
+    "button_row",
+    "debounce_timer",
+    "default_to_last",
+    "fill_table",
+    "layer_or_override_pixel_size",
+    "pixel_size_field",
+    "read_only_table",
+    "result_sources",
+    "show_calibration",
+]
+
+
+def pixel_size_field(tooltip: str) -> FloatSpinBox:
+    """The 'pixel size (nm)' field, used when the image layer has no calibration."""
+    return FloatSpinBox(
+        label="pixel size (nm)", value=0.02, min=1e-5, max=1e3, step=1e-4, tooltip=tooltip
+    )
+
+
+def show_calibration(layer, label: Label, override: FloatSpinBox) -> None:
+    """Show the layer's calibration in ``label``; enable ``override`` only without one."""
+    if layer is None:
+        label.value = "no image layer"
+        override.enabled = False
+        return
+    calibrated = layer_pixel_size(layer)
+    override.enabled = calibrated is None
+    if calibrated is None:
+        label.value = "none: enter the pixel size below"
+    else:
+        label.value = f"{calibrated:.5g} nm/pixel (from the layer)"
+
+
+def layer_or_override_pixel_size(layer, override: FloatSpinBox) -> float:
+    """Pixel size in nm: the layer's calibration, or the override field's value."""
+    calibrated = layer_pixel_size(layer) if layer is not None else None
+    return calibrated if calibrated is not None else float(override.value)
+
+
+def button_row(*buttons) -> Container:
+    """Buttons side by side, without a label column or margins."""
+    row = Container(widgets=list(buttons), layout="horizontal", labels=False)
+    row.margins = (0, 0, 0, 0)
+    return row
+
+
+def read_only_table(
+    columns, *, tooltip: str, min_height: int, label: str = "", plain_cells: bool = True
+) -> Table:
+    """An empty read-only table without row numbers.
+
+    ``plain_cells``: show the cells as the dock formatted them (magicgui's default
+    delegate reformats numbers, e.g. a standard deviation of 0.0106 Å as 1.060e-02).
+    """
+    table = Table(
+        value={"data": [], "index": [], "columns": list(columns)}, label=label, tooltip=tooltip
+    )
+    table.read_only = True
+    table.native.verticalHeader().setVisible(False)
+    if plain_cells:
+        table.native.setItemDelegate(QStyledItemDelegate(table.native))
+    table.min_height = min_height
+    return table
+
+
+def fill_table(table: Table, rows: list, columns) -> None:
+    """Replace the table's rows and fit the columns to their contents."""
+    table.value = {"data": rows, "index": list(range(len(rows))), "columns": list(columns)}
+    table.native.resizeColumnsToContents()
+
+
+def debounce_timer(widget, milliseconds: int, slot) -> QTimer:
+    """A single-shot timer: each ``start()`` postpones ``slot`` by ``milliseconds``.
+
+    Bursts of events (a dragged point, painting a region) then cost one update.  The
+    timer is a child of ``widget.native``, so it dies with the dock.
+    """
+    timer = QTimer(widget.native)
+    timer.setSingleShot(True)
+    timer.setInterval(milliseconds)
+    timer.timeout.connect(slot)
+    return timer
+
+
+def result_sources(layers, *, ndim: int | None = None) -> list[str]:
+    """Names of the analysed images that have result layers among ``layers``, in order.
+
+    ``ndim``: only result layers of that many dimensions (3 for the maps of a movie).
+    """
+    sources = []
+    for layer in find_result_layers(layers):
+        source = result_info(layer).get("source")
+        if ndim is not None and layer.ndim != ndim:
+            continue
+        if source is not None and source not in sources:
+            sources.append(source)
+    return sources
+
+
+def default_to_last(combo) -> None:
+    """Choose the last entry of a combo box that has no value yet (the newest maps)."""
+    if combo.value is None and combo.choices:
+        combo.value = combo.choices[-1]
