@@ -313,6 +313,8 @@ def test_to_zarr_round_trip_and_no_overwrite(tmp_path):
     np.testing.assert_allclose(back.reflections, REFL)
     with pytest.raises(FileExistsError):
         to_zarr(result, store)
+    with pytest.raises(ValueError, match="frames_per_batch"):
+        to_zarr(result, tmp_path / "other.zarr", frames_per_batch=0)
     to_zarr(computed, store, overwrite=True)  # numpy maps too
     batched = to_zarr(result, tmp_path / "batched.zarr", frames_per_batch=1)
     np.testing.assert_array_equal(batched["angle"][...], computed.angle)

@@ -1061,6 +1061,8 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_
         If the store exists and ``overwrite`` is False.
     TypeError
         If ``maps`` has the wrong type.
+    ValueError
+        If ``frames_per_batch`` is not a positive integer, ``"auto"`` or None.
     """
     import dask
     import dask.array as da
@@ -1070,6 +1072,15 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_
         movie, maps = maps, maps.maps
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
+    if not (
+        frames_per_batch is None
+        or frames_per_batch == "auto"
+        or (isinstance(frames_per_batch, numbers.Integral) and frames_per_batch >= 1)
+    ):
+        raise ValueError(
+            "frames_per_batch must be a positive integer, 'auto' or None, "
+            f"got {frames_per_batch!r}"
+        )
     root = _open_store(store, overwrite)
     _write_record(root, maps, movie)
     sources, targets = [], []
