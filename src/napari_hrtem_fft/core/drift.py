@@ -193,8 +193,11 @@ def register_frames(
 ) -> np.ndarray:
     """Rigid drift of every frame by sub-pixel phase correlation.
 
-    Frames of a dask (or other lazy) stack are computed one at a time, so memory stays at
-    a few frames whatever the length of the movie.
+    Phase correlation weighted by the signal-to-noise ratio of each Fourier bin, with
+    tapers that move with the content and without the Bragg reflections (lattice
+    fringes move with strain, not only with drift): see ``docs/movies.md``.  Frames of a
+    dask (or other lazy) stack are computed one at a time, so memory stays at a few
+    frames whatever the length of the movie.
 
     Parameters
     ----------
@@ -207,13 +210,17 @@ def register_frames(
         up as a random walk).  ``"mean"``: register to the mean of the frames aligned by a
         first ``"previous"`` pass (less noise; reads the stack twice).
     upsample : int
-        Sub-pixel refinement factor: the shift is found to ``1/upsample`` pixel.
+        Sub-pixel refinement factor: the correlation peak is sampled every
+        ``1/upsample`` pixel around the integer peak, then placed between samples by a
+        parabola.
     max_shift : float, optional
         Largest shift (pixels, per axis) between a frame and its reference; guards against
         locking onto a lattice period on crystal-dominated frames.
-    window : {"hann", "tukey"}, array or None
+    window : {"tukey", "hann"}, array or None
         Apodisation applied to each frame before its FFT, so that the frame edges (which
-        do not move with the content) do not dominate the correlation; ``None`` disables it.
+        do not move with the content) do not dominate the correlation.  A named taper is
+        moved with the estimated shift (unbiased); a given ``(y, x)`` array is applied
+        as is; ``None`` disables it.
 
     Returns
     -------
