@@ -27,12 +27,7 @@ def test_progress_then_masked_maps(sample):
         options=AnalysisOptions(window=64, step=16),
     )
     steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            maps = stop.value
-            break
+    maps = run_to_end(gen, on_step=steps.append)
     assert all(isinstance(p, Progress) for p in steps)
     assert steps[-1].done == steps[-1].total and steps[-1].message == "crystal mask"
     done = [p.done for p in steps]

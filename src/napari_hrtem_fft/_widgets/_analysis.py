@@ -127,6 +127,16 @@ class AnalysisOptions:
         """The options as a plain dict (for metadata and JSON)."""
         return dataclasses.asdict(self)
 
+    def engine_options(self) -> dict:
+        """The keyword arguments of the engine (``analyze``, ``iter_analyze_movie``)."""
+        return {
+            "window": self.window,
+            "step": self.step,
+            "search": self.search,
+            "refine": self.refine,
+            "compute_strain": self.compute_strain,
+        }
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -275,16 +285,7 @@ def run_analysis(
         lazy_image = image.rechunk(chunks)
     else:
         lazy_image = da.from_array(np.asarray(image), chunks=chunks)
-    lazy = analyze(
-        lazy_image,
-        reflections,
-        pixel_size=pixel_size,
-        window=options.window,
-        step=options.step,
-        search=options.search,
-        refine=options.refine,
-        compute_strain=options.compute_strain,
-    )
+    lazy = analyze(lazy_image, reflections, pixel_size=pixel_size, **options.engine_options())
     arrays = _lazy_arrays(lazy)
     post_steps = int(options.crystal_mask) + int(options.intensity_mask)
     post_steps += int(options.smoothing != "none")
@@ -600,15 +601,11 @@ def run_movie_analysis(
         source,
         reflections,
         pixel_size=pixel_size,
-        window=options.window,
-        step=options.step,
-        search=options.search,
         track=bool(track) and len(frames) > 1,
         frames=analysed,
         region=region,
         drift=drift_arg,
-        refine=options.refine,
-        compute_strain=options.compute_strain,
+        **options.engine_options(),
     )
     collected = _MovieMaps(len(frames))
     used, found, blank = [], [], []
@@ -693,10 +690,15 @@ def reporting_errors(generator: Generator) -> Generator[Progress, None, object]:
         return AnalysisFailure(exc)
 
 
-def run_to_end(generator: Generator) -> object:
-    """Exhaust a :func:`run_analysis` generator and return its result (scripts, demo)."""
+def run_to_end(generator: Generator, on_step=None) -> object:
+    """Exhaust a :func:`run_analysis` generator and return its result (scripts, demo).
+
+    ``on_step``: called with every item the generator yields (e.g. each Progress).
+    """
     while True:
         try:
-            next(generator)
+            step = next(generator)
         except StopIteration as stop:
             return stop.value
+        if on_step is not None:
+            on_step(step)

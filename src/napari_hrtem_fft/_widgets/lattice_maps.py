@@ -44,6 +44,7 @@ from ._analysis import (
     reporting_errors,
     run_analysis,
     run_movie_analysis,
+    run_to_end,
 )
 from ._common import (
     button_row,
@@ -602,13 +603,7 @@ class LatticeMapWidget(Container):
         """
         inputs = self._inputs()
         self._run_started = time.perf_counter()
-        generator = self._generator(inputs)
-        while True:
-            try:
-                self._on_progress(next(generator))
-            except StopIteration as stop:
-                result = stop.value
-                break
+        result = run_to_end(self._generator(inputs), on_step=self._on_progress)
         return self._show_result(result, inputs)
 
     def cancel(self) -> None:
