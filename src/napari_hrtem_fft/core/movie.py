@@ -181,12 +181,6 @@ def _map_shape(h: int, w: int, step: int) -> tuple[int, int]:
     return -(-h // step), -(-w // step)
 
 
-def _two_directions(refl: np.ndarray) -> bool:
-    unit = refl / np.hypot(refl[:, 0], refl[:, 1])[:, None]
-    cross = np.abs(unit[:, None, 0] * unit[None, :, 1] - unit[:, None, 1] * unit[None, :, 0])
-    return bool(np.any(cross > 0.1))
-
-
 # --------------------------------------------------------------------------- analysis
 
 
@@ -263,6 +257,8 @@ def iter_analyze_movie(
     ValueError, TypeError
         As :func:`analyze_movie`, at the call (before any frame is read).
     """
+    from .strain import has_two_directions
+
     t, h, w = _check_stack(stack)
     idx = _frame_indices(frames, t)
     refl = as_reflections(reflections)
@@ -281,7 +277,7 @@ def iter_analyze_movie(
             f"strain_reference must have one (gy, gx) per reflection, shape {refl.shape}, "
             f"got {reference.shape}"
         )
-    with_strain = bool(compute_strain) and _two_directions(reference)
+    with_strain = bool(compute_strain) and has_two_directions(reference)
     if not isinstance(min_windows, numbers.Integral) or min_windows < 1:
         raise ValueError(f"min_windows must be a positive integer, got {min_windows!r}")
     options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
@@ -637,8 +633,8 @@ class TimeTrace:
     stats : dict of str to numpy.ndarray
         ``"{quantity}_{statistic}"`` with quantity ``d`` (nm) or ``angle`` (degrees),
         shape ``(t, n)``, and ``exx``, ``eyy``, ``exy`` (dimensionless), ``rotation``
-        (degrees), shape ``(t,)``; statistic ``mean``, ``median``, ``std`` (sample
-        standard deviation, NaN below two values) or ``count`` (pixels used).
+        (degrees), shape ``(t,)``; statistic ``mean``, ``median``, ``std`` (standard
+        deviation, ddof=0 as in the statistics dock) or ``count`` (pixels used).
     units : dict of str to str
         Unit of each quantity.
     """
@@ -691,17 +687,19 @@ def _stats(values: np.ndarray, ok: np.ndarray) -> tuple[float, float, float, int
     count = int(v.size)
     if count == 0:
         return math.nan, math.nan, math.nan, 0
-    std = float(np.std(v, ddof=1)) if count > 1 else math.nan
-    return float(np.mean(v)), float(np.median(v)), std, count
+    # Population standard deviation (ddof=0), as in the statistics dock.
+    return float(np.mean(v)), float(np.median(v)), float(np.std(v)), count
 
 
 def _angle_stats(values: np.ndarray, ok: np.ndarray) -> tuple[float, float, float, int]:
     """Mean, median and spread of angles about their circular mean (no ±180° jump)."""
-    v = np.radians(values[ok].astype(np.float64))
+    from .statistics import circular_center
+
+    v = values[ok].astype(np.float64)
     if v.size == 0:
         return math.nan, math.nan, math.nan, 0
-    centre = math.degrees(math.atan2(np.mean(np.sin(v)), np.mean(np.cos(v))))
-    delta = _wrap_degrees(np.degrees(v) - centre)
+    centre = circular_center(v)
+    delta = _wrap_degrees(v - centre)
     mean, median, std, count = _stats(delta, np.ones(delta.shape, dtype=bool))
     return float(_wrap_degrees(centre + mean)), float(_wrap_degrees(centre + median)), std, count
 
@@ -895,7 +893,7 @@ def trace_to_csv(trace: TimeTrace, path, *, overwrite: bool = False) -> Path:
     header = [
         "# napari-hrtem-fft time trace: statistics per frame inside the region",
         "# units: d in nm, angle and rotation in degrees (counter-clockwise on screen), "
-        "strain dimensionless, time in s; std is the sample standard deviation; "
+        "strain dimensionless, time in s; std is the standard deviation (ddof=0); "
         "count is the number of map pixels used",
     ]
     d = g_spacing(trace.reflections)
@@ -1001,25 +999,6 @@ def compute_maps(maps, *, scheduler=None):
         strain=strain,
         parameters=dict(maps.parameters),
     )
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        value = float(obj)
-        return value if math.isfinite(value) else str(value)
-    if obj is None or isinstance(obj, str):
-        return obj
-    return repr(obj)
 
 
 def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_batch=None):
@@ -1216,7 +1195,9 @@ def _write_record(root, maps: LatticeMaps, movie: MovieResult | None) -> None:
             "found_per_frame": movie.found,
             "drift_px": movie.drift,
         }
-    root.attrs.update({"napari_hrtem_fft": _jsonable(record)})
+    from ..io import jsonable
+
+    root.attrs.update({"napari_hrtem_fft": jsonable(record, max_items=None)})
 
 
 def _create_map_array(root, name: str, shape, chunks, map_scale: float):
