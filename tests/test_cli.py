@@ -53,6 +53,11 @@ def _reflection_args(refl=REFL):
     return [f"--reflection={float(gy)!r},{float(gx)!r}" for gy, gx in refl]
 
 
+def _analyze(image, *options) -> int:
+    """Exit code of ``napari-hrtem-fft analyze IMAGE OPTIONS...``."""
+    return main(["analyze", str(image), *options])
+
+
 # A stand-in for core.engine.analyze with exactly known maps, so that the writing and
 # calibration are tested on their own (the real engine is exercised further below).
 def _fake_analyze(image, reflections, *, pixel_size, window=128, step=8, search=0.1):
@@ -125,18 +130,8 @@ def test_tiff_outputs_calibrated_with_record(tmp_path, lattice_tiff, fake_engine
     from napari_hrtem_fft.io import read_micrographs
 
     out = tmp_path / "res" / "maps.tif"
-    rc = main(
-        [
-            "analyze",
-            str(lattice_tiff),
-            *_reflection_args(),
-            "--window",
-            "64",
-            "--step",
-            "16",
-            "--out",
-            str(out),
-        ]
+    rc = _analyze(
+        lattice_tiff, *_reflection_args(), "--window", "64", "--step", "16", "--out", str(out)
     )
     assert rc == 0, capsys.readouterr().err
     expected = _fake_analyze(np.zeros((160, 192)), REFL, pixel_size=PIXEL, window=64, step=16)
@@ -186,19 +181,16 @@ def test_tiff_outputs_calibrated_with_record(tmp_path, lattice_tiff, fake_engine
 def test_zarr_output(tmp_path, lattice_tiff, fake_engine):
     zarr = pytest.importorskip("zarr")
     out = tmp_path / "maps.zarr"
-    rc = main(
-        [
-            "analyze",
-            str(lattice_tiff),
-            *_reflection_args(),
-            "--window",
-            "64",
-            "--step",
-            "16",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
+    rc = _analyze(
+        lattice_tiff,
+        *_reflection_args(),
+        "--window",
+        "64",
+        "--step",
+        "16",
+        "--out",
+        str(out),
+        "--quiet",
     )
     assert rc == 0
     root = zarr.open_group(str(out), mode="r")
@@ -254,18 +246,7 @@ def test_collinear_reflections_give_no_strain(tmp_path, lattice_tiff, fake_engin
     out = tmp_path / "maps.tif"
     refl = np.array([REFL[0], 2 * REFL[0]])
     assert (
-        main(
-            [
-                "analyze",
-                str(lattice_tiff),
-                *_reflection_args(refl),
-                "--window",
-                "64",
-                "--out",
-                str(out),
-                "-q",
-            ]
-        )
+        _analyze(lattice_tiff, *_reflection_args(refl), "--window", "64", "--out", str(out), "-q")
         == 0
     )
     assert (tmp_path / "maps_d_spacing_g2.tif").exists()
@@ -274,20 +255,17 @@ def test_collinear_reflections_give_no_strain(tmp_path, lattice_tiff, fake_engin
 
 def test_negative_values_and_short_option(tmp_path, lattice_tiff, fake_engine):
     out = tmp_path / "maps.tif"
-    rc = main(
-        [
-            "analyze",
-            str(lattice_tiff),
-            "--reflection",
-            "-4.02667521,1.9003397",
-            "-r",
-            "-0.89279269,5.06327894",
-            "--window",
-            "64",
-            "--out",
-            str(out),
-            "-q",
-        ]
+    rc = _analyze(
+        lattice_tiff,
+        "--reflection",
+        "-4.02667521,1.9003397",
+        "-r",
+        "-0.89279269,5.06327894",
+        "--window",
+        "64",
+        "--out",
+        str(out),
+        "-q",
     )
     assert rc == 0
     record = json.loads((tmp_path / "maps.json").read_text())
@@ -308,42 +286,27 @@ def test_negative_values_and_short_option(tmp_path, lattice_tiff, fake_engine):
     ],
 )
 def test_bad_arguments(tmp_path, lattice_tiff, capsys, args, code, message):
-    rc = main(["analyze", str(lattice_tiff), *args, "--out", str(tmp_path / "m.tif")])
+    rc = _analyze(lattice_tiff, *args, "--out", str(tmp_path / "m.tif"))
     assert rc == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
 def test_bad_output_suffix_and_missing_input(tmp_path, lattice_tiff, capsys):
-    assert main(["analyze", str(lattice_tiff), "-r", "1,2", "--out", str(tmp_path / "m.h5")]) == 2
+    assert _analyze(lattice_tiff, "-r", "1,2", "--out", str(tmp_path / "m.h5")) == 2
     assert ".zarr" in capsys.readouterr().err
     missing = tmp_path / "nope.dm4"
-    assert main(["analyze", str(missing), "-r", "1,2", "--out", str(tmp_path / "m.tif")]) == 3
+    assert _analyze(missing, "-r", "1,2", "--out", str(tmp_path / "m.tif")) == 3
     assert "nope.dm4" in capsys.readouterr().err
     junk = tmp_path / "junk.tif"
     junk.write_bytes(b"not a tiff at all")
-    assert main(["analyze", str(junk), "-r", "1,2", "--out", str(tmp_path / "m.tif")]) == 3
+    assert _analyze(junk, "-r", "1,2", "--out", str(tmp_path / "m.tif")) == 3
     assert "junk.tif" in capsys.readouterr().err
 
 
 def test_auto_uses_find_reflections(tmp_path, lattice_tiff, fake_engine):
     out = tmp_path / "maps.tif"
-    assert (
-        main(
-            [
-                "analyze",
-                str(lattice_tiff),
-                "--auto",
-                "3",
-                "--window",
-                "64",
-                "--out",
-                str(out),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert _analyze(lattice_tiff, "--auto", "3", "--window", "64", "--out", str(out), "-q") == 0
     record = json.loads((tmp_path / "maps.json").read_text())
     d = sorted(r["d_nm"] for r in record["reflections"])
     np.testing.assert_allclose(d, sorted(g_spacing(REFL)), rtol=1e-3)
@@ -353,21 +316,7 @@ def test_auto_uses_find_reflections(tmp_path, lattice_tiff, fake_engine):
 def test_auto_on_noise_exits_5(tmp_path, capsys):
     noise = np.random.default_rng(0).standard_normal((128, 128))
     path = _write_imagej_tiff(tmp_path / "noise.tif", noise)
-    assert (
-        main(
-            [
-                "analyze",
-                str(path),
-                "--auto",
-                "3",
-                "--window",
-                "64",
-                "--out",
-                str(tmp_path / "m.tif"),
-            ]
-        )
-        == 5
-    )
+    assert _analyze(path, "--auto", "3", "--window", "64", "--out", str(tmp_path / "m.tif")) == 5
     assert "no significant reflection" in capsys.readouterr().err
 
 
@@ -394,19 +343,8 @@ def test_end_to_end_dilated_lattice(tmp_path):
     )
     path = _write_imagej_tiff(tmp_path / "dilated.tif", image)
     out = tmp_path / "maps.tif"
-    rc = main(
-        [
-            "analyze",
-            str(path),
-            *_reflection_args(),
-            "--window",
-            "64",
-            "--step",
-            "16",
-            "--out",
-            str(out),
-            "-q",
-        ]
+    rc = _analyze(
+        path, *_reflection_args(), "--window", "64", "--step", "16", "--out", str(out), "-q"
     )
     assert rc == 0
     (d1,) = read_micrographs(tmp_path / "maps_d_spacing_g1.tif")
@@ -451,21 +389,7 @@ def test_real_pzo_file_end_to_end(tmp_path):
     if not path.exists():
         pytest.skip(f"shared test data not available: {path}")
     out = tmp_path / "pzo.tif"
-    rc = main(
-        [
-            "analyze",
-            str(path),
-            "--auto",
-            "2",
-            "--window",
-            "128",
-            "--step",
-            "16",
-            "--out",
-            str(out),
-            "-q",
-        ]
-    )
+    rc = _analyze(path, "--auto", "2", "--window", "128", "--step", "16", "--out", str(out), "-q")
     assert rc == 0
     from napari_hrtem_fft.io import read_micrographs
 
@@ -512,5 +436,5 @@ def test_anisotropic_pixels_refused(tmp_path, capsys):
 
     path = tmp_path / "aniso.tif"
     write_tiff(path, np.zeros((128, 128)), scale=(0.02, 0.03), units=("nm", "nm"))
-    assert main(["analyze", str(path), "-r", "1,2", "--out", str(tmp_path / "m.tif")]) == 3
+    assert _analyze(path, "-r", "1,2", "--out", str(tmp_path / "m.tif")) == 3
     assert "anisotropic" in capsys.readouterr().err

@@ -77,24 +77,24 @@ def _pair(text: str) -> tuple[float, float]:
     return values
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _positive(convert, what: str):
+    """An argparse type: ``convert(text)``, finite and above 0, else an error naming ``what``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        # Compared, not converted: a huge integer is fine, NaN and infinity are not.
+        if value is None or not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_positive_float = _positive(float, "a positive number")
+_positive_int = _positive(int, "a positive integer")
 
 
 def _frames_slice(text: str) -> slice:
