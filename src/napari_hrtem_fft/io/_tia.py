@@ -213,11 +213,7 @@ def _one(path: Path, ser_name: str, sig: dict, emi: Path | None, *, multi: bool)
             f"{ser_name} has no image calibration in its header "
             f"(it is not an image series?): {exc}",
         ) from exc
-    info = om.get("ObjectInfo", {})
-    mode = info.get("ExperimentalDescription", {}).get("Mode")
-    reciprocal, reason = decide_reciprocal(
-        mode, info.get("AcquireInfo"), abs(raw["CalibrationDeltaX"])
-    )
+    mode, reciprocal, reason = _space(om.get("ObjectInfo", {}), raw["CalibrationDeltaX"])
     unit = "1/m" if reciprocal else "m"
     try:
         data = eager_or_lazy(data)
@@ -225,37 +221,66 @@ def _one(path: Path, ser_name: str, sig: dict, emi: Path | None, *, multi: bool)
         raise MicrographReadError(path, f"cannot load the pixels of {ser_name}: {exc}") from exc
     data, notes = displayable(data)
     axes = rsciio_axes(sig["axes"], data.ndim, path)
-    # Pixel i is at Offset + (i - Element) * Delta; the first pixel's position is the
-    # translate. rsciio flips the rows (TIA stores them bottom-up) and keeps the
-    # offset of the y axis, and so do we.
-    axes[-2] = FileAxis(
-        raw["CalibrationDeltaY"],
-        raw["CalibrationOffsetY"] - elem["CalibrationElementY"] * raw["CalibrationDeltaY"],
-        unit,
-        "y",
-    )
-    axes[-1] = FileAxis(
-        raw["CalibrationDeltaX"],
-        raw["CalibrationOffsetX"] - elem["CalibrationElementX"] * raw["CalibrationDeltaX"],
-        unit,
-        "x",
-    )
+    # rsciio flips the rows (TIA stores them bottom-up) and keeps the offset of the y
+    # axis, and so do we.
+    calibration = {**raw, **elem}
+    axes[-2] = _image_axis(calibration, "y", unit)
+    axes[-1] = _image_axis(calibration, "x", unit)
     notes.append(f"real/reciprocal space from {reason}")
     notes.append(
         "offsets converted from SI units like the pixel size (rosettasciio 0.15 "
         "leaves them in metres)"
     )
-    if emi is None:
-        notes.append("no .emi beside the .ser: microscope metadata unavailable")
-    extra = {
+    extra = _ser_extra(ser_name, emi, mode)
+    times = np.ravel(hdr.get("Time", [])) if "Time" in hdr else np.array([])
+    if data.ndim == 3 and times.size == data.shape[0]:
+        extra["frame_times_s"] = (times.astype(float) - float(times[0])).tolist()
+    return _ser_micrograph(
+        data, axes, path, ser_name, emi, om, extra, notes, multi=multi, reciprocal=reciprocal
+    )
+
+
+def _space(object_info: dict, delta_x: float) -> tuple:
+    """TIA mode, whether the series is in reciprocal space, why, from its ObjectInfo."""
+    mode = object_info.get("ExperimentalDescription", {}).get("Mode")
+    reciprocal, reason = decide_reciprocal(mode, object_info.get("AcquireInfo"), abs(delta_x))
+    return mode, reciprocal, reason
+
+
+def _image_axis(calibration, letter: str, unit: str) -> FileAxis:
+    """Image axis ``letter`` ("y" or "x") from a TIA calibration record.
+
+    Pixel i is at Offset + (i - Element) * Delta; the first pixel's position is the
+    translate.
+    """
+    up = letter.upper()
+    delta = float(calibration[f"CalibrationDelta{up}"])
+    element = float(calibration[f"CalibrationElement{up}"])
+    return FileAxis(
+        delta, float(calibration[f"CalibrationOffset{up}"]) - element * delta, unit, letter
+    )
+
+
+def _ser_extra(ser_name: str, emi: Path | None, mode) -> dict:
+    """The reader metadata every TIA series records."""
+    return {
         "ser_file": ser_name,
         "emi_file": emi.name if emi else None,
         "tia_mode": mode,
         "rows_flipped": True,
     }
-    times = np.ravel(hdr.get("Time", [])) if "Time" in hdr else np.array([])
-    if data.ndim == 3 and times.size == data.shape[0]:
-        extra["frame_times_s"] = (times.astype(float) - float(times[0])).tolist()
+
+
+def _ser_micrograph(
+    data, axes, path: Path, ser_name: str, emi, om, extra, notes, *, multi, reciprocal
+):
+    """The Micrograph of one .ser series, named after it (or after the file opened).
+
+    ``om``, ``extra``, ``notes``: its original metadata, reader metadata and notes.
+    """
+    if emi is None:
+        notes.append("no .emi beside the .ser: microscope metadata unavailable")
+    unit = "1/m" if reciprocal else "m"
     name = Path(ser_name).stem if multi or path.suffix.lower() == ".ser" else path.stem
     return build_micrograph(
         data,
@@ -423,11 +448,9 @@ class _SerRows:
 
 
 def _series(path: Path, ser: Path, layout: SerLayout, info: dict, emi, *, multi) -> Micrograph:
-    obj = info.get("ObjectInfo", {})
-    mode = obj.get("ExperimentalDescription", {}).get("Mode")
     first = layout.elements[0]
-    reciprocal, reason = decide_reciprocal(
-        mode, obj.get("AcquireInfo"), abs(float(first["CalibrationDeltaX"]))
+    mode, reciprocal, reason = _space(
+        info.get("ObjectInfo", {}), float(first["CalibrationDeltaX"])
     )
     unit = "1/m" if reciprocal else "m"
     n = len(layout.elements)
@@ -438,19 +461,7 @@ def _series(path: Path, ser: Path, layout: SerLayout, info: dict, emi, *, multi)
         token=(*file_token(ser), "tia series"),
     )
     data, notes = displayable(lazy_frames(stack))
-
-    def image_axis(el, letter):
-        up = letter.upper()
-        delta = float(el[f"CalibrationDelta{up}"])
-        offset = float(el[f"CalibrationOffset{up}"]) - float(el[f"CalibrationElement{up}"]) * delta
-        return FileAxis(delta, offset, unit, letter)
-
-    extra = {
-        "ser_file": ser.name,
-        "emi_file": emi.name if emi else None,
-        "tia_mode": mode,
-        "rows_flipped": True,
-    }
+    extra = _ser_extra(ser.name, emi, mode)
     time_axis = FileAxis(1.0, 0.0, None, "frame")
     dim = layout.dims[0] if len(layout.dims) == 1 else None
     if dim is not None and parse_unit(dim["units"]).kind == "time" and dim["delta"] > 0:
@@ -485,18 +496,8 @@ def _series(path: Path, ser: Path, layout: SerLayout, info: dict, emi, *, multi)
         extra["calibration_changes"] = changes
     notes.append(f"real/reciprocal space from {reason}")
     notes.append("series read frame by frame from the .ser offset table")
-    if emi is None:
-        notes.append("no .emi beside the .ser: microscope metadata unavailable")
     om = {"ser_header_parameters": {**layout.header, "dimensions": layout.dims}, **info}
-    name = ser.stem if multi or path.suffix.lower() == ".ser" else path.stem
-    return build_micrograph(
-        data,
-        [time_axis, image_axis(first, "y"), image_axis(first, "x")],
-        path=path,
-        fmt="TIA SER",
-        name=name,
-        pixel_size_source=f"TIA .ser CalibrationDelta ({unit} → {'1/nm' if reciprocal else 'nm'})",
-        original_metadata=om,
-        extra=extra,
-        notes=notes,
+    axes = [time_axis, _image_axis(first, "y", unit), _image_axis(first, "x", unit)]
+    return _ser_micrograph(
+        data, axes, path, ser.name, emi, om, extra, notes, multi=multi, reciprocal=reciprocal
     )

@@ -267,6 +267,12 @@ class _Cal:
         self.crop_rows = 0
         self.name = None
 
+    def set_pixel_size(self, py: float, px: float, unit: str, source: str) -> None:
+        """Pixel size along y and x in ``unit`` (origin 0), and where it was read."""
+        self.y = FileAxis(py, 0.0, unit, "y")
+        self.x = FileAxis(px, 0.0, unit, "x")
+        self.source = source
+
 
 def _calibration(path, tf, page, shape) -> _Cal:
     tags = page.tags
@@ -410,19 +416,18 @@ def _fei(path, tf, page, shape, cal, res) -> bool:
     scan = md.get("Scan") or md.get("EScan") or {}
     try:
         px, py = float(scan["PixelWidth"]), float(scan["PixelHeight"])
-        cal.source = "FEI/TFS TIFF tag [Scan] PixelWidth/PixelHeight (m → nm)"
+        source = "FEI/TFS TIFF tag [Scan] PixelWidth/PixelHeight (m → nm)"
     except (KeyError, TypeError, ValueError):
         try:
             beam = md.get("IRBeam") or md.get("EBeam") or {}
             image = md["Image"]
             px = float(beam["HFW"]) / float(image["ResolutionX"])
             py = float(beam["VFW"]) / float(image["ResolutionY"])
-            cal.source = "FEI/TFS TIFF tag HFW/ResolutionX (m → nm)"
+            source = "FEI/TFS TIFF tag HFW/ResolutionX (m → nm)"
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
             cal.notes.append("FEI metadata without PixelWidth or HFW: uncalibrated")
             return True
-    cal.x = FileAxis(px, 0.0, "m", "x")
-    cal.y = FileAxis(py, 0.0, "m", "y")
+    cal.set_pixel_size(py, px, "m", source)
     try:
         rows = int(md["Image"]["ResolutionY"])
     except (KeyError, TypeError, ValueError):
@@ -465,9 +470,7 @@ def _zeiss(path, tf, page, shape, cal, res) -> bool:
                 candidates["ap_width / width"] = field
                 choice = "ap_width / width"
     size = candidates[choice]
-    cal.x = FileAxis(size, 0.0, "m", "x")
-    cal.y = FileAxis(size, 0.0, "m", "y")
-    cal.source = f"Zeiss SEM TIFF tag 34118: {choice} (m → nm)"
+    cal.set_pixel_size(size, size, "m", f"Zeiss SEM TIFF tag 34118: {choice} (m → nm)")
     return True
 
 
@@ -484,9 +487,7 @@ def _tvips(path, tf, page, shape, cal, res) -> bool:
     except (KeyError, TypeError, ValueError):
         cal.notes.append("TVIPS metadata without PixelSizeX: uncalibrated")
         return True
-    cal.x = FileAxis(px, 0.0, "nm", "x")
-    cal.y = FileAxis(py, 0.0, "nm", "y")
-    cal.source = "TVIPS TIFF tag 37706 PixelSizeX/PixelSizeY (nm)"
+    cal.set_pixel_size(py, px, "nm", "TVIPS TIFF tag 37706 PixelSizeX/PixelSizeY (nm)")
     return True
 
 
