@@ -21,14 +21,15 @@ def _plugin_registered():
     assert pm.get_manifest("napari-hrtem-fft").name == "napari-hrtem-fft"
 
 
-def test_npe2_read_returns_calibrated_image_layers(shared_data):
+def _npe2_read(path):
+    """Layer data tuples of ``path`` as napari gets them from this plugin's reader."""
     from npe2 import read
 
-    layers = read(
-        [str(shared_data / "dm3/test_diffraction_pattern.dm3")],
-        stack=False,
-        plugin_name="napari-hrtem-fft",
-    )
+    return read([str(path)], stack=False, plugin_name="napari-hrtem-fft")
+
+
+def test_npe2_read_returns_calibrated_image_layers(shared_data):
+    layers = _npe2_read(shared_data / "dm3/test_diffraction_pattern.dm3")
     assert len(layers) == 1
     data, kwargs, layer_type = layers[0]
     assert layer_type == "image"
@@ -41,23 +42,13 @@ def test_npe2_read_returns_calibrated_image_layers(shared_data):
 
 
 def test_npe2_read_tia_gives_translate_in_nm(shared_data):
-    from npe2 import read
-
-    ((_, kwargs, _),) = read(
-        [str(shared_data / "tia/16_STOimage_1.ser")], stack=False, plugin_name="napari-hrtem-fft"
-    )
+    ((_, kwargs, _),) = _npe2_read(shared_data / "tia/16_STOimage_1.ser")
     assert kwargs["translate"] == pytest.approx((-5.126504571086532,) * 2, rel=RTOL)
     assert kwargs["units"] == ("nm", "nm")
 
 
 def test_npe2_read_velox_four_detectors(shared_data):
-    from npe2 import read
-
-    layers = read(
-        [str(shared_data / "velox_emd/STEM HAADF-DF4-DF2-BF Diffraction Micro.emd")],
-        stack=False,
-        plugin_name="napari-hrtem-fft",
-    )
+    layers = _npe2_read(shared_data / "velox_emd/STEM HAADF-DF4-DF2-BF Diffraction Micro.emd")
     assert len(layers) == 4
     assert all(
         k["scale"] == pytest.approx((87.370796142255832,) * 2, rel=RTOL) for _, k, _ in layers
