@@ -349,7 +349,10 @@ def test_dask_input_is_lazy_and_equals_numpy():
         want = getattr(ref, name)
         assert got.shape == want.shape
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0, equal_nan=True)
+        # Another block layout means other FFT sizes and frame means, hence other
+        # float32 round-off (~1e-7 of a coefficient); in the weakest windows of this
+        # noisy image it moves the estimates by up to ~6e-6 relative (measured).
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=0, equal_nan=True)
     assert calls
 
 
