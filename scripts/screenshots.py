@@ -20,13 +20,12 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_hrtem_fft._sample_data import make_core_shell_sample
 from napari_hrtem_fft._widgets import (
     LatticeMapWidget,
     ReflectionPickerWidget,
     TimeTraceWidget,
 )
-from napari_hrtem_fft._widgets.demo import build_demo
+from napari_hrtem_fft._widgets.demo import add_sample, build_demo, dock_tabs, hide_fft_layers
 from napari_hrtem_fft.core.fft import region_fft
 
 SIZE = (1600, 1000)
@@ -47,16 +46,11 @@ def new_viewer() -> napari.Viewer:
     return viewer
 
 
-def add_sample(viewer):
-    ((data, kwargs, _),) = make_core_shell_sample()
-    return viewer.add_image(data, **kwargs)
-
-
 def picker_shot(path: Path) -> None:
     viewer = new_viewer()
     image = add_sample(viewer)
     picker = ReflectionPickerWidget(viewer)
-    viewer.window.add_dock_widget(picker, name="Reflection picker (FFT)", area="right")
+    dock_tabs(viewer, {"Reflection picker (FFT)": picker})
     picker._image.value = image
     picker._window.value = 256
     settle()
@@ -146,9 +140,10 @@ def time_trace_shot(path: Path) -> None:
     picker = ReflectionPickerWidget(viewer)
     maps = LatticeMapWidget(viewer)
     traces = TimeTraceWidget(viewer)
-    viewer.window.add_dock_widget(picker, name="Reflection picker (FFT)", area="right")
-    viewer.window.add_dock_widget(maps, name="Lattice maps", area="right", tabify=True)
-    viewer.window.add_dock_widget(traces, name="Time traces", area="right", tabify=True)
+    dock_tabs(
+        viewer,
+        {"Reflection picker (FFT)": picker, "Lattice maps": maps, "Time traces": traces},
+    )
     viewer.dims.set_current_step(0, 0)
     picker._image.value = image
     picker._window.value = 128
@@ -156,17 +151,11 @@ def time_trace_shot(path: Path) -> None:
     settle()
     picker.suggest()
 
-    maps.reset_choices()
-    maps._image.value = image
-    maps._reflections.value = picker.reflections_layer
-    maps._window.value = 128
-    maps._step.value = 8
+    maps.choose_inputs(image, picker.reflections_layer, window=128, step=8)
     maps._frames.value = "all frames"
     maps._track.value = True
     maps.run_blocking()
-    for layer in viewer.layers:
-        if layer.name.startswith("FFT"):
-            layer.visible = False
+    hide_fft_layers(viewer)
     particle = viewer.add_shapes(
         [[[3.2, 3.4], [3.2, 9.4], [9.2, 9.4], [9.2, 3.4]]],
         shape_type="ellipse",

@@ -46,11 +46,7 @@ def docked(viewer_with_sample):
     picker._image.value = image
     picker._window.value = 64
     picker._suggest.clicked.emit()
-    maps.reset_choices()
-    maps._image.value = image
-    maps._reflections.value = picker.reflections_layer
-    maps._window.value = 64
-    maps._step.value = 8
+    maps.choose_inputs(image, picker.reflections_layer, window=64, step=8)
     return viewer, image, picker, maps, stats
 
 

@@ -56,11 +56,7 @@ def session(make_napari_viewer, movie):
     viewer.add_points(REFL, name="g", units="nm")
     widget = LatticeMapWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    widget.reset_choices()
-    widget._image.value = image
-    widget._reflections.value = viewer.layers["g"]
-    widget._window.value = WINDOW
-    widget._step.value = STEP
+    widget.choose_inputs(image, viewer.layers["g"], window=WINDOW, step=STEP)
     return viewer, image, widget
 
 
@@ -319,10 +315,7 @@ def test_drift_corrected_copy_and_regions_that_follow(make_napari_viewer, qtbot)
     image = viewer.add_image(stack, name="drifting", scale=(1.0, PIXEL, PIXEL))
     viewer.add_points(REFL, name="g")
     widget = LatticeMapWidget(viewer)
-    widget.reset_choices()
-    widget._image.value = image
-    widget._reflections.value = viewer.layers["g"]
-    widget._window.value, widget._step.value = WINDOW, STEP
+    widget.choose_inputs(image, viewer.layers["g"], window=WINDOW, step=STEP)
     widget._pixel_size.value = PIXEL  # the time axis has no unit: pixels are not nm
     widget._drift.value = "correct"
     _run(qtbot, widget)

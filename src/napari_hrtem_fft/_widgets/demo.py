@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-__all__ = ["build_demo", "core_shell_regions"]
+__all__ = ["add_sample", "build_demo", "core_shell_regions", "dock_tabs", "hide_fft_layers"]
 
 
 def core_shell_regions(shape, *, pixel_size: float, core: float, shell: tuple[float, float]):
@@ -32,6 +32,30 @@ def core_shell_regions(shape, *, pixel_size: float, core: float, shell: tuple[fl
     return labels
 
 
+def add_sample(viewer):
+    """Add the plugin's sample (the calibrated Pd core-shell particle); return its layer."""
+    from .._sample_data import make_core_shell_sample
+
+    ((data, kwargs, _),) = make_core_shell_sample()
+    return viewer.add_image(data, **kwargs)
+
+
+def dock_tabs(viewer, docks: dict) -> None:
+    """Dock widgets as tabs of the right dock area (each gets the full height).
+
+    ``docks`` maps the dock titles to the widgets, first tab first.
+    """
+    for k, (name, widget) in enumerate(docks.items()):
+        viewer.window.add_dock_widget(widget, name=name, area="right", tabify=k > 0)
+
+
+def hide_fft_layers(viewer) -> None:
+    """Hide the picker's FFT window and region layers: the maps are the point now."""
+    for layer in viewer.layers:
+        if layer.name.startswith("FFT"):
+            layer.visible = False
+
+
 def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     """Load the Pd core-shell sample, dock the widgets, pick reflections and map them.
 
@@ -50,14 +74,12 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     dict
         The widgets (``picker``, ``maps``, ``statistics``) and the ``image`` layer.
     """
-    from .._sample_data import make_core_shell_sample
     from . import LatticeMapWidget, LatticeStatisticsWidget, ReflectionPickerWidget
 
-    ((data, kwargs, _),) = make_core_shell_sample()
-    image = viewer.add_image(data, **kwargs)
+    image = add_sample(viewer)
     pixel_size = float(image.scale[-1])
     regions = viewer.add_labels(
-        core_shell_regions(data.shape, pixel_size=pixel_size, core=3.0, shell=(5.0, 6.3)),
+        core_shell_regions(image.data.shape, pixel_size=pixel_size, core=3.0, shell=(5.0, 6.3)),
         name="regions (core, shell)",
         features={"index": [0, 1, 2], "name": ["", "core", "shell"]},
         scale=image.scale,
@@ -70,27 +92,25 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     picker = ReflectionPickerWidget(viewer)
     maps_widget = LatticeMapWidget(viewer)
     statistics = LatticeStatisticsWidget(viewer)
-    # Tabs in one dock area: each widget gets the full height.
-    viewer.window.add_dock_widget(picker, name="Reflection picker (FFT)", area="right")
-    viewer.window.add_dock_widget(maps_widget, name="Lattice maps", area="right", tabify=True)
-    viewer.window.add_dock_widget(statistics, name="Lattice statistics", area="right", tabify=True)
+    dock_tabs(
+        viewer,
+        {
+            "Reflection picker (FFT)": picker,
+            "Lattice maps": maps_widget,
+            "Lattice statistics": statistics,
+        },
+    )
 
     picker._image.value = image
     picker._window.value = window
     picker.suggest()
 
-    maps_widget.reset_choices()
-    maps_widget._image.value = image
-    maps_widget._reflections.value = picker.reflections_layer
-    maps_widget._window.value = window
-    maps_widget._step.value = step
+    maps_widget.choose_inputs(image, picker.reflections_layer, window=window, step=step)
     maps_widget.run_blocking()
     statistics.reset_choices()
     statistics._regions.value = regions
     statistics.update_statistics()
-    for layer in viewer.layers:
-        if layer.name.startswith("FFT"):
-            layer.visible = False  # the maps are the point now
+    hide_fft_layers(viewer)
     # Bring the maps tab to the front and let Qt lay the docks out before any screenshot.
     maps_widget.native.parent().raise_()
     QApplication.processEvents()

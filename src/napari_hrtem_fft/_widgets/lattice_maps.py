@@ -379,6 +379,34 @@ class LatticeMapWidget(Container):
                     self._reflections.value = layer
                     break
 
+    def choose_inputs(
+        self,
+        image: Image,
+        reflections: Points,
+        *,
+        window: int | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Choose the inputs as a user would in the dock (scripts, the demo, tests).
+
+        Parameters
+        ----------
+        image : napari.layers.Image
+            The image or movie layer to analyse.
+        reflections : napari.layers.Points
+            The reflections ``(gy, gx)`` in nm⁻¹, e.g. the picker's layer (whose FFT
+            window is then taken over, as in the dock).
+        window, step : int, optional
+            FFT window and map step in pixels (default: as the dock has them).
+        """
+        self.reset_choices()
+        self._image.value = image
+        self._reflections.value = reflections
+        if window is not None:
+            self._window.value = window
+        if step is not None:
+            self._step.value = step
+
     # ---------------------------------------------------------------- helpers
 
     def pixel_size(self) -> float:
