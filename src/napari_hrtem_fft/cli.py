@@ -24,6 +24,9 @@ import re
 import sys
 from pathlib import Path
 
+from .core.quantities import MAP_QUANTITIES as _QUANTITIES
+from .core.quantities import STRAIN_QUANTITIES as _STRAIN
+
 __all__ = ["main"]
 
 PROG = "napari-hrtem-fft"
@@ -38,21 +41,6 @@ EXIT_SCHEDULER = 6  # the dask scheduler cannot be reached
 
 # dask's own schedulers, accepted by --scheduler besides a distributed address.
 _LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
-
-_QUANTITIES = {
-    # name: (unit of the values, description)
-    "d_spacing": ("nm", "local lattice spacing"),
-    "angle": ("deg", "local angle of g, counter-clockwise on screen"),
-    "amplitude": ("1", "peak power over the local background"),
-    "d_sigma": ("nm", "standard deviation of d_spacing"),
-    "angle_sigma": ("deg", "standard deviation of angle"),
-}
-_STRAIN = {
-    "exx": ("1", "strain along x (finite, Biot)"),
-    "eyy": ("1", "strain along y (finite, Biot)"),
-    "exy": ("1", "shear strain"),
-    "rotation": ("deg", "lattice rotation, counter-clockwise on screen"),
-}
 
 
 class CliError(Exception):

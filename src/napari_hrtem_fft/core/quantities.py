@@ -1,0 +1,27 @@
+"""Units and descriptions of the map quantities, as files record them.
+
+Standard library only: the command line imports this at start-up.  Units are those of
+:class:`~napari_hrtem_fft.core.maps.LatticeMaps` and
+:class:`~napari_hrtem_fft.core.maps.StrainMaps` (``"1"``: dimensionless).
+"""
+
+from __future__ import annotations
+
+__all__ = ["MAP_QUANTITIES", "STRAIN_QUANTITIES"]
+
+#: Per-reflection maps ``(n, ..., my, mx)``: name → (unit, description).
+MAP_QUANTITIES = {
+    "d_spacing": ("nm", "local lattice spacing"),
+    "angle": ("deg", "local angle of g, counter-clockwise on screen"),
+    "amplitude": ("1", "peak power over the local background"),
+    "d_sigma": ("nm", "standard deviation of d_spacing"),
+    "angle_sigma": ("deg", "standard deviation of angle"),
+}
+
+#: Strain maps ``(..., my, mx)``: name → (unit, description).
+STRAIN_QUANTITIES = {
+    "exx": ("1", "strain along x (finite, Biot)"),
+    "eyy": ("1", "strain along y (finite, Biot)"),
+    "exy": ("1", "shear strain"),
+    "rotation": ("deg", "lattice rotation, counter-clockwise on screen"),
+}
