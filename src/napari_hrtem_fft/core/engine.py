@@ -304,8 +304,9 @@ def _coefficients(data, demod, *, window, step, start, count, background, bg_bin
         _fold(first[ax1][i], ka, s, ax2, [planes[0], planes[e2], *planes[3:]], work)
         _fold(first[ax1][i + 1], ka[:1], s, ax2, [planes[e1]], work)
     del first
-    grid = sfft.ifft2(folded, axes=(-2, -1), overwrite_x=True, workers=workers)
-    grid = grid[:, :my, :mx]
+    # The inverse along y, then along x for the map rows only.
+    grid = sfft.ifft(folded, axis=-2, overwrite_x=True, workers=workers)[:, :my]
+    grid = sfft.ifft(grid, axis=-1, workers=workers)[..., :mx]
 
     z = grid[n_mean:].reshape(k, per, my, mx)
     coef = z[:, :3].transpose(1, 0, 2, 3)
@@ -466,18 +467,10 @@ def _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, s
     float32 throughout: the outputs are float32 and its 6e-8 resolution is far below the
     estimates' accuracy.
     """
-    g = given.astype(np.float32)
-    gy, gx = g[:, 0, None, None], g[:, 1, None, None]
-    gmag = np.hypot(gy, gx)
     fy2, fx2 = np.square(fy), np.square(fx)
     f2 = fy2 + fx2
     fmag = np.sqrt(f2)
-    # Search region: |f| within ±search·|g| of |g|, and the angle between f and g within
-    # ±search radians (< π/2), i.e. f·g > 0 and |f × g| <= tan(search)·(f·g).
-    dot = fy * gy + fx * gx
-    cross = fy * gx - fx * gy
-    ok = np.abs(fmag - gmag) <= np.float32(search) * gmag
-    ok &= np.abs(cross) <= np.float32(math.tan(search)) * dot
+    ok = _in_search(fy, fx, fmag, given, search)
     ok &= amp >= min_amplitude
     ok &= np.isfinite(amp)
     ok &= clean
@@ -495,6 +488,20 @@ def _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, s
         np.copyto(out[i], nan, where=bad)
     np.copyto(out[2], nan, where=~clean)
     return out
+
+
+def _in_search(fy, fx, fmag, given, search: float):
+    """Whether ``f`` lies in the search region of ``given`` (``(k, 2)``, maps ``(k, ...)``).
+
+    ``|f|`` within ±search·``|g|`` of ``|g|``, and the angle between ``f`` and ``g``
+    within ±search radians (< π/2), i.e. ``f·g > 0`` and ``|f × g| <= tan(search)·f·g``.
+    """
+    g = given.astype(np.float32)
+    gy, gx = g[:, 0, None, None], g[:, 1, None, None]
+    gmag = np.hypot(gy, gx)
+    ok = np.abs(fmag - gmag) <= np.float32(search) * gmag
+    ok &= np.abs(fy * gx - fx * gy) <= np.float32(math.tan(search)) * (fy * gy + fx * gx)
+    return ok
 
 
 def _block_maps(block, demod=None, *, given, window, step, depth, **options):
@@ -564,9 +571,6 @@ def _survey_block(
     # Binned coordinates: the block starts on an even image pixel (planning ensures it).
     local = tuple((f - o + depth) // b for f, o in zip(first, origin, strict=True))
     win, st = window // b, coarse // b
-    g32 = given.astype(np.float32)
-    gmag = np.hypot(g32[:, 0], g32[:, 1])[:, None, None]
-    gang = np.arctan2(-g32[:, 0], g32[:, 1])[:, None, None]
     for idx in np.ndindex(*lead):
         frame = _binned(block[idx], b)
         data, clean = _prepare(frame, win, st, local, count)
@@ -585,9 +589,8 @@ def _survey_block(
         )
         fy, fx = _phase_frequencies(coef)
         fy, fx = fy / np.float32(b), fx / np.float32(b)
-        dang = np.arctan2(-fy, fx) - gang
-        dang = (dang + np.float32(np.pi)) % np.float32(2 * np.pi) - np.float32(np.pi)
-        ok = clean & (np.abs(np.hypot(fy, fx) / gmag - 1) <= search) & (np.abs(dang) <= search)
+        ok = _in_search(fy, fx, np.hypot(fy, fx), given, search)
+        ok &= clean
         sel = (slice(None), *idx)
         out[(0, *sel)] = np.where(ok, fy, np.nan)
         out[(1, *sel)] = np.where(ok, fx, np.nan)
