@@ -6,7 +6,7 @@ Each dock builds its own form from these; they hold no state of their own.
 
 from __future__ import annotations
 
-from magicgui.widgets import Container, FloatSpinBox, Label, Table
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, Table
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QStyledItemDelegate
 
@@ -19,6 +19,7 @@ __all__ = [
     "default_to_last",
     "fill_table",
     "layer_or_override_pixel_size",
+    "maps_source_combo",
     "pixel_size_field",
     "read_only_table",
     "result_sources",
@@ -111,6 +112,14 @@ def result_sources(layers, *, ndim: int | None = None) -> list[str]:
         if source is not None and source not in sources:
             sources.append(source)
     return sources
+
+
+def maps_source_combo(choices, tooltip: str) -> ComboBox:
+    """The 'maps of' chooser: which analysed image's result layers a dock reads.
+
+    ``choices``: a callable returning the names (e.g. from :func:`result_sources`).
+    """
+    return ComboBox(label="maps of", choices=choices, nullable=True, tooltip=tooltip)
 
 
 def default_to_last(combo) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton, create_widget
+from magicgui.widgets import Container, Label, PushButton, create_widget
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QGuiApplication
@@ -22,6 +22,7 @@ from ._common import (
     debounce_timer,
     default_to_last,
     fill_table,
+    maps_source_combo,
     read_only_table,
     result_sources,
 )
@@ -78,11 +79,8 @@ class LatticeStatisticsWidget(Container):
     # ------------------------------------------------------------------ set-up
 
     def _init_widgets(self) -> None:
-        self._source = ComboBox(
-            label="maps of",
-            choices=self._source_choices,
-            nullable=True,
-            tooltip="The analysed image whose result layers are summarised.",
+        self._source = maps_source_combo(
+            self._source_choices, "The analysed image whose result layers are summarised."
         )
         self._regions = create_widget(
             annotation=Labels | None,

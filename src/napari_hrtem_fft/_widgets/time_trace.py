@@ -37,6 +37,7 @@ from ._common import (
     debounce_timer,
     default_to_last,
     fill_table,
+    maps_source_combo,
     read_only_table,
     result_sources,
 )
@@ -177,11 +178,8 @@ class TimeTraceWidget(Container):
     # ------------------------------------------------------------------ set-up
 
     def _init_widgets(self) -> None:
-        self._source = ComboBox(
-            label="maps of",
-            choices=self._source_choices,
-            nullable=True,
-            tooltip="The analysed movie whose result layers (t, y, x) are traced.",
+        self._source = maps_source_combo(
+            self._source_choices, "The analysed movie whose result layers (t, y, x) are traced."
         )
         self._region = ComboBox(
             label="region",
