@@ -1,5 +1,6 @@
 """Turn :class:`~napari_hrtem_fft.core.maps.LatticeMaps` into napari layer data tuples
-and read result layers back (:func:`find_result_layers`, :func:`result_stacks`).
+and read result layers back (:func:`find_result_layers`, :func:`result_stacks`,
+:func:`movie_maps_from_layers`).
 
 The same function serves the lattice-map widget and napari's console, so a map looks
 and is calibrated the same whichever way it was made::
@@ -36,6 +37,7 @@ __all__ = [
     "find_result_layers",
     "layer_values",
     "maps_to_layers",
+    "movie_maps_from_layers",
     "result_info",
     "result_stacks",
 ]
@@ -408,3 +410,73 @@ def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
         "translate": tuple(float(v) for v in first.translate),
     }
     return d, angle, geometry
+
+
+def movie_maps_from_layers(layers):
+    """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
+
+    Parameters
+    ----------
+    layers : sequence of napari image layers
+        Result layers of one analysed movie (same ``source``).
+
+    Returns
+    -------
+    maps : LatticeMaps
+        d-spacing and angle (and amplitude and strain when their layers exist) as numpy
+        arrays; ``d_sigma`` and ``angle_sigma`` are NaN (not needed for a trace).
+    geometry : dict
+        ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
+        unit of the time axis as napari shows it).
+    movie : dict
+        The movie record of the lattice-map widget (``frames``, ``drift_px``,
+        ``drift_mode``, ...); empty for maps made elsewhere.
+
+    Raises
+    ------
+    ValueError
+        If the layers have no time axis or do not pair up.
+    """
+    from .core.maps import LatticeMaps, StrainMaps
+
+    d, angle, geometry = result_stacks(layers)
+    if d.ndim != 4:
+        raise ValueError(
+            f"the maps have no time axis (shape {d.shape[1:]}): analyse a movie (t, y, x)"
+        )
+    by_kind: dict[str, dict] = {}
+    first = None
+    for layer in layers:
+        info = result_info(layer)
+        by_kind.setdefault(info["kind"], {})[info.get("reflection")] = layer
+        if info["kind"] == "d_spacing" and first is None:
+            first = (layer, info)
+    layer, info = first
+    n = d.shape[0]
+
+    amplitude = by_kind.get("amplitude", {})
+    if sorted(k for k in amplitude if k is not None) == list(range(n)):
+        amp = np.stack([layer_values(amplitude[k]) for k in range(n)])
+    else:
+        amp = np.broadcast_to(np.nan, d.shape)
+    reflections = np.asarray(info["reflections_per_nm"], dtype=np.float64).reshape(-1, 2)
+    strain = None
+    if all(c in by_kind for c in _STRAIN_NAMES):
+        strain = StrainMaps(
+            **{c: layer_values(by_kind[c][None]) for c in _STRAIN_NAMES}, reference=reflections
+        )
+    maps = LatticeMaps(
+        d_spacing=d,
+        angle=angle,
+        amplitude=amp,
+        d_sigma=np.broadcast_to(np.nan, d.shape),
+        angle_sigma=np.broadcast_to(np.nan, d.shape),
+        reflections=reflections,
+        window=int(info["window"]),
+        step=int(info["step"]),
+        pixel_size=float(info["pixel_size_nm"]),
+        strain=strain,
+    )
+    geometry["time_unit"] = str(layer.units[0])
+    movie = dict((info.get("options") or {}).get("movie") or {})
+    return maps, geometry, movie
