@@ -917,7 +917,7 @@ def _cmd_trace(args) -> int:
     import numpy as np
 
     from .core.movie import read_zarr_maps, region_from_polygon, time_trace, trace_to_csv
-    from .io._units import parse_unit
+    from .io import axis_times
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -961,9 +961,7 @@ def _cmd_trace(args) -> int:
         where = f"y {y0:g} to {y1:g} nm, x {x0:g} to {x1:g} nm ({int(region.sum())} map pixels)"
     times = None
     if len(shape) == 4:
-        unit = parse_unit(units[1])
-        if unit.kind == "time":
-            times = (translate[1] + np.arange(t) * scale[1]) * unit.factor
+        times = axis_times(t, scale=scale[1], translate=translate[1], unit=units[1])
     try:
         trace = time_trace(maps, region, times=times)
     except ValueError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_hrtem_fft.io import parse_unit
@@ -54,3 +55,13 @@ def test_unknown_units_are_kept_not_guessed():
     for unit in ("mrad", "eV", "counts"):
         info = parse_unit(unit)
         assert (info.kind, info.factor, info.canonical) == ("unknown", 1.0, unit)
+
+
+def test_axis_times_in_seconds_only_for_a_time_axis():
+    from napari_hrtem_fft.io import axis_times
+
+    np.testing.assert_allclose(
+        axis_times(4, scale=500.0, translate=1000.0, unit="ms"), [1.0, 1.5, 2.0, 2.5], rtol=1e-15
+    )
+    assert axis_times(3, scale=0.02, translate=0.0, unit="nm") is None
+    assert axis_times(3, scale=1.0, translate=0.0, unit=None) is None

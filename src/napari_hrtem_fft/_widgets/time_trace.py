@@ -306,7 +306,7 @@ class TimeTraceWidget(Container):
     def update_trace(self) -> None:
         """Recompute the trace, the table and the plot from the current layers."""
         from ..core.movie import time_trace
-        from ..io._units import parse_unit
+        from ..io import axis_times
 
         source = self._source.value
         layers = find_result_layers(self._viewer.layers, source=source) if source else []
@@ -319,12 +319,13 @@ class TimeTraceWidget(Container):
             try:
                 maps, geometry, movie = movie_maps_from_layers(layers)
                 mask, note = self._mask(maps, geometry, movie)
-                unit = parse_unit(geometry["time_unit"])
                 t = maps.d_spacing.shape[1]
-                times = None
-                if unit.kind == "time":
-                    seconds = geometry["translate"][0] + np.arange(t) * geometry["scale"][0]
-                    times = seconds * unit.factor
+                times = axis_times(
+                    t,
+                    scale=geometry["scale"][0],
+                    translate=geometry["translate"][0],
+                    unit=geometry["time_unit"],
+                )
                 trace = time_trace(maps, mask, times=times)
             except ValueError as exc:
                 self._status.value = str(exc)

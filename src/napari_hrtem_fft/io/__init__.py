@@ -13,7 +13,7 @@ Example
 
 from ._micrograph import Micrograph, MicrographReadError, jsonable
 from ._read import EXTENSIONS, read_micrographs, sniff
-from ._units import UnitInfo, parse_unit
+from ._units import UnitInfo, axis_times, parse_unit
 from ._write import sidecar_path, write_tiff
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Micrograph",
     "MicrographReadError",
     "UnitInfo",
+    "axis_times",
     "jsonable",
     "parse_unit",
     "read_micrographs",

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["NM", "PX", "RECIPROCAL_NM", "SECOND", "UnitInfo", "parse_unit"]
+import numpy as np
+
+__all__ = ["NM", "PX", "RECIPROCAL_NM", "SECOND", "UnitInfo", "axis_times", "parse_unit"]
 
 NM = "nm"
 RECIPROCAL_NM = "1/nm"
@@ -171,3 +173,26 @@ def parse_unit(unit) -> UnitInfo:
             # A value per Å is ten times a value per nm.
             return UnitInfo("reciprocal", 1.0 / _LENGTH_NM[base], RECIPROCAL_NM)
     return UnitInfo("unknown", 1.0, unit.strip())
+
+
+def axis_times(n: int, *, scale: float, translate: float, unit) -> np.ndarray | None:
+    """Times of the ``n`` samples of a (movie's time) axis, or None if it is no time axis.
+
+    Parameters
+    ----------
+    n : int
+        Number of samples (frames) along the axis.
+    scale, translate : float
+        The axis calibration: sample ``k`` is at ``translate + k·scale`` in ``unit``.
+    unit : str or None
+        Unit of the axis, e.g. ``"s"``, ``"ms"``; anything but a time gives None.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(n,)`` times in s.
+    """
+    info = parse_unit(unit)
+    if info.kind != "time":
+        return None
+    return (translate + np.arange(int(n)) * scale) * info.factor
