@@ -179,10 +179,18 @@ def _fold(spec, kernels, step: int, axis: int, out, work):
     return out
 
 
+def _window_centres(shape, window: int, step: int, start, count):
+    """Local window centres ``(ys, xs)`` and whether each footprint lies inside ``shape``."""
+    half = window // 2
+    centres = [s + step * np.arange(c) for s, c in zip(start, count, strict=True)]
+    inside = [(c >= half) & (c + half <= n) for c, n in zip(centres, shape, strict=True)]
+    return centres, inside[0][:, None] & inside[1][None, :]
+
+
 def _clean_windows(finite, window: int, step: int, start, count):
-    """True where the window footprint ``c - N/2 … c + N/2 - 1`` holds only finite pixels."""
-    ys = start[0] + step * np.arange(count[0])
-    xs = start[1] + step * np.arange(count[1])
+    """True where the window footprint ``c - N/2 … c + N/2 - 1`` lies inside the frame and
+    holds only finite pixels."""
+    (ys, xs), inside = _window_centres(finite.shape, window, step, start, count)
     half = window // 2
     bad_rows = ~finite.any(axis=1)
     bad_cols = ~finite.any(axis=0)
@@ -193,16 +201,20 @@ def _clean_windows(finite, window: int, step: int, start, count):
         # the footprint test separates into one per axis.
         def clean_1d(bad, centres):
             cum = np.concatenate([[0], np.cumsum(bad)])
-            return cum[centres + half] == cum[centres - half]
+            lo, hi = np.clip(centres - half, 0, bad.size), np.clip(centres + half, 0, bad.size)
+            return cum[hi] == cum[lo]
 
-        return clean_1d(bad_rows, ys)[:, None] & clean_1d(bad_cols, xs)[None, :]
+        return inside & clean_1d(bad_rows, ys)[:, None] & clean_1d(bad_cols, xs)[None, :]
     # A minimum filter of even size N covers exactly i - N/2 … i + N/2 - 1.
     rows = ndimage.minimum_filter1d(finite.view(np.uint8), window, axis=1)[:, xs]
-    return ndimage.minimum_filter1d(rows, window, axis=0)[ys].astype(bool)
+    return inside & ndimage.minimum_filter1d(rows, window, axis=0)[ys].astype(bool)
 
 
 def _prepare(frame, window: int, step: int, start, count):
-    """Offset-free float32 frame (NaN → 0) and the mask of windows free of NaN/inf.
+    """Offset-free float32 frame (NaN → 0) and the mask of clean windows.
+
+    Windows are centred on ``start + (i, j)·step``, ``(i, j) < count``; a clean window
+    lies inside the frame and holds no NaN/inf pixel.
 
     Removing an offset near the frame mean (in the frame's precision) first keeps the
     FFT's round-off relative to the fringes.  The frame is then scaled by a power of two
@@ -228,7 +240,7 @@ def _prepare(frame, window: int, step: int, start, count):
     data = np.subtract(frame, frame.dtype.type(offset)).astype(np.float32, copy=False)
     data *= np.float32(scale)
     if n_finite == finite.size:
-        return data, np.ones(count, dtype=bool)
+        return data, _window_centres(frame.shape, window, step, start, count)[1]
     np.copyto(data, 0.0, where=~finite)
     return data, _clean_windows(finite, window, step, start, count)
 
@@ -344,23 +356,22 @@ def _frame_maps(
     given,
     out,
     *,
+    start,
     window: int,
     step: int,
-    depth: int,
     pixel_size: float,
     min_amplitude: float,
     search: float,
     background: bool,
     workers: int,
 ):
-    """The five maps of one padded 2D frame for ``k`` reflections, into ``out (5, k, my, mx)``.
+    """The five maps of one 2D frame for ``k`` reflections, into ``out (5, k, my, mx)``.
 
-    ``frame`` carries ``depth`` pixels of context (NaN outside the image) on each side
-    of the core, whose windows are centred on ``depth + i·step``; ``demod`` and
-    ``given`` are ``(k, 2)`` frequencies in cycles/pixel.
+    Map pixel ``(i, j)`` is the window centred on local pixel ``start + (i, j)·step``;
+    windows reaching beyond the frame are NaN.  ``demod`` and ``given`` are ``(k, 2)``
+    frequencies in cycles/pixel.
     """
     count = out.shape[-2:]
-    start = (depth, depth)
     data, clean = _prepare(frame, window, step, start, count)
     if not clean.any():
         out[...] = np.nan
@@ -527,9 +538,9 @@ def _block_maps(block, demod=None, *, given, window, step, depth, **options):
             freqs,
             given,
             out[(slice(None), slice(None), *idx)],
+            start=(depth, depth),
             window=window,
             step=step,
-            depth=depth,
             **options,
         )
     return out
@@ -554,47 +565,58 @@ def _survey_block(
     removal, background frequencies or leakage correction.  ``weight`` is ``|Z|²`` of
     windows free of NaN whose estimate lies in the search region, else 0.
     """
-    b = binning
-    coarse = 2 * step
     lead = block.shape[:-2]
-    n = given.shape[0]
     core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
     origin = (int(start_y[0]), int(start_x[0]))
+    options = dict(given=given, window=window, step=step, binning=binning, search=search)
+    parts = [
+        _survey_frame(block[idx], origin, (depth, depth), core, workers=workers, **options)
+        for idx in np.ndindex(*lead)
+    ]
+    n, count = given.shape[0], parts[0].shape[-2:]
+    return np.stack(parts, axis=2).reshape(3, n, *lead, *count)
+
+
+def _survey_frame(frame, origin, context, core, *, given, window, step, binning, search, workers):
+    """The survey ``(3, n, cy, cx)`` of one 2D frame (see :func:`_survey_block`).
+
+    The frame's core (``core`` pixels from ``context`` on, image pixel ``origin``) holds
+    the window centres; the frame starts on an even image pixel (planning ensures it).
+    """
+    b = binning
+    coarse = 2 * step
+    n = given.shape[0]
     first = [-(-o // coarse) * coarse for o in origin]
     count = tuple(
         max(0, -(-(o + c - f) // coarse)) for o, c, f in zip(origin, core, first, strict=True)
     )
-    out = np.zeros((3, n, *lead, *count), dtype=np.float32)
+    out = np.zeros((3, n, *count), dtype=np.float32)
     out[:2] = np.nan
     if not all(count):
         return out
-    # Binned coordinates: the block starts on an even image pixel (planning ensures it).
-    local = tuple((f - o + depth) // b for f, o in zip(first, origin, strict=True))
+    local = tuple((f - o + p) // b for f, o, p in zip(first, origin, context, strict=True))
     win, st = window // b, coarse // b
-    for idx in np.ndindex(*lead):
-        frame = _binned(block[idx], b)
-        data, clean = _prepare(frame, win, st, local, count)
-        if not clean.any():
-            continue
-        coef, _ = _coefficients(
-            data,
-            given * b,
-            window=win,
-            step=st,
-            start=local,
-            count=count,
-            background=False,
-            bg_bins=(),
-            workers=workers,
-        )
-        fy, fx = _phase_frequencies(coef)
-        fy, fx = fy / np.float32(b), fx / np.float32(b)
-        ok = _in_search(fy, fx, np.hypot(fy, fx), given, search)
-        ok &= clean
-        sel = (slice(None), *idx)
-        out[(0, *sel)] = np.where(ok, fy, np.nan)
-        out[(1, *sel)] = np.where(ok, fx, np.nan)
-        out[(2, *sel)] = np.where(ok, coef[0].real ** 2 + coef[0].imag ** 2, 0.0)
+    data, clean = _prepare(_binned(frame, b), win, st, local, count)
+    if not clean.any():
+        return out
+    coef, _ = _coefficients(
+        data,
+        given * b,
+        window=win,
+        step=st,
+        start=local,
+        count=count,
+        background=False,
+        bg_bins=(),
+        workers=workers,
+    )
+    fy, fx = _phase_frequencies(coef)
+    fy, fx = fy / np.float32(b), fx / np.float32(b)
+    ok = _in_search(fy, fx, np.hypot(fy, fx), given, search)
+    ok &= clean
+    out[0] = np.where(ok, fy, np.nan)
+    out[1] = np.where(ok, fx, np.nan)
+    out[2] = np.where(ok, coef[0].real ** 2 + coef[0].imag ** 2, 0.0)
     return out
 
 
@@ -721,31 +743,40 @@ def _map_chunks(chunks: tuple[int, ...], step: int) -> tuple[int, ...]:
 def _numpy_maps(arr, spatial, work, options, survey_options):
     """``(5, n, *lead, my, mx)`` maps of an in-memory image and the demodulation used.
 
-    The same blocks as the dask path (each with ``depth`` pixels of context, NaN beyond
-    the image), cut straight from the array and computed in a thread pool: numpy
-    releases the GIL in every heavy step, and a graph would only add overhead here.
+    The blocks of the dask path, cut straight from the array (views where the dtype
+    allows) and computed in a thread pool: numpy releases the GIL in every heavy step,
+    and a graph would only add overhead here.  A block carries ``depth`` pixels of
+    context where the image has them and none beyond its edges: windows reaching
+    beyond the image are NaN anyway, so that padding would only cost FFT and fold work.
     Returns the maps and the refined demodulation ``(n, 2, *lead)`` in cycles/pixel
     (``None`` without refinement).
     """
     window, step, depth = options["window"], options["step"], options["depth"]
     given = options["given"]
+    frame_options = {k: v for k, v in options.items() if k not in ("depth", "given")}
+    survey_frame_options = {k: v for k, v in (survey_options or {}).items() if k != "depth"}
     n = given.shape[0]
     lead = arr.shape[:-2]
-    rows = _bounds(arr.shape[-2], spatial[0], depth)
-    cols = _bounds(arr.shape[-1], spatial[1], depth)
+    h, w = arr.shape[-2:]
+    rows = _bounds(h, spatial[0], depth)
+    cols = _bounds(w, spatial[1], depth)
     jobs = [(f, r, c) for f in np.ndindex(*lead) for r in rows for c in cols]
 
     def block(job):
-        f, r, c = job
-        return _padded_block(arr[f], r, c, depth, work)
+        """The frame with its context, and the context's size before the core."""
+        f, (y0, y1), (x0, x1) = job
+        top, left = min(depth, y0), min(depth, x0)
+        rows = slice(y0 - top, min(y1 + depth, h))
+        cols = slice(x0 - left, min(x1 + depth, w))
+        return arr[(*f, rows, cols)].astype(work, copy=False), (top, left)
 
     def survey(job):
-        origin = (np.array([job[1][0]]), np.array([job[2][0]]))
-        return _survey_block(block(job), *origin, **survey_options)
+        frame, context = block(job)
+        _, (y0, y1), (x0, x1) = job
+        core = (y1 - y0, x1 - x0)
+        return _survey_frame(frame, (y0, x0), context, core, **survey_frame_options)
 
-    out = np.empty(
-        (5, n, *lead, -(-arr.shape[-2] // step), -(-arr.shape[-1] // step)), dtype=np.float32
-    )
+    out = np.empty((5, n, *lead, -(-h // step), -(-w // step)), dtype=np.float32)
     demod = None
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
         if survey_options is not None:
@@ -760,12 +791,19 @@ def _numpy_maps(arr, spatial, work, options, survey_options):
             logger.debug("demodulation after the survey (cycles/pixel): %s", demod.tolist())
 
         def maps(job):
-            f, (y0, _), (x0, _) = job
-            frame_demod = None if demod is None else demod[(slice(None), slice(None), *f)]
-            result = _block_maps(block(job), frame_demod, **options)
-            rows = slice(y0 // step, y0 // step + result.shape[-2])
-            cols = slice(x0 // step, x0 // step + result.shape[-1])
-            out[(slice(None), slice(None), *f, rows, cols)] = result
+            f, (y0, y1), (x0, x1) = job
+            frame, context = block(job)
+            freqs = given if demod is None else demod[(slice(None), slice(None), *f)]
+            rows = slice(y0 // step, -(-y1 // step))
+            cols = slice(x0 // step, -(-x1 // step))
+            _frame_maps(
+                frame,
+                freqs,
+                given,
+                out[(slice(None), slice(None), *f, rows, cols)],
+                start=context,
+                **frame_options,
+            )
 
         for _ in pool.map(maps, jobs):
             pass
@@ -777,24 +815,6 @@ def _bounds(size: int, chunk: int, depth: int) -> list[tuple[int, int]]:
     sizes = _split(size, chunk, depth)
     starts = np.cumsum((0, *sizes[:-1]))
     return [(int(a), int(a) + b) for a, b in zip(starts, sizes, strict=True)]
-
-
-def _padded_block(frame, rows, cols, depth: int, dtype):
-    """Block ``rows × cols`` of a 2D frame with ``depth`` pixels of context on each side,
-    NaN beyond the frame (what ``dask.array.overlap`` with a NaN boundary gives)."""
-    h, w = frame.shape
-    (y0, y1), (x0, x1) = rows, cols
-    block = np.empty((y1 - y0 + 2 * depth, x1 - x0 + 2 * depth), dtype=dtype)
-    a0, a1 = max(y0 - depth, 0), min(y1 + depth, h)
-    b0, b1 = max(x0 - depth, 0), min(x1 + depth, w)
-    top, left = a0 - y0 + depth, b0 - x0 + depth
-    bottom, right = top + a1 - a0, left + b1 - b0
-    block[top:bottom, left:right] = frame[a0:a1, b0:b1]
-    block[:top] = np.nan
-    block[bottom:] = np.nan
-    block[top:bottom, :left] = np.nan
-    block[top:bottom, right:] = np.nan
-    return block
 
 
 def _dask_maps(x, spatial, work, options, survey_options, user_chunks):
