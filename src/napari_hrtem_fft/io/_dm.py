@@ -9,7 +9,7 @@ import numpy as np
 
 from ._arrays import EAGER_MAX_BYTES, displayable, eager_or_lazy, raw_frames
 from ._calibration import build_micrograph, rsciio_axes
-from ._micrograph import Micrograph, MicrographReadError
+from ._micrograph import Micrograph, MicrographReadError, corrupt_file_errors
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,8 @@ def read_dm(path: Path) -> list[Micrograph]:
     fmt = f"DM{version}"
     from rsciio.digitalmicrograph import file_reader
 
-    try:
+    with corrupt_file_errors(path, fmt):
         signals = file_reader(str(path), lazy=True)
-    except MicrographReadError:
-        raise
-    except Exception as exc:  # rsciio raises many types on corrupt input
-        raise MicrographReadError(
-            path, f"corrupt or truncated {fmt} file ({type(exc).__name__}: {exc})"
-        ) from exc
 
     size = Path(path).stat().st_size
     images, skipped = [], []

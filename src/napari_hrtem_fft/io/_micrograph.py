@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,33 @@ class MicrographReadError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"Cannot read {self.path!r}: {reason}")
+
+
+@contextmanager
+def corrupt_file_errors(path, what: str):
+    """Report any error of a third-party reader inside as a corrupt ``what`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file being read (named in the message).
+    what : str
+        The format, e.g. ``"TIFF"``: "corrupt or truncated TIFF file (...)".
+
+    Raises
+    ------
+    MicrographReadError
+        Instead of whatever the reader raised (kept as the cause); a
+        MicrographReadError raised inside passes unchanged.
+    """
+    try:
+        yield
+    except MicrographReadError:
+        raise
+    except Exception as exc:  # the readers raise many types on corrupt input
+        raise MicrographReadError(
+            path, f"corrupt or truncated {what} file ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 @dataclass(eq=False)

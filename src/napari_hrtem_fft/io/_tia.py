@@ -21,7 +21,7 @@ import numpy as np
 from . import _arrays
 from ._arrays import FrameStack, displayable, eager_or_lazy, file_token, lazy_frames
 from ._calibration import FileAxis, build_micrograph, calibration_changes, rsciio_axes
-from ._micrograph import Micrograph, MicrographReadError
+from ._micrograph import Micrograph, MicrographReadError, corrupt_file_errors
 from ._units import parse_unit
 
 logger = logging.getLogger(__name__)
@@ -124,14 +124,8 @@ def read_tia(path: Path) -> list[Micrograph]:
 def _rsciio_signals(path: Path, source: Path) -> list[dict]:
     from rsciio.tia import file_reader
 
-    try:
+    with corrupt_file_errors(path, "TIA"):
         return file_reader(str(source), lazy=True)
-    except MicrographReadError:
-        raise
-    except Exception as exc:  # rsciio raises many types on corrupt input
-        raise MicrographReadError(
-            path, f"corrupt or truncated TIA file ({type(exc).__name__}: {exc})"
-        ) from exc
 
 
 def _read_with_rsciio(path: Path, emi: Path | None) -> list[Micrograph]:

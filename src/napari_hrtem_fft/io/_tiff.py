@@ -38,7 +38,7 @@ from ._arrays import (
     raw_frames,
 )
 from ._calibration import FileAxis, build_micrograph, frame_times
-from ._micrograph import Micrograph, MicrographReadError
+from ._micrograph import Micrograph, MicrographReadError, corrupt_file_errors
 from ._units import parse_unit
 
 logger = logging.getLogger(__name__)
@@ -86,25 +86,18 @@ def read_tiff(path: Path, *, crop_databar: bool = True, lazy: bool = False) -> l
         raise MicrographReadError(path, f"corrupt or truncated TIFF file: {exc}") from exc
     # Lazy stacks open their own handle when a frame is first read, so this one is
     # always closed here.
-    with tf:
-        try:
-            series = [
-                (i, s) for i, s in enumerate(tf.series) if not s.pages[0].is_reduced
-            ] or list(enumerate(tf.series[:1]))
-            if not series:
-                raise MicrographReadError(
-                    path, "truncated or corrupt TIFF file: no readable image directory (IFD) in it"
-                )
-            out = [
-                _read_series(path, tf, s, index, crop_databar=crop_databar, lazy=lazy)
-                for index, s in series
-            ]
-        except MicrographReadError:
-            raise
-        except Exception as exc:  # tifffile raises many types on corrupt input
+    with tf, corrupt_file_errors(path, "TIFF"):
+        series = [(i, s) for i, s in enumerate(tf.series) if not s.pages[0].is_reduced]
+        # Only reduced pages (thumbnails): the first series rather than nothing.
+        series = series or list(enumerate(tf.series[:1]))
+        if not series:
             raise MicrographReadError(
-                path, f"corrupt or truncated TIFF file ({type(exc).__name__}: {exc})"
-            ) from exc
+                path, "truncated or corrupt TIFF file: no readable image directory (IFD) in it"
+            )
+        out = [
+            _read_series(path, tf, s, index, crop_databar=crop_databar, lazy=lazy)
+            for index, s in series
+        ]
     if len(out) > 1:
         for i, mg in enumerate(out):
             mg.name = f"{path.stem} [{i}]"
