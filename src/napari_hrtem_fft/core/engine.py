@@ -515,18 +515,22 @@ def _in_search(fy, fx, fmag, given, search: float):
     return ok
 
 
-def _block_maps(block, demod=None, *, given, window, step, depth, **options):
+def _block_maps(
+    block, start_y, start_x, demod=None, *, given, window, step, depth, shape, **options
+):
     """One dask block ``(*lead, h, w)`` → ``(5, n, *lead, my, mx)`` float32.
 
-    ``demod`` is ``None`` (demodulate at ``given``) or the refined frequencies
-    ``(n, 2, *lead)``; a reflection whose refined frequency moved by less than the
-    tolerance, or that has none, is demodulated at ``given``.
+    The block carries ``depth`` pixels of context on each side (NaN beyond the image
+    of 2D shape ``shape``) around its core, which starts on image pixel
+    ``(start_y[0], start_x[0])``.  ``demod`` is ``None`` (demodulate at ``given``) or
+    the refined frequencies ``(n, 2, *lead)``; a reflection whose refined frequency
+    moved by less than the tolerance, or that has none, is demodulated at ``given``.
     """
     lead = block.shape[:-2]
     n = given.shape[0]
-    my = -(-(block.shape[-2] - 2 * depth) // step)
-    mx = -(-(block.shape[-1] - 2 * depth) // step)
-    out = np.empty((5, n, *lead, my, mx), dtype=np.float32)
+    core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
+    cut, context = _within_image((int(start_y[0]), int(start_x[0])), core, depth, shape)
+    out = np.empty((5, n, *lead, -(-core[0] // step), -(-core[1] // step)), dtype=np.float32)
     for idx in np.ndindex(*lead):
         freqs = (
             given
@@ -534,16 +538,32 @@ def _block_maps(block, demod=None, *, given, window, step, depth, **options):
             else _refined(demod[(slice(None), slice(None), *idx)], given, window)
         )
         _frame_maps(
-            block[idx],
+            block[idx][cut],
             freqs,
             given,
             out[(slice(None), slice(None), *idx)],
-            start=(depth, depth),
+            start=context,
             window=window,
             step=step,
             **options,
         )
     return out
+
+
+def _within_image(origin, core, depth: int, shape):
+    """The part of a block with ``depth`` context pixels that lies inside the image.
+
+    A block's core of ``core`` pixels starts on image pixel ``origin``; returns the
+    slices of the block inside an image of 2D ``shape`` and the context then left
+    before the core.  The context beyond the image edges is not transformed at all:
+    windows reaching there are NaN anyway, and numpy and dask input cut the same
+    frames this way, so that their results agree exactly.
+    """
+    (y0, x0), (hc, wc), (h, w) = origin, core, shape
+    top, left = min(depth, y0), min(depth, x0)
+    bottom, right = min(depth, h - y0 - hc), min(depth, w - x0 - wc)
+    cut = (slice(depth - top, depth + hc + bottom), slice(depth - left, depth + wc + right))
+    return cut, (top, left)
 
 
 def _refined(demod, given, window: int):
@@ -554,7 +574,7 @@ def _refined(demod, given, window: int):
 
 
 def _survey_block(
-    block, start_y, start_x, *, given, window, step, depth, binning, search, workers
+    block, start_y, start_x, *, given, window, step, depth, shape, binning, search, workers
 ):
     """First, light pass for the refinement: ``(3, n, *lead, cy, cx)`` of fy, fx, weight.
 
@@ -568,9 +588,10 @@ def _survey_block(
     lead = block.shape[:-2]
     core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
     origin = (int(start_y[0]), int(start_x[0]))
+    cut, context = _within_image(origin, core, depth, shape)
     options = dict(given=given, window=window, step=step, binning=binning, search=search)
     parts = [
-        _survey_frame(block[idx], origin, (depth, depth), core, workers=workers, **options)
+        _survey_frame(block[idx][cut], origin, context, core, workers=workers, **options)
         for idx in np.ndindex(*lead)
     ]
     n, count = given.shape[0], parts[0].shape[-2:]
@@ -753,8 +774,10 @@ def _numpy_maps(arr, spatial, work, options, survey_options):
     """
     window, step, depth = options["window"], options["step"], options["depth"]
     given = options["given"]
-    frame_options = {k: v for k, v in options.items() if k not in ("depth", "given")}
-    survey_frame_options = {k: v for k, v in (survey_options or {}).items() if k != "depth"}
+    frame_options = {k: v for k, v in options.items() if k not in ("depth", "given", "shape")}
+    survey_frame_options = {
+        k: v for k, v in (survey_options or {}).items() if k not in ("depth", "shape")
+    }
     n = given.shape[0]
     lead = arr.shape[:-2]
     h, w = arr.shape[-2:]
@@ -763,12 +786,12 @@ def _numpy_maps(arr, spatial, work, options, survey_options):
     jobs = [(f, r, c) for f in np.ndindex(*lead) for r in rows for c in cols]
 
     def block(job):
-        """The frame with its context, and the context's size before the core."""
+        """The frame with its context inside the image, and the context before the core."""
         f, (y0, y1), (x0, x1) = job
-        top, left = min(depth, y0), min(depth, x0)
-        rows = slice(y0 - top, min(y1 + depth, h))
-        cols = slice(x0 - left, min(x1 + depth, w))
-        return arr[(*f, rows, cols)].astype(work, copy=False), (top, left)
+        (rows, cols), context = _within_image((y0, x0), (y1 - y0, x1 - x0), depth, (h, w))
+        rows = slice(rows.start + y0 - depth, rows.stop + y0 - depth)
+        cols = slice(cols.start + x0 - depth, cols.stop + x0 - depth)
+        return arr[(*f, rows, cols)].astype(work, copy=False), context
 
     def survey(job):
         frame, context = block(job)
@@ -855,10 +878,18 @@ def _dask_maps(x, spatial, work, options, survey_options, user_chunks):
     out_ind = ("F", "R", *lead_ind, "y", "x")
     meta = np.empty((0,) * (ndim + 2), dtype=np.float32)
 
+    starts = [np.cumsum((0, *c[:-1])) for c in x.chunks[-2:]]
+    origins = (
+        da.from_array(starts[0], chunks=1),
+        ("y",),
+        da.from_array(starts[1], chunks=1),
+        ("x",),
+    )
+
     def full_pass(source, demod=None):
-        args = (
-            (source, img_ind) if demod is None else (source, img_ind, demod, ("R", "C", *lead_ind))
-        )
+        args = (source, img_ind, *origins)
+        if demod is not None:
+            args += (demod, ("R", "C", *lead_ind))
         return da.blockwise(
             partial(_block_maps, **options),
             out_ind,
@@ -875,7 +906,6 @@ def _dask_maps(x, spatial, work, options, survey_options, user_chunks):
     def medians():
         # The light survey pass on a global grid of every second map pixel, then the
         # power-weighted median per reflection and frame.
-        starts = [np.cumsum((0, *c[:-1])) for c in x.chunks[-2:]]
         coarse = [
             tuple(
                 len(range(-(-o // (2 * step)) * 2 * step, o + c, 2 * step))
@@ -888,10 +918,7 @@ def _dask_maps(x, spatial, work, options, survey_options, user_chunks):
             out_ind,
             overlapped,
             img_ind,
-            da.from_array(starts[0], chunks=1),
-            ("y",),
-            da.from_array(starts[1], chunks=1),
-            ("x",),
+            *origins,
             new_axes={"F": 3, "R": n},
             adjust_chunks={"y": coarse[0], "x": coarse[1]},
             align_arrays=False,
@@ -1070,6 +1097,7 @@ def analyze(
         window=window,
         step=step,
         depth=depth,
+        shape=shape[-2:],
         pixel_size=pixel_size,
         min_amplitude=min_amplitude,
         search=search,
@@ -1081,6 +1109,7 @@ def analyze(
         window=window,
         step=step,
         depth=depth,
+        shape=shape[-2:],
         binning=_survey_binning(given, window, step, search),
         search=search,
         workers=1,
