@@ -660,17 +660,20 @@ def _weighted_medians(survey):
     """
     n = survey.shape[1]
     lead = survey.shape[2:-2]
-    out = np.full((n, 2, *lead), np.nan)
+    out = np.empty((n, 2, *lead))
     for r in range(n):
         for idx in np.ndindex(*lead):
-            weight = survey[(2, r, *idx)].ravel()
-            use = weight > 0
-            if not use.any():
-                continue
-            for c in range(2):
-                values = survey[(c, r, *idx)].ravel()[use]
-                out[(r, c, *idx)] = _weighted_median(values, weight[use])
+            out[(r, slice(None), *idx)] = _survey_median(survey[(slice(None), r, *idx)])
     return out
+
+
+def _survey_median(survey):
+    """The power-weighted median ``(fy, fx)`` of one reflection's survey ``(3, cy, cx)``."""
+    weight = survey[2].ravel()
+    use = weight > 0
+    if not use.any():
+        return np.full(2, np.nan)
+    return np.array([_weighted_median(survey[c].ravel()[use], weight[use]) for c in range(2)])
 
 
 def _weighted_median(values, weights):
@@ -809,7 +812,8 @@ def _numpy_maps(arr, spatial, work, options, survey_options):
                 # The frame's survey assembled as the dask path does, so that both
                 # take the medians over the same ordered values.
                 grid = [np.concatenate([next(pieces) for _ in cols], axis=-1) for _ in rows]
-                medians = _weighted_medians(np.concatenate(grid, axis=-2))
+                frame_survey = np.concatenate(grid, axis=-2)
+                medians = np.stack(list(pool.map(_survey_median, frame_survey.swapaxes(0, 1))))
                 demod[(slice(None), slice(None), *f)] = _refined(medians, given, window)
             logger.debug("demodulation after the survey (cycles/pixel): %s", demod.tolist())
 
