@@ -32,6 +32,13 @@ has its smaller component (roughly tangential, so at about the same ``|g|``; the
 window is zero at integer bins ≥ 2 from a peak, so a peak leaks little there).  The
 standard deviations follow from the linearised variance of the phase difference for
 white noise at that background level.
+
+Everything after the removal of each frame's offset runs in single precision
+(complex64 FFTs and folds, float32 maps): its round-off moves ``d`` by up to ~1e-6
+relative on noise-free lattices, 40 times below the accuracy target, at half the memory
+traffic of double precision.  numpy input is cut into the same blocks as dask input and
+computed in a thread pool; a block carries ``window/2`` pixels of context only where
+the image has them, so that the two give identical maps for the same block layout.
 """
 
 from __future__ import annotations
@@ -155,7 +162,8 @@ def _fold(spec, kernels, step: int, axis: int, out, work):
     ramp and the 1/step factor; ``out[j]`` receives ``(Ly/step, Lx)`` (axis 0) or
     ``(Ly, Lx/step)`` (axis 1) for kernel ``j``.  Summing the ``step`` aliases of every
     bin before the inverse FFT gives exactly the inverse transform sampled at every
-    ``step``.  ``work`` is a flat scratch buffer of at least ``_FOLD_CHUNK`` elements.
+    ``step``.  ``work`` is a flat scratch buffer of at least ``_FOLD_CHUNK`` elements and
+    ``step·max(Ly, Lx)``.
     """
     ly, lx = spec.shape
     if axis == 0:
@@ -288,7 +296,7 @@ def _coefficients(data, demod, *, window, step, start, count, background, bg_bin
         slot[r] = (ax1, len(first_kernels[ax1]))
         pos = first_pos[ax1]
         first_kernels[ax1].extend(kernels(ax1, [demod[r, ax1]] * 2, [pos, pos - 1]))
-    work = np.empty(_FOLD_CHUNK, dtype=ctype)
+    work = np.empty(max(_FOLD_CHUNK, s * max(ly, lx)), dtype=ctype)
     first = {}
     for axis, kers in first_kernels.items():
         if kers:
