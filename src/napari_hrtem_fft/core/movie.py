@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .maps import LatticeMaps, StrainMaps
+from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
 from .reciprocal import as_reflections
 
 __all__ = [
@@ -42,19 +43,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
-_STRAIN = ("exx", "eyy", "exy", "rotation")
-_UNITS = {
-    "d_spacing": ("nm", "local lattice spacing"),
-    "angle": ("deg", "local angle of g, counter-clockwise on screen"),
-    "amplitude": ("1", "peak power over the local background"),
-    "d_sigma": ("nm", "standard deviation of d_spacing"),
-    "angle_sigma": ("deg", "standard deviation of angle"),
-    "exx": ("1", "strain along x (finite, Biot)"),
-    "eyy": ("1", "strain along y (finite, Biot)"),
-    "exy": ("1", "shear strain"),
-    "rotation": ("deg", "lattice rotation, counter-clockwise on screen"),
-}
+_FIELDS = tuple(MAP_QUANTITIES)
+_STRAIN = tuple(STRAIN_QUANTITIES)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1208,7 +1198,7 @@ def _create_map_array(root, name: str, shape, chunks, map_scale: float):
     per_reflection = name in _FIELDS
     lead = ["t", "z", "c"][: len(shape) - 2 - per_reflection]
     axes = (["reflection"] if per_reflection else []) + lead + ["y", "x"]
-    unit, what = _UNITS[name]
+    unit, what = (MAP_QUANTITIES | STRAIN_QUANTITIES)[name]
     target.attrs.update(
         {
             "axes": axes,
