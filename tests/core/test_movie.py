@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import replace
 
 import dask.array as da
 import numpy as np
@@ -13,10 +14,12 @@ from napari_hrtem_fft.core.drift import shift_region
 from napari_hrtem_fft.core.engine import analyze
 from napari_hrtem_fft.core.maps import LatticeMaps, StrainMaps
 from napari_hrtem_fft.core.movie import (
+    MovieMapsCollector,
     MovieResult,
     analyze_movie,
     compute_maps,
     iter_analyze_movie,
+    movie_parameters,
     read_zarr_maps,
     region_from_polygon,
     time_trace,
@@ -165,6 +168,66 @@ def test_analyze_movie_bad_input():
         analyze_movie(stack, REFL, progress=3, **options)
     with pytest.raises(ValueError, match="strain_reference"):
         iter_analyze_movie(stack, REFL, strain_reference=REFL[:2], **options)
+
+
+def _frame_of(maps: LatticeMaps, k: int, **parameters) -> LatticeMaps:
+    """Frame ``k`` of movie maps ``(n, t, my, mx)`` as single-frame maps ``(n, my, mx)``."""
+    names = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
+    comps = {c: a[k] for c, a in maps.strain.components().items()}
+    return LatticeMaps(
+        **{name: getattr(maps, name)[:, k] for name in names},
+        reflections=maps.reflections,
+        window=maps.window,
+        step=maps.step,
+        pixel_size=maps.pixel_size,
+        strain=StrainMaps(**comps, reference=maps.strain.reference),
+        parameters=dict(parameters),
+    )
+
+
+@pytest.mark.parametrize("in_zarr", [False, True])
+def test_movie_maps_collector_fills_frames_in_any_order(in_zarr, tmp_path):
+    import zarr
+
+    movie = _known_maps(t=3)
+    group = zarr.open_group(str(tmp_path / "m.zarr"), mode="w") if in_zarr else None
+    collector = MovieMapsCollector(3, group=group)
+    per_frame = {"found": [[1.0, 2.0]], "demodulation": [[0.5]], "window": 64}
+    for k in (2, 0, 1):
+        collector.add(k, _frame_of(movie, k, **per_frame))
+    maps = collector.maps(parameters={"movie": {"frames": [0, 1, 2]}})
+    # zarr arrays are float32; numpy ones keep the frames' float64 exactly
+    dtype = np.float32 if in_zarr else np.float64
+    for name in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma"):
+        assert getattr(maps, name).shape == (2, 3, 4, 5)
+        np.testing.assert_array_equal(
+            np.asarray(getattr(maps, name)), getattr(movie, name).astype(dtype)
+        )
+    for c, a in maps.strain.components().items():
+        np.testing.assert_array_equal(np.asarray(a), getattr(movie.strain, c).astype(dtype))
+    np.testing.assert_array_equal(maps.strain.reference, movie.strain.reference)
+    assert maps.parameters == {"window": 64, "movie": {"frames": [0, 1, 2]}}
+    assert (maps.window, maps.step, maps.pixel_size) == (64, 8, 0.02)
+    np.testing.assert_array_equal(maps.reflections, movie.reflections)
+    other = np.array([[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(collector.maps(reflections=other).reflections, other)
+
+
+def test_movie_maps_collector_bad_input():
+    movie = _known_maps(t=2)
+    with pytest.raises(ValueError, match="no frame"):
+        MovieMapsCollector(2).maps()
+    with pytest.raises(ValueError, match="positive integer"):
+        MovieMapsCollector(0)
+    collector = MovieMapsCollector(2)
+    with pytest.raises(ValueError, match="position"):
+        collector.add(2, _frame_of(movie, 0))
+    with pytest.raises(TypeError, match="LatticeMaps"):
+        collector.add(0, {"d_spacing": 1})
+    collector.add(0, _frame_of(movie, 0))
+    with pytest.raises(ValueError, match="first frame"):
+        collector.add(1, replace(_frame_of(movie, 1), strain=None))
+    assert movie_parameters({"found": 1, "demodulation": 2, "search": 0.1}) == {"search": 0.1}
 
 
 # ------------------------------------------------------------------ time traces

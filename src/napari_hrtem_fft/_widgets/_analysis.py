@@ -365,8 +365,6 @@ DRIFT_MODES = ("none", "correct", "follow")
 # frame): the granularity of progress and Cancel while the drift is measured.
 _DRIFT_BATCH = 8
 
-_FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
-
 
 @dataclass
 class MovieRun:
@@ -448,55 +446,6 @@ def _blank(maps):
     return apply_mask(maps, np.zeros(maps.d_spacing.shape[1:], dtype=bool))
 
 
-class _MovieMaps:
-    """Maps of a movie filled frame by frame into arrays ``(n, t, my, mx)`` allocated at
-    the first frame (no list of frames to stack: memory stays at one copy)."""
-
-    def __init__(self, t: int) -> None:
-        self.t = t
-        self.first = None
-        self.fields: dict[str, np.ndarray] = {}
-        self.strain: dict[str, np.ndarray] = {}
-
-    def add(self, position: int, maps) -> None:
-        if self.first is None:
-            self.first = maps
-            for name in _FIELDS:
-                a = np.asarray(getattr(maps, name))
-                self.fields[name] = np.empty((a.shape[0], self.t, *a.shape[1:]), a.dtype)
-            if maps.strain is not None:
-                for c, a in maps.strain.components().items():
-                    a = np.asarray(a)
-                    self.strain[c] = np.empty((self.t, *a.shape), a.dtype)
-        for name in _FIELDS:
-            self.fields[name][:, position] = getattr(maps, name)
-        if maps.strain is not None:
-            for c, a in maps.strain.components().items():
-                self.strain[c][position] = a
-
-    def result(self, reflections: np.ndarray, extra: dict):
-        """One LatticeMaps ``(n, t, my, mx)`` of the frames added."""
-        from ..core.maps import LatticeMaps, StrainMaps
-
-        first = self.first
-        strain = None
-        if self.strain:
-            strain = StrainMaps(**self.strain, reference=first.strain.reference)
-        parameters = {
-            k: v for k, v in first.parameters.items() if k not in ("found", "demodulation")
-        }
-        parameters.update(extra)
-        return LatticeMaps(
-            **self.fields,
-            reflections=reflections,
-            window=first.window,
-            step=first.step,
-            pixel_size=first.pixel_size,
-            strain=strain,
-            parameters=parameters,
-        )
-
-
 def run_movie_analysis(
     stack,
     reflections,
@@ -557,7 +506,7 @@ def run_movie_analysis(
     """
     import dask.array as da
 
-    from ..core.movie import iter_analyze_movie
+    from ..core.movie import MovieMapsCollector, iter_analyze_movie
     from ..core.reciprocal import as_reflections
 
     options = AnalysisOptions() if options is None else options
@@ -607,7 +556,7 @@ def run_movie_analysis(
         drift=drift_arg,
         **options.engine_options(),
     )
-    collected = _MovieMaps(len(frames))
+    collected = MovieMapsCollector(len(frames))
     used, found, blank = [], [], []
     try:
         for position, (k, maps) in enumerate(stream):
@@ -645,7 +594,7 @@ def run_movie_analysis(
         },
     }
     return MovieRun(
-        maps=collected.result(reflections, extra),
+        maps=collected.maps(reflections=reflections, parameters=extra),
         frames=frames,
         tracked=tracked,
         reflections=np.stack(used),

@@ -29,11 +29,13 @@ from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
 from .reciprocal import as_reflections
 
 __all__ = [
+    "MovieMapsCollector",
     "MovieResult",
     "TimeTrace",
     "analyze_movie",
     "compute_maps",
     "iter_analyze_movie",
+    "movie_parameters",
     "read_zarr_maps",
     "region_from_polygon",
     "time_trace",
@@ -411,7 +413,8 @@ def analyze_movie(
         return result
 
     root = None if store is None else _open_store(store, overwrite)
-    per_frame, used, found, targets = [], [], [], None
+    collected = MovieMapsCollector(idx.size, group=root)
+    used, found = [], []
     stream = iter_analyze_movie(
         stack,
         refl,
@@ -430,52 +433,148 @@ def analyze_movie(
     for done, (_, maps) in enumerate(stream, start=1):
         used.append(maps.reflections)
         found.append(maps.parameters["found"])
-        if root is None:
-            per_frame.append(maps)
-        else:
-            if targets is None:
-                targets = _movie_arrays(root, maps, idx.size)
-                # geometry and strain reference of the result, without the frame's maps
-                per_frame.append(replace(maps, **dict.fromkeys(_FIELDS)))
-            _write_frame(targets, done - 1, maps)
+        collected.add(done - 1, maps)
         if progress is not None:
             progress(done, idx.size)
     used = np.stack(used)
     found = np.array(found, dtype=np.float64)
-    if root is None:
-        stacked = _stack_maps(per_frame)
-        stacked.parameters["movie"] = {"track": True, "frames": idx.tolist()}
-        return MovieResult(stacked, used, found, idx, sub_drift, tracked=True)
-    template = per_frame[0]
-    template.parameters = {
-        k: v for k, v in template.parameters.items() if k not in ("found", "demodulation")
-    }
-    template.parameters["movie"] = {"track": True, "frames": idx.tolist()}
-    result = MovieResult(template, used, found, idx, sub_drift, tracked=True)
-    _write_record(root, template, result)
-    result.maps = read_zarr_maps(store)
+    maps = collected.maps(parameters={"movie": {"track": True, "frames": idx.tolist()}})
+    result = MovieResult(maps, used, found, idx, sub_drift, tracked=True)
+    if root is not None:
+        _write_record(root, maps, result)
+        result.maps = read_zarr_maps(store)
     return result
 
 
-def _movie_arrays(root, first: LatticeMaps, t: int) -> dict:
-    """Arrays ``(n, t, my, mx)`` / ``(t, my, mx)`` for a movie written frame by frame."""
-    n, my, mx = first.d_spacing.shape
-    targets = {
-        name: _create_map_array(root, name, (n, t, my, mx), (n, 1, my, mx), first.map_scale)
-        for name in _FIELDS
-    }
-    if first.strain is not None:
-        for c in _STRAIN:
-            targets[c] = _create_map_array(root, c, (t, my, mx), (1, my, mx), first.map_scale)
-    return targets
+def movie_parameters(parameters: dict) -> dict:
+    """The parameters of one frame's maps that hold for the whole movie.
+
+    Parameters
+    ----------
+    parameters : dict
+        ``LatticeMaps.parameters`` of a frame.
+
+    Returns
+    -------
+    dict
+        A copy without the entries measured per frame: ``found`` (the lattice found in
+        that frame, kept per frame by :class:`MovieResult`) and ``demodulation`` (the
+        frame's demodulation vectors), which would describe the first frame only.
+    """
+    return {k: v for k, v in parameters.items() if k not in ("found", "demodulation")}
 
 
-def _write_frame(targets: dict, position: int, maps: LatticeMaps) -> None:
-    for name in _FIELDS:
-        targets[name][:, position] = np.asarray(getattr(maps, name), dtype=np.float32)
-    if maps.strain is not None and "exx" in targets:
-        for c in _STRAIN:
-            targets[c][position] = np.asarray(getattr(maps.strain, c), dtype=np.float32)
+class MovieMapsCollector:
+    """Maps of a movie filled frame by frame into arrays allocated at the first frame.
+
+    Per-reflection maps go to arrays ``(n, t, my, mx)``, strain to ``(t, my, mx)``: no
+    list of frames is kept to stack, so memory holds one copy of the movie's maps, or,
+    with ``group``, one frame (the arrays are then float32 arrays of a zarr group in the
+    layout of :func:`to_zarr`, written frame by frame).
+
+    Parameters
+    ----------
+    t : int
+        Number of frames of the movie.
+    group : zarr.Group, optional
+        Where to create the arrays; default numpy arrays in memory.
+
+    Raises
+    ------
+    ValueError
+        If ``t`` is not a positive integer.
+    """
+
+    def __init__(self, t: int, *, group=None) -> None:
+        if not isinstance(t, numbers.Integral) or t < 1:
+            raise ValueError(f"t must be a positive integer number of frames, got {t!r}")
+        self.t = int(t)
+        self._group = group
+        self._first: LatticeMaps | None = None
+        self._arrays: dict = {}
+
+    def add(self, position: int, maps: LatticeMaps) -> None:
+        """Store one frame's maps ``(n, my, mx)`` at frame ``position`` (0 … t - 1).
+
+        Raises
+        ------
+        TypeError
+            If ``maps`` is not a LatticeMaps.
+        ValueError
+            If ``position`` is out of range, or the frame has strain maps where the
+            first frame had none or the other way round.
+        """
+        if not isinstance(maps, LatticeMaps):
+            raise TypeError(f"maps must be LatticeMaps, got {type(maps).__name__}")
+        if not isinstance(position, numbers.Integral) or not 0 <= position < self.t:
+            raise ValueError(
+                f"position must be a frame position in [0, {self.t}), got {position!r}"
+            )
+        arrays = _fields(maps)
+        if self._first is None:
+            self._first = maps
+            self._arrays = {
+                name: self._allocate(name, np.asarray(a)) for name, a in arrays.items()
+            }
+        if arrays.keys() != self._arrays.keys():
+            raise ValueError(
+                f"the frame at position {position} has maps {sorted(arrays)}, "
+                f"the first frame {sorted(self._arrays)}"
+            )
+        for name, a in arrays.items():
+            target = self._arrays[name]
+            where = (slice(None), int(position)) if name in _FIELDS else int(position)
+            target[where] = np.asarray(a, dtype=target.dtype)
+
+    def _allocate(self, name: str, frame: np.ndarray):
+        if name in _FIELDS:
+            shape = (frame.shape[0], self.t, *frame.shape[1:])
+            chunks = (frame.shape[0], 1, *frame.shape[1:])
+        else:
+            shape, chunks = (self.t, *frame.shape), (1, *frame.shape)
+        if self._group is None:
+            return np.empty(shape, frame.dtype)
+        return _create_map_array(self._group, name, shape, chunks, self._first.map_scale)
+
+    def maps(self, *, reflections=None, parameters: dict | None = None) -> LatticeMaps:
+        """The movie's maps ``(n, t, my, mx)``.
+
+        Parameters
+        ----------
+        reflections : array_like, optional
+            ``(n, 2)`` reflections in nm⁻¹ of the result (default: the first frame's).
+        parameters : dict, optional
+            Entries added to the first frame's :func:`movie_parameters`.
+
+        Returns
+        -------
+        LatticeMaps
+            The arrays filled so far (numpy, or zarr with ``group``) with the first
+            frame's geometry and strain reference.
+
+        Raises
+        ------
+        ValueError
+            If no frame was added.
+        """
+        first = self._first
+        if first is None:
+            raise ValueError("no frame was added to the movie")
+        strain = None
+        if first.strain is not None:
+            comps = {c: self._arrays[c] for c in _STRAIN}
+            strain = StrainMaps(**comps, reference=first.strain.reference)
+        merged = movie_parameters(first.parameters)
+        merged.update(parameters or {})
+        return LatticeMaps(
+            **{name: self._arrays[name] for name in _FIELDS},
+            reflections=first.reflections if reflections is None else as_reflections(reflections),
+            window=first.window,
+            step=first.step,
+            pixel_size=first.pixel_size,
+            strain=strain,
+            parameters=merged,
+        )
 
 
 def _untracked(
@@ -532,28 +631,7 @@ def _concat_frames(per_frame: list[LatticeMaps]) -> LatticeMaps:
             c: da.concatenate([getattr(m.strain, c) for m in per_frame], axis=0) for c in _STRAIN
         }
         strain = StrainMaps(**comps, reference=first.strain.reference)
-    parameters = {k: v for k, v in first.parameters.items() if k != "demodulation"}
-    return replace(first, **fields, strain=strain, parameters=parameters)
-
-
-def _stack_maps(per_frame: list[LatticeMaps]) -> LatticeMaps:
-    """Frames ``(n, my, mx)`` → one LatticeMaps ``(n, t, my, mx)``."""
-    first = per_frame[0]
-    fields = {name: np.stack([getattr(m, name) for m in per_frame], axis=1) for name in _FIELDS}
-    strain = None
-    if first.strain is not None:
-        comps = {c: np.stack([getattr(m.strain, c) for m in per_frame]) for c in _STRAIN}
-        strain = StrainMaps(**comps, reference=first.strain.reference)
-    parameters = {k: v for k, v in first.parameters.items() if k not in ("found", "demodulation")}
-    return LatticeMaps(
-        **fields,
-        reflections=first.reflections,
-        window=first.window,
-        step=first.step,
-        pixel_size=first.pixel_size,
-        strain=strain,
-        parameters=parameters,
-    )
+    return replace(first, **fields, strain=strain, parameters=movie_parameters(first.parameters))
 
 
 # --------------------------------------------------------------------------- regions
