@@ -168,6 +168,13 @@ def test_analyze_movie_bad_input():
         analyze_movie(stack, REFL, progress=3, **options)
     with pytest.raises(ValueError, match="strain_reference"):
         iter_analyze_movie(stack, REFL, strain_reference=REFL[:2], **options)
+    # the same checks for an untracked (lazy) analysis
+    with pytest.raises(ValueError, match="does not match the map grid"):
+        analyze_movie(stack, REFL, track=False, region=np.ones((5, 5), bool), **options)
+    with pytest.raises(ValueError, match="step must be a positive integer"):
+        analyze_movie(stack, REFL, track=False, **{**options, "step": 0})
+    with pytest.raises(TypeError, match="track must be True or False"):
+        iter_analyze_movie(stack, REFL, track="yes", **options)
 
 
 def _frame_of(maps: LatticeMaps, k: int, **parameters) -> LatticeMaps:

@@ -249,8 +249,25 @@ def iter_analyze_movie(
     ValueError, TypeError
         As :func:`analyze_movie`, at the call (before any frame is read).
     """
-    from .strain import has_two_directions
+    inputs = _check_movie_inputs(stack, reflections, step, track, frames, region, drift)
+    options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
+    return _tracked_stream(
+        stack, inputs, options, bool(track), strain_reference, min_windows, analyze_options
+    )
 
+
+@dataclass(frozen=True)
+class _MovieInputs:
+    """Checked arguments shared by :func:`iter_analyze_movie` and :func:`analyze_movie`."""
+
+    idx: np.ndarray  # frame numbers to analyse
+    refl: np.ndarray  # (n, 2) reflections in 1/nm
+    drift_px: np.ndarray | None  # (t_stack, 2)
+    region_of: Callable[[int], np.ndarray] | None  # frame number -> mask (my, mx)
+    static_region: bool  # one mask drawn on the frame of zero drift
+
+
+def _check_movie_inputs(stack, reflections, step, track, frames, region, drift) -> _MovieInputs:
     t, h, w = _check_stack(stack)
     idx = _frame_indices(frames, t)
     refl = as_reflections(reflections)
@@ -260,9 +277,20 @@ def iter_analyze_movie(
         raise ValueError(f"step must be a positive integer number of pixels, got {step!r}")
     drift_px = _check_drift(drift, t)
     region_of, static_region = _check_region(region, t, idx, _map_shape(h, w, int(step)))
+    return _MovieInputs(idx, refl, drift_px, region_of, static_region)
+
+
+def _tracked_stream(
+    stack, inputs: _MovieInputs, options, track, strain_reference, min_windows, analyze_options
+) -> Iterator[tuple[int, LatticeMaps]]:
+    """Checks the options of the frame-by-frame analysis, then its generator."""
+    from .strain import has_two_directions
+
+    analyze_options = dict(analyze_options)
     compute_strain = analyze_options.pop("compute_strain", True)
     if not isinstance(compute_strain, bool | np.bool_):
         raise TypeError(f"compute_strain must be True or False, got {compute_strain!r}")
+    refl = inputs.refl
     reference = refl if strain_reference is None else as_reflections(strain_reference)
     if reference.shape != refl.shape:
         raise ValueError(
@@ -272,12 +300,11 @@ def iter_analyze_movie(
     with_strain = bool(compute_strain) and has_two_directions(reference)
     if not isinstance(min_windows, numbers.Integral) or min_windows < 1:
         raise ValueError(f"min_windows must be a positive integer, got {min_windows!r}")
-    options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
     # A single mask is drawn on the frame of zero drift; per-frame masks are used as given.
-    follow = drift_px if static_region else None
+    follow = inputs.drift_px if inputs.static_region else None
     return _iterate(
-        stack, idx, refl, reference, options, analyze_options, region_of, follow,
-        bool(track), with_strain, int(min_windows),
+        stack, inputs.idx, refl, reference, options, analyze_options, inputs.region_of, follow,
+        track, with_strain, int(min_windows),
     )  # fmt: skip
 
 
@@ -393,43 +420,28 @@ def analyze_movie(
         On a stack that is not ``(t, y, x)``, frames out of range, a region or drift of
         the wrong shape, or invalid analysis options (checked before any frame).
     """
-    t = _check_stack(stack)[0]
-    idx = _frame_indices(frames, t)
-    refl = as_reflections(reflections)
-    drift_px = _check_drift(drift, t)
+    inputs = _check_movie_inputs(stack, reflections, step, track, frames, region, drift)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable or None, got {type(progress).__name__}")
-    if not isinstance(track, bool | np.bool_):
-        raise TypeError(f"track must be True or False, got {track!r}")
-    sub_drift = None if drift_px is None else drift_px[idx]
+    idx = inputs.idx
+    sub_drift = None if inputs.drift_px is None else inputs.drift_px[idx]
     if not track:
         result = _untracked(
-            stack, idx, refl, pixel_size, window, step, search, region, drift_px,
-            strain_reference, progress, analyze_options,
+            stack, inputs, pixel_size, window, step, search, strain_reference, progress,
+            analyze_options,
         )  # fmt: skip
         if store is not None:
             to_zarr(result, store, overwrite=overwrite)
             result.maps = read_zarr_maps(store)
         return result
 
+    options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
+    stream = _tracked_stream(
+        stack, inputs, options, True, strain_reference, min_windows, analyze_options
+    )
     root = None if store is None else _open_store(store, overwrite)
     collected = MovieMapsCollector(idx.size, group=root)
     used, found = [], []
-    stream = iter_analyze_movie(
-        stack,
-        refl,
-        pixel_size=pixel_size,
-        window=window,
-        step=step,
-        search=search,
-        track=True,
-        frames=idx,
-        region=region,
-        drift=drift_px,
-        strain_reference=strain_reference,
-        min_windows=min_windows,
-        **analyze_options,
-    )
     for done, (_, maps) in enumerate(stream, start=1):
         used.append(maps.reflections)
         found.append(maps.parameters["found"])
@@ -578,15 +590,14 @@ class MovieMapsCollector:
 
 
 def _untracked(
-    stack, idx, refl, pixel_size, window, step, search, region, drift_px,
-    strain_reference, progress, analyze_options,
+    stack, inputs: _MovieInputs, pixel_size, window, step, search, strain_reference, progress,
+    analyze_options,
 ) -> MovieResult:  # fmt: skip
     """Every frame with the same reflections: one lazy (or in-process) ``analyze`` call."""
     from .engine import analyze
     from .strain import strain as strain_maps
 
-    t, h, w = _check_stack(stack)
-    _check_region(region, t, idx, _map_shape(h, w, int(step)))
+    idx, refl, t = inputs.idx, inputs.refl, int(stack.shape[0])
     compute_strain = analyze_options.pop("compute_strain", True)
     if idx.size == t and np.array_equal(idx, np.arange(t)):
         sub = stack
@@ -613,7 +624,7 @@ def _untracked(
     if progress is not None:
         progress(idx.size, idx.size)
     used = np.broadcast_to(refl, (idx.size, *refl.shape)).copy()
-    drift = None if drift_px is None else drift_px[idx]
+    drift = None if inputs.drift_px is None else inputs.drift_px[idx]
     return MovieResult(maps, used, None, idx, drift, tracked=False)
 
 
