@@ -24,6 +24,7 @@ from napari_hrtem_fft.core.movie import (
     region_from_polygon,
     time_trace,
     to_zarr,
+    trace_text,
     trace_to_csv,
 )
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
@@ -344,6 +345,42 @@ def test_trace_to_csv_header_units_and_no_silent_overwrite(tmp_path):
     trace_to_csv(trace, path, overwrite=True)
     with pytest.raises(TypeError):
         trace_to_csv({"d": 1}, tmp_path / "x.csv")
+
+
+def test_trace_text_is_the_csv_body_with_exact_numbers():
+    maps = _known_maps()
+    trace = time_trace(maps, times=[0.0, 2.0, 4.0])
+    region = np.zeros((4, 5), dtype=bool)
+    region[0, 0] = True  # d of g1 in frame 1 is NaN there: no pixel, NaN statistics
+    empty = time_trace(maps, region)
+    assert np.isnan(empty["d_median"][1, 0]) and empty["d_count"][1, 0] == 0
+    for tr in (trace, empty):
+        text = trace_text(tr, delimiter="\t")
+        assert text.endswith("\n") and "\r" not in text
+        rows = list(csv.reader(text.splitlines(), delimiter="\t"))
+        assert rows[0] == list(tr.columns())
+        assert len(rows) == 1 + 3
+        for k, (name, values) in enumerate(tr.columns().items()):
+            parsed = np.array([float(r[k]) for r in rows[1:]])
+            # written exactly (round trip), NaN as "nan", counts as integers
+            np.testing.assert_array_equal(parsed, values.astype(np.float64))
+            if name.startswith(("frame", "d_count")):
+                assert all(r[k].isdigit() for r in rows[1:])
+        assert trace_text(tr) == text.replace("\t", ",")
+    assert "nan" in trace_text(empty).splitlines()[2].split(",")
+    with pytest.raises(ValueError, match="one character"):
+        trace_text(trace, delimiter=", ")
+    with pytest.raises(TypeError, match="TimeTrace"):
+        trace_text({"d": 1})
+
+
+def test_trace_to_csv_body_is_trace_text(tmp_path):
+    trace = time_trace(_known_maps(), times=0.5)
+    path = trace_to_csv(trace, tmp_path / "trace.csv")
+    text = path.read_text(encoding="utf-8")
+    body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
+    assert body == trace_text(trace)
+    assert "\r" not in text
 
 
 def test_region_from_polygon_world_coordinates():

@@ -11,7 +11,7 @@ import pytest
 
 from napari_hrtem_fft._widgets import LatticeMapWidget, TimeTraceWidget
 from napari_hrtem_fft._widgets._analysis import AnalysisOptions, run_movie_analysis
-from napari_hrtem_fft.core.movie import region_from_polygon
+from napari_hrtem_fft.core.movie import region_from_polygon, trace_text
 from napari_hrtem_fft.core.reciprocal import g_spacing
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
 from napari_hrtem_fft.layers import find_result_layers
@@ -261,6 +261,11 @@ def test_time_trace_in_a_rectangle_matches_the_lattice(session, qtbot, tmp_path,
     assert len(dock._table.value["data"]) == FRAMES
     text = dock.copy_text().splitlines()
     assert text[0].startswith("frame\ttime_s\td_mean_g1_nm") and len(text) == FRAMES + 1
+    # the dock copies what the CSV export writes, tab-separated, numbers exactly
+    assert dock.copy_text() == trace_text(dock.trace, delimiter="\t")
+    col = text[0].split("\t").index("d_median_g2_nm")
+    copied = [float(line.split("\t")[col]) for line in text[1:]]
+    np.testing.assert_array_equal(copied, trace["d_median"][:, 1])
 
     # The same rectangle painted as labels gives the same pixels.
     labels = np.zeros(SHAPE, dtype=np.uint8)

@@ -11,9 +11,7 @@ replaced and when the region is edited; a vertical line follows the time slider.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,19 +65,6 @@ def _curve_style(k: int) -> dict:
     if k % 2:
         style["markerfacecolor"] = "none"
     return style
-
-
-def trace_text(trace, *, delimiter: str = "\t") -> str:
-    """A time trace as delimited text, the columns of the CSV export (values in nm)."""
-    columns = trace.columns()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(list(columns))
-    for row in zip(*columns.values(), strict=True):
-        writer.writerow(
-            [f"{v:.7g}" if isinstance(v, float | np.floating) else int(v) for v in row]
-        )
-    return buffer.getvalue()
 
 
 class TimeTraceWidget(Container):
@@ -256,6 +241,8 @@ class TimeTraceWidget(Container):
 
     def copy_text(self) -> str:
         """The trace as tab-separated text: the columns of the CSV export."""
+        from ..core.movie import trace_text
+
         return "" if self.trace is None else trace_text(self.trace, delimiter="\t")
 
     def export_csv(self, path, *, overwrite: bool = False) -> Path:

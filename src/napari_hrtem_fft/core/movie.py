@@ -40,6 +40,7 @@ __all__ = [
     "region_from_polygon",
     "time_trace",
     "to_zarr",
+    "trace_text",
     "trace_to_csv",
 ]
 
@@ -959,8 +960,6 @@ def trace_to_csv(trace: TimeTrace, path, *, overwrite: bool = False) -> Path:
     TypeError
         If ``trace`` is not a TimeTrace.
     """
-    import csv
-
     from .reciprocal import g_angle, g_spacing
 
     if not isinstance(trace, TimeTrace):
@@ -968,7 +967,6 @@ def trace_to_csv(trace: TimeTrace, path, *, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{str(path)!r} already exists (pass overwrite=True to replace it)")
-    cols = trace.columns()
     header = [
         "# napari-hrtem-fft time trace: statistics per frame inside the region",
         "# units: d in nm, angle and rotation in degrees (counter-clockwise on screen), "
@@ -984,12 +982,52 @@ def trace_to_csv(trace: TimeTrace, path, *, overwrite: bool = False) -> Path:
         )
     mode = "w" if overwrite else "x"
     with path.open(mode, newline="", encoding="utf-8") as fh:
-        fh.write("\n".join(header) + "\n")
-        writer = csv.writer(fh)
-        writer.writerow(list(cols))
-        for row in zip(*cols.values(), strict=True):
-            writer.writerow([_csv_value(v) for v in row])
+        fh.write("\n".join(header) + "\n" + trace_text(trace))
     return path
+
+
+def trace_text(trace: TimeTrace, *, delimiter: str = ",") -> str:
+    """A time trace as delimited text: a row of column names, then one row per frame.
+
+    The columns of :meth:`TimeTrace.columns` (units in the names: d in nm, angles in
+    degrees, time in s); numbers written exactly (shortest round-trip form), counts as
+    integers, missing values as ``nan``.  :func:`trace_to_csv` writes this below its
+    header lines.
+
+    Parameters
+    ----------
+    trace : TimeTrace
+        From :func:`time_trace`.
+    delimiter : str
+        One character between values (``","`` for CSV, ``"\t"`` to paste into a
+        spreadsheet).
+
+    Returns
+    -------
+    str
+        The text, lines ending in ``"\n"``.
+
+    Raises
+    ------
+    TypeError
+        If ``trace`` is not a TimeTrace.
+    ValueError
+        If ``delimiter`` is not one character.
+    """
+    import csv
+    import io
+
+    if not isinstance(trace, TimeTrace):
+        raise TypeError(f"trace must be a TimeTrace, got {type(trace).__name__}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+    cols = trace.columns()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(list(cols))
+    for row in zip(*cols.values(), strict=True):
+        writer.writerow([_csv_value(v) for v in row])
+    return buffer.getvalue()
 
 
 def _csv_value(v) -> str:
