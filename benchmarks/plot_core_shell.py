@@ -1,7 +1,8 @@
 """Measured vs true lattice spacing along a line through a synthetic core-shell particle.
 
 The sample is :func:`napari_hrtem_fft.pd_core_shell_sample` (Pd [110], 1024², 0.02 nm
-pixels, radius 7 nm, core 4 nm, shell +3.5 %, white noise and amorphous film).  It is
+pixels, radius 7 nm, core 4 nm, shell +3.5 % across a 0.3 nm logistic interface, white
+noise and amorphous film).  It is
 analysed with window 96 and step 2 from the unstrained reflections; the plot shows the
 spacing of each reflection along the horizontal line through the centre, the true
 local spacing at the window centre, and the true spacing averaged over the window
@@ -31,7 +32,9 @@ NAMES = ["(1-11)", "(-111)", "(002)"]
 
 
 def main(out: Path) -> None:
-    image, truth = pd_core_shell_sample()
+    # The 0.3 nm logistic interface of the figure's caption (the sample's default is
+    # now a sharp one).
+    image, truth = pd_core_shell_sample(interface_width=0.3)
     refl = pd_110_reflections(10.0)
     maps = analyze(image, refl, pixel_size=PIXEL, window=WINDOW, step=STEP, compute_strain=False)
 
