@@ -5,7 +5,8 @@ Files written (names are fixed so scripts can find them):
 * ``<kind>[_<reflection>].tif`` per result layer (``d_spacing_1.tif``, ``exx.tif``):
   calibrated float32 TIFF with its JSON sidecar, by :func:`napari_hrtem_fft.io.write_tiff`;
 * ``statistics.csv``: the per-reflection statistics;
-* ``parameters.json``: every analysis parameter, the source layer and its file.
+* ``parameters.json``: every analysis parameter, the source layer and its file (strict
+  JSON: a missing value is the string ``"nan"``, as in the TIFF sidecars).
 
 Nothing is overwritten: when any target name is taken, nothing is written.
 """
@@ -107,7 +108,8 @@ def export_results(
     for name, layer in files.items():
         if layer is None:
             continue
-        params = jsonable(dict(result_info(layer)), max_items=None, allow_nan=True)
+        # Non-finite values as the strings "nan", "inf": strict JSON, as in the sidecars.
+        params = jsonable(dict(result_info(layer)), max_items=None)
         data = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
         path = directory / name
         units = [str(u) for u in getattr(layer, "units", ("nm",) * layer.ndim)]
@@ -132,12 +134,13 @@ def export_results(
     with open(json_path, "x", encoding="utf-8") as fh:
         json.dump(
             {
-                "source": jsonable(dict(source or {}), max_items=None, allow_nan=True),
+                "source": jsonable(dict(source or {}), max_items=None),
                 "layers": layer_params,
             },
             fh,
             indent=2,
             ensure_ascii=False,
+            allow_nan=False,
         )
         fh.write("\n")
     written.append(json_path)
