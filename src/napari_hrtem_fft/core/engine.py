@@ -861,6 +861,17 @@ def _dask_maps(x, spatial, work, options, survey_options, user_chunks):
     import dask
     import dask.array as da
 
+    if survey_options is not None and x.ndim > 2 and x.numblocks[0] > 1:
+        # Each block of frames is refined from its own survey: one graph over the
+        # whole stack would make every frame's second pass wait for the medians of all
+        # frames, holding each frame's first-pass intermediates (~20 MB per 2048²
+        # frame) until the last survey is done.
+        pieces = [
+            _dask_maps(x.blocks[i], spatial, work, options, survey_options, user_chunks)
+            for i in range(x.numblocks[0])
+        ]
+        return da.concatenate(pieces, axis=2)
+
     window, step, depth = options["window"], options["step"], options["depth"]
     given = options["given"]
     n = given.shape[0]
@@ -1165,20 +1176,10 @@ def analyze(
         pixel_size=pixel_size,
         parameters=parameters,
     )
-    if compute_strain and _has_two_directions(refl):
+    if compute_strain:
+        from .strain import has_two_directions
         from .strain import strain as _strain
 
-        maps.strain = _strain(maps)
+        if has_two_directions(refl):
+            maps.strain = _strain(maps)
     return maps
-
-
-def _has_two_directions(refl: np.ndarray) -> bool:
-    """Whether the reflections span the plane, by the criterion of :mod:`.strain`.
-
-    Two vectors at angle α have singular values in the ratio ``tan(α/2)``; strain needs
-    more than 5° (the same rule as ``core.strain``, which raises below it).
-    """
-    if refl.shape[0] < 2:
-        return False
-    sv = np.linalg.svd(refl, compute_uv=False)
-    return bool(sv[1] >= np.tan(np.radians(5.0) / 2) * sv[0])
