@@ -26,7 +26,7 @@ import numpy as np
 
 from .maps import LatticeMaps, StrainMaps
 from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
-from .reciprocal import as_reflections
+from .reciprocal import as_reflections, g_from_spacing_angle
 
 __all__ = [
     "MovieMapsCollector",
@@ -120,17 +120,20 @@ def _found_g(maps: LatticeMaps, mask: np.ndarray | None, min_windows: int) -> np
     windows: a lone window of noise above the amplitude threshold must not steer the
     next frame.
     """
-    g = np.asarray(maps.g, dtype=np.float64)  # (n, my, mx, 2)
+    d = np.asarray(maps.d_spacing)
+    angle = np.asarray(maps.angle)
     amp = np.asarray(maps.amplitude, dtype=np.float64)
-    out = np.full((g.shape[0], 2), np.nan)
-    for k in range(g.shape[0]):
-        ok = np.isfinite(g[k, ..., 0]) & np.isfinite(g[k, ..., 1]) & np.isfinite(amp[k])
+    out = np.full((d.shape[0], 2), np.nan)
+    for k in range(d.shape[0]):
+        ok = np.isfinite(d[k]) & np.isfinite(angle[k]) & np.isfinite(amp[k])
         if mask is not None:
             ok &= mask
         if np.count_nonzero(ok) < min_windows:
             continue
+        # g of the selected windows only: this runs once per frame of a tracked movie.
+        g = g_from_spacing_angle(d[k][ok].astype(np.float64), angle[k][ok].astype(np.float64))
         w = np.maximum(amp[k][ok], 0.0)
-        out[k] = [_weighted_median(g[k, ..., c][ok], w) for c in (0, 1)]
+        out[k] = [_weighted_median(g[:, c], w) for c in (0, 1)]
     return out
 
 
