@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from napari_hrtem_fft import analyze
 from napari_hrtem_fft.core import synthetic as syn
@@ -27,21 +26,10 @@ PX = 0.02
 REFL = syn.pd_110_reflections(10.0)
 
 
-def interior(truth, window):
-    inside = truth.particle.astype(np.uint8)
-    return ndimage.minimum_filter(inside, size=window + 1, mode="constant").astype(bool)
-
-
 def ellipse(shape, fraction=0.45):
     cy, cx = shape[0] * PX / 2, shape[1] * PX / 2
     ry, rx = fraction * shape[0] * PX, fraction * shape[1] * PX
     return lambda y, x: ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
-
-
-def errors(maps, truth, step, where):
-    d_err = (maps.d_spacing / truth.d_spacing[:, ::step, ::step] - 1.0)[:, where]
-    a_err = maps.angle - truth.angle[:, ::step, ::step]
-    return d_err, ((a_err + 180.0) % 360.0 - 180.0)[:, where]
 
 
 def clean_row(label, shape, window, step=8, mapping=None, where=None, px=PX, **kw):
@@ -55,10 +43,10 @@ def clean_row(label, shape, window, step=8, mapping=None, where=None, px=PX, **k
     maps = analyze(
         image, REFL, pixel_size=px, window=window, step=step, compute_strain=False, **kw
     )
-    sel = interior(truth, window)[::step, ::step]
+    sel = truth.interior(window)[::step, ::step]
     if where is not None:
         sel &= where(maps, step, px)
-    d_err, a_err = errors(maps, truth, step, sel)
+    d_err, a_err = truth.map_errors(maps, sel)
     nan = int(np.isnan(d_err).sum())
     return (
         f"| {label} | {window} | {sel.sum()} | {np.nanmax(np.abs(d_err)) * 100:.1e} % | "
@@ -123,8 +111,8 @@ def main():
             seed=3,
         )
         maps = analyze(image, REFL, pixel_size=PX, window=window, step=8, compute_strain=False)
-        inside = interior(truth, window)[::8, ::8]
-        d_err, a_err = errors(maps, truth, 8, inside)
+        inside = truth.interior(window)[::8, ::8]
+        d_err, a_err = truth.map_errors(maps, inside)
         rows, cols = np.nonzero(inside)
         pick = np.random.default_rng(0).choice(rows.size, 60, replace=False)
         g_true = truth.g[:, ::8, ::8][:, rows[pick], cols[pick]]
@@ -156,8 +144,8 @@ def main():
         shape, pixel_size=PX, reflections=REFL, noise=0.4, particle=ellipse(shape), seed=5
     )
     maps = analyze(image, REFL, pixel_size=PX, window=64, step=8, compute_strain=False)
-    inside = interior(truth, 64)[::8, ::8]
-    d_err, a_err = errors(maps, truth, 8, inside)
+    inside = truth.interior(64)[::8, ::8]
+    d_err, a_err = truth.map_errors(maps, inside)
     rd = np.sqrt(np.nanmean(d_err**2, axis=1)) / np.sqrt(
         np.nanmean(((maps.d_sigma / maps.d_spacing)[:, inside]) ** 2, axis=1)
     )

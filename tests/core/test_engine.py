@@ -2,7 +2,7 @@
 
 Map pixel ``(i, j)`` is compared with the truth at image pixel ``(i·step, j·step)``
 (``truth.g[:, ::step, ::step]``), over the map pixels whose whole window lies inside
-the particle (``_interior(truth, window)``).
+the particle (``truth.interior(window)``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import dask.array as da
 import numpy as np
 import pytest
 from reference import periodogram_peak
-from scipy import ndimage
 
 from napari_hrtem_fft.core import synthetic as syn
 from napari_hrtem_fft.core.engine import analyze
@@ -27,37 +26,17 @@ D_TOL = 5e-5  # relative, i.e. 0.005 %
 ANGLE_TOL = 5e-3  # degrees
 
 
-def _interior(truth, window):
-    """Pixels whose whole window (``window + 1`` square, as ``truth.interior``) is crystal.
-
-    Same result as ``SyntheticTruth.interior`` by a separable minimum filter, which
-    stays fast for 256-pixel windows.
-    """
-    inside = truth.particle.astype(np.uint8)
-    return ndimage.minimum_filter(inside, size=window + 1, mode="constant", cval=0).astype(bool)
-
-
 def _ellipse(shape, fraction=0.45):
     cy, cx = shape[0] * PX / 2, shape[1] * PX / 2
     ry, rx = fraction * shape[0] * PX, fraction * shape[1] * PX
     return lambda y, x: ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
 
 
-def _errors(maps, truth, step, where):
-    """Relative d errors and angle errors (degrees) at the selected map pixels."""
-    d_true = truth.d_spacing[:, ::step, ::step]
-    a_true = truth.angle[:, ::step, ::step]
-    d_err = (np.asarray(maps.d_spacing, dtype=np.float64) / d_true - 1.0)[:, where]
-    a_err = np.asarray(maps.angle, dtype=np.float64) - a_true
-    a_err = ((a_err + 180.0) % 360.0 - 180.0)[:, where]
-    return d_err, a_err
-
-
 def _assert_clean_accuracy(maps, truth, window, step, where=None):
-    inside = _interior(truth, window)[::step, ::step]
+    inside = truth.interior(window)[::step, ::step]
     where = inside if where is None else where & inside
     assert where.sum() >= 10, "test geometry leaves too few interior windows"
-    d_err, a_err = _errors(maps, truth, step, where)
+    d_err, a_err = truth.map_errors(maps, where)
     assert not np.isnan(d_err).any(), "NaN window inside the crystal"
     assert np.abs(d_err).max() < D_TOL, np.abs(d_err).max(axis=1)
     assert np.abs(a_err).max() < ANGLE_TOL, np.abs(a_err).max(axis=1)
@@ -135,7 +114,7 @@ def test_core_shell_particle_away_from_the_interface():
     reach = window / 2 * px * np.sqrt(2) + 2.8
     core_px = rho < core - reach
     shell_px = rho > core + reach
-    inside = _interior(truth, window)[::step, ::step]
+    inside = truth.interior(window)[::step, ::step]
     assert (core_px & inside).sum() > 20 and (shell_px & inside).sum() > 20
     _assert_clean_accuracy(maps, truth, window, step, where=core_px | shell_px)
     d_core = np.nanmedian(maps.d_spacing[:, core_px & inside], axis=1)
@@ -163,8 +142,8 @@ def test_noise_rms_close_to_reference_estimator_and_unbiased():
         seed=3,
     )
     maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
-    inside = _interior(truth, window)[::step, ::step]
-    d_err, a_err = _errors(maps, truth, step, inside)
+    inside = truth.interior(window)[::step, ::step]
+    d_err, a_err = truth.map_errors(maps, inside)
     assert not np.isnan(d_err).any()
     bias = d_err.mean(axis=1)
     assert np.all(np.abs(bias) < 2e-4), bias
@@ -196,8 +175,8 @@ def test_sigma_predicts_the_scatter_under_white_noise():
         shape, pixel_size=PX, reflections=REFL, noise=0.4, particle=_ellipse(shape), seed=5
     )
     maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
-    inside = _interior(truth, window)[::step, ::step]
-    d_err, a_err = _errors(maps, truth, step, inside)
+    inside = truth.interior(window)[::step, ::step]
+    d_err, a_err = truth.map_errors(maps, inside)
     d_rel_sigma = (maps.d_sigma / maps.d_spacing)[:, inside]
     a_sigma = maps.angle_sigma[:, inside]
     # The predicted standard deviation matches the observed RMS within 25 %.
@@ -235,7 +214,7 @@ def test_windows_without_lattice_are_nan_not_zero():
     # The amplitude stays measured there (finite, small) so that it can be thresholded.
     assert np.all(np.isfinite(maps.amplitude[:, far]))
     assert np.all(np.median(maps.amplitude[:, far], axis=1) < 2)
-    crystal = _interior(truth, window)[::step, ::step]
+    crystal = truth.interior(window)[::step, ::step]
     assert crystal.sum() > 20 and not np.isnan(maps.d_spacing[:, crystal]).any()
 
 
@@ -254,7 +233,7 @@ def test_uniform_dilatation_gives_isotropic_strain():
     )
     maps = analyze(image, REFL, pixel_size=PX, window=96, step=8)
     assert maps.strain is not None
-    inside = _interior(truth, 96)[::8, ::8]
+    inside = truth.interior(96)[::8, ::8]
     s = maps.strain
     np.testing.assert_allclose(np.asarray(s.exx)[inside], 0.02, atol=5e-4)
     np.testing.assert_allclose(np.asarray(s.eyy)[inside], 0.02, atol=5e-4)

@@ -73,6 +73,34 @@ class SyntheticTruth:
         inside = self.particle.astype(np.uint8)
         return ndimage.minimum_filter(inside, size=window + 1, mode="constant", cval=0) > 0
 
+    def map_errors(self, maps, where=None) -> tuple[np.ndarray, np.ndarray]:
+        """Errors of lattice maps against this truth, on the maps' grid.
+
+        Map pixel ``(i, j)`` is compared with the truth at image pixel
+        ``(i·step, j·step)``, the centre of its window.
+
+        Parameters
+        ----------
+        maps : LatticeMaps
+            Maps of this image (``d_spacing``, ``angle`` and ``step`` are used).
+        where : numpy.ndarray of bool, optional
+            Map pixels to keep; default all.
+
+        Returns
+        -------
+        d_error : numpy.ndarray
+            Relative spacing error ``d/d_true - 1``, shape ``(n, ...)``.
+        angle_error : numpy.ndarray
+            Angle error in degrees, wrapped to [-180, 180).
+        """
+        step = int(maps.step)
+        d_err = np.asarray(maps.d_spacing, np.float64) / self.d_spacing[:, ::step, ::step] - 1
+        a_err = np.asarray(maps.angle, np.float64) - self.angle[:, ::step, ::step]
+        a_err = (a_err + 180.0) % 360.0 - 180.0
+        if where is None:
+            return d_err, a_err
+        return d_err[:, where], a_err[:, where]
+
 
 def dilatation_mapping(factor: float, center=(0.0, 0.0)) -> Mapping:
     """Uniform isotropic dilatation: lattice spacings multiplied by ``factor``.
