@@ -70,6 +70,9 @@ class LatticeMaps:
         Present when at least two non-collinear reflections were analysed.
     parameters : dict
         Every option used, for provenance.
+    phase : array or None
+        Geometric phase of each reflection relative to its given ``g``, in radians in
+        (-π, π], shape ``(n, ..., my, mx)``; None when the method did not compute it.
     """
 
     d_spacing: Any
@@ -83,6 +86,7 @@ class LatticeMaps:
     pixel_size: float
     strain: StrainMaps | None = None
     parameters: dict = field(default_factory=dict)
+    phase: Any = None
 
     @property
     def n_reflections(self) -> int:
