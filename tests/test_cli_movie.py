@@ -199,3 +199,31 @@ def test_movie_option_errors(movie_tiff, tmp_path, capsys):
     assert rc == 2 and "holds no map pixel" in capsys.readouterr().err
     assert main(["trace", str(out), "--region", "3:1,0:1", "--out", str(tmp_path / "t.csv")]) == 2
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_trace_refuses_an_interrupted_store(movie_tiff, tmp_path, capsys):
+    good = tmp_path / "good.zarr"
+    assert _analyze(movie_tiff, good) == 0
+    # Interrupt the writing of the same maps after frame 0 (an injected disk error).
+
+    from napari_hrtem_fft.core.movie import read_zarr_maps, to_zarr
+
+    def fail_after_frame_0(block, block_id=None):
+        if block_id[1] > 0:
+            raise OSError("No space left on device (injected)")
+        return block
+
+    maps = read_zarr_maps(good)
+    broken = maps.with_arrays(
+        {"d_spacing": maps.d_spacing.map_blocks(fail_after_frame_0, dtype="f4")}
+    )
+    store = tmp_path / "interrupted.zarr"
+    with pytest.raises(OSError, match="injected"):
+        to_zarr(broken, store, scheduler="synchronous")
+    capsys.readouterr()
+    out = tmp_path / "trace.csv"
+    assert main(["trace", str(store), "--out", str(out), "-q"]) == 3
+    err = capsys.readouterr().err
+    assert "interrupted.zarr" in err and "incomplete" in err
+    assert not out.exists()
+    assert main(["trace", str(good), "--out", str(out), "-q"]) == 0

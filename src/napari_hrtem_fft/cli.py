@@ -570,7 +570,7 @@ def _cmd_analyze(args) -> int:
             maps, movie, stored = _run_analysis(args, mg, refl, pixel_size, with_strain, frames)
         except (TypeError, ValueError) as err:
             raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
-        geometry = _map_geometry(mg, maps.map_scale, frames)
+        geometry = _map_geometry(mg, maps, frames)
         record = _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames)
         if movie is not None:
             record["movie"] = movie
@@ -760,19 +760,12 @@ def _run_tracked(args, mg, refl, pixel_size, with_strain, frames):
     return result.maps, movie, store is not None
 
 
-def _map_geometry(mg, map_scale: float, frames: range | None) -> dict:
+def _map_geometry(mg, maps, frames: range | None) -> dict:
     """Scale, units and translate of the maps; the time axis starts at the first frame."""
     lead = len(mg.shape) - 2
-    scale = [float(v) for v in mg.scale[:lead]]
-    translate = [float(v) for v in mg.translate[:lead]]
-    if frames is not None:
-        translate[0] += frames.start * scale[0]
-        scale[0] *= frames.step
-    return {
-        "scale": [*scale, map_scale, map_scale],
-        "units": [*mg.units[:lead], "nm", "nm"],
-        "translate": [*translate, *mg.translate[-2:]],
-    }
+    image_scale = (*mg.scale[:lead], maps.pixel_size, maps.pixel_size)
+    geometry = maps.geometry(image_scale, mg.translate, frames=frames)
+    return {**geometry, "units": (*mg.units[:lead], "nm", "nm")}
 
 
 def _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames) -> dict:
@@ -816,23 +809,15 @@ def _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames)
     }
 
 
-def _collect(maps) -> dict:
-    """Arrays to write: per quantity ``(n, ..., my, mx)``, strain ``(..., my, mx)``."""
+def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> list[str]:
     import numpy as np
 
-    arrays = {q: np.asarray(getattr(maps, q), dtype=np.float32) for q in _QUANTITIES}
-    if maps.strain is not None:
-        for c, v in maps.strain.components().items():
-            arrays[c] = np.asarray(v, dtype=np.float32)
-    return arrays
-
-
-def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> list[str]:
     from .core.movie import compute_maps
     from .io import write_tiff
 
     # Every map in one pass over the data (on the scheduler), then written here.
-    arrays = _collect(compute_maps(maps, scheduler=scheduler))
+    arrays = compute_maps(maps, scheduler=scheduler).arrays()
+    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()}
     written = []
     common = {"analysis": record["analysis"], "input": record["input"]}
     for name, path in plan["layers"].items():
@@ -877,29 +862,15 @@ def _write_zarr(
             "writing .zarr needs the zarr package: pip install 'napari-hrtem-fft[zarr]'",
             EXIT_OUTPUT,
         ) from None
-    from .core.movie import to_zarr
+    from .core.movie import to_zarr, write_zarr_geometry
     from .io import jsonable
 
     store = str(plan["store"])
-    if not stored:
-        to_zarr(maps, store, overwrite=overwrite, scheduler=scheduler)
+    if stored:
+        write_zarr_geometry(store, geometry)
+    else:
+        to_zarr(maps, store, overwrite=overwrite, scheduler=scheduler, geometry=geometry)
     root = zarr.open_group(store, mode="r+")
-    lead_axes = ["t", "z", "c"][: len(geometry["scale"]) - 2]
-    for name in (*_QUANTITIES, *_STRAIN):
-        if name not in root:
-            continue
-        per_reflection = name in _QUANTITIES
-        unit, what = _QUANTITIES[name] if per_reflection else _STRAIN[name]
-        root[name].attrs.update(
-            {
-                "axes": (["reflection"] if per_reflection else []) + [*lead_axes, "y", "x"],
-                "scale": ([1.0] if per_reflection else []) + list(geometry["scale"]),
-                "translate": ([0.0] if per_reflection else []) + list(geometry["translate"]),
-                "units": ([""] if per_reflection else []) + list(geometry["units"]),
-                "value_unit": unit,
-                "description": what,
-            }
-        )
     written = dict(root.attrs.get("napari_hrtem_fft", {}))
     merged = {**written, **jsonable(record)}
     merged["reflections"] = written.get("reflections")

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from .core.maps import LatticeMaps
 from .core.reciprocal import g_angle, g_spacing
-from .io import jsonable
+from .core.records import jsonable
 
 __all__ = [
     "KINDS",
@@ -49,8 +50,9 @@ RESULT_KEY = "napari_hrtem_fft"
 #: ``"reflections"``, ``"region"``, ``"outline"``, ``"fft"``).
 PICKER_KEY = "napari_hrtem_fft_picker"
 
-#: Map kinds :func:`maps_to_layers` can produce, in the order layers are added.
-KINDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma", "strain")
+#: Map kinds :func:`maps_to_layers` can produce, in the order layers are added: the
+#: fields of LatticeMaps, then strain.
+KINDS = (*LatticeMaps.FIELDS, "strain")
 
 _DEFAULT_KINDS = ("d_spacing", "angle", "amplitude", "strain")
 
@@ -209,7 +211,6 @@ def maps_to_layers(
         If ``maps`` is not a LatticeMaps.
     """
     from . import __version__
-    from .core.maps import LatticeMaps
 
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
@@ -227,10 +228,10 @@ def maps_to_layers(
         image_scale = (1.0,) * (ndim - 2) + (maps.pixel_size, maps.pixel_size)
     if image_translate is None:
         image_translate = (0.0,) * ndim
-    scale = list(_as_tuple(image_scale, ndim, "image_scale"))
-    translate = _as_tuple(image_translate, ndim, "image_translate")
-    scale[-2] *= maps.step
-    scale[-1] *= maps.step
+    geometry = maps.geometry(
+        _as_tuple(image_scale, ndim, "image_scale"),
+        _as_tuple(image_translate, ndim, "image_translate"),
+    )
     units = _units_tuple(units, ndim)
 
     reflections = np.asarray(maps.reflections, dtype=np.float64)
@@ -255,8 +256,8 @@ def maps_to_layers(
     )
 
     common = {
-        "scale": tuple(scale),
-        "translate": translate,
+        "scale": geometry["scale"],
+        "translate": geometry["translate"],
         "units": units,
         "blending": "translucent",
         "opacity": float(opacity),
@@ -288,6 +289,8 @@ def maps_to_layers(
                 out.append(layer(data, _STRAIN_NAMES[comp], comp, "coolwarm", limits))
             continue
         stack = getattr(maps, kind)
+        if stack is None:  # an optional map the method did not compute
+            continue
         for k in range(n):
             data = stack[k]
             if kind == "d_spacing":
@@ -302,9 +305,12 @@ def maps_to_layers(
             elif kind == "d_sigma":
                 name = f"d-spacing σ {k + 1}"
                 cmap, limits = "magma", contrast_limits(data)
-            else:
+            elif kind == "angle_sigma":
                 name = f"angle σ {k + 1}"
                 cmap, limits = "magma", contrast_limits(data)
+            else:
+                name = f"phase {k + 1}"
+                cmap, limits = "twilight_shifted", (-np.pi, np.pi)
             visible = kind == "d_spacing" and k == 0
             out.append(layer(data, name, kind, cmap, limits, reflection=k, visible=visible))
     return out
@@ -423,8 +429,9 @@ def movie_maps_from_layers(layers):
     Returns
     -------
     maps : LatticeMaps
-        d-spacing and angle (and amplitude and strain when their layers exist) as numpy
-        arrays; ``d_sigma`` and ``angle_sigma`` are NaN (not needed for a trace).
+        Every map with layers for all reflections (d-spacing and angle always;
+        amplitude, sigma, phase and strain when their layers exist) as numpy arrays;
+        a map without layers is NaN (None for an optional one such as ``phase``).
     geometry : dict
         ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
         unit of the time axis as napari shows it).
@@ -437,7 +444,7 @@ def movie_maps_from_layers(layers):
     ValueError
         If the layers have no time axis or do not pair up.
     """
-    from .core.maps import LatticeMaps, StrainMaps
+    from .core.maps import StrainMaps
 
     d, angle, geometry = result_stacks(layers)
     if d.ndim != 4:
@@ -454,11 +461,15 @@ def movie_maps_from_layers(layers):
     layer, info = first
     n = d.shape[0]
 
-    amplitude = by_kind.get("amplitude", {})
-    if sorted(k for k in amplitude if k is not None) == list(range(n)):
-        amp = np.stack([layer_values(amplitude[k]) for k in range(n)])
-    else:
-        amp = np.broadcast_to(np.nan, d.shape)
+    fields = {}
+    for name in LatticeMaps.FIELDS:
+        found = by_kind.get(name, {})
+        if sorted(k for k in found if k is not None) == list(range(n)):
+            fields[name] = np.stack([layer_values(found[k]) for k in range(n)])
+        else:
+            missing = name in LatticeMaps.OPTIONAL
+            fields[name] = None if missing else np.broadcast_to(np.nan, d.shape)
+    fields.update(d_spacing=d, angle=angle)
     reflections = np.asarray(info["reflections_per_nm"], dtype=np.float64).reshape(-1, 2)
     strain = None
     if all(c in by_kind for c in _STRAIN_NAMES):
@@ -466,11 +477,7 @@ def movie_maps_from_layers(layers):
             **{c: layer_values(by_kind[c][None]) for c in _STRAIN_NAMES}, reference=reflections
         )
     maps = LatticeMaps(
-        d_spacing=d,
-        angle=angle,
-        amplitude=amp,
-        d_sigma=np.broadcast_to(np.nan, d.shape),
-        angle_sigma=np.broadcast_to(np.nan, d.shape),
+        **fields,
         reflections=reflections,
         window=int(info["window"]),
         step=int(info["step"]),

@@ -476,3 +476,39 @@ def test_tracked_movie_streamed_to_a_store_equals_in_memory(tmp_path):
         analyze_movie(stack, REFL, store=store, **options)
     untracked = analyze_movie(stack, REFL, track=False, store=store, overwrite=True, **options)
     assert untracked.maps.d_spacing.shape == (3, 4, 12, 12)
+
+
+def _failing_after_first_frame(block, block_id=None):
+    if block_id[1] > 0:
+        raise OSError("disk full (injected)")
+    return block
+
+
+def test_interrupted_store_is_refused_by_name(tmp_path):
+    stack, _ = _movie(3, 192, expansion_total=0.02, lazy=False)
+    maps = analyze(stack, REFL, pixel_size=PIXEL, window=64, step=16)
+    # A write that fails after the first frame, as a full disk or a killed run would.
+    lazy = da.from_array(maps.d_spacing, chunks=(2, 1, 12, 12))
+    broken = maps.with_arrays(
+        {"d_spacing": lazy.map_blocks(_failing_after_first_frame, dtype=lazy.dtype)}
+    )
+    store = tmp_path / "interrupted.zarr"
+    with pytest.raises(OSError, match="injected"):
+        to_zarr(broken, store, scheduler="synchronous")
+    assert store.exists()  # the arrays were created, frame 0 written...
+    with pytest.raises(ValueError, match=r"interrupted\.zarr.* is incomplete"):
+        read_zarr_maps(store)  # ...but nothing reads it as finished maps
+
+    # The same for a tracked movie streamed frame by frame: the frame read fails.
+    frames = da.from_array(stack, chunks=(1, 192, 192)).map_blocks(
+        lambda b, block_id=None: _failing_after_first_frame(b[None], (0, block_id[0]))[0],
+        dtype=stack.dtype,
+    )
+    streamed = tmp_path / "streamed.zarr"
+    with pytest.raises(OSError, match="injected"):
+        analyze_movie(frames, REFL, pixel_size=PIXEL, window=64, step=16, store=streamed)
+    with pytest.raises(ValueError, match=r"streamed\.zarr.* is incomplete"):
+        read_zarr_maps(streamed)
+    # A finished store carries the marker.
+    to_zarr(maps, tmp_path / "whole.zarr")
+    assert read_zarr_maps(tmp_path / "whole.zarr").d_spacing.shape == maps.d_spacing.shape

@@ -95,3 +95,32 @@ def test_tsv_has_header_and_one_line_per_row():
     lines = text.strip().split("\n")
     assert lines[0].split("\t") == list(COLUMNS)
     assert len(lines) == 3 and lines[1].split("\t")[3] == "2"
+
+
+def test_one_kernel_in_the_units_of_the_values():
+    from napari_hrtem_fft.core.statistics import summarize, summarize_angles
+
+    v = np.array([0.2, 0.21, np.nan, 0.25, np.inf])
+    assert summarize(v) == pytest.approx((0.22, 0.21, np.std([0.2, 0.21, 0.25]), 3))
+    mean, median, std, count = summarize([np.nan])
+    assert np.isnan(mean) and np.isnan(median) and np.isnan(std) and count == 0
+    # 179, -179, 178, -178 are 4 directions around 180°: mean ±180, spread of 179…182.
+    mean, median, std, count = summarize_angles([179.0, -179.0, 178.0, -178.0, np.nan])
+    assert abs(mean) == pytest.approx(180.0) and abs(median) == pytest.approx(180.0)
+    assert std == pytest.approx(np.std([179, 181, 178, 182])) and count == 4
+    # reflection_statistics is that kernel with d shown in Å.
+    d = np.array([[[0.2, 0.21, 0.25]]])
+    (row,) = reflection_statistics(d, np.zeros_like(d))
+    assert row["d median (Å)"] == pytest.approx(2.1) and row["d std (Å)"] == pytest.approx(
+        10 * np.std([0.2, 0.21, 0.25])
+    )
+
+
+def test_weighted_median():
+    from napari_hrtem_fft.core.statistics import weighted_median
+
+    # Half the weight on 5.0: it is the median whatever the other values.
+    assert weighted_median([1.0, 5.0, 2.0, 9.0], [1.0, 3.0, 1.0, 1.0]) == 5.0
+    assert weighted_median([3.0, 1.0, 2.0], [1.0, 1.0, 1.0]) == 2.0
+    assert np.isnan(weighted_median([1.0, 2.0], [0.0, 0.0]))
+    assert np.isnan(weighted_median([], []))

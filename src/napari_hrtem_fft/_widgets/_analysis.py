@@ -194,31 +194,6 @@ class _Tracker:
         return (None, self.start_state, self.pretask, self.posttask, None)
 
 
-def _lazy_arrays(maps) -> list:
-    arrays = [maps.d_spacing, maps.angle, maps.amplitude, maps.d_sigma, maps.angle_sigma]
-    if maps.strain is not None:
-        arrays += list(maps.strain.components().values())
-    return arrays
-
-
-def _with_arrays(maps, arrays: list):
-    """A copy of ``maps`` with its arrays replaced, in :func:`_lazy_arrays` order."""
-    d, angle, amplitude, d_sigma, angle_sigma, *rest = arrays
-    strain = maps.strain
-    if strain is not None:
-        exx, eyy, exy, rotation = rest
-        strain = dataclasses.replace(strain, exx=exx, eyy=eyy, exy=exy, rotation=rotation)
-    return dataclasses.replace(
-        maps,
-        d_spacing=d,
-        angle=angle,
-        amplitude=amplitude,
-        d_sigma=d_sigma,
-        angle_sigma=angle_sigma,
-        strain=strain,
-    )
-
-
 def run_analysis(
     image,
     reflections,
@@ -286,7 +261,7 @@ def run_analysis(
     else:
         lazy_image = da.from_array(np.asarray(image), chunks=chunks)
     lazy = analyze(lazy_image, reflections, pixel_size=pixel_size, **options.engine_options())
-    arrays = _lazy_arrays(lazy)
+    arrays = lazy.arrays()
     post_steps = int(options.crystal_mask) + int(options.intensity_mask)
     post_steps += int(options.smoothing != "none")
 
@@ -296,7 +271,7 @@ def run_analysis(
     yield Progress(0, 1, "starting")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lattice-maps") as pool:
         future = pool.submit(
-            dask.compute, *arrays, scheduler="threads", callbacks=[tracker.callbacks()]
+            dask.compute, *arrays.values(), scheduler="threads", callbacks=[tracker.callbacks()]
         )
         try:
             while not future.done():
@@ -313,7 +288,7 @@ def run_analysis(
             return None
         out = [np.asarray(a) for a in future.result()]
     total = max(tracker.total, 1) + post_steps
-    maps = _with_arrays(lazy, out)
+    maps = lazy.with_arrays(dict(zip(arrays, out, strict=True)))
 
     done = total - post_steps
     yield Progress(done, total, "maps computed")

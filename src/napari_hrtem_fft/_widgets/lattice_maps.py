@@ -33,6 +33,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 
+from ..core.maps import map_geometry
 from ..core.statistics import reflection_statistics
 from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_info, result_stacks
 from ._analysis import (
@@ -555,10 +556,8 @@ class LatticeMapWidget(Container):
     def _map_region(self, layer, image: Image, step: int, frames: range) -> np.ndarray:
         """Tracking region on the map grid of ``image`` (2-D, or per analysed frame)."""
         h, w = (int(s) for s in image.data.shape[-2:])
-        grid = {
-            "map_scale": tuple(float(s) * step for s in image.scale),
-            "map_translate": tuple(float(t) for t in image.translate),
-        }
+        geometry = map_geometry(image.scale, image.translate, step)
+        grid = {"map_scale": geometry["scale"], "map_translate": geometry["translate"]}
         if isinstance(layer, Shapes):
             mask = shapes_mask(layer, map_shape=(-(-h // step), -(-w // step)), **grid)
         else:
@@ -796,10 +795,9 @@ class LatticeMapWidget(Container):
             The new result layers (not the drift-corrected copy).
         """
         frames = run.frames
-        scale = [float(v) for v in image.scale]
-        translate = [float(v) for v in image.translate]
-        translate[0] += frames.start * scale[0]
-        scale[0] *= frames.step
+        # The analysed frames on the image grid (step 1): the maps' time axis.
+        placed = map_geometry(image.scale, image.translate, 1, frames=frames)
+        scale, translate = placed["scale"], placed["translate"]
         target = image
         if run.corrected is not None:
             target = self._add_corrected(run, image, scale, translate)

@@ -1,13 +1,79 @@
-"""Result containers of the lattice analysis."""
+"""Result containers of the lattice analysis, their field names and their placement.
+
+:class:`LatticeMaps` owns its vocabulary: :attr:`LatticeMaps.FIELDS` (per-reflection
+maps, from :mod:`~napari_hrtem_fft.core.quantities`), :meth:`LatticeMaps.arrays` and
+:meth:`LatticeMaps.with_arrays` (every map by name, and a copy with some replaced), and
+:meth:`LatticeMaps.geometry` (world scale and translate of the maps of an image, time
+axis included).  Code that handles "every map" goes through these, so a new field
+(such as ``phase``) reaches every writer and reader at once.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["LatticeMaps", "StrainMaps"]
+from .quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
+
+__all__ = ["LatticeMaps", "StrainMaps", "map_geometry"]
+
+
+def map_geometry(
+    image_scale: Sequence[float],
+    image_translate: Sequence[float],
+    step: int,
+    *,
+    frames: range | None = None,
+) -> dict:
+    """World placement of maps made from an image: one ``scale`` and ``translate`` per axis.
+
+    Map pixel ``(i, j)`` is the window centred on image pixel ``(i·step, j·step)``, and
+    napari (like the zarr and TIFF writers) puts data index ``k`` at
+    ``translate + k·scale``: the maps have the image's translate and its scale times
+    ``step`` on y and x.  A movie analysed on ``frames`` starts its time axis (the first
+    axis) at the first analysed frame and steps by the frame step.
+
+    Parameters
+    ----------
+    image_scale, image_translate : sequence of float
+        World calibration of the image axes ``(..., y, x)``.
+    step : int
+        Step between windows in pixels.
+    frames : range, optional
+        Frame numbers analysed of a movie ``(t, y, x)``.
+
+    Returns
+    -------
+    dict
+        ``scale`` and ``translate``, tuples of floats per map axis ``(..., my, mx)``.
+
+    Raises
+    ------
+    ValueError
+        If the calibrations differ in length, have fewer than 2 axes, are not finite,
+        or ``frames`` is given for an image without a leading axis.
+    """
+    scale = [float(v) for v in np.atleast_1d(np.asarray(image_scale, dtype=np.float64))]
+    translate = [float(v) for v in np.atleast_1d(np.asarray(image_translate, dtype=np.float64))]
+    if len(scale) != len(translate) or len(scale) < 2:
+        raise ValueError(
+            "image_scale and image_translate need one value per image axis (..., y, x), "
+            f"got {len(scale)} and {len(translate)}"
+        )
+    if not np.all(np.isfinite(scale + translate)):
+        raise ValueError(f"image scale and translate must be finite, got {scale}, {translate}")
+    scale[-2] *= step
+    scale[-1] *= step
+    if frames is not None:
+        if len(scale) < 3:
+            raise ValueError("frames are given but the image has no time axis")
+        translate[0] += frames.start * scale[0]
+        scale[0] *= frames.step
+    return {"scale": tuple(scale), "translate": tuple(translate)}
 
 
 @dataclass
@@ -27,6 +93,9 @@ class StrainMaps:
         Reference reciprocal vectors ``(n, 2)`` in nm⁻¹.
     """
 
+    #: Names of the strain maps, in a fixed order.
+    FIELDS: ClassVar[tuple[str, ...]] = tuple(STRAIN_QUANTITIES)
+
     exx: Any
     eyy: Any
     exy: Any
@@ -34,8 +103,8 @@ class StrainMaps:
     reference: np.ndarray
 
     def components(self) -> dict[str, Any]:
-        """The four maps by name, in a fixed order."""
-        return {"exx": self.exx, "eyy": self.eyy, "exy": self.exy, "rotation": self.rotation}
+        """The four maps by name, in the order of :attr:`FIELDS`."""
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 @dataclass
@@ -75,6 +144,11 @@ class LatticeMaps:
         (-π, π], shape ``(n, ..., my, mx)``; None when the method did not compute it.
     """
 
+    #: Names of the per-reflection maps ``(n, ..., my, mx)``, in a fixed order.
+    FIELDS: ClassVar[tuple[str, ...]] = (*MAP_QUANTITIES, *OPTIONAL_QUANTITIES)
+    #: The fields that may be None (a method that does not compute them).
+    OPTIONAL: ClassVar[tuple[str, ...]] = tuple(OPTIONAL_QUANTITIES)
+
     d_spacing: Any
     angle: Any
     amplitude: Any
@@ -104,3 +178,77 @@ class LatticeMaps:
         from .reciprocal import g_from_spacing_angle
 
         return g_from_spacing_angle(self.d_spacing, self.angle)
+
+    def arrays(self) -> dict[str, Any]:
+        """Every map by name: the fields of :attr:`FIELDS` that are present, then strain.
+
+        Returns
+        -------
+        dict
+            ``{name: array}``: per-reflection maps ``(n, ..., my, mx)`` (an optional
+            field only when not None), then ``exx``, ``eyy``, ``exy``, ``rotation``
+            ``(..., my, mx)`` when there is strain.
+        """
+        out = {name: getattr(self, name) for name in self.FIELDS}
+        out = {name: a for name, a in out.items() if a is not None}
+        if self.strain is not None:
+            out.update(self.strain.components())
+        return out
+
+    def with_arrays(self, arrays: Mapping[str, Any]) -> LatticeMaps:
+        """A copy with the maps named in ``arrays`` replaced (names of :meth:`arrays`).
+
+        Parameters
+        ----------
+        arrays : mapping of str to array
+            New maps by name; strain names replace the strain maps (the reference is
+            kept).  Maps not named are shared with ``self``; ``parameters`` is copied.
+
+        Returns
+        -------
+        LatticeMaps
+
+        Raises
+        ------
+        ValueError
+            If a name is unknown, or names a strain map of maps without strain.
+        """
+        unknown = sorted(set(arrays) - set(self.FIELDS) - set(StrainMaps.FIELDS))
+        if unknown:
+            known = self.FIELDS + StrainMaps.FIELDS
+            raise ValueError(f"unknown map names {unknown}; known: {known}")
+        comps = {name: a for name, a in arrays.items() if name in StrainMaps.FIELDS}
+        if comps and self.strain is None:
+            raise ValueError(f"the maps have no strain to replace {sorted(comps)} in")
+        strain = dataclasses.replace(self.strain, **comps) if comps else self.strain
+        fields = {name: a for name, a in arrays.items() if name in self.FIELDS}
+        return dataclasses.replace(self, **fields, strain=strain, parameters=dict(self.parameters))
+
+    def geometry(
+        self,
+        image_scale: Sequence[float] | None = None,
+        image_translate: Sequence[float] | None = None,
+        *,
+        frames: range | None = None,
+    ) -> dict:
+        """World ``scale`` and ``translate`` of every map axis ``(..., my, mx)``.
+
+        Parameters
+        ----------
+        image_scale, image_translate : sequence of float, optional
+            Calibration of the analysed image ``(..., y, x)``; default
+            ``pixel_size`` nm on y and x, 1 on leading axes, translate 0.
+        frames : range, optional
+            The analysed frames of a movie (see :func:`map_geometry`).
+
+        Returns
+        -------
+        dict
+            As :func:`map_geometry`.
+        """
+        ndim = int(np.ndim(self.d_spacing)) - 1
+        if image_scale is None:
+            image_scale = (1.0,) * (ndim - 2) + (self.pixel_size, self.pixel_size)
+        if image_translate is None:
+            image_translate = (0.0,) * ndim
+        return map_geometry(image_scale, image_translate, self.step, frames=frames)

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from .maps import LatticeMaps, StrainMaps
-from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
+from .quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from .reciprocal import as_reflections, g_from_spacing_angle
+from .records import jsonable
+from .statistics import STATISTICS, summarize, summarize_angles, weighted_median
 
 __all__ = [
     "MovieMapsCollector",
@@ -42,12 +44,20 @@ __all__ = [
     "to_zarr",
     "trace_text",
     "trace_to_csv",
+    "write_zarr_geometry",
 ]
 
 logger = logging.getLogger(__name__)
 
-_FIELDS = tuple(MAP_QUANTITIES)
-_STRAIN = tuple(STRAIN_QUANTITIES)
+_FIELDS = LatticeMaps.FIELDS
+_STRAIN = StrainMaps.FIELDS
+
+# Key of the completion marker in a store's record, and the error without it.
+_COMPLETE = "complete"
+_INCOMPLETE = (
+    "{store!r} is incomplete: its writing was interrupted before the completion marker "
+    "(analyse again into a new store, or with overwrite)"
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -55,11 +65,6 @@ _STRAIN = tuple(STRAIN_QUANTITIES)
 
 def _is_dask(a) -> bool:
     return hasattr(a, "dask") and hasattr(a, "compute")
-
-
-def _wrap_degrees(a):
-    """Angles in degrees wrapped to (-180, 180]."""
-    return 180.0 - np.mod(180.0 - np.asarray(a, dtype=np.float64), 360.0)
 
 
 def _check_stack(stack) -> tuple[int, int, int]:
@@ -102,16 +107,6 @@ def _frame(stack, k: int) -> np.ndarray:
     return np.asarray(frame)
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """Median of ``values`` with non-negative ``weights`` (NaN if no weight)."""
-    order = np.argsort(values)
-    v, w = values[order], weights[order]
-    cum = np.cumsum(w)
-    if cum.size == 0 or cum[-1] <= 0:
-        return math.nan
-    return float(v[np.searchsorted(cum, 0.5 * cum[-1])])
-
-
 def _found_g(maps: LatticeMaps, mask: np.ndarray | None, min_windows: int) -> np.ndarray:
     """Robust lattice of one frame: amplitude-weighted median of the local g, ``(n, 2)``.
 
@@ -133,7 +128,7 @@ def _found_g(maps: LatticeMaps, mask: np.ndarray | None, min_windows: int) -> np
         # g of the selected windows only: this runs once per frame of a tracked movie.
         g = g_from_spacing_angle(d[k][ok].astype(np.float64), angle[k][ok].astype(np.float64))
         w = np.maximum(amp[k][ok], 0.0)
-        out[k] = [_weighted_median(g[:, c], w) for c in (0, 1)]
+        out[k] = [weighted_median(g[:, c], w) for c in (0, 1)]
     return out
 
 
@@ -526,7 +521,7 @@ class MovieMapsCollector:
             raise ValueError(
                 f"position must be a frame position in [0, {self.t}), got {position!r}"
             )
-        arrays = _fields(maps)
+        arrays = maps.arrays()
         if self._first is None:
             self._first = maps
             self._arrays = {
@@ -550,7 +545,7 @@ class MovieMapsCollector:
             shape, chunks = (self.t, *frame.shape), (1, *frame.shape)
         if self._group is None:
             return np.empty(shape, frame.dtype)
-        return _create_map_array(self._group, name, shape, chunks, self._first.map_scale)
+        return _create_map_array(self._group, name, shape, chunks, self._first.geometry())
 
     def maps(self, *, reflections=None, parameters: dict | None = None) -> LatticeMaps:
         """The movie's maps ``(n, t, my, mx)``.
@@ -576,21 +571,13 @@ class MovieMapsCollector:
         first = self._first
         if first is None:
             raise ValueError("no frame was added to the movie")
-        strain = None
-        if first.strain is not None:
-            comps = {c: self._arrays[c] for c in _STRAIN}
-            strain = StrainMaps(**comps, reference=first.strain.reference)
         merged = movie_parameters(first.parameters)
         merged.update(parameters or {})
-        return LatticeMaps(
-            **{name: self._arrays[name] for name in _FIELDS},
-            reflections=first.reflections if reflections is None else as_reflections(reflections),
-            window=first.window,
-            step=first.step,
-            pixel_size=first.pixel_size,
-            strain=strain,
-            parameters=merged,
-        )
+        movie = first.with_arrays(self._arrays)
+        movie.parameters = merged
+        if reflections is not None:
+            movie.reflections = as_reflections(reflections)
+        return movie
 
 
 def _untracked(
@@ -637,16 +624,13 @@ def _concat_frames(per_frame: list[LatticeMaps]) -> LatticeMaps:
     import dask.array as da
 
     first = per_frame[0]
-    fields = {
-        name: da.concatenate([getattr(m, name) for m in per_frame], axis=1) for name in _FIELDS
+    joined = {
+        name: da.concatenate([m.arrays()[name] for m in per_frame], axis=int(name in _FIELDS))
+        for name in first.arrays()
     }
-    strain = None
-    if first.strain is not None:
-        comps = {
-            c: da.concatenate([getattr(m.strain, c) for m in per_frame], axis=0) for c in _STRAIN
-        }
-        strain = StrainMaps(**comps, reference=first.strain.reference)
-    return replace(first, **fields, strain=strain, parameters=movie_parameters(first.parameters))
+    maps = first.with_arrays(joined)
+    maps.parameters = movie_parameters(first.parameters)
+    return maps
 
 
 # --------------------------------------------------------------------------- regions
@@ -765,28 +749,6 @@ def _region_for_frame(region, k: int, t: int, n: int, map_shape) -> np.ndarray |
     return np.broadcast_to(mask, (n, *map_shape))
 
 
-def _stats(values: np.ndarray, ok: np.ndarray) -> tuple[float, float, float, int]:
-    v = values[ok]
-    count = int(v.size)
-    if count == 0:
-        return math.nan, math.nan, math.nan, 0
-    # Population standard deviation (ddof=0), as in the statistics dock.
-    return float(np.mean(v)), float(np.median(v)), float(np.std(v)), count
-
-
-def _angle_stats(values: np.ndarray, ok: np.ndarray) -> tuple[float, float, float, int]:
-    """Mean, median and spread of angles about their circular mean (no ±180° jump)."""
-    from .statistics import circular_center
-
-    v = values[ok].astype(np.float64)
-    if v.size == 0:
-        return math.nan, math.nan, math.nan, 0
-    centre = circular_center(v)
-    delta = _wrap_degrees(v - centre)
-    mean, median, std, count = _stats(delta, np.ones(delta.shape, dtype=bool))
-    return float(_wrap_degrees(centre + mean)), float(_wrap_degrees(centre + median)), std, count
-
-
 def time_trace(maps, region=None, *, times=None) -> TimeTrace:
     """Mean, median, spread and count of every map per frame inside a region.
 
@@ -878,7 +840,7 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
     stats = {
         f"{q}_{s}": np.full((t, n) if q in ("d", "angle") else (t,), np.nan)
         for q in names
-        for s in ("mean", "median", "std", "count")
+        for s in STATISTICS
     }
     for k in range(t):
         pick = (slice(None),) if single else (slice(None), k)
@@ -909,11 +871,9 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
             frame_mask = _region_for_frame(mask, k, t, n, map_shape)
         for r in range(n):
             inside = np.ones(map_shape, dtype=bool) if frame_mask is None else frame_mask[r]
-            d_ok = inside & np.isfinite(values["d"][r])
-            a_ok = inside & np.isfinite(values["angle"][r])
-            for q, ok, func in (("d", d_ok, _stats), ("angle", a_ok, _angle_stats)):
-                result = func(values[q][r], ok)
-                for s, value in zip(("mean", "median", "std", "count"), result, strict=True):
+            for q, func in (("d", summarize), ("angle", summarize_angles)):
+                result = func(values[q][r][inside])
+                for s, value in zip(STATISTICS, result, strict=True):
                     stats[f"{q}_{s}"][k, r] = value
         if strain is not None:
             inside = (
@@ -922,14 +882,14 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
                 else np.all(frame_mask, axis=0)
             )
             for c in _STRAIN:
-                ok = inside & np.isfinite(values[c])
-                result = _stats(values[c], ok)
-                for s, value in zip(("mean", "median", "std", "count"), result, strict=True):
+                result = summarize(values[c][inside])
+                for s, value in zip(STATISTICS, result, strict=True):
                     stats[f"{c}_{s}"][k] = value
     for key in stats:
         if key.endswith("_count"):
             stats[key] = stats[key].astype(np.int64)
-    units = {"d": "nm", "angle": "deg", "exx": "1", "eyy": "1", "exy": "1", "rotation": "deg"}
+    units = {"d": MAP_QUANTITIES["d_spacing"][0], "angle": MAP_QUANTITIES["angle"][0]}
+    units.update({c: u for c, (u, _) in STRAIN_QUANTITIES.items()})
     return TimeTrace(
         frames=frames,
         times=time_s,
@@ -1043,13 +1003,6 @@ def _csv_value(v) -> str:
 # --------------------------------------------------------------------------- scale-out
 
 
-def _fields(maps: LatticeMaps) -> dict:
-    arrays = {name: getattr(maps, name) for name in _FIELDS}
-    if maps.strain is not None:
-        arrays.update(maps.strain.components())
-    return arrays
-
-
 class _Scheduler:
     """``scheduler`` argument → something ``dask.compute`` accepts; owns a client it made."""
 
@@ -1106,31 +1059,33 @@ def compute_maps(maps, *, scheduler=None):
         return replace(maps, maps=compute_maps(maps.maps, scheduler=scheduler))
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
-    arrays = _fields(maps)
+    arrays = maps.arrays()
     with _Scheduler(scheduler) as sched:
         values = dask.compute(*arrays.values(), scheduler=sched)
-    computed = dict(zip(arrays, (np.asarray(v) for v in values), strict=True))
-    strain = None
-    if maps.strain is not None:
-        strain = replace(maps.strain, **{c: computed[c] for c in _STRAIN})
-    return replace(
-        maps,
-        **{name: computed[name] for name in _FIELDS},
-        strain=strain,
-        parameters=dict(maps.parameters),
-    )
+    return maps.with_arrays(dict(zip(arrays, (np.asarray(v) for v in values), strict=True)))
 
 
-def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_batch=None):
+def to_zarr(
+    maps,
+    store,
+    *,
+    overwrite: bool = False,
+    scheduler=None,
+    frames_per_batch=None,
+    geometry: dict | None = None,
+):
     """Write maps to a chunked zarr store, computing lazy maps block by block.
 
-    Every map is an array of the store (``d_spacing``, ``angle``, ``amplitude``,
-    ``d_sigma``, ``angle_sigma`` as ``(n, ..., my, mx)``; ``exx``, ``eyy``, ``exy``,
-    ``rotation`` as ``(..., my, mx)``), float32 with NaN for missing values, chunked as
-    the dask arrays.  Each array carries ``axes``, ``scale``, ``translate``, ``units``
-    (nm on the map axes), ``value_unit`` and ``description``; the group carries the
-    analysis parameters under ``napari_hrtem_fft``.  Blocks are written by the workers
-    as they are computed, so memory stays at a few blocks per worker.
+    Every map of :meth:`LatticeMaps.arrays` is an array of the store (``d_spacing``,
+    ``angle``, ``amplitude``, ``d_sigma``, ``angle_sigma`` and, when computed,
+    ``phase`` as ``(n, ..., my, mx)``; ``exx``, ``eyy``, ``exy``, ``rotation`` as
+    ``(..., my, mx)``), float32 with NaN for missing values, chunked as the dask
+    arrays.  Each array carries ``axes``, ``scale``, ``translate``, ``units``,
+    ``value_unit`` and ``description`` (:func:`write_zarr_geometry`); the group carries
+    the analysis parameters under ``napari_hrtem_fft``, written last with the
+    completion marker: a store whose writing was interrupted is refused by
+    :func:`read_zarr_maps`.  Blocks are written by the workers as they are computed, so
+    memory stays at a few blocks per worker.
 
     Parameters
     ----------
@@ -1148,6 +1103,10 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_
         memory for graphs that tie all frames together (``analyze`` of a whole dask
         stack with ``refine=True`` waits for every frame's first pass before the
         second); :func:`analyze_movie` builds graphs that need no batches.
+    geometry : dict, optional
+        World placement of the map axes (``scale``, ``translate`` and optionally
+        ``units``, as :meth:`LatticeMaps.geometry` gives for the analysed image);
+        default ``maps.geometry()`` (nm from the image origin).
 
     Returns
     -------
@@ -1180,22 +1139,23 @@ def to_zarr(maps, store, *, overwrite: bool = False, scheduler=None, frames_per_
             "frames_per_batch must be a positive integer, 'auto' or None, "
             f"got {frames_per_batch!r}"
         )
+    geometry = maps.geometry() if geometry is None else geometry
     root = _open_store(store, overwrite)
-    _write_record(root, maps, movie)
     sources, targets = [], []
-    for name, data in _fields(maps).items():
+    for name, data in maps.arrays().items():
         arr = data if _is_dask(data) else da.from_array(np.asarray(data))
         arr = arr.astype(np.float32)
         # Regular chunks (zarr's grid) matching the dask blocks: no two tasks write one
         # chunk, so no lock is needed.
         regular = tuple(max(c) for c in arr.chunks)
         sources.append(arr.rechunk(regular))
-        targets.append(_create_map_array(root, name, arr.shape, regular, maps.map_scale))
+        targets.append(_create_map_array(root, name, arr.shape, regular, geometry))
     with _Scheduler(scheduler) as sched:
         for regions in _frame_batches(sources, frames_per_batch, sched):
             parts = [src[region] for src, region in zip(sources, regions, strict=True)]
             delayed = da.store(parts, targets, regions=regions, lock=False, compute=False)
             dask.compute(delayed, scheduler=sched)
+    _write_record(root, maps, movie)
     return root
 
 
@@ -1254,7 +1214,8 @@ def read_zarr_maps(store) -> LatticeMaps:
     Raises
     ------
     ValueError
-        If the store was not written by :func:`to_zarr`.
+        If the store was not written by :func:`to_zarr`, or its writing did not finish
+        (no completion marker: the analysis or the writing was interrupted).
     """
     import dask.array as da
     import zarr
@@ -1262,8 +1223,14 @@ def read_zarr_maps(store) -> LatticeMaps:
     root = zarr.open_group(str(store) if isinstance(store, Path) else store, mode="r")
     record = root.attrs.get("napari_hrtem_fft")
     if not isinstance(record, dict) or record.get("kind") != "lattice_maps":
-        raise ValueError(f"{store!r} holds no maps written by napari_hrtem_fft.to_zarr")
-    fields = {name: da.from_zarr(root[name]) for name in _FIELDS}
+        if any(name in root for name in _FIELDS):
+            raise ValueError(_INCOMPLETE.format(store=str(store)))
+        raise ValueError(f"{str(store)!r} holds no maps written by napari_hrtem_fft.to_zarr")
+    if record.get(_COMPLETE) is not True:
+        raise ValueError(_INCOMPLETE.format(store=str(store)))
+    optional = [name for name in LatticeMaps.OPTIONAL if name not in root]
+    fields = {name: da.from_zarr(root[name]) for name in _FIELDS if name not in optional}
+    fields.update(dict.fromkeys(optional))
     strain = None
     if all(c in root for c in _STRAIN):
         strain = StrainMaps(
@@ -1295,9 +1262,13 @@ def _open_store(store, overwrite: bool):
 
 
 def _write_record(root, maps: LatticeMaps, movie: MovieResult | None) -> None:
-    """Geometry, reflections and parameters of the maps as group attributes."""
+    """Geometry, reflections and parameters of the maps as group attributes.
+
+    Written last, after every array: its completion marker says the store is whole.
+    """
     record = {
         "kind": "lattice_maps",
+        _COMPLETE: True,
         "pixel_size": maps.pixel_size,
         "window": maps.window,
         "step": maps.step,
@@ -1315,28 +1286,52 @@ def _write_record(root, maps: LatticeMaps, movie: MovieResult | None) -> None:
             "found_per_frame": movie.found,
             "drift_px": movie.drift,
         }
-    from ..io import jsonable
-
     root.attrs.update({"napari_hrtem_fft": jsonable(record, max_items=None)})
 
 
-def _create_map_array(root, name: str, shape, chunks, map_scale: float):
+def _create_map_array(root, name: str, shape, chunks, geometry: dict):
     """A float32 NaN-filled array for one map, with its axes and units as attributes."""
     target = root.create_array(
         name, shape=tuple(shape), chunks=tuple(chunks), dtype="float32", fill_value=float("nan")
     )
-    per_reflection = name in _FIELDS
-    lead = ["t", "z", "c"][: len(shape) - 2 - per_reflection]
-    axes = (["reflection"] if per_reflection else []) + lead + ["y", "x"]
-    unit, what = (MAP_QUANTITIES | STRAIN_QUANTITIES)[name]
-    target.attrs.update(
-        {
-            "axes": axes,
-            "scale": [1.0] * (len(axes) - 2) + [float(map_scale)] * 2,
-            "translate": [0.0] * len(axes),
-            "units": [""] * (len(axes) - 2) + ["nm", "nm"],
-            "value_unit": unit,
-            "description": what,
-        }
-    )
+    target.attrs.update(_array_attrs(name, len(shape), geometry))
     return target
+
+
+def _array_attrs(name: str, ndim: int, geometry: dict) -> dict:
+    """Axes, world placement, units and meaning of the zarr array of one map."""
+    per_reflection = name in _FIELDS
+    lead = ["t", "z", "c"][: ndim - 2 - per_reflection]
+    axes = (["reflection"] if per_reflection else []) + lead + ["y", "x"]
+    head = [1.0] if per_reflection else []
+    units = list(geometry.get("units") or [""] * len(lead) + ["nm", "nm"])
+    unit, what = (MAP_QUANTITIES | OPTIONAL_QUANTITIES | STRAIN_QUANTITIES)[name]
+    return {
+        "axes": axes,
+        "scale": head + [float(v) for v in geometry["scale"]],
+        "translate": [0.0] * len(head) + [float(v) for v in geometry["translate"]],
+        "units": [""] * len(head) + [str(u) for u in units],
+        "value_unit": unit,
+        "description": what,
+    }
+
+
+def write_zarr_geometry(store, geometry: dict) -> None:
+    """Give every map array of a store the world placement of the analysed image.
+
+    Parameters
+    ----------
+    store : str, pathlib.Path or zarr.Group
+        A store written by :func:`to_zarr` or :func:`analyze_movie`.
+    geometry : dict
+        ``scale``, ``translate`` and optionally ``units`` per map axis
+        ``(..., my, mx)``, e.g. from :meth:`LatticeMaps.geometry`.
+    """
+    import zarr
+
+    root = store
+    if not isinstance(store, zarr.Group):
+        root = zarr.open_group(str(store), mode="r+")
+    for name in (*_FIELDS, *_STRAIN):
+        if name in root:
+            root[name].attrs.update(_array_attrs(name, root[name].ndim, geometry))

@@ -1,8 +1,15 @@
-"""Per-reflection statistics of lattice maps, per region: pure numpy.
+"""Statistics of lattice maps: one kernel in the maps' units, pure numpy.
 
-d-spacing in Å and angles in degrees (circular), one row per reflection and region,
-as the statistics dock shows them and the export writes them; usable from the console
-or a script on any :class:`~napari_hrtem_fft.core.maps.LatticeMaps`::
+:func:`summarize` and :func:`summarize_angles` are the statistics every summary of
+the maps uses (the statistics dock and export through :func:`reflection_statistics`,
+the time traces of a movie): mean, median, population standard deviation and count of
+the finite values, in the units of the values (nm, degrees); angles on the circle.
+:func:`weighted_median` is the robust centre of weighted values (the lattice a
+tracked movie follows).
+
+:func:`reflection_statistics` gives one row per reflection and region as the dock shows
+them and the export writes them, d converted to Å for display only; usable from the
+console or a script on any :class:`~napari_hrtem_fft.core.maps.LatticeMaps`::
 
     rows = reflection_statistics(maps.d_spacing, maps.angle, regions=labels)
 """
@@ -11,17 +18,28 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 __all__ = [
     "COLUMNS",
+    "STATISTICS",
     "circular_center",
     "labels_on_map",
     "reflection_statistics",
     "statistics_text",
+    "summarize",
+    "summarize_angles",
+    "weighted_median",
 ]
+
+#: Names of the statistics of :func:`summarize`, in its order.
+STATISTICS = ("mean", "median", "std", "count")
+
+# Å per nm, for display columns only.
+_ANGSTROM_PER_NM = 10.0
 
 #: Columns of a statistics row, in display order (d in Å, angles in degrees).
 COLUMNS = (
@@ -57,9 +75,83 @@ def circular_center(angles) -> float:
     return float(np.degrees(np.arctan2(np.mean(np.sin(a)), np.mean(np.cos(a)))))
 
 
-def _unwrap_about(angles: np.ndarray, center: float) -> np.ndarray:
-    """Angles moved by multiples of 360° into (center - 180, center + 180]."""
-    return center - ((center - angles + 180.0) % 360.0 - 180.0)
+def _wrap_degrees(a):
+    """Angles in degrees wrapped to (-180, 180]."""
+    return 180.0 - np.mod(180.0 - np.asarray(a, dtype=np.float64), 360.0)
+
+
+def summarize(values) -> tuple[float, float, float, int]:
+    """Mean, median, standard deviation and count of the finite values.
+
+    Parameters
+    ----------
+    values : array_like
+        Values in any unit (NaN and inf are left out).
+
+    Returns
+    -------
+    tuple
+        ``(mean, median, std, count)`` in the unit of ``values`` (std is the population
+        standard deviation, ddof=0); NaN statistics and count 0 without finite values.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan, 0
+    return float(np.mean(v)), float(np.median(v)), float(np.std(v)), int(v.size)
+
+
+def summarize_angles(angles) -> tuple[float, float, float, int]:
+    """:func:`summarize` for angles in degrees, on the circle.
+
+    The angles are unwrapped about their circular mean (:func:`circular_center`), so
+    that 179° and -179° are 2° apart, not 358°; mean and median are wrapped back to
+    (-180, 180].
+
+    Parameters
+    ----------
+    angles : array_like
+        Angles in degrees (NaN left out).
+
+    Returns
+    -------
+    tuple
+        ``(mean, median, std, count)``, degrees.
+    """
+    v = np.asarray(angles, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan, 0
+    centre = circular_center(v)
+    mean, median, std, count = summarize(_wrap_degrees(v - centre))
+    return float(_wrap_degrees(centre + mean)), float(_wrap_degrees(centre + median)), std, count
+
+
+def weighted_median(values, weights) -> float:
+    """Median of ``values`` with non-negative ``weights``.
+
+    The smallest value at which the cumulative weight reaches half the total (a lower
+    weighted median: a value of the data, not an interpolation).
+
+    Parameters
+    ----------
+    values, weights : array_like
+        1-D, same length; weights ≥ 0 (pairs with a non-finite value or weight should
+        be left out by the caller).
+
+    Returns
+    -------
+    float
+        The weighted median, in the unit of ``values``; NaN when the total weight is 0.
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    if cum.size == 0 or cum[-1] <= 0:
+        return math.nan
+    return float(v[np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def labels_on_map(
@@ -143,9 +235,10 @@ def reflection_statistics(
 ) -> list[dict]:
     """Mean, median and standard deviation of d (Å) and angle (°) per reflection and region.
 
-    NaN map pixels (no lattice found, or masked out) are left out.  Angles are
-    averaged on the circle and unwrapped about their circular mean before the median
-    and standard deviation, so a reflection near ±180° is summarised correctly.
+    The statistics of :func:`summarize` (d, computed in nm and shown in Å) and
+    :func:`summarize_angles`, over the map pixels where both d and angle are finite
+    (NaN: no lattice found, or masked out); a reflection near ±180° is summarised on
+    the circle.
 
     Parameters
     ----------
@@ -190,28 +283,22 @@ def reflection_statistics(
     rows = []
     for k in range(d.shape[0]):
         for region, mask in masks.items():
-            dk = d[k][mask]
-            ak = a[k][mask]
-            valid = np.isfinite(dk) & np.isfinite(ak)
-            dk_a = dk[valid] * 10.0
-            ak = ak[valid]
-            row = {"reflection": k + 1, "region": region, "count": int(valid.sum())}
-            if dk_a.size:
-                center = circular_center(ak)
-                unwrapped = _unwrap_about(ak, center)
-                row.update(
-                    {
-                        "d mean (Å)": float(np.mean(dk_a)),
-                        "d median (Å)": float(np.median(dk_a)),
-                        "d std (Å)": float(np.std(dk_a)),
-                        "angle mean (°)": center,
-                        "angle median (°)": float(np.median(unwrapped)),
-                        "angle std (°)": float(np.std(unwrapped)),
-                    }
-                )
-            else:
-                row.update({c: float("nan") for c in COLUMNS[3:]})
-            rows.append(row)
+            valid = mask & np.isfinite(d[k]) & np.isfinite(a[k])
+            d_mean, d_median, d_std, count = summarize(d[k][valid])
+            a_mean, a_median, a_std, _ = summarize_angles(a[k][valid])
+            rows.append(
+                {
+                    "reflection": k + 1,
+                    "region": region,
+                    "count": count,
+                    "d mean (Å)": d_mean * _ANGSTROM_PER_NM,
+                    "d median (Å)": d_median * _ANGSTROM_PER_NM,
+                    "d std (Å)": d_std * _ANGSTROM_PER_NM,
+                    "angle mean (°)": a_mean,
+                    "angle median (°)": a_median,
+                    "angle std (°)": a_std,
+                }
+            )
     return rows
 
 
