@@ -1,7 +1,5 @@
 """Tests of region_fft, find_reflections and refine_reflection against known lattices."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -219,20 +217,197 @@ def test_refine_reflection_outside_spectrum():
         refine_reflection(np.ones((128, 128)), [0.0, 80.0], pixel_size=PIXEL, window=128)
 
 
+# ------------------------------------------------- suggestions a microscopist would click
+
+
+def _spacings_px(found):
+    return g_spacing(found) / PIXEL
+
+
+def test_find_reflections_returns_lowest_order_of_parallel_planes():
+    # 0.4 nm fringes, their second order (0.2 nm) three times stronger, and an
+    # independent 0.3 nm fringe: the 0.4 nm plane stands for its harmonic.
+    g1 = g_from_spacing_angle([0.4], [20.0])[0]
+    g2 = g_from_spacing_angle([0.3], [-50.0])[0]
+    refl = np.array([g1, 2 * g1, g2])
+    image, _ = synthetic_lattice(
+        (512, 512), pixel_size=PIXEL, reflections=refl, amplitudes=[0.1, 0.3, 0.2], noise=0.2
+    )
+    found = find_reflections(image, pixel_size=PIXEL, window=128)
+    np.testing.assert_allclose(_match(found, [g1, g2]), [g1, g2], atol=2e-3)
+    assert len(found) == 2
+    # Without independence every significant peak comes back, strongest first.
+    every = find_reflections(image, pixel_size=PIXEL, window=128, independent=False)
+    np.testing.assert_allclose(g_spacing(every), [0.2, 0.3, 0.4], rtol=2e-3)
+
+
+def test_find_reflections_friedel_mates_and_duplicates_collapse():
+    refl = g_from_spacing_angle([0.25, 0.32], [35.0, -70.0])
+    image, _ = synthetic_lattice((384, 384), pixel_size=PIXEL, reflections=refl, noise=0.1)
+    found = find_reflections(image, pixel_size=PIXEL, window=128, max_count=8)
+    # Two planes, two reflections: no -g, no second copy of a peak.
+    assert len(found) == 2
+    np.testing.assert_allclose(np.sort(g_spacing(found)), [0.25, 0.32], rtol=1e-3)
+
+
+def test_find_reflections_ranks_by_strength_above_local_background():
+    # A strong 0.5 nm reflection on the bright low-frequency background of a smooth
+    # amorphous texture, and a 25x weaker 0.1 nm one (5 px) where the background is
+    # almost nil: its power over the background is higher, its strength is not.
+    rng = np.random.default_rng(5)
+    g = g_from_spacing_angle([0.5, 0.1], [10.0, 60.0])
+    image, _ = synthetic_lattice(
+        (512, 512), pixel_size=PIXEL, reflections=g, amplitudes=[0.5, 0.1], noise=0.02
+    )
+    from scipy import ndimage
+
+    image += ndimage.gaussian_filter(rng.standard_normal(image.shape), 6) * 10
+    found = find_reflections(image, pixel_size=PIXEL, window=128)
+    assert len(found) >= 1
+    np.testing.assert_allclose(g_spacing(found[:1]), [0.5], rtol=2e-3)
+
+
+def _scan_jitter(image, rng, strength):
+    """Row offsets and row shifts as a raster scan makes them: a line of raised power
+    along ky through the origin and through every reflection."""
+    rows = rng.standard_normal(image.shape[0]) * strength
+    return image + rows[:, None]
+
+
+def test_find_reflections_never_suggests_scan_streaks():
+    rng = np.random.default_rng(11)
+    refl = g_from_spacing_angle([0.3, 0.3], [30.0, -60.0])
+    image, _ = synthetic_lattice(
+        (512, 512), pixel_size=PIXEL, reflections=refl, noise=0.1, amplitudes=0.3
+    )
+    image = _scan_jitter(image, rng, 0.5)
+    for window in (64, 128, 256):
+        found = find_reflections(image, pixel_size=PIXEL, window=window, max_count=8)
+        assert len(found) == 2, window
+        np.testing.assert_allclose(_match(found, refl), refl, atol=5e-3)
+
+
+def test_find_reflections_keeps_a_reflection_on_the_streak_axis():
+    # A lattice aligned with the scan: its vertical reflection lies on the streak.
+    rng = np.random.default_rng(12)
+    refl = g_from_spacing_angle([0.3, 0.25], [90.0, 0.0])
+    image, _ = synthetic_lattice(
+        (512, 512), pixel_size=PIXEL, reflections=refl, noise=0.1, amplitudes=0.3
+    )
+    image = _scan_jitter(image, rng, 0.3)
+    found = find_reflections(image, pixel_size=PIXEL, window=128, max_count=8)
+    assert len(found) == 2
+    # The streak pulls the refined peak along it by up to a few tenths of a bin.
+    matched = _match(found, refl)
+    np.testing.assert_allclose(g_spacing(matched) / g_spacing(refl), 1.0, atol=0.015)
+    np.testing.assert_allclose(_angle_diff(g_angle(matched), g_angle(refl)), 0.0, atol=1.0)
+
+
+def test_find_reflections_never_below_three_pixels():
+    # A strong 2.5-px fringe (d = 0.05 nm) and a weaker 10-px one.
+    refl = g_from_spacing_angle([0.05, 0.2], [30.0, 100.0])
+    image, _ = synthetic_lattice(
+        (512, 512), pixel_size=PIXEL, reflections=refl, amplitudes=[0.5, 0.1], noise=0.05
+    )
+    found = find_reflections(image, pixel_size=PIXEL, window=128, max_count=8)
+    assert np.all(_spacings_px(found) >= 3.0)
+    np.testing.assert_allclose(g_spacing(found), [0.2], rtol=1e-3)
+    # min_spacing only narrows the range further.
+    assert find_reflections(image, pixel_size=PIXEL, min_spacing=0.25).shape == (0, 2)
+
+
+def test_find_reflections_resolves_low_orders_in_small_windows():
+    # d = 25 and 18 px: 2.6 and 3.6 bins of a 64-px window, where the main lobes of
+    # the reflections and of the zero frequency merge; the detector widens the window.
+    refl = g_from_spacing_angle([0.5, 0.36], [15.0, 105.0])
+    image, _ = synthetic_lattice((512, 512), pixel_size=PIXEL, reflections=refl, noise=0.2)
+    found = find_reflections(image, pixel_size=PIXEL, window=64)
+    assert len(found) == 2
+    np.testing.assert_allclose(g_spacing(_match(found, refl)) / g_spacing(refl), 1, atol=2e-3)
+
+
+def test_one_nan_pixel_changes_nothing(pd_image):
+    image, truth = pd_image
+    holed = image.copy()
+    holed[256, 256] = np.nan
+    found = find_reflections(holed, pixel_size=PIXEL, window=128)
+    np.testing.assert_allclose(found, find_reflections(image, pixel_size=PIXEL), atol=1e-4)
+    np.testing.assert_allclose(_match(found, truth), truth, atol=1e-4)
+    a = region_fft(holed, (256, 256), window=64, pixel_size=PIXEL)
+    b = region_fft(image, (256, 256), window=64, pixel_size=PIXEL)
+    assert np.all(np.isfinite(a.data))
+    # The pixel is filled from its neighbours: the reflections' bins barely move.
+    peaks = b.data >= np.sort(b.data.ravel())[-6]
+    np.testing.assert_allclose(a.data[peaks], b.data[peaks], rtol=1e-3)
+    # An all-NaN region has no reflection (and no NaN spectrum).
+    empty = np.full((256, 256), np.nan)
+    assert find_reflections(empty, pixel_size=PIXEL).shape == (0, 2)
+    assert np.all(region_fft(empty, window=64, pixel_size=PIXEL).data == 0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("pixel_size", True, TypeError),
+        ("center", (1, 2, 3), ValueError),
+        ("center", "middle", TypeError),
+        ("min_spacing", "0.1", TypeError),
+        ("threshold", "high", TypeError),
+        ("threshold", -1.0, ValueError),
+        ("min_strength", 2.0, ValueError),
+        ("independent", "yes", TypeError),
+        ("exclude_radius", None, TypeError),
+    ],
+)
+def test_find_reflections_rejects_bad_options_by_name(option, value, error):
+    kwargs = {"pixel_size": PIXEL, option: value}
+    with pytest.raises(error, match=option):
+        find_reflections(np.zeros((256, 256)), **kwargs)
+
+
 # ------------------------------------------------------------- real instrument data
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+# Issue 9: low-order spacings (nm) of the real lattice images, as measured with each
+# file's own calibration, as (low, high) ranges.
+REAL_LATTICES = {
+    "ncem_emd/Acquisition_18.emd": [(0.283, 0.293), (0.204, 0.207), (0.413, 0.413)],
+    "tia/16_STOimage.emi": [(0.279, 0.290), (0.394, 0.410), (0.201, 0.205)],
+    "dm3/example_Se_implanted_MoS2.dm3": [(0.252, 0.266)],
+    "dm3/PZO.dm3": [(0.298, 0.301), (0.426, 0.426), (0.208, 0.213)],
+    "dm4/PTO100-40nm-HAADF.dm4": [(0.2836, 0.2836), (0.3904, 0.4128), (0.1952, 0.2064)],
+}
 
 
-def test_find_reflections_on_real_pzo_image():
-    # README of the shared data: PbZrO3 HAADF, 0.015994541 nm/px; FFT d = 0.298 and
-    # 0.299 nm (perpendicular) and 0.425 nm.
-    path = SHARED / "dm3" / "PZO.dm3"
-    if not path.exists():
-        pytest.skip(f"shared test data not available: {path}")
+@pytest.mark.parametrize("name", sorted(REAL_LATTICES))
+def test_suggestions_on_real_lattice_images(shared_data, name):
+    # With defaults, at every window of 64/128/256 px up to 2/3 of the smaller side:
+    # the first two suggestions are listed low-order spacings within 1.5 %, and none
+    # lies below 3 pixels.
     from napari_hrtem_fft.io import read_micrographs
 
-    (mg,) = read_micrographs(path)
+    (mg,) = read_micrographs(shared_data / name)
+    image = np.asarray(mg.data, dtype=np.float64)
+    pixel = float(mg.scale[-1])
+    windows = [w for w in (64, 128, 256) if w <= 2 * min(image.shape) / 3]
+    assert windows
+    for window in windows:
+        d = g_spacing(find_reflections(image, pixel_size=pixel, window=window))
+        assert len(d) >= 2, (name, window)
+        for x in d[:2]:
+            assert any(lo * 0.985 <= x <= hi * 1.015 for lo, hi in REAL_LATTICES[name]), (
+                name,
+                window,
+                d,
+            )
+        assert np.all(d / pixel >= 3.0), (name, window, d)
+
+
+def test_find_reflections_on_real_pzo_image(shared_data):
+    # README of the shared data: PbZrO3 HAADF, 0.015994541 nm/px; FFT d = 0.298 and
+    # 0.299 nm (perpendicular) and 0.425 nm.
+    from napari_hrtem_fft.io import read_micrographs
+
+    (mg,) = read_micrographs(shared_data / "dm3" / "PZO.dm3")
     found = find_reflections(np.asarray(mg.data), pixel_size=mg.pixel_size, window=256)
     d = g_spacing(found)
     near_030 = found[np.abs(d - 0.2985) < 0.003]

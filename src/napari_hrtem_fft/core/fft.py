@@ -31,6 +31,19 @@ _DYNAMIC_RANGE = 1e-4
 _FALSE_ALARM = 1e-3
 # Newton iterations of the sub-bin refinement (it converges in 3-4).
 _NEWTON_ITERATIONS = 8
+# Local background of a candidate peak: a low quantile of the power on a ring of these
+# radii (bins) around it.  The Hann main lobe is ±2 bins, so the ring starts outside it;
+# the quantile ignores the other reflections a ring crosses in a dense lattice.
+_RING_INNER = 3.0
+_RING_OUTER = 6.0
+_RING_QUANTILE = 0.25
+# Scan streaks: the background is also measured along the ky and kx lines through a
+# candidate, from _RING_INNER to _LINE_OUTER bins on either side.
+_LINE_OUTER = 10
+# Shortest spacing ever suggested, in pixels.
+_MIN_PIXELS = 3.0
+# Two refined reflections are parallel (g ≈ n·h) within this many bins per order |n|.
+_HARMONIC_TOLERANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,8 @@ def _check_window(window, shape) -> int:
 
 
 def _check_pixel_size(pixel_size) -> float:
+    if isinstance(pixel_size, bool | np.bool_):
+        raise TypeError(f"pixel_size must be a number (nm), got {pixel_size!r}")
     try:
         value = float(pixel_size)
     except (TypeError, ValueError):
@@ -126,7 +141,10 @@ def _window_origin(shape, center, window: int) -> tuple[int, int]:
     """Top-left corner of the window centred on ``center``, clamped inside the image."""
     if center is None:
         center = (shape[0] // 2, shape[1] // 2)
-    c = np.asarray(center, dtype=np.float64)
+    try:
+        c = np.asarray(center, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"center must be a (y, x) pixel position, got {center!r}") from None
     if c.shape != (2,) or not np.all(np.isfinite(c)):
         raise ValueError(f"center must be a finite (y, x) pixel position, got {center!r}")
     origin = []
@@ -137,9 +155,28 @@ def _window_origin(shape, center, window: int) -> tuple[int, int]:
 
 
 def _patch(image, origin, window: int) -> np.ndarray:
+    """The window at ``origin`` as float64, with its non-finite pixels filled.
+
+    A dead or masked pixel (NaN) would otherwise make the whole spectrum NaN.  It is
+    replaced by the mean of its finite 3×3 neighbours (which follows the lattice
+    fringes of a few-pixel period closely), or by the mean of the window's finite
+    pixels where it has none; an all-NaN window becomes zeros.
+    """
     y0, x0 = origin
     # Slice before converting, so that a dask array or memory map reads only the window.
-    return np.asarray(image[y0 : y0 + window, x0 : x0 + window], dtype=np.float64)
+    patch = np.array(image[y0 : y0 + window, x0 : x0 + window], dtype=np.float64)
+    finite = np.isfinite(patch)
+    if finite.all():
+        return patch
+    if not finite.any():
+        return np.zeros_like(patch)
+    values = np.where(finite, patch, 0.0)
+    total = ndimage.uniform_filter(values, 3, mode="nearest")
+    count = ndimage.uniform_filter(finite.astype(np.float64), 3, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = np.where(count > 0, total / count, values[finite].mean())
+    patch[~finite] = local[~finite]
+    return patch
 
 
 def _detrend_plane(patch: np.ndarray) -> np.ndarray:
@@ -228,8 +265,10 @@ def _refine_bins(patches: np.ndarray, start: np.ndarray, max_shift: float) -> np
     for _ in range(_NEWTON_ITERATIONS):
         ey = np.exp(dphase * u[0])
         ex = np.exp(dphase * u[1])
-        # Row sums against ex and its first two derivatives: (m, N, 3).
-        px = patches @ np.stack([ex, dphase * ex, dphase**2 * ex], axis=-1)
+        # Row sums against ex and its first two derivatives: (m, N, 3).  Two real
+        # products: a complex one would first copy the patches to complex.
+        basis = np.stack([ex, dphase * ex, dphase**2 * ex], axis=-1)
+        px = (patches @ basis.real) + 1j * (patches @ basis.imag)
         # Column sums against ey and its derivatives: s[d] is (m, 3) for d = 0, 1, 2.
         s = np.einsum("dy,myk->dmk", np.stack([ey, dphase * ey, dphase**2 * ey]), px)
         f, fx, fxx = s[0, :, 0], s[0, :, 1], s[0, :, 2]
@@ -348,33 +387,127 @@ def _tiling_centers(shape, center, window: int, tiles: int):
     return [(center[0] + dy, center[1] + dx) for dy in offsets for dx in offsets]
 
 
-def _radial_background(power: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Median power of each one-bin-wide annulus, smoothed over three annuli in log scale.
+def _ring_offsets(inner: float, outer: float) -> np.ndarray:
+    """Integer offsets ``(dy, dx)`` with ``inner <= |(dy, dx)| <= outer``, shape ``(m, 2)``."""
+    r = int(np.ceil(outer))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    dist = np.hypot(dy, dx)
+    keep = (dist >= inner) & (dist <= outer)
+    return np.stack([dy[keep], dx[keep]], axis=1)
 
-    The median ignores the few peak bins of an annulus; the smoothing tames the
-    sampling noise of the small inner annuli (a 3-point mean follows linear trends of
-    the log background, such as a power law, without bias).
+
+_RING = _ring_offsets(_RING_INNER, _RING_OUTER)
+_LINE = np.concatenate(
+    [np.arange(-_LINE_OUTER, 1 - _RING_INNER), np.arange(_RING_INNER, _LINE_OUTER + 1)]
+).astype(int)
+
+
+def _local_background(power: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+    """Background power under the candidate bins ``(iy, ix)`` (array indices).
+
+    The largest of three low quantiles (``_RING_QUANTILE``) of the power around the bin:
+    on a ring of ``_RING_INNER`` to ``_RING_OUTER`` bins, and along the ``ky`` and the
+    ``kx`` line through the bin, ``_RING_INNER`` to ``_LINE_OUTER`` bins on either side.
+    The ring lies outside the peak's main lobe, and a low quantile ignores the other
+    reflections and the zero-frequency tail it crosses, even in a dense lattice.  The
+    lines catch scan noise: jitter between scan lines draws lines of raised power along
+    the slow-scan axis, through the origin and through every reflection, and
+    interference adds peaks on them; only a peak standing out of such a line counts.
     """
-    rings = np.rint(radius).astype(int)
-    med = np.asarray(ndimage.median(power, labels=rings, index=np.arange(rings.max() + 1)))
-    log_med = np.log(np.maximum(med, np.finfo(np.float64).tiny))
-    smoothed = log_med.copy()
-    smoothed[1:-1] = (log_med[:-2] + log_med[1:-1] + log_med[2:]) / 3.0
-    return np.exp(smoothed)[rings]
+    n = power.shape[0]
+    ring = power[(iy[:, None] + _RING[:, 0]) % n, (ix[:, None] + _RING[:, 1]) % n]
+    along_x = power[iy[:, None], (ix[:, None] + _LINE) % n]
+    along_y = power[(iy[:, None] + _LINE) % n, ix[:, None]]
+    return np.max(
+        [np.quantile(v, _RING_QUANTILE, axis=1) for v in (ring, along_x, along_y)], axis=0
+    )
 
 
-def _noise_threshold(n_windows: int, n_bins: int) -> float:
-    """Peak-over-median ratio that noise alone exceeds with probability ``_FALSE_ALARM``.
+def _noise_threshold(n_windows: int, n_bins: int, false_alarm: float = _FALSE_ALARM) -> float:
+    """Peak-over-background ratio that noise alone exceeds with probability ``_FALSE_ALARM``.
 
     For Gaussian noise the power in a bin, averaged over ``m`` independent windows, is
-    Gamma(m)-distributed (exponential for one window).  The windows overlap, so only
-    half of them are counted as independent, which also absorbs the sampling error of
-    the median background (checked on pure noise: no detections in 10³ images).
+    Gamma(m)-distributed (exponential for one window); the background is its
+    ``_RING_QUANTILE`` quantile.  The windows overlap, so only half of them are counted
+    as independent, which also absorbs the sampling error of the ring quantile
+    (checked on pure noise: no detections in 10³ images).
     """
     m = max(1.0, n_windows / 2.0)
     # Quantiles of Gamma(shape m, scale 1/m); the 1/m cancels in the ratio.
-    upper = special.gammainccinv(m, _FALSE_ALARM / n_bins)
-    return float(upper / special.gammaincinv(m, 0.5))
+    upper = special.gammainccinv(m, false_alarm / n_bins)
+    return float(upper / special.gammaincinv(m, _RING_QUANTILE))
+
+
+def _is_multiple(g: np.ndarray, of: np.ndarray, tolerance: float) -> bool:
+    """Whether ``g ≈ n·of`` for an integer ``n ≠ 0`` (either sign; n = ±1 is a duplicate
+    or a Friedel mate), within ``tolerance`` bins per unit of ``|n|``."""
+    norm2 = float(of @ of)
+    if norm2 == 0.0:
+        return False
+    n = np.rint(float(g @ of) / norm2)
+    return n != 0 and np.linalg.norm(g - n * of) <= tolerance * max(1.0, abs(n))
+
+
+def _significant_peaks(
+    image,
+    center,
+    window,
+    *,
+    pixel_size,
+    min_spacing,
+    exclude_radius,
+    threshold,
+    false_alarm,
+    min_strength,
+):
+    """Windows ``(m, N, N)`` and significant peak bins ``(k, 2)`` by strength (steps 1-4
+    of :func:`find_reflections`)."""
+    shape = np.shape(image)
+    tiles = 3 if min(shape) >= 2 * window else (2 if min(shape) >= 1.5 * window else 1)
+    patches = _prepared_windows(image, _tiling_centers(shape, center, window, tiles), window)
+    power = np.mean(np.abs(np.fft.fftshift(np.fft.fft2(patches), axes=(-2, -1))) ** 2, axis=0)
+
+    half = window // 2
+    k = np.arange(window) - half
+    ky, kx = k[:, None], k[None, :]
+    radius = np.hypot(ky, kx)
+    max_radius = min(half - 1.0, window / _MIN_PIXELS)
+    if min_spacing is not None:
+        max_radius = min(max_radius, window * pixel_size / min_spacing)
+    usable = (radius > exclude_radius) & (radius <= max_radius)
+    half_plane = (kx > 0) | ((kx == 0) & (ky < 0))
+    candidates = usable & half_plane
+    n_bins = int(candidates.sum())
+    if n_bins == 0 or not np.any(power[radius > exclude_radius] > 0):
+        return patches, np.empty((0, 2))
+    if threshold is None:
+        threshold = _noise_threshold(len(patches), n_bins, false_alarm)
+
+    size = 2 * _PEAK_NEIGHBOURHOOD + 1
+    is_max = power == ndimage.maximum_filter(power, size=size, mode="wrap")
+    # Relative to the strongest peak anywhere (also beyond Nyquist), whose side lobes
+    # may reach into the usable range.
+    strong = power >= _DYNAMIC_RANGE * power[radius > exclude_radius].max()
+    iy, ix = np.nonzero(candidates & is_max & strong)
+    cky, ckx = iy - half, ix - half
+    background = _local_background(power, iy, ix)
+    peak = power[iy, ix]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significant = peak > threshold * background
+    iy, ix, cky, ckx = iy[significant], ix[significant], cky[significant], ckx[significant]
+    excess = (peak - background)[significant]
+    order = np.argsort(-excess, kind="stable")
+    order = order[excess[order] >= min_strength * excess[order[:1]].max(initial=0.0)]
+    bins = np.stack([cky, ckx], axis=1).astype(np.float64)[order]
+
+    return patches, bins
+
+
+def _as_float(value, name: str, unit: str) -> float:
+    """A real number option (not bool), else TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number ({unit}), got {value!r}")
+    return float(value)
 
 
 def find_reflections(
@@ -383,20 +516,43 @@ def find_reflections(
     pixel_size: float,
     window: int = 128,
     center=None,
-    max_count: int = 8,
+    max_count: int = 4,
     min_spacing: float | None = None,
     exclude_radius: float = 2,
     threshold: float | None = None,
+    independent: bool = True,
+    min_strength: float = 0.01,
 ) -> np.ndarray:
-    """Find the strongest lattice reflections in an image region.
+    """Suggest the strongest low-order lattice reflections of an image region.
 
-    The power spectra of up to 3×3 half-overlapping, plane-detrended, Hann-apodised
-    windows around ``center`` are averaged (fewer, down to one, when the image is
-    small).  A bin is a candidate when it is the maximum within ±3 bins, its power
-    over the median power of its annulus (the radially averaged background) exceeds
-    ``threshold``, and it is at least 10⁻⁴ of the strongest peak's power (below
-    that lie the Hann side lobes).  Candidates are refined below the bin size by
-    maximising the summed windowed DTFT power (Newton iterations on the DTFT itself).
+    This is the one detector behind the picker's *Suggest*, the CLI's ``--auto`` and the
+    API; its defaults give the reflections a microscopist would pick.
+
+    1. The power spectra of up to 3×3 half-overlapping, plane-detrended, Hann-apodised
+       windows around ``center`` are averaged (fewer, down to one, on small images).
+       Non-finite pixels are replaced by the mean of the finite pixels of their window.
+    2. Candidates are the bins that are the maximum within ±3 bins, lie between
+       ``exclude_radius`` bins and the shortest allowed spacing (``min_spacing``, never
+       below 3 pixels), and hold at least 10⁻⁴ of the strongest peak's power (below lie
+       the Hann side lobes).
+    3. Each candidate's background is measured locally: a low quantile (0.25) of the
+       power on a ring 3–6 bins around it, which lies outside the peak's main lobe and
+       ignores the other reflections and the zero-frequency tail it crosses.  Near the
+       ``kx = 0`` and ``ky = 0`` axes the median power along that axis (3–8 bins on
+       either side) is used when larger, so that the lines of raised power that scan
+       noise draws through the origin are never suggested, while a real reflection
+       standing out of such a line still is.
+    4. A candidate is significant when its power over that background exceeds
+       ``threshold``; significant candidates are ranked by their power *above* the
+       background (peak strength), so that strong low-order reflections come first and
+       faint peaks in the low background of high frequencies come last.  Peaks weaker
+       than ``min_strength`` times the strongest are dropped.
+    5. With ``independent`` (default), a candidate is skipped when it is ``n·g``
+       (``n = ±1, ±2, …``, within half a bin per order) of a reflection already taken,
+       and a candidate that is a higher order of a weaker significant one is replaced by
+       that lowest order: the result holds one member of each set of parallel planes.
+    6. Each reflection taken is refined below the bin size by maximising the summed
+       windowed DTFT power (Newton iterations on the DTFT itself).
 
     Parameters
     ----------
@@ -411,29 +567,35 @@ def find_reflections(
     max_count : int
         Maximum number of reflections returned.
     min_spacing : float, optional
-        Smallest lattice spacing ``d`` (nm) to report; reflections with
-        ``|g| > 1/min_spacing`` are ignored.  Default: up to Nyquist.
+        Smallest lattice spacing ``d`` (nm) to report.  Spacings below 3 pixels are
+        never reported (they are too coarsely sampled to map).  Default: 3 pixels.
     exclude_radius : float
         Bins within this radius of the zero frequency are ignored.
     threshold : float, optional
-        Minimum peak power over the (smoothed) annulus median.  Default: the level that
+        Minimum peak power over the local background.  Default: the level that
         Gaussian noise exceeds anywhere in the spectrum with probability 10⁻³, counting
-        half of the averaged windows as independent (about 23 for one window, 6 for
-        nine).
+        half of the averaged windows as independent.
+    independent : bool
+        Return only independent reflections (no two parallel, see step 5).  False
+        returns every significant peak, higher orders included, by strength.
+    min_strength : float
+        Weakest peak strength (power above the local background) returned, as a
+        fraction of the strongest peak's: the default 0.01 (a tenth in amplitude) keeps
+        the lattice's reflections and drops faint interference peaks of the scan.  0
+        returns every significant peak.
 
     Returns
     -------
     numpy.ndarray
         ``(k, 2)`` reflections ``(gy, gx)`` in nm⁻¹, ``k ≤ max_count`` (possibly 0),
-        strongest (highest power over background) first.  Of each Friedel pair ±g
-        only the one with angle in (-90°, 90°] is returned (``gx > 0``, or ``gx = 0``
-        and ``gy < 0``).  Bins beyond ``window//2 - 1`` from the centre (Nyquist) are
-        never reported.
+        strongest first.  Of each Friedel pair ±g only the one with angle in
+        (-90°, 90°] is returned (``gx > 0``, or ``gx = 0`` and ``gy < 0``).
 
     Raises
     ------
     TypeError, ValueError
-        On invalid ``image``, ``window``, ``pixel_size`` or options.
+        On invalid ``image``, ``window``, ``pixel_size``, ``center`` or options; the
+        message names the parameter.
     """
     _check_image(image)
     shape = np.shape(image)
@@ -443,49 +605,85 @@ def find_reflections(
         raise TypeError(f"max_count must be an integer, got {max_count!r}")
     if max_count < 1:
         raise ValueError(f"max_count must be at least 1, got {max_count}")
-    if min_spacing is not None and not (np.isfinite(min_spacing) and min_spacing > 0):
-        raise ValueError(f"min_spacing must be a positive number of nm, got {min_spacing!r}")
+    if min_spacing is not None:
+        min_spacing = _as_float(min_spacing, "min_spacing", "nm")
+        if not (np.isfinite(min_spacing) and min_spacing > 0):
+            raise ValueError(f"min_spacing must be a positive number of nm, got {min_spacing!r}")
+    exclude_radius = _as_float(exclude_radius, "exclude_radius", "bins")
     if not (np.isfinite(exclude_radius) and exclude_radius >= 0):
         raise ValueError(f"exclude_radius must be >= 0 bins, got {exclude_radius!r}")
-    if threshold is not None and not (np.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be a positive ratio, got {threshold!r}")
+    if threshold is not None:
+        threshold = _as_float(threshold, "threshold", "power ratio")
+        if not (np.isfinite(threshold) and threshold > 0):
+            raise ValueError(f"threshold must be a positive ratio, got {threshold!r}")
+    min_strength = _as_float(min_strength, "min_strength", "fraction")
+    if not (0 <= min_strength <= 1):
+        raise ValueError(f"min_strength must be a fraction in [0, 1], got {min_strength!r}")
+    if not isinstance(independent, bool | np.bool_):
+        raise TypeError(f"independent must be True or False, got {independent!r}")
+    if center is not None:
+        _window_origin(shape, center, window)  # validates center
 
-    tiles = 3 if min(shape) >= 2 * window else (2 if min(shape) >= 1.5 * window else 1)
-    patches = _prepared_windows(image, _tiling_centers(shape, center, window, tiles), window)
-    power = np.mean(np.abs(np.fft.fftshift(np.fft.fft2(patches), axes=(-2, -1))) ** 2, axis=0)
+    # Small windows put the low-order reflections of typical lattices (d = 15-30 px)
+    # within a few bins of the zero frequency, where main lobes merge: the window is
+    # doubled (at most twice, within the image) while no peak is found or the strongest
+    # lies closer to the origin than the outer radius of its background ring.
+    sizes = [window]
+    while len(sizes) < 3 and 2 * sizes[-1] <= min(shape):
+        sizes.append(2 * sizes[-1])
+    found = None
+    for size in sizes:
+        patches, bins = _significant_peaks(
+            image,
+            center,
+            size,
+            pixel_size=pixel_size,
+            min_spacing=min_spacing,
+            exclude_radius=exclude_radius * size / window,
+            threshold=threshold,
+            false_alarm=_FALSE_ALARM / len(sizes),
+            min_strength=min_strength,
+        )
+        if len(bins) or found is None:
+            found = size, patches, bins
+        if len(bins) and np.hypot(*bins[0]) >= _RING_OUTER:
+            break
+    window, patches, bins = found
 
-    half = window // 2
-    k = np.arange(window) - half
-    ky, kx = k[:, None], k[None, :]
-    radius = np.hypot(ky, kx)
-    max_radius = half - 1.0
-    if min_spacing is not None:
-        max_radius = min(max_radius, window * pixel_size / min_spacing)
-    usable = (radius > exclude_radius) & (radius <= max_radius)
-    half_plane = (kx > 0) | ((kx == 0) & (ky < 0))
-    candidates = usable & half_plane
-    n_bins = int(candidates.sum())
-    if n_bins == 0:
+    refined: dict[int, np.ndarray] = {}
+
+    def refine(i: int) -> np.ndarray:
+        if i not in refined:
+            refined[i] = _refine_bins(patches, bins[i], 1.0)
+        return refined[i]
+
+    taken: list[int] = []
+    for i in range(len(bins)):
+        if len(taken) == max_count:
+            break
+        if independent:
+            # Cheap test on the bin positions first, exact one on the refined positions.
+            if any(_is_multiple(bins[i], bins[j], 1.5) for j in taken) and any(
+                _is_multiple(refine(i), refine(j), _HARMONIC_TOLERANCE) for j in taken
+            ):
+                continue
+            lower = [
+                j
+                for j in range(len(bins))
+                if j != i
+                and float(bins[j] @ bins[j]) < float(bins[i] @ bins[i])
+                and _is_multiple(bins[i], bins[j], 1.5)
+                and _is_multiple(refine(i), refine(j), _HARMONIC_TOLERANCE)
+            ]
+            if lower:
+                # The lowest order of this set of planes stands for it.
+                i = min(lower, key=lambda j: float(bins[j] @ bins[j]))
+                if i in taken or any(
+                    _is_multiple(refine(i), refine(j), _HARMONIC_TOLERANCE) for j in taken
+                ):
+                    continue
+        taken.append(i)
+    if not taken:
         return np.empty((0, 2))
-
-    background = _radial_background(power, radius)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = power / background
-    if threshold is None:
-        threshold = _noise_threshold(len(patches), n_bins)
-
-    size = 2 * _PEAK_NEIGHBOURHOOD + 1
-    is_max = power == ndimage.maximum_filter(power, size=size, mode="wrap")
-    peaks = candidates & is_max & (snr > threshold)
-    if not np.any(peaks):
-        return np.empty((0, 2))
-    # Relative to the strongest peak anywhere (also beyond Nyquist), whose side lobes
-    # may reach into the usable range.
-    peaks &= power >= _DYNAMIC_RANGE * power[radius > exclude_radius].max()
-    iy, ix = np.nonzero(peaks)
-    order = np.argsort(-snr[iy, ix], kind="stable")[:max_count]
-    found = []
-    for i in order:
-        start = np.array([ky[iy[i], 0], kx[0, ix[i]]], dtype=np.float64)
-        found.append(_bins_to_g(_refine_bins(patches, start, 1.0), window, pixel_size))
-    return _canonical(np.array(found).reshape(-1, 2))
+    found = np.array([refine(i) for i in taken])
+    return _canonical(_bins_to_g(found, window, pixel_size))
