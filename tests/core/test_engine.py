@@ -16,7 +16,7 @@ import pytest
 from reference import periodogram_peak
 
 from napari_hrtem_fft.core import synthetic as syn
-from napari_hrtem_fft.core.engine import analyze
+from napari_hrtem_fft.core.engine import Progress, analyze, iter_analyze
 
 PX = 0.02  # nm per pixel
 REFL = syn.pd_110_reflections(10.0)  # (1-11), (-111), (002) of Pd [110]
@@ -419,6 +419,71 @@ def test_parameters_record_every_option():
         assert p[key] == value, key
     np.testing.assert_allclose(p["reflections"], REFL)
     assert (maps.window, maps.step, maps.pixel_size) == (64, 8, PX)
+
+
+# ------------------------------------------------------------------ progress, cancel
+
+
+def test_iter_analyze_reports_every_block_and_returns_the_maps_of_analyze():
+    stack = np.stack(
+        [syn.synthetic_lattice((256, 288), pixel_size=PX, reflections=REFL, seed=k)[0]
+         for k in range(3)]
+    )  # fmt: skip
+    kwargs = dict(pixel_size=PX, window=64, step=8, chunks=128, compute_strain=False)
+    run = iter_analyze(stack, REFL, **kwargs)
+    records = []
+    while True:
+        try:
+            records.append(next(run))
+        except StopIteration as finished:
+            maps = finished.value
+            break
+    # 3 frames × 2 × 3 blocks (rows 128 + 128; columns 128 + 128 + 32, a remainder as
+    # large as the overlap depth stays a block of its own), for the survey and the maps.
+    blocks = 3 * 2 * 3
+    assert all(isinstance(r, Progress) for r in records)
+    assert [r.done for r in records] == list(range(1, 2 * blocks + 1))
+    assert {r.total for r in records} == {2 * blocks}
+    assert records[0].message.startswith("survey") and records[-1].message.startswith("maps")
+    ref = analyze(stack, REFL, **kwargs)
+    np.testing.assert_array_equal(maps.d_spacing, ref.d_spacing)
+    assert maps.parameters == ref.parameters
+
+
+def test_closing_iter_analyze_stops_between_blocks(monkeypatch):
+    from napari_hrtem_fft.core.engine import _drivers
+
+    computed = []
+    frame_maps = _drivers.frame_maps
+
+    def counting(*args, **kwargs):
+        computed.append(1)
+        return frame_maps(*args, **kwargs)
+
+    monkeypatch.setattr(_drivers, "frame_maps", counting)
+    stack = np.zeros((6, 128, 128), dtype=np.float32)
+    run = iter_analyze(stack, REFL, pixel_size=PX, window=64, step=8)
+    first = next(run)
+    assert (first.done, first.total) == (1, 12)
+    run.close()
+    # The map pass never started: the survey's remaining blocks were cancelled or
+    # finished, and nothing ran after the close.
+    assert computed == []
+    with pytest.raises(StopIteration):
+        next(run)
+
+
+def test_iter_analyze_checks_its_input_when_called():
+    with pytest.raises(ValueError, match="window"):
+        iter_analyze(np.zeros((100, 100)), REFL, pixel_size=PX, window=63)
+
+
+def test_dask_input_yields_no_progress_and_lazy_maps():
+    lazy = da.zeros((256, 256), chunks=128)
+    run = iter_analyze(lazy, REFL, pixel_size=PX, window=64, step=8, compute_strain=False)
+    with pytest.raises(StopIteration) as finished:
+        next(run)
+    assert isinstance(finished.value.value.d_spacing, da.Array)
 
 
 # --------------------------------------------------------------------------- inputs

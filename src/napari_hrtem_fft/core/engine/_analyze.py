@@ -1,0 +1,334 @@
+"""The public entry points: :func:`iter_analyze` (progress per block) and :func:`analyze`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..maps import LatticeMaps
+from ..reciprocal import as_reflections
+from ._checks import _check_chunks, _check_image, _check_int, _check_real
+from ._drivers import dask_maps, numpy_maps
+from ._frame import _BACKGROUND_BINS, DEFAULT_MIN_AMPLITUDE
+from ._plan import BlockPlan, Settings, auto_chunk, compatible, numpy_chunks
+from ._survey import _survey_binning
+
+_FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
+
+
+def analyze(
+    image,
+    reflections,
+    *,
+    pixel_size: float,
+    window: int = 128,
+    step: int = 8,
+    search: float = 0.1,
+    refine: bool = True,
+    min_amplitude: float = DEFAULT_MIN_AMPLITUDE,
+    compute_strain: bool = True,
+    chunks=None,
+    background: bool = True,
+) -> LatticeMaps:
+    """Map local lattice spacing and angle of each reflection with a rolling window.
+
+    Map pixel ``(i, j)`` is the window centred on image pixel ``(i·step, j·step)``; the
+    window (even size ``N``) covers pixels ``c - N/2 … c + N/2 - 1`` along each axis
+    with a periodic Hann weight that peaks on ``c``.  Windows extending beyond the image
+    or touching NaN/inf pixels give NaN in every map.  This runs :func:`iter_analyze`
+    to the end.
+
+    Parameters
+    ----------
+    image : array_like or dask.array.Array
+        Image ``(y, x)`` or stack ``(..., y, x)`` of real numbers (intensity, any unit).
+        NaN/inf pixels are missing data.  numpy in gives numpy maps; dask in gives
+        lazy dask maps (nothing is computed until asked).
+    reflections : array_like
+        ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹ (``n >= 1``), e.g. from
+        :func:`napari_hrtem_fft.find_reflections`.
+    pixel_size : float
+        Image pixel size in nm.
+    window : int
+        Window size ``N`` in pixels, even, >= 16 and <= the image size.
+    step : int
+        Distance between window centres in pixels (>= 1).
+    search : float
+        Half-width of the search region around each reflection, as a fraction of
+        ``|g|`` radially and in radians tangentially (0.1: ±10 % in ``|g|``, ±5.7°).
+        Estimates outside it are NaN.  Must lie in (0, 0.5].
+    refine : bool
+        Demodulate at the power-weighted median ``g`` of a quick survey of each 2D
+        frame instead of at ``reflections`` (when it moved by more than 0.1 bin), so
+        that uniform lattice changes and rotations stay in the window's main lobe.
+        The maps' search region stays centred on ``reflections``.
+    min_amplitude : float
+        Smallest amplitude (peak power over local background power) accepted; weaker
+        windows give NaN spacing and angle.
+    compute_strain : bool
+        Compute strain maps (:func:`napari_hrtem_fft.strain`) when at least two
+        non-collinear reflections are given.
+    chunks : int, (int, int), "auto" or None
+        Spatial block size in pixels (before the window/2 overlap) for the block-wise
+        computation; rounded up to a multiple of ``step``.  Default: about 8 windows,
+        between 1024 and 2048 pixels (numpy input: full-width strips, one per CPU or
+        more).  For dask input ``None`` keeps the input's chunks when they suit
+        (multiples of ``step``, 4 windows to 4096 pixels), else rechunks.
+    background : bool
+        Subtract each window's Hann-weighted mean before the transform (recommended:
+        otherwise the mean intensity leaks into the coefficient and biases ``d``).
+
+    Returns
+    -------
+    LatticeMaps
+        ``d_spacing`` (nm), ``angle`` (degrees, ``atan2(-gy, gx)`` in (-180, 180]),
+        ``amplitude`` (dimensionless power ratio; NaN only for windows touching missing
+        data or the image edge), ``d_sigma`` (nm) and ``angle_sigma`` (degrees), each
+        ``(n, ..., ceil(H/step), ceil(W/step))`` float32; ``strain`` when computed;
+        ``parameters`` with every option.
+
+    Raises
+    ------
+    TypeError
+        If ``image`` is not real numeric data or an option has the wrong type.
+    ValueError
+        If the image is smaller than the window, a reflection lies beyond Nyquist or
+        inside the central two bins, ``reflections`` is not ``(n, 2)``, or an option is
+        out of range.
+
+    Notes
+    -----
+    ``d_sigma`` and ``angle_sigma`` assume white noise at the measured background level
+    (see ``docs/method.md``).  Computation is block-wise (dask); numpy input is
+    computed in-process with threads.
+    """
+    run = iter_analyze(
+        image,
+        reflections,
+        pixel_size=pixel_size,
+        window=window,
+        step=step,
+        search=search,
+        refine=refine,
+        min_amplitude=min_amplitude,
+        compute_strain=compute_strain,
+        chunks=chunks,
+        background=background,
+    )
+    return run_to_end(run)
+
+
+def run_to_end(run):
+    """Exhaust a generator of :class:`Progress` and return its result."""
+    while True:
+        try:
+            next(run)
+        except StopIteration as finished:
+            return finished.value
+
+
+def iter_analyze(image, reflections, **options):
+    """:func:`analyze`, as a generator that reports each finished block.
+
+    The input is checked at once (errors are raised by this call, not by the first
+    ``next``).  The generator yields a :class:`Progress` record (``done``, ``total``,
+    ``message``) after each block task of numpy input (the survey blocks, then the map
+    blocks) and returns the :class:`LatticeMaps` (``StopIteration.value``; ``maps =
+    yield from iter_analyze(...)`` in a generator, or napari's ``thread_worker``
+    ``returned`` signal).  Closing it stops the run between blocks: blocks not yet
+    started are cancelled.  dask input yields nothing: its maps are lazy.
+
+    Parameters
+    ----------
+    image, reflections
+        As for :func:`analyze`.
+    **options
+        The keyword options of :func:`analyze`.
+
+    Returns
+    -------
+    generator
+        Of :class:`Progress`, returning :class:`LatticeMaps`.
+    """
+    request = _request(image, reflections, **options)
+    return _run(request)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A checked call: the image, its reflections and every option."""
+
+    image: object
+    reflections: np.ndarray
+    settings: Settings
+    plan: BlockPlan
+    lazy: bool
+    work: type
+    refine: bool
+    compute_strain: bool
+    chunks: tuple[int, int] | str
+
+
+def _request(
+    image,
+    reflections,
+    *,
+    pixel_size: float,
+    window: int = 128,
+    step: int = 8,
+    search: float = 0.1,
+    refine: bool = True,
+    min_amplitude: float = DEFAULT_MIN_AMPLITUDE,
+    compute_strain: bool = True,
+    chunks=None,
+    background: bool = True,
+) -> _Request:
+    """Check every input and plan the blocks (see :func:`analyze` for the options)."""
+    image, shape, dtype = _check_image(image)
+    pixel_size = _check_real(pixel_size, "pixel_size")
+    if pixel_size <= 0:
+        raise ValueError(f"pixel_size must be > 0 (nm), got {pixel_size}")
+    window = _check_int(window, "window", 16)
+    if window % 2:
+        raise ValueError(f"window must be even, got {window}")
+    step = _check_int(step, "step", 1)
+    search = _check_real(search, "search")
+    if not 0 < search <= 0.5:
+        raise ValueError(f"search must be in (0, 0.5], got {search}")
+    min_amplitude = _check_real(min_amplitude, "min_amplitude")
+    if min_amplitude < 0:
+        raise ValueError(f"min_amplitude must be >= 0, got {min_amplitude}")
+    for name, flag in (("refine", refine), ("compute_strain", compute_strain)):
+        if not isinstance(flag, bool | np.bool_):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if not isinstance(background, bool | np.bool_):
+        raise TypeError(f"background must be True or False, got {background!r}")
+    if shape[-2] < window or shape[-1] < window:
+        raise ValueError(
+            f"image (y, x) size {shape[-2:]} is smaller than the window ({window} pixels)"
+        )
+    refl = _check_reflections(reflections, pixel_size, window)
+    depth = -(-(window // 2) // step) * step
+    user_chunks = _check_chunks(chunks, step, depth)
+    given = refl * pixel_size
+    settings = Settings(
+        given=given,
+        window=window,
+        step=step,
+        depth=depth,
+        shape=shape[-2:],
+        pixel_size=pixel_size,
+        min_amplitude=min_amplitude,
+        search=search,
+        background=bool(background),
+        binning=_survey_binning(given, window, step, search),
+    )
+    import dask.array as da
+
+    lazy = isinstance(image, da.Array)
+    # Blocks travel in the input's float precision (float32 for integers, so that NaN
+    # can mark the border); each frame's mean is removed in that precision and the rest
+    # is computed in single precision.
+    work = np.float64 if dtype == np.float64 else np.float32
+    plan, image, spatial = _plan(image, settings, user_chunks, lazy, work)
+    # The chunks asked for (or chosen), rather than the plan's, which merges remainders.
+    chunks = tuple(int(c) for c in spatial) if spatial else "input"
+    return _Request(
+        image, refl, settings, plan, lazy, work, bool(refine), bool(compute_strain), chunks
+    )
+
+
+def _check_reflections(reflections, pixel_size: float, window: int) -> np.ndarray:
+    """``(n, 2)`` reflections in nm⁻¹ inside Nyquist and outside the central two bins."""
+    refl = as_reflections(reflections)
+    nyquist = 0.5 / pixel_size
+    beyond = np.any(np.abs(refl) >= nyquist, axis=1)
+    if beyond.any():
+        raise ValueError(
+            f"reflections {refl[beyond].tolist()} lie at or beyond Nyquist "
+            f"(|gy| or |gx| >= {nyquist:.4g} 1/nm for pixel_size {pixel_size} nm)"
+        )
+    bins = np.hypot(refl[:, 0], refl[:, 1]) * window * pixel_size
+    central = bins < 2
+    if central.any():
+        raise ValueError(
+            f"reflections {refl[central].tolist()} lie inside the central 2 bins of a "
+            f"{window}-pixel window (|g|·window·pixel_size < 2): use a larger window"
+        )
+    return refl
+
+
+def _plan(image, settings: Settings, user_chunks, lazy: bool, work):
+    """The block plan, the image chunked (dask) or as an array (numpy) to match it, and
+    the spatial block size asked for or chosen (``None``: the dask input's own chunks)."""
+    window, step, depth, shape = settings.window, settings.step, settings.depth, settings.shape
+    if not lazy:
+        spatial = user_chunks or numpy_chunks(shape, window, step, depth)
+        return BlockPlan.split(shape, spatial, depth, step), np.asarray(image), spatial
+    ndim = image.ndim
+    keep = user_chunks is None and all(
+        compatible(image.chunks[a], step, depth, window) for a in (ndim - 2, ndim - 1)
+    )
+    spatial = None
+    if keep:
+        plan = BlockPlan.from_chunks(image.chunks[-2:], step)
+    else:
+        spatial = user_chunks or (auto_chunk(window, step),) * 2
+        plan = BlockPlan.split(shape, spatial, depth, step)
+        image = image.rechunk({ndim - 2: plan.chunks[0], ndim - 1: plan.chunks[1]})
+    if image.dtype != work:
+        image = image.astype(work)
+    return plan, image, user_chunks or spatial
+
+
+def _run(request: _Request):
+    """The generator behind :func:`iter_analyze`."""
+    settings = request.settings
+    demod = None
+    if request.lazy:
+        packed = dask_maps(request.image, request.plan, settings, request.refine)
+    else:
+        packed, demod = yield from numpy_maps(
+            request.image, request.plan, settings, request.work, request.refine
+        )
+    maps = LatticeMaps(
+        **{name: packed[i] for i, name in enumerate(_FIELDS)},
+        reflections=request.reflections,
+        window=settings.window,
+        step=settings.step,
+        pixel_size=settings.pixel_size,
+        parameters=_parameters(request, demod),
+    )
+    if request.compute_strain:
+        from ..strain import has_two_directions
+        from ..strain import strain as _strain
+
+        if has_two_directions(request.reflections):
+            maps.strain = _strain(maps)
+    return maps
+
+
+def _parameters(request: _Request, demod) -> dict:
+    """Every option of the run, for provenance (JSON-friendly)."""
+    s = request.settings
+    parameters = {
+        "pixel_size": s.pixel_size,
+        "window": s.window,
+        "step": s.step,
+        "search": s.search,
+        "refine": request.refine,
+        "min_amplitude": s.min_amplitude,
+        "compute_strain": request.compute_strain,
+        "chunks": request.chunks,
+        "background": s.background,
+        "reflections": request.reflections.tolist(),
+        "window_pixels": "c - N/2 … c + N/2 - 1 (periodic Hann, peak on c)",
+        "overlap_depth": s.depth,
+        "precision": "float32 (complex64 FFTs)",
+        "background_bins": list(_BACKGROUND_BINS),
+        "method": "closed-form phase difference of Hann-windowed Fourier coefficients",
+    }
+    if demod is not None:
+        parameters["demodulation"] = (demod / s.pixel_size).tolist()
+    return parameters

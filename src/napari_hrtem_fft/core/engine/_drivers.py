@@ -1,0 +1,254 @@
+"""The two drivers over the block plan: in-process for numpy input, a graph for dask.
+
+numpy input is computed block by block in a thread pool (numpy releases the GIL in every
+heavy step, and a graph would only add overhead here) by a generator that reports each
+finished block, so that a front end can show progress and stop between blocks.  dask
+input gives a lazy graph of the same block functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from ._plan import (
+    BlockPlan,
+    Settings,
+    block_maps,
+    block_survey,
+    frame_maps,
+    frame_survey,
+    within_image,
+)
+from ._survey import _refined, _survey_median, _weighted_medians
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Progress of :func:`iter_analyze`: ``done`` of ``total`` block tasks, and what ran."""
+
+    done: int
+    total: int
+    message: str
+
+
+# ------------------------------------------------------------------------ numpy input
+
+
+def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
+    """Generator of :class:`Progress` per block; returns the maps and the demodulation.
+
+    The blocks of the plan are cut straight from the array (views where the dtype
+    allows), with their context inside the image only: windows reaching beyond the
+    image are NaN anyway, so that padding would only cost FFT and fold work.  Returns
+    ``(5, n, *lead, my, mx)`` maps and the refined demodulation ``(n, 2, *lead)`` in
+    cycles/pixel (``None`` without refinement).  Closing the generator cancels the
+    blocks not yet started.
+    """
+    lead = arr.shape[:-2]
+    n, step = settings.given.shape[0], settings.step
+    jobs = [(f, *block) for f in np.ndindex(*lead) for block in plan.blocks()]
+    counter = _Counter(len(jobs) * (2 if refine else 1))
+    h, w = settings.shape
+    out = np.empty((5, n, *lead, -(-h // step), -(-w // step)), dtype=np.float32)
+    pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
+    try:
+        demod = None
+        if refine:
+            demod = yield from _numpy_survey(pool, arr, jobs, plan, settings, work, counter)
+
+        def maps(job):
+            f, (y0, y1), (x0, x1) = job
+            frame, context = _cut(arr, job, settings, work)
+            rows, cols = slice(y0 // step, -(-y1 // step)), slice(x0 // step, -(-x1 // step))
+            frame_demod = None if demod is None else demod[(slice(None), slice(None), *f)]
+            frame_maps(frame, context, frame_demod, settings, out[(..., *f, rows, cols)])
+
+        for _ in pool.map(maps, jobs):
+            yield counter.step("maps")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out, demod
+
+
+class _Counter:
+    """Counts finished block tasks into :class:`Progress` records."""
+
+    def __init__(self, total: int):
+        self.done, self.total = 0, total
+
+    def step(self, what: str) -> Progress:
+        self.done += 1
+        return Progress(self.done, self.total, f"{what}: block {self.done} of {self.total}")
+
+
+def _cut(arr, job, settings: Settings, work):
+    """The frame of a job with its context inside the image, and the context before the core."""
+    f, (y0, y1), (x0, x1) = job
+    depth = settings.depth
+    (rows, cols), context = within_image((y0, x0), (y1 - y0, x1 - x0), depth, settings.shape)
+    rows = slice(rows.start + y0 - depth, rows.stop + y0 - depth)
+    cols = slice(cols.start + x0 - depth, cols.stop + x0 - depth)
+    return arr[(*f, rows, cols)].astype(work, copy=False), context
+
+
+def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, counter):
+    """Generator of progress per surveyed block; returns the refined ``(n, 2, *lead)``."""
+    lead = arr.shape[:-2]
+    demod = np.empty((settings.given.shape[0], 2, *lead))
+
+    def survey(job):
+        frame, context = _cut(arr, job, settings, work)
+        _, (y0, y1), (x0, x1) = job
+        return frame_survey(frame, context, (y0, x0), (y1 - y0, x1 - x0), settings)
+
+    pieces = pool.map(survey, jobs)
+    for f in np.ndindex(*lead):
+        # The frame's survey assembled as the dask path does, so that both take the
+        # medians over the same ordered values.
+        grid = []
+        for _ in plan.rows:
+            row = []
+            for _ in plan.cols:
+                row.append(next(pieces))
+                yield counter.step("survey")
+            grid.append(np.concatenate(row, axis=-1))
+        frame_survey_ = np.concatenate(grid, axis=-2)
+        medians = np.stack(list(pool.map(_survey_median, frame_survey_.swapaxes(0, 1))))
+        demod[(slice(None), slice(None), *f)] = _refined(medians, settings.given, settings.window)
+    logger.debug("demodulation after the survey (cycles/pixel): %s", demod.tolist())
+    return demod
+
+
+# ------------------------------------------------------------------------- dask input
+
+
+def dask_maps(x, plan: BlockPlan, settings: Settings, refine: bool):
+    """Lazy ``(5, n, *lead, my, mx)`` maps of a dask image chunked as ``plan``.
+
+    With ``refine`` the survey and its medians are graph nodes of their own.
+    """
+    import dask.array as da
+
+    if refine and x.ndim > 2 and x.numblocks[0] > 1:
+        # Each block of frames is refined from its own survey: one graph over the
+        # whole stack would make every frame's second pass wait for the medians of all
+        # frames, holding each frame's first-pass intermediates (~20 MB per 2048²
+        # frame) until the last survey is done.
+        pieces = [dask_maps(x.blocks[i], plan, settings, True) for i in range(x.numblocks[0])]
+        return da.concatenate(pieces, axis=2)
+    if not refine:
+        return _overlap_pass(x, plan, settings, _maps_of_block, 5, plan.map_chunks)
+    survey = _overlap_pass(x, plan, settings, _survey_of_block, 3, _coarse_chunks(plan))
+    lead_ind = tuple(f"l{i}" for i in range(x.ndim - 2))
+    demod = da.blockwise(
+        _weighted_medians,
+        ("R", "C", *lead_ind),
+        survey,
+        ("F", "R", *lead_ind, "y", "x"),
+        new_axes={"C": 2},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0,) * x.ndim),
+    )
+    return _refined_pass(x, plan, settings, demod)
+
+
+def _overlap_pass(x, plan: BlockPlan, settings: Settings, func, fields: int, map_chunks):
+    """One pass of ``func`` over the blocks with their context, by ``map_overlap``.
+
+    ``trim=False``: each block function returns map pixels for its core only.  The
+    core's origin comes from ``block_id`` and the plan, not from ``block_info``, whose
+    ``array-location`` refers to the overlapped array (dask#11349).  The plan's chunks
+    are at least the overlap depth, so dask never rechunks here (dask#11580).
+    """
+    import dask.array as da
+
+    ndim = x.ndim
+    n = settings.given.shape[0]
+    return da.map_overlap(
+        partial(func, settings=settings, plan=plan),
+        x,
+        depth={ndim - 2: settings.depth, ndim - 1: settings.depth},
+        boundary={ndim - 2: np.nan, ndim - 1: np.nan},
+        trim=False,
+        allow_rechunk=False,
+        new_axis=[0, 1],
+        chunks=((fields,), (n,), *x.chunks[:-2], *map_chunks),
+        dtype=np.float32,
+        meta=np.empty((0,) * (ndim + 2), dtype=np.float32),
+    )
+
+
+def _maps_of_block(block, *, settings, plan, block_id=None):
+    return block_maps(block, plan.origin(block_id), None, settings)
+
+
+def _survey_of_block(block, *, settings, plan, block_id=None):
+    return block_survey(block, plan.origin(block_id), settings)
+
+
+def _coarse_chunks(plan: BlockPlan):
+    """Survey windows per block and axis: the global grid of every second map pixel."""
+    coarse = 2 * plan.step
+    return tuple(
+        tuple(len(range(-(-a // coarse) * coarse, b, coarse)) for a, b in bounds)
+        for bounds in (plan.rows, plan.cols)
+    )
+
+
+def _refined_pass(x, plan: BlockPlan, settings: Settings, demod):
+    """The maps demodulated at the survey's medians ``demod (n, 2, *lead)``.
+
+    ``blockwise``, not ``map_overlap``: the second input is one small array per block of
+    frames that every spatial block of those frames reads (broadcast along y and x),
+    which ``map_overlap`` cannot express, as it overlaps and aligns all its inputs.
+    The block origins travel as two more small inputs.
+    """
+    import dask
+    import dask.array as da
+    from dask.graph_manipulation import bind
+
+    ndim = x.ndim
+    overlapped = da.overlap.overlap(
+        x,
+        depth={ndim - 2: settings.depth, ndim - 1: settings.depth},
+        boundary={ndim - 2: np.nan, ndim - 1: np.nan},
+        allow_rechunk=False,
+    )
+    # A fresh copy of the input graph that starts only once the medians are known,
+    # so that no image block is held in memory between the two passes.
+    source = bind(overlapped, demod, seed=dask.base.tokenize(overlapped, "pass2"))
+    lead_ind = tuple(f"l{i}" for i in range(ndim - 2))
+    starts = [np.array([a for a, _ in bounds]) for bounds in (plan.rows, plan.cols)]
+    map_chunks = plan.map_chunks
+    return da.blockwise(
+        partial(_refined_block, settings=settings),
+        ("F", "R", *lead_ind, "y", "x"),
+        source,
+        (*lead_ind, "y", "x"),
+        da.from_array(starts[0], chunks=1),
+        ("y",),
+        da.from_array(starts[1], chunks=1),
+        ("x",),
+        demod,
+        ("R", "C", *lead_ind),
+        new_axes={"F": 5},
+        adjust_chunks={"y": map_chunks[0], "x": map_chunks[1]},
+        align_arrays=False,
+        concatenate=True,
+        dtype=np.float32,
+        meta=np.empty((0,) * (ndim + 2), dtype=np.float32),
+        name="lattice-maps-" + dask.base.tokenize(source, demod, settings),
+    )
+
+
+def _refined_block(block, start_y, start_x, demod, *, settings):
+    return block_maps(block, (int(start_y[0]), int(start_x[0])), demod, settings)

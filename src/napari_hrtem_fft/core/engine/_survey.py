@@ -1,0 +1,136 @@
+"""The survey for the refinement: where each reflection sits in each frame.
+
+A light first pass (the frame binned 2×2 where the reflections allow, every second map
+pixel, no background or leakage terms) gives the power-weighted median frequency of each
+reflection and frame; the maps are then demodulated there, which keeps uniform lattice
+changes and rotations in the centre of the window's main lobe.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._frame import _coefficients, _in_search, _phase_frequencies, _prepare
+
+# A reflection is demodulated at its refined frequency only if that moved by more than
+# this many bins (1/N): at an offset β (bins) the phase-difference variance grows by
+# about (1 + 3β²)/|Ŵ(β)/Ŵ(0)|², i.e. < 5 % below it, and the estimate stays unbiased.
+_REFINE_TOLERANCE_BINS = 0.1
+
+
+def _refined(demod, given, window: int):
+    """The refined frequencies where they moved by more than the tolerance, else ``given``."""
+    moved = np.max(np.abs(demod - given), axis=1) * window
+    use = np.isfinite(moved) & (moved > _REFINE_TOLERANCE_BINS)
+    return np.where(use[:, None], demod, given)
+
+
+def _survey_frame(frame, origin, context, core, *, given, window, step, binning, search, workers):
+    """The survey ``(3, n, cy, cx)`` of one 2D frame (see :func:`_survey_block`).
+
+    The frame's core (``core`` pixels from ``context`` on, image pixel ``origin``) holds
+    the window centres; the frame starts on an even image pixel (planning ensures it).
+    """
+    b = binning
+    coarse = 2 * step
+    n = given.shape[0]
+    first = [-(-o // coarse) * coarse for o in origin]
+    count = tuple(
+        max(0, -(-(o + c - f) // coarse)) for o, c, f in zip(origin, core, first, strict=True)
+    )
+    out = np.zeros((3, n, *count), dtype=np.float32)
+    out[:2] = np.nan
+    if not all(count):
+        return out
+    local = tuple((f - o + p) // b for f, o, p in zip(first, origin, context, strict=True))
+    win, st = window // b, coarse // b
+    data, clean = _prepare(_binned(frame, b), win, st, local, count)
+    if not clean.any():
+        return out
+    coef, _ = _coefficients(
+        data,
+        given * b,
+        window=win,
+        step=st,
+        start=local,
+        count=count,
+        background=False,
+        bg_bins=(),
+        workers=workers,
+    )
+    fy, fx = _phase_frequencies(coef)
+    fy, fx = fy / np.float32(b), fx / np.float32(b)
+    ok = _in_search(fy, fx, np.hypot(fy, fx), given, search)
+    ok &= clean
+    out[0] = np.where(ok, fy, np.nan)
+    out[1] = np.where(ok, fx, np.nan)
+    out[2] = np.where(ok, coef[0].real ** 2 + coef[0].imag ** 2, 0.0)
+    return out
+
+
+def _binned(frame, b: int):
+    """Sum of ``b × b`` pixel blocks (NaN propagates); the frame itself for ``b = 1``."""
+    if b == 1:
+        return frame
+    hb, wb = frame.shape[0] // b, frame.shape[1] // b
+    frame = frame[: hb * b, : wb * b]
+    rows = sum(frame[i::b] for i in range(1, b)) + frame[0::b]
+    return sum(rows[:, j::b] for j in range(1, b)) + rows[:, 0::b]
+
+
+def _weighted_medians(survey):
+    """Per reflection and frame, the power-weighted median ``(fy, fx)`` of the survey.
+
+    ``survey`` is ``(3, n, *lead, cy, cx)``; returns ``(n, 2, *lead)`` in cycles/pixel,
+    NaN where a frame has no valid window.  Weighting by the peak power makes windows
+    without lattice (weak) count little, with no threshold to choose.
+    """
+    n = survey.shape[1]
+    lead = survey.shape[2:-2]
+    out = np.empty((n, 2, *lead))
+    for r in range(n):
+        for idx in np.ndindex(*lead):
+            out[(r, slice(None), *idx)] = _survey_median(survey[(slice(None), r, *idx)])
+    return out
+
+
+def _survey_median(survey):
+    """The power-weighted median ``(fy, fx)`` of one reflection's survey ``(3, cy, cx)``."""
+    weight = survey[2].ravel()
+    use = weight > 0
+    if not use.any():
+        return np.full(2, np.nan)
+    return np.array([_weighted_median(survey[c].ravel()[use], weight[use]) for c in range(2)])
+
+
+def _weighted_median(values, weights):
+    """The smallest value whose cumulative weight (values sorted) reaches half the total.
+
+    The result of sorting, by selection: each round splits the candidates at their
+    median (``np.partition``, linear time) and keeps the side that holds the crossing.
+    """
+    weights = weights.astype(np.float64)
+    half = 0.5 * weights.sum()
+    below = 0.0  # weight of the values already known to lie below the candidates
+    while values.size > 64:
+        pivot = np.partition(values, values.size // 2)[values.size // 2]
+        lower = values < pivot
+        w_lower = below + weights[lower].sum()
+        if w_lower >= half:
+            values, weights = values[lower], weights[lower]
+            continue
+        equal = values == pivot
+        w_equal = w_lower + weights[equal].sum()
+        if w_equal >= half:
+            return pivot
+        upper = ~(lower | equal)
+        values, weights, below = values[upper], weights[upper], w_equal
+    order = np.argsort(values)
+    cum = below + np.cumsum(weights[order])
+    return values[order][min(np.searchsorted(cum, half), values.size - 1)]
+
+
+def _survey_binning(given, window: int, step: int, search: float) -> int:
+    """2 when a 2×2-binned frame still holds the reflections well below Nyquist."""
+    fits = 2 * (1 + search) * np.max(np.abs(given)) <= 0.4
+    return 2 if (step % 2 == 0 and window % 4 == 0 and window >= 64 and fits) else 1
