@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..maps import LatticeMaps
-from ..reciprocal import as_reflections
-from ._checks import _check_chunks, _check_image, _check_int, _check_real
+from ._checks import (
+    _check_chunks,
+    _check_flag,
+    _check_image,
+    _check_numbers,
+    _check_reflections,
+)
 from ._drivers import dask_maps, numpy_maps
 from ._frame import _BACKGROUND_BINS, DEFAULT_MIN_AMPLITUDE
 from ._plan import BlockPlan, Settings, auto_chunk, compatible, numpy_chunks
@@ -151,8 +157,12 @@ def iter_analyze(image, reflections, **options):
     generator
         Of :class:`Progress`, returning :class:`LatticeMaps`.
     """
-    request = _request(image, reflections, **options)
-    return _run(request)
+    try:
+        bound = inspect.signature(analyze).bind(image, reflections, **options)
+    except TypeError as err:
+        raise TypeError(f"iter_analyze: {err}") from None
+    bound.apply_defaults()
+    return _run(_request(bound.arguments))
 
 
 @dataclass(frozen=True)
@@ -170,47 +180,20 @@ class _Request:
     chunks: tuple[int, int] | str
 
 
-def _request(
-    image,
-    reflections,
-    *,
-    pixel_size: float,
-    window: int = 128,
-    step: int = 8,
-    search: float = 0.1,
-    refine: bool = True,
-    min_amplitude: float = DEFAULT_MIN_AMPLITUDE,
-    compute_strain: bool = True,
-    chunks=None,
-    background: bool = True,
-) -> _Request:
-    """Check every input and plan the blocks (see :func:`analyze` for the options)."""
-    image, shape, dtype = _check_image(image)
-    pixel_size = _check_real(pixel_size, "pixel_size")
-    if pixel_size <= 0:
-        raise ValueError(f"pixel_size must be > 0 (nm), got {pixel_size}")
-    window = _check_int(window, "window", 16)
-    if window % 2:
-        raise ValueError(f"window must be even, got {window}")
-    step = _check_int(step, "step", 1)
-    search = _check_real(search, "search")
-    if not 0 < search <= 0.5:
-        raise ValueError(f"search must be in (0, 0.5], got {search}")
-    min_amplitude = _check_real(min_amplitude, "min_amplitude")
-    if min_amplitude < 0:
-        raise ValueError(f"min_amplitude must be >= 0, got {min_amplitude}")
-    for name, flag in (("refine", refine), ("compute_strain", compute_strain)):
-        if not isinstance(flag, bool | np.bool_):
-            raise TypeError(f"{name} must be True or False, got {flag!r}")
-    if not isinstance(background, bool | np.bool_):
-        raise TypeError(f"background must be True or False, got {background!r}")
+def _request(arguments: dict) -> _Request:
+    """Check every argument of :func:`analyze` (all given) and plan the blocks."""
+    image, shape, dtype = _check_image(arguments["image"])
+    pixel_size, window, step, search, min_amplitude = _check_numbers(arguments)
+    refine, compute_strain, background = (
+        _check_flag(arguments[name], name) for name in ("refine", "compute_strain", "background")
+    )
     if shape[-2] < window or shape[-1] < window:
         raise ValueError(
             f"image (y, x) size {shape[-2:]} is smaller than the window ({window} pixels)"
         )
-    refl = _check_reflections(reflections, pixel_size, window)
+    refl = _check_reflections(arguments["reflections"], pixel_size, window)
     depth = -(-(window // 2) // step) * step
-    user_chunks = _check_chunks(chunks, step, depth)
+    user_chunks = _check_chunks(arguments["chunks"], step, depth)
     given = refl * pixel_size
     settings = Settings(
         given=given,
@@ -221,7 +204,7 @@ def _request(
         pixel_size=pixel_size,
         min_amplitude=min_amplitude,
         search=search,
-        background=bool(background),
+        background=background,
         binning=_survey_binning(given, window, step, search),
     )
     import dask.array as da
@@ -234,29 +217,7 @@ def _request(
     plan, image, spatial = _plan(image, settings, user_chunks, lazy, work)
     # The chunks asked for (or chosen), rather than the plan's, which merges remainders.
     chunks = tuple(int(c) for c in spatial) if spatial else "input"
-    return _Request(
-        image, refl, settings, plan, lazy, work, bool(refine), bool(compute_strain), chunks
-    )
-
-
-def _check_reflections(reflections, pixel_size: float, window: int) -> np.ndarray:
-    """``(n, 2)`` reflections in nm⁻¹ inside Nyquist and outside the central two bins."""
-    refl = as_reflections(reflections)
-    nyquist = 0.5 / pixel_size
-    beyond = np.any(np.abs(refl) >= nyquist, axis=1)
-    if beyond.any():
-        raise ValueError(
-            f"reflections {refl[beyond].tolist()} lie at or beyond Nyquist "
-            f"(|gy| or |gx| >= {nyquist:.4g} 1/nm for pixel_size {pixel_size} nm)"
-        )
-    bins = np.hypot(refl[:, 0], refl[:, 1]) * window * pixel_size
-    central = bins < 2
-    if central.any():
-        raise ValueError(
-            f"reflections {refl[central].tolist()} lie inside the central 2 bins of a "
-            f"{window}-pixel window (|g|·window·pixel_size < 2): use a larger window"
-        )
-    return refl
+    return _Request(image, refl, settings, plan, lazy, work, refine, compute_strain, chunks)
 
 
 def _plan(image, settings: Settings, user_chunks, lazy: bool, work):

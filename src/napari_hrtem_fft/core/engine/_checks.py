@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from ..reciprocal import as_reflections
+
 
 def _check_image(image):
     shape = getattr(image, "shape", None)
@@ -59,3 +61,47 @@ def _check_chunks(chunks, step: int, depth: int):
         # at least the overlap depth, as dask's overlap requires.
         out.append(max(-(-c // step) * step, -(-depth // step) * step))
     return tuple(out)
+
+
+def _check_numbers(arguments: dict):
+    """``pixel_size``, ``window``, ``step``, ``search`` and ``min_amplitude``, checked."""
+    pixel_size = _check_real(arguments["pixel_size"], "pixel_size")
+    if pixel_size <= 0:
+        raise ValueError(f"pixel_size must be > 0 (nm), got {pixel_size}")
+    window = _check_int(arguments["window"], "window", 16)
+    if window % 2:
+        raise ValueError(f"window must be even, got {window}")
+    step = _check_int(arguments["step"], "step", 1)
+    search = _check_real(arguments["search"], "search")
+    if not 0 < search <= 0.5:
+        raise ValueError(f"search must be in (0, 0.5], got {search}")
+    min_amplitude = _check_real(arguments["min_amplitude"], "min_amplitude")
+    if min_amplitude < 0:
+        raise ValueError(f"min_amplitude must be >= 0, got {min_amplitude}")
+    return pixel_size, window, step, search, min_amplitude
+
+
+def _check_flag(flag, name: str) -> bool:
+    if not isinstance(flag, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {flag!r}")
+    return bool(flag)
+
+
+def _check_reflections(reflections, pixel_size: float, window: int) -> np.ndarray:
+    """``(n, 2)`` reflections in nm⁻¹ inside Nyquist and outside the central two bins."""
+    refl = as_reflections(reflections)
+    nyquist = 0.5 / pixel_size
+    beyond = np.any(np.abs(refl) >= nyquist, axis=1)
+    if beyond.any():
+        raise ValueError(
+            f"reflections {refl[beyond].tolist()} lie at or beyond Nyquist "
+            f"(|gy| or |gx| >= {nyquist:.4g} 1/nm for pixel_size {pixel_size} nm)"
+        )
+    bins = np.hypot(refl[:, 0], refl[:, 1]) * window * pixel_size
+    central = bins < 2
+    if central.any():
+        raise ValueError(
+            f"reflections {refl[central].tolist()} lie inside the central 2 bins of a "
+            f"{window}-pixel window (|g|·window·pixel_size < 2): use a larger window"
+        )
+    return refl
