@@ -37,6 +37,8 @@ _PUBLIC = {
     "pd_core_shell_sample": "napari_hrtem_fft.core.synthetic",
     "synthetic_lattice": "napari_hrtem_fft.core.synthetic",
     "g_spacing": "napari_hrtem_fft.core.reciprocal",
+    "correction_from_planes": "napari_hrtem_fft.core.calibration",
+    "correct_maps": "napari_hrtem_fft.core.calibration",
     "g_angle": "napari_hrtem_fft.core.reciprocal",
     "synthetic_movie": "napari_hrtem_fft.core.synthetic",
     "register_frames": "napari_hrtem_fft.core.drift",
