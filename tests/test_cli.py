@@ -60,7 +60,9 @@ def _analyze(image, *options) -> int:
 
 # A stand-in for core.engine.analyze with exactly known maps, so that the writing and
 # calibration are tested on their own (the real engine is exercised further below).
-def _fake_analyze(image, reflections, *, pixel_size, window=128, step=8, search=0.1):
+def _fake_analyze(
+    image, reflections, *, pixel_size, window=128, step=8, search=0.1, refine=True, **_
+):
     import dask.array as da
 
     refl = np.asarray(reflections, dtype=np.float64)
@@ -280,8 +282,10 @@ def test_negative_values_and_short_option(tmp_path, lattice_tiff, fake_engine):
         (["--reflection", "abc"], 2, "two numbers"),
         ([], 2, "--auto"),
         (["--reflection=1,2", "--auto", "2"], 2, "either"),
-        (["--reflection=1,2", "--window", "0"], 2, "positive integer"),
-        (["--reflection=1,2", "--step", "300"], 2, "--step"),
+        (["--reflection=1,2", "--window", "0"], 2, "window must be even and >= 16"),
+        (["--reflection=1,2", "--window", "65"], 2, "window must be even"),
+        (["--reflection=1,2", "--search", "0.6"], 2, "search must be > 0 and <= 0.5"),
+        (["--reflection=1,2", "--step", "300"], 2, "step (300) must not exceed window (128)"),
         (["--reflection=1,2", "--pixel-size", "-1"], 2, "positive number"),
     ],
 )

@@ -64,3 +64,39 @@ def test_public_api_names_resolve():
 
     for name in hf.__all__:
         assert getattr(hf, name) is not None, name
+
+
+def _project_urls() -> dict:
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)["project"]["urls"]
+
+
+def test_readme_images_and_links_are_absolute_for_a_package_index():
+    # A package index shows README.md without the repository: a relative image is a
+    # broken image there.  Every image and every link into the repository is absolute,
+    # under the project's Source URL.
+    import re
+
+    source = _project_urls()["Source"].removeprefix("https://github.com/")
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s]+)\)", text)
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+    assert images, "the README shows the screenshots"
+    for target in targets:
+        assert target.startswith(("https://", "http://", "#")), target
+    for image in images:
+        assert image.startswith(f"https://raw.githubusercontent.com/{source}/main/"), image
+        assert (REPO / image.split("/main/", 1)[1]).is_file(), image
+
+
+def test_license_is_an_spdx_string_with_the_license_file():
+    import tomllib
+
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    assert project["license"] == "BSD-3-Clause"
+    assert project["license-files"] == ["LICENSE"]
+    text = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "BSD 3-Clause License" in text and "napari-hrtem-fft developers" in text

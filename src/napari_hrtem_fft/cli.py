@@ -85,6 +85,23 @@ _positive_float = _positive(float, "a positive number")
 _positive_int = _positive(int, "a positive integer")
 
 
+def _option(name: str, convert):
+    """An argparse type checking an analysis option with the pipeline's own rules
+    (:func:`napari_hrtem_fft.core.pipeline.check_option`), imported when used so that
+    ``--help`` stays free of numpy."""
+
+    def parse(text: str):
+        from .core.pipeline import check_option
+
+        try:
+            return check_option(name, convert(text))
+        except (TypeError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
 def _frames_slice(text: str) -> slice:
     """``START:STOP[:STEP]`` (Python slice, any part may be empty) or a single ``K``."""
     parts = text.split(":")
@@ -166,10 +183,10 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--window",
-        type=_positive_int,
+        type=_option("window", int),
         default=128,
         metavar="PX",
-        help="FFT window in pixels (default 128)",
+        help="FFT window in pixels, even, at least 16 (default 128)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
 
@@ -215,14 +232,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "direction (higher orders are skipped)",
     )
     an.add_argument(
-        "--step", type=_positive_int, default=8, metavar="PX", help="map step, pixels (default 8)"
+        "--step",
+        type=_option("step", int),
+        default=8,
+        metavar="PX",
+        help="map step, pixels, at most the window (default 8)",
     )
     an.add_argument(
         "--search",
-        type=_positive_float,
+        type=_option("search", float),
         default=0.1,
         metavar="R",
-        help="peak search radius passed to the engine (default 0.1)",
+        help="peak search radius relative to |g|, in (0, 0.5] (default 0.1)",
+    )
+    an.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="demodulate at the lattice found by a survey of each frame (default: on)",
     )
     an.add_argument(
         "--out",
@@ -234,18 +261,19 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument(
         "--clean",
         action="store_true",
-        help="set outliers (spacing > 5 %% or angle > 5° from the median) to NaN",
-    )
-    an.add_argument(
-        "--smooth",
-        type=_positive_int,
-        metavar="N",
-        help="NaN-aware N×N block average of the maps (after --clean)",
+        help="set outliers (spacing > 5 %% or angle > 5° from the median) to NaN (first)",
     )
     an.add_argument(
         "--crystal-mask",
         action="store_true",
-        help="NaN outside the crystal (automatic threshold on the peak strength)",
+        help="NaN outside the crystal (automatic threshold on the peak strength; after "
+        "--clean)",
+    )
+    an.add_argument(
+        "--smooth",
+        type=_option("smoothing_size", int),
+        metavar="N",
+        help="NaN-aware N×N block average of the maps (last, after the mask)",
     )
     movie = an.add_argument_group("movies (t, y, x)")
     movie.add_argument(
@@ -516,10 +544,7 @@ def _cmd_analyze(args) -> int:
         raise CliError("give reflections with --reflection GY,GX or use --auto N", EXIT_USAGE)
     if args.reflection and args.auto is not None:
         raise CliError("use either --reflection or --auto, not both", EXIT_USAGE)
-    if args.step > args.window:
-        raise CliError(
-            f"--step ({args.step}) must not exceed --window ({args.window})", EXIT_USAGE
-        )
+    options = _options(args)
     if args.track and args.scheduler is not None:
         raise CliError(
             "--track analyses the frames one after the other in this process (each starts "
@@ -567,11 +592,15 @@ def _cmd_analyze(args) -> int:
 
     with _compute_on(args) as scheduler, _progress_bar(args):
         try:
-            maps, movie, stored = _run_analysis(args, mg, refl, pixel_size, with_strain, frames)
+            maps, movie, stored = _run_analysis(
+                args, options, mg, refl, pixel_size, with_strain, frames
+            )
         except (TypeError, ValueError) as err:
             raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
         geometry = _map_geometry(mg, maps, frames)
-        record = _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames)
+        record = _analysis_record(
+            args, options, mg, index, cal, refl, source, maps, geometry, frames
+        )
         if movie is not None:
             record["movie"] = movie
         try:
@@ -667,7 +696,26 @@ def _progress_bar(args):
     return ProgressBar(out=sys.stderr, minimum=0.5)
 
 
-def _run_analysis(args, mg, refl, pixel_size, with_strain, frames):
+def _options(args):
+    """The pipeline's options of the command line (checked once, by the pipeline)."""
+    from .core.pipeline import AnalysisOptions
+
+    try:
+        return AnalysisOptions(
+            window=args.window,
+            step=args.step,
+            search=args.search,
+            refine=bool(args.refine),
+            clean=bool(args.clean),
+            crystal_mask=bool(args.crystal_mask),
+            smoothing="block" if args.smooth else "none",
+            smoothing_size=args.smooth or AnalysisOptions.smoothing_size,
+        )
+    except (TypeError, ValueError) as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+
+
+def _run_analysis(args, options, mg, refl, pixel_size, with_strain, frames):
     """The maps with the chosen post-processing, lazy where the input is.
 
     Returns
@@ -679,13 +727,15 @@ def _run_analysis(args, mg, refl, pixel_size, with_strain, frames):
     stored : bool
         True if the maps were already written frame by frame to the zarr output.
     """
-    from .core import postprocess
+    from .core.pipeline import postprocess
     from .core.strain import strain
 
     stored = False
     movie = None
     if args.track:
-        maps, movie, stored = _run_tracked(args, mg, refl, pixel_size, with_strain, frames)
+        maps, movie, stored = _run_tracked(
+            args, options, mg, refl, pixel_size, with_strain, frames
+        )
     else:
         from .core.engine import analyze
 
@@ -699,31 +749,20 @@ def _run_analysis(args, mg, refl, pixel_size, with_strain, frames):
             # here, before the scheduler is asked).
             lead = (1,) * (len(data.shape) - 2)
             data = da.from_array(data, chunks=(*lead, -1, -1))
-        maps = analyze(
-            data,
-            refl,
-            pixel_size=pixel_size,
-            window=args.window,
-            step=args.step,
-            search=args.search,
-        )
+        maps = analyze(data, refl, pixel_size=pixel_size, **options.engine_options())
     if with_strain and maps.strain is None:
         maps.strain = strain(maps)
-    if args.clean:
-        maps = postprocess.clean(maps)
-    if args.smooth:
-        maps = postprocess.smooth(maps, args.smooth, method="block")
-    if args.crystal_mask:
-        maps = postprocess.apply_mask(maps, postprocess.crystal_mask(maps))
+    # The command line has no intensity mask: the image is not needed.
+    maps = postprocess(maps, None, options)
     return maps, movie, stored
 
 
-def _run_tracked(args, mg, refl, pixel_size, with_strain, frames):
+def _run_tracked(args, options, mg, refl, pixel_size, with_strain, frames):
     """analyze_movie(track=True), streamed to the zarr output when nothing follows."""
     from .core.movie import analyze_movie
 
     out = Path(args.out)
-    post = args.clean or args.smooth or args.crystal_mask
+    post = options.clean or options.crystal_mask or options.smoothing != "none"
     store = out if out.suffix.lower() == ".zarr" and not post else None
 
     # One line rewritten in place on a terminal, one line per frame in a log file.
@@ -741,15 +780,12 @@ def _run_tracked(args, mg, refl, pixel_size, with_strain, frames):
         mg.data,
         refl,
         pixel_size=pixel_size,
-        window=args.window,
-        step=args.step,
-        search=args.search,
+        **options.engine_options(),
         track=True,
         frames=frames,
         progress=progress,
         store=store,
         overwrite=args.overwrite,
-        compute_strain=with_strain,
     )
     movie = {
         "frames": list(frames),
@@ -768,7 +804,7 @@ def _map_geometry(mg, maps, frames: range | None) -> dict:
     return {**geometry, "units": (*mg.units[:lead], "nm", "nm")}
 
 
-def _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames) -> dict:
+def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry, frames) -> dict:
     import numpy as np
 
     return {
@@ -786,12 +822,7 @@ def _analysis_record(args, mg, index, cal, refl, source, maps, geometry, frames)
         "calibration": cal,
         "reflections": [dict(r, source=source) for r in _reflection_rows(refl)],
         "analysis": {
-            "window": args.window,
-            "step": args.step,
-            "search": args.search,
-            "clean": bool(args.clean),
-            "smooth": args.smooth,
-            "crystal_mask": bool(args.crystal_mask),
+            **options.as_dict(),
             "frames": None if frames is None else list(frames),
             "track": bool(args.track),
             "scheduler": args.scheduler,

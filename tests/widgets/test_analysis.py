@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from widget_sample import D_002, D_111, PIXEL_SIZE
 
-from napari_hrtem_fft._widgets._analysis import (
+from napari_hrtem_fft.core.pipeline import (
     AnalysisOptions,
     Progress,
     run_analysis,
@@ -38,7 +38,6 @@ def test_progress_then_masked_maps(sample):
     # Median over the core (map pixels within 1.5 nm of the centre): within 0.5 %.
     core = np.nanmedian(maps.d_spacing[:, 28:37, 28:37], axis=(1, 2))
     np.testing.assert_allclose(core, [D_111, D_111, D_002], rtol=5e-3)
-    assert maps.parameters["widget_options"]["window"] == 64
 
 
 def test_smoothing_and_intensity_mask_are_applied(sample):
@@ -77,8 +76,14 @@ def test_cancel_event_stops_a_long_movie_quickly(sample):
 
 
 def test_invalid_options_raise_named_errors(sample):
-    with pytest.raises(ValueError, match="window"):
+    with pytest.raises(ValueError, match="window must be even and >= 16"):
         AnalysisOptions(window=63)
+    with pytest.raises(ValueError, match="window must be even and >= 16"):
+        AnalysisOptions(window=8)
+    with pytest.raises(ValueError, match=r"step \(80\) must not exceed window \(64\)"):
+        AnalysisOptions(window=64, step=80)
+    with pytest.raises(ValueError, match=r"search must be > 0 and <= 0.5"):
+        AnalysisOptions(search=0.6)
     with pytest.raises(ValueError, match="smoothing"):
         AnalysisOptions(smoothing="box")
     with pytest.raises(ValueError, match="intensity_threshold"):
@@ -87,3 +92,23 @@ def test_invalid_options_raise_named_errors(sample):
         AnalysisOptions(step=8.0)
     with pytest.raises(ValueError, match="larger than the image"):
         run_to_end(run_analysis(np.zeros((32, 32)), [[0, 5.0]], pixel_size=0.02))
+
+
+@pytest.mark.parametrize(
+    ("option", "bad", "good"),
+    [("window", 14, 16), ("window", 18 + 1, 18), ("search", 0.5 + 1e-9, 0.5), ("step", 0, 1)],
+)
+def test_option_rules_are_the_engines(option, bad, good):
+    # One rule for every front end: what the options refuse the engine refuses, and the
+    # boundary value the options accept the engine accepts.
+    from napari_hrtem_fft import analyze
+
+    image = np.random.default_rng(0).normal(size=(32, 32))
+    base = {"window": 16, "step": 8, "search": 0.1}
+    with pytest.raises(ValueError, match=option):
+        AnalysisOptions(**{**base, option: bad})
+    with pytest.raises(ValueError, match=option):
+        analyze(image, [[0.0, 20.0]], pixel_size=0.02, **{**base, option: bad})
+    options = AnalysisOptions(**{**base, option: good})
+    maps = analyze(image, [[0.0, 20.0]], pixel_size=0.02, **options.engine_options())
+    assert maps.window == options.window

@@ -100,12 +100,17 @@ def test_uncalibrated_image_enables_the_pixel_size_field(make_napari_viewer, sam
     np.testing.assert_allclose(fft.scale[-1], 1 / (128 * 0.04))
 
 
-def test_window_larger_than_image_is_an_error_notification(make_napari_viewer, monkeypatch):
+def test_window_is_limited_to_the_image_and_an_odd_window_is_an_error(
+    make_napari_viewer, monkeypatch
+):
     viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((100, 100), np.float32), scale=(0.02, 0.02), units="nm")
+    image = viewer.add_image(np.zeros((100, 90), np.float32), scale=(0.02, 0.02), units="nm")
     widget = ReflectionPickerWidget(viewer)
     widget._image.value = image
+    # The spin box offers no window larger than the image's smaller side (even).
+    assert widget._window.max == 90 and widget._window.value == 90
     errors = []
     monkeypatch.setattr("napari_hrtem_fft._widgets.picker.show_error", errors.append)
+    widget._window.value = 63
     widget._show_fft.clicked.emit()
-    assert len(errors) == 1 and "larger than the image" in errors[0]
+    assert len(errors) == 1 and "window must be even and >= 16, got 63" in errors[0]

@@ -20,6 +20,7 @@ __all__ = [
     "fill_table",
     "layer_or_override_pixel_size",
     "maps_source_combo",
+    "max_window",
     "pixel_size_field",
     "read_only_table",
     "result_sources",
@@ -32,6 +33,32 @@ def pixel_size_field(tooltip: str) -> FloatSpinBox:
     return FloatSpinBox(
         label="pixel size (nm)", value=0.02, min=1e-5, max=1e3, step=1e-4, tooltip=tooltip
     )
+
+
+# Largest window offered before an image is chosen (pixels).
+_MAX_WINDOW = 1024
+
+
+def max_window(layer) -> int:
+    """Largest FFT window (even, pixels) for an image layer: its smaller side.
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or None
+        The image layer; None gives a generous default.
+
+    Returns
+    -------
+    int
+        At least the engine's smallest window.
+    """
+    from ..core.pipeline import OPTION_LIMITS
+
+    smallest = OPTION_LIMITS["window"]["min"]
+    if layer is None:
+        return _MAX_WINDOW
+    side = int(min(layer.data.shape[-2:]))
+    return max(side - side % 2, smallest)
 
 
 def show_calibration(layer, label: Label, override: FloatSpinBox) -> None:

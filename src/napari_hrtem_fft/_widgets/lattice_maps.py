@@ -34,22 +34,23 @@ from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 
 from ..core.maps import map_geometry
-from ..core.statistics import reflection_statistics
-from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_info, result_stacks
-from ._analysis import (
+from ..core.pipeline import (
+    OPTION_LIMITS,
     SMOOTHING_METHODS,
     AnalysisFailure,
     AnalysisOptions,
-    MovieRun,
     Progress,
     reporting_errors,
     run_analysis,
-    run_movie_analysis,
     run_to_end,
 )
+from ..core.statistics import reflection_statistics
+from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_info, result_stacks
+from ._analysis import MovieRun, run_movie_analysis
 from ._common import (
     button_row,
     layer_or_override_pixel_size,
+    max_window,
     pixel_size_field,
     show_calibration,
 )
@@ -138,24 +139,27 @@ class LatticeMapWidget(Container):
         )
         self._window = SpinBox(
             label="window (px)",
-            value=128,
-            min=16,
-            max=512,
-            step=2,
+            value=AnalysisOptions.window,
+            min=OPTION_LIMITS["window"]["min"],
+            max=max_window(None),
+            step=OPTION_LIMITS["window"]["multiple"],
             tooltip="Side of each FFT window in pixels (even). Larger: more precise, less local.",
         )
         self._step = SpinBox(
             label="step (px)",
-            value=8,
-            min=1,
-            max=256,
-            tooltip="Distance between window centres in pixels = size of one map pixel.",
+            value=AnalysisOptions.step,
+            min=OPTION_LIMITS["step"]["min"],
+            max=AnalysisOptions.window,
+            tooltip=(
+                "Distance between window centres in pixels = size of one map pixel "
+                "(at most the window)."
+            ),
         )
         self._search = FloatSpinBox(
             label="search",
-            value=0.1,
+            value=AnalysisOptions.search,
             min=0.005,
-            max=0.5,
+            max=OPTION_LIMITS["search"]["max"],
             step=0.005,
             tooltip=(
                 "How far from each reflection a local peak is searched, relative to |g| "
@@ -190,9 +194,9 @@ class LatticeMapWidget(Container):
         )
         self._intensity_threshold = FloatSpinBox(
             label="intensity threshold",
-            value=0.5,
-            min=0.0,
-            max=1.0,
+            value=AnalysisOptions.intensity_threshold,
+            min=OPTION_LIMITS["intensity_threshold"]["min"],
+            max=OPTION_LIMITS["intensity_threshold"]["max"],
             step=0.05,
             tooltip=(
                 "Threshold on the smoothed intensity normalised to 0–1 (1st–99th "
@@ -212,8 +216,8 @@ class LatticeMapWidget(Container):
         )
         self._smoothing_size = SpinBox(
             label="smoothing size",
-            value=3,
-            min=1,
+            value=AnalysisOptions.smoothing_size,
+            min=OPTION_LIMITS["smoothing_size"]["min"],
             max=51,
             tooltip="Smoothing size in map pixels.",
         )
@@ -331,6 +335,7 @@ class LatticeMapWidget(Container):
 
     def _connect_events(self) -> None:
         self._image.changed.connect(self._on_image_changed)
+        self._window.changed.connect(self._on_window_changed)
         self._reflections.changed.connect(self._on_reflections_changed)
         self._crystal_mask.changed.connect(self._on_options_changed)
         self._intensity_mask.changed.connect(self._on_options_changed)
@@ -418,7 +423,7 @@ class LatticeMapWidget(Container):
         """The options set in the widget (raises ValueError if inconsistent)."""
         threshold = float(self._crystal_threshold.value)
         return AnalysisOptions(
-            window=int(self._window.value) - int(self._window.value) % 2,
+            window=int(self._window.value),
             step=int(self._step.value),
             search=float(self._search.value),
             refine=bool(self._refine.value),
@@ -454,7 +459,11 @@ class LatticeMapWidget(Container):
             self._first.max = self._last.max = last
             self._last.value = last
             self._first.value = 0
+        self._window.max = max_window(layer)
         show_calibration(layer, self._calibration, self._pixel_size)
+
+    def _on_window_changed(self, event=None) -> None:
+        self._step.max = int(self._window.value)
 
     def _on_reflections_changed(self, event=None) -> None:
         layer = self._reflections.value

@@ -27,6 +27,7 @@ from napari.layers.base import ActionType
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QAbstractItemView
 
+from ..core.pipeline import OPTION_LIMITS, AnalysisOptions, check_option
 from ..core.reciprocal import g_angle, g_spacing
 from ..layers import PICKER_KEY
 from ._calibration import camera_of, current_plane, world_to_pixel
@@ -35,6 +36,7 @@ from ._common import (
     debounce_timer,
     fill_table,
     layer_or_override_pixel_size,
+    max_window,
     pixel_size_field,
     read_only_table,
     show_calibration,
@@ -126,13 +128,13 @@ class ReflectionPickerWidget(Container):
         )
         self._window = SpinBox(
             label="window (px)",
-            value=128,
-            min=64,
-            max=512,
-            step=2,
+            value=AnalysisOptions.window,
+            min=OPTION_LIMITS["window"]["min"],
+            max=max_window(None),
+            step=OPTION_LIMITS["window"]["multiple"],
             tooltip=(
-                "Side of the square FFT window in pixels (even, 64–512). Larger windows "
-                "resolve reflections more finely but average over a larger area."
+                "Side of the square FFT window in pixels (even). Larger windows resolve "
+                "reflections more finely but average over a larger area."
             ),
         )
         self._region = ComboBox(
@@ -346,14 +348,14 @@ class ReflectionPickerWidget(Container):
         return _clamp_center(pixel, self._window_size(), image.data.shape)
 
     def _window_size(self) -> int:
-        window = int(self._window.value)
-        return window - window % 2
+        return check_option("window", int(self._window.value))
 
     # ------------------------------------------------------------------ events
 
     def _on_image_changed(self, event=None) -> None:
         layer = self._image.value
         show_calibration(layer, self._calibration, self._pixel_size)
+        self._window.max = max_window(layer)
         if layer is not None:
             self._on_geometry_changed()
 

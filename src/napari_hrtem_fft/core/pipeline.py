@@ -1,0 +1,590 @@
+"""One analysis pipeline for every front end (widget, command line, console); no Qt.
+
+* :class:`AnalysisOptions`: every option of a lattice-map run, checked once, with the
+  engine's rules (:func:`check_option`; the widget's spin-box limits come from
+  :data:`OPTION_LIMITS`, the command line's argument checks call :func:`check_option`).
+* :func:`postprocess`: the one post-processing order (outliers, then masks, then
+  smoothing), as a generator of step names (:func:`postprocess_steps`) for progress.
+* :func:`run_analysis`: the maps of an image as a generator of :class:`Progress`
+  reports, cancellable, returning the post-processed maps.  The lattice-map widget
+  runs it in a napari ``thread_worker``; :func:`run_to_end` runs it in a script.
+
+For a fixed image and options, ``postprocess(analyze(image, ...), image, options)``,
+the result of :func:`run_analysis`, the widget's layers and the command line's files
+hold the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
+
+__all__ = [
+    "OPTION_LIMITS",
+    "SMOOTHING_METHODS",
+    "AnalysisCancelled",
+    "AnalysisFailure",
+    "AnalysisOptions",
+    "Progress",
+    "check_image_shape",
+    "check_option",
+    "postprocess",
+    "postprocess_steps",
+    "reporting_errors",
+    "run_analysis",
+    "run_reporting_errors",
+    "run_to_end",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Smoothing methods of :func:`napari_hrtem_fft.smooth`, and "none".
+SMOOTHING_METHODS = ("none", "block", "gaussian", "median")
+
+#: Limits of the numeric options, the engine's (:func:`napari_hrtem_fft.analyze`):
+#: ``min``/``max`` inclusive unless named ``min_exclusive``; ``multiple``: the value
+#: must be a multiple of it.  ``step`` is also at most ``window`` and ``window`` at most
+#: the image's smaller side (checked by :class:`AnalysisOptions` and
+#: :func:`check_image_shape`).
+OPTION_LIMITS = {
+    "window": {"type": int, "min": 16, "multiple": 2},
+    "step": {"type": int, "min": 1},
+    "search": {"type": float, "min_exclusive": 0.0, "max": 0.5},
+    "crystal_threshold": {"type": float, "min_exclusive": 0.0},
+    "intensity_threshold": {"type": float, "min": 0.0, "max": 1.0},
+    "smoothing_size": {"type": int, "min": 1},
+}
+
+
+def check_option(name: str, value):
+    """Check one numeric option against :data:`OPTION_LIMITS` and return it.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`OPTION_LIMITS`.
+    value : int or float
+        The value to check.
+
+    Returns
+    -------
+    int or float
+        ``value`` as int (integer options) or float.
+
+    Raises
+    ------
+    TypeError
+        If an integer option is not an integer, or a number option not a number.
+    ValueError
+        If the value lies outside the limits, with a message naming them.
+    """
+    limits = OPTION_LIMITS[name]
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if limits["type"] is int:
+        if not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        value = int(value)
+    else:
+        if not isinstance(value, int | float | np.integer | np.floating):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    low, high = limits.get("min"), limits.get("max")
+    low_open = limits.get("min_exclusive")
+    multiple = limits.get("multiple")
+    bad = (
+        (low is not None and value < low)
+        or (low_open is not None and value <= low_open)
+        or (high is not None and value > high)
+        or (multiple is not None and value % multiple)
+    )
+    if bad:
+        raise ValueError(f"{name} must be {_describe(limits)}, got {value!r}")
+    return value
+
+
+def _describe(limits: dict) -> str:
+    """The rule of :data:`OPTION_LIMITS` in words, for error messages."""
+    parts = []
+    if "multiple" in limits:
+        parts.append("even" if limits["multiple"] == 2 else f"a multiple of {limits['multiple']}")
+    if "min_exclusive" in limits:
+        parts.append(f"> {limits['min_exclusive']:g}")
+    if "min" in limits:
+        parts.append(f">= {limits['min']:g}")
+    if "max" in limits:
+        parts.append(f"<= {limits['max']:g}")
+    return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Every option of a lattice-map run, checked on creation with the engine's rules.
+
+    Attributes
+    ----------
+    window : int
+        Window size in pixels: even, at least 16 (and at most the image's smaller side,
+        see :func:`check_image_shape`).
+    step : int
+        Step between windows in pixels, from 1 to ``window``.
+    search : float
+        Search tolerance around each reflection in (0, 0.5], as passed to
+        :func:`napari_hrtem_fft.analyze`.
+    refine : bool
+        Demodulate at the lattice found by a survey of each frame (see ``analyze``).
+    compute_strain : bool
+        Compute strain maps (needs two non-collinear reflections).
+    clean : bool
+        Set outliers (spacing > 5 % or angle > 5° from the median) to NaN
+        (:func:`napari_hrtem_fft.clean`), before the masks.
+    crystal_mask : bool
+        Blank (NaN) map pixels without a clear lattice peak.
+    crystal_threshold : float or None
+        Peak-strength threshold of the crystal mask (dimensionless); None lets
+        :func:`napari_hrtem_fft.crystal_mask` choose.
+    intensity_mask : bool
+        Blank map pixels on the wrong side of ``intensity_threshold``.
+    intensity_threshold : float
+        Threshold on the smoothed image intensity normalised to [0, 1] (1st to 99th
+        percentile), see :func:`napari_hrtem_fft.intensity_mask`.
+    intensity_dark : bool
+        Keep pixels darker than the threshold (a particle darker than the film),
+        instead of brighter.
+    smoothing : str
+        One of :data:`SMOOTHING_METHODS`, applied after the masks.
+    smoothing_size : int
+        Smoothing size in map pixels.
+    """
+
+    window: int = 128
+    step: int = 8
+    search: float = 0.1
+    refine: bool = True
+    compute_strain: bool = True
+    clean: bool = False
+    crystal_mask: bool = True
+    crystal_threshold: float | None = None
+    intensity_mask: bool = False
+    intensity_threshold: float = 0.5
+    intensity_dark: bool = False
+    smoothing: str = "none"
+    smoothing_size: int = 3
+
+    def __post_init__(self) -> None:
+        for name in OPTION_LIMITS:
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, check_option(name, value))
+        if self.step > self.window:
+            raise ValueError(f"step ({self.step}) must not exceed window ({self.window})")
+        for name in ("refine", "compute_strain", "clean", "crystal_mask"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.smoothing not in SMOOTHING_METHODS:
+            raise ValueError(
+                f"smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}"
+            )
+
+    def as_dict(self) -> dict:
+        """The options as a plain dict (for metadata and JSON)."""
+        return dataclasses.asdict(self)
+
+    def engine_options(self) -> dict:
+        """The keyword arguments of the engine (``analyze``, ``iter_analyze_movie``)."""
+        return {
+            "window": self.window,
+            "step": self.step,
+            "search": self.search,
+            "refine": self.refine,
+            "compute_strain": self.compute_strain,
+        }
+
+
+def check_image_shape(shape, window: int) -> None:
+    """Check that an image (or movie) of ``shape`` holds a window of ``window`` pixels.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Image shape ``(..., y, x)``.
+    window : int
+        Window size in pixels.
+
+    Raises
+    ------
+    ValueError
+        If the image has fewer than two axes or is smaller than the window.
+    """
+    if len(shape) < 2:
+        raise ValueError(f"image must have at least 2 dimensions (y, x), got shape {shape}")
+    if min(shape[-2:]) < window:
+        raise ValueError(
+            f"window ({window} px) is larger than the image ({shape[-2]}×{shape[-1]} px)"
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report of :func:`run_analysis`.
+
+    Attributes
+    ----------
+    done, total : int
+        Steps done and the total number of steps.
+    message : str
+        What is being done.
+    """
+
+    done: int
+    total: int
+    message: str
+
+
+# ------------------------------------------------------------ post-processing
+
+
+def postprocess_steps(maps, image, options: AnalysisOptions) -> Generator[str, None, object]:
+    """The post-processing of ``options``, one step at a time.
+
+    The order is fixed for every front end: outliers (``clean``), then the crystal and
+    intensity masks (combined), then smoothing, so that smoothing never spreads values
+    from outside the crystal into it.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps from :func:`napari_hrtem_fft.analyze` (numpy or dask).
+    image : array_like or None
+        The analysed image (or frame); read only for the intensity mask.
+    options : AnalysisOptions
+        What to apply.
+
+    Yields
+    ------
+    str
+        The name of each step done.
+
+    Returns
+    -------
+    LatticeMaps
+        The processed maps (numpy maps stay numpy; dask maps stay lazy but for the
+        masks, which are computed).
+    """
+    from . import postprocess as post
+
+    if options.clean:
+        maps = post.clean(maps)
+        yield "outliers removed"
+    if options.crystal_mask or options.intensity_mask:
+        mask = np.ones(np.shape(maps.d_spacing)[1:], dtype=bool)
+        if options.crystal_mask:
+            mask &= np.asarray(post.crystal_mask(maps, threshold=options.crystal_threshold))
+            yield "crystal mask"
+        if options.intensity_mask:
+            image_mask = post.intensity_mask(
+                image, options.intensity_threshold, dark=options.intensity_dark
+            )
+            mask &= np.asarray(post.mask_to_map(image_mask, options.step))
+            yield "intensity mask"
+        maps = post.apply_mask(maps, mask)
+    if options.smoothing != "none":
+        maps = post.smooth(maps, options.smoothing_size, method=options.smoothing)
+        yield f"{options.smoothing} smoothing"
+    return maps
+
+
+def postprocess(maps, image, options: AnalysisOptions):
+    """Post-process maps as ``options`` say (see :func:`postprocess_steps`).
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps from :func:`napari_hrtem_fft.analyze`.
+    image : array_like or None
+        The analysed image; read only for the intensity mask.
+    options : AnalysisOptions
+        What to apply.
+
+    Returns
+    -------
+    LatticeMaps
+        The processed maps.
+    """
+    return run_to_end(postprocess_steps(maps, image, options))
+
+
+def _step_count(options: AnalysisOptions) -> int:
+    """Number of steps :func:`postprocess_steps` yields for ``options``."""
+    flags = (options.clean, options.crystal_mask, options.intensity_mask)
+    return sum(flags) + int(options.smoothing != "none")
+
+
+# ----------------------------------------------------------------- analysis
+
+# Seconds between progress reports while the blocks are computed.
+_POLL = 0.05
+
+
+class AnalysisCancelled(Exception):
+    """Raised inside the dask computation when the user cancels."""
+
+
+class _Tracker:
+    """dask scheduler callbacks: count finished tasks, stop when ``cancel`` is set.
+
+    Raising in the pre-task hook makes the threaded scheduler stop submitting tasks
+    and re-raise, so a cancelled run ends after the tasks already running (each one
+    image block, a fraction of a second).
+    """
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.total = 0
+        self.done = 0
+
+    def start_state(self, dsk, state) -> None:
+        """Count the tasks of the graph (dask's ``start_state`` hook)."""
+        self.total = sum(len(state[k]) for k in ("ready", "waiting", "running"))
+        self.total += len(state.get("finished", ()))
+
+    def pretask(self, key, dsk, state) -> None:
+        """Stop the computation when cancelled (dask's ``pretask`` hook)."""
+        if self.cancel.is_set():
+            raise AnalysisCancelled
+
+    def posttask(self, key, result, dsk, state, worker_id) -> None:
+        """Count a finished task (dask's ``posttask`` hook)."""
+        self.done += 1
+
+    def callbacks(self) -> tuple:
+        """The (start, start_state, pretask, posttask, finish) tuple dask expects."""
+        return (None, self.start_state, self.pretask, self.posttask, None)
+
+
+def _lazy_arrays(maps) -> list:
+    """Every array of ``maps``: the per-reflection maps, then the strain maps."""
+    arrays = [getattr(maps, name) for name in MAP_QUANTITIES]
+    if maps.strain is not None:
+        arrays += [getattr(maps.strain, name) for name in STRAIN_QUANTITIES]
+    return arrays
+
+
+def _with_arrays(maps, arrays: list):
+    """A copy of ``maps`` with its arrays replaced, in :func:`_lazy_arrays` order."""
+    fields = dict(zip(MAP_QUANTITIES, arrays, strict=False))
+    if maps.strain is not None:
+        rest = arrays[len(MAP_QUANTITIES) :]
+        fields["strain"] = dataclasses.replace(
+            maps.strain, **dict(zip(STRAIN_QUANTITIES, rest, strict=True))
+        )
+    return dataclasses.replace(maps, **fields)
+
+
+def _engine_chunks(shape, options: AnalysisOptions):
+    """The blocks :func:`napari_hrtem_fft.analyze` uses for an in-memory image.
+
+    The widget computes the same blocks as ``analyze`` does for numpy input (each block
+    is surveyed on its own when ``refine`` is on), so that its maps are the console's
+    and the command line's to the last bit.
+    """
+    from .engine import _numpy_chunks
+
+    depth = -(-(options.window // 2) // options.step) * options.step
+    return _numpy_chunks(shape, options.window, options.step, depth)
+
+
+def run_analysis(
+    image,
+    reflections,
+    *,
+    pixel_size: float,
+    options: AnalysisOptions | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[Progress, None, object]:
+    """Lattice maps of an image, computed block by block with progress reports.
+
+    Parameters
+    ----------
+    image : array_like
+        Image ``(y, x)`` or stack ``(..., y, x)``, numpy or dask.
+    reflections : array_like
+        ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹.
+    pixel_size : float
+        nm per pixel.
+    options : AnalysisOptions, optional
+        Window, step, masks, smoothing, strain (defaults: ``AnalysisOptions()``).
+    cancel : threading.Event, optional
+        Set it (from any thread) to stop the computation after the image blocks
+        already running; the generator then returns None.
+
+    Yields
+    ------
+    Progress
+        Every 50 ms while the maps are computed (tasks done of all tasks), then after
+        each post-processing step.
+
+    Returns
+    -------
+    LatticeMaps or None
+        numpy maps, post-processed by :func:`postprocess`; None if cancelled.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On invalid input, with the engine's message.
+    """
+    import dask
+    import dask.array as da
+
+    from .engine import analyze
+    from .reciprocal import as_reflections
+
+    options = AnalysisOptions() if options is None else options
+    if not isinstance(options, AnalysisOptions):
+        raise TypeError(f"options must be AnalysisOptions, got {type(options).__name__}")
+    reflections = as_reflections(reflections)
+    check_image_shape(np.shape(image), options.window)
+
+    spatial = _engine_chunks(np.shape(image), options)
+    chunks = (1,) * (np.ndim(image) - 2) + spatial
+    if isinstance(image, da.Array):
+        lazy_image = image.rechunk(chunks)
+    else:
+        lazy_image = da.from_array(np.asarray(image), chunks=chunks)
+    lazy = analyze(
+        lazy_image,
+        reflections,
+        pixel_size=pixel_size,
+        chunks=spatial,
+        **options.engine_options(),
+    )
+    arrays = _lazy_arrays(lazy)
+    post_steps = _step_count(options)
+
+    # All maps in one computation (they share every block's FFTs), in a helper
+    # thread, so that this generator can report progress while it runs.
+    tracker = _Tracker(threading.Event() if cancel is None else cancel)
+    yield Progress(0, 1, "starting")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lattice-maps") as pool:
+        future = pool.submit(
+            dask.compute, *arrays, scheduler="threads", callbacks=[tracker.callbacks()]
+        )
+        try:
+            while not future.done():
+                wait([future], timeout=_POLL)
+                total = max(tracker.total, 1) + post_steps
+                yield Progress(min(tracker.done, total - post_steps), total, "computing maps")
+        finally:
+            # Closed early (the caller stopped iterating): stop the computation too.
+            if not future.done():
+                tracker.cancel.set()
+        if tracker.cancel.is_set():
+            # Cancelled while computing: the scheduler raised AnalysisCancelled, or
+            # finished anyway; either way the caller asked for nothing.
+            return None
+        out = [np.asarray(a) for a in future.result()]
+    total = max(tracker.total, 1) + post_steps
+    maps = _with_arrays(lazy, out)
+
+    done = total - post_steps
+    yield Progress(done, total, "maps computed")
+    post = postprocess_steps(maps, image, options)
+    while True:
+        try:
+            message = next(post)
+        except StopIteration as stop:
+            maps = stop.value
+            break
+        done += 1
+        yield Progress(done, total, message)
+    return maps
+
+
+@dataclass(frozen=True)
+class AnalysisFailure:
+    """What :func:`run_reporting_errors` returns instead of raising.
+
+    Attributes
+    ----------
+    error : Exception
+        The exception raised by the analysis.
+    """
+
+    error: Exception
+
+
+def run_reporting_errors(*args, **kwargs) -> Generator[Progress, None, object]:
+    """:func:`run_analysis`, with any error returned as :class:`AnalysisFailure`.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :func:`run_analysis`.
+
+    Returns
+    -------
+    LatticeMaps, AnalysisFailure or None
+        What :func:`run_analysis` returns, or the failure.
+    """
+    return (yield from reporting_errors(run_analysis(*args, **kwargs)))
+
+
+def reporting_errors(generator: Generator) -> Generator[Progress, None, object]:
+    """Run an analysis generator, with any error returned as :class:`AnalysisFailure`.
+
+    The widget runs its analyses through this: its worker thread then always ends with
+    a result, which the widget shows as a notification, instead of re-raising the
+    error in the GUI thread where, depending on napari's settings, it may only be
+    printed.  Closing this generator closes ``generator``.
+
+    Parameters
+    ----------
+    generator : generator
+        An analysis generator (:func:`run_analysis`).
+
+    Returns
+    -------
+    object
+        The generator's result, or :class:`AnalysisFailure`.
+    """
+    try:
+        return (yield from generator)
+    except Exception as exc:  # every failure must reach the user, whatever its type
+        logger.exception("lattice-map analysis failed")
+        return AnalysisFailure(exc)
+
+
+def run_to_end(generator: Generator, on_step: Callable | None = None) -> object:
+    """Exhaust an analysis generator and return its result (scripts, the demo).
+
+    Parameters
+    ----------
+    generator : generator
+        E.g. :func:`run_analysis` or :func:`postprocess_steps`.
+    on_step : callable, optional
+        Called with every item the generator yields (e.g. each Progress).
+
+    Returns
+    -------
+    object
+        The generator's return value.
+    """
+    while True:
+        try:
+            step = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        if on_step is not None:
+            on_step(step)
