@@ -11,7 +11,11 @@ PY=${1:-.venv/bin/python}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "check_wheel: building the wheel"
-"$PY" -m pip wheel -q --no-deps --wheel-dir "$work/dist" .
+# From a copy, so that the build leaves no build/ or *.egg-info in the checkout.
+mkdir "$work/tree"
+tar --exclude=./.venv --exclude=./.git --exclude=./build --exclude='*.egg-info' -cf - . |
+  tar -xf - -C "$work/tree"
+"$PY" -m pip wheel -q --no-deps --wheel-dir "$work/dist" "$work/tree"
 wheel=$(ls "$work"/dist/napari_hrtem_fft-*.whl)
 "$PY" - "$wheel" <<'PYEOF'
 import sys, zipfile
