@@ -21,17 +21,15 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
-from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
+from .engine import Progress
 
 __all__ = [
     "OPTION_LIMITS",
     "SMOOTHING_METHODS",
-    "AnalysisCancelled",
     "AnalysisFailure",
     "AnalysisOptions",
     "Progress",
@@ -235,23 +233,6 @@ def check_image_shape(shape, window: int) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Progress:
-    """One progress report of :func:`run_analysis`.
-
-    Attributes
-    ----------
-    done, total : int
-        Steps done and the total number of steps.
-    message : str
-        What is being done.
-    """
-
-    done: int
-    total: int
-    message: str
-
-
 # ------------------------------------------------------------ post-processing
 
 
@@ -333,77 +314,6 @@ def _step_count(options: AnalysisOptions) -> int:
 
 # ----------------------------------------------------------------- analysis
 
-# Seconds between progress reports while the blocks are computed.
-_POLL = 0.05
-
-
-class AnalysisCancelled(Exception):
-    """Raised inside the dask computation when the user cancels."""
-
-
-class _Tracker:
-    """dask scheduler callbacks: count finished tasks, stop when ``cancel`` is set.
-
-    Raising in the pre-task hook makes the threaded scheduler stop submitting tasks
-    and re-raise, so a cancelled run ends after the tasks already running (each one
-    image block, a fraction of a second).
-    """
-
-    def __init__(self, cancel: threading.Event) -> None:
-        self.cancel = cancel
-        self.total = 0
-        self.done = 0
-
-    def start_state(self, dsk, state) -> None:
-        """Count the tasks of the graph (dask's ``start_state`` hook)."""
-        self.total = sum(len(state[k]) for k in ("ready", "waiting", "running"))
-        self.total += len(state.get("finished", ()))
-
-    def pretask(self, key, dsk, state) -> None:
-        """Stop the computation when cancelled (dask's ``pretask`` hook)."""
-        if self.cancel.is_set():
-            raise AnalysisCancelled
-
-    def posttask(self, key, result, dsk, state, worker_id) -> None:
-        """Count a finished task (dask's ``posttask`` hook)."""
-        self.done += 1
-
-    def callbacks(self) -> tuple:
-        """The (start, start_state, pretask, posttask, finish) tuple dask expects."""
-        return (None, self.start_state, self.pretask, self.posttask, None)
-
-
-def _lazy_arrays(maps) -> list:
-    """Every array of ``maps``: the per-reflection maps, then the strain maps."""
-    arrays = [getattr(maps, name) for name in MAP_QUANTITIES]
-    if maps.strain is not None:
-        arrays += [getattr(maps.strain, name) for name in STRAIN_QUANTITIES]
-    return arrays
-
-
-def _with_arrays(maps, arrays: list):
-    """A copy of ``maps`` with its arrays replaced, in :func:`_lazy_arrays` order."""
-    fields = dict(zip(MAP_QUANTITIES, arrays, strict=False))
-    if maps.strain is not None:
-        rest = arrays[len(MAP_QUANTITIES) :]
-        fields["strain"] = dataclasses.replace(
-            maps.strain, **dict(zip(STRAIN_QUANTITIES, rest, strict=True))
-        )
-    return dataclasses.replace(maps, **fields)
-
-
-def _engine_chunks(shape, options: AnalysisOptions):
-    """The blocks :func:`napari_hrtem_fft.analyze` uses for an in-memory image.
-
-    The widget computes the same blocks as ``analyze`` does for numpy input (each block
-    is surveyed on its own when ``refine`` is on), so that its maps are the console's
-    and the command line's to the last bit.
-    """
-    from .engine import _numpy_chunks
-
-    depth = -(-(options.window // 2) // options.step) * options.step
-    return _numpy_chunks(shape, options.window, options.step, depth)
-
 
 def run_analysis(
     image,
@@ -415,10 +325,14 @@ def run_analysis(
 ) -> Generator[Progress, None, object]:
     """Lattice maps of an image, computed block by block with progress reports.
 
+    The maps are those of :func:`napari_hrtem_fft.analyze` (its generator
+    :func:`~napari_hrtem_fft.core.engine.iter_analyze`, on the same blocks), then
+    :func:`postprocess`.
+
     Parameters
     ----------
     image : array_like
-        Image ``(y, x)`` or stack ``(..., y, x)``, numpy or dask.
+        Image ``(y, x)`` or stack ``(..., y, x)``; dask input is read into memory.
     reflections : array_like
         ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹.
     pixel_size : float
@@ -426,14 +340,13 @@ def run_analysis(
     options : AnalysisOptions, optional
         Window, step, masks, smoothing, strain (defaults: ``AnalysisOptions()``).
     cancel : threading.Event, optional
-        Set it (from any thread) to stop the computation after the image blocks
-        already running; the generator then returns None.
+        Set it (from any thread) to stop after the image block being computed; the
+        generator then returns None.
 
     Yields
     ------
     Progress
-        Every 50 ms while the maps are computed (tasks done of all tasks), then after
-        each post-processing step.
+        After each image block, then after each post-processing step.
 
     Returns
     -------
@@ -445,71 +358,44 @@ def run_analysis(
     TypeError, ValueError
         On invalid input, with the engine's message.
     """
-    import dask
-    import dask.array as da
-
-    from .engine import analyze
-    from .reciprocal import as_reflections
+    from .engine import iter_analyze
 
     options = AnalysisOptions() if options is None else options
     if not isinstance(options, AnalysisOptions):
         raise TypeError(f"options must be AnalysisOptions, got {type(options).__name__}")
-    reflections = as_reflections(reflections)
     check_image_shape(np.shape(image), options.window)
-
-    spatial = _engine_chunks(np.shape(image), options)
-    chunks = (1,) * (np.ndim(image) - 2) + spatial
-    if isinstance(image, da.Array):
-        lazy_image = image.rechunk(chunks)
-    else:
-        lazy_image = da.from_array(np.asarray(image), chunks=chunks)
-    lazy = analyze(
-        lazy_image,
-        reflections,
-        pixel_size=pixel_size,
-        chunks=spatial,
-        **options.engine_options(),
-    )
-    arrays = _lazy_arrays(lazy)
+    if hasattr(image, "compute"):
+        # Lazy input gives lazy maps without progress: compute the image instead.
+        image = image.compute()
+    stream = iter_analyze(image, reflections, pixel_size=pixel_size, **options.engine_options())
     post_steps = _step_count(options)
+    blocks = 1
+    yield Progress(0, blocks + post_steps, "starting")
+    try:
+        while True:
+            try:
+                block = next(stream)
+            except StopIteration as finished:
+                maps = finished.value
+                break
+            blocks = block.total
+            yield Progress(block.done, blocks + post_steps, block.message)
+            if cancel is not None and cancel.is_set():
+                return None
+    finally:
+        # Cancelled, or closed early by the caller: the engine cancels its blocks.
+        stream.close()
 
-    # All maps in one computation (they share every block's FFTs), in a helper
-    # thread, so that this generator can report progress while it runs.
-    tracker = _Tracker(threading.Event() if cancel is None else cancel)
-    yield Progress(0, 1, "starting")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lattice-maps") as pool:
-        future = pool.submit(
-            dask.compute, *arrays, scheduler="threads", callbacks=[tracker.callbacks()]
-        )
-        try:
-            while not future.done():
-                wait([future], timeout=_POLL)
-                total = max(tracker.total, 1) + post_steps
-                yield Progress(min(tracker.done, total - post_steps), total, "computing maps")
-        finally:
-            # Closed early (the caller stopped iterating): stop the computation too.
-            if not future.done():
-                tracker.cancel.set()
-        if tracker.cancel.is_set():
-            # Cancelled while computing: the scheduler raised AnalysisCancelled, or
-            # finished anyway; either way the caller asked for nothing.
-            return None
-        out = [np.asarray(a) for a in future.result()]
-    total = max(tracker.total, 1) + post_steps
-    maps = _with_arrays(lazy, out)
-
-    done = total - post_steps
+    done, total = blocks, blocks + post_steps
     yield Progress(done, total, "maps computed")
     post = postprocess_steps(maps, image, options)
     while True:
         try:
             message = next(post)
-        except StopIteration as stop:
-            maps = stop.value
-            break
+        except StopIteration as finished:
+            return finished.value
         done += 1
         yield Progress(done, total, message)
-    return maps
 
 
 @dataclass(frozen=True)
