@@ -1,0 +1,130 @@
+"""Speed as a user feels it: click-to-layers times of the docks opened from the Plugins menu.
+
+The docks are opened with ``viewer.window.add_plugin_dock_widget("napari-hrtem-fft", name)``,
+as napari does for a user (the widgets get napari's ``PublicOnlyProxy`` viewer).  A
+button is clicked (``QPushButton.click``) and the clock stops when the result is on screen:
+the new layers exist and the Qt event queue, including the canvas redraw, is empty.
+
+Cases (issue 9 item 6; targets in brackets):
+
+- **Show FFT** of a 128-px window of a 1024² image [≤ 0.3 s];
+- **Suggest** reflections in that window [≤ 0.3 s];
+- **Run** the lattice maps of a 1024² image, default options [≤ 0.5 s];
+- **Run** on a 4096² image at step 8 [≤ 2 × ``analyze()`` of the same image, same
+  options, timed in this run, + 0.3 s].
+
+Each is repeated ``--repeat`` times; the best and the median are printed.  The
+first click of each kind also pays one-time costs (imports, first canvas draw); it is
+printed separately as "first".
+
+Run (needs a display; a virtual one is fine)::
+
+    xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python benchmarks/bench_gui.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+PICKER = "Reflection picker (FFT)"
+MAPS = "Lattice maps (d-spacing, angle, strain)"
+PIXEL = 0.02  # nm
+
+
+def settle(app, until=lambda: True, timeout: float = 120.0) -> None:
+    """Process Qt events until ``until()`` holds and the queue is empty."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        app.processEvents()
+        if until():
+            app.processEvents()
+            return
+        time.sleep(0.001)
+    raise TimeoutError("the GUI did not finish within the timeout")
+
+
+def click(app, button, until=lambda: True) -> float:
+    """Seconds from a click on a magicgui button until ``until()`` holds and Qt is idle."""
+    t0 = time.perf_counter()
+    button.native.click()
+    settle(app, until)
+    return time.perf_counter() - t0
+
+
+def report(name: str, times: list[float], target: str) -> None:
+    first, rest = times[0], times[1:] or times
+    print(
+        f"{name:<34} first {first:6.3f} s   best {min(rest):6.3f} s   "
+        f"median {statistics.median(rest):6.3f} s   target {target}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_hrtem_fft.core.engine import analyze
+    from napari_hrtem_fft.core.synthetic import pd_core_shell_sample
+
+    small, _ = pd_core_shell_sample((1024, 1024), pixel_size=PIXEL)
+    large, _ = pd_core_shell_sample((4096, 4096), pixel_size=PIXEL, radius=30.0, core_radius=18.0)
+    small = small.astype(np.float32)
+    large = large.astype(np.float32)
+
+    viewer = napari.Viewer()
+    app = QApplication.instance()
+    image = viewer.add_image(small, name="Pd 1024", scale=(PIXEL, PIXEL), units="nm")
+    big = viewer.add_image(large, name="Pd 4096", scale=(PIXEL, PIXEL), units="nm")
+    _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", PICKER)
+    _, maps = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
+    settle(app)
+    picker._image.value = image
+    settle(app)
+
+    fft_layers = picker.fft_viewer.layers
+    times = {"fft": [], "suggest": [], "run": [], "run4096": []}
+    for _ in range(args.repeat + 1):
+        times["fft"].append(click(app, picker._show_fft, lambda: len(fft_layers) > 1))
+        picker.reflections_layer.data = np.empty((0, 2))
+        times["suggest"].append(
+            click(app, picker._suggest, lambda: len(picker.reflections_layer.data) > 0)
+        )
+    g = np.asarray(picker.reflections_layer.data, float)
+
+    def run(layer, step):
+        maps.choose_inputs(layer, picker.reflections_layer, window=128, step=step)
+        # start() sets the worker inside the click; it is None again once the layers are in.
+        seconds = click(app, maps._run, lambda: maps.worker is None)
+        if not str(maps._status.value).startswith("done"):
+            raise RuntimeError(f"the run did not finish: {maps._status.value}")
+        return seconds
+
+    for _ in range(args.repeat + 1):
+        times["run"].append(run(image, 8))
+    analyze_times = []
+    for _ in range(args.repeat + 1):
+        times["run4096"].append(run(big, 8))
+        t0 = time.perf_counter()
+        analyze(large, g, pixel_size=PIXEL, window=128, step=8)
+        analyze_times.append(time.perf_counter() - t0)
+
+    a = min(analyze_times[1:] or analyze_times)
+    print(f"napari {napari.__version__}; reflections {np.round(g, 3).tolist()} (1/nm)")
+    report("Show FFT (128 px of 1024²)", times["fft"], "≤ 0.300 s")
+    report("Suggest (128 px of 1024²)", times["suggest"], "≤ 0.300 s")
+    report("Run 1024², step 8", times["run"], "≤ 0.500 s")
+    report("Run 4096², step 8", times["run4096"], f"≤ {2 * a + 0.3:.3f} s (2 × analyze + 0.3)")
+    print(f"{'analyze() 4096², step 8':<34} best {a:6.3f} s (same run)")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
