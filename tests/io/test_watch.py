@@ -1,0 +1,182 @@
+"""Live frame sources never return a frame whose file is still being written.
+
+A writer thread writes each file (or the growing stack) in small pieces with pauses
+longer than the polling interval, so a size that does not change between two polls is
+no proof of completeness; the tests poll throughout and compare every frame returned
+with the frame written.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import time
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hrtem_fft.io._watch import FolderFrames, GrowingStack, watch_source
+
+SHAPE = (48, 40)
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.normal(k, 1.0, SHAPE).astype(np.float32) for k in range(n)]
+
+
+def _tiff_bytes(frames) -> bytes:
+    buffer = io.BytesIO()
+    with tifffile.TiffWriter(buffer) as tw:
+        for f in frames:
+            tw.write(f, contiguous=False, resolution=(1 / 0.02, 1 / 0.02), resolutionunit="NONE")
+    return buffer.getvalue()
+
+
+def _mrc_bytes(frames, tmp_path, name="stack.mrc") -> bytes:
+    path = tmp_path / f"build-{name}"
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.stack(frames))
+        mrc.voxel_size = 0.25  # Å
+        mrc.header.ispg = 0
+    return path.read_bytes()
+
+
+def _write_slowly(path, data: bytes, piece: int, pause: float) -> None:
+    with open(path, "ab") as fh:
+        for start in range(0, len(data), piece):
+            fh.write(data[start : start + piece])
+            fh.flush()
+            time.sleep(pause)
+
+
+def _poll_while(writer: threading.Thread, source, interval: float = 0.002) -> list:
+    """Every frame the source returns while the writer runs, then after it ends."""
+    got = []
+    while writer.is_alive():
+        got += source.poll()
+        time.sleep(interval)
+    for _ in range(3):
+        got += source.poll()
+    return got
+
+
+def _run(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("kind", ["tif", "mrc"])
+def test_folder_frames_written_slowly_are_never_read_half_done(tmp_path, kind):
+    frames = _frames(4)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+
+    def write_all():
+        for k, f in enumerate(frames):
+            data = _tiff_bytes([f]) if kind == "tif" else _mrc_bytes([f], tmp_path)
+            # Pauses ten times the polling interval: the size stays put between polls.
+            _write_slowly(folder / f"frame_{k:04d}.{kind}", data, piece=1500, pause=0.02)
+
+    source = FolderFrames(folder)
+    got = _poll_while(_run(write_all), source)
+    assert [f.index for f in got] == [0, 1, 2, 3]
+    assert [f.name for f in got] == [f"frame_{k:04d}.{kind}" for k in range(4)]
+    for frame, truth in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(frame.data, truth)
+    assert source.problems == []
+    if kind == "mrc":
+        assert got[0].pixel_size == pytest.approx(0.025)
+
+
+def test_folder_of_real_dm3_files_copied_slowly(tmp_path, shared_data):
+    original = shared_data / "dm3" / "PZO.dm3"
+    from napari_hrtem_fft.io import read_micrographs
+
+    (truth,) = read_micrographs(original)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    data = original.read_bytes()
+
+    def write_all():
+        for k in range(2):
+            _write_slowly(folder / f"PZO_{k}.dm3", data, piece=len(data) // 30, pause=0.02)
+
+    source = FolderFrames(folder)
+    got = _poll_while(_run(write_all), source)
+    assert [f.name for f in got] == ["PZO_0.dm3", "PZO_1.dm3"]
+    for frame in got:
+        np.testing.assert_array_equal(frame.data, np.asarray(truth.data))
+        assert frame.pixel_size == pytest.approx(0.015994541, rel=1e-6)
+
+
+def test_renamed_files_are_read_at_first_sight_and_temporary_names_never(tmp_path):
+    frames = _frames(3)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    source = FolderFrames(folder, renamed=True)
+    got = []
+    for k, f in enumerate(frames):
+        part = folder / f"frame_{k}.tif.part"
+        part.write_bytes(_tiff_bytes([f])[:-100])  # a half-written temporary file
+        assert source.poll() == []
+        part.write_bytes(_tiff_bytes([f]))
+        part.rename(folder / f"frame_{k}.tif")
+        (new,) = source.poll()  # the same poll: no second look needed
+        got.append(new)
+    for frame, truth in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(frame.data, truth)
+
+
+def test_a_frame_of_another_shape_is_refused_by_name(tmp_path):
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    tifffile.imwrite(folder / "a_0.tif", np.zeros(SHAPE, np.float32))
+    tifffile.imwrite(folder / "a_1.tif", np.zeros((10, 10), np.float32))
+    source = FolderFrames(folder, give_up=0.05)
+    got = []
+    for _ in range(4):
+        got += source.poll()
+        time.sleep(0.03)
+    assert [f.name for f in got] == ["a_0.tif"]
+    ((name, reason),) = source.problems
+    assert name == "a_1.tif"
+    assert "(10, 10)" in reason and str(SHAPE) in reason
+
+
+@pytest.mark.parametrize("kind", ["tif", "mrc"])
+def test_growing_stack_written_slowly_returns_only_whole_frames(tmp_path, kind):
+    frames = _frames(5)
+    path = tmp_path / f"movie.{kind}"
+    data = _tiff_bytes(frames) if kind == "tif" else _mrc_bytes(frames, tmp_path)
+    source = watch_source(path)
+    assert isinstance(source, GrowingStack)
+    got = _poll_while(_run(_write_slowly, path, data, 700, 0.004), source)
+    assert [f.index for f in got] == list(range(5))
+    for frame, truth in zip(got, frames, strict=True):
+        np.testing.assert_array_equal(frame.data, truth)
+    if kind == "mrc":
+        assert got[0].pixel_size == pytest.approx(0.025)
+
+
+def test_growing_mrc_counts_frames_by_bytes_not_by_the_header_count(tmp_path):
+    # Some cameras write the final frame count into the header before the frames.
+    frames = _frames(3)
+    data = _mrc_bytes(frames, tmp_path)
+    path = tmp_path / "movie.mrc"
+    frame_bytes = SHAPE[0] * SHAPE[1] * 4
+    source = GrowingStack(path)
+    path.write_bytes(data[: 1024 + frame_bytes + frame_bytes // 2])
+    (first,) = source.poll()
+    np.testing.assert_array_equal(first.data, frames[0])
+    shutil.copyfile(tmp_path / "build-stack.mrc", path)
+    assert [f.index for f in source.poll()] == [1, 2]
+
+
+def test_watch_source_refuses_what_cannot_grow(tmp_path):
+    with pytest.raises(ValueError, match="neither a folder"):
+        watch_source(tmp_path / "movie.dm4")
