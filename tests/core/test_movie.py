@@ -27,6 +27,7 @@ from napari_hrtem_fft.core.movie import (
     trace_text,
     trace_to_csv,
 )
+from napari_hrtem_fft.core.reciprocal import g_spacing
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
 
 PIXEL = 0.02  # nm
@@ -97,8 +98,11 @@ def test_iter_analyze_movie_frames_progress_and_cancel():
 
     lazy = da.from_array(stack, chunks=(1, 192, 192)).map_blocks(frame, dtype=stack.dtype)
     stream = iter_analyze_movie(lazy, REFL, pixel_size=PIXEL, window=64, step=16, frames=[5, 1, 3])
-    first_index, first_maps = next(stream)
-    assert first_index == 5 and first_maps.d_spacing.shape == (3, 12, 12)
+    start = next(stream)
+    assert (start.done, start.total, start.message) == (0, 3, "starting") and computed == []
+    first = next(stream)
+    assert first.frame == 5 and first.maps.d_spacing.shape == (3, 12, 12)
+    assert (first.done, first.total) == (1, 3)
     stream.close()  # cancel between frames: nothing more is read
     assert computed == [5]
     calls = []
@@ -114,6 +118,49 @@ def test_iter_analyze_movie_frames_progress_and_cancel():
     assert calls == [(1, 3), (2, 3), (3, 3)]
     np.testing.assert_array_equal(result.frames, [1, 3, 5])
     assert result.maps.d_spacing.shape == (3, 3, 12, 12)
+
+
+def test_measured_drift_corrected_or_followed_and_post_processed():
+    # The lattice drifts 6 px per frame: measured against the first analysed frame, then
+    # either the corrected copy is analysed or the region follows; the hook runs on
+    # every frame's maps and a frame it blanks is listed.
+    n, size, step = 4, 256, 16
+    drift = np.stack([np.zeros(n), 6.0 * np.arange(n)], axis=1)
+    stack, truth = _movie(n, size, drift=drift, expansion_total=0.02, lazy=False)
+    seen = []
+
+    def post(maps, frame):
+        seen.append(frame.shape)
+        if len(seen) == 2:
+            return maps.with_arrays({"d_spacing": np.full_like(maps.d_spacing, np.nan)})
+        return maps
+
+    options = dict(pixel_size=PIXEL, window=64, step=step, frames=range(1, 4))
+    steps = list(_steps(iter_analyze_movie(stack, REFL, drift="measure", **options)))
+    assert [s.done for s in steps] == [0, 1, 3, 4, 5, 6] and steps[0].total == 6
+    corrected = analyze_movie(
+        stack, REFL, drift="measure", correct_drift=True, postprocess=post, **options
+    )
+    # Drift relative to frame 1, in pixels: (0, 0), (0, 6), (0, 12); registration of
+    # these small expanding frames is good to a few tenths of a pixel.
+    np.testing.assert_allclose(corrected.drift, drift[1:] - drift[1], atol=0.3)
+    assert corrected.drift_mode == "correct" and corrected.corrected.shape == (3, size, size)
+    assert seen == [(size, size)] * 3 and corrected.blank_frames == [2]
+    np.testing.assert_array_equal(corrected.frames, [1, 2, 3])
+    assert corrected.maps.parameters["movie"]["drift_mode"] == "correct"
+    followed = analyze_movie(stack, REFL, drift="measure", **options)
+    assert followed.drift_mode == "follow" and followed.corrected is None
+    np.testing.assert_array_equal(followed.drift, corrected.drift)
+    np.testing.assert_allclose(g_spacing(followed.found[-1]), truth.d_spacing[-1], rtol=2e-3)
+    with pytest.raises(ValueError, match="correct_drift needs a drift"):
+        iter_analyze_movie(stack, REFL, correct_drift=True, **options)
+    with pytest.raises(ValueError, match="drift must be None"):
+        iter_analyze_movie(stack, REFL, drift="guess", **options)
+
+
+def _steps(generator):
+    """Every step a generator yields (its result dropped)."""
+    yield from generator
 
 
 def test_region_follows_the_drift(caplog):

@@ -34,6 +34,7 @@ from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info
 
 from ..core.maps import map_geometry
+from ..core.movie import MovieResult
 from ..core.pipeline import (
     OPTION_LIMITS,
     SMOOTHING_METHODS,
@@ -46,7 +47,7 @@ from ..core.pipeline import (
 )
 from ..core.statistics import reflection_statistics
 from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_info, result_stacks
-from ._analysis import MovieRun, run_movie_analysis
+from ._analysis import run_movie_analysis
 from ._common import (
     button_row,
     layer_or_override_pixel_size,
@@ -684,7 +685,7 @@ class LatticeMapWidget(Container):
         """Add the layers of a finished run (maps, or a movie run) and report."""
         image = inputs["image"]
         common = {"options": inputs["options"], "points": inputs["points"]}
-        if isinstance(result, MovieRun):
+        if isinstance(result, MovieResult):
             region_layer = inputs["movie"]["region_layer"]
             added = self.add_movie_layers(result, image, region_layer=region_layer, **common)
             maps = result.maps
@@ -695,7 +696,7 @@ class LatticeMapWidget(Container):
         self._progress.value = self._progress.max
         shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
         what = f"{maps.n_reflections} reflection(s), maps {shape}"
-        if isinstance(result, MovieRun):
+        if isinstance(result, MovieResult):
             n = len(result.frames)
             frames = f"frame {result.frames[0]}" if n == 1 else f"{n} frames"
             what = f"{frames}, {what}"
@@ -776,7 +777,7 @@ class LatticeMapWidget(Container):
         return added
 
     def add_movie_layers(
-        self, run: MovieRun, image: Image, *, options=None, points=None, region_layer=None
+        self, run: MovieResult, image: Image, *, options=None, points=None, region_layer=None
     ) -> list:
         """Result layers of a movie run, on the time axis of the analysed frames.
 
@@ -787,7 +788,7 @@ class LatticeMapWidget(Container):
 
         Parameters
         ----------
-        run : MovieRun
+        run : MovieResult
             The finished movie analysis.
         image : napari.layers.Image
             The analysed movie layer.
@@ -813,11 +814,11 @@ class LatticeMapWidget(Container):
             # The maps are placed on the copy, which has this scale and translate.
             scale, translate = None, None
         movie = {
-            "frames": list(frames),
+            "frames": np.asarray(frames).tolist(),
             "track": run.tracked,
             "drift_mode": run.drift_mode,
             "drift_px": None if run.drift is None else run.drift.tolist(),
-            "reference_frame": frames.start,
+            "reference_frame": int(frames[0]),
             "analysed_layer": target.name,
             "movie_layer": image.name,
             "track_region_layer": region_layer,
@@ -835,7 +836,7 @@ class LatticeMapWidget(Container):
             extra={"movie": movie},
         )
 
-    def _add_corrected(self, run: MovieRun, image: Image, scale, translate) -> Image:
+    def _add_corrected(self, run: MovieResult, image: Image, scale, translate) -> Image:
         """Add (or replace) the lazy drift-corrected copy of the analysed frames."""
         name = f"{image.name} (drift-corrected)"
         for layer in list(self._viewer.layers):
@@ -856,9 +857,9 @@ class LatticeMapWidget(Container):
             metadata={
                 DRIFT_KEY: {
                     "source": image.name,
-                    "frames": list(run.frames),
+                    "frames": np.asarray(run.frames).tolist(),
                     "drift_px": run.drift.tolist(),
-                    "reference_frame": run.frames.start,
+                    "reference_frame": int(run.frames[0]),
                     "convention": "frame_k(r) = reference(r - drift_k)",
                 }
             },

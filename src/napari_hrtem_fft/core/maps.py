@@ -27,7 +27,7 @@ def map_geometry(
     image_translate: Sequence[float],
     step: int,
     *,
-    frames: range | None = None,
+    frames=None,
 ) -> dict:
     """World placement of maps made from an image: one ``scale`` and ``translate`` per axis.
 
@@ -43,8 +43,8 @@ def map_geometry(
         World calibration of the image axes ``(..., y, x)``.
     step : int
         Step between windows in pixels.
-    frames : range, optional
-        Frame numbers analysed of a movie ``(t, y, x)``.
+    frames : range or sequence of int, optional
+        Frame numbers analysed of a movie ``(t, y, x)``, evenly spaced.
 
     Returns
     -------
@@ -55,7 +55,8 @@ def map_geometry(
     ------
     ValueError
         If the calibrations differ in length, have fewer than 2 axes, are not finite,
-        or ``frames`` is given for an image without a leading axis.
+        or ``frames`` is given for an image without a leading axis or is not evenly
+        spaced.
     """
     scale = [float(v) for v in np.atleast_1d(np.asarray(image_scale, dtype=np.float64))]
     translate = [float(v) for v in np.atleast_1d(np.asarray(image_translate, dtype=np.float64))]
@@ -71,8 +72,14 @@ def map_geometry(
     if frames is not None:
         if len(scale) < 3:
             raise ValueError("frames are given but the image has no time axis")
-        translate[0] += frames.start * scale[0]
-        scale[0] *= frames.step
+        frames = np.asarray(frames, dtype=np.int64).ravel()
+        steps = np.unique(np.diff(frames))
+        if frames.size == 0 or steps.size > 1 or (steps.size and steps[0] < 1):
+            raise ValueError(
+                f"frames must be evenly spaced increasing frame numbers, got {frames.tolist()}"
+            )
+        translate[0] += int(frames[0]) * scale[0]
+        scale[0] *= int(steps[0]) if steps.size else 1
     return {"scale": tuple(scale), "translate": tuple(translate)}
 
 
@@ -229,7 +236,7 @@ class LatticeMaps:
         image_scale: Sequence[float] | None = None,
         image_translate: Sequence[float] | None = None,
         *,
-        frames: range | None = None,
+        frames=None,
     ) -> dict:
         """World ``scale`` and ``translate`` of every map axis ``(..., my, mx)``.
 
@@ -238,7 +245,7 @@ class LatticeMaps:
         image_scale, image_translate : sequence of float, optional
             Calibration of the analysed image ``(..., y, x)``; default
             ``pixel_size`` nm on y and x, 1 on leading axes, translate 0.
-        frames : range, optional
+        frames : range or sequence of int, optional
             The analysed frames of a movie (see :func:`map_geometry`).
 
         Returns
