@@ -13,6 +13,7 @@ command line and :func:`analyze_movie` run it to the end.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import numbers
 from collections.abc import Callable, Generator
@@ -213,9 +214,6 @@ def iter_analyze_movie(
     reflections,
     *,
     pixel_size: float,
-    window: int = 128,
-    step: int = 8,
-    search: float = 0.1,
     track: bool = True,
     frames=None,
     region=None,
@@ -243,8 +241,6 @@ def iter_analyze_movie(
         ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹ of the first analysed frame.
     pixel_size : float
         Pixel size in nm.
-    window, step, search : int, int, float
-        As for :func:`napari_hrtem_fft.analyze` (pixels, pixels, fraction of ``|g|``).
     track : bool
         If True, the reflections demodulated in each frame are the robust lattice found
         in the previous frame (amplitude-weighted median of the local g inside
@@ -288,8 +284,9 @@ def iter_analyze_movie(
         (dask in, dask out; numpy input is analysed at once) instead of frame by frame:
         no tracking and no ``postprocess``; progress comes at the end.
     **analyze_options
-        Further options of :func:`napari_hrtem_fft.analyze` (``refine``,
-        ``min_amplitude``, ``compute_strain``, ``chunks``, ``background``).
+        Options of :func:`napari_hrtem_fft.analyze`, with its defaults: ``window``,
+        ``step``, ``search``, ``refine``, ``min_amplitude``, ``compute_strain``,
+        ``chunks``, ``background``.
 
     Yields
     ------
@@ -310,6 +307,13 @@ def iter_analyze_movie(
         On a stack that is not ``(t, y, x)``, frames out of range, a region or drift of
         the wrong shape, or invalid analysis options; at the call, before any frame.
     """
+    from ..engine import analyze
+
+    options = {"pixel_size": pixel_size, **analyze_options}
+    # The engine's defaults, so that the step of the region checks is the step analysed.
+    bound = inspect.signature(analyze).bind(None, None, **options)
+    bound.apply_defaults()
+    step = bound.arguments["step"]
     inputs = _check_movie_inputs(
         stack, reflections, step, track, frames, region, drift, correct_drift, lazy,
         postprocess, strain_reference, min_windows, analyze_options,
@@ -317,16 +321,15 @@ def iter_analyze_movie(
     if lazy and store is not None:
         _refuse_existing(store, overwrite)  # written once the lazy maps are built
     root = None if store is None or lazy else _open_store(store, overwrite)
-    options = dict(pixel_size=pixel_size, window=window, step=step, search=search)
     return _analysis(
-        stack, inputs, options, analyze_options, track=bool(track),
+        stack, inputs, {**options, "step": step}, track=bool(track),
         correct=bool(correct_drift), lazy=bool(lazy), postprocess=postprocess,
         min_windows=int(min_windows), store=store, root=root, overwrite=overwrite,
     )  # fmt: skip
 
 
 def _analysis(
-    stack, inputs: _MovieInputs, options, analyze_options, *, track, correct, lazy, postprocess,
+    stack, inputs: _MovieInputs, options, *, track, correct, lazy, postprocess,
     min_windows, store, root, overwrite,
 ) -> Generator[MovieProgress, None, MovieResult]:  # fmt: skip
     idx = inputs.idx
@@ -351,7 +354,7 @@ def _analysis(
     record = {"track": track, "frames": idx.tolist(), "drift_mode": mode}
 
     if lazy:
-        maps = _untracked(source, inputs, options, analyze_options, correct)
+        maps = _untracked(source, inputs, options, correct)
         maps.parameters["movie"] = record
         used = np.broadcast_to(inputs.refl, (idx.size, *inputs.refl.shape)).copy()
         result = MovieResult(maps, used, None, idx, drift, False, mode, corrected)
@@ -367,7 +370,7 @@ def _analysis(
     for position, k in enumerate(idx):
         k = int(k)
         frame = np.asarray(corrected[position]) if correct else _frame(source, k)
-        maps = _analyse_frame(frame, g, k, inputs, options, analyze_options, follow, min_windows)
+        maps = _analyse_frame(frame, g, k, inputs, options, follow, min_windows)
         lattice = np.asarray(maps.parameters["found"], dtype=np.float64)
         used.append(np.asarray(maps.reflections, dtype=np.float64))
         found.append(lattice)
@@ -392,14 +395,13 @@ def _analysis(
     return result
 
 
-def _analyse_frame(frame, g, k, inputs, options, analyze_options, follow, min_windows):
+def _analyse_frame(frame, g, k, inputs, options, follow, min_windows):
     """One frame's maps demodulated at ``g``, with the lattice found in its region."""
     from ..drift import shift_region
     from ..engine import analyze
     from ..strain import strain as strain_maps
 
-    engine_options = {**options, **analyze_options, "compute_strain": False}
-    maps = analyze(frame, g, **engine_options)
+    maps = analyze(frame, g, **{**options, "compute_strain": False})
     mask = None
     if inputs.region_of is not None:
         mask = inputs.region_of(k)
@@ -497,7 +499,7 @@ def analyze_movie(
             progress(step.done, step.total)
 
 
-def _untracked(source, inputs: _MovieInputs, options, analyze_options, corrected) -> LatticeMaps:
+def _untracked(source, inputs: _MovieInputs, options, corrected) -> LatticeMaps:
     """Every frame with the same reflections: one lazy (or in-process) ``analyze`` call.
 
     ``source`` is the stack, or the drift-corrected analysed frames if ``corrected``.
@@ -513,11 +515,7 @@ def _untracked(source, inputs: _MovieInputs, options, analyze_options, corrected
     # The engine computes strain relative to the reflections with the maps; relative to
     # another reference it is computed from them afterwards.
     own_reference = np.array_equal(inputs.reference, refl)
-    options = {
-        **options,
-        **analyze_options,
-        "compute_strain": inputs.with_strain and own_reference,
-    }
+    options = {**options, "compute_strain": inputs.with_strain and own_reference}
     if _is_dask(sub) and sub.shape[0] > 1 and options.get("refine", True):
         # One graph per frame, joined along t: the refining pass waits for the medians
         # of its own frame only, so a scheduler can finish frames one after another and
