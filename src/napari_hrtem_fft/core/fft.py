@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as scipy_fft
 from scipy import ndimage, special
 
 __all__ = ["RegionFFT", "find_reflections", "hann_window", "refine_reflection", "region_fft"]
@@ -448,6 +449,20 @@ def _is_multiple(g: np.ndarray, of: np.ndarray, tolerance: float) -> bool:
     return n != 0 and np.linalg.norm(g - n * of) <= tolerance * max(1.0, abs(n))
 
 
+def _mean_power(patches: np.ndarray) -> np.ndarray:
+    """Mean power spectrum of real windows ``(m, N, N)``, fft-shifted ``(N, N)``.
+
+    Computed from the half spectrum (``rfft2``, half the work) and completed by the
+    Friedel symmetry of a real signal, ``P(-k) = P(k)``.
+    """
+    n = patches.shape[-1]
+    half_power = np.mean(np.abs(scipy_fft.rfft2(patches)) ** 2, axis=0)
+    power = np.empty((n, n))
+    power[:, : n // 2 + 1] = half_power
+    power[:, n // 2 + 1 :] = half_power[(-np.arange(n)) % n][:, n // 2 - 1 : 0 : -1]
+    return np.fft.fftshift(power)
+
+
 def _significant_peaks(
     image,
     center,
@@ -465,7 +480,7 @@ def _significant_peaks(
     shape = np.shape(image)
     tiles = 3 if min(shape) >= 2 * window else (2 if min(shape) >= 1.5 * window else 1)
     patches = _prepared_windows(image, _tiling_centers(shape, center, window, tiles), window)
-    power = np.mean(np.abs(np.fft.fftshift(np.fft.fft2(patches), axes=(-2, -1))) ** 2, axis=0)
+    power = _mean_power(patches)
 
     half = window // 2
     k = np.arange(window) - half
