@@ -20,7 +20,7 @@ wheel=$(ls "$work"/dist/napari_hrtem_fft-*.whl)
 "$PY" - "$wheel" <<'PYEOF'
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-need = ["napari_hrtem_fft/napari.yaml", "napari_hrtem_fft/core/pipeline.py"]
+need = ["napari_hrtem_fft/napari.yaml", "napari_hrtem_fft/cli/__init__.py"]
 missing = [n for n in need if n not in names]
 licenses = [n for n in names if n.endswith("/licenses/LICENSE") or n.endswith("/LICENSE")]
 assert not missing, f"wheel lacks {missing}"

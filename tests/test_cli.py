@@ -6,7 +6,6 @@ import json
 import math
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -88,10 +87,10 @@ def _fake_analyze(
 
 @pytest.fixture
 def fake_engine(monkeypatch):
-    module = types.ModuleType("napari_hrtem_fft.core.engine")
-    module.analyze = _fake_analyze
-    monkeypatch.setitem(sys.modules, "napari_hrtem_fft.core.engine", module)
-    return module
+    from napari_hrtem_fft.core import engine
+
+    monkeypatch.setattr(engine, "analyze", _fake_analyze)
+    return engine
 
 
 # ------------------------------------------------------------------- help

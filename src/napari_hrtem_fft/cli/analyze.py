@@ -1,0 +1,552 @@
+"""``napari-hrtem-fft analyze``: lattice maps of a micrograph or movie, written calibrated.
+
+The analysis is the pipeline's (:mod:`napari_hrtem_fft.core.pipeline`): the same
+options, post-processing and maps as the lattice-map widget and the console.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from ..core.quantities import MAP_QUANTITIES as _QUANTITIES
+from ..core.quantities import STRAIN_QUANTITIES as _STRAIN
+from ._common import (
+    _LOCAL_SCHEDULERS,
+    EXIT_NOTHING_FOUND,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_SCHEDULER,
+    EXIT_USAGE,
+    PROG,
+    CliError,
+    _add_input_options,
+    _first_frame,
+    _frames_slice,
+    _load,
+    _log,
+    _option,
+    _pair,
+    _positive_int,
+    _reflection_rows,
+    _scheduler,
+    _versions,
+)
+
+
+def add_parser(sub) -> None:
+    """Add the ``analyze`` subcommand to the subparsers ``sub``."""
+    an = sub.add_parser(
+        "analyze",
+        help="compute lattice maps and write them",
+        description="Compute local spacing, angle, peak strength and (with two or more "
+        "non-collinear reflections) strain maps, and write them calibrated, with a JSON "
+        "record of all parameters beside the output.",
+    )
+    _add_input_options(an)
+    an.add_argument(
+        "-r",
+        "--reflection",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="GY,GX",
+        help="reflection (gy, gx) in 1/nm; repeat for several",
+    )
+    an.add_argument(
+        "--auto",
+        type=_positive_int,
+        metavar="N",
+        help="use the N strongest reflections of the image centre, one per lattice-plane "
+        "direction (higher orders are skipped)",
+    )
+    an.add_argument(
+        "--step",
+        type=_option("step", int),
+        default=8,
+        metavar="PX",
+        help="map step, pixels, at most the window (default 8)",
+    )
+    an.add_argument(
+        "--search",
+        type=_option("search", float),
+        default=0.1,
+        metavar="R",
+        help="peak search radius relative to |g|, in (0, 0.5] (default 0.1)",
+    )
+    an.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="demodulate at the lattice found by a survey of each frame (default: on)",
+    )
+    an.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="maps.tif (one calibrated TIFF per map) or maps.zarr (one store)",
+    )
+    an.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    an.add_argument(
+        "--clean",
+        action="store_true",
+        help="set outliers (spacing > 5 %% or angle > 5° from the median) to NaN (first)",
+    )
+    an.add_argument(
+        "--crystal-mask",
+        action="store_true",
+        help="NaN outside the crystal (automatic threshold on the peak strength; after "
+        "--clean)",
+    )
+    an.add_argument(
+        "--smooth",
+        type=_option("smoothing_size", int),
+        metavar="N",
+        help="NaN-aware N×N block average of the maps (last, after the mask)",
+    )
+    movie = an.add_argument_group("movies (t, y, x)")
+    movie.add_argument(
+        "--frames",
+        type=_frames_slice,
+        metavar="START:STOP",
+        help="analyse frames START to STOP-1 (Python slice; START:STOP:STEP and open ends "
+        "such as 10: work); the maps' time axis starts at frame START",
+    )
+    movie.add_argument(
+        "--track",
+        action="store_true",
+        help="follow the lattice from frame to frame: each frame is demodulated at the "
+        "lattice found in the previous one (changes larger than --search over the movie "
+        "are followed); frame by frame in this process",
+    )
+    movie.add_argument(
+        "--scheduler",
+        type=_scheduler,
+        metavar="ADDRESS",
+        help="compute on a dask.distributed scheduler (tcp://host:8786), or with a local "
+        "dask scheduler (threads, processes, synchronous); with --out maps.zarr the "
+        "workers write the blocks straight to the store",
+    )
+    an.set_defaults(func=_cmd_analyze)
+
+
+def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
+    """Every file the analysis will write, by layer name (TIFF) or the store (zarr)."""
+    suffix = out.suffix.lower()
+    record = out.with_suffix(".json")
+    if suffix in (".tif", ".tiff"):
+        layers = {}
+        for q in _QUANTITIES:
+            for k in range(n):
+                layers[f"{q}_g{k + 1}"] = out.with_name(f"{out.stem}_{q}_g{k + 1}{out.suffix}")
+        if with_strain:
+            for c in _STRAIN:
+                layers[c] = out.with_name(f"{out.stem}_{c}{out.suffix}")
+        return {"kind": "tiff", "layers": layers, "record": record}
+    if suffix == ".zarr":
+        return {"kind": "zarr", "store": out, "record": record}
+    raise CliError(f"--out must end in .tif, .tiff or .zarr, got {out.name!r}", EXIT_USAGE)
+
+
+def _existing(plan: dict) -> list[Path]:
+    from ..io import sidecar_path
+
+    if plan["kind"] == "tiff":
+        paths = [p for t in plan["layers"].values() for p in (t, sidecar_path(t))]
+    else:
+        paths = [plan["store"]]
+    return [p for p in [*paths, plan["record"]] if p.exists()]
+
+
+def _checked_plan(args, out: Path, refl):
+    """Output plan for these reflections; error if an output exists (no --overwrite)."""
+    from ..core.strain import MIN_RECIPROCAL_ANGLE, has_two_directions
+
+    with_strain = has_two_directions(refl)
+    if not with_strain and len(refl) > 1:
+        _log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
+    plan = _output_plan(out, len(refl), with_strain)
+    existing = _existing(plan)
+    if existing and not args.overwrite:
+        names = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
+        raise CliError(f"output exists: {names} (use --overwrite to replace)", EXIT_OUTPUT)
+    return plan, with_strain
+
+
+def _cmd_analyze(args) -> int:
+    from ..core.reciprocal import as_reflections
+
+    if not args.reflection and args.auto is None:
+        raise CliError("give reflections with --reflection GY,GX or use --auto N", EXIT_USAGE)
+    if args.reflection and args.auto is not None:
+        raise CliError("use either --reflection or --auto, not both", EXIT_USAGE)
+    options = _options(args)
+    if args.track and args.scheduler is not None:
+        raise CliError(
+            "--track analyses the frames one after the other in this process (each starts "
+            "from the lattice found in the previous one) and cannot use --scheduler; "
+            "drop one of them",
+            EXIT_USAGE,
+        )
+    out = Path(args.out)
+    # Validate the output kind, and refuse existing outputs, before the (long) analysis.
+    _output_plan(out, 1, False)
+    if args.reflection:
+        refl = as_reflections(args.reflection, name="--reflection")
+        source = "--reflection"
+        plan, with_strain = _checked_plan(args, out, refl)
+    mg, index, pixel_size, cal = _load(args)
+    frames = _movie_frames(args, mg)
+
+    if args.auto is not None:
+        # The picker's Suggest makes the same call: one auto-pick for every front end.
+        from ..core.fft import find_reflections
+
+        first = mg.data if frames is None else mg.data[frames.start : frames.start + 1]
+        try:
+            refl = find_reflections(
+                _first_frame(first),
+                pixel_size=pixel_size,
+                window=args.window,
+                max_count=args.auto,
+            )
+        except (TypeError, ValueError) as err:
+            raise CliError(str(err), EXIT_USAGE) from None
+        if len(refl) == 0:
+            raise CliError("--auto: no significant reflection found", EXIT_NOTHING_FOUND)
+        if len(refl) < args.auto:
+            _log(args, f"note: --auto {args.auto}: only {len(refl)} significant reflection(s)")
+        source = "--auto"
+        plan, with_strain = _checked_plan(args, out, refl)
+    for row in _reflection_rows(refl):
+        gy, gx = row["g_inv_nm"]
+        _log(
+            args,
+            f"g{row['index']}: ({gy:.4f}, {gx:.4f}) 1/nm, d = {row['d_nm']:.5f} nm "
+            f"({row['d_angstrom']:.4f} Å), angle {row['angle_deg']:.2f}°",
+        )
+
+    with _compute_on(args) as scheduler, _progress_bar(args):
+        try:
+            maps, movie, stored = _run_analysis(
+                args, options, mg, refl, pixel_size, with_strain, frames
+            )
+        except (TypeError, ValueError) as err:
+            raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
+        geometry = _map_geometry(mg, maps, frames)
+        record = _analysis_record(
+            args, options, mg, index, cal, refl, source, maps, geometry, frames
+        )
+        if movie is not None:
+            record["movie"] = movie
+        try:
+            if plan["kind"] == "tiff":
+                written = _write_tiffs(plan, maps, geometry, record, args.overwrite, scheduler)
+            else:
+                written = _write_zarr(
+                    plan, maps, geometry, record, args.overwrite, scheduler, stored=stored
+                )
+            record["outputs"] = written
+            from ..io import jsonable
+
+            mode = "w" if args.overwrite else "x"
+            with open(plan["record"], mode, encoding="utf-8") as f:
+                json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
+        except FileExistsError as err:
+            raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
+        except OSError as err:
+            raise CliError(f"cannot write the output: {err}", EXIT_OUTPUT) from None
+        except (TypeError, ValueError) as err:
+            # Lazy maps are computed while they are written: engine errors surface here.
+            raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
+    _log(args, f"wrote {len(written)} file(s) and {plan['record']}")
+    if not args.quiet:
+        print("\n".join([*written, str(plan["record"])]))
+    return EXIT_OK
+
+
+def _movie_frames(args, mg) -> range | None:
+    """Frame numbers selected by --frames (all with --track), None for no selection."""
+    if args.frames is None and not args.track:
+        return None
+    option = "--track" if args.frames is None else "--frames"
+    if len(mg.shape) != 3:
+        raise CliError(
+            f"{option} needs a movie (t, y, x); {mg.name!r} has shape {tuple(mg.shape)}",
+            EXIT_USAGE,
+        )
+    t = int(mg.shape[0])
+    frames = range(t) if args.frames is None else range(*args.frames.indices(t))
+    if len(frames) == 0:
+        s = args.frames
+        text = ":".join("" if v is None else str(v) for v in (s.start, s.stop, s.step))
+        raise CliError(
+            f"--frames {text.rstrip(':')} selects no frame of the {t} frames (0 to {t - 1})",
+            EXIT_USAGE,
+        )
+    return frames
+
+
+@contextlib.contextmanager
+def _compute_on(args):
+    """Where lazy maps are computed: None (dask's default), a local scheduler name, or
+    a ``distributed.Client`` set as default for the run (post-processing that needs a
+    global value, such as the crystal mask's threshold, also computes there)."""
+    if args.scheduler is None:
+        yield None
+        return
+    import dask
+
+    if args.scheduler in _LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=args.scheduler):
+            yield args.scheduler
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CliError(
+            "--scheduler ADDRESS needs the distributed package: pip install distributed",
+            EXIT_USAGE,
+        ) from None
+    try:
+        client = Client(args.scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as err:
+        raise CliError(
+            f"cannot reach the dask scheduler {args.scheduler}: {err}", EXIT_SCHEDULER
+        ) from None
+    try:
+        workers = client.scheduler_info().get("workers", {})
+        threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+        _log(args, f"computing on {args.scheduler}: {len(workers)} worker(s), {threads} threads")
+        yield client
+    finally:
+        client.close()
+
+
+def _progress_bar(args):
+    """dask's progress bar on stderr for local computations (not on a cluster)."""
+    if args.quiet or (args.scheduler is not None and args.scheduler not in _LOCAL_SCHEDULERS):
+        return contextlib.nullcontext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(out=sys.stderr, minimum=0.5)
+
+
+def _options(args):
+    """The pipeline's options of the command line (checked once, by the pipeline)."""
+    from ..core.pipeline import AnalysisOptions
+
+    try:
+        return AnalysisOptions(
+            window=args.window,
+            step=args.step,
+            search=args.search,
+            refine=bool(args.refine),
+            clean=bool(args.clean),
+            crystal_mask=bool(args.crystal_mask),
+            smoothing="block" if args.smooth else "none",
+            smoothing_size=args.smooth or AnalysisOptions.smoothing_size,
+        )
+    except (TypeError, ValueError) as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+
+
+def _run_analysis(args, options, mg, refl, pixel_size, with_strain, frames):
+    """The maps with the chosen post-processing, lazy where the input is.
+
+    Returns
+    -------
+    maps : LatticeMaps
+        dask arrays for lazy input (computed when written), numpy otherwise.
+    movie : dict or None
+        Frames and per-frame reflections of a tracked analysis.
+    stored : bool
+        True if the maps were already written frame by frame to the zarr output.
+    """
+    from ..core.pipeline import postprocess
+    from ..core.strain import strain
+
+    stored = False
+    movie = None
+    if args.track:
+        maps, movie, stored = _run_tracked(
+            args, options, mg, refl, pixel_size, with_strain, frames
+        )
+    else:
+        from ..core.engine import analyze
+
+        data = mg.data
+        if frames is not None:
+            data = data[frames.start : frames.stop : frames.step]
+        if args.scheduler is not None and not hasattr(data, "dask"):
+            import dask.array as da
+
+            # A lazy graph, so that the scheduler computes it (numpy would be analysed
+            # here, before the scheduler is asked).
+            lead = (1,) * (len(data.shape) - 2)
+            data = da.from_array(data, chunks=(*lead, -1, -1))
+        maps = analyze(data, refl, pixel_size=pixel_size, **options.engine_options())
+    if with_strain and maps.strain is None:
+        maps.strain = strain(maps)
+    # The command line has no intensity mask: the image is not needed.
+    maps = postprocess(maps, None, options)
+    return maps, movie, stored
+
+
+def _run_tracked(args, options, mg, refl, pixel_size, with_strain, frames):
+    """analyze_movie(track=True), streamed to the zarr output when nothing follows."""
+    from ..core.movie import analyze_movie
+
+    out = Path(args.out)
+    post = options.clean or options.crystal_mask or options.smoothing != "none"
+    store = out if out.suffix.lower() == ".zarr" and not post else None
+
+    # One line rewritten in place on a terminal, one line per frame in a log file.
+    tty = sys.stderr.isatty()
+
+    def progress(done, total):
+        if not args.quiet:
+            text = f"tracking: frame {frames[done - 1]} ({done} of {total})"
+            if tty:
+                print(f"\r{text}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+            else:
+                print(text, file=sys.stderr)
+
+    result = analyze_movie(
+        mg.data,
+        refl,
+        pixel_size=pixel_size,
+        **options.engine_options(),
+        track=True,
+        frames=frames,
+        progress=progress,
+        store=store,
+        overwrite=args.overwrite,
+    )
+    movie = {
+        "frames": list(frames),
+        "tracked": True,
+        "reflections_per_frame_inv_nm": result.reflections,
+        "found_per_frame_inv_nm": result.found,
+    }
+    return result.maps, movie, store is not None
+
+
+def _map_geometry(mg, maps, frames: range | None) -> dict:
+    """Scale, units and translate of the maps; the time axis starts at the first frame."""
+    lead = len(mg.shape) - 2
+    image_scale = (*mg.scale[:lead], maps.pixel_size, maps.pixel_size)
+    geometry = maps.geometry(image_scale, mg.translate, frames=frames)
+    return {**geometry, "units": (*mg.units[:lead], "nm", "nm")}
+
+
+def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry, frames) -> dict:
+    import numpy as np
+
+    return {
+        "program": f"{PROG} analyze",
+        "command": [PROG, *args.argv],
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "input": {
+            "path": str(Path(args.image).resolve()),
+            "image_index": index,
+            "name": mg.name,
+            "shape": list(mg.shape),
+            "dtype": str(mg.data.dtype),
+            "format": mg.metadata.get("format"),
+        },
+        "calibration": cal,
+        "reflections": [dict(r, source=source) for r in _reflection_rows(refl)],
+        "analysis": {
+            **options.as_dict(),
+            "frames": None if frames is None else list(frames),
+            "track": bool(args.track),
+            "scheduler": args.scheduler,
+            "engine_parameters": maps.parameters,
+        },
+        "maps": {
+            "shape": list(np.shape(maps.d_spacing)[1:]),
+            **geometry,
+            "map_pixel": "map pixel (i, j) is the window centred on image pixel (i*step, j*step)",
+        },
+        "strain_reference_inv_nm": (
+            maps.strain.reference.tolist() if maps.strain is not None else None
+        ),
+        "versions": _versions(),
+    }
+
+
+def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> list[str]:
+    import numpy as np
+
+    from ..core.movie import compute_maps
+    from ..io import write_tiff
+
+    # Every map in one pass over the data (on the scheduler), then written here.
+    arrays = compute_maps(maps, scheduler=scheduler).arrays()
+    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()}
+    written = []
+    common = {"analysis": record["analysis"], "input": record["input"]}
+    for name, path in plan["layers"].items():
+        if name in _STRAIN:
+            data, unit, what, extra = arrays[name], *_STRAIN[name], {}
+        else:
+            quantity, _, label = name.rpartition("_")
+            k = int(label[1:]) - 1
+            data = arrays[quantity][k]
+            unit, what = _QUANTITIES[quantity]
+            extra = {"reflection": record["reflections"][k]}
+        meta = {"quantity": name, "value_unit": unit, "description": what, **extra, **common}
+        written += write_tiff(
+            path,
+            data,
+            scale=geometry["scale"],
+            units=geometry["units"],
+            translate=geometry["translate"],
+            metadata=meta,
+            name=path.stem,
+            overwrite=overwrite,
+        )
+    return written
+
+
+def _write_zarr(
+    plan, maps, geometry, record, overwrite, scheduler=None, *, stored: bool = False
+) -> list[str]:
+    """Write the maps with :func:`napari_hrtem_fft.to_zarr` (lazy maps block by block, by
+    the scheduler's workers), then give every array the maps' calibration and the group
+    the record of the run.
+
+    The group attribute ``napari_hrtem_fft`` is the record of the run merged into what
+    ``to_zarr`` writes, so that :func:`napari_hrtem_fft.read_zarr_maps` opens the store:
+    ``reflections`` holds the ``(gy, gx)`` pairs and ``reflection_rows`` the rows of the
+    JSON record.  ``stored``: the arrays were already written (tracked, frame by frame).
+    """
+    try:
+        import zarr
+    except ImportError:
+        raise CliError(
+            "writing .zarr needs the zarr package: pip install 'napari-hrtem-fft[zarr]'",
+            EXIT_OUTPUT,
+        ) from None
+    from ..core.movie import to_zarr, write_zarr_geometry
+    from ..io import jsonable
+
+    store = str(plan["store"])
+    if stored:
+        write_zarr_geometry(store, geometry)
+    else:
+        to_zarr(maps, store, overwrite=overwrite, scheduler=scheduler, geometry=geometry)
+    root = zarr.open_group(store, mode="r+")
+    written = dict(root.attrs.get("napari_hrtem_fft", {}))
+    merged = {**written, **jsonable(record)}
+    merged["reflections"] = written.get("reflections")
+    merged["reflection_rows"] = jsonable(record["reflections"])
+    root.attrs.update({"napari_hrtem_fft": merged})
+    return [store]
+
+

@@ -1,0 +1,132 @@
+"""``napari-hrtem-fft trace``: the time trace of maps in a zarr store inside a region."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ._common import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_OUTPUT,
+    EXIT_USAGE,
+    CliError,
+    _rectangle,
+)
+
+
+def add_parser(sub) -> None:
+    """Add the ``trace`` subcommand to the subparsers ``sub``."""
+    tr = sub.add_parser(
+        "trace",
+        help="time trace of maps (median d, strain per frame) inside a region",
+        description="Mean, median, standard deviation and count of d (nm), the angle "
+        "(degrees) and strain per frame of maps written with --out maps.zarr (or by "
+        "napari_hrtem_fft.to_zarr), inside a rectangle, the crystal mask or everywhere, "
+        "as CSV.",
+    )
+    tr.add_argument("maps", help="maps.zarr written by 'analyze --out maps.zarr'")
+    where = tr.add_mutually_exclusive_group()
+    where.add_argument(
+        "--region",
+        type=_rectangle,
+        metavar="Y0:Y1,X0:X1",
+        help="rectangle in nm (world coordinates of the maps, as in napari); map pixels "
+        "whose centres lie inside are used (default: every valid map pixel)",
+    )
+    where.add_argument(
+        "--crystal",
+        action="store_true",
+        help="use the crystal mask of each frame (automatic threshold on the peak strength)",
+    )
+    tr.add_argument("--out", required=True, metavar="PATH", help="trace.csv")
+    tr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    tr.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    tr.set_defaults(func=_cmd_trace)
+
+
+def _cmd_trace(args) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from ..core.movie import read_zarr_maps, region_from_polygon, time_trace, trace_to_csv
+    from ..io import axis_times
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise CliError(f"output exists: {out} (use --overwrite to replace)", EXIT_OUTPUT)
+    path = Path(args.maps)
+    if not path.exists():
+        raise CliError(f"{str(path)!r} does not exist", EXIT_INPUT)
+    try:
+        import zarr
+
+        maps = read_zarr_maps(path)
+        root = zarr.open_group(str(path), mode="r")
+        attrs = dict(root["d_spacing"].attrs)
+        record = dict(root.attrs.get("napari_hrtem_fft", {}))
+    except ImportError:
+        raise CliError("reading .zarr needs the zarr package", EXIT_INPUT) from None
+    except (ValueError, KeyError, OSError, zarr.errors.BaseZarrError) as err:
+        raise CliError(f"cannot read maps from {str(path)!r}: {err}", EXIT_INPUT) from None
+    shape = tuple(int(s) for s in maps.d_spacing.shape)
+    t = shape[1] if len(shape) == 4 else 1
+    map_shape = shape[-2:]
+    scale = [float(v) for v in attrs.get("scale", [1.0] * len(shape))]
+    translate = [float(v) for v in attrs.get("translate", [0.0] * len(shape))]
+    units = [str(u) for u in attrs.get("units", [""] * len(shape))]
+
+    region, where = None, "every valid map pixel"
+    if args.crystal:
+        region, where = "crystal", "the crystal mask of each frame"
+    elif args.region is not None:
+        y0, y1, x0, x1 = args.region
+        vertices = [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
+        region = region_from_polygon(vertices, map_shape, scale[-2:], translate[-2:])
+        if not region.any():
+            ys = (translate[-2], translate[-2] + (map_shape[0] - 1) * scale[-2])
+            xs = (translate[-1], translate[-1] + (map_shape[1] - 1) * scale[-1])
+            raise CliError(
+                f"--region holds no map pixel centre: the maps cover y {ys[0]:.4g} to "
+                f"{ys[1]:.4g} nm and x {xs[0]:.4g} to {xs[1]:.4g} nm",
+                EXIT_USAGE,
+            )
+        where = f"y {y0:g} to {y1:g} nm, x {x0:g} to {x1:g} nm ({int(region.sum())} map pixels)"
+    times = None
+    if len(shape) == 4:
+        times = axis_times(t, scale=scale[1], translate=translate[1], unit=units[1])
+    try:
+        trace = time_trace(maps, region, times=times)
+    except ValueError as err:
+        raise CliError(f"cannot compute the trace: {err}", EXIT_USAGE) from None
+    frames = (record.get("analysis") or {}).get("frames")
+    if frames is None:
+        frames = (record.get("movie") or {}).get("frames")
+    if frames is not None and len(frames) == t:
+        trace = dataclasses.replace(trace, frames=np.asarray(frames, dtype=int))
+    try:
+        trace_to_csv(trace, out, overwrite=args.overwrite)
+    except FileExistsError as err:
+        raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
+    except OSError as err:
+        raise CliError(f"cannot write {str(out)!r}: {err}", EXIT_OUTPUT) from None
+    if not args.quiet:
+        _print_trace(trace, where)
+        print(str(out))
+    return EXIT_OK
+
+
+def _print_trace(trace, where: str) -> None:
+    """Median d (Å) per frame and reflection on stderr."""
+    n = trace.reflections.shape[0]
+    print(f"# median d (Å) inside {where}", file=sys.stderr)
+    head = f"{'frame':>6}" + (f" {'t (s)':>9}" if trace.times is not None else "")
+    print(head + "".join(f" {f'g{k + 1}':>8} {'n':>6}" for k in range(n)), file=sys.stderr)
+    for i, frame in enumerate(trace.frames):
+        line = f"{int(frame):>6}" + (f" {trace.times[i]:>9.4g}" if trace.times is not None else "")
+        for k in range(n):
+            line += f" {10 * trace['d_median'][i, k]:>8.4f} {int(trace['d_count'][i, k]):>6}"
+        print(line, file=sys.stderr)
+
+
