@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from . import analyze, reflections, trace
-from ._common import EXIT_USAGE, PROG, CliError, _join_negative_pairs
+from ._common import EXIT_USAGE, PROG, CliError, join_negative_pairs
 
 __all__ = ["main"]
 
@@ -40,8 +40,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Each subcommand module: HELP (its line in --help), DESCRIPTION (its own --help),
+    # configure(parser) (its arguments) and run(args) (its exit code).
     for command in (analyze, trace, reflections):
-        command.add_parser(sub)
+        name = command.__name__.rpartition(".")[2]
+        parser_ = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
+        command.configure(parser_)
+        parser_.set_defaults(func=command.run)
     return parser
 
 
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
     try:
-        args = parser.parse_args(_join_negative_pairs(argv))
+        args = parser.parse_args(join_negative_pairs(argv))
     except SystemExit as exit_:  # --help, --version, or an argparse error (already printed)
         return int(exit_.code or 0)
     if args.command is None:
@@ -77,4 +82,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-

@@ -23,7 +23,7 @@ EXIT_NOTHING_FOUND = 5  # --auto found no significant reflection
 EXIT_SCHEDULER = 6  # the dask scheduler cannot be reached
 
 # dask's own schedulers, accepted by --scheduler besides a distributed address.
-_LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
 
 
 class CliError(Exception):
@@ -34,8 +34,7 @@ class CliError(Exception):
         self.code = code
 
 
-
-def _pair(text: str) -> tuple[float, float]:
+def pair(text: str) -> tuple[float, float]:
     parts = text.replace(";", ",").split(",")
     try:
         values = tuple(float(p) for p in parts)
@@ -63,10 +62,10 @@ def _positive(convert, what: str):
 
 
 _positive_float = _positive(float, "a positive number")
-_positive_int = _positive(int, "a positive integer")
+positive_int = _positive(int, "a positive integer")
 
 
-def _option(name: str, convert):
+def option(name: str, convert):
     """An argparse type checking an analysis option with the pipeline's own rules
     (:func:`napari_hrtem_fft.core.pipeline.check_option`), imported when used so that
     ``--help`` stays free of numpy."""
@@ -83,7 +82,7 @@ def _option(name: str, convert):
     return parse
 
 
-def _frames_slice(text: str) -> slice:
+def frames_slice(text: str) -> slice:
     """``START:STOP[:STEP]`` (Python slice, any part may be empty) or a single ``K``."""
     parts = text.split(":")
     try:
@@ -102,16 +101,16 @@ def _frames_slice(text: str) -> slice:
     )
 
 
-def _scheduler(text: str) -> str:
-    if "://" in text or text in _LOCAL_SCHEDULERS:
+def scheduler(text: str) -> str:
+    if "://" in text or text in LOCAL_SCHEDULERS:
         return text
     raise argparse.ArgumentTypeError(
         f"expected a scheduler address like tcp://host:8786 or one of "
-        f"{', '.join(_LOCAL_SCHEDULERS)}, got {text!r}"
+        f"{', '.join(LOCAL_SCHEDULERS)}, got {text!r}"
     )
 
 
-def _rectangle(text: str) -> tuple[float, float, float, float]:
+def rectangle(text: str) -> tuple[float, float, float, float]:
     """``Y0:Y1,X0:X1`` in nm."""
     try:
         ys, xs = text.split(",")
@@ -130,7 +129,7 @@ def _rectangle(text: str) -> tuple[float, float, float, float]:
 _PAIR_OPTIONS = ("--reflection", "-r", "--center")
 
 
-def _join_negative_pairs(argv: list[str]) -> list[str]:
+def join_negative_pairs(argv: list[str]) -> list[str]:
     """Let ``--reflection -1.5,2`` work: argparse would take ``-1.5,2`` for an option."""
     out: list[str] = []
     i = 0
@@ -147,7 +146,44 @@ def _join_negative_pairs(argv: list[str]) -> list[str]:
     return out
 
 
-def _add_input_options(p: argparse.ArgumentParser) -> None:
+# Options the pipeline checks with its own rules (core.pipeline.check_option):
+# flag -> (option name, conversion, default, metavar, help).
+_ANALYSIS_OPTIONS = {
+    "--window": (
+        "window",
+        int,
+        128,
+        "PX",
+        "FFT window in pixels, even, at least 16 (default 128)",
+    ),
+    "--step": ("step", int, 8, "PX", "map step, pixels, at most the window (default 8)"),
+    "--search": (
+        "search",
+        float,
+        0.1,
+        "R",
+        "peak search radius relative to |g|, in (0, 0.5] (default 0.1)",
+    ),
+    "--smooth": (
+        "smoothing_size",
+        int,
+        None,
+        "N",
+        "NaN-aware N×N block average of the maps (last, after the mask)",
+    ),
+}
+
+
+def add_analysis_options(parser: argparse.ArgumentParser, *flags: str) -> None:
+    """Add options checked by the pipeline's rules (see ``_ANALYSIS_OPTIONS``)."""
+    for flag in flags:
+        name, convert, default, metavar, text = _ANALYSIS_OPTIONS[flag]
+        parser.add_argument(
+            flag, type=option(name, convert), default=default, metavar=metavar, help=text
+        )
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="micrograph file (DM3/DM4, EMD, TIA, MRC, HSPY, TIFF)")
     p.add_argument(
         "--image-index",
@@ -162,23 +198,16 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         metavar="NM",
         help="pixel size in nm; overrides the file's calibration (required if it has none)",
     )
-    p.add_argument(
-        "--window",
-        type=_option("window", int),
-        default=128,
-        metavar="PX",
-        help="FFT window in pixels, even, at least 16 (default 128)",
-    )
+    add_analysis_options(p, "--window")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages")
 
 
-
-def _log(args, message: str) -> None:
+def log(args, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
 
 
-def _load(args):
+def load(args):
     """The selected micrograph and its pixel size (nm) with the calibration record."""
     from ..io import MicrographReadError, read_micrographs
 
@@ -198,7 +227,7 @@ def _load(args):
         )
     if len(images) > 1 and args.image_index is None:
         names = ", ".join(f"{i}: {m.name}" for i, m in enumerate(images))
-        _log(args, f"note: {len(images)} images in the file ({names}); using 0")
+        log(args, f"note: {len(images)} images in the file ({names}); using 0")
     mg = images[index]
     if mg.reciprocal:
         raise CliError(
@@ -233,14 +262,14 @@ def _load(args):
     return mg, index, pixel_size, cal
 
 
-def _first_frame(data):
+def first_frame(data):
     import numpy as np
 
     frame = data[(0,) * (len(data.shape) - 2)]
     return np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
 
 
-def _reflection_rows(g) -> list[dict]:
+def reflection_rows(g) -> list[dict]:
     from ..core.reciprocal import g_angle, g_spacing
 
     d = g_spacing(g)
@@ -257,9 +286,7 @@ def _reflection_rows(g) -> list[dict]:
     ]
 
 
-
-
-def _versions() -> dict:
+def versions() -> dict:
     from importlib import metadata
 
     from .. import __version__
@@ -271,3 +298,22 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
+
+
+def suggest(args, frame, pixel_size: float, max_count: int, what: str, center=None):
+    """The strongest reflections of ``frame``: :func:`napari_hrtem_fft.find_reflections`,
+    the call behind the picker's Suggest; a clear error when there is none.
+
+    ``what`` names the option in the error (``"--auto"``), ``center`` is in pixels.
+    """
+    from ..core.fft import find_reflections
+
+    try:
+        g = find_reflections(
+            frame, pixel_size=pixel_size, window=args.window, center=center, max_count=max_count
+        )
+    except (TypeError, ValueError) as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    if len(g) == 0:
+        raise CliError(f"{what}no significant reflection found", EXIT_NOTHING_FOUND)
+    return g

@@ -15,103 +15,65 @@ from pathlib import Path
 
 from ..core.quantities import MAP_QUANTITIES as _QUANTITIES
 from ..core.quantities import STRAIN_QUANTITIES as _STRAIN
-from ._common import (
-    _LOCAL_SCHEDULERS,
-    EXIT_NOTHING_FOUND,
-    EXIT_OK,
-    EXIT_OUTPUT,
-    EXIT_SCHEDULER,
-    EXIT_USAGE,
-    PROG,
-    CliError,
-    _add_input_options,
-    _first_frame,
-    _frames_slice,
-    _load,
-    _log,
-    _option,
-    _pair,
-    _positive_int,
-    _reflection_rows,
-    _scheduler,
-    _versions,
+from . import _common as cli
+
+HELP = "compute lattice maps and write them"
+
+DESCRIPTION = (
+    "Compute local spacing, angle, peak strength and (with two or more "
+    "non-collinear reflections) strain maps, and write them calibrated, with a JSON "
+    "record of all parameters beside the output."
 )
 
 
-def add_parser(sub) -> None:
-    """Add the ``analyze`` subcommand to the subparsers ``sub``."""
-    an = sub.add_parser(
-        "analyze",
-        help="compute lattice maps and write them",
-        description="Compute local spacing, angle, peak strength and (with two or more "
-        "non-collinear reflections) strain maps, and write them calibrated, with a JSON "
-        "record of all parameters beside the output.",
-    )
-    _add_input_options(an)
-    an.add_argument(
+def configure(parser) -> None:
+    """Add the subcommand's arguments to its ``parser``."""
+    cli.add_input_options(parser)
+    parser.add_argument(
         "-r",
         "--reflection",
-        type=_pair,
+        type=cli.pair,
         action="append",
         default=[],
         metavar="GY,GX",
         help="reflection (gy, gx) in 1/nm; repeat for several",
     )
-    an.add_argument(
+    parser.add_argument(
         "--auto",
-        type=_positive_int,
+        type=cli.positive_int,
         metavar="N",
         help="use the N strongest reflections of the image centre, one per lattice-plane "
         "direction (higher orders are skipped)",
     )
-    an.add_argument(
-        "--step",
-        type=_option("step", int),
-        default=8,
-        metavar="PX",
-        help="map step, pixels, at most the window (default 8)",
-    )
-    an.add_argument(
-        "--search",
-        type=_option("search", float),
-        default=0.1,
-        metavar="R",
-        help="peak search radius relative to |g|, in (0, 0.5] (default 0.1)",
-    )
-    an.add_argument(
+    cli.add_analysis_options(parser, "--step", "--search")
+    parser.add_argument(
         "--refine",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="demodulate at the lattice found by a survey of each frame (default: on)",
     )
-    an.add_argument(
+    parser.add_argument(
         "--out",
         required=True,
         metavar="PATH",
         help="maps.tif (one calibrated TIFF per map) or maps.zarr (one store)",
     )
-    an.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    an.add_argument(
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
         "--clean",
         action="store_true",
         help="set outliers (spacing > 5 %% or angle > 5° from the median) to NaN (first)",
     )
-    an.add_argument(
+    parser.add_argument(
         "--crystal-mask",
         action="store_true",
-        help="NaN outside the crystal (automatic threshold on the peak strength; after "
-        "--clean)",
+        help="NaN outside the crystal (automatic threshold on the peak strength; after --clean)",
     )
-    an.add_argument(
-        "--smooth",
-        type=_option("smoothing_size", int),
-        metavar="N",
-        help="NaN-aware N×N block average of the maps (last, after the mask)",
-    )
-    movie = an.add_argument_group("movies (t, y, x)")
+    cli.add_analysis_options(parser, "--smooth")
+    movie = parser.add_argument_group("movies (t, y, x)")
     movie.add_argument(
         "--frames",
-        type=_frames_slice,
+        type=cli.frames_slice,
         metavar="START:STOP",
         help="analyse frames START to STOP-1 (Python slice; START:STOP:STEP and open ends "
         "such as 10: work); the maps' time axis starts at frame START",
@@ -125,13 +87,12 @@ def add_parser(sub) -> None:
     )
     movie.add_argument(
         "--scheduler",
-        type=_scheduler,
+        type=cli.scheduler,
         metavar="ADDRESS",
         help="compute on a dask.distributed scheduler (tcp://host:8786), or with a local "
         "dask scheduler (threads, processes, synchronous); with --out maps.zarr the "
         "workers write the blocks straight to the store",
     )
-    an.set_defaults(func=_cmd_analyze)
 
 
 def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
@@ -149,7 +110,7 @@ def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
         return {"kind": "tiff", "layers": layers, "record": record}
     if suffix == ".zarr":
         return {"kind": "zarr", "store": out, "record": record}
-    raise CliError(f"--out must end in .tif, .tiff or .zarr, got {out.name!r}", EXIT_USAGE)
+    raise cli.CliError(f"--out must end in .tif, .tiff or .zarr, got {out.name!r}", cli.EXIT_USAGE)
 
 
 def _existing(plan: dict) -> list[Path]:
@@ -168,29 +129,32 @@ def _checked_plan(args, out: Path, refl):
 
     with_strain = has_two_directions(refl)
     if not with_strain and len(refl) > 1:
-        _log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
+        cli.log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
     plan = _output_plan(out, len(refl), with_strain)
     existing = _existing(plan)
     if existing and not args.overwrite:
         names = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
-        raise CliError(f"output exists: {names} (use --overwrite to replace)", EXIT_OUTPUT)
+        raise cli.CliError(f"output exists: {names} (use --overwrite to replace)", cli.EXIT_OUTPUT)
     return plan, with_strain
 
 
-def _cmd_analyze(args) -> int:
+def run(args) -> int:
+    """Run the subcommand; return the exit code."""
     from ..core.reciprocal import as_reflections
 
     if not args.reflection and args.auto is None:
-        raise CliError("give reflections with --reflection GY,GX or use --auto N", EXIT_USAGE)
+        raise cli.CliError(
+            "give reflections with --reflection GY,GX or use --auto N", cli.EXIT_USAGE
+        )
     if args.reflection and args.auto is not None:
-        raise CliError("use either --reflection or --auto, not both", EXIT_USAGE)
+        raise cli.CliError("use either --reflection or --auto, not both", cli.EXIT_USAGE)
     options = _options(args)
     if args.track and args.scheduler is not None:
-        raise CliError(
+        raise cli.CliError(
             "--track analyses the frames one after the other in this process (each starts "
             "from the lattice found in the previous one) and cannot use --scheduler; "
             "drop one of them",
-            EXIT_USAGE,
+            cli.EXIT_USAGE,
         )
     out = Path(args.out)
     # Validate the output kind, and refuse existing outputs, before the (long) analysis.
@@ -199,32 +163,19 @@ def _cmd_analyze(args) -> int:
         refl = as_reflections(args.reflection, name="--reflection")
         source = "--reflection"
         plan, with_strain = _checked_plan(args, out, refl)
-    mg, index, pixel_size, cal = _load(args)
+    mg, index, pixel_size, cal = cli.load(args)
     frames = _movie_frames(args, mg)
 
     if args.auto is not None:
-        # The picker's Suggest makes the same call: one auto-pick for every front end.
-        from ..core.fft import find_reflections
-
         first = mg.data if frames is None else mg.data[frames.start : frames.start + 1]
-        try:
-            refl = find_reflections(
-                _first_frame(first),
-                pixel_size=pixel_size,
-                window=args.window,
-                max_count=args.auto,
-            )
-        except (TypeError, ValueError) as err:
-            raise CliError(str(err), EXIT_USAGE) from None
-        if len(refl) == 0:
-            raise CliError("--auto: no significant reflection found", EXIT_NOTHING_FOUND)
+        refl = cli.suggest(args, cli.first_frame(first), pixel_size, args.auto, "--auto: ")
         if len(refl) < args.auto:
-            _log(args, f"note: --auto {args.auto}: only {len(refl)} significant reflection(s)")
+            cli.log(args, f"note: --auto {args.auto}: only {len(refl)} significant reflection(s)")
         source = "--auto"
         plan, with_strain = _checked_plan(args, out, refl)
-    for row in _reflection_rows(refl):
+    for row in cli.reflection_rows(refl):
         gy, gx = row["g_inv_nm"]
-        _log(
+        cli.log(
             args,
             f"g{row['index']}: ({gy:.4f}, {gx:.4f}) 1/nm, d = {row['d_nm']:.5f} nm "
             f"({row['d_angstrom']:.4f} Å), angle {row['angle_deg']:.2f}°",
@@ -236,7 +187,7 @@ def _cmd_analyze(args) -> int:
                 args, options, mg, refl, pixel_size, with_strain, frames
             )
         except (TypeError, ValueError) as err:
-            raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
+            raise cli.CliError(f"analysis failed: {err}", cli.EXIT_USAGE) from None
         geometry = _map_geometry(mg, maps, frames)
         record = _analysis_record(
             args, options, mg, index, cal, refl, source, maps, geometry, frames
@@ -257,16 +208,16 @@ def _cmd_analyze(args) -> int:
             with open(plan["record"], mode, encoding="utf-8") as f:
                 json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
         except FileExistsError as err:
-            raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
+            raise cli.CliError(f"{err} (use --overwrite to replace)", cli.EXIT_OUTPUT) from None
         except OSError as err:
-            raise CliError(f"cannot write the output: {err}", EXIT_OUTPUT) from None
+            raise cli.CliError(f"cannot write the output: {err}", cli.EXIT_OUTPUT) from None
         except (TypeError, ValueError) as err:
             # Lazy maps are computed while they are written: engine errors surface here.
-            raise CliError(f"analysis failed: {err}", EXIT_USAGE) from None
-    _log(args, f"wrote {len(written)} file(s) and {plan['record']}")
+            raise cli.CliError(f"analysis failed: {err}", cli.EXIT_USAGE) from None
+    cli.log(args, f"wrote {len(written)} file(s) and {plan['record']}")
     if not args.quiet:
         print("\n".join([*written, str(plan["record"])]))
-    return EXIT_OK
+    return cli.EXIT_OK
 
 
 def _movie_frames(args, mg) -> range | None:
@@ -275,18 +226,18 @@ def _movie_frames(args, mg) -> range | None:
         return None
     option = "--track" if args.frames is None else "--frames"
     if len(mg.shape) != 3:
-        raise CliError(
+        raise cli.CliError(
             f"{option} needs a movie (t, y, x); {mg.name!r} has shape {tuple(mg.shape)}",
-            EXIT_USAGE,
+            cli.EXIT_USAGE,
         )
     t = int(mg.shape[0])
     frames = range(t) if args.frames is None else range(*args.frames.indices(t))
     if len(frames) == 0:
         s = args.frames
         text = ":".join("" if v is None else str(v) for v in (s.start, s.stop, s.step))
-        raise CliError(
+        raise cli.CliError(
             f"--frames {text.rstrip(':')} selects no frame of the {t} frames (0 to {t - 1})",
-            EXIT_USAGE,
+            cli.EXIT_USAGE,
         )
     return frames
 
@@ -301,27 +252,29 @@ def _compute_on(args):
         return
     import dask
 
-    if args.scheduler in _LOCAL_SCHEDULERS:
+    if args.scheduler in cli.LOCAL_SCHEDULERS:
         with dask.config.set(scheduler=args.scheduler):
             yield args.scheduler
         return
     try:
         from distributed import Client
     except ImportError:
-        raise CliError(
+        raise cli.CliError(
             "--scheduler ADDRESS needs the distributed package: pip install distributed",
-            EXIT_USAGE,
+            cli.EXIT_USAGE,
         ) from None
     try:
         client = Client(args.scheduler, timeout="10s")
     except (OSError, TimeoutError, ValueError) as err:
-        raise CliError(
-            f"cannot reach the dask scheduler {args.scheduler}: {err}", EXIT_SCHEDULER
+        raise cli.CliError(
+            f"cannot reach the dask scheduler {args.scheduler}: {err}", cli.EXIT_SCHEDULER
         ) from None
     try:
         workers = client.scheduler_info().get("workers", {})
         threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
-        _log(args, f"computing on {args.scheduler}: {len(workers)} worker(s), {threads} threads")
+        cli.log(
+            args, f"computing on {args.scheduler}: {len(workers)} worker(s), {threads} threads"
+        )
         yield client
     finally:
         client.close()
@@ -329,7 +282,7 @@ def _compute_on(args):
 
 def _progress_bar(args):
     """dask's progress bar on stderr for local computations (not on a cluster)."""
-    if args.quiet or (args.scheduler is not None and args.scheduler not in _LOCAL_SCHEDULERS):
+    if args.quiet or (args.scheduler is not None and args.scheduler not in cli.LOCAL_SCHEDULERS):
         return contextlib.nullcontext()
     from dask.diagnostics import ProgressBar
 
@@ -352,7 +305,7 @@ def _options(args):
             smoothing_size=args.smooth or AnalysisOptions.smoothing_size,
         )
     except (TypeError, ValueError) as err:
-        raise CliError(str(err), EXIT_USAGE) from None
+        raise cli.CliError(str(err), cli.EXIT_USAGE) from None
 
 
 def _run_analysis(args, options, mg, refl, pixel_size, with_strain, frames):
@@ -448,8 +401,8 @@ def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry
     import numpy as np
 
     return {
-        "program": f"{PROG} analyze",
-        "command": [PROG, *args.argv],
+        "program": f"{cli.PROG} analyze",
+        "command": [cli.PROG, *args.argv],
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "input": {
             "path": str(Path(args.image).resolve()),
@@ -460,7 +413,7 @@ def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry
             "format": mg.metadata.get("format"),
         },
         "calibration": cal,
-        "reflections": [dict(r, source=source) for r in _reflection_rows(refl)],
+        "reflections": [dict(r, source=source) for r in cli.reflection_rows(refl)],
         "analysis": {
             **options.as_dict(),
             "frames": None if frames is None else list(frames),
@@ -476,7 +429,7 @@ def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry
         "strain_reference_inv_nm": (
             maps.strain.reference.tolist() if maps.strain is not None else None
         ),
-        "versions": _versions(),
+        "versions": cli.versions(),
     }
 
 
@@ -529,9 +482,9 @@ def _write_zarr(
     try:
         import zarr
     except ImportError:
-        raise CliError(
+        raise cli.CliError(
             "writing .zarr needs the zarr package: pip install 'napari-hrtem-fft[zarr]'",
-            EXIT_OUTPUT,
+            cli.EXIT_OUTPUT,
         ) from None
     from ..core.movie import to_zarr, write_zarr_geometry
     from ..io import jsonable
@@ -548,5 +501,3 @@ def _write_zarr(
     merged["reflection_rows"] = jsonable(record["reflections"])
     root.attrs.update({"napari_hrtem_fft": merged})
     return [store]
-
-

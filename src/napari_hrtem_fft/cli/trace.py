@@ -5,31 +5,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._common import (
-    EXIT_INPUT,
-    EXIT_OK,
-    EXIT_OUTPUT,
-    EXIT_USAGE,
-    CliError,
-    _rectangle,
+from . import _common as cli
+
+HELP = "time trace of maps (median d, strain per frame) inside a region"
+
+DESCRIPTION = (
+    "Mean, median, standard deviation and count of d (nm), the angle "
+    "(degrees) and strain per frame of maps written with --out maps.zarr (or by "
+    "napari_hrtem_fft.to_zarr), inside a rectangle, the crystal mask or everywhere, "
+    "as CSV."
 )
 
 
-def add_parser(sub) -> None:
-    """Add the ``trace`` subcommand to the subparsers ``sub``."""
-    tr = sub.add_parser(
-        "trace",
-        help="time trace of maps (median d, strain per frame) inside a region",
-        description="Mean, median, standard deviation and count of d (nm), the angle "
-        "(degrees) and strain per frame of maps written with --out maps.zarr (or by "
-        "napari_hrtem_fft.to_zarr), inside a rectangle, the crystal mask or everywhere, "
-        "as CSV.",
-    )
-    tr.add_argument("maps", help="maps.zarr written by 'analyze --out maps.zarr'")
-    where = tr.add_mutually_exclusive_group()
+def configure(parser) -> None:
+    """Add the subcommand's arguments to its ``parser``."""
+    parser.add_argument("maps", help="maps.zarr written by 'analyze --out maps.zarr'")
+    where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--region",
-        type=_rectangle,
+        type=cli.rectangle,
         metavar="Y0:Y1,X0:X1",
         help="rectangle in nm (world coordinates of the maps, as in napari); map pixels "
         "whose centres lie inside are used (default: every valid map pixel)",
@@ -39,13 +33,13 @@ def add_parser(sub) -> None:
         action="store_true",
         help="use the crystal mask of each frame (automatic threshold on the peak strength)",
     )
-    tr.add_argument("--out", required=True, metavar="PATH", help="trace.csv")
-    tr.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    tr.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-    tr.set_defaults(func=_cmd_trace)
+    parser.add_argument("--out", required=True, metavar="PATH", help="trace.csv")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
 
 
-def _cmd_trace(args) -> int:
+def run(args) -> int:
+    """Run the subcommand; return the exit code."""
     import dataclasses
 
     import numpy as np
@@ -55,10 +49,10 @@ def _cmd_trace(args) -> int:
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
-        raise CliError(f"output exists: {out} (use --overwrite to replace)", EXIT_OUTPUT)
+        raise cli.CliError(f"output exists: {out} (use --overwrite to replace)", cli.EXIT_OUTPUT)
     path = Path(args.maps)
     if not path.exists():
-        raise CliError(f"{str(path)!r} does not exist", EXIT_INPUT)
+        raise cli.CliError(f"{str(path)!r} does not exist", cli.EXIT_INPUT)
     try:
         import zarr
 
@@ -67,9 +61,9 @@ def _cmd_trace(args) -> int:
         attrs = dict(root["d_spacing"].attrs)
         record = dict(root.attrs.get("napari_hrtem_fft", {}))
     except ImportError:
-        raise CliError("reading .zarr needs the zarr package", EXIT_INPUT) from None
+        raise cli.CliError("reading .zarr needs the zarr package", cli.EXIT_INPUT) from None
     except (ValueError, KeyError, OSError, zarr.errors.BaseZarrError) as err:
-        raise CliError(f"cannot read maps from {str(path)!r}: {err}", EXIT_INPUT) from None
+        raise cli.CliError(f"cannot read maps from {str(path)!r}: {err}", cli.EXIT_INPUT) from None
     shape = tuple(int(s) for s in maps.d_spacing.shape)
     t = shape[1] if len(shape) == 4 else 1
     map_shape = shape[-2:]
@@ -87,10 +81,10 @@ def _cmd_trace(args) -> int:
         if not region.any():
             ys = (translate[-2], translate[-2] + (map_shape[0] - 1) * scale[-2])
             xs = (translate[-1], translate[-1] + (map_shape[1] - 1) * scale[-1])
-            raise CliError(
+            raise cli.CliError(
                 f"--region holds no map pixel centre: the maps cover y {ys[0]:.4g} to "
                 f"{ys[1]:.4g} nm and x {xs[0]:.4g} to {xs[1]:.4g} nm",
-                EXIT_USAGE,
+                cli.EXIT_USAGE,
             )
         where = f"y {y0:g} to {y1:g} nm, x {x0:g} to {x1:g} nm ({int(region.sum())} map pixels)"
     times = None
@@ -99,7 +93,7 @@ def _cmd_trace(args) -> int:
     try:
         trace = time_trace(maps, region, times=times)
     except ValueError as err:
-        raise CliError(f"cannot compute the trace: {err}", EXIT_USAGE) from None
+        raise cli.CliError(f"cannot compute the trace: {err}", cli.EXIT_USAGE) from None
     frames = (record.get("analysis") or {}).get("frames")
     if frames is None:
         frames = (record.get("movie") or {}).get("frames")
@@ -108,13 +102,13 @@ def _cmd_trace(args) -> int:
     try:
         trace_to_csv(trace, out, overwrite=args.overwrite)
     except FileExistsError as err:
-        raise CliError(f"{err} (use --overwrite to replace)", EXIT_OUTPUT) from None
+        raise cli.CliError(f"{err} (use --overwrite to replace)", cli.EXIT_OUTPUT) from None
     except OSError as err:
-        raise CliError(f"cannot write {str(out)!r}: {err}", EXIT_OUTPUT) from None
+        raise cli.CliError(f"cannot write {str(out)!r}: {err}", cli.EXIT_OUTPUT) from None
     if not args.quiet:
         _print_trace(trace, where)
         print(str(out))
-    return EXIT_OK
+    return cli.EXIT_OK
 
 
 def _print_trace(trace, where: str) -> None:
@@ -128,5 +122,3 @@ def _print_trace(trace, where: str) -> None:
         for k in range(n):
             line += f" {10 * trace['d_median'][i, k]:>8.4f} {int(trace['d_count'][i, k]):>6}"
         print(line, file=sys.stderr)
-
-
