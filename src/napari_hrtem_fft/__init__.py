@@ -24,6 +24,8 @@ _PUBLIC = {
     "find_reflections": "napari_hrtem_fft.core.fft",
     "refine_reflection": "napari_hrtem_fft.core.fft",
     "analyze": "napari_hrtem_fft.core.engine",
+    "analyze_gpa": "napari_hrtem_fft.core.gpa",
+    "matched_resolution": "napari_hrtem_fft.core.gpa",
     "LatticeMaps": "napari_hrtem_fft.core.maps",
     "StrainMaps": "napari_hrtem_fft.core.maps",
     "strain": "napari_hrtem_fft.core.strain",
