@@ -38,6 +38,7 @@ from scipy import ndimage
 from .engine import DEFAULT_MIN_AMPLITUDE, _check_image, _check_int, _check_real
 from .maps import LatticeMaps
 from .reciprocal import as_reflections
+from .strain import has_two_directions, strain
 
 __all__ = ["analyze_gpa", "gpa_window", "matched_resolution"]
 
@@ -378,6 +379,25 @@ def _dask_frames(x, freqs, opts, depth, chunk):
     )
 
 
+def _check_masks(refl, pixel_size: float, resolution_nm: float, sigma_nm: float) -> None:
+    """Each mask centre inside Nyquist and far enough from the centre of the spectrum."""
+    nyquist = 0.5 / pixel_size
+    gmag = np.hypot(refl[:, 0], refl[:, 1])
+    for k, g in enumerate(refl):
+        if np.any(np.abs(g) >= nyquist):
+            raise ValueError(
+                f"reflection {k} {g.tolist()} lies at or beyond Nyquist (|gy| or |gx| >= "
+                f"{nyquist:.4g} 1/nm for pixel_size {pixel_size} nm)"
+            )
+        if gmag[k] < _MIN_SIGMAS_FROM_CENTRE * sigma_nm:
+            finest = _MIN_SIGMAS_FROM_CENTRE * _FWHM_SIGMA / (2 * np.pi * gmag[k])
+            raise ValueError(
+                f"resolution_nm {resolution_nm:.4g} is too fine for reflection {k} "
+                f"{g.tolist()}: its mask would reach the centre of the spectrum; use "
+                f"resolution_nm >= {finest:.4g} nm"
+            )
+
+
 def analyze_gpa(
     image,
     reflections,
@@ -466,23 +486,8 @@ def analyze_gpa(
     if not isinstance(compute_strain, bool | np.bool_):
         raise TypeError(f"compute_strain must be True or False, got {compute_strain!r}")
     refl = as_reflections(reflections)
-    nyquist = 0.5 / pixel_size
-    beyond = np.any(np.abs(refl) >= nyquist, axis=1)
-    if beyond.any():
-        raise ValueError(
-            f"reflections {refl[beyond].tolist()} lie at or beyond Nyquist "
-            f"(|gy| or |gx| >= {nyquist:.4g} 1/nm for pixel_size {pixel_size} nm)"
-        )
     sigma_nm = _FWHM_SIGMA / (2 * np.pi * resolution_nm)  # mask σ in nm⁻¹
-    gmag = np.hypot(refl[:, 0], refl[:, 1])
-    close = gmag < _MIN_SIGMAS_FROM_CENTRE * sigma_nm
-    if close.any():
-        finest = _MIN_SIGMAS_FROM_CENTRE * _FWHM_SIGMA / (2 * np.pi * gmag.min())
-        raise ValueError(
-            f"resolution_nm {resolution_nm:.4g} is too fine for reflections "
-            f"{refl[close].tolist()}: their mask would reach the centre of the spectrum; "
-            f"use resolution_nm >= {finest:.4g} nm"
-        )
+    _check_masks(refl, pixel_size, resolution_nm, sigma_nm)
     margin = _margin(resolution_nm, pixel_size)
     if shape[-2] <= 2 * margin or shape[-1] <= 2 * margin:
         raise ValueError(
@@ -536,10 +541,6 @@ def analyze_gpa(
         pixel_size=pixel_size,
         parameters=parameters,
     )
-    if compute_strain:
-        from .strain import has_two_directions
-        from .strain import strain as _strain
-
-        if has_two_directions(refl):
-            maps.strain = _strain(maps)
+    if compute_strain and has_two_directions(refl):
+        maps.strain = strain(maps)
     return maps
