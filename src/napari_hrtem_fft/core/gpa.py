@@ -35,7 +35,8 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from .engine import DEFAULT_MIN_AMPLITUDE, _check_image, _check_int, _check_real
+from .engine import DEFAULT_MIN_AMPLITUDE
+from .engine._checks import _check_flag, _check_image, _check_int, _check_real
 from .maps import LatticeMaps
 from .reciprocal import as_reflections
 from .strain import has_two_directions, strain
@@ -483,8 +484,7 @@ def analyze_gpa(
     min_amplitude = _check_real(min_amplitude, "min_amplitude")
     if min_amplitude < 0:
         raise ValueError(f"min_amplitude must be >= 0, got {min_amplitude}")
-    if not isinstance(compute_strain, bool | np.bool_):
-        raise TypeError(f"compute_strain must be True or False, got {compute_strain!r}")
+    compute_strain = _check_flag(compute_strain, "compute_strain")
     refl = as_reflections(reflections)
     sigma_nm = _FWHM_SIGMA / (2 * np.pi * resolution_nm)  # mask σ in nm⁻¹
     _check_masks(refl, pixel_size, resolution_nm, sigma_nm)
