@@ -1,0 +1,371 @@
+"""Displacement field and dislocation cores from geometric-phase maps.
+
+Conventions (also in ``docs/gpa.md``)
+-------------------------------------
+* ``maps.phase[j]`` is the geometric phase ``P_j`` of reflection ``g_j`` relative to the
+  given ``g_j``: the image holds ``A_j cos(2π g_j·r + P_j(r))`` around ``r``.  A
+  displacement ``u`` of the lattice (material from the reference position ``r - u``
+  now at ``r``) gives ``P_j = -2π g_j·u + φ_j`` (Hÿtch 1998), ``φ_j`` a constant.
+* :func:`displacement` inverts this: ``u = -(1/2π) G⁺ P`` with ``G`` the ``(n, 2)``
+  matrix of the reflections (for two reflections ``G⁺ P = Σ P_j a_j``, ``a_j`` the
+  real-space basis dual to the ``g_j``).  ``u`` is defined up to a constant (the
+  ``φ_j``, i.e. the choice of lattice origin) and modulo a lattice vector ``t``
+  (``g_j·t`` integer for every ``j``).
+* A dislocation with Burgers vector ``b`` winds the phases: around a loop that runs
+  once **counter-clockwise on screen** round the core, ``∮ dP_j = -2π g_j·b`` with
+  ``b = ∮ du`` along that loop.  :func:`find_dislocations` counts the windings
+  ``n_j = ∮ dP_j / 2π`` (integers) and solves ``g_j·b = -n_j``.  Seen from the
+  viewer, a counter-clockwise loop is right-handed about a line direction ``ξ``
+  pointing out of the screen, towards the viewer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .maps import LatticeMaps
+from .strain import check_independent
+
+__all__ = ["Dislocations", "displacement", "find_dislocations", "phase_windings"]
+
+
+def _wrap(a):
+    """Angles wrapped to [-π, π)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def _phases(maps: LatticeMaps, reflections) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
+    if maps.phase is None:
+        raise ValueError(
+            "maps have no phase: compute them with a method that fills LatticeMaps.phase "
+            "(e.g. napari_hrtem_fft.analyze_gpa)"
+        )
+    n = maps.n_reflections
+    idx = list(range(n)) if reflections is None else [int(i) for i in reflections]
+    if any(i < 0 or i >= n for i in idx) or len(set(idx)) != len(idx):
+        raise ValueError(f"reflections must be distinct indices in 0 … {n - 1}, got {idx}")
+    g = np.asarray(maps.reflections, dtype=np.float64)[idx]
+    check_independent(g)
+    phase = np.asarray(maps.phase, dtype=np.float64)[idx]
+    return phase, g, idx
+
+
+def _basis_pair(g: np.ndarray) -> tuple[int, int]:
+    """The two reflections spanning the largest parallelogram (best conditioned)."""
+    best, pair = -1.0, (0, 1)
+    for i in range(len(g)):
+        for j in range(i + 1, len(g)):
+            area = abs(g[i, 0] * g[j, 1] - g[i, 1] * g[j, 0])
+            if area > best:
+                best, pair = area, (i, j)
+    return pair
+
+
+def _unwrap(phase: np.ndarray) -> np.ndarray:
+    """Spatially unwrap one 2D phase map; NaN stays NaN, each island on its own."""
+    from skimage.restoration import unwrap_phase
+
+    finite = np.isfinite(phase)
+    if not finite.any():
+        return phase
+    out = unwrap_phase(np.ma.masked_array(np.where(finite, phase, 0.0), ~finite))
+    out = np.ma.filled(out, np.nan)
+    # unwrap_phase may shift an island by a multiple of 2π: keep the wrapped value at
+    # one pixel of each island so the result is reproducible.
+    labels, count = ndimage.label(finite)
+    for lab in range(1, count + 1):
+        where = labels == lab
+        k = np.argmax(where)
+        shift = np.round((out.flat[k] - phase.flat[k]) / (2 * np.pi)) * 2 * np.pi
+        out[where] -= shift
+    return out
+
+
+def displacement(maps: LatticeMaps, *, reflections=None, unwrap: bool = True) -> np.ndarray:
+    """Displacement field ``u = (uy, ux)`` in nm from the geometric phases.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps with ``phase`` (e.g. from :func:`napari_hrtem_fft.analyze_gpa`) of at least
+        two non-collinear reflections.
+    reflections : sequence of int, optional
+        Indices of the reflections to use (default all).
+    unwrap : bool
+        True: each phase map is unwrapped spatially (quality-guided, Herráez et al.
+        2002, per 2D frame and per connected region of valid pixels), so that ``u`` is
+        continuous except on the cuts that any loop round a dislocation core must
+        cross, where it jumps by the Burgers vector.  False: ``u`` is the per-pixel
+        value in the unit cell of the lattice round 0 (a sawtooth map).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2, ..., my, mx)`` float64, ``(uy, ux)`` in nm on the map grid; NaN where any
+        used phase is NaN.
+
+    Notes
+    -----
+    ``P_j = -2π g_j·u`` (module docstring), solved per pixel by least squares,
+    ``u = -(1/2π) G⁺ P``.  With more than two reflections their phases are first made
+    consistent: the two reflections spanning the largest parallelogram give ``u₀``,
+    and every phase gets the multiple of 2π that brings it closest to
+    ``-2π g_j·u₀``.  ``u`` holds an arbitrary constant (the fringes' phases at the
+    image origin) and, without unwrapping, is known only modulo a lattice vector.
+
+    Raises
+    ------
+    ValueError
+        If the maps have no phase, or the reflections are fewer than two or collinear.
+    """
+    phase, g, _ = _phases(maps, reflections)
+    if not isinstance(unwrap, bool | np.bool_):
+        raise TypeError(f"unwrap must be True or False, got {unwrap!r}")
+    if unwrap:
+        flat = phase.reshape(-1, *phase.shape[-2:])
+        phase = np.stack([_unwrap(p) for p in flat]).reshape(phase.shape)
+    i, j = _basis_pair(g)
+    dual = np.linalg.inv(g[[i, j]])  # columns: real-space vectors a_i, a_j (nm)
+    u0 = -np.tensordot(dual, phase[[i, j]], axes=(1, 0)) / (2 * np.pi)
+    expected = -2 * np.pi * np.tensordot(g, u0, axes=(1, 0))
+    with np.errstate(invalid="ignore"):
+        consistent = phase + 2 * np.pi * np.round((expected - phase) / (2 * np.pi))
+    return -np.tensordot(np.linalg.pinv(g), consistent, axes=(1, 0)) / (2 * np.pi)
+
+
+def phase_windings(phase) -> np.ndarray:
+    """Winding number of a phase map round every plaquette of four map pixels.
+
+    Parameters
+    ----------
+    phase : array_like
+        ``(..., my, mx)`` phase in radians.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., my-1, mx-1)`` int: ``∮ dP / 2π`` counter-clockwise on screen round the
+        pixels ``(i, j)``, ``(i+1, j)``, ``(i+1, j+1)``, ``(i, j+1)`` (each step
+        wrapped to (-π, π]); 0 where a corner is NaN.
+    """
+    p = np.asarray(phase, dtype=np.float64)
+    tl, bl = p[..., :-1, :-1], p[..., 1:, :-1]
+    br, tr = p[..., 1:, 1:], p[..., :-1, 1:]
+    # Counter-clockwise on screen (y down): top-left → bottom-left → bottom-right →
+    # top-right → top-left.
+    total = _wrap(bl - tl) + _wrap(br - bl) + _wrap(tr - br) + _wrap(tl - tr)
+    turns = np.round(total / (2 * np.pi))
+    return np.where(np.isfinite(turns), turns, 0).astype(np.int64)
+
+
+@dataclass
+class Dislocations:
+    """Dislocation cores found from phase windings.
+
+    Attributes
+    ----------
+    position : numpy.ndarray
+        ``(k, 2)`` core positions ``(y, x)`` in nm relative to the image origin (add the
+        image layer's translate for world coordinates).
+    burgers : numpy.ndarray
+        ``(k, 2)`` Burgers vectors ``(by, bx)`` in nm: ``b = ∮ du`` counter-clockwise on
+        screen round the core (module docstring).
+    winding : numpy.ndarray
+        ``(k, n)`` int: winding ``∮ dP_j / 2π`` of each reflection's phase round the core
+        (``= -g_j·b``).
+    quality : numpy.ndarray
+        ``(k,)`` lower quartile of the amplitude on a ring round the core (between one and
+        two cluster radii): how well the phase is defined where the windings were
+        counted; compare with the amplitude threshold (noise alone gives ~1).
+    residual : numpy.ndarray
+        ``(k,)`` RMS of ``g_j·b + n_j`` over the reflections (dimensionless; 0 when the
+        windings are those of one lattice vector, always 0 for two reflections).
+    frame : numpy.ndarray
+        ``(k, m)`` int index of the frame in the maps' leading axes ``(...)`` (``m = 0``
+        for a single image).
+    reflections : numpy.ndarray
+        ``(n, 2)`` reflections used, nm⁻¹.
+    parameters : dict
+        Options used.
+    """
+
+    position: np.ndarray
+    burgers: np.ndarray
+    winding: np.ndarray
+    quality: np.ndarray
+    residual: np.ndarray
+    frame: np.ndarray
+    reflections: np.ndarray
+    parameters: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.position.shape[0])
+
+    @property
+    def burgers_length(self) -> np.ndarray:
+        """``|b|`` in nm, ``(k,)``."""
+        return np.hypot(self.burgers[:, 0], self.burgers[:, 1])
+
+    @property
+    def burgers_angle(self) -> np.ndarray:
+        """Direction of ``b`` in degrees, counter-clockwise on screen from +x, ``(k,)``."""
+        return np.degrees(np.arctan2(-self.burgers[:, 0], self.burgers[:, 1]))
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Columns of a table, one row per core (units in the names)."""
+        cols: dict[str, np.ndarray] = {}
+        for a in range(self.frame.shape[1]):
+            cols[f"frame_{a}"] = self.frame[:, a]
+        cols.update(
+            {
+                "y_nm": self.position[:, 0],
+                "x_nm": self.position[:, 1],
+                "by_nm": self.burgers[:, 0],
+                "bx_nm": self.burgers[:, 1],
+                "b_length_nm": self.burgers_length,
+                "b_angle_deg": self.burgers_angle,
+            }
+        )
+        for j in range(self.winding.shape[1]):
+            cols[f"winding_{j}"] = self.winding[:, j]
+        cols["quality"] = self.quality
+        cols["residual"] = self.residual
+        return cols
+
+    def points_data(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Data and features of a napari Points layer (nm, leading frame axes first)."""
+        data = np.concatenate([self.frame.astype(np.float64), self.position], axis=1)
+        features = {k: v for k, v in self.table().items() if not k.startswith(("y_", "x_"))}
+        return data, features
+
+    def vectors_data(self, length_scale: float = 1.0) -> np.ndarray:
+        """Data ``(k, 2, D)`` of a napari Vectors layer: each core and its Burgers vector.
+
+        Parameters
+        ----------
+        length_scale : float
+            Factor on the drawn vector length (Burgers vectors are a few Å long).
+        """
+        start = np.concatenate([self.frame.astype(np.float64), self.position], axis=1)
+        direction = np.concatenate(
+            [np.zeros_like(self.frame, dtype=np.float64), self.burgers * length_scale], axis=1
+        )
+        return np.stack([start, direction], axis=1)
+
+
+def _ring_quality(amplitude, centre, r_in, r_out) -> float:
+    """Lower quartile over reflections and ring pixels of ``amplitude (n, my, mx)``."""
+    my, mx = amplitude.shape[-2:]
+    yy, xx = np.ogrid[:my, :mx]
+    rho = np.hypot(yy - centre[0], xx - centre[1])
+    ring = (rho >= r_in) & (rho <= r_out)
+    vals = amplitude[:, ring]
+    vals = vals[np.isfinite(vals)]
+    return float(np.percentile(vals, 25)) if vals.size else float("nan")
+
+
+def find_dislocations(
+    maps: LatticeMaps,
+    *,
+    reflections=None,
+    min_quality: float | None = None,
+    max_residual: float = 0.25,
+    cluster_radius: float | None = None,
+) -> Dislocations:
+    """Dislocation cores and Burgers vectors from the windings of the phase maps.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps with ``phase`` of at least two non-collinear reflections.
+    reflections : sequence of int, optional
+        Indices of the reflections to use (default all).
+    min_quality : float, optional
+        Cores whose ring amplitude (see :class:`Dislocations`) is below this are
+        dropped as noise; default ``maps.parameters["min_amplitude"]`` or 10.
+    max_residual : float
+        Cores whose windings are not those of one lattice vector (RMS of
+        ``g_j·b + n_j`` above this, possible with three or more reflections) are dropped:
+        noise vortices of single reflections.
+    cluster_radius : float, optional
+        Windings of the different reflections closer than this (nm) belong to one core
+        (their singularities separate by a fraction of the resolution); default a
+        quarter of the maps' window (``window · pixel_size / 4``).
+
+    Returns
+    -------
+    Dislocations
+        One row per core whose summed windings are not all zero (vortex pairs of noise
+        cancel).  Two cores closer than ``cluster_radius`` are reported as one with the
+        sum of their Burgers vectors.
+
+    Raises
+    ------
+    ValueError
+        If the maps have no phase, or the reflections are fewer than two or collinear.
+    """
+    phase, g, idx = _phases(maps, reflections)
+    amplitude = np.asarray(maps.amplitude, dtype=np.float64)[idx]
+    scale = maps.map_scale
+    if min_quality is None:
+        min_quality = float(maps.parameters.get("min_amplitude", 10.0))
+    if cluster_radius is None:
+        cluster_radius = maps.window * maps.pixel_size / 4
+    radius_px = max(float(cluster_radius) / scale, 1.0)
+    n = len(idx)
+    lead = phase.shape[1:-2]
+    flat_phase = phase.reshape(n, -1, *phase.shape[-2:])
+    flat_amp = amplitude.reshape(n, -1, *amplitude.shape[-2:])
+    disk = (
+        np.hypot(
+            *np.ogrid[-int(radius_px) : int(radius_px) + 1, -int(radius_px) : int(radius_px) + 1]
+        )
+        <= radius_px
+    )
+    pinv = np.linalg.pinv(g)
+    rows = []
+    for t in range(flat_phase.shape[1]):
+        wind = phase_windings(flat_phase[:, t])  # (n, my-1, mx-1)
+        any_wind = np.any(wind != 0, axis=0)
+        if not any_wind.any():
+            continue
+        labels, count = ndimage.label(ndimage.binary_dilation(any_wind, structure=disk))
+        for lab in range(1, count + 1):
+            sel = (labels == lab) & any_wind
+            n_j = wind[:, sel].sum(axis=1)
+            if not n_j.any():
+                continue
+            weight = np.abs(wind[:, sel]).sum(axis=0).astype(np.float64)
+            iy, ix = np.nonzero(sel)
+            # Plaquette (i, j) is centred half a map pixel below and right of pixel (i, j).
+            cy = float(np.sum(weight * iy) / weight.sum()) + 0.5
+            cx = float(np.sum(weight * ix) / weight.sum()) + 0.5
+            b = -pinv @ n_j
+            residual = float(np.sqrt(np.mean((g @ b + n_j) ** 2)))
+            quality = _ring_quality(flat_amp[:, t], (cy, cx), radius_px, 2 * radius_px)
+            if not (quality >= min_quality and residual <= max_residual):
+                continue
+            frame = np.unravel_index(t, lead) if lead else ()
+            rows.append((frame, (cy * scale, cx * scale), b, n_j, quality, residual))
+    k = len(rows)
+    return Dislocations(
+        position=np.array([r[1] for r in rows], dtype=np.float64).reshape(k, 2),
+        burgers=np.array([r[2] for r in rows], dtype=np.float64).reshape(k, 2),
+        winding=np.array([r[3] for r in rows], dtype=np.int64).reshape(k, n),
+        quality=np.array([r[4] for r in rows], dtype=np.float64),
+        residual=np.array([r[5] for r in rows], dtype=np.float64),
+        frame=np.array([r[0] for r in rows], dtype=np.int64).reshape(k, len(lead)),
+        reflections=g,
+        parameters={
+            "reflections": idx,
+            "min_quality": float(min_quality),
+            "max_residual": float(max_residual),
+            "cluster_radius_nm": float(cluster_radius),
+            "closure": "b = ∮du counter-clockwise on screen; winding n_j = -g_j·b",
+        },
+    )
