@@ -29,6 +29,8 @@ _PUBLIC = {
     "displacement": "napari_hrtem_fft.core.phase",
     "find_dislocations": "napari_hrtem_fft.core.phase",
     "Dislocations": "napari_hrtem_fft.core.phase",
+    "line_profile": "napari_hrtem_fft.core.profile",
+    "LineProfile": "napari_hrtem_fft.core.profile",
     "LatticeMaps": "napari_hrtem_fft.core.maps",
     "StrainMaps": "napari_hrtem_fft.core.maps",
     "strain": "napari_hrtem_fft.core.strain",
