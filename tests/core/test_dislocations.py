@@ -29,7 +29,9 @@ def _second_sample():
 
 @pytest.fixture(scope="module", params=["default", "second"])
 def case(request):
-    img, truth = dislocation_sample(seed=1) if request.param == "default" else _second_sample()
+    # Seed 3: the fringes' phases at the origin add up to nearly π off the g's (P_3 ≠
+    # P_1 + P_2), which displacement() must not mistake for noise.
+    img, truth = dislocation_sample(seed=3) if request.param == "default" else _second_sample()
     maps = analyze_gpa(img, truth.reflections, pixel_size=PIXEL, step=STEP)
     return truth, maps
 

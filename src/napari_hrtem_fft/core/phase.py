@@ -115,15 +115,18 @@ def displacement(maps: LatticeMaps, *, reflections=None, unwrap: bool = True) ->
     ``u = -(1/2π) G⁺ P``.  With more than two reflections their phases are first made
     consistent: the two reflections spanning the largest parallelogram give ``u₀``,
     and every phase gets the multiple of 2π that brings it closest to
-    ``-2π g_j·u₀``.  ``u`` holds an arbitrary constant (the fringes' phases at the
-    image origin) and, without unwrapping, is known only modulo a lattice vector.
+    ``-2π g_j·u₀`` plus that reflection's constant offset (the circular mean of the
+    difference over the frame, weighted by amplitude: the fringes' phases at the origin
+    need not add up like the ``g_j``).  ``u`` holds an arbitrary constant (the fringes'
+    phases at the image origin) and, without unwrapping, is known only modulo a lattice
+    vector.
 
     Raises
     ------
     ValueError
         If the maps have no phase, or the reflections are fewer than two or collinear.
     """
-    phase, g, _ = _phases(maps, reflections)
+    phase, g, idx = _phases(maps, reflections)
     if not isinstance(unwrap, bool | np.bool_):
         raise TypeError(f"unwrap must be True or False, got {unwrap!r}")
     if unwrap:
@@ -133,8 +136,18 @@ def displacement(maps: LatticeMaps, *, reflections=None, unwrap: bool = True) ->
     dual = np.linalg.inv(g[[i, j]])  # columns: real-space vectors a_i, a_j (nm)
     u0 = -np.tensordot(dual, phase[[i, j]], axes=(1, 0)) / (2 * np.pi)
     expected = -2 * np.pi * np.tensordot(g, u0, axes=(1, 0))
+    # A reflection beyond the pair differs from its prediction by a constant too: the
+    # fringes' own phases at the origin need not add up like the g's (structure factor,
+    # contrast transfer).  That constant, the circular mean over each frame, is kept out
+    # of the rounding, so that noise never flips it.
+    # Weighted by the weakest reflection's amplitude, so that the film does not count.
+    weight = np.min(np.asarray(maps.amplitude, dtype=np.float64)[idx], axis=0)
+    offset = weight * np.exp(1j * (phase - expected))
+    offset = np.where(np.isfinite(offset), offset, 0)
+    offset = np.angle(offset.sum(axis=(-2, -1), keepdims=True))
     with np.errstate(invalid="ignore"):
-        consistent = phase + 2 * np.pi * np.round((expected - phase) / (2 * np.pi))
+        turns = np.round((expected + offset - phase) / (2 * np.pi))
+    consistent = phase + 2 * np.pi * turns
     return -np.tensordot(np.linalg.pinv(g), consistent, axes=(1, 0)) / (2 * np.pi)
 
 
