@@ -42,7 +42,13 @@ find_python() {
 ensure_venv() {
   local py
   py=$(find_python) || return 1
-  [ -x .venv/bin/python ] || "$py" -m venv .venv
+  if [ ! -x .venv/bin/python ]; then
+    echo "Creating the virtual environment .venv with $py"
+    "$py" -m venv .venv
+  fi
+  # pip is quiet (-qq); say what it is doing, since the first install takes minutes.
+  echo "Installing napari-hrtem-fft and its dependencies into .venv (first run: a few minutes)..."
   .venv/bin/python -m pip install -qq --upgrade pip
   .venv/bin/python -m pip install -qq -e ".[testing]"
+  echo "Environment ready."
 }

@@ -30,7 +30,13 @@ def test_parameters_json_is_strict_json_with_nan_as_strings(tmp_path):
     written = export_results(
         tmp_path, [layer], statistics=[], source={"layer": "Pd", "dose": float("nan")}
     )
-    assert [p.name for p in written] == ["d_spacing_1.tif", "statistics.csv", PARAMETERS_FILE]
+    assert [p.name for p in written] == [
+        "d_spacing_1.tif",
+        "d_spacing_1.json",
+        "statistics.csv",
+        PARAMETERS_FILE,
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 
     text = (tmp_path / PARAMETERS_FILE).read_text(encoding="utf-8")
     params = json.loads(text, parse_constant=_reject)

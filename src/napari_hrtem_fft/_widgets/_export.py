@@ -79,7 +79,7 @@ def export_results(
     Returns
     -------
     list of Path
-        The files written (TIFFs, CSV, JSON; sidecars not listed).
+        Every file written: each TIFF and its JSON sidecar, the CSV, the JSON record.
 
     Raises
     ------
@@ -113,17 +113,19 @@ def export_results(
         data = layer.data.compute() if hasattr(layer.data, "compute") else layer.data
         path = directory / name
         units = [str(u) for u in getattr(layer, "units", ("nm",) * layer.ndim)]
-        write_tiff(
-            path,
-            np.asarray(data, dtype=np.float32),
-            scale=tuple(float(s) for s in layer.scale),
-            units=units,
-            translate=tuple(float(t) for t in layer.translate),
-            metadata={"layer": layer.name, **params},
-            name=layer.name,
+        written += map(
+            Path,
+            write_tiff(
+                path,
+                np.asarray(data, dtype=np.float32),
+                scale=tuple(float(s) for s in layer.scale),
+                units=units,
+                translate=tuple(float(t) for t in layer.translate),
+                metadata={"layer": layer.name, **params},
+                name=layer.name,
+            ),
         )
         layer_params[name] = {"layer": layer.name, **params}
-        written.append(path)
 
     csv_path = directory / STATISTICS_FILE
     with open(csv_path, "x", encoding="utf-8", newline="") as fh:
