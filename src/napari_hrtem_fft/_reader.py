@@ -1,9 +1,12 @@
 """npe2 reader: electron-microscopy files open in napari with their calibration.
 
 napari calls :func:`napari_get_reader` for every file or folder dropped on it; it must
-answer quickly and never raise. The reader it returns does the actual work and raises
-:class:`~napari_hrtem_fft.io.MicrographReadError` (a ValueError naming the file) when a
-file is truncated or corrupt, which napari reports without losing the session.
+answer quickly and never raise: it looks at the extension and the first bytes, and for
+the generic ``.hdf5`` extension at a bounded number of HDF5 objects (milliseconds even
+for a file of 200,000 groups), and declines anything it cannot check. The reader it
+returns does the actual work and raises :class:`~napari_hrtem_fft.io.MicrographReadError`
+(a ValueError naming the file) when a file is truncated or corrupt, which napari reports
+without losing the session.
 """
 
 from __future__ import annotations
@@ -28,16 +31,16 @@ def napari_get_reader(path):
     callable or None
         The reader function, or None so that napari tries other plugins.
     """
-    from napari_hrtem_fft.io import sniff
-
     try:
+        from napari_hrtem_fft.io import sniff
+
         if isinstance(path, (list, tuple)):
             if path and all(isinstance(p, (str, os.PathLike)) and sniff(p) for p in path):
                 return read_layers
             return None
         if isinstance(path, (str, os.PathLike)) and sniff(path):
             return read_layers
-    except (OSError, TypeError, ValueError) as exc:
+    except Exception as exc:  # napari's hook must never raise
         logger.debug("napari-hrtem-fft declines %r: %s", path, exc)
     return None
 

@@ -11,6 +11,7 @@ Example
 (0.0126953125, ('nm', 'nm'))
 """
 
+from ._atomic import atomic_directory, atomic_path, atomic_paths
 from ._micrograph import Micrograph, MicrographReadError, jsonable
 from ._read import EXTENSIONS, read_micrographs, sniff
 from ._units import UnitInfo, axis_times, parse_unit
@@ -21,6 +22,9 @@ __all__ = [
     "Micrograph",
     "MicrographReadError",
     "UnitInfo",
+    "atomic_directory",
+    "atomic_path",
+    "atomic_paths",
     "axis_times",
     "jsonable",
     "parse_unit",

@@ -92,12 +92,14 @@ class FrameStack:
     token : tuple
         Identifies the data for dask (e.g. path, size, modification time, layout), so
         that opening the same file twice gives the same dask keys.
+    source : str or Path, optional
+        The file or folder named in errors (default ``token[0]``, the path).
 
     Indexing takes integers and slices (what dask's ``from_array`` passes); only the
     frames (and rows) asked for are read.
     """
 
-    def __init__(self, shape, dtype, read_rows, *, token):
+    def __init__(self, shape, dtype, read_rows, *, token, source=None):
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) < 2:
             raise ValueError(f"shape must have at least 2 axes (y, x), got {self.shape}")
@@ -105,6 +107,7 @@ class FrameStack:
         self.ndim = len(self.shape)
         self._read_rows = read_rows
         self._token = tuple(token)
+        self.source = str(source) if source is not None else str(self._token[0])
 
     @property
     def size(self) -> int:
@@ -137,13 +140,32 @@ class FrameStack:
             local = slice(0, r1 - r0, rows.step) if rows.step > 0 else [r - r0 for r in rows]
             for i, combo in enumerate(combos):
                 flat = int(np.ravel_multi_index(combo, lead_shape)) if lead_shape else 0
-                band = np.asarray(self._read_rows(flat, r0, r1))
+                band = self._read(flat, r0, r1)
                 part = band[local][:, kx]
                 part = part[0] if not isinstance(ky, slice) else part
                 if len(combos) == 1:  # the usual dask chunk: no second copy of the frame
                     return part.astype(self.dtype, copy=False).reshape(out_lead + tail)
                 out[i] = part
         return out.reshape(out_lead + tail)
+
+    def _read(self, frame: int, r0: int, r1: int) -> np.ndarray:
+        """Rows r0..r1 of a frame; any error of the file's reader names the file."""
+        from ._micrograph import MicrographReadError
+
+        try:
+            band = np.asarray(self._read_rows(frame, r0, r1))
+        except MicrographReadError:
+            raise
+        except Exception as exc:  # h5py/tifffile raise many types on corrupt data
+            raise MicrographReadError(
+                self.source, f"cannot read frame {frame} ({type(exc).__name__}: {exc})"
+            ) from exc
+        if band.shape[0] != r1 - r0:
+            raise MicrographReadError(
+                self.source,
+                f"frame {frame} has {band.shape[0]} rows where {r1 - r0} were expected",
+            )
+        return band
 
 
 def _tail_shape(ky, kx, shape) -> tuple:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from ._calibration import (
     frame_times,
     rsciio_axes,
 )
+from ._hdf5 import CHECK_LIMIT, global_heaps_consistent, hard_get, ncem_groups
 from ._micrograph import Micrograph, MicrographReadError
 from ._units import parse_unit
 
@@ -54,15 +56,19 @@ def open_hdf5(path: Path):
 
 
 def emd_flavour(h5) -> str | None:
-    """``"velox"``, ``"ncem"`` or None for an open h5py File."""
-    if "Version" in h5 and "Data" in h5:
+    """``"velox"``, ``"ncem"`` or None for an open h5py File.
+
+    Looks at a bounded number of objects and never follows links to other files.
+    """
+    version_dset = hard_get(h5, "Version") if "Version" in h5 and "Data" in h5 else None
+    if version_dset is not None:
         try:
-            version = json.loads(bytes(h5["Version"][0]).decode("utf-8"))
-        except (ValueError, TypeError, KeyError, IndexError):
+            version = json.loads(bytes(version_dset[0]).decode("utf-8"))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             version = {}
-        if version.get("format") in ("Velox", "DevelopersKit"):
+        if isinstance(version, dict) and version.get("format") in ("Velox", "DevelopersKit"):
             return "velox"
-    if _ncem_groups(h5):
+    if ncem_groups(h5):
         return "ncem"
     return None
 
@@ -315,24 +321,17 @@ def _as_float(value):
         return value
 
 
-def _ncem_groups(h5) -> list:
+def _attrs(obj, vlen_ok: bool) -> dict:
+    """An object's attributes; variable-length ones only when ``vlen_ok``."""
     import h5py
 
-    found = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Group) and _int_attr(obj, "emd_group_type") == 1:
-            found.append(name)
-
-    h5.visititems(visit)
-    return found
-
-
-def _int_attr(obj, key):
-    try:
-        return int(np.ravel(obj.attrs[key])[0])
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
+    out = {}
+    for key in obj.attrs:
+        dtype = obj.attrs.get_id(key).dtype
+        if not vlen_ok and (dtype.kind == "O" or h5py.check_vlen_dtype(dtype) is not None):
+            continue
+        out[key] = obj.attrs[key]
+    return out
 
 
 def _attr_str(obj, key) -> str:
@@ -354,7 +353,7 @@ def _read_ncem(path: Path) -> list[Micrograph]:
     h5 = open_hdf5(path)
     out = []
     try:
-        for group_name in _ncem_groups(h5):
+        for group_name in ncem_groups(h5, limit=CHECK_LIMIT, depth=8):
             group = h5[group_name]
             candidates = [
                 k
@@ -362,6 +361,7 @@ def _read_ncem(path: Path) -> list[Micrograph]:
                 if not re.fullmatch(r"dim\d+", k)
                 and hasattr(group[k], "shape")
                 and group[k].ndim >= 1
+                and _numeric(group[k].dtype)
             ]
             datasets = [k for k in candidates if f"dim{group[k].ndim}" in group]
             if not datasets:
@@ -398,25 +398,36 @@ def _read_ncem(path: Path) -> list[Micrograph]:
     return out
 
 
-def _ncem_image(path, h5, group_name, group, dset) -> Micrograph:
-    file_axes = []
-    for i in range(1, dset.ndim + 1):
-        dim = group[f"dim{i}"]
+def _numeric(dtype) -> bool:
+    """Pixel types that are an image: numbers, not strings or compound records."""
+    return np.dtype(dtype).kind in "biufc"
+
+
+def _ncem_axis(path, group, i: int, notes: list) -> FileAxis:
+    """Axis ``i`` (1-based) from ``dim<i>``; uncalibrated when its values give no step."""
+    dim = group[f"dim{i}"]
+    name, unit = _attr_str(dim, "name"), _attr_str(dim, "units")
+    try:
         values = np.asarray(dim[()], dtype=float).ravel()
-        step = float(values[1] - values[0]) if values.size > 1 else 1.0
-        if values.size > 2 and not np.allclose(np.diff(values), step, rtol=1e-4):
-            logger.warning("%s: dim%d is not evenly spaced; using its first step", path, i)
-        file_axes.append(
-            FileAxis(
-                step,
-                float(values[0]) if values.size else 0.0,
-                _attr_str(dim, "units"),
-                _attr_str(dim, "name"),
-            )
+    except (TypeError, ValueError):
+        values = np.array([])
+    step = float(values[1] - values[0]) if values.size > 1 else math.nan
+    if not (math.isfinite(step) and step > 0):
+        notes.append(
+            f"dim{i} ({name or 'unnamed'}) holds {values.size} value(s) that give no "
+            "positive finite step: that axis is uncalibrated"
         )
+        return FileAxis(math.nan, 0.0, unit, name)
+    if values.size > 2 and not np.allclose(np.diff(values), step, rtol=1e-4):
+        logger.warning("%s: dim%d is not evenly spaced; using its first step", path, i)
+    return FileAxis(step, float(values[0]), unit, name)
+
+
+def _ncem_image(path, h5, group_name, group, dset) -> Micrograph:
+    notes = []
+    file_axes = [_ncem_axis(path, group, i, notes) for i in range(1, dset.ndim + 1)]
     letters = [_axis_letter(a.name) for a in file_axes]
     order = list(range(dset.ndim))
-    notes = []
     if "x" in letters and "y" in letters and letters.count("x") == letters.count("y") == 1:
         iy, ix = letters.index("y"), letters.index("x")
         order = [i for i in order if i not in (iy, ix)] + [iy, ix]
@@ -438,11 +449,17 @@ def _ncem_image(path, h5, group_name, group, dset) -> Micrograph:
     data, conv = displayable(eager_or_lazy(data))
     axes = [file_axes[i] for i in order]
     title = group_name.rsplit("/", 1)[-1]
-    om = {"group": group_name, "attrs": dict(group.attrs)}
+    # Text attributes of variable length are read from the file's global heaps, on
+    # which HDF5 can loop for minutes when they are corrupt: checked first.
+    vlen_ok = global_heaps_consistent(path) is True
+    if not vlen_ok:
+        notes.append("variable-length text attributes not read (corrupt or unchecked heaps)")
+    om = {"group": group_name, "attrs": _attrs(group, vlen_ok)}
     for key in ("microscope", "sample", "user", "comments", "stage"):
-        if key in h5:
-            om[key] = dict(h5[key].attrs)
-    om["root"] = dict(h5.attrs)
+        obj = hard_get(h5, key)
+        if obj is not None:
+            om[key] = _attrs(obj, vlen_ok)
+    om["root"] = _attrs(h5, vlen_ok)
     units = sorted({str(a.unit) for a in axes[-2:]})
     return build_micrograph(
         data,

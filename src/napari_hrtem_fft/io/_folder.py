@@ -74,6 +74,7 @@ def read_tiff_folder(folder: Path, *, crop_databar: bool = True) -> list[Microgr
         dtype,
         _FolderRows(files, shape, dtype, crop_databar),
         token=("tiff folder", str(folder.resolve()), tuple(_stamp(f) for f in files)),
+        source=folder,
     )
     meta = dict(ref.metadata)
     notes = [*ref.metadata.get("notes", []), "time axis in frames: the files carry no time stamps"]

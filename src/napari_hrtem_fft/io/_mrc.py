@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def read_mrc(path: Path) -> list[Micrograph]:
     """
     import mrcfile
 
+    _check_header(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -117,6 +119,36 @@ def read_mrc(path: Path) -> list[Micrograph]:
             notes=notes,
         )
     ]
+
+
+def _check_header(path: Path) -> None:
+    """Check the header's sizes against the file before mrcfile reads anything.
+
+    mrcfile reads the extended header into memory with the length the header gives
+    (``nsymbt``, up to 2 GiB), so a corrupt length must be refused first; image
+    dimensions of zero or less are refused too.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if len(head) < 1024:
+        raise MicrographReadError(
+            path, f"not an MRC file or truncated: {len(head)} bytes, the header alone has 1024"
+        )
+    big = head[212:214] == b"\x11\x11"
+    order = ">" if big else "<"
+    nx, ny, nz = struct.unpack_from(order + "3i", head, 0)
+    (nsymbt,) = struct.unpack_from(order + "i", head, 92)
+    if min(nx, ny, nz) < 1:
+        raise MicrographReadError(
+            path, f"the MRC header gives an empty or negative size nx, ny, nz = {nx}, {ny}, {nz}"
+        )
+    if not 0 <= nsymbt <= size - 1024:
+        raise MicrographReadError(
+            path,
+            f"corrupt MRC header: an extended header of {nsymbt} bytes does not fit in "
+            f"the file's {size} bytes",
+        )
 
 
 # Days (OLE automation date or days since 1900) or seconds since 1970: the FEI/TFS

@@ -58,11 +58,12 @@ def sniff(path) -> bool:
             # other plugins.
             return _is_our_hdf5(path)
         return True
-    except (OSError, TypeError, ValueError):
+    except Exception:
         return False
 
 
 def _is_our_hdf5(path: Path) -> bool:
+    """HyperSpy or EMD layout, looked for in a bounded number of HDF5 objects."""
     import h5py
 
     from ._emd import emd_flavour
@@ -71,11 +72,13 @@ def _is_our_hdf5(path: Path) -> bool:
     try:
         with h5py.File(path, "r") as h5:
             return is_hyperspy(h5) or emd_flavour(h5) is not None
-    except OSError:
+    except Exception:
         return False
 
 
-def read_micrographs(path, *, crop_databar: bool = True) -> list[Micrograph]:
+def read_micrographs(
+    path, *, crop_databar: bool = True, allow_external: bool = False
+) -> list[Micrograph]:
     """Read every image in an electron-microscopy file, with its calibration.
 
     Parameters
@@ -87,6 +90,10 @@ def read_micrographs(path, *, crop_databar: bool = True) -> list[Micrograph]:
     crop_databar : bool, optional
         Remove the information bar under FEI/TFS SEM/FIB TIFF images (default True;
         the number of rows removed is in ``metadata["databar_rows_removed"]``).
+    allow_external : bool, optional
+        Read HDF5 files (.emd, .hspy, .hdf5) whose data are stored in other files
+        (external links, external raw storage, virtual datasets). Default False: such
+        a file is refused, so that opening a file never reads another one.
 
     Returns
     -------
@@ -101,7 +108,10 @@ def read_micrographs(path, *, crop_databar: bool = True) -> list[Micrograph]:
         If ``path`` does not exist.
     MicrographReadError
         (a ValueError) If the file is not of the format its extension says, is truncated
-        or corrupt, or holds no image; the message names the file.
+        or corrupt, holds no image, is not a regular file, declares an image larger
+        than its bytes can hold, or (HDF5) keeps data in other files; the message
+        names the file. Any other error of a third-party reader is reported the same
+        way.
     TypeError
         If ``path`` is not a path.
     """
@@ -111,10 +121,33 @@ def read_micrographs(path, *, crop_databar: bool = True) -> list[Micrograph]:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
     if not path.exists():
         raise FileNotFoundError(f"No such file or folder: {str(path)!r}")
+    try:
+        out = _dispatch(path, crop_databar=crop_databar, allow_external=allow_external)
+    except (MicrographReadError, FileNotFoundError):
+        raise
+    except MemoryError as exc:
+        raise MicrographReadError(
+            path, "the file declares an image too large for memory (corrupt header?)"
+        ) from exc
+    except Exception as exc:  # third-party readers raise many types on corrupt input
+        raise MicrographReadError(
+            path, f"corrupt or unreadable file ({type(exc).__name__}: {exc})"
+        ) from exc
+    for mg in out:
+        if min(mg.data.shape) < 1:
+            raise MicrographReadError(
+                path, f"the image {mg.name!r} is empty (shape {tuple(mg.data.shape)})"
+            )
+    return out
+
+
+def _dispatch(path: Path, *, crop_databar: bool, allow_external: bool) -> list[Micrograph]:
     if path.is_dir():
         from ._folder import read_tiff_folder
 
         return read_tiff_folder(path, crop_databar=crop_databar)
+    if not path.is_file():
+        raise MicrographReadError(path, "not a regular file (a pipe, socket or device?)")
     family = EXTENSIONS.get(path.suffix.lower())
     if family is None:
         raise MicrographReadError(
@@ -139,11 +172,12 @@ def read_micrographs(path, *, crop_databar: bool = True) -> list[Micrograph]:
         from ._tiff import read_tiff
 
         return read_tiff(path, crop_databar=crop_databar)
-    return _read_hdf5(path)
+    return _read_hdf5(path, allow_external=allow_external)
 
 
-def _read_hdf5(path: Path) -> list[Micrograph]:
+def _read_hdf5(path: Path, *, allow_external: bool = False) -> list[Micrograph]:
     from ._emd import emd_flavour, open_hdf5, read_emd
+    from ._hdf5 import check_self_contained, global_heaps_consistent
     from ._hspy import is_hyperspy, read_hspy
 
     with open(path, "rb") as f:
@@ -152,8 +186,15 @@ def _read_hdf5(path: Path) -> list[Micrograph]:
                 path, f"not an HDF5 file, which a {path.suffix} file must be (no HDF5 signature)"
             )
     with open_hdf5(path) as h5:
+        if not allow_external:
+            check_self_contained(path, h5)
         hyperspy = is_hyperspy(h5)
         emd = emd_flavour(h5) if not hyperspy else None
+    if (hyperspy or emd == "velox") and global_heaps_consistent(path) is False:
+        # rosettasciio reads every text attribute; HDF5 can loop on a corrupt heap.
+        raise MicrographReadError(
+            path, "corrupt HDF5 file: a global heap (variable-length text) is inconsistent"
+        )
     if hyperspy:
         return read_hspy(path)
     if emd is not None or path.suffix.lower() == ".emd":

@@ -105,6 +105,11 @@ def read_tia(path: Path) -> list[Micrograph]:
     else:
         _check_ser_header(path)
         emi, sers = emi_for_ser(path), [path]
+    for ser in sers:
+        if not ser.is_file():
+            raise MicrographReadError(
+                path, f"{ser.name} is not a regular file (a pipe, socket or device?)"
+            )
     layouts = {ser: _series_layout(ser) for ser in sers}
     if not any(layouts.values()):
         return _read_with_rsciio(path, emi)
@@ -358,9 +363,10 @@ def _series_layout(path: Path) -> SerLayout | None:
         dims = []
         for _ in range(ndim):
             size, cal_offset, cal_delta, cal_element, n_desc = struct.unpack("<IddiI", f.read(28))
-            desc = f.read(n_desc).decode("latin-1")
+            desc = f.read(min(n_desc, 4096)).decode("latin-1")
+            f.seek(f.tell() + max(0, n_desc - 4096))
             (n_units,) = struct.unpack("<I", f.read(4))
-            units = f.read(n_units).decode("latin-1")
+            units = f.read(min(n_units, 4096)).decode("latin-1")
             dims.append(
                 {
                     "size": size,
@@ -371,13 +377,31 @@ def _series_layout(path: Path) -> SerLayout | None:
                     "units": units,
                 }
             )
-        f.seek(offset_array)
+        size = f.seek(0, 2)
         itemsize = np.dtype(offset_type).itemsize
+        if valid > total:
+            raise MicrographReadError(
+                path,
+                f"corrupt TIA .ser header: ValidNumberElements {valid} > "
+                f"TotalNumberElements {total}",
+            )
+        if offset_array + 2 * total * itemsize > size:
+            raise MicrographReadError(
+                path,
+                f"truncated or corrupt TIA .ser file: its offset table of {total} elements "
+                f"at byte {offset_array} does not fit in the file's {size} bytes",
+            )
+        f.seek(offset_array)
         offsets = np.frombuffer(f.read(2 * total * itemsize), offset_type)
         if offsets.size != 2 * total:
             raise MicrographReadError(path, "truncated TIA .ser file: the offset table is cut")
         data_offsets = offsets[:valid].astype(np.int64)
         tag_offsets = offsets[total : total + valid].astype(np.int64)
+        if valid and (data_offsets.max() >= size or tag_offsets.max() >= size):
+            raise MicrographReadError(
+                path,
+                f"truncated or corrupt TIA .ser file: element offsets point past its {size} bytes",
+            )
         elements = np.empty(valid, _ELEMENT)
         times = np.empty(valid, np.float64) if tag_type in _TIME_TAGS else None
         for k in range(valid):
@@ -390,9 +414,10 @@ def _series_layout(path: Path) -> SerLayout | None:
                 f.seek(int(tag_offsets[k]))
                 tag = f.read(8)
                 times[k] = struct.unpack("<HHI", tag)[2] if len(tag) == 8 else np.nan
-        size = f.seek(0, 2)
     first = elements[0]
     shape = (int(first["ArraySizeY"]), int(first["ArraySizeX"]))
+    if min(shape) < 1:
+        raise MicrographReadError(path, f"the TIA .ser frames are empty (ArraySize {shape})")
     code = int(first["DataType"])
     if code not in _PIXEL_TYPES:
         raise MicrographReadError(path, f"unknown TIA pixel type {code}")

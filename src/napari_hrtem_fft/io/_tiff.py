@@ -22,8 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +70,45 @@ def read_tiff(path: Path, *, crop_databar: bool = True, lazy: bool = False) -> l
         Return every series as a dask array, even small 2-D images, so that only the
         tags are read (used to check the frames of a folder cheaply).
     """
-    import tifffile
 
     path = Path(path)
     if not is_tiff(path):
         raise MicrographReadError(path, "not a TIFF file (no TIFF signature in the first bytes)")
+    with _dropped_tags() as dropped:
+        out = _read_tiff(path, crop_databar=crop_databar, lazy=lazy)
+    if dropped:
+        # tifffile skips a tag whose value lies outside the file (and logs it): the
+        # file was cut, and the calibration may be in the lost tag (FEI, Zeiss).
+        raise MicrographReadError(path, f"truncated or corrupt TIFF file: {dropped[0]}")
+    return out
+
+
+class _TagLog(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.found: list[str] = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if "TiffTag" in message and "offset" in message:
+            self.found.append(re.sub(r"^<[^>]*> raised ", "", message))
+
+
+@contextmanager
+def _dropped_tags():
+    """Messages of the tags tifffile could not read because they point past the end."""
+    handler = _TagLog()
+    log = logging.getLogger("tifffile")
+    log.addHandler(handler)
+    try:
+        yield handler.found
+    finally:
+        log.removeHandler(handler)
+
+
+def _read_tiff(path: Path, *, crop_databar: bool, lazy: bool) -> list[Micrograph]:
+    import tifffile
+
     try:
         tf = tifffile.TiffFile(path)
     except (
@@ -109,6 +145,7 @@ def _read_series(path, tf, s, index, *, crop_databar, lazy=False) -> Micrograph:
     axes_letters = s.axes
     shape = tuple(s.shape)
     _check_extent(path, tf, s)
+    _check_decoded_size(path, s)
     lazy = lazy or len(shape) - ("S" in axes_letters) > 2 or s.nbytes > EAGER_MAX_BYTES
     notes = []
     if lazy:
@@ -180,6 +217,44 @@ def _check_extent(path, tf, s) -> None:
             path,
             f"truncated TIFF file: the image data end at byte {end} but the file has {size} bytes",
         )
+
+
+# Deflate cannot expand data by more than 1032:1, LZW and PackBits by less; a page
+# that claims more than this ratio has a header that lies about its size.
+_MAX_RATIO = {5: 1500, 8: 1500, 32946: 1500, 32773: 200}
+
+
+def _check_decoded_size(path, s) -> None:
+    """Refuse a compressed page whose declared size its compressed bytes cannot hold.
+
+    A zlib TIFF of 8 MB can declare 90000 × 90000 pixels; reading a frame would then
+    allocate 15 GiB before the decoder notices. The limit is the codec's maximum
+    expansion (above 256 MiB) and, for any codec, half the machine's memory.
+    """
+    page = s.pages[0]
+    if page is None:
+        return
+    compression = int(getattr(page, "compression", 1) or 1)
+    if compression == 1:
+        return  # uncompressed: _check_extent compared the data with the file size
+    decoded = int(np.prod(page.shape, dtype=object)) * np.dtype(page.dtype).itemsize
+    stored = sum(int(c) for c in (getattr(page, "databytecounts", ()) or ()))
+    ratio = _MAX_RATIO.get(compression)
+    too_big = decoded > _memory_bytes() // 2
+    if too_big or (ratio and decoded > 256 * 2**20 and decoded > ratio * max(stored, 1)):
+        raise MicrographReadError(
+            path,
+            f"corrupt TIFF header: a page of {page.shape} {np.dtype(page.dtype)} pixels "
+            f"({decoded / 2**30:.1f} GiB) cannot come from its {stored} compressed bytes"
+            + (" and would not fit in memory" if too_big else ""),
+        )
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
 
 
 def _lazy_series(path, tf, s, index):

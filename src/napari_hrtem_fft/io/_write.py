@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_paths
 from ._micrograph import jsonable
 from ._tiff import WRITER_ID
 from ._units import FRAME, NM, PX, RECIPROCAL_NM, UnitInfo, parse_unit
@@ -77,20 +78,38 @@ def write_tiff(
                     f"{str(p)!r} already exists; not overwriting it "
                     "(choose another name or pass overwrite=True)"
                 )
+    where = f"cannot write {str(path)!r}"
     shape = tuple(data.shape)
     ndim = len(shape)
     if not 2 <= ndim <= 5:
-        raise ValueError(f"data must have 2 to 5 dimensions (..., y, x), got shape {shape}")
-    scale = tuple(float(s) for s in scale)
-    units = tuple(str(u) if u is not None else PX for u in units)
-    translate = tuple(float(t) for t in (translate if translate is not None else (0.0,) * ndim))
+        raise ValueError(f"{where}: data must have 2 to 5 dimensions (..., y, x), got {shape}")
+    if min(shape) < 1:
+        raise ValueError(f"{where}: the image is empty (shape {shape})")
+    dtype = np.dtype(getattr(data, "dtype", np.float32))
+    if dtype.kind not in "biuf":
+        what = "complex" if dtype.kind == "c" else f"{dtype} (not real numbers)"
+        raise TypeError(
+            f"{where}: the pixels are {what}; float32 TIFF holds real values only, "
+            "so write abs(data), data.real or data.imag explicitly"
+        )
+    try:
+        scale = tuple(float(s) for s in scale)
+        units = tuple(str(u) if u is not None else PX for u in units)
+        translate = tuple(
+            float(t) for t in (translate if translate is not None else (0.0,) * ndim)
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: scale and translate must be numbers ({exc})") from None
     for label, values in (("scale", scale), ("units", units), ("translate", translate)):
         if len(values) != ndim:
             raise ValueError(
-                f"{label} needs {ndim} entries for data of shape {shape}, got {len(values)}"
+                f"{where}: {label} needs {ndim} entries for data of shape {shape}, "
+                f"got {len(values)}"
             )
     if not all(math.isfinite(s) and s > 0 for s in scale):
-        raise ValueError(f"scale must be finite and positive, got {scale}")
+        raise ValueError(f"{where}: scale must be finite and positive, got {scale}")
+    if not all(math.isfinite(t) for t in translate):
+        raise ValueError(f"{where}: translate must be finite, got {translate}")
 
     canon_scale, canon_translate, canon_units = [], [], []
     kinds = []
@@ -100,14 +119,17 @@ def write_tiff(
             info = UnitInfo("none", 1.0, FRAME)
         elif info.kind == "unknown":
             raise ValueError(
-                f"cannot write unit {u!r}: use a length, reciprocal length, time or pixel unit"
+                f"{where}: cannot write unit {u!r}; use a length, reciprocal length, time "
+                "or pixel unit"
             )
         kinds.append(info.kind)
         canon_scale.append(s * info.factor)
         canon_translate.append(t * info.factor)
         canon_units.append(info.canonical)
     if kinds[-1] != kinds[-2]:
-        raise ValueError(f"the y and x axes need the same kind of unit, got {units[-2:]!r}")
+        raise ValueError(
+            f"{where}: the y and x axes need the same kind of unit, got {units[-2:]!r}"
+        )
 
     ij_unit, factor = _imagej_unit(units[-1], kinds[-1])
     sy, sx = (canon_scale[-2] / factor, canon_scale[-1] / factor)
@@ -159,16 +181,15 @@ def write_tiff(
         "units": canon_units,
         "metadata": jsonable(metadata or {}),
     }
-    text = json.dumps(sidecar, indent=1, ensure_ascii=False, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "w" if overwrite else "x"
-    tifffile.imwrite(path, **image, imagej=True, resolution=resolution, metadata=ij, mode=mode)
     try:
-        with open(side, mode, encoding="utf-8") as f:
-            f.write(text)
-    except FileExistsError:
-        path.unlink()
-        raise FileExistsError(f"{str(side)!r} already exists; not overwriting it") from None
+        text = json.dumps(sidecar, indent=1, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(f"{where}: the metadata cannot be saved as JSON ({exc})") from None
+    # Both files appear together, only once complete (an interrupted or failed write
+    # leaves neither, so a rerun does not find a half-written "existing" output).
+    with atomic_paths([path, side], overwrite=overwrite) as (tmp_tiff, tmp_side):
+        tifffile.imwrite(tmp_tiff, **image, imagej=True, resolution=resolution, metadata=ij)
+        tmp_side.write_text(text, encoding="utf-8")
     return [str(path), str(side)]
 
 
