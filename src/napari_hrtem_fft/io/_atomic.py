@@ -58,6 +58,21 @@ def _reraise_named(exc: OSError, path: Path):
     raise OSError(exc.errno, f"{exc.strerror} while writing {str(path)!r}") from exc
 
 
+def _publish_new(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target``, which must not exist (never replaced)."""
+    try:
+        os.link(tmp, target)  # fails if the target appeared meanwhile
+    except FileExistsError:
+        raise _exists_error(target) from None
+    except OSError:
+        # No hard links on this file system (FAT, some network shares): check, rename.
+        if target.exists() or target.is_symlink():
+            raise _exists_error(target) from None
+        os.rename(tmp, target)
+        return
+    tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_paths(paths: Sequence, *, overwrite: bool = False) -> Iterator[list[Path]]:
     """Temporary names for several files that appear together or not at all.
@@ -102,8 +117,7 @@ def atomic_paths(paths: Sequence, *, overwrite: bool = False) -> Iterator[list[P
                 if overwrite:
                     os.replace(tmp, target)
                 else:
-                    os.link(tmp, target)  # fails if the target appeared meanwhile
-                    tmp.unlink()
+                    _publish_new(tmp, target)
                 done.append(target)
         except BaseException:
             if not overwrite:

@@ -1,0 +1,132 @@
+"""Atomic outputs (issue 11): nothing half-written under the final name, no overwrite."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_hrtem_fft._writer import write_calibrated_tiff
+from napari_hrtem_fft.io import (
+    atomic_directory,
+    atomic_path,
+    read_micrographs,
+    sidecar_path,
+    write_tiff,
+)
+from napari_hrtem_fft.io._atomic import PARTIAL_MARK
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if PARTIAL_MARK in p.name)
+
+
+def _disk_full_after(monkeypatch, nbytes):
+    """tifffile.imwrite writes ``nbytes`` of the file, then the disk is full."""
+    real = tifffile.imwrite
+
+    def imwrite(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        with open(path, "r+b") as f:
+            f.truncate(nbytes)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tifffile, "imwrite", imwrite)
+
+
+def test_failed_tiff_write_leaves_nothing_and_a_rerun_succeeds(tmp_path, monkeypatch):
+    path = tmp_path / "map.tif"
+    data = np.arange(64 * 48, dtype=np.float32).reshape(64, 48)
+    _disk_full_after(monkeypatch, 1000)
+    with pytest.raises(OSError, match=r"No space left on device.*map\.tif") as info:
+        write_tiff(path, data, scale=(0.1, 0.1), units=("nm", "nm"))
+    assert info.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no TIFF, no sidecar, no .partial
+    monkeypatch.undo()
+    write_tiff(path, data, scale=(0.1, 0.1), units=("nm", "nm"))  # no "output exists"
+    (mg,) = read_micrographs(path)
+    assert np.array_equal(mg.data, data)
+
+
+def test_failed_overwrite_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "map.tif"
+    old = np.ones((16, 16), np.float32)
+    write_tiff(path, old, scale=(0.1, 0.1), units=("nm", "nm"))
+    before = path.read_bytes(), sidecar_path(path).read_bytes()
+    _disk_full_after(monkeypatch, 100)
+    with pytest.raises(OSError):
+        write_tiff(path, old * 2, scale=(0.2, 0.2), units=("nm", "nm"), overwrite=True)
+    assert (path.read_bytes(), sidecar_path(path).read_bytes()) == before
+    assert _leftovers(tmp_path) == []
+
+
+def test_atomic_path_renames_on_success_and_never_overwrites(tmp_path):
+    target = tmp_path / "maps.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text("{}")
+        assert not target.exists()  # nothing under the final name while writing
+    assert target.read_text() == "{}"
+    with pytest.raises(FileExistsError, match=r"maps\.json"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+    assert target.read_text() == "{}"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target, overwrite=True) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt  # Ctrl-C during the write phase
+    assert target.read_text() == "{}" and _leftovers(tmp_path) == []
+
+
+def _zarr_like(path):
+    return (path / ".zattrs").exists() or (path / "zarr.json").exists()
+
+
+def test_atomic_directory_replaces_only_what_it_may(tmp_path):
+    out = tmp_path / "maps.zarr"
+    with atomic_directory(out) as tmp:
+        (tmp / "zarr.json").write_text("{}")
+    assert (out / "zarr.json").exists()
+    # A failure while writing leaves the previous store as it was.
+    with pytest.raises(RuntimeError):
+        with atomic_directory(out, overwrite=True, replaceable=_zarr_like) as tmp:
+            (tmp / "zarr.json").write_text("partial")
+            raise RuntimeError("worker died")
+    assert (out / "zarr.json").read_text() == "{}" and _leftovers(tmp_path) == []
+    with atomic_directory(out, overwrite=True, replaceable=_zarr_like) as tmp:
+        (tmp / "zarr.json").write_text("new")
+    assert (out / "zarr.json").read_text() == "new"
+    # A folder that is not a store is never deleted, even with overwrite.
+    mine = tmp_path / "thesis.zarr"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="not an output of this kind"):
+        with atomic_directory(mine, overwrite=True, replaceable=_zarr_like) as tmp:
+            (tmp / "zarr.json").write_text("{}")
+    assert (mine / "chapter1.tex").read_text() == "precious"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, error, message",
+    [
+        (np.ones((8, 8), np.complex64), {}, TypeError, r"bad\.tif.*complex"),
+        (np.ones((0, 5), np.float32), {"scale": (1, 1)}, ValueError, r"bad\.tif.*empty"),
+        (np.ones((8, 8)), {"translate": (np.nan, 0.0)}, ValueError, r"bad\.tif.*translate"),
+        (np.ones((8, 8)), {"scale": (np.inf, np.inf)}, ValueError, r"bad\.tif.*finite"),
+    ],
+)
+def test_bad_layers_are_refused_naming_the_file(tmp_path, data, kwargs, error, message):
+    kwargs = {"scale": (0.1, 0.1), "units": ("nm", "nm"), **kwargs}
+    with pytest.raises(error, match=message):
+        write_tiff(tmp_path / "bad.tif", data, **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_npe2_writer_refuses_a_complex_layer(tmp_path):
+    meta = {"scale": (0.1, 0.1), "translate": (0.0, 0.0), "units": ("nm", "nm")}
+    with pytest.raises(TypeError, match=r"fft\.tif.*complex.*abs\(data\)"):
+        write_calibrated_tiff(str(tmp_path / "fft"), np.ones((8, 8), np.complex128), meta)
+    assert list(tmp_path.iterdir()) == []
