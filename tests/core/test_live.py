@@ -1,0 +1,148 @@
+"""Live analysis: a stopped live run equals the offline movie analysis of its frames."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from napari_hrtem_fft.core.live import LiveControl, iter_live
+from napari_hrtem_fft.core.movie import analyze_movie, read_zarr_maps, time_trace
+from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
+
+PIXEL = 0.02  # nm
+REFL = pd_110_reflections(10.0)
+OPTIONS = dict(window=64, step=8, search=0.1)
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int
+    data: np.ndarray
+    time: float
+    name: str
+    complete: float
+
+
+class ListSource:
+    """Frames handed out a few at a time, as an acquisition writes them."""
+
+    def __init__(self, stack, per_poll=(1,)):
+        self.stack, self.per_poll, self.next, self.polls = stack, list(per_poll), 0, 0
+
+    def poll(self):
+        n = self.per_poll[min(self.polls, len(self.per_poll) - 1)]
+        self.polls += 1
+        ks = range(self.next, min(self.next + n, len(self.stack)))
+        self.next = ks.stop
+        return [Frame(k, self.stack[k], 0.5 * k, f"f{k}.tif", time.monotonic()) for k in ks]
+
+
+def _movie(n=6, size=256):
+    stack, truth = synthetic_movie(
+        n, (size, size), pixel_size=PIXEL, reflections=REFL, noise=0.05, amorphous=0.1,
+        expansion_total=0.03, drift=1.5, radius=size * PIXEL * 0.3, lazy=False,
+    )  # fmt: skip
+    return stack, truth
+
+
+def _run_to_end(gen, stop_after):
+    """Drive a live run until ``stop_after`` frames are analysed, then close it."""
+    updates = []
+    for update in gen:
+        if update.kind == "frame":
+            updates.append(update)
+            if len(updates) == stop_after:
+                break
+    try:
+        gen.close()
+    except StopIteration:
+        pass
+    return updates
+
+
+def test_stopped_live_run_equals_offline_analysis_of_its_frames(tmp_path):
+    stack, truth = _movie()
+    my = -(-stack.shape[1] // 8)
+    region = np.zeros((my, my), bool)
+    region[10:22, 10:22] = True  # the particle on the first frame; it moves with the drift
+    store = tmp_path / "live.zarr"
+    gen = iter_live(
+        ListSource(stack), REFL, pixel_size=PIXEL, store=store, region=region,
+        trace_regions={"particle": region}, skip=False, poll_interval=0.001, **OPTIONS,
+    )  # fmt: skip
+    updates = _run_to_end(gen, len(stack))
+    assert [u.frame for u in updates] == list(range(len(stack)))
+    live = read_zarr_maps(store)  # complete: the completion marker was written at close
+    assert live.d_spacing.shape == (3, len(stack), my, my)
+    drift = np.stack([u.drift for u in updates])
+    # Registered frame to frame (errors add up), the drift follows the true random walk.
+    np.testing.assert_allclose(drift, truth.drift - truth.drift[0], atol=0.15)
+
+    offline = analyze_movie(
+        stack, REFL, pixel_size=PIXEL, track=True, region=region, drift=drift, **OPTIONS
+    )
+    for name, ref in offline.maps.arrays().items():
+        got = np.asarray(live.arrays()[name])
+        np.testing.assert_array_equal(got, np.asarray(ref, dtype=np.float32), err_msg=name)
+    np.testing.assert_array_equal(live.reflections, REFL)
+    # The trace of the live run is the offline trace of the moving region.
+    trace = updates[-1].traces["particle"]
+    offline_trace = time_trace(offline, region)
+    for key in ("d_median", "d_count", "exx_mean"):
+        np.testing.assert_allclose(trace[key], offline_trace[key], rtol=1e-6, err_msg=key)
+    # The lattice expands by 3 % through the movie; the trace (64-px windows) sees it.
+    growth = trace["d_median"][-1] / trace["d_median"][0] - 1
+    np.testing.assert_allclose(growth, 0.03, atol=3e-3)
+
+
+def test_behind_the_acquisition_it_skips_to_the_newest_frame_and_says_so(tmp_path):
+    stack, _ = _movie(n=7, size=128)
+    # The acquisition delivers 1 frame, then 3 at once (analysis was slow), then 3.
+    source = ListSource(stack, per_poll=(1, 3, 3))
+    gen = iter_live(source, REFL, pixel_size=PIXEL, store=tmp_path / "s.zarr",
+                    poll_interval=0.001, **OPTIONS)  # fmt: skip
+    updates = _run_to_end(gen, 3)
+    assert [u.frame for u in updates] == [0, 3, 6]
+    assert [u.skipped for u in updates] == [[], [1, 2], [4, 5]]
+    assert "skipped 1-2" in updates[1].message
+    live = read_zarr_maps(tmp_path / "s.zarr")
+    assert live.parameters["movie"]["frames"] == [0, 3, 6]
+    assert live.parameters["live"]["skipped"] == [1, 2, 4, 5]
+    np.testing.assert_array_equal(live.parameters["live"]["times_s"], [0.0, 1.5, 3.0])
+
+
+def test_pause_resume_stop(tmp_path):
+    stack, _ = _movie(n=5, size=128)
+    control = LiveControl()
+    gen = iter_live(ListSource(stack), REFL, pixel_size=PIXEL, store=tmp_path / "p.zarr",
+                    control=control, poll_interval=0.001, **OPTIONS)  # fmt: skip
+    first = next(u for u in gen if u.kind == "frame")
+    assert first.frame == 0
+    control.pause()
+    assert {next(gen).kind for _ in range(3)} == {"paused"}
+    control.resume()
+    assert next(u for u in gen if u.kind == "frame").frame == 1
+    control.stop()
+    with pytest.raises(StopIteration) as end:
+        while True:
+            next(gen)
+    result = end.value.value
+    assert result.movie.frames.tolist() == [0, 1]
+    assert read_zarr_maps(tmp_path / "p.zarr").d_spacing.shape[1] == 2
+
+
+def test_bad_input(tmp_path):
+    (tmp_path / "x.zarr").mkdir()
+    with pytest.raises(FileExistsError):
+        iter_live(ListSource([]), REFL, pixel_size=PIXEL, store=tmp_path / "x.zarr")
+    with pytest.raises(TypeError, match="poll"):
+        iter_live(object(), REFL, pixel_size=PIXEL, store=tmp_path / "y.zarr")
+    with pytest.raises(ValueError, match="poll_interval"):
+        iter_live(ListSource([]), REFL, pixel_size=PIXEL, store=tmp_path / "z.zarr",
+                  poll_interval=0)  # fmt: skip
+    with pytest.raises(TypeError, match="boolean"):
+        iter_live(ListSource([]), REFL, pixel_size=PIXEL, store=tmp_path / "w.zarr",
+                  trace_regions={"a": np.ones((3, 3))})  # fmt: skip
