@@ -379,6 +379,17 @@ def test_one_nan_pixel_changes_nothing(pd_image):
     assert np.all(region_fft(empty, window=64, pixel_size=PIXEL).data == 0)
 
 
+def test_extreme_intensities_give_the_same_reflections(pd_image):
+    # Issue 11: intensities of 1e-38 or 1e150 (and beyond) must not under- or overflow.
+    image, truth = pd_image
+    expected = find_reflections(image, pixel_size=PIXEL)
+    for scale in (1e-300, 1e-38, 1e150, 1e300):
+        found = find_reflections(image * scale, pixel_size=PIXEL)
+        np.testing.assert_allclose(found, expected, atol=1e-9)
+        refined = refine_reflection(image * scale, truth * 1.01, pixel_size=PIXEL)
+        np.testing.assert_allclose(refined, truth, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     ("option", "value", "error"),
     [

@@ -311,11 +311,20 @@ def _canonical(g: np.ndarray) -> np.ndarray:
 
 
 def _prepared_windows(image, centers, window: int) -> np.ndarray:
-    """Plane-detrended, Hann-apodised windows ``(m, N, N)`` at distinct clamped centres."""
+    """Plane-detrended, Hann-apodised windows ``(m, N, N)`` at distinct clamped centres.
+
+    The windows are divided by their largest absolute value, so that neither sums nor
+    squared spectra of extreme intensities (1e-300 … 1e300) under- or overflow; every
+    use of them (peak positions, power ratios) is scale-free.
+    """
     shape = np.shape(image)
     origins = sorted({_window_origin(shape, c, window) for c in centers})
+    raw = np.stack([_patch(image, o, window) for o in origins])
+    scale = np.max(np.abs(raw))
+    if 0 < scale < np.inf:
+        raw /= scale
     hann = hann_window(window)
-    return np.stack([_detrend_plane(_patch(image, o, window)) * hann for o in origins])
+    return np.stack([_detrend_plane(p) * hann for p in raw])
 
 
 def refine_reflection(image, g, *, pixel_size: float, window: int = 128, center=None):
