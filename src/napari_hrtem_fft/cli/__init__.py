@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import analyze, reflections, trace
+from . import analyze, reflections, trace, watch
 from ._common import EXIT_USAGE, PROG, CliError, join_negative_pairs
 
 __all__ = ["main"]
@@ -42,7 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # Each subcommand module: HELP (its line in --help), DESCRIPTION (its own --help),
     # configure(parser) (its arguments) and run(args) (its exit code).
-    for command in (analyze, trace, reflections):
+    for command in (analyze, trace, reflections, watch):
         name = command.__name__.rpartition(".")[2]
         parser_ = sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION)
         command.configure(parser_)
