@@ -183,6 +183,33 @@ def add_analysis_options(parser: argparse.ArgumentParser, *flags: str) -> None:
         )
 
 
+def add_reflection_options(parser: argparse.ArgumentParser, *, of: str = "the image") -> None:
+    """``--reflection GY,GX`` (repeatable) and ``--auto N``; ``of`` names the image searched."""
+    parser.add_argument(
+        "-r",
+        "--reflection",
+        type=pair,
+        action="append",
+        default=[],
+        metavar="GY,GX",
+        help=f"reflection (gy, gx) in 1/nm of {of}; repeat for several",
+    )
+    parser.add_argument(
+        "--auto",
+        type=positive_int,
+        metavar="N",
+        help=f"use the N strongest reflections of the centre of {of}, one per lattice-plane "
+        "direction (higher orders are skipped)",
+    )
+    add_analysis_options(parser, "--step", "--search")
+    parser.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="demodulate at the lattice found by a survey of each frame (default: on)",
+    )
+
+
 def add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="micrograph file (DM3/DM4, EMD, TIA, MRC, HSPY, TIFF)")
     p.add_argument(

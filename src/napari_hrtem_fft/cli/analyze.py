@@ -6,7 +6,6 @@ options, post-processing and maps as the lattice-map widget and the console.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
@@ -29,29 +28,7 @@ DESCRIPTION = (
 def configure(parser) -> None:
     """Add the subcommand's arguments to its ``parser``."""
     cli.add_input_options(parser)
-    parser.add_argument(
-        "-r",
-        "--reflection",
-        type=cli.pair,
-        action="append",
-        default=[],
-        metavar="GY,GX",
-        help="reflection (gy, gx) in 1/nm; repeat for several",
-    )
-    parser.add_argument(
-        "--auto",
-        type=cli.positive_int,
-        metavar="N",
-        help="use the N strongest reflections of the image centre, one per lattice-plane "
-        "direction (higher orders are skipped)",
-    )
-    cli.add_analysis_options(parser, "--step", "--search")
-    parser.add_argument(
-        "--refine",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="demodulate at the lattice found by a survey of each frame (default: on)",
-    )
+    cli.add_reflection_options(parser)
     parser.add_argument(
         "--out",
         required=True,

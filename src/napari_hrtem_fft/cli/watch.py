@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 import time
 from pathlib import Path
@@ -28,33 +27,13 @@ def configure(parser) -> None:
         "source", help="folder of frames, or a multi-frame .tif/.mrc file being written"
     )
     parser.add_argument(
-        "-r",
-        "--reflection",
-        type=cli.pair,
-        action="append",
-        default=[],
-        metavar="GY,GX",
-        help="reflection (gy, gx) in 1/nm of the first frame; repeat for several",
-    )
-    parser.add_argument(
-        "--auto",
-        type=cli.positive_int,
-        metavar="N",
-        help="use the N strongest reflections of the first frame's centre",
-    )
-    parser.add_argument(
         "--pixel-size",
         type=cli._positive_float,
         metavar="NM",
         help="pixel size in nm; overrides the files' calibration (required if they have none)",
     )
-    cli.add_analysis_options(parser, "--window", "--step", "--search")
-    parser.add_argument(
-        "--refine",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="demodulate at the lattice found by a survey of each frame (default: on)",
-    )
+    cli.add_analysis_options(parser, "--window")
+    cli.add_reflection_options(parser, of="the first frame")
     parser.add_argument("--out", required=True, metavar="PATH", help="live.zarr (maps store)")
     parser.add_argument(
         "--trace", metavar="PATH", help="trace.csv: statistics per frame, one row per frame"
