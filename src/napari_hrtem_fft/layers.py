@@ -164,7 +164,7 @@ def maps_to_layers(
     source: str | None = None,
     options: Mapping[str, Any] | None = None,
     kinds: Sequence[str] = _DEFAULT_KINDS,
-    opacity: float = 0.7,
+    opacity: float = 1.0,
 ) -> list[tuple[Any, dict, str]]:
     """Calibrated napari image layers of lattice maps, as layer data tuples.
 
@@ -192,7 +192,8 @@ def maps_to_layers(
         Which maps to return, from :data:`KINDS`.  ``"strain"`` gives ``exx``,
         ``eyy``, ``exy`` and ``rotation`` when ``maps.strain`` exists.
     opacity : float
-        Layer opacity in [0, 1]; the maps are blended translucently over the image.
+        Layer opacity in [0, 1]; opaque by default, so that a map is read without the
+        image or another map mixing into its colours (NaN pixels stay transparent).
 
     Returns
     -------

@@ -86,7 +86,7 @@ def test_names_kinds_colormaps_and_visibility():
     assert low == pytest.approx(-high) and high > 0
     assert by_name["exx"]["colormap"] == "coolwarm"
     for kw in by_name.values():
-        assert kw["blending"] == "translucent" and 0 < kw["opacity"] < 1
+        assert kw["blending"] == "translucent" and kw["opacity"] == 1.0
         assert kw["units"] == ("nm", "nm")
 
 

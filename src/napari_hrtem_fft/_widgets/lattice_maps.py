@@ -46,7 +46,7 @@ from ..core.pipeline import (
     run_to_end,
 )
 from ..core.statistics import reflection_statistics
-from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_info, result_stacks
+from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_stacks
 from ._analysis import run_movie_analysis
 from ._common import (
     button_row,
@@ -55,6 +55,7 @@ from ._common import (
     pixel_size_field,
     show_calibration,
 )
+from ._display import replace_result_layers, show_map
 from ._regions import labels_mask, region_choices, shapes_mask
 
 if TYPE_CHECKING:
@@ -490,15 +491,9 @@ class LatticeMapWidget(Container):
         self._track_region.enabled = several
 
     def _on_active_layer(self, event=None) -> None:
-        """Show the colour bar of the selected result layer only."""
-        active = self._viewer.layers.selection.active
-        if self._adding or result_info(active) is None:
-            return
-        for layer in find_result_layers(self._viewer.layers):
-            show = layer is active
-            if layer.colorbar.visible != show:
-                layer.colorbar.visible = show
-        active.visible = True
+        """Show the selected result layer alone, with its titled colour bar."""
+        if not self._adding:
+            show_map(self._viewer, self._viewer.layers.selection.active)
 
     # -------------------------------------------------------------------- run
 
@@ -764,11 +759,10 @@ class LatticeMapWidget(Container):
             source=image.name,
             options=recorded,
         )
-        for old in find_result_layers(self._viewer.layers, source=image.name):
-            self._viewer.layers.remove(old)
+        old = find_result_layers(self._viewer.layers, source=image.name)
         self._adding = True
         try:
-            added = [self._viewer.add_image(data, **kwargs) for data, kwargs, _ in tuples]
+            added = replace_result_layers(self._viewer, old, tuples)
         finally:
             self._adding = False
         if added:

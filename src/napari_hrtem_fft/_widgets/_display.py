@@ -1,0 +1,146 @@
+"""How result maps are shown: one map at a time, with a titled colour bar and a scale bar.
+
+napari hands plugin widgets a ``PublicOnlyProxy`` of the viewer, whose layers are
+proxies too: two proxies of one layer are different objects, so layers are compared
+through :func:`same_layer` (the proxied object), never with ``is``.
+
+Units shown for map values come from :mod:`napari_hrtem_fft.core.quantities`: d in nm
+everywhere in the GUI (layer names, colour bar title, status line, tables), as the
+maps hold it, so that a value read off the colour bar is the value in the layer.
+"""
+
+from __future__ import annotations
+
+from ..core.quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
+from ..io import parse_unit
+from ..layers import RESULT_KEY, find_result_layers, result_info
+
+__all__ = [
+    "map_title",
+    "replace_result_layers",
+    "same_layer",
+    "show_map",
+    "show_scale_bar",
+]
+
+_UNITS = {
+    name: unit
+    for name, (unit, _) in {**MAP_QUANTITIES, **OPTIONAL_QUANTITIES, **STRAIN_QUANTITIES}.items()
+}
+# How a unit reads in a title ("1" is a ratio: strain or a power ratio).
+_SHOWN_UNIT = {"nm": "nm", "deg": "°", "rad": "rad", "1": "dimensionless"}
+
+
+def same_layer(a, b) -> bool:
+    """True when ``a`` and ``b`` are the same layer, proxied by napari or not."""
+    if a is None or b is None:
+        return False
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def map_title(layer) -> str | None:
+    """Colour-bar title of a result layer: its name, image and unit; None otherwise."""
+    info = result_info(layer)
+    if info is None:
+        return None
+    unit = _SHOWN_UNIT.get(_UNITS.get(info.get("kind"), "1"), "")
+    source = info.get("source")
+    where = f" of {source}" if source and source not in layer.name else ""
+    return f"{layer.name}{where} [{unit}]"
+
+
+def _overlay(viewer, name: str):
+    """A canvas overlay (``scale_bar``, ``text``): napari ≥ 0.9 keeps them on the canvas."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and name in overlays:
+        return overlays[name]
+    return getattr(viewer, "scale_bar" if name == "scale_bar" else "text_overlay")
+
+
+def show_scale_bar(viewer, layer) -> None:
+    """Turn napari's scale bar on when ``layer`` is calibrated in a length unit.
+
+    napari takes the bar's unit from the layers' ``units``.
+    """
+    units = getattr(layer, "units", None)
+    if units is not None and parse_unit(str(units[-1])).kind == "length":
+        _overlay(viewer, "scale_bar").visible = True
+
+
+def show_map(viewer, active) -> None:
+    """Show ``active`` (a result layer) alone over its image, with its colour bar.
+
+    The other result layers of every image are hidden and their colour bars off; the
+    analysed image stays visible beneath; the title (name, image, unit) is shown in the
+    viewer's text overlay, above the colour bar.
+    """
+    title = map_title(active)
+    if title is None:
+        return
+    for layer in find_result_layers(viewer.layers):
+        show = same_layer(layer, active)
+        if layer.visible != show:
+            layer.visible = show
+        if layer.colorbar.visible != show:
+            layer.colorbar.visible = show
+    source = result_info(active).get("source")
+    if source is not None and source in viewer.layers:
+        viewer.layers[source].visible = True
+    overlay = _overlay(viewer, "text")
+    overlay.text = title
+    overlay.position = "top_center"
+    overlay.font_size = 12
+    overlay.visible = True
+    show_scale_bar(viewer, active)
+
+
+def _key(info) -> tuple:
+    return (info.get("kind"), info.get("reflection"))
+
+
+def replace_result_layers(viewer, old: list, tuples: list) -> list:
+    """Put the layer tuples of a run in the viewer, reusing the layers of an earlier run.
+
+    A layer of the same kind and reflection gets the new data, placement, display and
+    metadata in place; new kinds are added and kinds the run no longer has are removed.
+    Updating in place is what makes a re-run fast: napari collects garbage on every
+    layer removal and builds a canvas visual and controls on every addition.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it).
+    old : list of napari.layers.Image
+        The earlier result layers of the same image.
+    tuples : list of (data, kwargs, "image")
+        From :func:`napari_hrtem_fft.layers.maps_to_layers`.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The layers of the run, in the order of ``tuples``.
+    """
+    reusable = {_key(result_info(layer)): layer for layer in old}
+    out = []
+    for data, kwargs, _ in tuples:
+        layer = reusable.pop(_key(kwargs["metadata"][RESULT_KEY]), None)
+        if layer is None or layer.ndim != data.ndim:
+            if layer is not None:
+                reusable[object()] = layer  # removed below
+            out.append(viewer.add_image(data, **kwargs))
+            continue
+        layer.data = data
+        layer.scale = kwargs["scale"]
+        layer.translate = kwargs["translate"]
+        layer.units = kwargs["units"]
+        layer.colormap = kwargs["colormap"]
+        layer.contrast_limits_range = kwargs["contrast_limits"]
+        layer.contrast_limits = kwargs["contrast_limits"]
+        layer.opacity = kwargs["opacity"]
+        layer.metadata = kwargs["metadata"]
+        layer.name = kwargs["name"]
+        out.append(layer)
+    for layer in reusable.values():
+        viewer.layers.remove(layer)
+    return out

@@ -1,0 +1,53 @@
+"""Maps as a user sees them from the Plugins menu: one at a time, titled colour bar, scale bar.
+
+The docks are opened with ``add_plugin_dock_widget`` so that they get napari's
+``PublicOnlyProxy`` viewer, as users' docks do.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_hrtem_fft.layers import find_result_layers
+
+PICKER = "Reflection picker (FFT)"
+MAPS = "Lattice maps (d-spacing, angle, strain)"
+
+
+@pytest.fixture
+def plugin_maps(viewer_with_sample):
+    viewer, image = viewer_with_sample
+    _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", PICKER)
+    _, maps = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
+    picker._image.value = image
+    picker._window.value = 64
+    picker.suggest()
+    maps.choose_inputs(image, picker.reflections_layer, window=64, step=16)
+    maps.run_blocking()
+    return viewer, image, find_result_layers(viewer.layers, source=image.name)
+
+
+def test_selected_map_shows_alone_with_titled_colour_bar(plugin_maps):
+    viewer, image, results = plugin_maps
+    exx = next(layer for layer in results if layer.metadata["napari_hrtem_fft"]["kind"] == "exx")
+    viewer.layers.selection.active = exx
+    assert exx.visible and exx.colorbar.visible
+    others = [layer for layer in results if layer is not exx]
+    assert not any(layer.visible or layer.colorbar.visible for layer in others)
+    assert image.visible
+    overlays = viewer.canvas.overlays
+    assert overlays["text"].visible
+    assert overlays["text"].text.endswith("[dimensionless]")
+    assert overlays["scale_bar"].visible
+
+    d1 = next(layer for layer in results if layer.name.startswith("d-spacing 1"))
+    viewer.layers.selection.active = d1
+    assert d1.visible and d1.colorbar.visible
+    assert not exx.visible and not exx.colorbar.visible
+    assert overlays["text"].text.startswith(d1.name)
+    assert overlays["text"].text.endswith("[nm]")
+
+
+def test_maps_are_opaque(plugin_maps):
+    _, _, results = plugin_maps
+    assert all(layer.opacity == 1.0 for layer in results)
