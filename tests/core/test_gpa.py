@@ -179,3 +179,15 @@ def test_errors():
         analyze_gpa(img, REFL, pixel_size=PIXEL, search=0.0)
     with pytest.raises(ValueError, match=r"\(n, 2\)"):
         analyze_gpa(img, [1.0, 2.0, 3.0], pixel_size=PIXEL)
+
+
+def test_coarse_step_is_the_fine_maps_subsampled():
+    """Map pixel (i, j) is image pixel (i·step, j·step) for any step: at step 32 the
+    masked spectrum is wider than the map grid and folds onto itself (aliases summed)."""
+    img, truth = pd_core_shell_sample((512, 512), noise=0.1)
+    fine = analyze_gpa(img, truth.reflections, pixel_size=PIXEL, step=4, resolution_nm=0.6)
+    coarse = analyze_gpa(img, truth.reflections, pixel_size=PIXEL, step=32, resolution_nm=0.6)
+    assert coarse.d_spacing.shape == (3, 16, 16)
+    np.testing.assert_allclose(coarse.d_spacing, fine.d_spacing[:, ::8, ::8], rtol=1e-5)
+    dphi = np.angle(np.exp(1j * (coarse.phase - fine.phase[:, ::8, ::8])))
+    assert np.nanmax(np.abs(dphi)) < 1e-5

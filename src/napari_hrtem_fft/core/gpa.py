@@ -139,14 +139,20 @@ def _gather(spec: np.ndarray, shape, ky: np.ndarray, kx: np.ndarray) -> np.ndarr
     return np.where(neg ^ mirror, np.conj(vals), vals)
 
 
-def _fold(values: np.ndarray, ky, kx, grid) -> np.ndarray:
-    """Sum ``values`` at bins ``(ky, kx)`` into bins ``(ky mod gy, kx mod gx)``."""
-    gy, gx = grid
-    idx = ((ky % gy) * gx + (kx % gx)).ravel()
-    out = np.zeros(gy * gx, dtype=np.complex128)
-    out.real = np.bincount(idx, weights=values.real.ravel(), minlength=gy * gx)
-    out.imag = np.bincount(idx, weights=values.imag.ravel(), minlength=gy * gx)
-    return out.reshape(gy, gx)
+def _fold(values: np.ndarray, ky: np.ndarray, kx: np.ndarray, out: np.ndarray) -> None:
+    """Add ``values (..., a, b)`` at bins ``(ky, kx)`` into ``out`` at ``(ky mod gy, kx mod gx)``.
+
+    ``ky`` is ``(a, 1)`` and ``kx`` is ``(1, b)``: a box of consecutive bins.  When the box
+    fits in the grid no two bins meet and the fold is a plain assignment.
+    """
+    gy, gx = out.shape[-2:]
+    iy, ix = ky[:, 0] % gy, kx[0] % gx
+    if iy.size <= gy and ix.size <= gx:
+        out[..., iy[:, None], ix[None, :]] = values
+        return
+    for k in np.ndindex(*values.shape[:-2]):
+        flat = out[k].reshape(-1)
+        np.add.at(flat, (iy[:, None] * gx + ix[None, :]).ravel(), values[k].ravel())
 
 
 def _padded_size(size: int, step: int) -> int:
@@ -189,7 +195,7 @@ def _frame_gpa(frame, freqs, *, sigma_k, step, out_shape, origin=(0, 0)):
     npix = float(hp * wp)
     cut = _MASK_CUT_SIGMA * sigma_k
     n = freqs.shape[0]
-    fields = np.empty((3, n, *grid), dtype=np.complex64)
+    fields = np.zeros((3, n, *grid), dtype=np.complex64)
     background = np.empty(n)
     for r, (fy, fx) in enumerate(freqs):
         ky = np.arange(math.ceil((fy - cut) * hp), math.floor((fy + cut) * hp) + 1)[:, None]
@@ -205,9 +211,8 @@ def _frame_gpa(frame, freqs, *, sigma_k, step, out_shape, origin=(0, 0)):
         power = np.median(np.abs(vals[shell]) ** 2) / math.log(2.0)
         background[r] = power * float(np.sum(mask * mask)) / npix**2
         masked = vals * mask
-        fields[0, r] = _fold(masked, ky, kx, grid)
-        fields[1, r] = _fold(masked * (2j * np.pi * ky / hp), ky, kx, grid)
-        fields[2, r] = _fold(masked * (2j * np.pi * kx / wp), ky, kx, grid)
+        box = np.stack([masked, masked * (2j * np.pi * ky / hp), masked * (2j * np.pi * kx / wp)])
+        _fold(box, ky[:, :1], kx[:1, :], fields[:, r])
     small = sfft.ifft2(fields, axes=(-2, -1), workers=os.cpu_count() or 1, overwrite_x=True)
     small *= np.float32(grid[0] * grid[1] / npix)
     small = small[:, :, : out_shape[0], : out_shape[1]]
