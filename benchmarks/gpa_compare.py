@@ -41,17 +41,19 @@ def speed(repeat: int) -> None:
     refl = truth.reflections
     for run in (hf.analyze, hf.analyze_gpa):  # warm-up (FFT plans, imports)
         run(img[:512, :512], refl, pixel_size=PIXEL, step=4)
-    times = {"analyze": [], "analyze_gpa": []}
-    for _ in range(repeat):
-        for run in (hf.analyze, hf.analyze_gpa):
-            t0 = time.perf_counter()
-            run(img, refl, pixel_size=PIXEL, step=4)
-            times[run.__name__].append(time.perf_counter() - t0)
-    best = {k: min(v) for k, v in times.items()}
     print("## Speed: 2048² float32, step 4, 3 reflections, window 128 / matched GPA")
-    for k, v in best.items():
-        print(f"{k:12s} best {v:.3f} s  (all: {', '.join(f'{t:.3f}' for t in times[k])})")
-    print(f"analyze / analyze_gpa = {best['analyze'] / best['analyze_gpa']:.2f}")
+    for strain in (True, False):
+        times = {"analyze": [], "analyze_gpa": []}
+        for _ in range(repeat):
+            for run in (hf.analyze, hf.analyze_gpa):
+                t0 = time.perf_counter()
+                run(img, refl, pixel_size=PIXEL, step=4, compute_strain=strain)
+                times[run.__name__].append(time.perf_counter() - t0)
+        best = {k: min(v) for k, v in times.items()}
+        print(f"compute_strain={strain}")
+        for k, v in best.items():
+            print(f"  {k:12s} best {v:.3f} s  (all: {', '.join(f'{t:.3f}' for t in times[k])})")
+        print(f"  analyze / analyze_gpa = {best['analyze'] / best['analyze_gpa']:.2f}")
 
 
 def _layouts():
