@@ -123,6 +123,17 @@ def test_dask_blocks_match_numpy():
     dphi = np.angle(np.exp(1j * (lazy.phase.compute() - ref.phase)))
     assert np.max(np.abs(dphi[strong])) < 1e-3
     np.testing.assert_array_equal(np.isnan(lazy.amplitude.compute()), np.isnan(ref.amplitude))
+    # A stack whose last block would be thinner than the overlap (512 = 344 + 168 < 176):
+    # it is merged into the previous block.
+    stack = da.from_array(np.stack([img[:512, :512], img[:512, :512]]), chunks=(1, 256, 256))
+    small = analyze_gpa(stack, truth.reflections, pixel_size=PIXEL, step=8, window=128, chunks=256)
+    assert small.d_spacing.chunks[-2:] == ((64,), (64,))
+    one = analyze_gpa(img[:512, :512], truth.reflections, pixel_size=PIXEL, step=8, window=128)
+    strong = np.asarray(one.amplitude) > 100
+    for t in range(2):
+        np.testing.assert_allclose(
+            small.d_spacing[:, t].compute()[strong], one.d_spacing[strong], rtol=1e-4
+        )
 
 
 def test_stack_and_missing_pixels():

@@ -331,13 +331,25 @@ def _numpy_frames(arr, freqs, opts):
     return out.reshape(6, freqs.shape[0], *lead, *out_shape)
 
 
+def _split(size: int, chunk: int, depth: int) -> tuple[int, ...]:
+    """Chunks of ``chunk`` pixels along an axis, the last one merged into its neighbour
+    when shorter than the overlap ``depth`` (dask would otherwise rechunk under us)."""
+    parts = [chunk] * (size // chunk)
+    if size % chunk:
+        parts.append(size % chunk)
+    if len(parts) > 1 and parts[-1] < depth:
+        last = parts.pop()
+        parts[-1] += last
+    return tuple(parts)
+
+
 def _dask_frames(x, freqs, opts, depth, chunk):
     import dask.array as da
 
     step = opts["step"]
     h, w = x.shape[-2:]
     nlead = x.ndim - 2
-    x = x.rechunk((1,) * nlead + (chunk, chunk))
+    x = x.rechunk((1,) * nlead + (_split(h, chunk, depth), _split(w, chunk, depth)))
     xo = da.overlap.overlap(
         x, depth={nlead: depth, nlead + 1: depth}, boundary={nlead: "none", nlead + 1: "none"}
     )
