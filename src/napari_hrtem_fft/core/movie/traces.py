@@ -75,19 +75,6 @@ class TimeTrace:
         return cols
 
 
-def _region_for_frame(region, k: int, t: int, n: int, map_shape) -> np.ndarray | None:
-    """Mask ``(n, my, mx)`` for frame position ``k`` (None: everything finite)."""
-    if region is None:
-        return None
-    if region.ndim == 2:
-        mask = region
-    elif region.ndim == 3:
-        mask = region[k]
-    else:
-        mask = region[:, k]
-    return np.broadcast_to(mask, (n, *map_shape))
-
-
 def time_trace(maps, region=None, *, times=None) -> TimeTrace:
     """Mean, median, spread and count of every map per frame inside a region.
 
@@ -119,111 +106,41 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
     ValueError
         If ``region`` or ``times`` does not match the maps.
     """
-    import dask
-
-    frames = None
-    drift = None
+    frames = drift = None
     if isinstance(maps, MovieResult):
         frames, drift = maps.frames, maps.drift
         maps = maps.maps
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be LatticeMaps or MovieResult, got {type(maps).__name__}")
-    d_all = maps.d_spacing
-    n = maps.n_reflections
-    if d_all.ndim == 3:
-        single = True
-        t = 1
-    elif d_all.ndim == 4:
-        single = False
-        t = int(d_all.shape[1])
-    else:
-        raise ValueError(f"maps must be (n, my, mx) or (n, t, my, mx), got {d_all.shape}")
-    map_shape = tuple(int(s) for s in d_all.shape[-2:])
+    shape = tuple(int(s) for s in maps.d_spacing.shape)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"maps must be (n, my, mx) or (n, t, my, mx), got {shape}")
+    single = len(shape) == 3
+    t = 1 if single else shape[1]
     frames = np.arange(t) if frames is None else np.asarray(frames)
-    crystal = isinstance(region, str)
-    if crystal and region != "crystal":
-        raise ValueError(f"region must be a boolean mask or 'crystal', got {region!r}")
-    mask = None
-    if region is not None and not crystal:
-        mask = np.asarray(region)
-        if mask.dtype != bool:
-            raise TypeError(f"region must be a boolean mask, got dtype {mask.dtype}")
-        allowed = [map_shape, (t, *map_shape), (n, t, *map_shape)]
-        if single:
-            allowed.append((n, *map_shape))
-        if mask.shape not in allowed:
-            raise ValueError(
-                f"region of shape {mask.shape} does not match maps {tuple(d_all.shape)}: "
-                f"use (my, mx), (t, my, mx) or (n, t, my, mx)"
-            )
-        if single and mask.ndim == 3:
-            mask = mask[:, None] if mask.shape[0] == n and n != 1 else mask
-        if drift is not None and mask.ndim == 2 and not single:
-            from ..drift import shift_region
-
-            mask = shift_region(mask, drift, step=maps.step)
-    if times is None:
-        time_s = None
-    elif np.ndim(times) == 0:
-        dt = float(times)
-        if not math.isfinite(dt) or dt <= 0:
-            raise ValueError(f"times as a frame interval must be > 0 s, got {times}")
-        time_s = frames.astype(np.float64) * dt
-    else:
-        time_s = np.asarray(times, dtype=np.float64)
-        if time_s.shape != (t,):
-            raise ValueError(f"times must have one value per frame ({t},), got {time_s.shape}")
+    mask = _trace_region(region, maps, drift)
+    time_s = _trace_times(times, frames, t)
 
     strain = maps.strain
     names = ["d", "angle"] + (list(_STRAIN) if strain is not None else [])
     stats = {
-        f"{q}_{s}": np.full((t, n) if q in ("d", "angle") else (t,), np.nan)
+        f"{q}_{s}": np.full((t, maps.n_reflections) if q in ("d", "angle") else (t,), np.nan)
         for q in names
         for s in STATISTICS
     }
     for k in range(t):
-        pick = (slice(None),) if single else (slice(None), k)
-        parts = {"d": d_all[pick], "angle": maps.angle[pick]}
-        if crystal:
-            parts["amplitude"] = maps.amplitude[pick]
-        if strain is not None:
-            for c in _STRAIN:
-                parts[c] = getattr(strain, c) if single else getattr(strain, c)[k]
-        values = dict(zip(parts, dask.compute(*parts.values()), strict=True))
-        values = {key: np.asarray(v) for key, v in values.items()}
-        if crystal:
-            from ..postprocess import crystal_mask
-
-            frame_maps = LatticeMaps(
-                d_spacing=values["d"],
-                angle=values["angle"],
-                amplitude=values["amplitude"],
-                d_sigma=np.full_like(values["d"], np.nan),
-                angle_sigma=np.full_like(values["d"], np.nan),
-                reflections=maps.reflections,
-                window=maps.window,
-                step=maps.step,
-                pixel_size=maps.pixel_size,
-            )
-            frame_mask = np.broadcast_to(crystal_mask(frame_maps), (n, *map_shape))
-        else:
-            frame_mask = _region_for_frame(mask, k, t, n, map_shape)
-        for r in range(n):
-            inside = np.ones(map_shape, dtype=bool) if frame_mask is None else frame_mask[r]
+        values = _frame_values(maps, None if single else k, crystal=mask is _CRYSTAL)
+        inside = _frame_region(values, maps, mask, k)
+        for r in range(maps.n_reflections):
             for q, func in (("d", summarize), ("angle", summarize_angles)):
-                result = func(values[q][r][inside])
+                result = func(values[q][r][inside[r]])
                 for s, value in zip(STATISTICS, result, strict=True):
                     stats[f"{q}_{s}"][k, r] = value
-        if strain is not None:
-            inside = (
-                np.ones(map_shape, dtype=bool)
-                if frame_mask is None
-                else np.all(frame_mask, axis=0)
-            )
-            for c in _STRAIN:
-                result = summarize(values[c][inside])
-                for s, value in zip(STATISTICS, result, strict=True):
-                    stats[f"{c}_{s}"][k] = value
+        for c in _STRAIN if strain is not None else ():
+            # Strain comes from every reflection: the pixels inside for all of them.
+            result = summarize(values[c][np.all(inside, axis=0)])
+            for s, value in zip(STATISTICS, result, strict=True):
+                stats[f"{c}_{s}"][k] = value
     for key in stats:
         if key.endswith("_count"):
             stats[key] = stats[key].astype(np.int64)
@@ -236,6 +153,103 @@ def time_trace(maps, region=None, *, times=None) -> TimeTrace:
         stats=stats,
         units={q: units[q] for q in names},
     )
+
+
+# The region "crystal": the crystal mask of each frame.
+_CRYSTAL = "crystal"
+
+
+def _trace_region(region, maps: LatticeMaps, drift):
+    """``region`` checked: None, :data:`_CRYSTAL`, or a boolean mask ``(my, mx)`` (single
+    map), ``(t, my, mx)`` or ``(n, t, my, mx)`` (a single map: ``(n, 1, my, mx)``)."""
+    if region is None:
+        return None
+    if isinstance(region, str):
+        if region != _CRYSTAL:
+            raise ValueError(f"region must be a boolean mask or 'crystal', got {region!r}")
+        return _CRYSTAL
+    shape = tuple(int(s) for s in maps.d_spacing.shape)
+    n, single, map_shape = shape[0], len(shape) == 3, shape[-2:]
+    t = 1 if single else shape[1]
+    mask = np.asarray(region)
+    if mask.dtype != bool:
+        raise TypeError(f"region must be a boolean mask, got dtype {mask.dtype}")
+    allowed = [map_shape, (t, *map_shape), (n, t, *map_shape)]
+    if single:
+        allowed.append((n, *map_shape))
+    if mask.shape not in allowed:
+        raise ValueError(
+            f"region of shape {mask.shape} does not match maps {shape}: "
+            f"use (my, mx), (t, my, mx) or (n, t, my, mx)"
+        )
+    if single and mask.ndim == 3:
+        mask = mask[:, None] if mask.shape[0] == n and n != 1 else mask
+    if drift is not None and mask.ndim == 2 and not single:
+        from ..drift import shift_region
+
+        mask = shift_region(mask, drift, step=maps.step)
+    return mask
+
+
+def _trace_times(times, frames: np.ndarray, t: int) -> np.ndarray | None:
+    """Time of each frame in s from a frame interval or one time per frame."""
+    if times is None:
+        return None
+    if np.ndim(times) == 0:
+        dt = float(times)
+        if not math.isfinite(dt) or dt <= 0:
+            raise ValueError(f"times as a frame interval must be > 0 s, got {times}")
+        return frames.astype(np.float64) * dt
+    time_s = np.asarray(times, dtype=np.float64)
+    if time_s.shape != (t,):
+        raise ValueError(f"times must have one value per frame ({t},), got {time_s.shape}")
+    return time_s
+
+
+def _frame_values(maps: LatticeMaps, k: int | None, *, crystal: bool) -> dict:
+    """The maps of frame ``k`` (every frame of a single map for None) as numpy, computed
+    in one pass: ``d``, ``angle``, strain and, for the crystal mask, ``amplitude``."""
+    import dask
+
+    pick = (slice(None),) if k is None else (slice(None), k)
+    parts = {"d": maps.d_spacing[pick], "angle": maps.angle[pick]}
+    if crystal:
+        parts["amplitude"] = maps.amplitude[pick]
+    if maps.strain is not None:
+        for c, a in maps.strain.components().items():
+            parts[c] = a if k is None else a[k]
+    values = dask.compute(*parts.values())
+    return {key: np.asarray(v) for key, v in zip(parts, values, strict=True)}
+
+
+def _frame_region(values: dict, maps: LatticeMaps, mask, k: int) -> np.ndarray:
+    """Boolean ``(n, my, mx)``: the map pixels of frame position ``k`` to summarise."""
+    n, map_shape = values["d"].shape[0], values["d"].shape[-2:]
+    if mask is None:
+        return np.ones((n, *map_shape), dtype=bool)
+    if mask is _CRYSTAL:
+        from ..postprocess import crystal_mask
+
+        nan = np.full_like(values["d"], np.nan)
+        frame_maps = LatticeMaps(
+            d_spacing=values["d"],
+            angle=values["angle"],
+            amplitude=values["amplitude"],
+            d_sigma=nan,
+            angle_sigma=nan,
+            reflections=maps.reflections,
+            window=maps.window,
+            step=maps.step,
+            pixel_size=maps.pixel_size,
+        )
+        return np.broadcast_to(crystal_mask(frame_maps), (n, *map_shape))
+    if mask.ndim == 2:
+        frame = mask
+    elif mask.ndim == 3:
+        frame = mask[k]
+    else:
+        frame = mask[:, k]
+    return np.broadcast_to(frame, (n, *map_shape))
 
 
 def trace_to_csv(trace: TimeTrace, path, *, overwrite: bool = False) -> Path:
