@@ -130,3 +130,91 @@ def test_npe2_writer_refuses_a_complex_layer(tmp_path):
     with pytest.raises(TypeError, match=r"fft\.tif.*complex.*abs\(data\)"):
         write_calibrated_tiff(str(tmp_path / "fft"), np.ones((8, 8), np.complex128), meta)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the CLI's write phase ------------------------------------------------------------
+
+PIXEL = 0.02  # nm
+
+
+@pytest.fixture
+def lattice_tiff(tmp_path):
+    from napari_hrtem_fft.core.synthetic import synthetic_lattice
+
+    image, _ = synthetic_lattice(
+        (128, 128), pixel_size=PIXEL, reflections=[(0.0, 4.0), (4.0, 0.0)]
+    )
+    path = tmp_path / "in" / "lattice.tif"
+    path.parent.mkdir()
+    write_tiff(path, image.astype(np.float32), scale=(PIXEL, PIXEL), units=("nm", "nm"))
+    return path
+
+
+def _cli(lattice_tiff, out, *extra):
+    from napari_hrtem_fft.cli import main
+
+    return main(
+        [
+            "analyze",
+            str(lattice_tiff),
+            "--reflection",
+            "0,4",
+            "--reflection",
+            "4,0",
+            "--window",
+            "64",
+            "--step",
+            "32",
+            "--out",
+            str(out),
+            "-q",
+            *extra,
+        ]
+    )
+
+
+def _fail_on_call(monkeypatch, n, exc):
+    """tifffile.imwrite succeeds n - 1 times, then writes part of a file and raises."""
+    real, calls = tifffile.imwrite, []
+
+    def imwrite(path, *args, **kwargs):
+        calls.append(path)
+        real(path, *args, **kwargs)
+        if len(calls) == n:
+            with open(path, "r+b") as f:
+                f.truncate(200)
+            raise exc
+
+    monkeypatch.setattr(tifffile, "imwrite", imwrite)
+
+
+@pytest.mark.parametrize(
+    "exc", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), KeyboardInterrupt()]
+)
+def test_cli_write_failure_leaves_no_output_and_the_rerun_works(
+    tmp_path, lattice_tiff, monkeypatch, exc
+):
+    out_dir = tmp_path / "out"
+    out = out_dir / "maps.tif"
+    _fail_on_call(monkeypatch, 3, exc)  # two maps complete, the third cut: disk full / Ctrl-C
+    # Ctrl-C: 130 ("interrupted"); disk full: 4 (EXIT_OUTPUT, "cannot write the output").
+    assert _cli(lattice_tiff, out) == (130 if isinstance(exc, KeyboardInterrupt) else 4)
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+    monkeypatch.undo()
+    assert _cli(lattice_tiff, out) == 0  # no "output exists" from a leftover
+    (mg,) = read_micrographs(out_dir / "maps_d_spacing_g1.tif")
+    assert mg.calibrated and (out_dir / "maps.json").exists()
+    assert _leftovers(out_dir) == []
+
+
+def test_cli_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path, lattice_tiff):
+    pytest.importorskip("zarr")
+    mine = tmp_path / "thesis.zarr"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("precious")
+    assert _cli(lattice_tiff, mine, "--overwrite") == 4
+    assert (mine / "chapter1.tex").read_text() == "precious"
+    store = tmp_path / "maps.zarr"
+    assert _cli(lattice_tiff, store) == 0
+    assert _cli(lattice_tiff, store, "--overwrite") == 0  # a store is replaced
+    assert _leftovers(tmp_path) == []

@@ -90,6 +90,17 @@ def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
     raise cli.CliError(f"--out must end in .tif, .tiff or .zarr, got {out.name!r}", cli.EXIT_USAGE)
 
 
+def _staged_plan(plan: dict, stage: Path, *, keep_store: bool = False) -> dict:
+    """The plan with every output in the staging folder (a store written during the
+    analysis, ``keep_store``, stays where it is)."""
+    staged = {**plan, "record": stage / plan["record"].name}
+    if plan["kind"] == "tiff":
+        staged["layers"] = {k: stage / p.name for k, p in plan["layers"].items()}
+    elif not keep_store:
+        staged["store"] = stage / plan["store"].name
+    return staged
+
+
 def _existing(plan: dict) -> list[Path]:
     from ..io import sidecar_path
 
@@ -109,6 +120,14 @@ def _checked_plan(args, out: Path, refl):
         cli.log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
     plan = _output_plan(out, len(refl), with_strain)
     existing = _existing(plan)
+    from ..io import is_zarr_store
+
+    store = plan.get("store")
+    if store is not None and store.exists() and not is_zarr_store(store):
+        # --overwrite replaces a zarr store, never a folder or file of something else.
+        raise cli.CliError(
+            f"{store} exists and is not a zarr store; not replacing it", cli.EXIT_OUTPUT
+        )
     if existing and not args.overwrite:
         names = ", ".join(str(p) for p in existing[:3]) + (" ..." if len(existing) > 3 else "")
         raise cli.CliError(f"output exists: {names} (use --overwrite to replace)", cli.EXIT_OUTPUT)
@@ -172,18 +191,26 @@ def run(args) -> int:
         if movie is not None:
             record["movie"] = movie
         try:
-            if plan["kind"] == "tiff":
-                written = _write_tiffs(plan, maps, geometry, record, args.overwrite, scheduler)
-            else:
-                written = _write_zarr(
-                    plan, maps, geometry, record, args.overwrite, scheduler, stored=stored
-                )
-            record["outputs"] = written
-            from ..io import jsonable
+            from ..io import jsonable, staged_outputs
 
-            mode = "w" if args.overwrite else "x"
-            with open(plan["record"], mode, encoding="utf-8") as f:
-                json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
+            # Outputs are written in a hidden staging folder and moved in when all are
+            # complete, the record last: an interrupted or failed run leaves nothing that
+            # looks complete, and no "output exists" for the rerun.
+            folder = plan["record"].parent
+            with staged_outputs(
+                folder, overwrite=args.overwrite, last=[plan["record"].name]
+            ) as stage:
+                staged = _staged_plan(plan, stage, keep_store=stored)
+                if plan["kind"] == "tiff":
+                    written = _write_tiffs(staged, maps, geometry, record, False, scheduler)
+                else:
+                    written = _write_zarr(
+                        staged, maps, geometry, record, False, scheduler, stored=stored
+                    )
+                written = [str(folder / Path(p).name) for p in written]
+                record["outputs"] = written
+                with open(staged["record"], "x", encoding="utf-8") as f:
+                    json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
         except FileExistsError as err:
             raise cli.CliError(f"{err} (use --overwrite to replace)", cli.EXIT_OUTPUT) from None
         except OSError as err:

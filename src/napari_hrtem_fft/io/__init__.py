@@ -11,7 +11,13 @@ Example
 (0.0126953125, ('nm', 'nm'))
 """
 
-from ._atomic import atomic_directory, atomic_path, atomic_paths
+from ._atomic import (
+    atomic_directory,
+    atomic_path,
+    atomic_paths,
+    is_zarr_store,
+    staged_outputs,
+)
 from ._micrograph import Micrograph, MicrographReadError, jsonable
 from ._read import EXTENSIONS, read_micrographs, sniff
 from ._units import UnitInfo, axis_times, parse_unit
@@ -26,10 +32,12 @@ __all__ = [
     "atomic_path",
     "atomic_paths",
     "axis_times",
+    "is_zarr_store",
     "jsonable",
     "parse_unit",
     "read_micrographs",
     "sidecar_path",
     "sniff",
+    "staged_outputs",
     "write_tiff",
 ]

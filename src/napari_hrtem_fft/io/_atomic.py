@@ -27,7 +27,14 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["PARTIAL_MARK", "atomic_directory", "atomic_path", "atomic_paths"]
+__all__ = [
+    "PARTIAL_MARK",
+    "atomic_directory",
+    "atomic_path",
+    "atomic_paths",
+    "is_zarr_store",
+    "staged_outputs",
+]
 
 #: Part of the name of every temporary written here.
 PARTIAL_MARK = ".partial-"
@@ -219,3 +226,79 @@ def atomic_directory(
         _reraise_named(exc, target)
     finally:
         _remove(tmp)
+
+
+def is_zarr_store(path) -> bool:
+    """True for a folder that is a zarr v2 or v3 store (what ``--overwrite`` may replace)."""
+    path = Path(os.fspath(path))
+    return path.is_dir() and any(
+        (path / name).is_file() for name in ("zarr.json", ".zgroup", ".zarray")
+    )
+
+
+@contextlib.contextmanager
+def staged_outputs(
+    folder,
+    *,
+    overwrite: bool = False,
+    last: Sequence[str] = (),
+    replaceable: Callable[[Path], bool] = is_zarr_store,
+) -> Iterator[Path]:
+    """A hidden staging folder in ``folder``; what is written there moves in on success.
+
+    For a run that writes several outputs (one TIFF per map, their sidecars, a record):
+    nothing appears under a final name until every output is complete, and a failed or
+    interrupted run leaves only the hidden staging folder (removed on an exception).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Where the outputs go.
+    overwrite : bool
+        Replace existing outputs; an existing folder (e.g. a zarr store) only when
+        ``replaceable(path)`` (default: it is a zarr store). If False, an existing
+        output raises FileExistsError and nothing is moved.
+    last : sequence of str
+        Names moved after all others (e.g. the JSON record, whose presence says the run
+        is complete).
+
+    Yields
+    ------
+    Path
+        The staging folder: write the outputs there under their final names.
+    """
+    folder = Path(os.fspath(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = _temporary(folder / "outputs")
+    stage.mkdir()
+    try:
+        yield stage
+        names = sorted(p.name for p in stage.iterdir())
+        names = [n for n in names if n not in last] + [n for n in last if n in names]
+        for name in names:  # check everything before moving anything
+            target = folder / name
+            if target.exists() or target.is_symlink():
+                if not overwrite:
+                    raise _exists_error(target)
+                if target.is_dir() and not replaceable(target):
+                    raise FileExistsError(
+                        f"{str(target)!r} exists and is not an output of this kind; "
+                        "not deleting it"
+                    )
+        for name in names:
+            source, target = stage / name, folder / name
+            if source.is_dir() and target.exists():
+                old = _temporary(target)
+                os.rename(target, old)
+                os.rename(source, target)
+                _remove(old)
+            elif overwrite:
+                os.replace(source, target)
+            elif source.is_dir():
+                os.rename(source, target)
+            else:
+                _publish_new(source, target)
+    except OSError as exc:
+        _reraise_named(exc, folder)
+    finally:
+        _remove(stage)
