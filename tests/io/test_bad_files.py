@@ -247,3 +247,22 @@ def test_copy_of_a_tia_emi_keeps_working(shared_data, tmp_path):
         shutil.copy(shared_data / "tia" / name, tmp_path / name)
     (mg,) = read_micrographs(tmp_path / "16_STOimage.emi")
     assert mg.calibrated and mg.data.shape == (1024, 1024)
+
+
+def test_any_third_party_error_becomes_an_error_naming_the_file(
+    shared_data, tmp_path, monkeypatch
+):
+    # A decoder's UnicodeDecodeError names no file; the reader's error must.
+    from napari_hrtem_fft.io import _tiff
+
+    def broken(path, **kwargs):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    monkeypatch.setattr(_tiff, "read_tiff", broken)
+    src = shared_data / "tiff/TVIPS_bin4.tif"
+    path = tmp_path / src.name
+    shutil.copy(src, path)
+    with pytest.raises(MicrographReadError, match=re.escape(str(path))) as info:
+        read_micrographs(path)
+    assert "UnicodeDecodeError" in str(info.value)
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)
