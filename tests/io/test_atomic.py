@@ -218,3 +218,53 @@ def test_cli_overwrite_never_deletes_a_folder_that_is_not_a_store(tmp_path, latt
     assert _cli(lattice_tiff, store) == 0
     assert _cli(lattice_tiff, store, "--overwrite") == 0  # a store is replaced
     assert _leftovers(tmp_path) == []
+
+
+def test_cli_killed_by_sigterm_while_writing_leaves_no_output(tmp_path, lattice_tiff):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out_dir = tmp_path / "out"
+    # Each TIFF takes 0.5 s to write, so the signal lands in the write phase.
+    script = (
+        "import sys, time, tifffile\n"
+        "real = tifffile.imwrite\n"
+        "def slow(*a, **k):\n"
+        "    real(*a, **k); time.sleep(0.5)\n"
+        "tifffile.imwrite = slow\n"
+        "from napari_hrtem_fft.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = [
+        "analyze",
+        str(lattice_tiff),
+        "--reflection",
+        "0,4",
+        "--reflection",
+        "4,0",
+        "--window",
+        "64",
+        "--step",
+        "32",
+        "--out",
+        str(out_dir / "maps.tif"),
+        "-q",
+    ]
+    proc = subprocess.Popen([sys.executable, "-c", script, *args])
+    deadline = time.monotonic() + 120
+    staged = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = list(out_dir.glob(f".outputs{PARTIAL_MARK}*/*.tif")) if out_dir.exists() else []
+        if staged:
+            break
+        time.sleep(0.05)
+    assert staged, "the write phase was not reached"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == -signal.SIGTERM
+    # Only the hidden staging folder is left: no output under a final name.
+    assert [p.name for p in out_dir.iterdir() if PARTIAL_MARK not in p.name] == []
+    assert _cli(lattice_tiff, out_dir / "maps.tif") == 0  # the rerun works ...
+    assert _leftovers(out_dir) == []  # ... and removes the dead run's staging folder
+    assert (out_dir / "maps.json").exists()

@@ -1,7 +1,7 @@
 """Atomic outputs: a file or folder appears under its name only once it is complete.
 
 Everything is written under a hidden temporary name in the target's folder
-(``.<name>.partial-<pid>-<random>``) and renamed when the writing succeeded, so an
+(``.<name>.partial-<host>-<pid>-<random>``) and renamed when the writing succeeded, so an
 interrupted or failed write (Ctrl-C, ``kill``, a full disk, an exception) never
 leaves a file that looks complete and is not, and a rerun does not meet an "output
 exists" left over by the failed run. On an exception the temporary is removed; after
@@ -33,6 +33,7 @@ __all__ = [
     "atomic_path",
     "atomic_paths",
     "is_zarr_store",
+    "remove_stale",
     "staged_outputs",
 ]
 
@@ -41,7 +42,8 @@ PARTIAL_MARK = ".partial-"
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    mark = f"{PARTIAL_MARK}{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return path.with_name(f".{path.name}{mark}")
 
 
 def _remove(path: Path) -> None:
@@ -228,6 +230,47 @@ def atomic_directory(
         _remove(tmp)
 
 
+def remove_stale(folder) -> list[Path]:
+    """Delete temporaries left in ``folder`` by processes that no longer run.
+
+    A run killed with SIGTERM or SIGKILL cannot clean up; its hidden
+    ``.<name>.partial-<host>-<pid>-<random>`` stays. The next run in the same folder
+    removes those of this host whose process is gone (the host name in the mark keeps a
+    live run on another machine sharing the folder safe).
+
+    Returns
+    -------
+    list of Path
+        What was removed.
+    """
+    removed = []
+    host = _host()
+    for p in Path(os.fspath(folder)).glob(f".*{PARTIAL_MARK}*"):
+        tail = p.name.rsplit(PARTIAL_MARK, 1)[1].split("-")
+        if len(tail) != 3 or tail[0] != host or not tail[1].isdigit():
+            continue
+        if not _alive(int(tail[1])):
+            _remove(p)
+            removed.append(p)
+    return removed
+
+
+def _host() -> str:
+    import socket
+
+    return "".join(c for c in socket.gethostname() if c.isalnum())[:32] or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def is_zarr_store(path) -> bool:
     """True for a folder that is a zarr v2 or v3 store (what ``--overwrite`` may replace)."""
     path = Path(os.fspath(path))
@@ -269,6 +312,7 @@ def staged_outputs(
     """
     folder = Path(os.fspath(folder))
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder)
     stage = _temporary(folder / "outputs")
     stage.mkdir()
     try:
