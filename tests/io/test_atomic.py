@@ -150,27 +150,16 @@ def lattice_tiff(tmp_path):
     return path
 
 
+def _cli_args(lattice_tiff, out, *extra) -> list[str]:
+    refl = ["--reflection", "0,4", "--reflection", "4,0"]
+    size = ["--window", "64", "--step", "32"]
+    return ["analyze", str(lattice_tiff), *refl, *size, "--out", str(out), "-q", *extra]
+
+
 def _cli(lattice_tiff, out, *extra):
     from napari_hrtem_fft.cli import main
 
-    return main(
-        [
-            "analyze",
-            str(lattice_tiff),
-            "--reflection",
-            "0,4",
-            "--reflection",
-            "4,0",
-            "--window",
-            "64",
-            "--step",
-            "32",
-            "--out",
-            str(out),
-            "-q",
-            *extra,
-        ]
-    )
+    return main(_cli_args(lattice_tiff, out, *extra))
 
 
 def _fail_on_call(monkeypatch, n, exc):
@@ -237,21 +226,7 @@ def test_cli_killed_by_sigterm_while_writing_leaves_no_output(tmp_path, lattice_
         "from napari_hrtem_fft.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    args = [
-        "analyze",
-        str(lattice_tiff),
-        "--reflection",
-        "0,4",
-        "--reflection",
-        "4,0",
-        "--window",
-        "64",
-        "--step",
-        "32",
-        "--out",
-        str(out_dir / "maps.tif"),
-        "-q",
-    ]
+    args = _cli_args(lattice_tiff, out_dir / "maps.tif")
     proc = subprocess.Popen([sys.executable, "-c", script, *args])
     deadline = time.monotonic() + 120
     staged = []
