@@ -16,7 +16,13 @@ import pytest
 from reference import periodogram_peak
 
 from napari_hrtem_fft.core import synthetic as syn
-from napari_hrtem_fft.core.engine import Progress, analyze, iter_analyze
+from napari_hrtem_fft.core.engine import (
+    Progress,
+    analyze,
+    check_reflections,
+    diagnose,
+    iter_analyze,
+)
 
 PX = 0.02  # nm per pixel
 REFL = syn.pd_110_reflections(10.0)  # (1-11), (-111), (002) of Pd [110]
@@ -245,7 +251,7 @@ def test_single_or_collinear_reflections_give_no_strain():
     image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL)
     one = analyze(image, REFL[:1], pixel_size=PX, window=64, step=16)
     assert one.strain is None and one.d_spacing.shape == (1, 16, 16)
-    pair = analyze(image, [REFL[2], -REFL[2]], pixel_size=PX, window=64, step=16)
+    pair = analyze(image, [REFL[2], 2 * REFL[2]], pixel_size=PX, window=64, step=16)
     assert pair.strain is None
 
 
@@ -279,8 +285,15 @@ def test_nan_inf_pixels_and_image_border_give_nan_and_nothing_else_changes():
         assert np.all(np.isnan(getattr(ref, name)[:, beyond])), name
     keep = ~(touches | beyond)
     assert keep.sum() > 20
-    for name in ("d_spacing", "angle", "amplitude"):
+    for name in ("d_spacing", "angle"):
         np.testing.assert_allclose(getattr(out, name)[:, keep], getattr(ref, name)[:, keep], 1e-5)
+    # The amplitude's background is measured in the frame's spectrum, where the hole's
+    # missing fringes spread some of their power: in this high-SNR lattice it lowers
+    # the amplitude of the other windows to 0.54–0.71 of its value (measured), far
+    # above the threshold still.
+    ratio = out.amplitude[:, keep] / ref.amplitude[:, keep]
+    assert np.all((ratio > 0.4) & (ratio < 1.05)), (ratio.min(), ratio.max())
+    assert np.all(out.amplitude[:, keep] > 100)
 
 
 def test_map_geometry_follows_window_centres():
@@ -328,10 +341,18 @@ def test_dask_input_is_lazy_and_equals_numpy():
         want = getattr(ref, name)
         assert got.shape == want.shape
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        # Another block layout means other FFT sizes and frame means, hence other
-        # float32 round-off (~1e-7 of a coefficient); in the weakest windows of this
-        # noisy image it moves the estimates by up to ~6e-6 relative (measured).
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=0, equal_nan=True)
+        if name in ("d_spacing", "angle"):
+            # Another block layout means other FFT sizes and frame means, hence other
+            # float32 round-off (~1e-7 of a coefficient); in the weakest windows of this
+            # noisy image it moves the estimates by up to ~6e-6 relative (measured).
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=0, equal_nan=True)
+        else:
+            # The amplitude's background is measured in each block's spectrum: blocks
+            # of 200 × 264 pixels against the numpy path's full-width strips give
+            # another estimate of this high-SNR image's tiny noise floor (0.6x to 1.6x
+            # measured); the sigmas follow it.
+            ratio = got[np.isfinite(got)] / want[np.isfinite(want)]
+            assert np.all((ratio > 0.4) & (ratio < 2.5)), (name, ratio.min(), ratio.max())
     assert calls
 
 
@@ -486,7 +507,166 @@ def test_dask_input_yields_no_progress_and_lazy_maps():
     assert isinstance(finished.value.value.d_spacing, da.Array)
 
 
+# ------------------------------------------------------- amplitude on dense lattices
+
+
+def _dense_square_lattice(shape, a_nm, noise=0.0, seed=0):
+    """A square lattice of Gaussian columns (period ``a_nm``): a dense reciprocal lattice
+    with all orders up to Nyquist, as in a simulated HAADF image."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]] * PX
+    image = np.zeros(shape)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            ry = (yy % a_nm) - a_nm / 2 + dy * a_nm
+            rx = (xx % a_nm) - a_nm / 2 + dx * a_nm
+            image += np.exp(-(ry**2 + rx**2) / (2 * (0.03) ** 2))
+    rng = np.random.default_rng(seed)
+    return image + noise * rng.normal(size=shape)
+
+
+@pytest.mark.parametrize("window", [64, 128])
+def test_dense_lattice_passes_the_amplitude_test_everywhere(window):
+    # Period 0.2 nm at 0.02 nm/pixel: in a 64-pixel window the reciprocal lattice is
+    # 3.2 bins apart, so bins 3 and 5 beside g (the former background) fall on or
+    # next to other reflections; the background is now measured between them.
+    a = 0.2
+    image = _dense_square_lattice((320, 320), a, noise=0.02)
+    refl = np.array([[0.0, 1 / a], [1 / a, 1 / a]])  # (01) and (11)
+    maps = analyze(image, refl, pixel_size=PX, window=window, step=8, compute_strain=False)
+    inside = np.isfinite(maps.amplitude[0])
+    assert inside.sum() > 20
+    assert np.all(maps.amplitude[:, inside] >= 10), maps.amplitude[:, inside].min(axis=1)
+    d = maps.d_spacing[:, inside]
+    # Only two of the lattice's strong reflections are picked: the others leak in
+    # uncorrected (docs/method.md), 1.2e-3 at most here.
+    np.testing.assert_allclose(d[0], a, rtol=2e-3)
+    np.testing.assert_allclose(d[1], a / np.sqrt(2), rtol=2e-3)
+
+
+REAL_FILES = [
+    "ncem_emd/Acquisition_18.emd",
+    "tia/16_STOimage.emi",
+    "dm3/example_Se_implanted_MoS2.dm3",
+    "dm3/PZO.dm3",
+    "dm4/PTO100-40nm-HAADF.dm4",
+]
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_real_lattice_images_pass_the_amplitude_test(shared_data, name):
+    # The files are crystalline throughout; their strongest low-order reflections (as
+    # Suggest finds them, checked against the spacings of shared/data/README.md) pass
+    # the default amplitude test in >= 99 % of the windows inside the image at every
+    # window up to 2/3 of the image.  Measured minimum 99.2 % (16_STOimage, window 64,
+    # whose {110} lie 2.3 bins from the centre); the windows that fail in MoS2 are
+    # centred on a ~0.8 nm hole in the layer.  Before: PTO 0 % at windows 64 and 128.
+    import napari_hrtem_fft as hf
+
+    (mg, *_) = hf.read_micrographs(shared_data / name)
+    image = np.asarray(mg.data, dtype=np.float32)
+    px = float(np.atleast_1d(mg.scale)[-1])
+    refl = hf.find_reflections(
+        image, pixel_size=px, window=256 if min(image.shape) >= 384 else 128
+    )
+    refl = refl[:3]
+    spacing = 1 / np.hypot(refl[:, 0], refl[:, 1])
+    assert np.all((spacing > 0.19) & (spacing < 0.43)), spacing  # low orders (README)
+    for window in (64, 128, 256):
+        if window > 2 / 3 * min(image.shape):
+            continue
+        usable = np.hypot(refl[:, 0], refl[:, 1]) * window * px >= 2  # engine's limit
+        maps = analyze(
+            image, refl[usable], pixel_size=px, window=window, step=8, compute_strain=False
+        )
+        inside = np.isfinite(maps.amplitude[0])
+        passed = np.mean(maps.amplitude[:, inside] >= 10, axis=1)
+        assert np.all(passed >= 0.99), (window, passed)
+
+
+@pytest.mark.parametrize("window", [64, 128, 256])
+def test_noise_only_windows_fail_the_amplitude_test(window):
+    # The amplitude of a window of white noise follows an exponential law of mean 1
+    # (exceeds 10 with probability 5e-5).  On an amorphous film, whose power falls
+    # steeply with |g|, the background is underestimated by up to 1.5x (measured at
+    # window 64).  Over 3 seeds of a 768² image (correlated windows) at most 0.5 % of
+    # the windows pass.
+    passed, means = [], []
+    for seed in range(3):
+        image, _ = syn.synthetic_lattice(
+            (768, 768), pixel_size=PX, reflections=REFL, particle=np.zeros((768, 768), bool),
+            noise=0.1, amorphous=0.3 if seed else 0.0, seed=seed,
+        )  # fmt: skip
+        maps = analyze(image, REFL, pixel_size=PX, window=window, step=8, compute_strain=False)
+        amp = maps.amplitude[np.isfinite(maps.amplitude)]
+        passed.append(np.mean(amp >= 10))
+        means.append(amp.mean())
+    assert max(passed) <= 5e-3, passed
+    assert all(0.7 < m < 1.6 for m in means), means
+
+
+def test_tiny_and_huge_intensities_give_the_same_maps():
+    image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL, noise=0.1)
+    kwargs = dict(pixel_size=PX, window=64, step=8, compute_strain=False)
+    ref = analyze(image, REFL, **kwargs)
+    for factor in (1e-40, 1e-300, 1e150, 1e300):
+        maps = analyze(image * factor, REFL, **kwargs)
+        np.testing.assert_array_equal(np.isnan(maps.d_spacing), np.isnan(ref.d_spacing))
+        np.testing.assert_allclose(maps.d_spacing, ref.d_spacing, rtol=1e-5)
+
+
+# ------------------------------------------------------------- reflections, diagnosis
+
+
+@pytest.mark.parametrize(
+    ("second", "what"),
+    [
+        ([0.0, 4.0], "the same reflection"),
+        ([0.0, -4.0], "Friedel mates"),
+        ([0.3, 4.0], "the same reflection to within 0.38 bin"),
+        ([-0.3, -4.0], "Friedel mates .* to within 0.38 bin"),
+    ],
+)
+def test_duplicate_friedel_and_near_reflections_are_refused_by_name(second, what):
+    refl = [[0.0, 4.0], [4.0, 0.0], second]
+    # 1 bin of a 64-pixel window at 0.02 nm/pixel is 0.78 1/nm.
+    with pytest.raises(ValueError, match=f"reflections 1 \\(0, 4\\) and 3 .* are {what}"):
+        check_reflections(refl, pixel_size=PX, window=64)
+    with pytest.raises(ValueError, match="distinct fringes"):
+        analyze(np.zeros((128, 128)), refl, pixel_size=PX, window=64)
+    # One bin apart they are distinct (and measured right: see the diagnosis below).
+    check_reflections([[0.0, 4.0], [0.79, 4.0]], pixel_size=PX, window=64)
+
+
+def test_diagnose_names_the_reason_of_each_nan_map():
+    shape = (384, 384)
+    image, _ = syn.synthetic_lattice(shape, pixel_size=PX, reflections=REFL, noise=0.1)
+    image[:, :40] = np.nan  # missing data in the first 40 columns
+    absent = [[-2.0, 7.0]]  # no fringe there: below the amplitude threshold
+    off = REFL[2] * 1.15  # the (002) fringe lies 13 % inside it (1 bin): outside search
+    refl = np.vstack([REFL[:2], absent, off])
+    maps = analyze(image, refl, pixel_size=PX, window=64, step=8, refine=False)
+    report = diagnose(maps)
+    assert [r.index for r in report] == [1, 2, 3, 4]
+    # Map columns 0-3 reach beyond the image, as do the last 3 rows and columns.
+    np.testing.assert_allclose(report[0].edge_fraction, 1 - (48 - 4 - 3) * (48 - 4 - 3) / 48**2)
+    # Windows centred on columns 32 … 64 (map columns 4 … 8) touch the NaN columns.
+    for r in report[:2]:
+        np.testing.assert_allclose(r.nan_fraction, 5 / 41, atol=1e-6)
+        assert r.dominant == "missing data"
+    assert report[2].dominant == "below amplitude threshold" and report[2].nan_fraction == 1
+    assert report[3].dominant == "outside search region" and report[3].nan_fraction > 0.8
+    assert "reflection 3 (-2, 7) 1/nm: 100% of the map is NaN, mostly below" in report[2].message()
+    assert "raise search" in report[3].message()
+
+
 # --------------------------------------------------------------------------- inputs
+
+
+def test_unknown_dask_chunks_are_refused_clearly():
+    lazy = da.ones((256, 256), chunks=128)
+    unknown = lazy[lazy[:, 0] > 0]
+    with pytest.raises(ValueError, match="image is a dask array of unknown chunk sizes"):
+        analyze(unknown, REFL, pixel_size=PX, window=64)
 
 
 @pytest.mark.parametrize(
@@ -513,6 +693,9 @@ def test_dask_input_yields_no_progress_and_lazy_maps():
         (dict(min_amplitude=-1.0), ValueError, "min_amplitude"),
         (dict(chunks=(64,)), ValueError, "chunks"),
         (dict(refine="yes"), TypeError, "refine"),
+        (dict(image=np.ones((0, 256, 256))), ValueError, "image is empty"),
+        (dict(image=np.ones((256, 0))), ValueError, "image is empty"),
+        (dict(reflections=[[0.0, 4.0], [0.0, -4.0]]), ValueError, "Friedel"),
     ],
 )
 def test_bad_input_names_the_parameter(change, error, name):

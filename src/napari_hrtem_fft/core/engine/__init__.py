@@ -26,12 +26,11 @@ frame where possible, every second map pixel) gives the power-weighted median
 frequency of each reflection and frame, and the maps are computed demodulated there,
 which keeps uniform lattice changes and rotations in the centre of the main lobe.
 
-The amplitude is ``|Z(c)|²`` over the local background power, the mean ``|Z|²`` at four
-frequencies 3 and 5 bins (``1/N``) beside ``f0``, offset along the axis on which ``g``
-has its smaller component (roughly tangential, so at about the same ``|g|``; the Hann
-window is zero at integer bins ≥ 2 from a peak, so a peak leaks little there).  The
-standard deviations follow from the linearised variance of the phase difference for
-white noise at that background level.
+The amplitude is ``|Z(c)|²`` over the noise power expected at ``g``, measured where the
+lattice has no reflection: the lower quartile of the block's Hann-apodised spectrum on an
+arc of the circle ``|g|`` beside ``g``, away from the main lobes of every picked reflection
+and its Friedel mate.  The standard deviations follow from the linearised variance of the
+phase difference for white noise at that level.
 
 Everything after the removal of each frame's offset runs in single precision
 (complex64 FFTs and folds, float32 maps): its round-off moves ``d`` by up to ~1e-6
@@ -50,10 +49,21 @@ from __future__ import annotations
 
 from ..reciprocal import as_reflections
 from ._analyze import _FIELDS, analyze, iter_analyze, run_to_end
+from ._checks import check_reflections
+from ._diagnose import Diagnosis, diagnose
 from ._drivers import Progress
 from ._frame import DEFAULT_MIN_AMPLITUDE
 
-__all__ = ["DEFAULT_MIN_AMPLITUDE", "Progress", "analyze", "iter_analyze", "run_to_end"]
+__all__ = [
+    "DEFAULT_MIN_AMPLITUDE",
+    "Diagnosis",
+    "Progress",
+    "analyze",
+    "check_reflections",
+    "diagnose",
+    "iter_analyze",
+    "run_to_end",
+]
 
 # Kept importable from here for the modules that used the former single-file engine.
 _REEXPORTED = (as_reflections, _FIELDS)

@@ -13,10 +13,10 @@ from ._checks import (
     _check_flag,
     _check_image,
     _check_numbers,
-    _check_reflections,
+    check_reflections,
 )
 from ._drivers import dask_maps, numpy_maps
-from ._frame import _BACKGROUND_BINS, DEFAULT_MIN_AMPLITUDE
+from ._frame import _NOISE_ARC, _NOISE_OWN_LOBE, _NOISE_WIDTH, _NOISE_ZERO, DEFAULT_MIN_AMPLITUDE
 from ._plan import BlockPlan, Settings, auto_chunk, compatible, numpy_chunks
 from ._survey import _survey_binning
 
@@ -70,8 +70,9 @@ def analyze(
         that uniform lattice changes and rotations stay in the window's main lobe.
         The maps' search region stays centred on ``reflections``.
     min_amplitude : float
-        Smallest amplitude (peak power over local background power) accepted; weaker
-        windows give NaN spacing and angle.
+        Smallest amplitude accepted: the window's peak power over the noise power the
+        frame shows at ``|g|`` where the lattice has no reflection (a signal-to-noise
+        ratio, see ``docs/method.md``); weaker windows give NaN spacing and angle.
     compute_strain : bool
         Compute strain maps (:func:`napari_hrtem_fft.strain`) when at least two
         non-collinear reflections are given.
@@ -99,9 +100,10 @@ def analyze(
     TypeError
         If ``image`` is not real numeric data or an option has the wrong type.
     ValueError
-        If the image is smaller than the window, a reflection lies beyond Nyquist or
-        inside the central two bins, ``reflections`` is not ``(n, 2)``, or an option is
-        out of range.
+        If the image is empty or smaller than the window, a dask image has unknown
+        chunk sizes, ``reflections`` is not ``(n, 2)`` or holds a reflection beyond
+        Nyquist, inside the central two bins, or two that are the same fringe
+        (:func:`check_reflections`), or an option is out of range.
 
     Notes
     -----
@@ -191,7 +193,7 @@ def _request(arguments: dict) -> _Request:
         raise ValueError(
             f"image (y, x) size {shape[-2:]} is smaller than the window ({window} pixels)"
         )
-    refl = _check_reflections(arguments["reflections"], pixel_size, window)
+    refl = check_reflections(arguments["reflections"], pixel_size=pixel_size, window=window)
     depth = -(-(window // 2) // step) * step
     user_chunks = _check_chunks(arguments["chunks"], step, depth)
     given = refl * pixel_size
@@ -284,10 +286,15 @@ def _parameters(request: _Request, demod) -> dict:
         "chunks": request.chunks,
         "background": s.background,
         "reflections": request.reflections.tolist(),
+        "image_shape": list(s.shape),
         "window_pixels": "c - N/2 … c + N/2 - 1 (periodic Hann, peak on c)",
         "overlap_depth": s.depth,
         "precision": "float32 (complex64 FFTs)",
-        "background_bins": list(_BACKGROUND_BINS),
+        "amplitude_background": (
+            f"median power of the block's Hann-apodised spectrum on the arc |g| ± "
+            f"{_NOISE_WIDTH} bins, {_NOISE_OWN_LOBE} to {_NOISE_ARC} bins beside g, "
+            f"at least {_NOISE_ZERO} bins from zero"
+        ),
         "method": "closed-form phase difference of Hann-windowed Fourier coefficients",
     }
     if demod is not None:

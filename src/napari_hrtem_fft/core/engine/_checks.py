@@ -27,6 +27,13 @@ def _check_image(image):
         raise TypeError(f"image must hold real numbers, got dtype {dtype}")
     if len(shape) < 2:
         raise ValueError(f"image must have at least 2 dimensions (..., y, x), got shape {shape}")
+    if not all(math.isfinite(s) for s in shape):
+        raise ValueError(
+            f"image is a dask array of unknown chunk sizes (shape {shape}): call "
+            "image.compute_chunk_sizes() first, or give it known chunks"
+        )
+    if 0 in shape:
+        raise ValueError(f"image is empty (shape {tuple(shape)}): nothing to analyse")
     return image, tuple(int(s) for s in shape), dtype
 
 
@@ -87,8 +94,35 @@ def _check_flag(flag, name: str) -> bool:
     return bool(flag)
 
 
-def _check_reflections(reflections, pixel_size: float, window: int) -> np.ndarray:
-    """``(n, 2)`` reflections in nm⁻¹ inside Nyquist and outside the central two bins."""
+def check_reflections(reflections, *, pixel_size: float, window: int) -> np.ndarray:
+    """Check reflections as :func:`analyze` does, with a message that names them.
+
+    Front ends call this before starting a run, so that the user hears at once which
+    picked reflection cannot be mapped and why.
+
+    Parameters
+    ----------
+    reflections : array_like
+        ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹.
+    pixel_size : float
+        Image pixel size in nm.
+    window : int
+        Window size in pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 2)`` float64 reflections in nm⁻¹.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``reflections`` is not ``(n, 2)`` real and finite; if a reflection lies at or
+        beyond Nyquist, or inside the central 2 bins (``1/(window·pixel_size)``) of the
+        window; or if two reflections are the same, Friedel mates (``g`` and ``-g``, one
+        fringe) or closer than 1 bin: their windowed coefficients would then be one and
+        the same, and removing each one's leakage from the other would leave nothing.
+    """
     refl = as_reflections(reflections)
     nyquist = 0.5 / pixel_size
     beyond = np.any(np.abs(refl) >= nyquist, axis=1)
@@ -104,4 +138,31 @@ def _check_reflections(reflections, pixel_size: float, window: int) -> np.ndarra
             f"reflections {refl[central].tolist()} lie inside the central 2 bins of a "
             f"{window}-pixel window (|g|·window·pixel_size < 2): use a larger window"
         )
+    clashes = _clashes(refl, 1.0 / (window * pixel_size))
+    if clashes:
+        raise ValueError(
+            "reflections must be distinct fringes, but "
+            + "; ".join(clashes)
+            + f" (1 bin = 1/(window·pixel_size) = {1 / (window * pixel_size):.4g} 1/nm "
+            "for this window): remove one of each pair"
+        )
     return refl
+
+
+def _clashes(refl: np.ndarray, bin_size: float) -> list[str]:
+    """Descriptions of the pairs that are duplicates, Friedel mates or < 1 bin apart."""
+    out = []
+    for i, j in zip(*np.triu_indices(len(refl), 1), strict=True):
+        same, mate = (np.hypot(*(refl[i] + sign * refl[j])) for sign in (-1, 1))
+        gap, what = min((same, "the same reflection"), (mate, "Friedel mates (g and -g)"))
+        if gap < bin_size:
+            if gap > 1e-9 * bin_size:
+                what += f" to within {gap / bin_size:.2f} bin"
+            out.append(
+                f"reflections {i + 1} {_fmt(refl[i])} and {j + 1} {_fmt(refl[j])} are {what}"
+            )
+    return out
+
+
+def _fmt(g) -> str:
+    return f"({g[0]:.4g}, {g[1]:.4g})"

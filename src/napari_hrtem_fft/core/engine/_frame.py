@@ -15,18 +15,26 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from .._windows import hann_dtft, kernel_spectra, lag_one_correlation
+from .._windows import hann_dtft, hann_taps, kernel_spectra, lag_one_correlation
 
-#: Default threshold on the amplitude (peak power over local background power).  For
-#: white noise without lattice the ratio follows an F(2, 8) law and exceeds 10 in 0.7 %
-#: of the windows, which are further rejected unless their estimate falls in the search
-#: region.
+#: Default threshold on the amplitude (peak power over the background power expected
+#: at ``g``).  For noise without lattice the ratio follows an exponential law of mean 1
+#: and exceeds 10 in 0.005 % of the windows.
 DEFAULT_MIN_AMPLITUDE = 10.0
 
-# Background frequencies, in bins of 1/N beside the demodulation frequency.  Integer
-# offsets of 3 or more lie outside the Hann main lobe (±2 bins) and on the zeros of the
-# window spectrum of an on-grid peak; 3 and 5 bins apart are nearly uncorrelated (1/6).
-_BACKGROUND_BINS = (-5.0, -3.0, 3.0, 5.0)
+# The background near g is measured in the frame's own spectrum, at the frame's fine
+# resolution, where a lattice's reflections are narrow peaks: the lower quartile of the
+# power over an arc of the circle |g| (radially within ±_NOISE_WIDTH window bins, 1/N,
+# so at the spatial frequency of g: an amorphous film's power falls with it, and is
+# about constant along the arc), up to _NOISE_ARC bins beside g, away from the
+# zero-frequency tail and from the main lobes (_NOISE_OWN_LOBE) of every picked
+# reflection and its Friedel mate.  The quartile ignores the other reflections of even a
+# dense lattice (those between the picked ones lie in the gaps of the arc), which
+# window-sized bins beside g cannot (see docs/method.md).
+_NOISE_WIDTH, _NOISE_OWN_LOBE, _NOISE_ARC, _NOISE_ZERO = 1.0, 2.0, 8.0, 2.5
+_NOISE_QUANTILE = 0.25
+# At most about this many spectrum bins per reflection enter the quartile (strided).
+_NOISE_SAMPLES = 2**16
 
 # Leakage coefficients below this (relative to the main lobe) are not corrected: they
 # move d by about 1e-6 at most (measured on noise-free lattices), 50 times below the
@@ -104,7 +112,8 @@ def _clean_windows(finite, window: int, step: int, start, count):
 
 
 def _prepare(frame, window: int, step: int, start, count):
-    """Offset-free float32 frame (NaN → 0) and the mask of clean windows.
+    """Offset-free float32 frame (NaN → 0), the mask of clean windows, and the mask of
+    finite pixels (``None`` when all are finite).
 
     Windows are centred on ``start + (i, j)·step``, ``(i, j) < count``; a clean window
     lies inside the frame and holds no NaN/inf pixel.
@@ -119,7 +128,7 @@ def _prepare(frame, window: int, step: int, start, count):
     finite = np.isfinite(frame)
     n_finite = np.count_nonzero(finite)
     if n_finite == 0:
-        return None, np.zeros(count, dtype=bool)
+        return None, np.zeros(count, dtype=bool), finite
     # Any offset near the mean serves (each window's own mean is removed exactly
     # later): that of every 4th pixel, or of all finite pixels if that has none.
     sample = frame[::4, ::4]
@@ -127,25 +136,41 @@ def _prepare(frame, window: int, step: int, start, count):
     if not sample.size:
         sample = frame[finite]
     offset = sample.mean(dtype=np.float64)
-    rms = float(np.sqrt(np.mean(np.square(sample - offset, dtype=np.float64))))
-    scale = 2.0 ** -round(math.log2(rms)) if 0 < rms < math.inf else 1.0
-    # The subtraction in the frame's own precision, then single precision.
-    data = np.subtract(frame, frame.dtype.type(offset)).astype(np.float32, copy=False)
-    data *= np.float32(scale)
+    scale = _unit_scale(sample, offset)
+    if 2.0**-60 <= scale <= 2.0**60:
+        # The subtraction in the frame's own precision, then single precision.
+        data = np.subtract(frame, frame.dtype.type(offset)).astype(np.float32, copy=False)
+        data *= np.float32(scale)
+    else:
+        # Intensities far from 1 (below ~1e-18 or above ~1e18): scaled in double
+        # precision first, so that float32 neither underflows nor overflows.
+        data = ((frame.astype(np.float64) - offset) * scale).astype(np.float32)
     if n_finite == finite.size:
-        return data, _window_centres(frame.shape, window, step, start, count)[1]
+        return data, _window_centres(frame.shape, window, step, start, count)[1], None
     np.copyto(data, 0.0, where=~finite)
-    return data, _clean_windows(finite, window, step, start, count)
+    return data, _clean_windows(finite, window, step, start, count), finite
 
 
-def _coefficients(data, demod, *, window, step, start, count, background, bg_bins, workers):
+def _unit_scale(sample, offset) -> float:
+    """A power of two that brings the RMS of ``sample - offset`` near 1 (1 if it is 0)."""
+    deviation = np.abs(sample - offset, dtype=np.float64)
+    peak = float(deviation.max()) if deviation.size else 0.0
+    if not 0 < peak < math.inf:
+        return 1.0
+    # Relative to the peak, so that squaring neither overflows nor underflows.
+    rms = peak * float(np.sqrt(np.mean(np.square(deviation / peak))))
+    return 2.0 ** -round(math.log2(rms))
+
+
+def _coefficients(data, demod, *, window, step, start, count, background, noise, workers):
     """Windowed Fourier coefficients at c, c - e_y and c - e_x, and the background power.
 
-    ``data`` is a mean-removed float32 2D frame; windows are centred on local pixels
-    ``start + (i, j)·step`` for ``(i, j) < count``; ``demod`` is ``(k, 2)`` in
-    cycles/pixel.  Returns ``coef (3, k, my, mx)`` (complex64, phase referred to each
-    window's centre) and the mean ``|Z|²`` at the background frequencies ``(k, my, mx)``
-    (``None`` without them).
+    ``data`` is a mean-removed float32 2D frame; ``noise`` is False (no background
+    wanted), True, or the frame's mask of finite pixels when some are not; windows are
+    centred on local pixels ``start + (i, j)·step`` for ``(i, j) < count``; ``demod``
+    is ``(k, 2)`` in cycles/pixel.  Returns ``coef (3, k, my, mx)`` (complex64, phase
+    referred to each window's centre) and the background ``|Z|²`` expected at each
+    reflection ``(k, 1, 1)`` (or ``None``).
     """
     h, w = data.shape
     # One 2D spectrum serves every kernel: fold along one axis with the first-axis
@@ -153,28 +178,109 @@ def _coefficients(data, demod, *, window, step, start, count, background, bg_bin
     # inverse 2D FFT then gives every coefficient map on the step grid.
     lengths = tuple(step * sfft.next_fast_len(-(-n // step)) for n in (h, w))
     spectrum = sfft.fft2(data, s=lengths, workers=workers)
+    if noise is False:
+        noise = None
+    elif noise is True:
+        noise = _spectral_noise(spectrum, demod, window, _apodised_energy(lengths, data.shape))
+    else:
+        # Missing pixels are zeros here: they count for nothing in the energy.  Their
+        # holes in the fringes spread some fringe power near g, which makes the
+        # amplitude of that frame conservative (docs/method.md).
+        energy = _apodised_energy(lengths, data.shape, noise)
+        noise = _spectral_noise(spectrum, demod, window, energy)
     kernels = _Kernels(window, step, lengths, start, spectrum.dtype)
-    # Each reflection is folded first along the axis of its larger component, so that
-    # the background frequencies, offset along the other axis, lie roughly on the
-    # circle |g| (tangential).
+    # Each reflection is folded first along the axis of its larger component.
     y_first = np.abs(demod[:, 0]) > np.abs(demod[:, 1])
-    bg = np.asarray(bg_bins, dtype=np.float64) / window
     work = np.empty(max(_FOLD_CHUNK, step * max(lengths)), dtype=spectrum.dtype)
     first, slot = _first_folds(spectrum, demod, y_first, kernels, background, work)
     del spectrum
-    folded = _second_folds(first, slot, demod, bg, kernels, background, work)
+    folded = _second_folds(first, slot, demod, kernels, background, work)
     del first
     # The inverse along y, then along x for the map rows only.
     my, mx = count
     grid = sfft.ifft(folded, axis=-2, overwrite_x=True, workers=workers)[:, :my]
     grid = sfft.ifft(grid, axis=-1, workers=workers)[..., :mx]
     n_mean = 2 if background else 0
-    z = grid[n_mean:].reshape(demod.shape[0], 3 + bg.size, my, mx)
-    coef = z[:, :3].transpose(1, 0, 2, 3)
-    z_bg = z[:, 3:]
+    coef = grid[n_mean:].reshape(demod.shape[0], 3, my, mx).transpose(1, 0, 2, 3)
     if background:
-        _subtract_means(grid[:2], coef, z_bg, demod, y_first, bg, window)
-    return coef, (_mean_power(z_bg) if bg.size else None)
+        _subtract_means(grid[:2], coef, demod, window)
+    return coef, noise
+
+
+def _spectral_noise(spectrum, demod, window: int, h2: float):
+    """The noise power ``E|Z|²`` of a window at each reflection, ``(k, 1, 1)`` float32.
+
+    For noise of power spectral density ``P`` near ``g``, a window's coefficient has
+    ``E|Z|² = P·(Σ w²)²``.  The frame's spectrum, apodised by a periodic Hann window
+    over its padded length (three-point stencils in the spectrum: the frame's edges
+    would otherwise spread every fringe's power over its row and column), has
+    ``E|S|² = P·Σ h²`` (``h2``) over the frame's pixels, exponentially distributed: its
+    lower quartile over the bins near ``g`` (see ``_noise_bins``), divided by ln(4/3),
+    estimates that whatever sparse peaks the lattice puts there.  Floored at 1e-30 of the frame's
+    mean power, so that a noise-free lattice gives a large but finite amplitude.
+    """
+    shape = np.array(spectrum.shape)
+    w2 = float(np.sum(hann_taps(window)[1] ** 2)) ** 2
+    out = np.empty(demod.shape[0])
+    for r, f0 in enumerate(demod):
+        idx, keep = _noise_bins(f0, demod, shape, window)
+        near = _apodised(spectrum, idx)[keep]
+        power = near.real.astype(np.float64) ** 2 + near.imag.astype(np.float64) ** 2
+        out[r] = np.quantile(power, _NOISE_QUANTILE)
+    floor = 1e-30 * max(float(np.mean(np.abs(spectrum[::7, ::7]) ** 2)), 1e-30)
+    out = np.maximum(out, floor) / -math.log1p(-_NOISE_QUANTILE) / max(h2, 1e-30) * w2
+    return out.astype(np.float32)[:, None, None]
+
+
+def _noise_bins(f0, demod, shape, window: int):
+    """Spectrum rows and columns around ``f0`` (strided) and which of their bins to use.
+
+    Kept out: the main lobes of every reflection ``demod`` and of its Friedel mate (a
+    hexagonal lattice has six on the circle ``|g|``).
+    """
+    radius = _NOISE_ARC * shape / window  # spectrum bins per axis
+    stride = max(1, math.ceil(math.sqrt(np.prod(2 * radius + 1) / _NOISE_SAMPLES)))
+    idx = [
+        np.arange(math.ceil(c - rad), math.floor(c + rad) + 1, stride)
+        for c, rad in zip(f0 * shape, radius, strict=True)
+    ]
+    freq = [i / n for i, n in zip(idx, shape, strict=True)]  # cycles/pixel
+    from_g = np.hypot(freq[0][:, None] - f0[0], freq[1][None, :] - f0[1]) * window
+    alias = [(f + 0.5) % 1.0 - 0.5 for f in freq]
+    radial = np.hypot(alias[0][:, None], alias[1][None, :]) * window
+    keep = np.abs(radial - np.hypot(*f0) * window) <= _NOISE_WIDTH
+    keep &= (from_g <= _NOISE_ARC) & (radial >= _NOISE_ZERO)
+    for g in (*demod, *-demod):
+        keep &= np.hypot(alias[0][:, None] - g[0], alias[1][None, :] - g[1]) * window >= (
+            _NOISE_OWN_LOBE
+        )
+    return idx, keep
+
+
+def _apodised(spectrum, idx):
+    """The spectrum of the Hann-apodised frame at rows ``idx[0]`` × columns ``idx[1]``.
+
+    A periodic Hann window ``½ - ½cos(2πn/L)`` multiplies the frame: its spectrum is
+    convolved with ``(-¼, ½, -¼)`` along each axis.
+    """
+    ly, lx = spectrum.shape
+    taps = np.array([-0.25, 0.5, -0.25])
+    rows = (idx[0][None, :] + np.arange(-1, 2)[:, None]) % ly
+    cols = (idx[1][None, :] + np.arange(-1, 2)[:, None]) % lx
+    block = spectrum[np.ix_(rows.ravel(), cols.ravel())].astype(np.complex128)
+    block = block.reshape(3, rows.shape[1], 3, cols.shape[1])
+    return np.einsum("i,iyjx,j->yx", taps, block, taps)
+
+
+def _apodised_energy(lengths, data_shape, finite=None) -> float:
+    """``Σ h²`` of the apodising window over the frame's (finite) pixels."""
+    squares = []
+    for length, n in zip(lengths, data_shape, strict=True):
+        h = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / length)
+        squares.append(h * h)
+    if finite is None:
+        return float(np.sum(squares[0]) * np.sum(squares[1]))
+    return float(squares[0] @ finite.astype(np.float64) @ squares[1])
 
 
 class _Kernels:
@@ -223,35 +329,32 @@ def _first_folds(spectrum, demod, y_first, kernels, background, work):
     return first, slot
 
 
-def _second_folds(first, slot, demod, bg, kernels, background, work):
+def _second_folds(first, slot, demod, kernels, background, work):
     """Second folds into the planes of the small inverse FFT.
 
     The window means at c, c - e_x (one plane) and c - e_y; then per reflection the
-    windows at c, c - e_y, c - e_x and the background frequencies ``bg``.
+    windows at c, c - e_y and c - e_x.
     """
     s = kernels.step
     ly, lx = kernels.lengths
-    k, nb = demod.shape[0], bg.size
-    per = 3 + nb
+    k = demod.shape[0]
     n_mean = 2 if background else 0
-    folded = np.empty((n_mean + per * k, ly // s, lx // s), dtype=kernels.ctype)
+    folded = np.empty((n_mean + 3 * k, ly // s, lx // s), dtype=kernels.ctype)
     if background:
         _fold(first[1][0], kernels.pair(0, 0.0), s, 0, folded[:2], work)
     for r in range(k):
         ax1, i = slot[r]
         ax2 = 1 - ax1
-        f2, p2 = demod[r, ax2], kernels.start[ax2]
-        # On the c windows: c, c - e2 and the background frequencies; on the c - e1
-        # windows: c only.
-        ka = kernels(ax2, np.concatenate([[f2, f2], f2 + bg]), [p2, p2 - 1] + [p2] * nb)
-        planes = folded[n_mean + per * r : n_mean + per * (r + 1)]
+        # On the c windows: c and c - e2; on the c - e1 windows: c only.
+        ka = kernels.pair(ax2, demod[r, ax2])
+        planes = folded[n_mean + 3 * r : n_mean + 3 * (r + 1)]
         e1, e2 = (1, 2) if ax1 == 0 else (2, 1)
-        _fold(first[ax1][i], ka, s, ax2, [planes[0], planes[e2], *planes[3:]], work)
+        _fold(first[ax1][i], ka, s, ax2, [planes[0], planes[e2]], work)
         _fold(first[ax1][i + 1], ka[:1], s, ax2, [planes[e1]], work)
     return folded
 
 
-def _subtract_means(means, coef, z_bg, demod, y_first, bg, window):
+def _subtract_means(means, coef, demod, window):
     """Remove each window's Hann-weighted mean from its coefficients (in place).
 
     ``means`` holds the mean at c (real) and c - e_x (imaginary) in plane 0 and at
@@ -265,24 +368,6 @@ def _subtract_means(means, coef, z_bg, demod, y_first, bg, window):
         coef[0, r] -= m_c * s_main[r]
         coef[1, r] -= m_ey * s_main[r]
         coef[2, r] -= m_ex * s_main[r]
-    if bg.size:
-        w1 = np.where(y_first, w_y, w_x)
-        f2 = np.where(y_first, demod[:, 1], demod[:, 0])
-        s_bg = (w1[:, None] * hann_dtft(window, f2[:, None] + bg)).astype(np.float32)
-        for r, b in np.ndindex(*s_bg.shape):
-            z_bg[r, b] -= m_c * s_bg[r, b]
-
-
-def _mean_power(z_bg):
-    """Mean ``|Z|²`` over the background frequencies ``(k, nb, my, mx)``, in place."""
-    nb = z_bg.shape[1]
-    noise = np.square(z_bg[:, 0].real)
-    for b in range(nb):
-        if b:
-            noise += np.square(z_bg[:, b].real)
-        noise += np.square(z_bg[:, b].imag)
-    noise *= np.float32(1.0 / nb)
-    return noise
 
 
 def _frame_maps(
@@ -307,7 +392,7 @@ def _frame_maps(
     frequencies in cycles/pixel.
     """
     count = out.shape[-2:]
-    data, clean = _prepare(frame, window, step, start, count)
+    data, clean, finite = _prepare(frame, window, step, start, count)
     if not clean.any():
         out[...] = np.nan
         return out
@@ -319,7 +404,7 @@ def _frame_maps(
         start=start,
         count=count,
         background=background,
-        bg_bins=_BACKGROUND_BINS,
+        noise=True if finite is None else finite,
         workers=workers,
     )
     coef = _remove_leakage(coef, demod, window, background)

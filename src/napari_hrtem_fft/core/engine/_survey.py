@@ -44,7 +44,7 @@ def _survey_frame(frame, origin, context, core, *, given, window, step, binning,
         return out
     local = tuple((f - o + p) // b for f, o, p in zip(first, origin, context, strict=True))
     win, st = window // b, coarse // b
-    data, clean = _prepare(_binned(frame, b), win, st, local, count)
+    data, clean, _ = _prepare(_binned(frame, b), win, st, local, count)
     if not clean.any():
         return out
     coef, _ = _coefficients(
@@ -55,7 +55,7 @@ def _survey_frame(frame, origin, context, core, *, given, window, step, binning,
         start=local,
         count=count,
         background=False,
-        bg_bins=(),
+        noise=False,
         workers=workers,
     )
     fy, fx = _phase_frequencies(coef)
