@@ -1,0 +1,158 @@
+"""Live analysis: latency, sustained rate and memory while frames are being written.
+
+A writer thread writes synthetic 2048² frames (:func:`synthetic_movie`: a drifting,
+expanding Pd particle) into a temporary folder at a set rate, each under a temporary
+name renamed into place when complete (as acquisition software does); ``iter_live``
+follows the folder.  Printed:
+
+- latency: from the rename (the file is complete) to the frame's maps being in the
+  store and its time-trace row added, median / 95th percentile / max;
+- rate: frames written, analysed and skipped (the live run skips to the newest frame
+  when it is behind, so its latency must not grow through the run);
+- memory: peak resident memory of the process over the run;
+- baseline: ``analyze()`` of one frame in the same run (the machine is shared, so
+  latencies are to be read against it).
+
+Only a few distinct frames are rendered (rendering costs more than analysing); the
+writer cycles through them and deletes files the analysis is done with, so a
+1,000-frame run does not fill the disk.
+
+    python benchmarks/bench_live.py                 # 1,000 frames at 5 frames/s
+    python benchmarks/bench_live.py --frames 30     # a short run
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from napari_hrtem_fft.core.engine import analyze
+from napari_hrtem_fft.core.live import iter_live
+from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
+from napari_hrtem_fft.io._watch import FolderFrames
+
+PIXEL = 0.02  # nm
+REFL = pd_110_reflections(10.0)
+
+
+def acquisition_frames(n_distinct: int, size: int) -> np.ndarray:
+    """Distinct frames of the benchmark's synthetic acquisition, uint16 like a camera."""
+    stack, _ = synthetic_movie(
+        n_distinct, (size, size), pixel_size=PIXEL, reflections=REFL, noise=0.05,
+        amorphous=0.1, expansion_total=0.02, drift=1.0, radius=size * PIXEL * 0.3,
+        lazy=False,
+    )  # fmt: skip
+    return np.clip(stack * 10000, 0, 65535).astype(np.uint16)
+
+
+class Writer(threading.Thread):
+    """Writes ``n`` frames at ``rate`` frames/s; records when each file was complete."""
+
+    def __init__(self, folder: Path, frames: np.ndarray, n: int, rate: float):
+        super().__init__(daemon=True)
+        self.folder, self.frames, self.n, self.rate = folder, frames, n, rate
+        self.complete: dict[str, float] = {}
+        self.late = 0  # frames the writer itself wrote late (the machine was busy)
+
+    def run(self) -> None:
+        start = time.monotonic()
+        for k in range(self.n):
+            due = start + k / self.rate
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            elif wait < -0.5 / self.rate:
+                self.late += 1
+            name = f"frame_{k:05d}.tif"
+            part = self.folder / (name + ".part")
+            tifffile.imwrite(part, self.frames[k % len(self.frames)])
+            part.rename(self.folder / name)
+            self.complete[name] = time.monotonic()
+            old = self.folder / f"frame_{k - 20:05d}.tif"
+            if k >= 20:
+                old.unlink(missing_ok=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux: ru_maxrss in kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=1000, help="frames written (1000)")
+    parser.add_argument("--rate", type=float, default=5.0, help="frames per second (5)")
+    parser.add_argument("--size", type=int, default=2048, help="frame size in pixels (2048)")
+    parser.add_argument("--step", type=int, default=8, help="map step in pixels (8)")
+    parser.add_argument("--window", type=int, default=128, help="FFT window in pixels (128)")
+    parser.add_argument("--distinct", type=int, default=8, help="distinct frames rendered (8)")
+    args = parser.parse_args(argv)
+
+    frames = acquisition_frames(args.distinct, args.size)
+    options = dict(window=args.window, step=args.step, search=0.1)
+    analyze(frames[0], REFL, pixel_size=PIXEL, **options)  # warm-up (FFT plans, imports)
+    t0 = time.perf_counter()
+    analyze(frames[1], REFL, pixel_size=PIXEL, **options)
+    baseline = time.perf_counter() - t0
+    rss_before = peak_rss_mb()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "acquisition"
+        folder.mkdir()
+        writer = Writer(folder, frames, args.frames, args.rate)
+        source = FolderFrames(folder, renamed=True)
+        live = iter_live(
+            source, REFL, pixel_size=PIXEL, store=Path(tmp) / "live.zarr", poll_interval=0.01,
+            **options,
+        )  # fmt: skip
+        latencies, analysed, skipped = [], [], []
+        started = time.monotonic()
+        writer.start()
+        last = f"frame_{args.frames - 1:05d}.tif"
+        for update in live:
+            if update.kind == "frame":
+                latencies.append(time.monotonic() - writer.complete[update.name])
+                analysed.append(update.frame)
+                skipped += update.skipped
+                if update.name == last:
+                    break
+            elif not writer.is_alive() and source.poll() == []:
+                break
+        live.close()
+        elapsed = time.monotonic() - started
+        writer.join()
+
+    lat = np.array(latencies)
+    half = len(lat) // 2
+    print(f"bench_live: {args.frames} frames of {args.size}² uint16 written at "
+          f"{args.rate:g}/s (writer late {writer.late}), window {args.window}, "
+          f"step {args.step}, {len(REFL)} reflections")  # fmt: skip
+    print(f"baseline  analyze() of one frame in this run: {baseline:.3f} s")
+    print(
+        f"latency   file complete -> maps stored + trace row: median {np.median(lat):.3f} s, "
+        f"p95 {np.percentile(lat, 95):.3f} s, max {lat.max():.3f} s "
+        f"(median {np.median(lat) / baseline:.2f}x the baseline)"
+    )
+    print(
+        f"latency   first half median {np.median(lat[:half] if half else lat):.3f} s, "
+        f"second half {np.median(lat[half:]):.3f} s (does not grow: it does not fall behind)"
+    )
+    print(
+        f"rate      analysed {len(analysed)} of {args.frames} frames in {elapsed:.1f} s "
+        f"({len(analysed) / elapsed:.2f}/s), skipped {len(skipped)} (said in each update)"
+    )
+    print(f"memory    peak RSS {peak_rss_mb():.0f} MB (after the rendered frames: "
+          f"{rss_before:.0f} MB)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
