@@ -6,6 +6,7 @@ The docks are opened with ``add_plugin_dock_widget`` so that they get napari's
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_hrtem_fft.layers import find_result_layers
@@ -51,3 +52,30 @@ def test_selected_map_shows_alone_with_titled_colour_bar(plugin_maps):
 def test_maps_are_opaque(plugin_maps):
     _, _, results = plugin_maps
     assert all(layer.opacity == 1.0 for layer in results)
+
+
+def test_a_mostly_empty_reflection_is_named_with_what_to_try():
+    from napari_hrtem_fft._widgets._display import empty_map_warnings
+    from napari_hrtem_fft.core.maps import LatticeMaps
+
+    d = np.full((2, 20, 20), 0.2, dtype=np.float32)
+    d[1, :, :15] = np.nan  # reflection 2: 75 % empty
+    maps = LatticeMaps(
+        d_spacing=d,
+        angle=np.zeros_like(d),
+        amplitude=np.ones_like(d),
+        d_sigma=np.zeros_like(d),
+        angle_sigma=np.zeros_like(d),
+        reflections=np.array([[0.0, 5.0], [-4.0, 0.0]]),
+        window=32,
+        step=16,
+        pixel_size=0.02,
+    )
+    (message,) = empty_map_warnings(maps)
+    assert message.startswith("Reflection 2 (d = 0.2500 nm)")
+    assert "amplitude threshold" in message and "Try a larger window" in message
+    maps.d_spacing = np.full_like(d, np.nan)
+    (message,) = empty_map_warnings(maps)
+    assert message.startswith("No window gave a lattice spacing")
+    maps.d_spacing = np.full_like(d, 0.2)
+    assert empty_map_warnings(maps) == []

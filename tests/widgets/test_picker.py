@@ -52,10 +52,14 @@ def test_suggest_finds_the_pd_reflections_and_fills_the_table(picker):
     np.testing.assert_allclose(d, [D_002, D_111, D_111], rtol=5e-3)
     table = widget._table.value
     assert len(table["data"]) == 3
-    assert table["columns"] == ("#", "gy (1/nm)", "gx (1/nm)", "d (Å)", "angle (°)")
-    np.testing.assert_allclose(sorted(r[3] for r in table["data"]), 10 * d, atol=1e-3)
+    assert table["columns"] == ("#", "gy (1/nm)", "gx (1/nm)", "d (nm)", "angle (°)")
+    np.testing.assert_allclose(sorted(float(r[3]) for r in table["data"]), d, atol=1e-4)
+    # Sensible digits: d to 0.1 pm, angles to 0.01° (not "61.8900").
+    assert all(
+        len(r[3].split(".")[1]) == 4 and len(r[4].split(".")[1]) == 2 for r in table["data"]
+    )
     labels = list(widget.reflections_layer.features["label"])
-    assert labels[0].startswith("1: ") and "Å" in labels[0] and "°" in labels[0]
+    assert labels[0].startswith("1: ") and " nm, " in labels[0] and "°" in labels[0]
 
 
 def test_a_click_near_a_peak_snaps_onto_it(picker):

@@ -89,7 +89,7 @@ def show_map(viewer, active) -> None:
         viewer.layers[source].visible = True
     overlay = _overlay(viewer, "text")
     overlay.text = title
-    overlay.position = "top_center"
+    overlay.position = "top_left"  # the colour bar is top right
     overlay.font_size = 12
     overlay.visible = True
     show_scale_bar(viewer, active)
@@ -143,4 +143,48 @@ def replace_result_layers(viewer, old: list, tuples: list) -> list:
         out.append(layer)
     for layer in reusable.values():
         viewer.layers.remove(layer)
+    return out
+
+
+def empty_map_warnings(maps) -> list[str]:
+    """Say which reflections left their maps more than half empty inside the image.
+
+    Only map pixels whose window lies inside the image count (windows beyond the edge
+    are NaN by definition).  The engine's own diagnosis, when it gives one
+    (``maps.parameters["diagnostics"]``, a text per reflection), is quoted.
+
+    Returns
+    -------
+    list of str
+        One message per such reflection, or one for a run with no finite value at all.
+    """
+    import numpy as np
+
+    from ..core.reciprocal import g_spacing
+
+    d = np.asarray(maps.d_spacing)
+    margin = -(-maps.window // (2 * maps.step))  # map pixels whose window leaves the image
+    inner = d[..., margin : d.shape[-2] - margin, margin : d.shape[-1] - margin]
+    if inner.size == 0:
+        inner = d
+    empty = np.isnan(inner).reshape(len(d), -1).mean(axis=1)
+    diagnostics = maps.parameters.get("diagnostics") or {}
+    if not isinstance(diagnostics, dict):
+        diagnostics = {}
+    if np.all(empty >= 1.0):
+        return [
+            "No window gave a lattice spacing: every reflection is below the amplitude "
+            "threshold or outside the search region everywhere. Try a larger window, a "
+            "lower peak threshold or no crystal mask, or pick the reflections again."
+        ]
+    out = []
+    for k in np.flatnonzero(empty > 0.5):
+        why = diagnostics.get(str(k)) or diagnostics.get(int(k))
+        why = why or "its peak is below the amplitude threshold or outside the search region"
+        out.append(
+            f"Reflection {k + 1} (d = {g_spacing(maps.reflections[k]):.4f} nm): "
+            f"{100 * empty[k]:.0f} % of its map is empty inside the image; {why}. Try a "
+            "larger window, a lower peak threshold or no crystal mask, or remove it "
+            "(strain needs every reflection)."
+        )
     return out

@@ -74,7 +74,7 @@ class FFTView(QWidget):
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.addWidget(self._readout)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setMinimumHeight(300)
+        self.setMinimumHeight(240)
         self.viewer.cursor.events.position.connect(self._on_cursor)
 
     @property
@@ -102,9 +102,9 @@ class FFTView(QWidget):
         if not np.any(g):
             self._readout.setText("g = 0 (zero frequency)")
             return
-        d_a = 10.0 * float(g_spacing(g))
+        d = float(g_spacing(g))
         self._readout.setText(
-            f"g = ({g[0]:+.3f}, {g[1]:+.3f}) nm⁻¹   d = {d_a:.3f} Å   "
+            f"g = ({g[0]:+.3f}, {g[1]:+.3f}) nm⁻¹   d = {d:.4f} nm   "
             f"angle = {float(g_angle(g)):.1f}°"
         )
 

@@ -31,7 +31,7 @@ from magicgui.widgets import (
     create_widget,
 )
 from napari.layers import Image, Points, Shapes
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..core.maps import map_geometry
 from ..core.movie import MovieResult
@@ -55,7 +55,7 @@ from ._common import (
     pixel_size_field,
     show_calibration,
 )
-from ._display import replace_result_layers, show_map
+from ._display import empty_map_warnings, replace_result_layers, show_map
 from ._regions import labels_mask, region_choices, shapes_mask
 
 if TYPE_CHECKING:
@@ -698,6 +698,10 @@ class LatticeMapWidget(Container):
             if result.blank_frames:
                 what += f"; no crystal in frame(s) {result.blank_frames}"
         self._status.value = f"done in {seconds:.1f} s: {what}"
+        warnings = empty_map_warnings(maps)
+        if warnings:
+            self._status.value += " — " + " ".join(warnings)
+            show_warning(" ".join(warnings))
         return added
 
     def _on_errored(self, exc: Exception) -> None:

@@ -52,7 +52,7 @@ REGION_LAYER = "FFT region"
 OUTLINE_LAYER = "FFT window"
 REFLECTIONS_LAYER = "reflections"
 
-_TABLE_COLUMNS = ["#", "gy (1/nm)", "gx (1/nm)", "d (Å)", "angle (°)"]
+_TABLE_COLUMNS = ["#", "gy (1/nm)", "gx (1/nm)", "d (nm)", "angle (°)"]
 
 # Default view of the FFT: out to |g| = 10 nm⁻¹ (d = 1 Å), beyond any HRTEM fringe of
 # interest, unless Nyquist is lower.
@@ -186,7 +186,6 @@ class ReflectionPickerWidget(Container):
             label="reflections",
             tooltip="The picked reflections: reciprocal vector, spacing and angle.",
             min_height=120,
-            plain_cells=False,
         )
         self._table.native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self._status = Label(value="", tooltip="What the picker did last.")
@@ -253,7 +252,7 @@ class ReflectionPickerWidget(Container):
             features=pd.DataFrame(
                 {
                     "number": pd.Series(dtype=int),
-                    "d_angstrom": pd.Series(dtype=float),
+                    "d_nm": pd.Series(dtype=float),
                     "angle_deg": pd.Series(dtype=float),
                     "label": pd.Series(dtype=str),
                 }
@@ -598,13 +597,14 @@ class ReflectionPickerWidget(Container):
     def _update_features(self) -> None:
         g = self.reflections
         n = len(g)
-        d_a = 10.0 * g_spacing(g) if n else np.empty(0)
+        d = g_spacing(g) if n else np.empty(0)
         angle = g_angle(g) if n else np.empty(0)
-        labels = [f"{k + 1}: {d_a[k]:.3f} Å, {angle[k]:.1f}°" for k in range(n)]
+        # d in nm, as in the layer names, colour bar and status line of the maps.
+        labels = [f"{k + 1}: {d[k]:.4f} nm, {angle[k]:.1f}°" for k in range(n)]
         self._reflections.features = pd.DataFrame(
             {
                 "number": np.arange(1, n + 1),
-                "d_angstrom": d_a,
+                "d_nm": d,
                 "angle_deg": angle,
                 "label": labels,
             }
@@ -612,11 +612,11 @@ class ReflectionPickerWidget(Container):
         self._reflections.refresh_text()
         rows = [
             [
-                k + 1,
-                round(float(g[k, 0]), 4),
-                round(float(g[k, 1]), 4),
-                round(float(d_a[k]), 4),
-                round(float(angle[k]), 2),
+                str(k + 1),
+                f"{g[k, 0]:.3f}",
+                f"{g[k, 1]:.3f}",
+                f"{d[k]:.4f}",
+                f"{angle[k]:.2f}",
             ]
             for k in range(n)
         ]
