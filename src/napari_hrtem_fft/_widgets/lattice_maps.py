@@ -297,6 +297,8 @@ class LatticeMapWidget(Container):
             tooltip="Image blocks done (an image) or frames done (a movie).",
         )
         self._status = Label(label="status", value="", tooltip="Outcome of the last run.")
+        # Warnings after a run are sentences: wrap them rather than widen the dock.
+        self._status.native.setWordWrap(True)
         self._export_dir = FileEdit(
             label="export to",
             mode="d",

@@ -612,7 +612,7 @@ class ReflectionPickerWidget(Container):
         self._reflections.refresh_text()
         rows = [
             [
-                str(k + 1),
+                k + 1,
                 f"{g[k, 0]:.3f}",
                 f"{g[k, 1]:.3f}",
                 f"{d[k]:.4f}",
