@@ -243,3 +243,37 @@ def test_cli_killed_by_sigterm_while_writing_leaves_no_output(tmp_path, lattice_
     assert _cli(lattice_tiff, out_dir / "maps.tif") == 0  # the rerun works ...
     assert _leftovers(out_dir) == []  # ... and removes the dead run's staging folder
     assert (out_dir / "maps.json").exists()
+
+
+def test_cli_trace_failure_leaves_no_csv_and_the_rerun_works(tmp_path, monkeypatch):
+    pytest.importorskip("zarr")
+    from napari_hrtem_fft.cli import main
+    from napari_hrtem_fft.core import movie
+    from napari_hrtem_fft.core.synthetic import synthetic_lattice
+
+    image, _ = synthetic_lattice((128, 128), pixel_size=PIXEL, reflections=[(0.0, 4.0)])
+    stack = tmp_path / "movie.tif"
+    write_tiff(
+        stack,
+        np.stack([image] * 3).astype(np.float32),
+        scale=(1.0, PIXEL, PIXEL),
+        units=("s", "nm", "nm"),
+    )
+    store = tmp_path / "maps.zarr"
+    analyze = ["analyze", str(stack), "--reflection", "4,0", "--window", "64", "-q"]
+    assert main([*analyze, "--out", str(store)]) == 0
+    real = movie.trace_to_csv
+
+    def cut(trace, path, **kwargs):
+        real(trace, path, **kwargs)
+        with open(path, "r+b") as f:
+            f.truncate(10)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(movie, "trace_to_csv", cut)
+    csv = tmp_path / "trace.csv"
+    assert main(["trace", str(store), "--out", str(csv), "-q"]) == 4
+    assert not csv.exists() and _leftovers(tmp_path) == []
+    monkeypatch.undo()
+    assert main(["trace", str(store), "--out", str(csv), "-q"]) == 0
+    assert csv.read_text().startswith("# napari-hrtem-fft time trace")

@@ -99,8 +99,12 @@ def run(args) -> int:
         frames = (record.get("movie") or {}).get("frames")
     if frames is not None and len(frames) == t:
         trace = dataclasses.replace(trace, frames=np.asarray(frames, dtype=int))
+    from ..io import atomic_path
+
     try:
-        trace_to_csv(trace, out, overwrite=args.overwrite)
+        # Written under a temporary name, renamed when complete (no half CSV left).
+        with atomic_path(out, overwrite=args.overwrite) as tmp:
+            trace_to_csv(trace, tmp)
     except FileExistsError as err:
         raise cli.CliError(f"{err} (use --overwrite to replace)", cli.EXIT_OUTPUT) from None
     except OSError as err:
