@@ -117,6 +117,7 @@ def main(argv=None) -> int:
         started = time.monotonic()
         writer.start()
         last = f"frame_{args.frames - 1:05d}.tif"
+        # The newest frame is always analysed, so the run ends with the last one.
         for update in live:
             if update.kind == "frame":
                 latencies.append(time.monotonic() - writer.complete[update.name])
@@ -124,8 +125,6 @@ def main(argv=None) -> int:
                 skipped += update.skipped
                 if update.name == last:
                     break
-            elif not writer.is_alive() and source.poll() == []:
-                break
         live.close()
         elapsed = time.monotonic() - started
         writer.join()

@@ -5,6 +5,7 @@ user's choices, run it in a worker thread and show the results as layers.
 """
 
 from .lattice_maps import LatticeMapWidget
+from .live import LiveWidget
 from .picker import ReflectionPickerWidget
 from .statistics import LatticeStatisticsWidget
 from .time_trace import TimeTraceWidget
@@ -12,6 +13,7 @@ from .time_trace import TimeTraceWidget
 __all__ = [
     "LatticeMapWidget",
     "LatticeStatisticsWidget",
+    "LiveWidget",
     "ReflectionPickerWidget",
     "TimeTraceWidget",
 ]

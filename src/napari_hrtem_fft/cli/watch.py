@@ -55,17 +55,6 @@ def configure(parser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no messages on stderr")
 
 
-class _Replay:
-    """A source that first returns frames already taken from ``source``."""
-
-    def __init__(self, frames, source):
-        self.frames, self.source = list(frames), source
-
-    def poll(self):
-        frames, self.frames = self.frames + list(self.source.poll()), []
-        return frames
-
-
 def _first_frames(source, interval: float, args) -> list:
     """Wait for the first complete frame(s)."""
     cli.log(args, f"waiting for frames in {args.source} (Ctrl-C to stop)")
@@ -89,7 +78,7 @@ def _outputs(args) -> tuple[Path, Path | None]:
 
 def run(args) -> int:
     """Run the subcommand; return the exit code."""
-    from ..core.live import LiveControl, iter_live
+    from ..core.live import LiveControl, Prepended, iter_live
     from ..core.reciprocal import as_reflections
     from ..io import MicrographReadError
     from ..io._watch import watch_source
@@ -129,7 +118,7 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
     try:
         live = iter_live(
-            _Replay(first, source), refl, pixel_size=pixel_size, store=out,
+            Prepended(first, source), refl, pixel_size=pixel_size, store=out,
             overwrite=args.overwrite, skip=not args.every_frame, control=control,
             poll_interval=args.poll, window=args.window, step=args.step, search=args.search,
             refine=args.refine,

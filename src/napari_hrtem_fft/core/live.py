@@ -45,7 +45,23 @@ except ImportError:  # core/movie.py before its split into a package
     from .movie import _write_record
 from .reciprocal import as_reflections
 
-__all__ = ["LiveControl", "LiveResult", "LiveUpdate", "iter_live"]
+__all__ = ["LiveControl", "LiveResult", "LiveUpdate", "Prepended", "iter_live"]
+
+
+class Prepended:
+    """A frame source that first returns ``frames`` already taken from ``source``.
+
+    The command line and the dock look at the first frame (calibration, reflections)
+    before the live run starts; the run must still analyse it.
+    """
+
+    def __init__(self, frames, source) -> None:
+        self.frames, self.source = list(frames), source
+
+    def poll(self) -> list:
+        """The held frames, then what ``source.poll()`` returns."""
+        frames, self.frames = self.frames + list(self.source.poll()), []
+        return frames
 
 
 class LiveControl:
@@ -106,6 +122,8 @@ class LiveUpdate:
         Frames analysed so far.
     traces : dict of str to TimeTrace
         Time trace of each region over the frames analysed so far.
+    image : numpy.ndarray or None
+        The analysed frame ``(y, x)``.
     """
 
     kind: str
@@ -118,6 +136,7 @@ class LiveUpdate:
     latency: float | None = None
     analysed: int = 0
     traces: dict[str, TimeTrace] = field(default_factory=dict)
+    image: np.ndarray | None = None
 
     @property
     def message(self) -> str:
@@ -436,7 +455,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                 yield LiveUpdate(
                     "frame", int(frame.index), float(frame.time), str(frame.name), maps,
                     run.drift.copy(), skipped, time.monotonic() - frame.complete,
-                    len(run.frames), run.traces,
+                    len(run.frames), run.traces, np.asarray(frame.data),
                 )  # fmt: skip
                 if control.stopped:
                     break
