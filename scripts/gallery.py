@@ -216,8 +216,9 @@ def write_page(results: dict, shots: dict) -> None:
             ("d", "d map of g1"),
             ("exx", "exx"),
         ):
-            if shot in shots.get(key, {}):
-                rel = shots[key][shot].relative_to(PAGE.parent)
+            image = shots.get(key, {}).get(shot, IMAGES / f"{key}_{shot}.png")
+            if image.exists():
+                rel = image.relative_to(PAGE.parent)
                 lines.append(f"![{key}: {caption}]({rel.as_posix()})")
                 lines.append("")
     PAGE.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

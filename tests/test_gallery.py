@@ -21,20 +21,7 @@ gallery = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(gallery)
 
 
-# PTO (a dense simulated lattice): every window is below the default amplitude
-# threshold until the engine measures the background away from other reflections
-# (issue 9 item 3, engine part); the page shows its empty maps as they are.
-KEYS = [
-    pytest.param(
-        key, marks=pytest.mark.xfail(reason="issue 9 item 3: PTO maps empty", strict=True)
-    )
-    if key == "PTO"
-    else key
-    for key in gallery.FILES
-]
-
-
-@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("key", list(gallery.FILES))
 def test_gallery_medians_match_the_listed_spacings(key, shared_data):
     result = gallery.analyse(key, shared_data)
     assert len(result["g"]) >= 2
