@@ -14,11 +14,13 @@ follows the folder.  Printed:
   latencies are to be read against it).
 
 Only a few distinct frames are rendered (rendering costs more than analysing); the
-writer cycles through them and deletes files the analysis is done with, so a
+writer cycles through them and deletes files 200 frames old, so a
 1,000-frame run does not fill the disk.
 
     python benchmarks/bench_live.py                 # 1,000 frames at 5 frames/s
     python benchmarks/bench_live.py --frames 30     # a short run
+    xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
+        --screenshot docs/images/live.png            # the Live dock during a run
 """
 
 from __future__ import annotations
@@ -76,14 +78,52 @@ class Writer(threading.Thread):
             tifffile.imwrite(part, self.frames[k % len(self.frames)])
             part.rename(self.folder / name)
             self.complete[name] = time.monotonic()
-            old = self.folder / f"frame_{k - 20:05d}.tif"
-            if k >= 20:
-                old.unlink(missing_ok=True)
+            # Keep the last 200 files (1.6 GB): a frame deleted before the live run listed
+            # it would be neither analysed nor skipped.
+            if k >= 200:
+                (self.folder / f"frame_{k - 200:05d}.tif").unlink(missing_ok=True)
 
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (Linux: ru_maxrss in kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def screenshot(path: Path, *, n: int, size: int, rate: float) -> None:
+    """The viewer (1920×1080) with the Live dock after ``n`` frames of the acquisition."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    frames = acquisition_frames(n, size)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1920, 1080)
+    _, live = viewer.window.add_plugin_dock_widget(
+        "napari-hrtem-fft", "Live acquisition (maps, time trace)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "acquisition"
+        folder.mkdir()
+        live._source.value = folder
+        live._pixel.value = PIXEL
+        live._store.value = Path(tmp) / "live.zarr"
+        writer = Writer(folder, frames, n, rate)
+        live._start.clicked.emit()
+        writer.start()
+        last = f"frame {n - 1} "
+        deadline = time.monotonic() + 60 * n
+        while last not in live._status.value and time.monotonic() < deadline:
+            QApplication.processEvents()
+            time.sleep(0.02)
+        for _ in range(20):
+            QApplication.processEvents()
+            time.sleep(0.05)
+        viewer.screenshot(str(path), canvas_only=False, flash=False)
+        live._stop.clicked.emit()
+        while not live._start.enabled:
+            QApplication.processEvents()
+            time.sleep(0.02)
+    viewer.close()
+    print(f"screenshot of the Live dock after {n} frames of {size}²: {path}")
 
 
 def main(argv=None) -> int:
@@ -94,7 +134,11 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=int, default=8, help="map step in pixels (8)")
     parser.add_argument("--window", type=int, default=128, help="FFT window in pixels (128)")
     parser.add_argument("--distinct", type=int, default=8, help="distinct frames rendered (8)")
+    parser.add_argument("--screenshot", type=Path, help="save the viewer during a live run")
     args = parser.parse_args(argv)
+    if args.screenshot is not None:
+        screenshot(args.screenshot, n=min(args.frames, 12), size=args.size, rate=args.rate)
+        return 0
 
     frames = acquisition_frames(args.distinct, args.size)
     options = dict(window=args.window, step=args.step, search=0.1)

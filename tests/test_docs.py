@@ -33,6 +33,8 @@ PIXEL = 0.02  # nm, synthetic movies
 NOT_RUN = {
     "bash scripts/demo.sh": "opens a window and installs; scripts/demo.sh is run by hand",
     "pip install": "installs the package; the test runs the installed package",
+    "napari-hrtem-fft watch": "follows an acquisition until Ctrl-C; tests/test_cli_watch.py "
+    "runs it on a folder being written and sends SIGINT",
     "--scheduler tcp://scheduler:8786": "a remote cluster; tests/test_cli_movie.py runs "
     "--scheduler on a LocalCluster",
     "dask scheduler &": "starts a cluster on other machines",
