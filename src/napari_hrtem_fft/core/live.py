@@ -39,10 +39,8 @@ from .movie import (
     write_zarr_geometry,
 )
 
-try:  # The store's record and completion marker, written as the offline analysis does.
-    from .movie.storage import _write_record
-except ImportError:  # core/movie.py before its split into a package
-    from .movie import _write_record
+# The store's record and completion marker, written as the offline analysis writes them.
+from .movie.storage import _write_record
 from .reciprocal import as_reflections
 
 __all__ = ["LiveControl", "LiveResult", "LiveUpdate", "Prepended", "iter_live"]
