@@ -119,6 +119,44 @@ def dislocations(seeds: int) -> None:
     )
 
 
+def random_layouts(count: int, seed: int = 1) -> None:
+    """Random orientation, 2-5 cores >= 1.8 nm apart within 7.8 nm of the centre, random
+    lattice-translation Burgers vectors, random noise seed; pass = every target met."""
+    rng = np.random.default_rng(seed)
+    print(f"\n## Dislocations on {count} random layouts (seed {seed})")
+    passed = 0
+    for trial in range(count):
+        rot = rng.uniform(-90, 90)
+        a1, a2 = lattice_translations(pd_110_reflections(rot))
+        choices = [a1, a2, a1 - a2, a1 + a2]
+        k = int(rng.integers(2, 6))
+        cores = []
+        while len(cores) < k:
+            r, t = 7.8 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+            c = np.array([10.24 + r * np.sin(t), 10.24 + r * np.cos(t)])
+            if all(np.hypot(*(c - o)) > 1.8 for o in cores):
+                cores.append(c)
+        burgers = np.array([choices[rng.integers(4)] * rng.choice([-1, 1]) for _ in range(k)])
+        img, truth = dislocation_sample(
+            cores=np.array(cores), burgers=burgers, rotation=rot, seed=int(rng.integers(1000))
+        )
+        maps = hf.analyze_gpa(img, truth.reflections, pixel_size=PIXEL, step=4)
+        found = hf.find_dislocations(maps)
+        inside = np.hypot(*(found.position - 10.24).T) < 9.0 - maps.parameters["resolution_nm"]
+        ok, matched = True, set()
+        for c, b in zip(truth.cores, truth.burgers, strict=True):
+            dist = np.hypot(*(found.position - c).T) if len(found) else np.array([np.inf])
+            j = int(np.argmin(dist))
+            got = found.burgers[j] if len(found) else np.zeros(2)
+            ang = abs((_angle(got) - _angle(b) + 180) % 360 - 180)
+            ok &= bool(dist[j] < 0.5 and abs(np.hypot(*got) / np.hypot(*b) - 1) < 0.1 and ang < 10)
+            matched.add(j)
+        ok &= not any(j not in matched for j in np.nonzero(inside)[0])
+        passed += ok
+        print(f"  {trial}: {k} cores, 002 at {rot:.1f}°: {'pass' if ok else 'FAIL'}")
+    print(f"{passed} of {count} layouts meet every target")
+
+
 def _radial_width(maps, radii=(0.5, 6.1), count=36):
     widths, steps = [], []
     profiles = []
@@ -263,12 +301,14 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
     )
+    parser.add_argument("--random", type=int, default=8, help="random dislocation layouts")
     parser.add_argument("--only", choices=["speed", "dislocations", "core_shell", "real"])
     args = parser.parse_args()
     if args.only in (None, "speed"):
         speed(args.repeat)
     if args.only in (None, "dislocations"):
         dislocations(args.seeds)
+        random_layouts(args.random)
     if args.only in (None, "core_shell"):
         core_shell(args.window)
     if args.only in (None, "core_shell"):

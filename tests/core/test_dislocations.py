@@ -203,3 +203,19 @@ def test_errors(case):
         displacement(maps, reflections=[0, 3])
     with pytest.raises(TypeError, match="LatticeMaps"):
         displacement(np.zeros((2, 4, 4)))
+
+
+def test_close_cores_with_split_windings():
+    """Cores 2.2 nm apart, one winding the 002 phase twice: that double vortex splits
+    into two unit vortices, which must be joined again and not to the neighbour."""
+    refl = pd_110_reflections(25.0)
+    a1, a2 = lattice_translations(refl)
+    cores = np.array([[10.24, 9.14], [10.24, 11.34], [7.5, 12.8]])
+    burgers = np.stack([a1 + a2, a1 - a2, -(a1 + a2)])
+    img, _ = dislocation_sample(cores=cores, burgers=burgers, rotation=25.0, seed=7)
+    found = find_dislocations(analyze_gpa(img, refl, pixel_size=PIXEL, step=STEP))
+    assert len(found) == 3
+    for core, b in zip(cores, burgers, strict=True):
+        k = int(np.argmin(np.hypot(*(found.position - core).T)))
+        assert np.hypot(*(found.position[k] - core)) < 0.5
+        np.testing.assert_allclose(found.burgers[k], b, atol=1e-9)

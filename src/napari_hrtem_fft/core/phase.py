@@ -282,6 +282,108 @@ def _ring_quality(amplitude, centre, r_in, r_out) -> float:
     return float(np.percentile(vals, 25)) if vals.size else float("nan")
 
 
+def _groups(points: np.ndarray, weight: np.ndarray, radius: float) -> list[np.ndarray]:
+    """Group vortices into cores: each group is the points within ``radius`` of its own
+    weighted centre (a few mean-shift steps from the heaviest unassigned point), so that
+    groups never chain across neighbouring cores the way connected components would."""
+    left = np.ones(len(points), dtype=bool)
+    groups = []
+    while left.any():
+        idx = np.nonzero(left)[0]
+        centre = points[idx[np.argmax(weight[idx])]]
+        for _ in range(10):
+            members = idx[np.hypot(*(points[idx] - centre).T) <= radius]
+            new = (weight[members] @ points[members]) / weight[members].sum()
+            if np.allclose(new, centre):
+                break
+            centre = new
+        members = idx[np.hypot(*(points[idx] - centre).T) <= radius]
+        if members.size == 0:  # the centre drifted off every point: take the seed alone
+            members = idx[[np.argmax(weight[idx])]]
+        left[members] = False
+        groups.append(members)
+    return groups
+
+
+def _merge_fragments(groups, points, charges, g, pinv, max_residual, radius):
+    """Make every group's windings those of one lattice vector, moving vortices if needed.
+
+    A winding of 2 of one reflection is unstable and splits into two unit vortices that
+    can stray farther from the core than the grouping radius, even next to another
+    core; the groups are then inconsistent with the other reflections' windings
+    (residual > ``max_residual``).  For such a group, first the single vortex within 3
+    radii of its centre whose move into or out of it lowers the summed residual most
+    (ties: fewer cores, then the most compact groups) is moved; if no move helps, the
+    group within 3 radii that makes the sum most consistent is merged with it.
+    """
+    # Single-vortex moves first: merging whole groups would join a fragment to the
+    # neighbouring core when the sum happens to be a lattice vector.
+
+    def residual(members):
+        if len(members) == 0:
+            return 0.0
+        n_j = charges[members].sum(axis=0)
+        return float(np.sqrt(np.mean((g @ (-pinv @ n_j) + n_j) ** 2)))
+
+    def centre(members):
+        w = np.abs(charges[members]).sum(axis=1)
+        return (w @ points[members]) / w.sum()
+
+    groups = [np.asarray(m) for m in groups]
+    stuck = set()  # inconsistent groups that no move or merge improves
+    for _ in range(4 * len(points) + 4):
+        bad = [
+            a
+            for a in range(len(groups))
+            if residual(groups[a]) > max_residual and frozenset(groups[a].tolist()) not in stuck
+        ]
+        if not bad:
+            break
+        a = bad[0]
+        ca, res_a = centre(groups[a]), residual(groups[a])
+        # Candidate moves of one vortex into or out of group a; the one that lowers the
+        # summed residual most wins, ties going to the move that leaves fewer cores,
+        # then to the most compact pair of groups.
+        best, best_key = None, (1e-9, -2, -np.inf)
+        for b in range(len(groups)):
+            if b == a or np.hypot(*(ca - centre(groups[b]))) > 3 * radius:
+                continue
+            res_b = residual(groups[b])
+            moves = [(b, a, p) for p in groups[b]] + [(a, b, p) for p in groups[a]]
+            for src, dst, p in moves:
+                new_src = groups[src][groups[src] != p]
+                new_dst = np.append(groups[dst], p)
+                gain = res_a + res_b - residual(new_src) - residual(new_dst)
+                spread = sum(
+                    float(np.sum((points[m] - centre(m)) ** 2))
+                    for m in (new_src, new_dst)
+                    if len(m)
+                )
+                key = (round(gain, 9), -int(len(new_src) > 0), -spread)
+                if key > best_key:
+                    best, best_key = (src, dst, p), key
+        if best is not None:
+            src, dst, p = best
+            groups[dst] = np.append(groups[dst], p)
+            groups[src] = groups[src][groups[src] != p]
+            groups = [m for m in groups if len(m)]
+            continue
+        merge, best_res = None, res_a
+        for b in range(len(groups)):
+            if b == a or np.hypot(*(ca - centre(groups[b]))) > 3 * radius:
+                continue
+            res = residual(np.concatenate([groups[a], groups[b]]))
+            if res < best_res - 1e-9:
+                merge, best_res = b, res
+        if merge is None:
+            # Nothing helps: leave it (find_dislocations drops it by its residual).
+            stuck.add(frozenset(groups[a].tolist()))
+            continue
+        groups[a] = np.concatenate([groups[a], groups[merge]])
+        del groups[merge]
+    return groups
+
+
 def find_dislocations(
     maps: LatticeMaps,
     *,
@@ -334,12 +436,6 @@ def find_dislocations(
     lead = phase.shape[1:-2]
     flat_phase = phase.reshape(n, -1, *phase.shape[-2:])
     flat_amp = amplitude.reshape(n, -1, *amplitude.shape[-2:])
-    disk = (
-        np.hypot(
-            *np.ogrid[-int(radius_px) : int(radius_px) + 1, -int(radius_px) : int(radius_px) + 1]
-        )
-        <= radius_px
-    )
     pinv = np.linalg.pinv(g)
     rows = []
     for t in range(flat_phase.shape[1]):
@@ -347,17 +443,18 @@ def find_dislocations(
         any_wind = np.any(wind != 0, axis=0)
         if not any_wind.any():
             continue
-        labels, count = ndimage.label(ndimage.binary_dilation(any_wind, structure=disk))
-        for lab in range(1, count + 1):
-            sel = (labels == lab) & any_wind
-            n_j = wind[:, sel].sum(axis=1)
+        iy, ix = np.nonzero(any_wind)
+        # Plaquette (i, j) is centred half a map pixel below and right of pixel (i, j).
+        points = np.stack([iy, ix], axis=1).astype(np.float64) + 0.5
+        charges = wind[:, iy, ix].T  # (m, n)
+        groups = _groups(points, np.abs(charges).sum(axis=1), radius_px)
+        groups = _merge_fragments(groups, points, charges, g, pinv, max_residual, radius_px)
+        for members in groups:
+            n_j = charges[members].sum(axis=0)
             if not n_j.any():
                 continue
-            weight = np.abs(wind[:, sel]).sum(axis=0).astype(np.float64)
-            iy, ix = np.nonzero(sel)
-            # Plaquette (i, j) is centred half a map pixel below and right of pixel (i, j).
-            cy = float(np.sum(weight * iy) / weight.sum()) + 0.5
-            cx = float(np.sum(weight * ix) / weight.sum()) + 0.5
+            weight = np.abs(charges[members]).sum(axis=1).astype(np.float64)
+            cy, cx = (weight @ points[members]) / weight.sum()
             b = -pinv @ n_j
             residual = float(np.sqrt(np.mean((g @ b + n_j) ** 2)))
             quality = _ring_quality(flat_amp[:, t], (cy, cx), radius_px, 2 * radius_px)
