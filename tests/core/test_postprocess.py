@@ -357,8 +357,7 @@ def test_crystal_mask_keeps_real_crystal(shared_data, name):
     g = find_reflections(image, pixel_size=pixel, window=128)[:2]
     maps = analyze(image, g, pixel_size=pixel, window=128, step=8)
     finite = np.any(np.isfinite(maps.d_spacing), axis=0)
-    if not finite.any():
-        pytest.xfail(f"{name}: no finite d at window 128 (engine amplitude, issue 9 item 3)")
+    assert finite.mean() > 0.2  # PTO: 0 before the engine's background change
     kept = (crystal_mask(maps) & finite).sum() / finite.sum()
     assert kept >= 0.97
 

@@ -34,12 +34,12 @@ _FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
 _SMOOTH_METHODS = ("block", "gaussian", "median")
 # Amplitude of a window centred on a crystal edge, relative to the crystal level next
 # to it.  Peak power scales as the square of the crystal's (Hann-weighted) share of the
-# window, so a window half-filled by crystal has a quarter of it; the engine's amplitude
-# divides that power by a background that itself changes across the edge, and on the
-# synthetic particle (benchmarks/crystal_mask.py) it falls as share^2.7 (window 64) to
-# share^1.3 (window 256).  A sixth puts the edge within window/4 of the true one at
-# windows 64, 128 and 256.
-_EDGE_POWER_FRACTION = 1 / 6
+# window, so a window half-filled by crystal has a quarter of it.  The engine's amplitude
+# (power over a background measured where the lattice has no reflection) follows that
+# law on the synthetic particle (benchmarks/crystal_mask.py: share 0.61 → 0.36 of the
+# level at window 128), and the edge lands within 9 px (windows 64, 128) and 44 px
+# (window 256) of the true one.
+_EDGE_POWER_FRACTION = 1 / 4
 # Significance of a peak when the maps do not record the analysis' min_amplitude: its
 # power ten times its background (the engine's default).
 _SIGNIFICANT_AMPLITUDE = 10.0
@@ -451,12 +451,11 @@ def crystal_mask(
          analysis' ``min_amplitude`` (10 by default, a peak ten times its background),
          the test that already decides whether the window has a finite ``d``;
        - where a window without a significant peak (film, vacuum) lies within
-         ``window/2`` image pixels, the window must also reach a sixth of the local
+         ``window/2`` image pixels, the window must also reach a quarter of the local
          crystal level ``L``: the larger of the 90th percentile of the amplitudes
          within ``window/2`` and the geometric mean amplitude of the windows that lie
          wholly in the crystal within one window (or anywhere).  A window centred on a
-         crystal edge holds half crystal and has a quarter of the peak power inside;
-         see :data:`_EDGE_POWER_FRACTION` for why a sixth.
+         crystal edge holds half crystal and has a quarter of the peak power inside.
 
        A crystal that fills the image is thus kept wherever it shows a significant
        lattice peak, however much its contrast varies (thickness, tilt, focus); only
