@@ -110,3 +110,21 @@ def test_mos2_affine_correction_to_0_2737(shared_data):
     # The maps (window medians rather than the region's peak) follow within 1 %.
     maps = cal.correct_maps(hf.analyze(mg.data, g, pixel_size=pixel, window=128, step=16), corr)
     np.testing.assert_allclose(np.nanmedian(maps.d_spacing, axis=(1, 2)), 0.2737, rtol=1e-2)
+
+
+def test_layer_geometry_and_residual_reproduce_the_full_correction():
+    # A layer shown with the mean corrected pixel size and the residual affine, and maps
+    # measured with that pixel size then corrected by the residual, give the true g.
+    distortion = np.array([[1.05, 0.02], [0.02, 0.97]])
+    g_true = np.array([[0, 2.5], [-2.5, 0], [-2.5, 2.5]])
+    g_nominal = g_true @ np.linalg.inv(distortion)
+    corr = cal.affine_correction(g_nominal[:2], [0.4, 0.4], pixel_size=0.01, angle_true=90.0)
+    geometry = cal.layer_geometry(corr)
+    assert abs(np.linalg.det(geometry["affine"])) == pytest.approx(1.0, rel=1e-12)
+    np.testing.assert_allclose(geometry["pixel_size"] * geometry["affine"], corr.scale)
+    g_measured = g_nominal * 0.01 / geometry["pixel_size"]
+    residual = cal.residual_correction(corr)
+    np.testing.assert_allclose(cal.correct_g(g_measured, residual), g_true, atol=1e-12)
+    iso = cal.isotropic_correction([[0, 2.6]], 0.4, pixel_size=0.01)
+    assert cal.residual_correction(iso) is None
+    np.testing.assert_allclose(cal.layer_geometry(iso)["affine"], np.eye(2))

@@ -33,6 +33,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..core.calibration import CALIBRATION_KEY, calibrated_maps
 from ..core.maps import map_geometry
 from ..core.movie import MovieResult
 from ..core.pipeline import (
@@ -687,8 +688,9 @@ class LatticeMapWidget(Container):
             added = self.add_movie_layers(result, image, region_layer=region_layer, **common)
             maps = result.maps
         else:
-            added = self.add_result_layers(result, image, **common)
-            maps = result
+            # A scale calibrated from a known lattice (picker) corrects every map.
+            maps = calibrated_maps(result, image.metadata.get(CALIBRATION_KEY))
+            added = self.add_result_layers(maps, image, **common)
         seconds = time.perf_counter() - self._run_started
         self._progress.value = self._progress.max
         shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
@@ -769,6 +771,10 @@ class LatticeMapWidget(Container):
         self._adding = True
         try:
             added = replace_result_layers(self._viewer, old, tuples)
+            if CALIBRATION_KEY in image.metadata:
+                # The image's residual stretch (scan distortion) places its maps too.
+                for layer in added:
+                    layer.affine = image.affine
         finally:
             self._adding = False
         if added:

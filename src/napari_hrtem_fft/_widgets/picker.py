@@ -17,6 +17,7 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
+    FloatSpinBox,
     Label,
     PushButton,
     SpinBox,
@@ -27,6 +28,16 @@ from napari.layers.base import ActionType
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QAbstractItemView
 
+from ..core.calibration import (
+    CALIBRATION_KEY,
+    MATERIALS,
+    ScaleCorrection,
+    affine_correction,
+    correction_from_planes,
+    isotropic_correction,
+    layer_geometry,
+    material_planes,
+)
 from ..core.pipeline import OPTION_LIMITS, AnalysisOptions, check_option
 from ..core.reciprocal import g_angle, g_spacing
 from ..layers import PICKER_KEY
@@ -60,6 +71,15 @@ _DEFAULT_FFT_RADIUS = 10.0
 
 # Points are drawn this many FFT bins across.
 _POINT_BINS = 5.0
+
+
+def _known_lattice_choices() -> list[tuple[str, tuple]]:
+    """(label, (material, hkl)) of every listed plane of the built-in materials."""
+    return [
+        (f"{name} {plane['label']}  d = {plane['d']:.4f} nm", (name, plane["hkl"]))
+        for name in MATERIALS
+        for plane in material_planes(name)
+    ]
 
 
 def _square_outline(center, window: int, layer: Image) -> np.ndarray:
@@ -188,6 +208,31 @@ class ReflectionPickerWidget(Container):
             min_height=120,
         )
         self._table.native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self._known = ComboBox(
+            label="known lattice",
+            choices=_known_lattice_choices(),
+            value=None,
+            nullable=True,
+            tooltip=(
+                "Material and plane of reflections 1 (and 2): their true spacing "
+                "calibrates the image. Empty: type the true d below."
+            ),
+        )
+        self._true_d = FloatSpinBox(
+            label="true d (nm)",
+            value=0.0,
+            min=0.0,
+            max=10.0,
+            step=0.0001,
+            tooltip="True spacing of reflections 1 (and 2) in nm, when no lattice is chosen.",
+        )
+        self._calibrate = PushButton(
+            text="Calibrate scale from reflections 1–2",
+            tooltip=(
+                "Correct the image's scale so that the picked reflections have their true "
+                "spacing: isotropic from one reflection, affine (scan distortion) from two."
+            ),
+        )
         self._status = Label(value="", tooltip="What the picker did last.")
         self._status.native.setWordWrap(True)
         self._fft_view = FFTView(title="FFT")
@@ -207,6 +252,9 @@ class ReflectionPickerWidget(Container):
                 self._snap,
                 self._point_buttons,
                 self._table,
+                self._known,
+                self._true_d,
+                self._calibrate,
                 self._status,
             ]
         )
@@ -230,6 +278,7 @@ class ReflectionPickerWidget(Container):
         self._mode_select.clicked.connect(self._on_mode_select)
         self._delete.clicked.connect(self._on_delete)
         self._clear.clicked.connect(self._on_clear)
+        self._calibrate.clicked.connect(self._on_calibrate)
         self._reflections.events.data.connect(self._on_reflections_data)
         self._reflections.mouse_drag_callbacks.append(self._snap_after_drag)
         camera_of(self._viewer).events.center.connect(self._on_view_moved)
@@ -502,6 +551,67 @@ class ReflectionPickerWidget(Container):
             radius = min(0.5 / ctx["pixel_size"], 2.0 * float(np.max(np.hypot(*g.T))))
             self._fft_view.frame(radius)
         self._status.value = f"{len(g)} reflection(s) suggested"
+
+    def calibrate(self) -> ScaleCorrection:
+        """Correct the image layer's scale from reflections 1 (and 2) of known spacing.
+
+        The layer's scale becomes the corrected mean pixel size, its ``affine`` the
+        remaining stretch (two reflections), and its metadata the correction record
+        (:data:`~napari_hrtem_fft.core.calibration.CALIBRATION_KEY`), which the maps
+        dock applies to and records in every map.  The picked reflections are cleared
+        (they were measured with the old scale).
+
+        Raises
+        ------
+        ValueError
+            Without an image, a picked reflection, or a true spacing.
+        """
+        image = self._image.value
+        if image is None:
+            raise ValueError("choose an image layer first")
+        if image.ndim != 2:
+            raise ValueError("calibration from the picker works on 2-D images")
+        g = self.reflections[:2]
+        if len(g) == 0:
+            raise ValueError("pick or suggest the reflection(s) of known spacing first")
+        if CALIBRATION_KEY in image.metadata:
+            raise ValueError(f"{image.name!r} is already calibrated from a lattice")
+        nominal = self.pixel_size()
+        known = self._known.value
+        if known is not None:
+            material, hkl = known
+            correction = correction_from_planes(g, material, [hkl] * len(g), pixel_size=nominal)
+        else:
+            d = float(self._true_d.value)
+            if d <= 0:
+                raise ValueError("choose a known lattice or type the true d (nm)")
+            source = f"user: d = {d:g} nm"
+            correction = (
+                isotropic_correction(g, d, pixel_size=nominal, source=source)
+                if len(g) == 1
+                else affine_correction(g, [d, d], pixel_size=nominal, source=source)
+            )
+        geometry = layer_geometry(correction)
+        pixel = geometry["pixel_size"]
+        image.scale = (pixel, pixel)
+        # napari reads a 2×2 affine as homogeneous (1-D); give the 3×3 form.
+        affine = np.eye(3)
+        affine[:2, :2] = geometry["affine"]
+        image.affine = affine
+        image.metadata = {**image.metadata, CALIBRATION_KEY: correction.to_metadata()}
+        self._on_clear()
+        self._fft_context = None
+        self._on_image_changed()
+        self._status.value = correction.describe() + "; pick or suggest again"
+        return correction
+
+    def _on_calibrate(self, event=None) -> None:
+        try:
+            correction = self.calibrate()
+        except (ValueError, TypeError) as exc:
+            show_error(f"Cannot calibrate: {exc}")
+            return
+        show_info(correction.describe())
 
     def _on_show_fft(self, event=None) -> None:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def configure(parser) -> None:
         help="maps.tif (one calibrated TIFF per map) or maps.zarr (one store)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--calibrate",
+        metavar="MATERIAL:HKL|D_NM",
+        help="correct the scale so that reflections 1 (and 2) have a known spacing: a "
+        "built-in plane such as MoS2:100 or Pd:111, or a true d in nm; isotropic from one "
+        "reflection, affine (scan distortion) from two non-parallel ones",
+    )
     parser.add_argument(
         "--clean",
         action="store_true",
@@ -184,6 +192,14 @@ def run(args) -> int:
             )
         except (TypeError, ValueError) as err:
             raise cli.CliError(f"analysis failed: {err}", cli.EXIT_USAGE) from None
+        if args.calibrate:
+            if stored:
+                raise cli.CliError(
+                    "--calibrate corrects the maps after the analysis; with --track write "
+                    "to a .tif or add --clean/--smooth/--crystal-mask",
+                    cli.EXIT_USAGE,
+                )
+            maps = _calibrate(args, maps, refl, pixel_size)
         geometry = _map_geometry(mg, maps, frames)
         record = _analysis_record(
             args, options, mg, index, cal, refl, source, maps, geometry, frames
@@ -310,6 +326,39 @@ def _options(args):
         )
     except (TypeError, ValueError) as err:
         raise cli.CliError(str(err), cli.EXIT_USAGE) from None
+
+
+def _calibrate(args, maps, refl, pixel_size):
+    """Maps corrected from reflections 1 (and 2) of known spacing (``--calibrate``)."""
+    import numpy as np
+
+    from ..core import calibration
+
+    g = np.asarray(refl)[:2]
+    if len(g) == 2 and abs(g[0, 0] * g[1, 1] - g[0, 1] * g[1, 0]) < 0.17 * np.prod(np.hypot(*g.T)):
+        g = g[:1]  # (nearly) parallel: one direction only, an isotropic correction
+    text = str(args.calibrate)
+    try:
+        if ":" in text:
+            material, hkl = text.split(":", 1)
+            # "100", "-111" or "1,0,0": one (signed) digit per index, or commas.
+            parts = hkl.split(",") if "," in hkl else re.findall(r"-?\d", hkl)
+            plane = tuple(int(c) for c in parts)
+            correction = calibration.correction_from_planes(
+                g, material, [plane] * len(g), pixel_size=pixel_size
+            )
+        else:
+            d = float(text)
+            source = f"--calibrate {d:g} nm"
+            correction = (
+                calibration.isotropic_correction(g, d, pixel_size=pixel_size, source=source)
+                if len(g) == 1
+                else calibration.affine_correction(g, [d, d], pixel_size=pixel_size, source=source)
+            )
+    except ValueError as err:
+        raise cli.CliError(f"--calibrate {text}: {err}", cli.EXIT_USAGE) from None
+    cli.log(args, correction.describe())
+    return calibration.correct_maps(maps, correction)
 
 
 def _run_analysis(args, options, mg, refl, pixel_size, with_strain, frames):

@@ -37,17 +37,21 @@ import numpy as np
 from .reciprocal import as_reflections, g_angle, g_spacing
 
 __all__ = [
+    "CALIBRATION_KEY",
     "MATERIALS",
     "Material",
     "ScaleCorrection",
     "affine_correction",
+    "calibrated_maps",
     "correct_g",
     "correct_maps",
     "correction_from_planes",
     "isotropic_correction",
+    "layer_geometry",
     "material_planes",
     "plane_angles",
     "plane_spacing",
+    "residual_correction",
 ]
 
 
@@ -517,4 +521,72 @@ def correct_maps(maps, correction: ScaleCorrection):
     if maps.strain is not None:
         reference = correct_g(maps.strain.reference, correction)
         out = dataclasses.replace(out, strain=compute_strain(out, reference=reference))
+    return out
+
+
+#: Key of the calibration record in an image layer's (or a map's) metadata.
+CALIBRATION_KEY = "napari_hrtem_fft_calibration"
+
+
+def layer_geometry(correction: ScaleCorrection) -> dict:
+    """How a napari layer carries a correction: a square scale and a shape-only affine.
+
+    The layer's ``scale`` becomes the corrected mean pixel size on y and x, so that
+    everything reading the layer's pixel size (picker, maps, CLI) uses it; what is left,
+    a stretch of determinant 1, is the layer's ``affine`` (the image is shown
+    undistorted) and is applied to the maps by :func:`residual_correction`.
+
+    Returns
+    -------
+    dict
+        ``pixel_size`` (nm) and ``affine`` (2×2, determinant 1; identity when isotropic).
+    """
+    pixel = correction.pixel_size
+    return {"pixel_size": pixel, "affine": correction.scale / pixel}
+
+
+def residual_correction(correction: ScaleCorrection) -> ScaleCorrection | None:
+    """The correction left for maps analysed with :func:`layer_geometry`'s pixel size.
+
+    Returns
+    -------
+    ScaleCorrection or None
+        ``M`` of maps measured with the mean corrected pixel size; None when the
+        correction is isotropic (the pixel size then corrects everything).
+    """
+    if correction.kind == "isotropic":
+        return None
+    pixel = correction.pixel_size
+    # g measured with `pixel` is g_nominal · nominal/pixel (square nominal pixels), so
+    # true g = M g_nominal = M · (pixel / nominal) g_measured.
+    nominal = math.sqrt(correction.nominal_scale[0] * correction.nominal_scale[1])
+    return dataclasses.replace(
+        correction,
+        matrix=np.asarray(correction.matrix) * (pixel / nominal),
+        nominal_scale=(pixel, pixel),
+    )
+
+
+def calibrated_maps(maps, record: dict | None):
+    """Maps of an image layer calibrated by :func:`layer_geometry`, fully corrected.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps analysed with the layer's (corrected mean) pixel size.
+    record : dict or None
+        The layer's ``metadata[CALIBRATION_KEY]`` (:meth:`ScaleCorrection.to_metadata`).
+
+    Returns
+    -------
+    LatticeMaps
+        ``maps`` unchanged without a record; else corrected by the residual stretch
+        (affine) and with ``parameters["calibration"]`` the record, so that every
+        exported map carries the correction and its source.
+    """
+    if not record:
+        return maps
+    residual = residual_correction(ScaleCorrection.from_metadata(record))
+    out = maps.with_arrays({}) if residual is None else correct_maps(maps, residual)
+    out.parameters["calibration"] = dict(record)
     return out
