@@ -507,6 +507,40 @@ def test_dask_input_yields_no_progress_and_lazy_maps():
     assert isinstance(finished.value.value.d_spacing, da.Array)
 
 
+# ---------------------------------------------------------------------- phase
+
+
+def test_phase_is_the_fringe_phase_relative_to_the_given_g():
+    # The image holds 0.2 cos(2π g·r + φ) with r from the image origin: the phase map is
+    # φ wherever d is finite (noise-free: float32 round-off only), NaN where d is.
+    phis = np.array([0.3, -2.0, 3.0])
+    image, _ = syn.synthetic_lattice((320, 352), pixel_size=PX, reflections=REFL, phases=phis)
+    maps = analyze(image, REFL, pixel_size=PX, window=64, step=8, compute_strain=False)
+    assert maps.phase.shape == maps.d_spacing.shape and maps.phase.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(maps.phase), np.isnan(maps.d_spacing))
+    err = np.angle(np.exp(1j * (maps.phase - phis[:, None, None])))
+    assert np.nanmax(np.abs(err)) < 1e-3, np.nanmax(np.abs(err), axis=(1, 2))
+    assert np.nanmax(maps.phase) <= np.pi and np.nanmin(maps.phase) > -np.pi
+
+
+def test_phase_matches_gpa_on_a_dilated_lattice_and_follows_the_block_origin():
+    from napari_hrtem_fft.core.gpa import analyze_gpa
+
+    phis = np.array([0.3, -2.0, 2.9])
+    image, _ = syn.synthetic_lattice(
+        (512, 512), pixel_size=PX, reflections=REFL, phases=phis, noise=0.05,
+        mapping=syn.dilatation_mapping(1.01, (5.0, 5.0)),
+    )  # fmt: skip
+    kwargs = dict(pixel_size=PX, window=64, step=8, compute_strain=False)
+    maps = analyze(image, REFL, **kwargs)
+    gpa = analyze_gpa(image, REFL, **kwargs)
+    # P = -2π g·u: 1 % dilatation about (5, 5) nm winds the phase by up to ±1.6 rad here.
+    diff = np.angle(np.exp(1j * (maps.phase - gpa.phase)))[:, 6:-6, 6:-6]
+    assert np.nanmax(np.abs(diff)) < 0.01, np.nanmax(np.abs(diff), axis=(1, 2))
+    lazy = analyze(da.from_array(image, chunks=200), REFL, chunks=200, **kwargs)
+    np.testing.assert_allclose(lazy.phase.compute(), maps.phase, atol=2e-3, equal_nan=True)
+
+
 # ------------------------------------------------------- amplitude on dense lattices
 
 

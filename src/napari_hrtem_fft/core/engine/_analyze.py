@@ -257,6 +257,7 @@ def _run(request: _Request):
         )
     maps = LatticeMaps(
         **{name: packed[i] for i, name in enumerate(_FIELDS)},
+        phase=packed[5],
         reflections=request.reflections,
         window=settings.window,
         step=settings.step,

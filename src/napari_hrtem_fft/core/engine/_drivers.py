@@ -48,7 +48,7 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
     The blocks of the plan are cut straight from the array (views where the dtype
     allows), with their context inside the image only: windows reaching beyond the
     image are NaN anyway, so that padding would only cost FFT and fold work.  Returns
-    ``(5, n, *lead, my, mx)`` maps and the refined demodulation ``(n, 2, *lead)`` in
+    ``(6, n, *lead, my, mx)`` maps and the refined demodulation ``(n, 2, *lead)`` in
     cycles/pixel (``None`` without refinement).  Closing the generator cancels the
     blocks not yet started.
     """
@@ -57,7 +57,7 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
     jobs = [(f, *block) for f in np.ndindex(*lead) for block in plan.blocks()]
     counter = _Counter(len(jobs) * (2 if refine else 1))
     h, w = settings.shape
-    out = np.empty((5, n, *lead, -(-h // step), -(-w // step)), dtype=np.float32)
+    out = np.empty((6, n, *lead, -(-h // step), -(-w // step)), dtype=np.float32)
     pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
     try:
         demod = None
@@ -69,7 +69,7 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
             frame, context = _cut(arr, job, settings, work)
             rows, cols = slice(y0 // step, -(-y1 // step)), slice(x0 // step, -(-x1 // step))
             frame_demod = None if demod is None else demod[(slice(None), slice(None), *f)]
-            frame_maps(frame, context, frame_demod, settings, out[(..., *f, rows, cols)])
+            frame_maps(frame, context, (y0, x0), frame_demod, settings, out[(..., *f, rows, cols)])
 
         for _ in pool.map(maps, jobs):
             yield counter.step("maps")
@@ -131,7 +131,7 @@ def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, co
 
 
 def dask_maps(x, plan: BlockPlan, settings: Settings, refine: bool):
-    """Lazy ``(5, n, *lead, my, mx)`` maps of a dask image chunked as ``plan``.
+    """Lazy ``(6, n, *lead, my, mx)`` maps of a dask image chunked as ``plan``.
 
     With ``refine`` the survey and its medians are graph nodes of their own.
     """
@@ -145,7 +145,7 @@ def dask_maps(x, plan: BlockPlan, settings: Settings, refine: bool):
         pieces = [dask_maps(x.blocks[i], plan, settings, True) for i in range(x.numblocks[0])]
         return da.concatenate(pieces, axis=2)
     if not refine:
-        return _overlap_pass(x, plan, settings, _maps_of_block, 5, plan.map_chunks)
+        return _overlap_pass(x, plan, settings, _maps_of_block, 6, plan.map_chunks)
     survey = _overlap_pass(x, plan, settings, _survey_of_block, 3, _coarse_chunks(plan))
     lead_ind = tuple(f"l{i}" for i in range(x.ndim - 2))
     demod = da.blockwise(
@@ -240,7 +240,7 @@ def _refined_pass(x, plan: BlockPlan, settings: Settings, demod):
         ("x",),
         demod,
         ("R", "C", *lead_ind),
-        new_axes={"F": 5},
+        new_axes={"F": 6},
         adjust_chunks={"y": map_chunks[0], "x": map_chunks[1]},
         align_arrays=False,
         concatenate=True,

@@ -377,6 +377,7 @@ def _frame_maps(
     out,
     *,
     start,
+    origin=(0, 0),
     window: int,
     step: int,
     pixel_size: float,
@@ -385,9 +386,10 @@ def _frame_maps(
     background: bool,
     workers: int,
 ):
-    """The five maps of one 2D frame for ``k`` reflections, into ``out (5, k, my, mx)``.
+    """The six maps of one 2D frame for ``k`` reflections, into ``out (6, k, my, mx)``.
 
-    Map pixel ``(i, j)`` is the window centred on local pixel ``start + (i, j)·step``;
+    Map pixel ``(i, j)`` is the window centred on local pixel ``start + (i, j)·step``,
+    image pixel ``origin + (i, j)·step`` (the phase is referred to the image origin);
     windows reaching beyond the frame are NaN.  ``demod`` and ``given`` are ``(k, 2)``
     frequencies in cycles/pixel.
     """
@@ -422,7 +424,28 @@ def _frame_maps(
     one_minus, two_rho, pi = np.float32(1.0 - rho), np.float32(2 * rho), np.float32(np.pi)
     vy = (one_minus + two_rho * np.sin(pi * (fy - d32[:, 0])) ** 2) / a_eff
     vx = (one_minus + two_rho * np.sin(pi * (fx - d32[:, 1])) ** 2) / a_eff
-    return _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search)
+    _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search)
+    return _geometric_phase(out, coef[0], given, origin, step)
+
+
+def _geometric_phase(out, z, given, origin, step: int):
+    """The phase of each coefficient relative to its given ``g`` into ``out[5]``.
+
+    For a fringe ``A cos(2π g·r + P(r))`` the coefficient of the window centred on ``c``
+    is ``(A/2)·Ŵ·exp(i(2π g·c + P(c)))`` with ``Ŵ > 0`` in the main lobe, whatever the
+    demodulation frequency: ``P(c) = arg(Z(c)·exp(-2πi g·c))``, ``c`` in image pixels
+    from the image origin (as GPA's, ``docs/gpa.md``), in (-π, π].  NaN where ``d`` is.
+    """
+    my, mx = z.shape[-2:]
+    centres = [o + step * np.arange(m) for o, m in zip(origin, (my, mx), strict=True)]
+    for r, (gy, gx) in enumerate(given):
+        # Products reduced modulo 1 in double precision: 2π g·c reaches 10⁴ radians.
+        ey = np.exp(-2j * np.pi * ((gy * centres[0]) % 1.0)).astype(np.complex64)
+        ex = np.exp(-2j * np.pi * ((gx * centres[1]) % 1.0)).astype(np.complex64)
+        out[5, r] = np.angle(z[r] * ey[:, None] * ex[None, :])
+    np.copyto(out[5], np.float32(np.pi), where=out[5] <= -np.pi)
+    np.copyto(out[5], np.float32(np.nan), where=np.isnan(out[0]))
+    return out
 
 
 def _phase_frequencies(coef):

@@ -187,16 +187,19 @@ def within_image(origin, core, depth: int, shape):
 # ------------------------------------------------------------------ work on a block
 
 
-def frame_maps(frame, context, demod, settings: Settings, out):
-    """The maps ``(5, n, my, mx)`` of one 2D frame (core plus context) into ``out``.
+def frame_maps(frame, context, origin, demod, settings: Settings, out):
+    """The maps ``(6, n, my, mx)`` of one 2D frame (core plus context) into ``out``.
 
+    The frame's core starts on image pixel ``origin``.
     ``demod`` is ``None`` (demodulate at the given reflections) or the refined
     frequencies ``(n, 2)``; a reflection whose refined frequency moved by less than the
     tolerance, or that has none, is demodulated at its given frequency.
     """
     given = settings.given
     freqs = given if demod is None else _refined(demod, given, settings.window)
-    return _frame_maps(frame, freqs, given, out, start=context, **settings.frame_options())
+    return _frame_maps(
+        frame, freqs, given, out, start=context, origin=origin, **settings.frame_options()
+    )
 
 
 def frame_survey(frame, context, origin, core, settings: Settings):
@@ -207,7 +210,7 @@ def frame_survey(frame, context, origin, core, settings: Settings):
 def block_maps(block, origin, demod, settings: Settings):
     """One block ``(*lead, h, w)`` with ``depth`` context (NaN beyond the image) → maps.
 
-    The block's core starts on image pixel ``origin``.  Returns ``(5, n, *lead, my, mx)``
+    The block's core starts on image pixel ``origin``.  Returns ``(6, n, *lead, my, mx)``
     float32.  ``demod`` is ``None`` or the refined frequencies ``(n, 2, *lead)`` in
     cycles/pixel.
     """
@@ -215,12 +218,11 @@ def block_maps(block, origin, demod, settings: Settings):
     core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
     cut, context = within_image(origin, core, depth, settings.shape)
     n, step = settings.given.shape[0], settings.step
-    out = np.empty((5, n, *lead, -(-core[0] // step), -(-core[1] // step)), dtype=np.float32)
+    out = np.empty((6, n, *lead, -(-core[0] // step), -(-core[1] // step)), dtype=np.float32)
     for idx in np.ndindex(*lead):
         frame_demod = None if demod is None else demod[(slice(None), slice(None), *idx)]
-        frame_maps(
-            block[idx][cut], context, frame_demod, settings, out[(slice(None), slice(None), *idx)]
-        )
+        where = (slice(None), slice(None), *idx)
+        frame_maps(block[idx][cut], context, origin, frame_demod, settings, out[where])
     return out
 
 
