@@ -79,3 +79,22 @@ def test_a_mostly_empty_reflection_is_named_with_what_to_try():
     assert message.startswith("No window gave a lattice spacing")
     maps.d_spacing = np.full_like(d, 0.2)
     assert empty_map_warnings(maps) == []
+
+
+def test_closing_the_viewer_during_a_run_leaves_python_running(make_napari_viewer, sample, qtbot):
+    # Issue 9 item 4: closing the viewer while a run is in progress used to raise
+    # "wrapped C/C++ object ... has been deleted" from the worker's slots.
+    viewer = make_napari_viewer()
+    image, _ = sample
+    layer = viewer.add_image(image, name="Pd", scale=(0.02, 0.02), units="nm")
+    _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", PICKER)
+    _, maps = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
+    picker._image.value = layer
+    picker._window.value = 64
+    picker.suggest()
+    maps.choose_inputs(layer, picker.reflections_layer, window=64, step=4)
+    maps.start()
+    worker = maps.worker
+    viewer.close()
+    qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
+    qtbot.wait(200)  # queued signals delivered (they must reach no deleted widget)

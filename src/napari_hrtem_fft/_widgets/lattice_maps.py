@@ -12,6 +12,7 @@ time slider moves the image and its maps together.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from pathlib import Path
@@ -92,6 +93,17 @@ def _source_description(layer: Image, pixel_size: float) -> dict:
         "units": [str(u) for u in layer.units],
         "pixel_size_nm": float(pixel_size),
     }
+
+
+def _stop_worker(worker, cancel: threading.Event, slots: list, *_) -> None:
+    """Cancel a running analysis and disconnect the dock's slots from its signals."""
+    cancel.set()
+    for name, slot in slots:
+        try:
+            getattr(worker, name).disconnect(slot)
+        except (RuntimeError, TypeError):
+            pass  # already finished and disconnected, or never connected
+    worker.quit()
 
 
 class LatticeMapWidget(Container):
@@ -620,6 +632,11 @@ class LatticeMapWidget(Container):
         worker.errored.connect(self._on_errored)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
+        # Closing the viewer deletes this dock while the worker runs: stop the worker and
+        # cut its signals, so that no slot touches a deleted Qt widget.
+        self.native.destroyed.connect(
+            functools.partial(_stop_worker, worker, self._cancel_event, self._worker_slots())
+        )
         self.worker = worker
         self._set_running(True)
         self._progress.max = 1
@@ -627,6 +644,15 @@ class LatticeMapWidget(Container):
         self._status.value = "running…"
         self._run_started = time.perf_counter()
         worker.start()
+
+    def _worker_slots(self) -> list:
+        return [
+            ("yielded", self._on_progress),
+            ("returned", self._on_returned),
+            ("errored", self._on_errored),
+            ("aborted", self._on_aborted),
+            ("finished", self._on_finished),
+        ]
 
     def run_blocking(self) -> list:
         """Run the analysis in this thread (scripts and the demo); return the new layers.
