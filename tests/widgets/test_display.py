@@ -15,16 +15,21 @@ PICKER = "Reflection picker (FFT)"
 MAPS = "Lattice maps (d-spacing, angle, strain)"
 
 
-@pytest.fixture
-def plugin_maps(viewer_with_sample):
-    viewer, image = viewer_with_sample
+def open_docks(viewer, image, *, step: int):
+    """Picker and maps docks from the Plugins menu, reflections suggested, inputs chosen."""
     _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", PICKER)
     _, maps = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
     picker._image.value = image
     picker._window.value = 64
     picker.suggest()
-    maps.choose_inputs(image, picker.reflections_layer, window=64, step=16)
-    maps.run_blocking()
+    maps.choose_inputs(image, picker.reflections_layer, window=64, step=step)
+    return maps
+
+
+@pytest.fixture
+def plugin_maps(viewer_with_sample):
+    viewer, image = viewer_with_sample
+    open_docks(viewer, image, step=16).run_blocking()
     return viewer, image, find_result_layers(viewer.layers, source=image.name)
 
 
@@ -81,18 +86,11 @@ def test_a_mostly_empty_reflection_is_named_with_what_to_try():
     assert empty_map_warnings(maps) == []
 
 
-def test_closing_the_viewer_during_a_run_leaves_python_running(make_napari_viewer, sample, qtbot):
+def test_closing_the_viewer_during_a_run_leaves_python_running(viewer_with_sample, qtbot):
     # Issue 9 item 4: closing the viewer while a run is in progress used to raise
     # "wrapped C/C++ object ... has been deleted" from the worker's slots.
-    viewer = make_napari_viewer()
-    image, _ = sample
-    layer = viewer.add_image(image, name="Pd", scale=(0.02, 0.02), units="nm")
-    _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", PICKER)
-    _, maps = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
-    picker._image.value = layer
-    picker._window.value = 64
-    picker.suggest()
-    maps.choose_inputs(layer, picker.reflections_layer, window=64, step=4)
+    viewer, image = viewer_with_sample
+    maps = open_docks(viewer, image, step=4)
     maps.start()
     worker = maps.worker
     viewer.close()
