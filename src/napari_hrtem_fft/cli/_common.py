@@ -171,6 +171,14 @@ _ANALYSIS_OPTIONS = {
         "N",
         "NaN-aware N×N block average of the maps (last, after the mask)",
     ),
+    "--resolution": (
+        "resolution_nm",
+        float,
+        None,
+        "NM",
+        "--method gpa: resolution (FWHM of the Gaussian mask's point-spread function) in "
+        "nm; default: matched to --window",
+    ),
 }
 
 

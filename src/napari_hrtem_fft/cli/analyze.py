@@ -54,7 +54,22 @@ def configure(parser) -> None:
         action="store_true",
         help="NaN outside the crystal (automatic threshold on the peak strength; after --clean)",
     )
-    cli.add_analysis_options(parser, "--smooth")
+    cli.add_analysis_options(parser, "--smooth", "--resolution")
+    parser.add_argument(
+        "--method",
+        choices=("local_fft", "gpa"),  # core.pipeline.METHODS (not imported: --help is fast)
+        default="local_fft",
+        help="local_fft: rolling-window FFT (default); gpa: geometric phase analysis "
+        "(Gaussian mask of --resolution around each reflection, one FFT of the image)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=cli.rectangle,
+        metavar="Y0:Y1,X0:X1",
+        help="strain relative to the median lattice inside this rectangle (nm from the "
+        "image origin; map pixels whose centres lie inside), instead of the reflections; "
+        "stored in the JSON record",
+    )
     movie = parser.add_argument_group("movies (t, y, x)")
     movie.add_argument(
         "--frames",
@@ -153,6 +168,12 @@ def run(args) -> int:
     if args.reflection and args.auto is not None:
         raise cli.CliError("use either --reflection or --auto, not both", cli.EXIT_USAGE)
     options = _options(args)
+    if args.track and options.method != "local_fft":
+        raise cli.CliError(
+            "--track follows the lattice of the local-FFT method; drop --track or use "
+            "--method local_fft",
+            cli.EXIT_USAGE,
+        )
     if args.track and args.scheduler is not None:
         raise cli.CliError(
             "--track analyses the frames one after the other in this process (each starts "
@@ -323,6 +344,9 @@ def _options(args):
             crystal_mask=bool(args.crystal_mask),
             smoothing="block" if args.smooth else "none",
             smoothing_size=args.smooth or AnalysisOptions.smoothing_size,
+            method=args.method,
+            resolution_nm=args.resolution,
+            reference=args.reference,
         )
     except (TypeError, ValueError) as err:
         raise cli.CliError(str(err), cli.EXIT_USAGE) from None
@@ -408,7 +432,12 @@ def _run_tracked(args, options, mg, refl, pixel_size, with_strain, frames):
     from ..core.movie import analyze_movie
 
     out = Path(args.out)
-    post = options.clean or options.crystal_mask or options.smoothing != "none"
+    post = (
+        options.clean
+        or options.crystal_mask
+        or options.smoothing != "none"
+        or options.reference is not None
+    )
     store = out if out.suffix.lower() == ".zarr" and not post else None
 
     # One line rewritten in place on a terminal, one line per frame in a log file.

@@ -28,6 +28,7 @@ import numpy as np
 from .engine import Progress
 
 __all__ = [
+    "METHODS",
     "OPTION_LIMITS",
     "SMOOTHING_METHODS",
     "AnalysisFailure",
@@ -37,6 +38,7 @@ __all__ = [
     "check_option",
     "postprocess",
     "postprocess_steps",
+    "reference_mask",
     "reporting_errors",
     "run_analysis",
     "run_reporting_errors",
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 #: Smoothing methods of :func:`napari_hrtem_fft.smooth`, and "none".
 SMOOTHING_METHODS = ("none", "block", "gaussian", "median")
+
+#: Map methods of :func:`napari_hrtem_fft.analyze`.
+METHODS = ("local_fft", "gpa")
 
 #: Limits of the numeric options, the engine's (:func:`napari_hrtem_fft.analyze`):
 #: ``min``/``max`` inclusive unless named ``min_exclusive``; ``multiple``: the value
@@ -60,6 +65,7 @@ OPTION_LIMITS = {
     "crystal_threshold": {"type": float, "min_exclusive": 0.0},
     "intensity_threshold": {"type": float, "min": 0.0, "max": 1.0},
     "smoothing_size": {"type": int, "min": 1},
+    "resolution_nm": {"type": float, "min_exclusive": 0.0},
 }
 
 
@@ -164,6 +170,18 @@ class AnalysisOptions:
         One of :data:`SMOOTHING_METHODS`, applied after the masks.
     smoothing_size : int
         Smoothing size in map pixels.
+    method : str
+        One of :data:`METHODS`: ``"local_fft"`` (rolling-window FFT) or ``"gpa"``
+        (geometric phase analysis, :func:`napari_hrtem_fft.analyze_gpa`).
+    resolution_nm : float or None
+        GPA resolution (FWHM, nm); None matches it to ``window``.  Only with
+        ``method="gpa"``.
+    reference : tuple of float or None
+        Reference region of the strain, a rectangle ``(y0, y1, x0, x1)`` in nm from the
+        image origin (map pixel ``(i, j)`` at ``(i, j)·step·pixel_size``): strain is
+        relative to the median lattice of the map pixels whose centres lie inside
+        (:func:`napari_hrtem_fft.strain` with ``reference=mask``), computed before the
+        masks and smoothing.  None: relative to the analysed reflections.
     """
 
     window: int = 128
@@ -179,6 +197,9 @@ class AnalysisOptions:
     intensity_dark: bool = False
     smoothing: str = "none"
     smoothing_size: int = 3
+    method: str = "local_fft"
+    resolution_nm: float | None = None
+    reference: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in OPTION_LIMITS:
@@ -194,20 +215,83 @@ class AnalysisOptions:
             raise ValueError(
                 f"smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}"
             )
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.resolution_nm is not None and self.method != "gpa":
+            raise ValueError("resolution_nm is an option of method 'gpa'")
+        if self.reference is not None:
+            object.__setattr__(self, "reference", _check_rectangle(self.reference))
 
     def as_dict(self) -> dict:
         """The options as a plain dict (for metadata and JSON)."""
         return dataclasses.asdict(self)
 
     def engine_options(self) -> dict:
-        """The keyword arguments of the engine (``analyze``, ``iter_analyze_movie``)."""
-        return {
+        """The keyword arguments of the engine (``analyze``, ``iter_analyze_movie``);
+        ``method`` and ``resolution_nm`` only for GPA."""
+        options = {
             "window": self.window,
             "step": self.step,
             "search": self.search,
             "refine": self.refine,
             "compute_strain": self.compute_strain,
         }
+        if self.method != "local_fft":
+            options.update(method=self.method, resolution_nm=self.resolution_nm)
+        return options
+
+
+def _check_rectangle(rect) -> tuple[float, float, float, float]:
+    """A reference rectangle ``(y0, y1, x0, x1)`` in nm, finite and not empty."""
+    try:
+        values = tuple(float(v) for v in rect)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"reference must be 4 numbers (y0, y1, x0, x1) in nm, got {rect!r}"
+        ) from None
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(
+            f"reference must be 4 finite numbers (y0, y1, x0, x1) in nm, got {rect!r}"
+        )
+    y0, y1, x0, x1 = values
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"reference rectangle must have y0 < y1 and x0 < x1, got {rect!r}")
+    return values
+
+
+def reference_mask(rect, map_shape, map_scale: float) -> np.ndarray:
+    """The map pixels whose centres lie inside a rectangle.
+
+    Parameters
+    ----------
+    rect : tuple of float
+        ``(y0, y1, x0, x1)`` in nm from the image origin.
+    map_shape : tuple of int
+        Map shape; the last two entries ``(my, mx)`` are used.
+    map_scale : float
+        nm per map pixel (``maps.map_scale``).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean ``(my, mx)``.
+
+    Raises
+    ------
+    ValueError
+        If the rectangle holds no map pixel centre.
+    """
+    y0, y1, x0, x1 = _check_rectangle(rect)
+    my, mx = (int(v) for v in tuple(map_shape)[-2:])
+    yy = np.arange(my) * map_scale
+    xx = np.arange(mx) * map_scale
+    mask = ((yy >= y0) & (yy <= y1))[:, None] & ((xx >= x0) & (xx <= x1))[None, :]
+    if not mask.any():
+        raise ValueError(
+            f"reference rectangle y {y0:g} to {y1:g} nm, x {x0:g} to {x1:g} nm holds no map "
+            f"pixel centre (the maps cover y 0 to {yy[-1]:.4g} nm, x 0 to {xx[-1]:.4g} nm)"
+        )
+    return mask
 
 
 def check_image_shape(shape, window: int) -> None:
@@ -265,6 +349,15 @@ def postprocess_steps(maps, image, options: AnalysisOptions) -> Generator[str, N
     """
     from . import postprocess as post
 
+    if options.reference is not None:
+        from .strain import has_two_directions, strain
+
+        mask = reference_mask(options.reference, np.shape(maps.d_spacing), maps.map_scale)
+        if not has_two_directions(maps.reflections):
+            raise ValueError("a reference region needs two non-collinear reflections (strain)")
+        maps = dataclasses.replace(maps, strain=strain(maps, reference=mask))
+        maps.parameters = {**maps.parameters, "strain_reference_nm": list(options.reference)}
+        yield "strain relative to the reference region"
     if options.clean:
         maps = post.clean(maps)
         yield "outliers removed"
@@ -308,7 +401,12 @@ def postprocess(maps, image, options: AnalysisOptions):
 
 def _step_count(options: AnalysisOptions) -> int:
     """Number of steps :func:`postprocess_steps` yields for ``options``."""
-    flags = (options.clean, options.crystal_mask, options.intensity_mask)
+    flags = (
+        options.reference is not None,
+        options.clean,
+        options.crystal_mask,
+        options.intensity_mask,
+    )
     return sum(flags) + int(options.smoothing != "none")
 
 

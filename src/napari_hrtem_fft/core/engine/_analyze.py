@@ -15,7 +15,7 @@ from ._checks import (
     _check_numbers,
     check_reflections,
 )
-from ._drivers import dask_maps, numpy_maps
+from ._drivers import Progress, dask_maps, numpy_maps
 from ._frame import _NOISE_ARC, _NOISE_OWN_LOBE, _NOISE_WIDTH, _NOISE_ZERO, DEFAULT_MIN_AMPLITUDE
 from ._plan import BlockPlan, Settings, auto_chunk, compatible, numpy_chunks
 from ._survey import _survey_binning
@@ -36,6 +36,8 @@ def analyze(
     compute_strain: bool = True,
     chunks=None,
     background: bool = True,
+    method: str = "local_fft",
+    resolution_nm: float | None = None,
 ) -> LatticeMaps:
     """Map local lattice spacing and angle of each reflection with a rolling window.
 
@@ -85,6 +87,13 @@ def analyze(
     background : bool
         Subtract each window's Hann-weighted mean before the transform (recommended:
         otherwise the mean intensity leaks into the coefficient and biases ``d``).
+    method : {"local_fft", "gpa"}
+        ``"gpa"``: geometric phase analysis (:func:`napari_hrtem_fft.analyze_gpa`) on
+        the same map grid, with ``step``, ``search``, ``min_amplitude``,
+        ``compute_strain`` and ``chunks`` (an int); ``refine`` and ``background`` do
+        not apply.  Its resolution is ``resolution_nm``, or matched to ``window``.
+    resolution_nm : float, optional
+        GPA resolution (FWHM, nm); only with ``method="gpa"``.
 
     Returns
     -------
@@ -123,6 +132,8 @@ def analyze(
         compute_strain=compute_strain,
         chunks=chunks,
         background=background,
+        method=method,
+        resolution_nm=resolution_nm,
     )
     return run_to_end(run)
 
@@ -164,7 +175,41 @@ def iter_analyze(image, reflections, **options):
     except TypeError as err:
         raise TypeError(f"iter_analyze: {err}") from None
     bound.apply_defaults()
-    return _run(_request(bound.arguments))
+    arguments = bound.arguments
+    method, resolution_nm = arguments.pop("method"), arguments.pop("resolution_nm")
+    if method == "gpa":
+        return _gpa_run(arguments, resolution_nm)
+    if method != "local_fft":
+        raise ValueError(f"method must be 'local_fft' or 'gpa', got {method!r}")
+    if resolution_nm is not None:
+        raise ValueError("resolution_nm is an option of method='gpa'")
+    return _run(_request(arguments))
+
+
+def _gpa_run(arguments: dict, resolution_nm):
+    """``method="gpa"``: the GPA maps, computed now (one FFT per frame, fast), as a
+    generator of one :class:`Progress` so that every caller of :func:`iter_analyze`
+    takes either method."""
+    from ..gpa import analyze_gpa
+
+    maps = analyze_gpa(
+        arguments["image"],
+        arguments["reflections"],
+        pixel_size=arguments["pixel_size"],
+        step=arguments["step"],
+        resolution_nm=resolution_nm,
+        window=arguments["window"] if resolution_nm is None else None,
+        search=arguments["search"],
+        min_amplitude=arguments["min_amplitude"],
+        compute_strain=arguments["compute_strain"],
+        chunks=arguments["chunks"],
+    )
+
+    def run():
+        yield Progress(1, 1, "GPA maps")
+        return maps
+
+    return run()
 
 
 @dataclass(frozen=True)
