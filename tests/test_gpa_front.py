@@ -150,3 +150,53 @@ def test_cli_gpa_errors(tmp_path, core_shell, capsys):
     assert "holds no map pixel centre" in capsys.readouterr().err
     assert main([*base, "--reference", "1,2,3,4"]) == EXIT_USAGE
     assert "expected a rectangle Y0:Y1,X0:X1" in capsys.readouterr().err
+
+
+def test_cli_phase_writes_phase_displacement_and_dislocations(tmp_path):
+    """Three edge dislocations of known core and Burgers vector (fringe SNR 2)."""
+    import csv
+
+    from napari_hrtem_fft.core.synthetic import dislocation_sample
+
+    image, truth = dislocation_sample(seed=3)
+    path = tmp_path / "disl.tif"
+    tifffile.imwrite(path, image)
+    refl = [f"--reflection={float(gy)!r},{float(gx)!r}" for gy, gx in truth.reflections]
+    out = tmp_path / "maps.tif"
+    code = main(
+        ["analyze", str(path), "--pixel-size", "0.02", *refl, "--method", "gpa",
+         "--step", "8", "--phase", "--out", str(out), "-q"]
+    )  # fmt: skip
+    assert code == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    written = {p.split("/")[-1] for p in record["outputs"]}
+    assert {"maps_phase_g1.tif", "maps_displacement_ux.tif", "maps_dislocations.csv"} <= written
+    phase = tifffile.imread(tmp_path / "maps_phase_g1.tif")
+    finite = phase[np.isfinite(phase)]
+    assert finite.size and np.all(np.abs(finite) <= np.pi + 1e-6)
+    lines = (tmp_path / "maps_dislocations.csv").read_text().splitlines()
+    assert lines[0].startswith("# dislocation cores")
+    rows = list(csv.DictReader(lines[1:]))
+    assert record["dislocations"]["count"] == len(rows)
+    position = np.array([[float(r["y_nm"]), float(r["x_nm"])] for r in rows])
+    burgers = np.array([[float(r["by_nm"]), float(r["bx_nm"])] for r in rows])
+    inside = np.hypot(*(position - 10.24).T) < 8.0
+    assert inside.sum() == len(truth.cores)  # no false core inside the crystal
+    for core, b in zip(truth.cores, truth.burgers, strict=True):
+        k = int(np.argmin(np.hypot(*(position - core).T)))
+        assert np.hypot(*(position[k] - core)) < 0.5  # nm
+        assert np.hypot(*burgers[k]) == pytest.approx(np.hypot(*b), rel=0.1)
+    # The displacement map is the core's displacement() of the written maps (nm).
+    ux = tifffile.imread(tmp_path / "maps_displacement_ux.tif")
+    assert ux.shape == phase.shape and np.isfinite(ux).mean() > 0.3
+
+
+def test_cli_phase_errors(tmp_path, core_shell, capsys):
+    path = tmp_path / "cs.tif"
+    tifffile.imwrite(path, core_shell)
+    refl = [f"--reflection={float(gy)!r},{float(gx)!r}" for gy, gx in REFL]
+    base = ["analyze", str(path), "--pixel-size", "0.02", *refl, "--phase"]
+    assert main([*base, "--out", str(tmp_path / "m.tif")]) == EXIT_USAGE
+    assert "--phase needs --method gpa" in capsys.readouterr().err
+    assert main([*base, "--method", "gpa", "--out", str(tmp_path / "m.zarr")]) == EXIT_USAGE
+    assert "--phase writes TIFF files" in capsys.readouterr().err

@@ -37,6 +37,7 @@ __all__ = [
     "file_stem",
     "find_result_layers",
     "layer_values",
+    "maps_from_layers",
     "maps_to_layers",
     "movie_maps_from_layers",
     "result_info",
@@ -419,13 +420,13 @@ def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
     return d, angle, geometry
 
 
-def movie_maps_from_layers(layers):
-    """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
+def maps_from_layers(layers):
+    """Maps ``(n, ..., my, mx)`` and their placement from the result layers of one run.
 
     Parameters
     ----------
     layers : sequence of napari image layers
-        Result layers of one analysed movie (same ``source``).
+        Result layers of one analysed image or movie (same ``source``).
 
     Returns
     -------
@@ -434,32 +435,26 @@ def movie_maps_from_layers(layers):
         amplitude, sigma, phase and strain when their layers exist) as numpy arrays;
         a map without layers is NaN (None for an optional one such as ``phase``).
     geometry : dict
-        ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
-        unit of the time axis as napari shows it).
-    movie : dict
-        The movie record of the lattice-map widget (``frames``, ``drift_px``,
-        ``drift_mode``, ...); empty for maps made elsewhere.
+        ``shape``, ``scale`` and ``translate`` (world, per map axis).
+    info : dict
+        The metadata record of the first d-spacing layer.
 
     Raises
     ------
     ValueError
-        If the layers have no time axis or do not pair up.
+        If there is no d-spacing layer, or the layers do not pair up.
     """
     from .core.maps import StrainMaps
 
     d, angle, geometry = result_stacks(layers)
-    if d.ndim != 4:
-        raise ValueError(
-            f"the maps have no time axis (shape {d.shape[1:]}): analyse a movie (t, y, x)"
-        )
     by_kind: dict[str, dict] = {}
     first = None
     for layer in layers:
         info = result_info(layer)
         by_kind.setdefault(info["kind"], {})[info.get("reflection")] = layer
         if info["kind"] == "d_spacing" and first is None:
-            first = (layer, info)
-    layer, info = first
+            first = info
+    info = first
     n = d.shape[0]
 
     fields = {}
@@ -484,7 +479,42 @@ def movie_maps_from_layers(layers):
         step=int(info["step"]),
         pixel_size=float(info["pixel_size_nm"]),
         strain=strain,
+        parameters=dict(info.get("parameters") or {}),
     )
-    geometry["time_unit"] = str(layer.units[0])
+    return maps, geometry, dict(info)
+
+
+def movie_maps_from_layers(layers):
+    """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
+
+    Parameters
+    ----------
+    layers : sequence of napari image layers
+        Result layers of one analysed movie (same ``source``).
+
+    Returns
+    -------
+    maps : LatticeMaps
+        As :func:`maps_from_layers`.
+    geometry : dict
+        ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
+        unit of the time axis as napari shows it).
+    movie : dict
+        The movie record of the lattice-map widget (``frames``, ``drift_px``,
+        ``drift_mode``, ...); empty for maps made elsewhere.
+
+    Raises
+    ------
+    ValueError
+        If the layers have no time axis or do not pair up.
+    """
+    maps, geometry, info = maps_from_layers(layers)
+    if maps.d_spacing.ndim != 4:
+        raise ValueError(
+            f"the maps have no time axis (shape {maps.d_spacing.shape[1:]}): analyse a "
+            "movie (t, y, x)"
+        )
+    first = next(layer for layer in layers if result_info(layer)["kind"] == "d_spacing")
+    geometry["time_unit"] = str(first.units[0])
     movie = dict((info.get("options") or {}).get("movie") or {})
     return maps, geometry, movie

@@ -14,10 +14,17 @@ import sys
 from pathlib import Path
 
 from ..core.quantities import MAP_QUANTITIES as _QUANTITIES
+from ..core.quantities import OPTIONAL_QUANTITIES
 from ..core.quantities import STRAIN_QUANTITIES as _STRAIN
 from . import _common as cli
 
 HELP = "compute lattice maps and write them"
+
+#: Displacement maps written with --phase: name → (unit, description).
+_DISPLACEMENT = {
+    "displacement_uy": ("nm", "displacement along y, from the geometric phases (unwrapped)"),
+    "displacement_ux": ("nm", "displacement along x, from the geometric phases (unwrapped)"),
+}
 
 DESCRIPTION = (
     "Compute local spacing, angle, peak strength and (with two or more "
@@ -70,6 +77,14 @@ def configure(parser) -> None:
         "image origin; map pixels whose centres lie inside), instead of the reflections; "
         "stored in the JSON record",
     )
+    parser.add_argument(
+        "--phase",
+        action="store_true",
+        help="with --method gpa and --out maps.tif: also write the phase maps "
+        "(maps_phase_gK.tif, rad), the displacement (maps_displacement_uy/ux.tif, nm, "
+        "unwrapped) and the dislocation cores found from the phase windings "
+        "(maps_dislocations.csv, one row per core: position, Burgers vector in nm)",
+    )
     movie = parser.add_argument_group("movies (t, y, x)")
     movie.add_argument(
         "--frames",
@@ -95,19 +110,27 @@ def configure(parser) -> None:
     )
 
 
-def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
-    """Every file the analysis will write, by layer name (TIFF) or the store (zarr)."""
+def _output_plan(out: Path, n: int, with_strain: bool, phase: bool = False) -> dict:
+    """Every file the analysis will write, by layer name (TIFF) or the store (zarr);
+    ``phase``: also the phase and displacement maps and the dislocations table."""
     suffix = out.suffix.lower()
     record = out.with_suffix(".json")
     if suffix in (".tif", ".tiff"):
         layers = {}
-        for q in _QUANTITIES:
+        for q in (*_QUANTITIES, "phase") if phase else _QUANTITIES:
             for k in range(n):
                 layers[f"{q}_g{k + 1}"] = out.with_name(f"{out.stem}_{q}_g{k + 1}{out.suffix}")
         if with_strain:
             for c in _STRAIN:
                 layers[c] = out.with_name(f"{out.stem}_{c}{out.suffix}")
-        return {"kind": "tiff", "layers": layers, "record": record}
+        plan = {"kind": "tiff", "layers": layers, "record": record}
+        if phase:
+            for c in _DISPLACEMENT:
+                layers[c] = out.with_name(f"{out.stem}_{c}{out.suffix}")
+            plan["dislocations"] = out.with_name(f"{out.stem}_dislocations.csv")
+        return plan
+    if phase:
+        raise cli.CliError("--phase writes TIFF files: use --out maps.tif", cli.EXIT_USAGE)
     if suffix == ".zarr":
         return {"kind": "zarr", "store": out, "record": record}
     raise cli.CliError(f"--out must end in .tif, .tiff or .zarr, got {out.name!r}", cli.EXIT_USAGE)
@@ -117,6 +140,8 @@ def _staged_plan(plan: dict, stage: Path, *, keep_store: bool = False) -> dict:
     """The plan with every output in the staging folder (a store written during the
     analysis, ``keep_store``, stays where it is)."""
     staged = {**plan, "record": stage / plan["record"].name}
+    if "dislocations" in plan:
+        staged["dislocations"] = stage / plan["dislocations"].name
     if plan["kind"] == "tiff":
         staged["layers"] = {k: stage / p.name for k, p in plan["layers"].items()}
     elif not keep_store:
@@ -131,6 +156,7 @@ def _existing(plan: dict) -> list[Path]:
         paths = [p for t in plan["layers"].values() for p in (t, sidecar_path(t))]
     else:
         paths = [plan["store"]]
+    paths += [plan["dislocations"]] if "dislocations" in plan else []
     return [p for p in [*paths, plan["record"]] if p.exists()]
 
 
@@ -141,7 +167,12 @@ def _checked_plan(args, out: Path, refl):
     with_strain = has_two_directions(refl)
     if not with_strain and len(refl) > 1:
         cli.log(args, f"note: no strain: the reflections are not {MIN_RECIPROCAL_ANGLE:g}° apart")
-    plan = _output_plan(out, len(refl), with_strain)
+    if args.phase and not with_strain:
+        raise cli.CliError(
+            "--phase needs two non-collinear reflections (displacement, dislocations)",
+            cli.EXIT_USAGE,
+        )
+    plan = _output_plan(out, len(refl), with_strain, args.phase)
     existing = _existing(plan)
     from ..io import is_zarr_store
 
@@ -181,9 +212,13 @@ def run(args) -> int:
             "drop one of them",
             cli.EXIT_USAGE,
         )
+    if args.phase and options.method != "gpa":
+        raise cli.CliError(
+            "--phase needs --method gpa (the local-FFT maps have no phase)", cli.EXIT_USAGE
+        )
     out = Path(args.out)
     # Validate the output kind, and refuse existing outputs, before the (long) analysis.
-    _output_plan(out, 1, False)
+    _output_plan(out, 1, False, args.phase)
     if args.reflection:
         refl = as_reflections(args.reflection, name="--reflection")
         source = "--reflection"
@@ -522,18 +557,22 @@ def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> lis
     from ..io import write_tiff
 
     # Every map in one pass over the data (on the scheduler), then written here.
-    arrays = compute_maps(maps, scheduler=scheduler).arrays()
-    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in arrays.items()}
+    computed = compute_maps(maps, scheduler=scheduler)
+    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in computed.arrays().items()}
     written = []
     common = {"analysis": record["analysis"], "input": record["input"]}
+    if "dislocations" in plan:
+        written += _write_phase_products(plan, computed, arrays, record)
     for name, path in plan["layers"].items():
         if name in _STRAIN:
             data, unit, what, extra = arrays[name], *_STRAIN[name], {}
+        elif name in _DISPLACEMENT:
+            data, unit, what, extra = arrays[name], *_DISPLACEMENT[name], {}
         else:
             quantity, _, label = name.rpartition("_")
             k = int(label[1:]) - 1
             data = arrays[quantity][k]
-            unit, what = _QUANTITIES[quantity]
+            unit, what = (_QUANTITIES | OPTIONAL_QUANTITIES)[quantity]
             extra = {"reflection": record["reflections"][k]}
         meta = {"quantity": name, "value_unit": unit, "description": what, **extra, **common}
         written += write_tiff(
@@ -547,6 +586,33 @@ def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> lis
             overwrite=overwrite,
         )
     return written
+
+
+def _write_phase_products(plan, maps, arrays, record) -> list[str]:
+    """Displacement maps into ``arrays`` and the dislocation cores as CSV (the core's
+    :func:`~napari_hrtem_fft.displacement` and :func:`~napari_hrtem_fft.find_dislocations`
+    of the written maps); the cores are counted in the record."""
+    import csv
+
+    import numpy as np
+
+    from ..core.phase import displacement, find_dislocations
+
+    u = displacement(maps)
+    arrays["displacement_uy"] = np.asarray(u[0], dtype=np.float32)
+    arrays["displacement_ux"] = np.asarray(u[1], dtype=np.float32)
+    cores = find_dislocations(maps)
+    table = cores.table()
+    with open(plan["dislocations"], "x", encoding="utf-8", newline="") as f:
+        f.write(
+            "# dislocation cores: position (y, x) nm from the image origin; Burgers vector "
+            "b = closure of u counter-clockwise on screen round the core (docs/gpa.md)\n"
+        )
+        writer = csv.writer(f)
+        writer.writerow(table)
+        writer.writerows(zip(*(col.tolist() for col in table.values()), strict=True))
+    record["dislocations"] = {"count": len(cores), "parameters": cores.parameters}
+    return [str(plan["dislocations"])]
 
 
 def _write_zarr(
