@@ -58,6 +58,7 @@ from ._common import (
     show_calibration,
 )
 from ._display import empty_map_warnings, replace_result_layers, show_map
+from ._phase import PHASE_KEY, phase_layer_tuples, reference_rectangle
 from ._regions import labels_mask, region_choices, shapes_mask
 
 if TYPE_CHECKING:
@@ -241,6 +242,41 @@ class LatticeMapWidget(Container):
             value=True,
             tooltip="Strain relative to the picked reflections; needs 2 non-collinear ones.",
         )
+        self._method = ComboBox(
+            label="method",
+            choices=[
+                ("local FFT (rolling window)", "local_fft"),
+                ("GPA (geometric phase)", "gpa"),
+            ],
+            value="local_fft",
+            tooltip="GPA: a Gaussian mask around each reflection in the FFT of the whole image.",
+        )
+        self._resolution = FloatSpinBox(
+            label="GPA resolution (nm)",
+            value=0.0,
+            min=0.0,
+            max=1000.0,
+            step=0.1,
+            tooltip="FWHM of GPA's point-spread function in nm; 0 = matched to the window.",
+        )
+        self._reference = ComboBox(
+            label="strain reference",
+            choices=self._track_region_choices,
+            nullable=True,
+            tooltip=(
+                "Optional Shapes layer with a rectangle: strain relative to the median "
+                "lattice inside it (recorded in the layers' metadata). None: relative to "
+                "the reflections."
+            ),
+        )
+        self._phase = CheckBox(
+            text="Phase & dislocations",
+            value=False,
+            tooltip=(
+                "Add the phase maps, the displacement (nm) and the dislocation cores "
+                "(points with their Burgers vectors)."
+            ),
+        )
         self._frames = ComboBox(
             label="frames",
             choices=list(FRAME_MODES),
@@ -341,6 +377,10 @@ class LatticeMapWidget(Container):
                 self._smoothing,
                 self._smoothing_size,
                 self._strain,
+                self._method,
+                self._resolution,
+                self._reference,
+                self._phase,
                 *self._movie_widgets,
                 self._buttons,
                 self._progress,
@@ -357,6 +397,7 @@ class LatticeMapWidget(Container):
         self._crystal_mask.changed.connect(self._on_options_changed)
         self._intensity_mask.changed.connect(self._on_options_changed)
         self._smoothing.changed.connect(self._on_options_changed)
+        self._method.changed.connect(self._on_options_changed)
         self._frames.changed.connect(self._on_options_changed)
         self._run.clicked.connect(self._on_run)
         self._cancel.clicked.connect(self._on_cancel)
@@ -439,6 +480,7 @@ class LatticeMapWidget(Container):
     def options(self) -> AnalysisOptions:
         """The options set in the widget (raises ValueError if inconsistent)."""
         threshold = float(self._crystal_threshold.value)
+        resolution = float(self._resolution.value)
         return AnalysisOptions(
             window=int(self._window.value),
             step=int(self._step.value),
@@ -452,7 +494,18 @@ class LatticeMapWidget(Container):
             intensity_dark=bool(self._intensity_dark.value),
             smoothing=str(self._smoothing.value),
             smoothing_size=int(self._smoothing_size.value),
+            method=str(self._method.value),
+            resolution_nm=resolution if self._method.value == "gpa" and resolution > 0 else None,
+            reference=self._reference_rectangle(),
         )
+
+    def _reference_rectangle(self):
+        layer, image = self._reference.value, self._image.value
+        if layer is None or image is None:
+            return None
+        if not isinstance(layer, Shapes):
+            raise ValueError("the strain reference must be a rectangle in a Shapes layer")
+        return reference_rectangle(layer, image)
 
     @property
     def running(self) -> bool:
@@ -499,6 +552,7 @@ class LatticeMapWidget(Container):
         self._intensity_threshold.enabled = bool(self._intensity_mask.value)
         self._intensity_dark.enabled = bool(self._intensity_mask.value)
         self._smoothing_size.enabled = self._smoothing.value != "none"
+        self._resolution.enabled = self._method.value == "gpa"
         mode = self._frames.value
         self._first.enabled = self._last.enabled = mode == "range"
         several = mode != "current frame"
@@ -716,7 +770,8 @@ class LatticeMapWidget(Container):
         else:
             # A scale calibrated from a known lattice (picker) corrects every map.
             maps = calibrated_maps(result, image.metadata.get(CALIBRATION_KEY))
-            added = self.add_result_layers(maps, image, **common)
+            phase = bool(self._phase.value)
+            added = self.add_result_layers(maps, image, **common, phase=phase)
         seconds = time.perf_counter() - self._run_started
         self._progress.value = self._progress.max
         shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
@@ -757,6 +812,7 @@ class LatticeMapWidget(Container):
         translate=None,
         scale=None,
         extra: dict | None = None,
+        phase: bool = False,
     ) -> list:
         """Replace the image's earlier result layers by layers of ``maps``.
 
@@ -775,6 +831,9 @@ class LatticeMapWidget(Container):
             layer's), e.g. the first analysed frame of a movie on the time axis.
         extra : dict, optional
             Further entries for the layers' recorded options (e.g. ``movie``).
+        phase : bool
+            Also the phase maps, the displacement and the dislocation cores (maps with
+            ``phase``, see :mod:`._phase`).
 
         Returns
         -------
@@ -792,6 +851,7 @@ class LatticeMapWidget(Container):
             units=tuple(str(u) for u in image.units),
             source=image.name,
             options=recorded,
+            kinds=("d_spacing", "angle", "amplitude", "strain", *(("phase",) if phase else ())),
         )
         old = find_result_layers(self._viewer.layers, source=image.name)
         self._adding = True
@@ -803,10 +863,29 @@ class LatticeMapWidget(Container):
                     layer.affine = image.affine
         finally:
             self._adding = False
+        self._replace_phase_layers(maps, image, options, phase)
         if added:
             self._viewer.layers.selection.active = added[0]
             self._on_active_layer()
         return added
+
+    def _replace_phase_layers(self, maps, image: Image, options, phase: bool) -> None:
+        """Remove the image's earlier displacement and dislocation layers; add new ones."""
+        for layer in list(self._viewer.layers):
+            if layer.metadata.get(PHASE_KEY, {}).get("source") == image.name:
+                self._viewer.layers.remove(layer)
+        if not phase or maps.phase is None:
+            return
+        reference = None if options is None else options.reference
+        for data, kwargs, kind in phase_layer_tuples(
+            maps,
+            scale=image.scale,
+            translate=image.translate,
+            units=tuple(str(u) for u in image.units),
+            source=image.name,
+            reference=reference,
+        ):
+            getattr(self._viewer, f"add_{kind}")(data, **kwargs)
 
     def add_movie_layers(
         self, run: MovieResult, image: Image, *, options=None, points=None, region_layer=None

@@ -1,0 +1,122 @@
+"""The lattice-map dock's "Phase & dislocations" layers, and its reference region.
+
+Phase maps come with the result layers (:func:`napari_hrtem_fft.layers.maps_to_layers`,
+kind ``phase``, cyclic colour map); this module adds what the core derives from them —
+the displacement field (:func:`napari_hrtem_fft.displacement`) as two Image layers and
+the dislocation cores (:func:`napari_hrtem_fft.find_dislocations`) as a Points layer
+with one feature row per core and a Vectors layer of the Burgers vectors — and turns a
+rectangle drawn in a Shapes layer into the pipeline's reference rectangle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["PHASE_KEY", "phase_layer_tuples", "reference_rectangle"]
+
+#: Metadata key of the displacement and dislocation layers (their source image).
+PHASE_KEY = "napari_hrtem_fft_phase"
+
+# Burgers vectors are a few Å: drawn this many times longer.
+_VECTOR_SCALE = 5.0
+
+
+def phase_layer_tuples(maps, *, scale, translate, units, source: str, reference=None) -> list:
+    """Layer data tuples of the displacement and the dislocation cores of ``maps``.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps with ``phase`` of two or more non-collinear reflections (2D, numpy).
+    scale, translate : sequence of float
+        World placement ``(y, x)`` of the analysed image (its layer's).
+    units : sequence of str
+        World units of the image axes.
+    source : str
+        Name of the analysed image (recorded in the metadata).
+    reference : sequence of float, optional
+        The strain reference rectangle, recorded in the metadata.
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        ``displacement uy``, ``displacement ux`` (images, nm), ``dislocations`` (points
+        with the core table as features) and ``Burgers vectors`` (vectors, drawn
+        ×5).
+    """
+    from ..core.phase import displacement, find_dislocations
+
+    u = displacement(maps)
+    cores = find_dislocations(maps)
+    meta = {PHASE_KEY: {"source": source, "reference_nm": reference}}
+    step = maps.step
+    map_scale = tuple(float(s) * step for s in scale[-2:])
+    common = {"translate": tuple(translate[-2:]), "units": tuple(units[-2:]), "metadata": meta}
+    out = []
+    for k, axis in enumerate(("uy", "ux")):
+        data = np.asarray(u[k], dtype=np.float32)
+        finite = data[np.isfinite(data)]
+        limit = float(np.percentile(np.abs(finite), 99)) if finite.size else 1.0
+        kwargs = {
+            **common,
+            "name": f"{source}: displacement {axis} (nm)",
+            "scale": map_scale,
+            "colormap": "coolwarm",
+            "contrast_limits": (-limit, limit) if limit > 0 else (-1.0, 1.0),
+            "visible": False,
+        }
+        out.append((data, kwargs, "image"))
+    # Core positions are nm from the image origin: world = position · (scale / pixel) + t.
+    world = np.asarray(scale[-2:], dtype=np.float64) / maps.pixel_size
+    points, features = cores.points_data()
+    points = points[:, -2:] * world + np.asarray(translate[-2:])
+    out.append(
+        (
+            points.reshape(-1, 2),
+            {
+                **common,
+                "name": f"{source}: dislocations",
+                "features": features,
+                "size": 0.3 * float(np.mean(world)),
+                "face_color": "transparent",
+                "border_color": "yellow",
+                "symbol": "ring",
+            },
+            "points",
+        )
+    )
+    vectors = cores.vectors_data(_VECTOR_SCALE)[:, :, -2:] * world
+    vectors[:, 0] += np.asarray(translate[-2:])
+    out.append(
+        (
+            vectors.reshape(-1, 2, 2),
+            {
+                **common,
+                "name": f"{source}: Burgers vectors (×{_VECTOR_SCALE:g})",
+                "edge_color": "yellow",
+                "edge_width": 0.05 * float(np.mean(world)),
+            },
+            "vectors",
+        )
+    )
+    return out
+
+
+def reference_rectangle(layer, image) -> tuple[float, float, float, float]:
+    """The pipeline's reference rectangle ``(y0, y1, x0, x1)`` in nm from the image origin,
+    from the last rectangle of a Shapes layer drawn over ``image``.
+
+    Raises
+    ------
+    ValueError
+        If the layer holds no rectangle.
+    """
+    for vertices, kind in zip(reversed(layer.data), reversed(layer.shape_type), strict=True):
+        if kind == "rectangle":
+            world = np.asarray(vertices, dtype=np.float64)[:, -2:] * np.asarray(layer.scale[-2:])
+            world = world + np.asarray(layer.translate[-2:])
+            # nm from the image origin (the image's world units per pixel are nm).
+            rel = world - np.asarray(image.translate[-2:])
+            (y0, x0), (y1, x1) = rel.min(axis=0), rel.max(axis=0)
+            return float(y0), float(y1), float(x0), float(x1)
+    raise ValueError(f"draw a rectangle in the Shapes layer {layer.name!r} as the reference")
