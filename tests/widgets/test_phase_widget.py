@@ -44,6 +44,13 @@ def test_phase_and_dislocations_layers(make_napari_viewer):
         assert np.hypot(*(cores.data[k] - core)) < 0.5
         assert cores.features["b_length_nm"][k] == pytest.approx(np.hypot(*b), rel=0.1)
     assert len(burgers.data) == len(cores.data)
+    # The statistics dock lists the cores.
+    _, stats = viewer.window.add_plugin_dock_widget(
+        "napari-hrtem-fft", "Lattice statistics (d, angle per region)"
+    )
+    stats.update_statistics()
+    text = stats._cores.value.splitlines()
+    assert text[0] == f"{len(cores.data)} dislocation core(s)" and len(text) == len(cores.data) + 1
     # A re-run without the option removes them.
     widget._phase.value = False
     widget.run_blocking()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PHASE_KEY", "phase_layer_tuples", "reference_rectangle"]
+__all__ = ["PHASE_KEY", "cores_text", "phase_layer_tuples", "reference_rectangle"]
 
 #: Metadata key of the displacement and dislocation layers (their source image).
 PHASE_KEY = "napari_hrtem_fft_phase"
@@ -120,3 +120,35 @@ def reference_rectangle(layer, image) -> tuple[float, float, float, float]:
             (y0, x0), (y1, x1) = rel.min(axis=0), rel.max(axis=0)
             return float(y0), float(y1), float(x0), float(x1)
     raise ValueError(f"draw a rectangle in the Shapes layer {layer.name!r} as the reference")
+
+
+def cores_text(layers, source: str | None) -> str:
+    """The dislocation cores of ``source`` (its Points layer), one line per core.
+
+    Parameters
+    ----------
+    layers : sequence of napari layers
+        The viewer's layers.
+    source : str or None
+        Name of the analysed image.
+
+    Returns
+    -------
+    str
+        ``""`` when the image has no dislocation layer; else a count and, per core,
+        its position ``(y, x)`` in world nm and ``|b|`` (nm) with its direction
+        (degrees counter-clockwise on screen).
+    """
+    from napari.layers import Points
+
+    for layer in layers:
+        info = layer.metadata.get(PHASE_KEY)
+        if isinstance(layer, Points) and info and info.get("source") == source:
+            features = layer.features
+            lines = [f"{len(layer.data)} dislocation core(s)"]
+            for k, (y, x) in enumerate(np.asarray(layer.data)[:, -2:]):
+                b = float(features["b_length_nm"].iloc[k])
+                angle = float(features["b_angle_deg"].iloc[k])
+                lines.append(f"{k + 1}: ({y:.2f}, {x:.2f}) nm, |b| {b:.3f} nm at {angle:.0f}°")
+            return "\n".join(lines)
+    return ""

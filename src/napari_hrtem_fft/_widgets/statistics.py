@@ -26,6 +26,7 @@ from ._common import (
     read_only_table,
     result_sources,
 )
+from ._phase import cores_text
 from ._plot import dark_canvas, style_axes, style_legend
 from ._regions import watch_edits
 
@@ -101,6 +102,11 @@ class LatticeStatisticsWidget(Container):
             text="Copy table", tooltip="Copy the statistics as tab-separated text (for Excel)."
         )
         self._status = Label(label="", value="")
+        self._cores = Label(label="", value="")
+        self._cores.tooltip = (
+            "Dislocation cores of the maps (lattice maps › Phase & dislocations): "
+            "position (y, x) in nm and Burgers vector length and direction."
+        )
         self._figure, self._canvas = dark_canvas(
             (4.0, 2.6),
             min_height=220,
@@ -109,7 +115,9 @@ class LatticeStatisticsWidget(Container):
         self._axes = self._figure.add_subplot()
 
     def _init_layout(self) -> None:
-        self.extend([self._source, self._regions, self._table, self._copy, self._status])
+        self.extend(
+            [self._source, self._regions, self._table, self._copy, self._status, self._cores]
+        )
         self.native.layout().addWidget(self._canvas, 1)
         self.native.setMinimumWidth(480)
 
@@ -187,6 +195,7 @@ class LatticeStatisticsWidget(Container):
                 else "no lattice maps yet: run the analysis"
             )
         self._fill_table()
+        self._cores.value = cores_text(self._viewer.layers, source)
         self._draw_histogram(d, regions)
 
     def _fill_table(self) -> None:

@@ -80,7 +80,7 @@ def configure(parser) -> None:
     parser.add_argument(
         "--phase",
         action="store_true",
-        help="with --method gpa and --out maps.tif: also write the phase maps "
+        help="with --out maps.tif: also write the phase maps "
         "(maps_phase_gK.tif, rad), the displacement (maps_displacement_uy/ux.tif, nm, "
         "unwrapped) and the dislocation cores found from the phase windings "
         "(maps_dislocations.csv, one row per core: position, Burgers vector in nm)",
@@ -211,10 +211,6 @@ def run(args) -> int:
             "from the lattice found in the previous one) and cannot use --scheduler; "
             "drop one of them",
             cli.EXIT_USAGE,
-        )
-    if args.phase and options.method != "gpa":
-        raise cli.CliError(
-            "--phase needs --method gpa (the local-FFT maps have no phase)", cli.EXIT_USAGE
         )
     out = Path(args.out)
     # Validate the output kind, and refuse existing outputs, before the (long) analysis.
