@@ -64,7 +64,7 @@ def test_profile_across_the_interface_steps_by_35_percent(profiled, qtbot, tmp_p
     d = prof.values["d_spacing"]
     ratios = np.nanmedian(d[:, -q:], axis=1) / np.nanmedian(d[:, :q], axis=1) - 1
     assert np.mean(ratios) == pytest.approx(SHELL_EXPANSION, abs=3e-3)
-    # 10-90 % width: 0.48 nm, about the step response of the 64-pixel (1.28 nm) window.
+    # 10-90 % width: 0.49 nm, about the step response of the 64-pixel (1.28 nm) window.
     assert 0.2 < step_width(prof.distance, dil) < 1.0
     # The plot has one d curve per reflection and the three strain components.
     assert len(widget._axes[0].lines) == 3 and len(widget._axes[1].lines) == 3
