@@ -37,10 +37,12 @@ __all__ = [
     "file_stem",
     "find_result_layers",
     "layer_values",
+    "maps_from_layers",
     "maps_to_layers",
     "movie_maps_from_layers",
     "result_info",
     "result_stacks",
+    "run_options",
 ]
 
 #: Key of the plugin's entry in a result layer's ``metadata``.
@@ -242,13 +244,17 @@ def maps_to_layers(
     run = jsonable(
         {
             "source": source,
-            "window": maps.window,
-            "step": maps.step,
-            "pixel_size_nm": maps.pixel_size,
             "reflections_per_nm": reflections,
             "reference_d_nm": ref_d,
             "reference_angle_deg": ref_angle,
-            "parameters": dict(maps.parameters),
+            # Every value once: the geometry and the engine's options are here, the
+            # front end's own choices (masks, smoothing, the layers used) in "options".
+            "parameters": {
+                "window": maps.window,
+                "step": maps.step,
+                "pixel_size": maps.pixel_size,
+                **maps.parameters,
+            },
             "options": dict(options or {}),
             "version": __version__,
         },
@@ -419,39 +425,36 @@ def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
     return d, angle, geometry
 
 
-def movie_maps_from_layers(layers):
-    """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
+def maps_from_layers(layers, *, missing: str = "nan"):
+    """Maps and their placement from the result layers of one analysed image or movie.
 
     Parameters
     ----------
     layers : sequence of napari image layers
-        Result layers of one analysed movie (same ``source``).
+        Result layers of one analysed image (same ``source``).
+    missing : {"nan", "none"}
+        A map without layers for all reflections: NaN arrays, or None (left out of
+        :meth:`LatticeMaps.arrays`, e.g. for an export).  Optional maps such as
+        ``phase`` are always None then.
 
     Returns
     -------
     maps : LatticeMaps
         Every map with layers for all reflections (d-spacing and angle always;
-        amplitude, sigma, phase and strain when their layers exist) as numpy arrays;
-        a map without layers is NaN (None for an optional one such as ``phase``).
+        amplitude, sigma, phase and strain when their layers exist) as numpy arrays.
     geometry : dict
-        ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
-        unit of the time axis as napari shows it).
-    movie : dict
-        The movie record of the lattice-map widget (``frames``, ``drift_px``,
-        ``drift_mode``, ...); empty for maps made elsewhere.
+        ``shape``, ``scale``, ``translate`` and ``units`` (world, per map axis).
+    info : dict
+        The plugin's metadata of the first d-spacing layer (see :func:`result_info`).
 
     Raises
     ------
     ValueError
-        If the layers have no time axis or do not pair up.
+        If the layers do not pair up.
     """
     from .core.maps import StrainMaps
 
     d, angle, geometry = result_stacks(layers)
-    if d.ndim != 4:
-        raise ValueError(
-            f"the maps have no time axis (shape {d.shape[1:]}): analyse a movie (t, y, x)"
-        )
     by_kind: dict[str, dict] = {}
     first = None
     for layer in layers:
@@ -467,9 +470,10 @@ def movie_maps_from_layers(layers):
         found = by_kind.get(name, {})
         if sorted(k for k in found if k is not None) == list(range(n)):
             fields[name] = np.stack([layer_values(found[k]) for k in range(n)])
+        elif missing == "none" or name in LatticeMaps.OPTIONAL:
+            fields[name] = None
         else:
-            missing = name in LatticeMaps.OPTIONAL
-            fields[name] = None if missing else np.broadcast_to(np.nan, d.shape)
+            fields[name] = np.broadcast_to(np.nan, d.shape)
     fields.update(d_spacing=d, angle=angle)
     reflections = np.asarray(info["reflections_per_nm"], dtype=np.float64).reshape(-1, 2)
     strain = None
@@ -477,14 +481,73 @@ def movie_maps_from_layers(layers):
         strain = StrainMaps(
             **{c: layer_values(by_kind[c][None]) for c in _STRAIN_NAMES}, reference=reflections
         )
+    parameters = dict(info.get("parameters") or {})
     maps = LatticeMaps(
         **fields,
         reflections=reflections,
-        window=int(info["window"]),
-        step=int(info["step"]),
-        pixel_size=float(info["pixel_size_nm"]),
+        window=int(parameters["window"]),
+        step=int(parameters["step"]),
+        pixel_size=float(parameters["pixel_size"]),
         strain=strain,
+        parameters=parameters,
     )
-    geometry["time_unit"] = str(layer.units[0])
+    geometry["units"] = tuple(str(u) for u in layer.units)
+    return maps, geometry, dict(info)
+
+
+def run_options(info: Mapping):
+    """The :class:`~napari_hrtem_fft.core.pipeline.AnalysisOptions` of a result layer.
+
+    Parameters
+    ----------
+    info : mapping
+        The plugin's metadata of a result layer (:func:`result_info`).
+
+    Returns
+    -------
+    AnalysisOptions
+        The engine's options from ``parameters``, the others from ``options``
+        (defaults for what was not recorded, e.g. maps made in the console).
+    """
+    import dataclasses
+
+    from .core.pipeline import AnalysisOptions
+
+    names = {f.name for f in dataclasses.fields(AnalysisOptions)}
+    recorded = {**dict(info.get("options") or {}), **dict(info.get("parameters") or {})}
+    return AnalysisOptions(**{k: v for k, v in recorded.items() if k in names})
+
+
+def movie_maps_from_layers(layers):
+    """Maps ``(n, t, my, mx)`` and their placement from the result layers of one movie.
+
+    Parameters
+    ----------
+    layers : sequence of napari image layers
+        Result layers of one analysed movie (same ``source``).
+
+    Returns
+    -------
+    maps : LatticeMaps
+        As :func:`maps_from_layers` gives them (maps without layers are NaN).
+    geometry : dict
+        ``shape``, ``scale``, ``translate``, ``units`` (world, per map axis) and
+        ``time_unit`` (the unit of the time axis as napari shows it).
+    movie : dict
+        The movie record of the lattice-map widget (``frames``, ``drift_px``,
+        ``drift_mode``, ...); empty for maps made elsewhere.
+
+    Raises
+    ------
+    ValueError
+        If the layers have no time axis or do not pair up.
+    """
+    maps, geometry, info = maps_from_layers(layers)
+    if maps.d_spacing.ndim != 4:
+        raise ValueError(
+            f"the maps have no time axis (shape {maps.d_spacing.shape[1:]}): "
+            "analyse a movie (t, y, x)"
+        )
+    geometry["time_unit"] = geometry["units"][0]
     movie = dict((info.get("options") or {}).get("movie") or {})
     return maps, geometry, movie

@@ -13,6 +13,7 @@ time slider moves the image and its maps together.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from pathlib import Path
@@ -47,8 +48,7 @@ from ..core.pipeline import (
     run_analysis,
     run_to_end,
 )
-from ..core.statistics import reflection_statistics
-from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_stacks
+from ..layers import PICKER_KEY, find_result_layers, maps_to_layers
 from ._analysis import run_movie_analysis
 from ._common import (
     button_row,
@@ -783,7 +783,9 @@ class LatticeMapWidget(Container):
         """
         recorded = {"reflections_layer": points}
         if options is not None:
-            recorded.update(options.as_dict())
+            # The engine's options are recorded with the maps' parameters: not twice.
+            engine = options.engine_options()
+            recorded.update({k: v for k, v in options.as_dict().items() if k not in engine})
         recorded.update(extra or {})
         tuples = maps_to_layers(
             maps,
@@ -906,7 +908,11 @@ class LatticeMapWidget(Container):
     # ----------------------------------------------------------------- export
 
     def export(self, directory) -> list[Path]:
-        """Save the result layers of the current image, statistics and parameters.
+        """Save the result maps of the current image, statistics and the record.
+
+        The layout is the command line's (:mod:`napari_hrtem_fft.core.export`), with the
+        image layer's name as the file stem: ``<image>_d_spacing_g1.tif``, …,
+        ``<image>_statistics.csv``, ``<image>.json``.
 
         Raises
         ------
@@ -915,7 +921,8 @@ class LatticeMapWidget(Container):
         FileExistsError
             If ``directory`` already holds files of those names (nothing is written).
         """
-        from ._export import export_results
+        from ..core.export import analysis_record, write_results
+        from ..layers import maps_from_layers, run_options
 
         image = self._image.value
         if image is None:
@@ -925,14 +932,25 @@ class LatticeMapWidget(Container):
             raise ValueError(
                 f"there are no result layers of {image.name!r}; run the analysis first"
             )
-        d, angle, _ = result_stacks(layers)
-        rows = reflection_statistics(d, angle)
-        return export_results(
-            directory,
-            layers,
-            statistics=rows,
+        maps, geometry, info = maps_from_layers(layers, missing="none")
+        record = analysis_record(
+            maps,
+            run_options(info),
+            program="napari-hrtem-fft lattice-map widget",
             source=_source_description(image, self.pixel_size()),
+            geometry=geometry,
+            reflections_source=str((info.get("options") or {}).get("reflections_layer")),
+            **({"movie": info["options"]["movie"]} if "movie" in info["options"] else {}),
         )
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", image.name).strip("_.") or "maps"
+        try:
+            return write_results(
+                Path(directory) / f"{stem}.tif", maps, geometry=geometry, record=record
+            )
+        except FileExistsError as err:
+            raise FileExistsError(
+                f"{err}; choose another folder (nothing was overwritten)"
+            ) from None
 
     def _on_export(self, event=None) -> None:
         directory = self._export_dir.value

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import re
 import sys
 
@@ -294,37 +293,6 @@ def first_frame(data):
 
     frame = data[(0,) * (len(data.shape) - 2)]
     return np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
-
-
-def reflection_rows(g) -> list[dict]:
-    from ..core.reciprocal import g_angle, g_spacing
-
-    d = g_spacing(g)
-    angle = g_angle(g)
-    return [
-        {
-            "index": k + 1,
-            "g_inv_nm": [float(g[k, 0]), float(g[k, 1])],
-            "d_nm": float(d[k]),
-            "d_angstrom": float(10 * d[k]),
-            "angle_deg": float(angle[k]),
-        }
-        for k in range(len(g))
-    ]
-
-
-def versions() -> dict:
-    from importlib import metadata
-
-    from .. import __version__
-
-    out = {"napari-hrtem-fft": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "scipy", "dask", "tifffile", "zarr", "rosettasciio"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
 
 
 def suggest(args, frame, pixel_size: float, max_count: int, what: str, center=None):
