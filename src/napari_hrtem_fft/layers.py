@@ -482,6 +482,9 @@ def maps_from_layers(layers, *, missing: str = "nan"):
             **{c: layer_values(by_kind[c][None]) for c in _STRAIN_NAMES}, reference=reflections
         )
     parameters = dict(info.get("parameters") or {})
+    # Layers made before the grid moved into "parameters" carried it at the top level.
+    for key, old in (("window", "window"), ("step", "step"), ("pixel_size", "pixel_size_nm")):
+        parameters.setdefault(key, info.get(old))
     maps = LatticeMaps(
         **fields,
         reflections=reflections,
