@@ -1,6 +1,8 @@
-"""Turn :class:`~napari_hrtem_fft.core.maps.LatticeMaps` into napari layer data tuples
-and read result layers back (:func:`find_result_layers`, :func:`result_stacks`,
-:func:`movie_maps_from_layers`).
+"""LatticeMaps as napari layer data tuples, and result layers read back as maps.
+
+:func:`maps_to_layers` makes the layers; :func:`find_result_layers`,
+:func:`result_stacks`, :func:`maps_from_layers` and :func:`movie_maps_from_layers`
+read them back.
 
 The same function serves the lattice-map widget and napari's console, so a map looks
 and is calibrated the same whichever way it was made::

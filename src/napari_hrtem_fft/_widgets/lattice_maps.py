@@ -433,7 +433,7 @@ class LatticeMapWidget(Container):
     # ---------------------------------------------------------------- helpers
 
     def pixel_size(self) -> float:
-        """nm per pixel: the image layer's calibration, or the override field."""
+        """Nm per pixel: the image layer's calibration, or the override field."""
         return layer_or_override_pixel_size(self._image.value, self._pixel_size)
 
     def options(self) -> AnalysisOptions:
@@ -513,8 +513,11 @@ class LatticeMapWidget(Container):
     # -------------------------------------------------------------------- run
 
     def _inputs(self) -> dict:
-        """Validated inputs of a run: image layer, reflections, options, pixel size and,
-        for a movie, the frames, tracking and drift choices."""
+        """Validated inputs of a run.
+
+        The image layer, reflections, options, pixel size and, for a movie, the frames,
+        tracking and drift choices.
+        """
         if self.running:
             raise ValueError("an analysis is already running; cancel it first")
         image = self._image.value
@@ -668,8 +671,10 @@ class LatticeMapWidget(Container):
         return self._show_result(result, inputs)
 
     def cancel(self) -> None:
-        """Ask the running analysis to stop (image: within a fraction of a second;
-        movie: after the current frame)."""
+        """Ask the running analysis to stop.
+
+        An image stops after the block being computed, a movie after the current frame.
+        """
         if self.worker is not None:
             # The event stops the dask computation between image blocks, or a movie
             # between frames; quit() stops the worker at its next progress report.

@@ -65,9 +65,11 @@ positive_int = _positive(int, "a positive integer")
 
 
 def option(name: str, convert):
-    """An argparse type checking an analysis option with the pipeline's own rules
-    (:func:`napari_hrtem_fft.core.pipeline.check_option`), imported when used so that
-    ``--help`` stays free of numpy."""
+    """An argparse type checking an analysis option with the pipeline's own rules.
+
+    The rules are :func:`napari_hrtem_fft.core.pipeline.check_option`, imported when
+    used so that ``--help`` stays free of numpy.
+    """
 
     def parse(text: str):
         from ..core.pipeline import check_option
@@ -296,9 +298,9 @@ def first_frame(data):
 
 
 def suggest(args, frame, pixel_size: float, max_count: int, what: str, center=None):
-    """The strongest reflections of ``frame``: :func:`napari_hrtem_fft.find_reflections`,
-    the call behind the picker's Suggest; a clear error when there is none.
+    """The strongest reflections of ``frame``, or a clear error when there is none.
 
+    :func:`napari_hrtem_fft.find_reflections`, the call behind the picker's Suggest.
     ``what`` names the option in the error (``"--auto"``), ``center`` is in pixels.
     """
     from ..core.fft import find_reflections

@@ -267,9 +267,12 @@ def _movie_frames(args, mg) -> range | None:
 
 @contextlib.contextmanager
 def _compute_on(args):
-    """Where lazy maps are computed: None (dask's default), a local scheduler name, or
-    a ``distributed.Client`` set as default for the run (post-processing that needs a
-    global value, such as the crystal mask's threshold, also computes there)."""
+    """Where lazy maps are computed.
+
+    None (dask's default), a local scheduler name, or a ``distributed.Client`` set as
+    default for the run (post-processing that needs a global value, such as the crystal
+    mask's threshold, also computes there).
+    """
     if args.scheduler is None:
         yield None
         return
@@ -304,7 +307,7 @@ def _compute_on(args):
 
 
 def _progress_bar(args):
-    """dask's progress bar on stderr for local computations (not on a cluster)."""
+    """Dask's progress bar on stderr for local computations (not on a cluster)."""
     if args.quiet or (args.scheduler is not None and args.scheduler not in cli.LOCAL_SCHEDULERS):
         return contextlib.nullcontext()
     from dask.diagnostics import ProgressBar
@@ -491,9 +494,10 @@ def _write_zarr(
     stored: bool = False,
     listed_in: Path | None = None,
 ) -> list[str]:
-    """Write the maps with :func:`napari_hrtem_fft.to_zarr` (lazy maps block by block, by
-    the scheduler's workers), then give every array the maps' calibration and the group
-    the record of the run.
+    """Write the maps to a zarr store, with their calibration and the record of the run.
+
+    :func:`napari_hrtem_fft.to_zarr` writes lazy maps block by block, on the
+    scheduler's workers.
 
     The group attribute ``napari_hrtem_fft`` is the record of the run merged into what
     ``to_zarr`` writes, so that :func:`napari_hrtem_fft.read_zarr_maps` opens the store:

@@ -23,7 +23,6 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     """Run the subcommand; return the exit code."""
-
     mg, _, pixel_size, _ = cli.load(args)
     g = cli.suggest(args, cli.first_frame(mg.data), pixel_size, args.max_count, "", args.center)
     print(f"# {mg.name}: pixel {pixel_size:.6g} nm, window {args.window} px")

@@ -181,6 +181,7 @@ class AnalysisOptions:
     smoothing_size: int = 3
 
     def __post_init__(self) -> None:
+        """Check every option (see :func:`check_option`)."""
         for name in OPTION_LIMITS:
             value = getattr(self, name)
             if value is not None:

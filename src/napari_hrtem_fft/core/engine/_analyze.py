@@ -224,7 +224,8 @@ def _request(arguments: dict) -> _Request:
 
 def _plan(image, settings: Settings, user_chunks, lazy: bool, work):
     """The block plan, the image chunked (dask) or as an array (numpy) to match it, and
-    the spatial block size asked for or chosen (``None``: the dask input's own chunks)."""
+    the spatial block size asked for or chosen (``None``: the dask input's own chunks).
+    """
     window, step, depth, shape = settings.window, settings.step, settings.depth, settings.shape
     if not lazy:
         spatial = user_chunks or numpy_chunks(shape, window, step, depth)
