@@ -93,8 +93,10 @@ def _output_plan(out: Path, n: int, with_strain: bool) -> dict:
 
 
 def _staged_plan(plan: dict, stage: Path, *, keep_store: bool = False) -> dict:
-    """The plan with every output in the staging folder (a store written during the
-    analysis, ``keep_store``, stays where it is)."""
+    """The plan with every output in the staging folder.
+
+    A store written during the analysis (``keep_store``) stays where it is.
+    """
     staged = {**plan, "record": stage / plan["record"].name}
     if not keep_store:
         staged["store"] = stage / plan["store"].name
