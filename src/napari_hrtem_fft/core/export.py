@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
+from .quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from .records import jsonable
 
 __all__ = [
@@ -338,7 +338,8 @@ def write_results(
         else:
             quantity, _, number = label.rpartition("_g")
             k = int(number) - 1
-            data, (unit, what) = arrays[quantity][k], MAP_QUANTITIES[quantity]
+            data = arrays[quantity][k]
+            unit, what = {**MAP_QUANTITIES, **OPTIONAL_QUANTITIES}[quantity]
             extra = {"reflection": record["reflections"][k]}
         meta = {"quantity": label, "value_unit": unit, "description": what, **extra, **common}
         tiff_and_sidecar = write_tiff(
