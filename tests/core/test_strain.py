@@ -230,6 +230,11 @@ def test_bad_reference():
         strain(maps, reference=np.ones((2, 2)))
     with pytest.raises(ValueError, match="reference"):
         strain(maps, reference=np.zeros((12, 16), bool))
+    # Zero or collinear reference vectors are refused by name (they gave all-NaN maps).
+    with pytest.raises(ValueError, match=r"^reference are zero or \(nearly\) collinear"):
+        strain(maps, reference=[[0.0, 0.0]] * 3)
+    with pytest.raises(ValueError, match=r"^reference are zero or \(nearly\) collinear"):
+        strain(maps, reference=[[0.0, 4.0], [0.0, 8.0], [0.0, -4.0]])
     with pytest.raises(ValueError, match="reference"):
         strain(maps, reference=np.ones((5, 5), bool))
     with pytest.raises(TypeError, match="maps"):

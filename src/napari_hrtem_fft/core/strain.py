@@ -57,6 +57,9 @@ def _spans_plane(g: np.ndarray) -> bool:
     if g.shape[0] < 2:
         return False
     sv = np.linalg.svd(g, compute_uv=False)
+    if not sv[0] > 0:
+        # All-zero vectors span nothing; the ratio test below would accept 0 >= 0.
+        return False
     # For two vectors at angle α the singular-value ratio is tan(α/2) (equal lengths);
     # lengths differ little in practice, so this is the angle criterion.
     return bool(sv[1] >= np.tan(np.radians(MIN_RECIPROCAL_ANGLE) / 2) * sv[0])
@@ -110,8 +113,8 @@ def check_independent(reflections, *, name: str = "reflections") -> None:
         )
     if not _spans_plane(g):
         raise ValueError(
-            f"{name} are (nearly) collinear: strain needs two reflections more than "
-            f"{MIN_RECIPROCAL_ANGLE:g}° apart, got {np.round(g, 4).tolist()} 1/nm"
+            f"{name} are zero or (nearly) collinear: strain needs two non-zero reflections "
+            f"more than {MIN_RECIPROCAL_ANGLE:g}° apart, got {np.round(g, 4).tolist()} 1/nm"
         )
 
 
@@ -213,7 +216,7 @@ def strain_from_g(gy, gx, reference) -> dict:
         the number of local reflections.
     """
     g_ref = as_reflections(reference, name="reference")
-    check_independent(g_ref)
+    check_independent(g_ref, name="reference")
     if np.shape(gy)[0] != g_ref.shape[0] or np.shape(gx) != np.shape(gy):
         raise ValueError(
             f"reference has {g_ref.shape[0]} reflections but the local components have "
@@ -303,7 +306,7 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
                 f"reference must have one (gy, gx) per reflection, shape {refl.shape}, "
                 f"got {g_ref.shape}"
             )
-    check_independent(g_ref)
+    check_independent(g_ref, name="reference")
     gy, gx = _local_components(maps)
     comps = strain_from_g(gy, gx, g_ref)
     dtype = np.result_type(getattr(maps.d_spacing, "dtype", np.float64), np.float32)
