@@ -451,6 +451,13 @@ def _run_analysis(args, options, mg, refl, pixel_size, with_strain, frames):
             lead = (1,) * (len(data.shape) - 2)
             data = da.from_array(data, chunks=(*lead, -1, -1))
         maps = analyze(data, refl, pixel_size=pixel_size, **options.engine_options())
+        if not hasattr(maps.d_spacing, "dask"):
+            # Lazy maps are computed only when written; their diagnosis would cost a
+            # second pass.
+            from ..core.pipeline import record_diagnostics
+
+            for line in record_diagnostics(maps):
+                cli.log(args, f"warning: {line}")
     if with_strain and maps.strain is None:
         maps.strain = strain(maps)
     # The command line has no intensity mask: the image is not needed.

@@ -38,6 +38,7 @@ __all__ = [
     "check_option",
     "postprocess",
     "postprocess_steps",
+    "record_diagnostics",
     "reference_mask",
     "reporting_errors",
     "run_analysis",
@@ -485,6 +486,7 @@ def run_analysis(
         stream.close()
 
     done, total = blocks, blocks + post_steps
+    record_diagnostics(maps)
     yield Progress(done, total, "maps computed")
     post = postprocess_steps(maps, image, options)
     while True:
@@ -494,6 +496,36 @@ def run_analysis(
             return finished.value
         done += 1
         yield Progress(done, total, message)
+
+
+def record_diagnostics(maps, *, limit: float = 0.5) -> list[str]:
+    """Record why reflections left their maps mostly empty, before post-processing.
+
+    The engine's :func:`~napari_hrtem_fft.core.engine.diagnose` tells, per reflection,
+    which share of the map inside the image is NaN and why (missing data, below the
+    amplitude threshold, outside the search region).  That is only true of the maps as
+    the engine made them: masks applied afterwards add NaN of their own.  So the front
+    ends call this right after the analysis; the reasons travel with the maps in
+    ``maps.parameters["diagnostics"]`` (``{"k": reason}``, ``k`` from 0) to the layer
+    metadata, the status line and the record.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Numpy maps from :func:`napari_hrtem_fft.analyze` (dask maps would be computed).
+    limit : float
+        Reflections with more than this fraction of NaN inside the image are recorded.
+
+    Returns
+    -------
+    list of str
+        One line per recorded reflection, for stderr or a notification.
+    """
+    from .engine import diagnose
+
+    found = [d for d in diagnose(maps) if d.nan_fraction > limit]
+    maps.parameters["diagnostics"] = {str(d.index - 1): d.reason() for d in found}
+    return [d.message() for d in found]
 
 
 @dataclass(frozen=True)

@@ -57,16 +57,22 @@ class Diagnosis:
             return None
         return max(self.reasons, key=self.reasons.get)
 
+    def reason(self) -> str:
+        """Why the map is NaN and what to try (empty when nothing inside is NaN)."""
+        if self.dominant is None:
+            return ""
+        return (
+            f"mostly {self.dominant} ({self.reasons[self.dominant]:.0%}; median "
+            f"amplitude {self.median_amplitude:.3g}): {_ADVICE[self.dominant]}"
+        )
+
     def message(self) -> str:
         """One line for a status bar, a notification or stderr."""
         g = f"({self.reflection[0]:.4g}, {self.reflection[1]:.4g}) 1/nm"
         head = f"reflection {self.index} {g}: {self.nan_fraction:.0%} of the map is NaN"
         if self.dominant is None:
             return head
-        return (
-            f"{head}, mostly {self.dominant} ({self.reasons[self.dominant]:.0%}; median "
-            f"amplitude {self.median_amplitude:.3g}): {_ADVICE[self.dominant]}"
-        )
+        return f"{head}, {self.reason()}"
 
 
 def diagnose(maps) -> list[Diagnosis]:
