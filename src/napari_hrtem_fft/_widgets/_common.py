@@ -1,7 +1,8 @@
 """Small building blocks shared by the docks: calibration row, button rows, tables,
 debounce timers and layer choices.
 
-Each dock builds its own form from these; they hold no state of their own.
+Each dock builds its own form from these; they hold no state of their own, except
+:class:`ResultSourceDock`, the base of the docks that read one analysed image's maps.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..layers import find_result_layers, result_info
 from ._calibration import layer_pixel_size
 
 __all__ = [
+    "ResultSourceDock",
     "button_row",
     "debounce_timer",
     "default_to_last",
@@ -153,3 +155,33 @@ def default_to_last(combo) -> None:
     """Choose the last entry of a combo box that has no value yet (the newest maps)."""
     if combo.value is None and combo.choices:
         combo.value = combo.choices[-1]
+
+
+class ResultSourceDock(Container):
+    """Base of the docks that recompute from one analysed image's result layers.
+
+    The statistics, time-trace and line-profile docks share the 'maps of' chooser, its
+    default (the newest maps) and a debounced recompute when layers come and go.  A
+    subclass builds ``self._source`` with :func:`maps_source_combo` on
+    ``self._source_choices`` and ``self._timer`` with :func:`debounce_timer` on its own
+    update, keeps the viewer in ``self._viewer``, and sets :attr:`source_ndim` to 3 to
+    offer only the maps of movies.
+    """
+
+    #: Dimensions of the result layers offered (None: any).
+    source_ndim: int | None = None
+
+    def _source_choices(self, widget=None) -> list[str]:
+        return result_sources(self._viewer.layers, ndim=self.source_ndim)
+
+    def reset_choices(self, *args) -> None:
+        """Refresh the lists (napari calls this when layers change)."""
+        super().reset_choices(*args)
+        default_to_last(self._source)
+
+    def _schedule(self, event=None) -> None:
+        self._timer.start()
+
+    def _on_layers_changed(self, event=None) -> None:
+        self.reset_choices()
+        self._schedule()

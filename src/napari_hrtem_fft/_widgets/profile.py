@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Container, FloatSpinBox, Label, PushButton, create_widget
+from magicgui.widgets import FloatSpinBox, Label, PushButton, create_widget
 from napari.layers import Shapes
 from napari.utils.notifications import show_info
 
 from ..core.profile import line_profile
 from ..layers import find_result_layers, maps_from_layers
-from ._common import debounce_timer, default_to_last, maps_source_combo, result_sources
+from ._common import ResultSourceDock, debounce_timer, maps_source_combo
 from ._plot import dark_canvas, style_axes, style_legend
 from ._regions import watch_edits
 
@@ -56,7 +56,7 @@ def line_ends(layer) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-class LineProfileWidget(Container):
+class LineProfileWidget(ResultSourceDock):
     """Profiles of the lattice maps along a line, with a width, plotted and exported.
 
     Parameters
@@ -134,24 +134,9 @@ class LineProfileWidget(Container):
 
     # --------------------------------------------------------------- choices
 
-    def _source_choices(self, widget=None) -> list[str]:
-        return result_sources(self._viewer.layers)
-
-    def reset_choices(self, *args) -> None:
-        """Refresh the lists (napari calls this when layers change)."""
-        super().reset_choices(*args)
-        default_to_last(self._source)
-
     # ----------------------------------------------------------------- events
 
-    def _schedule(self, event=None) -> None:
-        self._timer.start()
-
     def _on_input_changed(self, event=None) -> None:
-        self._schedule()
-
-    def _on_layers_changed(self, event=None) -> None:
-        self.reset_choices()
         self._schedule()
 
     def _on_line_changed(self, event=None) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Container, Label, PushButton, create_widget
+from magicgui.widgets import Label, PushButton, create_widget
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QGuiApplication
@@ -19,12 +19,11 @@ from qtpy.QtGui import QGuiApplication
 from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, statistics_text
 from ..layers import find_result_layers, result_stacks
 from ._common import (
+    ResultSourceDock,
     debounce_timer,
-    default_to_last,
     fill_table,
     maps_source_combo,
     read_only_table,
-    result_sources,
 )
 from ._phase import cores_text
 from ._plot import dark_canvas, style_axes, style_legend
@@ -57,7 +56,7 @@ def _region_names(labels) -> dict[int, str]:
     return {int(i): str(n) for i, n in zip(features["index"], features["name"], strict=True)}
 
 
-class LatticeStatisticsWidget(Container):
+class LatticeStatisticsWidget(ResultSourceDock):
     """Per-reflection statistics of lattice maps, with a histogram of d (Å).
 
     Parameters
@@ -132,22 +131,7 @@ class LatticeStatisticsWidget(Container):
 
     # --------------------------------------------------------------- choices
 
-    def _source_choices(self, widget=None) -> list[str]:
-        return result_sources(self._viewer.layers)
-
-    def reset_choices(self, *args) -> None:
-        """Refresh the lists (napari calls this when layers change)."""
-        super().reset_choices(*args)
-        default_to_last(self._source)
-
     # ----------------------------------------------------------------- events
-
-    def _schedule(self, event=None) -> None:
-        self._timer.start()
-
-    def _on_layers_changed(self, event=None) -> None:
-        self.reset_choices()
-        self._schedule()
 
     def _on_regions_changed(self, event=None) -> None:
         self._watched = watch_edits(self._watched, self._regions.value, self._schedule)

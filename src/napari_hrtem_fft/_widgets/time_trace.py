@@ -19,7 +19,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     Label,
     PushButton,
@@ -31,13 +30,12 @@ from qtpy.QtGui import QGuiApplication
 
 from ..layers import find_result_layers, movie_maps_from_layers
 from ._common import (
+    ResultSourceDock,
     button_row,
     debounce_timer,
-    default_to_last,
     fill_table,
     maps_source_combo,
     read_only_table,
-    result_sources,
 )
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
 from ._regions import labels_mask, region_choices, shapes_mask, watch_edits
@@ -67,7 +65,7 @@ def _curve_style(k: int) -> dict:
     return style
 
 
-class TimeTraceWidget(Container):
+class TimeTraceWidget(ResultSourceDock):
     """Median d-spacing (Å) and strain per frame of a movie inside a region.
 
     Parameters
@@ -75,6 +73,8 @@ class TimeTraceWidget(Container):
     viewer : napari.viewer.Viewer
         The viewer holding the movie's result layers and the region layers.
     """
+
+    source_ndim = 3  # the maps of movies only
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
@@ -178,22 +178,11 @@ class TimeTraceWidget(Container):
 
     # --------------------------------------------------------------- choices
 
-    def _source_choices(self, widget=None) -> list[str]:
-        return result_sources(self._viewer.layers, ndim=3)
-
     def _region_choices(self, widget=None) -> list[tuple[str, object]]:
         fixed = [("everything", _EVERYTHING), ("crystal mask (each frame)", _CRYSTAL)]
         return fixed + region_choices(self._viewer.layers)
 
-    def reset_choices(self, *args) -> None:
-        """Refresh the lists (napari calls this when layers change)."""
-        super().reset_choices(*args)
-        default_to_last(self._source)
-
     # ----------------------------------------------------------------- events
-
-    def _schedule(self, event=None) -> None:
-        self._timer.start()
 
     def _on_layers_changed(self, event=None) -> None:
         self.reset_choices()
