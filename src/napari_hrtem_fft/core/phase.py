@@ -151,6 +151,29 @@ def displacement(maps: LatticeMaps, *, reflections=None, unwrap: bool = True) ->
     return -np.tensordot(np.linalg.pinv(g), consistent, axes=(1, 0)) / (2 * np.pi)
 
 
+def _fill_holes(phase: np.ndarray) -> np.ndarray:
+    """Each NaN hole of a 2D phase map filled with the nearest valid phase.
+
+    A hole is a connected NaN region that does not reach the map's edge.  By the
+    discrete Stokes theorem the plaquette windings summed over a filled hole are the
+    winding round its rim (each inner edge is crossed once each way, and
+    ``wrap(-x) = -wrap(x)``), whatever the filling: a core hidden in a hole is counted
+    from the valid pixels round it.  NaN reaching the edge stays NaN (no closed rim).
+    """
+    missing = ~np.isfinite(phase)
+    labels, count = ndimage.label(missing)
+    if not count:
+        return phase
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    holes = missing & ~np.isin(labels, edge)
+    if not holes.any():
+        return phase
+    _, (iy, ix) = ndimage.distance_transform_edt(missing, return_indices=True)
+    filled = phase.copy()
+    filled[holes] = phase[iy[holes], ix[holes]]
+    return filled
+
+
 def phase_windings(phase) -> np.ndarray:
     """Winding number of a phase map round every plaquette of four map pixels.
 
@@ -419,6 +442,13 @@ def find_dislocations(
         cancel).  Two cores closer than ``cluster_radius`` are reported as one with the
         sum of their Burgers vectors.
 
+    Notes
+    -----
+    Windings are counted round every plaquette of four valid map pixels and round
+    every NaN hole that does not reach the map's edge (its rim closes round it): a
+    local-FFT map is NaN over a core, where the fringes of the window cancel, and a
+    core in such a hole lies within about the hole's radius of the reported position.
+
     Raises
     ------
     ValueError
@@ -439,7 +469,10 @@ def find_dislocations(
     pinv = np.linalg.pinv(g)
     rows = []
     for t in range(flat_phase.shape[1]):
-        wind = phase_windings(flat_phase[:, t])  # (n, my-1, mx-1)
+        # Holes filled: local-FFT maps are NaN over a core (the window straddling it
+        # loses its fringe amplitude and its local g leaves the search region), and
+        # masks may cut holes too; the windings round a hole still count.
+        wind = phase_windings(np.stack([_fill_holes(p) for p in flat_phase[:, t]]))
         any_wind = np.any(wind != 0, axis=0)
         if not any_wind.any():
             continue
