@@ -1,4 +1,4 @@
-""""Phase & dislocations" of the lattice-map dock by both methods on the same sample,
+"""The "Phase & dislocations" option of the lattice-map dock by both methods on the same sample,
 opened from the Plugins menu (the dock's own tests use GPA)."""
 
 from __future__ import annotations
