@@ -172,7 +172,8 @@ def test_tiff_outputs_calibrated_with_record(tmp_path, lattice_tiff, fake_engine
     assert record["input"]["path"] == str(lattice_tiff.resolve())
     assert record["maps"]["scale"] == pytest.approx([16 * PIXEL] * 2)
     assert record["versions"]["numpy"] == np.__version__
-    assert len(record["outputs"]) == 38  # TIFF + sidecar each
+    # A TIFF and its sidecar per map, the statistics and the record itself.
+    assert len(record["outputs"]) == 2 * 19 + 2
     # The sidecar of each TIFF says what its values are.
     side = json.loads((out.parent / "maps_angle_sigma_g3.json").read_text())
     assert side["metadata"]["value_unit"] == "deg"

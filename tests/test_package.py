@@ -7,8 +7,6 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,27 +34,68 @@ def test_npe2_discovers_all_contributions():
         assert callable(getattr(mod, attr)), command.python_name
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
+def _modules(prefix: str) -> list[str]:
+    """Every module of a subpackage, walked with pkgutil (nothing listed by hand)."""
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(prefix)
+    names = [prefix]
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{prefix}."):
+        names.append(info.name)
+    return names
+
+
+_GUI = ("napari", "magicgui", "qtpy", "PyQt6", "PyQt5", "PySide6", "PySide2")
+_PURE = sorted(
+    {
         "napari_hrtem_fft",
-        "napari_hrtem_fft.core.engine",
-        "napari_hrtem_fft.core.fft",
-        "napari_hrtem_fft.core.strain",
-        "napari_hrtem_fft.core.postprocess",
-        "napari_hrtem_fft.io",
-        "napari_hrtem_fft.cli",
-    ],
+        "napari_hrtem_fft.layers",
+        *_modules("napari_hrtem_fft.core"),
+        *_modules("napari_hrtem_fft.io"),
+        *_modules("napari_hrtem_fft.cli"),
+    }
 )
-def test_core_io_and_cli_never_import_napari_or_qt(module):
+
+
+def test_the_walk_finds_the_modules():
+    # The walk is not empty and reaches into subpackages (core.engine, core.movie).
+    assert {"napari_hrtem_fft.core.pipeline", "napari_hrtem_fft.cli.analyze"} <= set(_PURE)
+    assert any(name.startswith("napari_hrtem_fft.core.engine.") for name in _PURE)
+
+
+def test_core_io_cli_and_layers_never_import_napari_qt_or_magicgui():
+    # One fresh interpreter imports every module in turn and reports which one pulled
+    # in a GUI package (a module imported by an earlier one is checked with it).
     code = (
-        f"import sys, {module}\n"
-        "bad = sorted(m for m in ('napari', 'magicgui', 'qtpy', 'PyQt6', 'PyQt5', 'PySide6')"
-        " if m in sys.modules)\n"
-        "assert not bad, bad\n"
+        "import importlib, sys\n"
+        f"gui = {_GUI!r}\n"
+        f"for name in {_PURE!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    bad = sorted(m for m in gui if m in sys.modules)\n"
+        "    assert not bad, (name, bad)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_each_manifest_widget_has_its_own_module_and_imports_no_other_widget():
+    import yaml
+
+    manifest = yaml.safe_load((REPO / "napari.yaml").read_text(encoding="utf-8"))
+    commands = {c["id"]: c["python_name"] for c in manifest["contributions"]["commands"]}
+    widgets = [commands[w["command"]] for w in manifest["contributions"]["widgets"]]
+    modules = [name.partition(":")[0] for name in widgets]
+    assert len(set(modules)) == len(modules), modules
+    for module in modules:
+        others = [m for m in modules if m != module]
+        code = (
+            f"import sys, {module}\n"
+            f"loaded = [m for m in {others!r} if m in sys.modules]\n"
+            "assert not loaded, loaded\n"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, (module, result.stderr[-2000:])
 
 
 def test_public_api_names_resolve():

@@ -1,6 +1,8 @@
-"""Turn :class:`~napari_hrtem_fft.core.maps.LatticeMaps` into napari layer data tuples
-and read result layers back (:func:`find_result_layers`, :func:`result_stacks`,
-:func:`movie_maps_from_layers`).
+"""LatticeMaps as napari layer data tuples, and result layers read back as maps.
+
+:func:`maps_to_layers` makes the layers; :func:`find_result_layers`,
+:func:`result_stacks`, :func:`maps_from_layers` and :func:`movie_maps_from_layers`
+read them back.
 
 The same function serves the lattice-map widget and napari's console, so a map looks
 and is calibrated the same whichever way it was made::
@@ -42,6 +44,7 @@ __all__ = [
     "movie_maps_from_layers",
     "result_info",
     "result_stacks",
+    "run_options",
 ]
 
 #: Key of the plugin's entry in a result layer's ``metadata``.
@@ -155,6 +158,17 @@ def _units_tuple(units, ndim: int) -> tuple[str, ...]:
     return units
 
 
+_UNSET = object()
+
+
+def _same(a, b) -> bool:
+    """Whether two recorded values are equal (False when they do not compare)."""
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def maps_to_layers(
     maps,
     *,
@@ -239,18 +253,27 @@ def maps_to_layers(
     reflections = np.asarray(maps.reflections, dtype=np.float64)
     ref_d = g_spacing(reflections)
     ref_angle = g_angle(reflections)
+    parameters = {
+        "window": maps.window,
+        "step": maps.step,
+        "pixel_size": maps.pixel_size,
+        **maps.parameters,
+    }
+    # Every value once: the grid and the engine's parameters are in "parameters", the
+    # front end's own choices (masks, smoothing, the layers used) in "options"; an
+    # option the parameters already hold with the same value is not repeated.
+    options = {
+        k: v for k, v in dict(options or {}).items() if not _same(parameters.get(k, _UNSET), v)
+    }
     # Layer metadata keeps every value as it is (NaN, long per-frame records).
     run = jsonable(
         {
             "source": source,
-            "window": maps.window,
-            "step": maps.step,
-            "pixel_size_nm": maps.pixel_size,
             "reflections_per_nm": reflections,
             "reference_d_nm": ref_d,
             "reference_angle_deg": ref_angle,
-            "parameters": dict(maps.parameters),
-            "options": dict(options or {}),
+            "parameters": parameters,
+            "options": options,
             "version": __version__,
         },
         max_items=None,
@@ -420,24 +443,27 @@ def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
     return d, angle, geometry
 
 
-def maps_from_layers(layers):
-    """Maps ``(n, ..., my, mx)`` and their placement from the result layers of one run.
+def maps_from_layers(layers, *, missing: str = "nan"):
+    """Maps and their placement from the result layers of one analysed image or movie.
 
     Parameters
     ----------
     layers : sequence of napari image layers
         Result layers of one analysed image or movie (same ``source``).
+    missing : {"nan", "none"}
+        A map without layers for all reflections: NaN arrays, or None (left out of
+        :meth:`LatticeMaps.arrays`, e.g. for an export).  Optional maps such as
+        ``phase`` are always None then.
 
     Returns
     -------
     maps : LatticeMaps
         Every map with layers for all reflections (d-spacing and angle always;
-        amplitude, sigma, phase and strain when their layers exist) as numpy arrays;
-        a map without layers is NaN (None for an optional one such as ``phase``).
+        amplitude, sigma, phase and strain when their layers exist) as numpy arrays.
     geometry : dict
-        ``shape``, ``scale`` and ``translate`` (world, per map axis).
+        ``shape``, ``scale``, ``translate`` and ``units`` (world, per map axis).
     info : dict
-        The metadata record of the first d-spacing layer.
+        The plugin's metadata of the first d-spacing layer (see :func:`result_info`).
 
     Raises
     ------
@@ -453,8 +479,8 @@ def maps_from_layers(layers):
         info = result_info(layer)
         by_kind.setdefault(info["kind"], {})[info.get("reflection")] = layer
         if info["kind"] == "d_spacing" and first is None:
-            first = info
-    info = first
+            first = layer
+    info = result_info(first)
     n = d.shape[0]
 
     fields = {}
@@ -462,9 +488,10 @@ def maps_from_layers(layers):
         found = by_kind.get(name, {})
         if sorted(k for k in found if k is not None) == list(range(n)):
             fields[name] = np.stack([layer_values(found[k]) for k in range(n)])
+        elif missing == "none" or name in LatticeMaps.OPTIONAL:
+            fields[name] = None
         else:
-            missing = name in LatticeMaps.OPTIONAL
-            fields[name] = None if missing else np.broadcast_to(np.nan, d.shape)
+            fields[name] = np.broadcast_to(np.nan, d.shape)
     fields.update(d_spacing=d, angle=angle)
     reflections = np.asarray(info["reflections_per_nm"], dtype=np.float64).reshape(-1, 2)
     strain = None
@@ -472,16 +499,45 @@ def maps_from_layers(layers):
         strain = StrainMaps(
             **{c: layer_values(by_kind[c][None]) for c in _STRAIN_NAMES}, reference=reflections
         )
+    parameters = dict(info.get("parameters") or {})
+    # Layers made before the grid moved into "parameters" carried it at the top level.
+    for key, old in (("window", "window"), ("step", "step"), ("pixel_size", "pixel_size_nm")):
+        parameters.setdefault(key, info.get(old))
     maps = LatticeMaps(
         **fields,
         reflections=reflections,
-        window=int(info["window"]),
-        step=int(info["step"]),
-        pixel_size=float(info["pixel_size_nm"]),
+        window=int(parameters["window"]),
+        step=int(parameters["step"]),
+        pixel_size=float(parameters["pixel_size"]),
         strain=strain,
-        parameters=dict(info.get("parameters") or {}),
+        parameters=parameters,
     )
+    geometry["units"] = tuple(str(u) for u in first.units)
     return maps, geometry, dict(info)
+
+
+def run_options(info: Mapping):
+    """The :class:`~napari_hrtem_fft.core.pipeline.AnalysisOptions` of a result layer.
+
+    Parameters
+    ----------
+    info : mapping
+        The plugin's metadata of a result layer (:func:`result_info`).
+
+    Returns
+    -------
+    AnalysisOptions
+        The front end's choices from ``options``, the rest from the engine's
+        ``parameters`` (:func:`maps_to_layers` records a value once), defaults for what
+        was not recorded (e.g. maps made in the console).
+    """
+    import dataclasses
+
+    from .core.pipeline import AnalysisOptions
+
+    names = {f.name for f in dataclasses.fields(AnalysisOptions)}
+    recorded = {**dict(info.get("parameters") or {}), **dict(info.get("options") or {})}
+    return AnalysisOptions(**{k: v for k, v in recorded.items() if k in names})
 
 
 def movie_maps_from_layers(layers):
@@ -495,10 +551,10 @@ def movie_maps_from_layers(layers):
     Returns
     -------
     maps : LatticeMaps
-        As :func:`maps_from_layers`.
+        As :func:`maps_from_layers` gives them (maps without layers are NaN).
     geometry : dict
-        ``shape``, ``scale``, ``translate`` (world, per map axis) and ``time_unit`` (the
-        unit of the time axis as napari shows it).
+        ``shape``, ``scale``, ``translate``, ``units`` (world, per map axis) and
+        ``time_unit`` (the unit of the time axis as napari shows it).
     movie : dict
         The movie record of the lattice-map widget (``frames``, ``drift_px``,
         ``drift_mode``, ...); empty for maps made elsewhere.
@@ -511,10 +567,9 @@ def movie_maps_from_layers(layers):
     maps, geometry, info = maps_from_layers(layers)
     if maps.d_spacing.ndim != 4:
         raise ValueError(
-            f"the maps have no time axis (shape {maps.d_spacing.shape[1:]}): analyse a "
-            "movie (t, y, x)"
+            f"the maps have no time axis (shape {maps.d_spacing.shape[1:]}): "
+            "analyse a movie (t, y, x)"
         )
-    first = next(layer for layer in layers if result_info(layer)["kind"] == "d_spacing")
-    geometry["time_unit"] = str(first.units[0])
+    geometry["time_unit"] = geometry["units"][0]
     movie = dict((info.get("options") or {}).get("movie") or {})
     return maps, geometry, movie

@@ -85,9 +85,12 @@ def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
         np.testing.assert_allclose(layer.translate, image.translate)
         assert str(layer.units[-1]) == "nanometer"
         info = layer.metadata["napari_hrtem_fft"]
-        assert info["window"] == 64 and info["step"] == 8 and info["source"] == "Pd"
+        assert info["parameters"]["window"] == 64 and info["parameters"]["step"] == 8
+        assert info["source"] == "Pd"
         assert info["options"]["reflections_layer"] == "reflections"
         assert info["options"]["crystal_mask"] is True
+        # Every value once: the window is in the parameters only.
+        assert "window" not in info and "window" not in info["options"]
     # The first d-spacing map is shown, selected, with its colour bar.
     active = viewer.layers.selection.active
     assert active.name == d_names[0] and active.visible
@@ -205,6 +208,10 @@ def test_statistics_follow_the_result_layers(docked, qtbot):
     qtbot.waitUntil(lambda: stats.rows == [], timeout=5_000)
 
 
+def _reject(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
 def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_path, monkeypatch):
     from napari_hrtem_fft import read_micrographs
 
@@ -214,28 +221,29 @@ def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_
     maps._export_dir.value = out
     maps._export.clicked.emit()
     names = sorted(p.name for p in out.iterdir())
-    assert "d_spacing_1.tif" in names and "exx.tif" in names
-    assert "statistics.csv" in names and "parameters.json" in names
+    assert "Pd_d_spacing_g1.tif" in names and "Pd_exx.tif" in names
+    assert "Pd_statistics.csv" in names and "Pd.json" in names
 
-    (mg,) = read_micrographs(out / "d_spacing_2.tif")
+    (mg,) = read_micrographs(out / "Pd_d_spacing_g2.tif")
     layer = next(la for la in viewer.layers if la.name.startswith("d-spacing 2 "))
     np.testing.assert_allclose(mg.scale[-2:], layer.scale, rtol=1e-6)
     np.testing.assert_allclose(mg.translate[-2:], layer.translate, atol=1e-9)
     np.testing.assert_array_equal(np.asarray(mg.data), layer.data)
 
-    with open(out / "statistics.csv", newline="", encoding="utf-8") as fh:
+    with open(out / "Pd_statistics.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["reflection"] for r in rows] == ["1", "2", "3"]
     # Statistics over every valid map pixel: the median of the layer data, in Å.
     assert float(rows[1]["d median (Å)"]) == pytest.approx(10 * np.nanmedian(layer.data), rel=1e-5)
-    params = json.loads((out / "parameters.json").read_text(encoding="utf-8"))
-    assert params["source"]["layer"] == "Pd" and params["source"]["pixel_size_nm"] == PIXEL_SIZE
-    assert params["layers"]["exx.tif"]["window"] == 64
+    record = json.loads((out / "Pd.json").read_text(encoding="utf-8"), parse_constant=_reject)
+    assert record["input"]["layer"] == "Pd" and record["input"]["pixel_size_nm"] == PIXEL_SIZE
+    assert record["analysis"]["window"] == 64 and record["analysis"]["crystal_mask"] is True
+    assert record["reflections"][0]["source"] == "reflections"
 
     # A second export into the same folder is refused, with a notification.
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     shown = []
     monkeypatch.setattr("napari_hrtem_fft._widgets.lattice_maps.show_error", shown.append)
     maps._export.clicked.emit()
-    assert len(shown) == 1 and "already holds" in shown[0]
+    assert len(shown) == 1 and "output exists" in shown[0] and "nothing was" in shown[0]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

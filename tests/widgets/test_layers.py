@@ -95,9 +95,10 @@ def test_metadata_records_every_parameter():
     info = tuples[0][1]["metadata"][RESULT_KEY]
     assert info["kind"] == "d_spacing" and info["reflection"] == 0
     assert info["source"] == "Pd"
-    assert info["window"] == 64 and info["step"] == 8 and info["pixel_size_nm"] == 0.02
     assert np.asarray(info["reflections_per_nm"]).shape == (3, 2)
-    assert info["parameters"] == {"search": 0.1}
+    # Every value once: the grid with the engine's parameters, nowhere else.
+    assert info["parameters"] == {"window": 64, "step": 8, "pixel_size": 0.02, "search": 0.1}
+    assert not {"window", "step", "pixel_size_nm"} & set(info)
     assert info["options"] == {"smoothing": "none"}
     assert info["version"]
 

@@ -104,8 +104,8 @@ def run_movie_analysis(
     Returns
     -------
     MovieResult or None
-        Post-processed numpy maps; ``maps.parameters`` holds the ``widget_options``.
-        None if cancelled.
+        Post-processed numpy maps (the options are recorded by the caller, with the
+        layers).  None if cancelled.
 
     Raises
     ------
@@ -153,5 +153,4 @@ def run_movie_analysis(
                 return None
     finally:
         movie.close()
-    result.maps.parameters["widget_options"] = options.as_dict()
     return result

@@ -1,6 +1,6 @@
-"""Small building blocks shared by the docks: calibration row, button rows, tables,
-debounce timers and layer choices.
+"""Small building blocks shared by the docks.
 
+Calibration row, button rows, tables, debounce timers and layer choices.
 Each dock builds its own form from these; they hold no state of their own, except
 :class:`ResultSourceDock`, the base of the docks that read one analysed image's maps.
 """

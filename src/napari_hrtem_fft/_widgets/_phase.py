@@ -103,8 +103,9 @@ def phase_layer_tuples(maps, *, scale, translate, units, source: str, reference=
 
 
 def reference_rectangle(layer, image) -> tuple[float, float, float, float]:
-    """The pipeline's reference rectangle ``(y0, y1, x0, x1)`` in nm from the image origin,
-    from the last rectangle of a Shapes layer drawn over ``image``.
+    """The pipeline's reference rectangle ``(y0, y1, x0, x1)`` in nm from the image origin.
+
+    It is the last rectangle of a Shapes layer drawn over ``image``.
 
     Raises
     ------

@@ -13,6 +13,7 @@ time slider moves the image and its maps together.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from pathlib import Path
@@ -47,8 +48,7 @@ from ..core.pipeline import (
     run_analysis,
     run_to_end,
 )
-from ..core.statistics import reflection_statistics
-from ..layers import PICKER_KEY, find_result_layers, maps_to_layers, result_stacks
+from ..layers import PICKER_KEY, find_result_layers, maps_to_layers
 from ._analysis import run_movie_analysis
 from ._common import (
     button_row,
@@ -474,7 +474,7 @@ class LatticeMapWidget(Container):
     # ---------------------------------------------------------------- helpers
 
     def pixel_size(self) -> float:
-        """nm per pixel: the image layer's calibration, or the override field."""
+        """The pixel size in nm: the image layer's calibration, or the override field."""
         return layer_or_override_pixel_size(self._image.value, self._pixel_size)
 
     def options(self) -> AnalysisOptions:
@@ -567,8 +567,11 @@ class LatticeMapWidget(Container):
     # -------------------------------------------------------------------- run
 
     def _inputs(self) -> dict:
-        """Validated inputs of a run: image layer, reflections, options, pixel size and,
-        for a movie, the frames, tracking and drift choices."""
+        """Validated inputs of a run.
+
+        The image layer, reflections, options, pixel size and, for a movie, the frames,
+        tracking and drift choices.
+        """
         if self.running:
             raise ValueError("an analysis is already running; cancel it first")
         image = self._image.value
@@ -722,8 +725,10 @@ class LatticeMapWidget(Container):
         return self._show_result(result, inputs)
 
     def cancel(self) -> None:
-        """Ask the running analysis to stop (image: within a fraction of a second;
-        movie: after the current frame)."""
+        """Ask the running analysis to stop.
+
+        An image stops after the block being computed, a movie after the current frame.
+        """
         if self.worker is not None:
             # The event stops the dask computation between image blocks, or a movie
             # between frames; quit() stops the worker at its next progress report.
@@ -985,7 +990,11 @@ class LatticeMapWidget(Container):
     # ----------------------------------------------------------------- export
 
     def export(self, directory) -> list[Path]:
-        """Save the result layers of the current image, statistics and parameters.
+        """Save the result maps of the current image, statistics and the record.
+
+        The layout is the command line's (:mod:`napari_hrtem_fft.core.export`), with the
+        image layer's name as the file stem: ``<image>_d_spacing_g1.tif``, …,
+        ``<image>_statistics.csv``, ``<image>.json``.
 
         Raises
         ------
@@ -994,7 +1003,8 @@ class LatticeMapWidget(Container):
         FileExistsError
             If ``directory`` already holds files of those names (nothing is written).
         """
-        from ._export import export_results
+        from ..core.export import analysis_record, write_results
+        from ..layers import maps_from_layers, run_options
 
         image = self._image.value
         if image is None:
@@ -1004,14 +1014,25 @@ class LatticeMapWidget(Container):
             raise ValueError(
                 f"there are no result layers of {image.name!r}; run the analysis first"
             )
-        d, angle, _ = result_stacks(layers)
-        rows = reflection_statistics(d, angle)
-        return export_results(
-            directory,
-            layers,
-            statistics=rows,
+        maps, geometry, info = maps_from_layers(layers, missing="none")
+        record = analysis_record(
+            maps,
+            run_options(info),
+            program="napari-hrtem-fft lattice-map widget",
             source=_source_description(image, self.pixel_size()),
+            geometry=geometry,
+            reflections_source=str((info.get("options") or {}).get("reflections_layer")),
+            **({"movie": info["options"]["movie"]} if "movie" in info["options"] else {}),
         )
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", image.name).strip("_.") or "maps"
+        try:
+            return write_results(
+                Path(directory) / f"{stem}.tif", maps, geometry=geometry, record=record
+            )
+        except FileExistsError as err:
+            raise FileExistsError(
+                f"{err}; choose another folder (nothing was overwritten)"
+            ) from None
 
     def _on_export(self, event=None) -> None:
         directory = self._export_dir.value

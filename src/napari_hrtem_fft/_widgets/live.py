@@ -29,8 +29,10 @@ __all__ = ["LiveWidget", "live_steps"]
 
 
 def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0.1):
-    """The live run of the dock: waits for the first frame, picks ``auto`` reflections
-    on it (:func:`napari_hrtem_fft.find_reflections`), then yields the updates of
+    """The live run of the dock, as a generator of updates.
+
+    Waits for the first frame, picks ``auto`` reflections on it
+    (:func:`napari_hrtem_fft.find_reflections`), then yields the updates of
     :func:`napari_hrtem_fft.core.live.iter_live` (None while waiting for the first frame).
     """
     from ..core.fft import find_reflections

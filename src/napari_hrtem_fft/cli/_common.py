@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import re
 import sys
 
@@ -66,9 +65,11 @@ positive_int = _positive(int, "a positive integer")
 
 
 def option(name: str, convert):
-    """An argparse type checking an analysis option with the pipeline's own rules
-    (:func:`napari_hrtem_fft.core.pipeline.check_option`), imported when used so that
-    ``--help`` stays free of numpy."""
+    """An argparse type checking an analysis option with the pipeline's own rules.
+
+    The rules are :func:`napari_hrtem_fft.core.pipeline.check_option`, imported when
+    used so that ``--help`` stays free of numpy.
+    """
 
     def parse(text: str):
         from ..core.pipeline import check_option
@@ -304,41 +305,10 @@ def first_frame(data):
     return np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
 
 
-def reflection_rows(g) -> list[dict]:
-    from ..core.reciprocal import g_angle, g_spacing
-
-    d = g_spacing(g)
-    angle = g_angle(g)
-    return [
-        {
-            "index": k + 1,
-            "g_inv_nm": [float(g[k, 0]), float(g[k, 1])],
-            "d_nm": float(d[k]),
-            "d_angstrom": float(10 * d[k]),
-            "angle_deg": float(angle[k]),
-        }
-        for k in range(len(g))
-    ]
-
-
-def versions() -> dict:
-    from importlib import metadata
-
-    from .. import __version__
-
-    out = {"napari-hrtem-fft": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "scipy", "dask", "tifffile", "zarr", "rosettasciio"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
 def suggest(args, frame, pixel_size: float, max_count: int, what: str, center=None):
-    """The strongest reflections of ``frame``: :func:`napari_hrtem_fft.find_reflections`,
-    the call behind the picker's Suggest; a clear error when there is none.
+    """The strongest reflections of ``frame``, or a clear error when there is none.
 
+    :func:`napari_hrtem_fft.find_reflections`, the call behind the picker's Suggest.
     ``what`` names the option in the error (``"--auto"``), ``center`` is in pixels.
     """
     from ..core.fft import find_reflections

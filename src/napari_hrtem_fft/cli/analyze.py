@@ -7,15 +7,11 @@ options, post-processing and maps as the lattice-map widget and the console.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import re
 import sys
 from pathlib import Path
 
 from ..core.quantities import MAP_QUANTITIES as _QUANTITIES
-from ..core.quantities import OPTIONAL_QUANTITIES
-from ..core.quantities import STRAIN_QUANTITIES as _STRAIN
 from . import _common as cli
 
 HELP = "compute lattice maps and write them"
@@ -111,53 +107,48 @@ def configure(parser) -> None:
 
 
 def _output_plan(out: Path, n: int, with_strain: bool, phase: bool = False) -> dict:
-    """Every file the analysis will write, by layer name (TIFF) or the store (zarr);
-    ``phase``: also the phase and displacement maps and the dislocations table."""
+    """Every file the analysis will write: the export layout (TIFF) or the store (zarr).
+
+    ``phase``: also the phase and displacement maps and the dislocations table.
+    """
+    from ..core import export
+
     suffix = out.suffix.lower()
-    record = out.with_suffix(".json")
-    if suffix in (".tif", ".tiff"):
-        layers = {}
-        for q in (*_QUANTITIES, "phase") if phase else _QUANTITIES:
-            for k in range(n):
-                layers[f"{q}_g{k + 1}"] = out.with_name(f"{out.stem}_{q}_g{k + 1}{out.suffix}")
-        if with_strain:
-            for c in _STRAIN:
-                layers[c] = out.with_name(f"{out.stem}_{c}{out.suffix}")
-        plan = {"kind": "tiff", "layers": layers, "record": record}
-        if phase:
-            for c in _DISPLACEMENT:
-                layers[c] = out.with_name(f"{out.stem}_{c}{out.suffix}")
-            plan["dislocations"] = out.with_name(f"{out.stem}_dislocations.csv")
-        return plan
+    if suffix in export.TIFF_SUFFIXES:
+        fields = (*_QUANTITIES, "phase") if phase else tuple(_QUANTITIES)
+        labels = export.map_labels(n, fields, with_strain)
+        return {
+            "kind": "tiff",
+            **export.output_plan(
+                out,
+                [*labels, *(_DISPLACEMENT if phase else ())],
+                tables=("dislocations",) if phase else (),
+            ),
+        }
     if phase:
         raise cli.CliError("--phase writes TIFF files: use --out maps.tif", cli.EXIT_USAGE)
     if suffix == ".zarr":
-        return {"kind": "zarr", "store": out, "record": record}
+        return {"kind": "zarr", "store": out, "record": out.with_suffix(".json")}
     raise cli.CliError(f"--out must end in .tif, .tiff or .zarr, got {out.name!r}", cli.EXIT_USAGE)
 
 
 def _staged_plan(plan: dict, stage: Path, *, keep_store: bool = False) -> dict:
-    """The plan with every output in the staging folder (a store written during the
-    analysis, ``keep_store``, stays where it is)."""
+    """The plan with every output in the staging folder.
+
+    A store written during the analysis (``keep_store``) stays where it is.
+    """
     staged = {**plan, "record": stage / plan["record"].name}
-    if "dislocations" in plan:
-        staged["dislocations"] = stage / plan["dislocations"].name
-    if plan["kind"] == "tiff":
-        staged["layers"] = {k: stage / p.name for k, p in plan["layers"].items()}
-    elif not keep_store:
+    if not keep_store:
         staged["store"] = stage / plan["store"].name
     return staged
 
 
 def _existing(plan: dict) -> list[Path]:
-    from ..io import sidecar_path
+    from ..core.export import existing_outputs
 
     if plan["kind"] == "tiff":
-        paths = [p for t in plan["layers"].values() for p in (t, sidecar_path(t))]
-    else:
-        paths = [plan["store"]]
-    paths += [plan["dislocations"]] if "dislocations" in plan else []
-    return [p for p in [*paths, plan["record"]] if p.exists()]
+        return existing_outputs(plan)
+    return [p for p in (plan["store"], plan["record"]) if p.exists()]
 
 
 def _checked_plan(args, out: Path, refl):
@@ -229,7 +220,9 @@ def run(args) -> int:
             cli.log(args, f"note: --auto {args.auto}: only {len(refl)} significant reflection(s)")
         source = "--auto"
         plan, with_strain = _checked_plan(args, out, refl)
-    for row in cli.reflection_rows(refl):
+    from ..core.export import reflection_rows
+
+    for row in reflection_rows(refl):
         gy, gx = row["g_inv_nm"]
         cli.log(
             args,
@@ -253,13 +246,11 @@ def run(args) -> int:
                 )
             maps = _calibrate(args, maps, refl, pixel_size)
         geometry = _map_geometry(mg, maps, frames)
-        record = _analysis_record(
-            args, options, mg, index, cal, refl, source, maps, geometry, frames
-        )
+        record = _analysis_record(args, options, mg, index, cal, source, maps, geometry, frames)
         if movie is not None:
             record["movie"] = movie
         try:
-            from ..io import jsonable, staged_outputs
+            from ..io import staged_outputs
 
             # Outputs are written in a hidden staging folder and moved in when all are
             # complete, the record last: an interrupted or failed run leaves nothing that
@@ -268,17 +259,23 @@ def run(args) -> int:
             with staged_outputs(
                 folder, overwrite=args.overwrite, last=[plan["record"].name]
             ) as stage:
-                staged = _staged_plan(plan, stage, keep_store=stored)
                 if plan["kind"] == "tiff":
-                    written = _write_tiffs(staged, maps, geometry, record, False, scheduler)
-                else:
-                    written = _write_zarr(
-                        staged, maps, geometry, record, False, scheduler, stored=stored
+                    written = _write_tiffs(
+                        stage / out.name, maps, geometry, record, args.phase, scheduler, folder
                     )
-                written = [str(folder / Path(p).name) for p in written]
-                record["outputs"] = written
-                with open(staged["record"], "x", encoding="utf-8") as f:
-                    json.dump(jsonable(record), f, indent=1, ensure_ascii=False, allow_nan=False)
+                else:
+                    staged = _staged_plan(plan, stage, keep_store=stored)
+                    written = _write_zarr(
+                        staged,
+                        maps,
+                        geometry,
+                        record,
+                        False,
+                        scheduler,
+                        stored=stored,
+                        listed_in=folder,
+                    )
+                written = [folder / Path(p).name for p in written]
         except FileExistsError as err:
             raise cli.CliError(f"{err} (use --overwrite to replace)", cli.EXIT_OUTPUT) from None
         except OSError as err:
@@ -286,9 +283,9 @@ def run(args) -> int:
         except (TypeError, ValueError) as err:
             # Lazy maps are computed while they are written: engine errors surface here.
             raise cli.CliError(f"analysis failed: {err}", cli.EXIT_USAGE) from None
-    cli.log(args, f"wrote {len(written)} file(s) and {plan['record']}")
+    cli.log(args, f"wrote {len(written)} file(s)")
     if not args.quiet:
-        print("\n".join([*written, str(plan["record"])]))
+        print("\n".join(str(p) for p in written))
     return cli.EXIT_OK
 
 
@@ -316,9 +313,12 @@ def _movie_frames(args, mg) -> range | None:
 
 @contextlib.contextmanager
 def _compute_on(args):
-    """Where lazy maps are computed: None (dask's default), a local scheduler name, or
-    a ``distributed.Client`` set as default for the run (post-processing that needs a
-    global value, such as the crystal mask's threshold, also computes there)."""
+    """Where lazy maps are computed.
+
+    None (dask's default), a local scheduler name, or a ``distributed.Client`` set as
+    default for the run (post-processing that needs a global value, such as the crystal
+    mask's threshold, also computes there).
+    """
     if args.scheduler is None:
         yield None
         return
@@ -353,7 +353,7 @@ def _compute_on(args):
 
 
 def _progress_bar(args):
-    """dask's progress bar on stderr for local computations (not on a cluster)."""
+    """Dask's progress bar on stderr for local computations (not on a cluster)."""
     if args.quiet or (args.scheduler is not None and args.scheduler not in cli.LOCAL_SCHEDULERS):
         return contextlib.nullcontext()
     from dask.diagnostics import ProgressBar
@@ -517,14 +517,15 @@ def _map_geometry(mg, maps, frames: range | None) -> dict:
     return {**geometry, "units": (*mg.units[:lead], "nm", "nm")}
 
 
-def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry, frames) -> dict:
-    import numpy as np
+def _analysis_record(args, options, mg, index, cal, source, maps, geometry, frames) -> dict:
+    from ..core.export import analysis_record
 
-    return {
-        "program": f"{cli.PROG} analyze",
-        "command": [cli.PROG, *args.argv],
-        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "input": {
+    return analysis_record(
+        maps,
+        options,
+        program=f"{cli.PROG} analyze",
+        command=[cli.PROG, *args.argv],
+        source={
             "path": str(Path(args.image).resolve()),
             "image_index": index,
             "name": mg.name,
@@ -532,98 +533,92 @@ def _analysis_record(args, options, mg, index, cal, refl, source, maps, geometry
             "dtype": str(mg.data.dtype),
             "format": mg.metadata.get("format"),
         },
-        "calibration": cal,
-        "reflections": [dict(r, source=source) for r in cli.reflection_rows(refl)],
-        "analysis": {
-            **options.as_dict(),
+        calibration=cal,
+        geometry=geometry,
+        reflections_source=source,
+        analysis={
             "frames": None if frames is None else list(frames),
             "track": bool(args.track),
             "scheduler": args.scheduler,
-            "engine_parameters": maps.parameters,
         },
-        "maps": {
-            "shape": list(np.shape(maps.d_spacing)[1:]),
-            **geometry,
-            "map_pixel": "map pixel (i, j) is the window centred on image pixel (i*step, j*step)",
-        },
-        "strain_reference_inv_nm": (
-            maps.strain.reference.tolist() if maps.strain is not None else None
-        ),
-        "versions": cli.versions(),
-    }
+    )
 
 
-def _write_tiffs(plan, maps, geometry, record, overwrite, scheduler=None) -> list[str]:
-    import numpy as np
+def _write_tiffs(path: Path, maps, geometry, record, phase, scheduler, folder) -> list[Path]:
+    """The maps in the export layout; with ``phase`` also the phase products.
 
+    The files are written beside ``path`` and listed in the record as in ``folder``.
+    """
+    import dataclasses
+
+    from ..core.export import write_results
     from ..core.movie import compute_maps
-    from ..io import write_tiff
 
-    # Every map in one pass over the data (on the scheduler), then written here.
-    computed = compute_maps(maps, scheduler=scheduler)
-    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in computed.arrays().items()}
-    written = []
-    common = {"analysis": record["analysis"], "input": record["input"]}
-    if "dislocations" in plan:
-        written += _write_phase_products(plan, computed, arrays, record)
-    for name, path in plan["layers"].items():
-        if name in _STRAIN:
-            data, unit, what, extra = arrays[name], *_STRAIN[name], {}
-        elif name in _DISPLACEMENT:
-            data, unit, what, extra = arrays[name], *_DISPLACEMENT[name], {}
-        else:
-            quantity, _, label = name.rpartition("_")
-            k = int(label[1:]) - 1
-            data = arrays[quantity][k]
-            unit, what = (_QUANTITIES | OPTIONAL_QUANTITIES)[quantity]
-            extra = {"reflection": record["reflections"][k]}
-        meta = {"quantity": name, "value_unit": unit, "description": what, **extra, **common}
-        written += write_tiff(
-            path,
-            data,
-            scale=geometry["scale"],
-            units=geometry["units"],
-            translate=geometry["translate"],
-            metadata=meta,
-            name=path.stem,
-            overwrite=overwrite,
-        )
-    return written
+    if phase:
+        maps = compute_maps(maps, scheduler=scheduler)
+        extra = _phase_products(maps, record)
+    else:
+        # Phase maps are an output of --phase only.
+        maps, extra = dataclasses.replace(maps, phase=None), {}
+    return write_results(
+        path,
+        maps,
+        geometry=geometry,
+        record=record,
+        scheduler=scheduler,
+        listed_in=folder,
+        **extra,
+    )
 
 
-def _write_phase_products(plan, maps, arrays, record) -> list[str]:
-    """Displacement maps into ``arrays`` and the dislocation cores as CSV (the core's
-    :func:`~napari_hrtem_fft.displacement` and :func:`~napari_hrtem_fft.find_dislocations`
-    of the written maps); the cores are counted in the record."""
+def _phase_products(maps, record) -> dict:
+    """Displacement maps and the dislocation cores of computed ``maps``.
+
+    The core's :func:`~napari_hrtem_fft.displacement` and
+    :func:`~napari_hrtem_fft.find_dislocations`, as keyword arguments of
+    :func:`~napari_hrtem_fft.core.export.write_results`; the cores are counted in the
+    record.
+    """
     import csv
+    import io
 
     import numpy as np
 
     from ..core.phase import displacement, find_dislocations
 
     u = displacement(maps)
-    arrays["displacement_uy"] = np.asarray(u[0], dtype=np.float32)
-    arrays["displacement_ux"] = np.asarray(u[1], dtype=np.float32)
+    extra_maps = {
+        name: (np.asarray(u[k]), *_DISPLACEMENT[name]) for k, name in enumerate(_DISPLACEMENT)
+    }
     cores = find_dislocations(maps)
     table = cores.table()
-    with open(plan["dislocations"], "x", encoding="utf-8", newline="") as f:
-        f.write(
-            "# dislocation cores: position (y, x) nm from the image origin; Burgers vector "
-            "b = closure of u counter-clockwise on screen round the core (docs/gpa.md)\n"
-        )
-        writer = csv.writer(f)
-        writer.writerow(table)
-        writer.writerows(zip(*(col.tolist() for col in table.values()), strict=True))
+    text = io.StringIO(newline="")
+    text.write(
+        "# dislocation cores: position (y, x) nm from the image origin; Burgers vector "
+        "b = closure of u counter-clockwise on screen round the core (docs/gpa.md)\n"
+    )
+    writer = csv.writer(text)
+    writer.writerow(table)
+    writer.writerows(zip(*(col.tolist() for col in table.values()), strict=True))
     record["dislocations"] = {"count": len(cores), "parameters": cores.parameters}
-    return [str(plan["dislocations"])]
+    return {"extra_maps": extra_maps, "tables": {"dislocations": text.getvalue()}}
 
 
 def _write_zarr(
-    plan, maps, geometry, record, overwrite, scheduler=None, *, stored: bool = False
+    plan,
+    maps,
+    geometry,
+    record,
+    overwrite,
+    scheduler=None,
+    *,
+    stored: bool = False,
+    listed_in: Path | None = None,
 ) -> list[str]:
-    """Write the maps with :func:`napari_hrtem_fft.to_zarr` (lazy maps block by block, by
-    the scheduler's workers), then give every array the maps' calibration and the group
-    the record of the run.
+    """Write the maps to a zarr store, with their calibration and the record of the run.
+
+    :func:`napari_hrtem_fft.to_zarr` writes lazy maps block by block, on the
+    scheduler's workers.
 
     The group attribute ``napari_hrtem_fft`` is the record of the run merged into what
     ``to_zarr`` writes, so that :func:`napari_hrtem_fft.read_zarr_maps` opens the store:
@@ -637,6 +632,7 @@ def _write_zarr(
             "writing .zarr needs the zarr package: pip install 'napari-hrtem-fft[zarr]'",
             cli.EXIT_OUTPUT,
         ) from None
+    from ..core.export import write_record
     from ..core.movie import to_zarr, write_zarr_geometry
     from ..io import jsonable
 
@@ -651,4 +647,6 @@ def _write_zarr(
     merged["reflections"] = written.get("reflections")
     merged["reflection_rows"] = jsonable(record["reflections"])
     root.attrs.update({"napari_hrtem_fft": merged})
-    return [store]
+    names = [Path(store), plan["record"]]
+    record = {**record, "outputs": [str((listed_in or p.parent) / p.name) for p in names]}
+    return [Path(store), write_record(plan["record"], record, overwrite=overwrite)]

@@ -23,12 +23,13 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     """Run the subcommand; return the exit code."""
-
     mg, _, pixel_size, _ = cli.load(args)
     g = cli.suggest(args, cli.first_frame(mg.data), pixel_size, args.max_count, "", args.center)
     print(f"# {mg.name}: pixel {pixel_size:.6g} nm, window {args.window} px")
     print(f"{'#':>2} {'gy (1/nm)':>10} {'gx (1/nm)':>10} {'d (nm)':>9} {'d (Å)':>8} {'angle':>8}")
-    for row in cli.reflection_rows(g):
+    from ..core.export import reflection_rows
+
+    for row in reflection_rows(g):
         gy, gx = row["g_inv_nm"]
         print(
             f"{row['index']:>2} {gy:>10.4f} {gx:>10.4f} {row['d_nm']:>9.5f} "

@@ -108,7 +108,9 @@ def run(args) -> int:
         refl = as_reflections(args.reflection, name="--reflection")
     else:
         refl = cli.suggest(args, first[-1].data, pixel_size, args.auto, "--auto: ")
-    for row in cli.reflection_rows(refl):
+    from ..core.export import reflection_rows
+
+    for row in reflection_rows(refl):
         cli.log(
             args,
             f"g{row['index']} = ({row['g_inv_nm'][0]:.4f}, {row['g_inv_nm'][1]:.4f}) 1/nm: "

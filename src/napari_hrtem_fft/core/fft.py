@@ -182,7 +182,8 @@ def _patch(image, origin, window: int) -> np.ndarray:
 
 def _detrend_plane(patch: np.ndarray) -> np.ndarray:
     """Subtract the least-squares plane, so that an intensity ramp does not leak into
-    the low-frequency bins as spurious peaks."""
+    the low-frequency bins as spurious peaks.
+    """
     n = patch.shape[0]
     c = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
     # The centred coordinates are orthogonal to the constant and to each other.
@@ -450,7 +451,8 @@ def _noise_threshold(n_windows: int, n_bins: int, false_alarm: float = _FALSE_AL
 
 def _is_multiple(g: np.ndarray, of: np.ndarray, tolerance: float) -> bool:
     """Whether ``g ≈ n·of`` for an integer ``n ≠ 0`` (either sign; n = ±1 is a duplicate
-    or a Friedel mate), within ``tolerance`` bins per unit of ``|n|``."""
+    or a Friedel mate), within ``tolerance`` bins per unit of ``|n|``.
+    """
     norm2 = float(of @ of)
     if norm2 == 0.0:
         return False
@@ -485,7 +487,8 @@ def _significant_peaks(
     min_strength,
 ):
     """Windows ``(m, N, N)`` and significant peak bins ``(k, 2)`` by strength (steps 1-4
-    of :func:`find_reflections`)."""
+    of :func:`find_reflections`).
+    """
     shape = np.shape(image)
     tiles = 3 if min(shape) >= 2 * window else (2 if min(shape) >= 1.5 * window else 1)
     patches = _prepared_windows(image, _tiling_centers(shape, center, window, tiles), window)

@@ -333,7 +333,8 @@ def _numpy_frames(arr, freqs, opts):
 
 def _split(size: int, chunk: int, depth: int) -> tuple[int, ...]:
     """Chunks of ``chunk`` pixels along an axis, the last one merged into its neighbour
-    when shorter than the overlap ``depth`` (dask would otherwise rechunk under us)."""
+    when shorter than the overlap ``depth`` (dask would otherwise rechunk under us).
+    """
     parts = [chunk] * (size // chunk)
     if size % chunk:
         parts.append(size % chunk)

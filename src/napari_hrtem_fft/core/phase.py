@@ -308,7 +308,8 @@ def _ring_quality(amplitude, centre, r_in, r_out) -> float:
 def _groups(points: np.ndarray, weight: np.ndarray, radius: float) -> list[np.ndarray]:
     """Group vortices into cores: each group is the points within ``radius`` of its own
     weighted centre (a few mean-shift steps from the heaviest unassigned point), so that
-    groups never chain across neighbouring cores the way connected components would."""
+    groups never chain across neighbouring cores the way connected components would.
+    """
     left = np.ones(len(points), dtype=bool)
     groups = []
     while left.any():

@@ -203,6 +203,7 @@ class AnalysisOptions:
     reference: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        """Check every option (see :func:`check_option`)."""
         for name in OPTION_LIMITS:
             value = getattr(self, name)
             if value is not None:
@@ -228,8 +229,10 @@ class AnalysisOptions:
         return dataclasses.asdict(self)
 
     def engine_options(self) -> dict:
-        """The keyword arguments of the engine (``analyze``, ``iter_analyze_movie``);
-        ``method`` and ``resolution_nm`` only for GPA."""
+        """The keyword arguments of the engine (``analyze``, ``iter_analyze_movie``).
+
+        ``method`` and ``resolution_nm`` only for GPA.
+        """
         options = {
             "window": self.window,
             "step": self.step,

@@ -392,7 +392,8 @@ def _disc_footprint(radius: float) -> np.ndarray:
 
 def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndarray:
     """Where one reflection's amplitude map ``(my, mx)`` shows crystal (see step 1 of
-    :func:`crystal_mask`); ``reach`` is ``window/2`` in map pixels."""
+    :func:`crystal_mask`); ``reach`` is ``window/2`` in map pixels.
+    """
     finite = np.isfinite(amp) & (amp > 0)
     # Neighbouring windows share most of their pixels, but each amplitude divides by its
     # own few-bin background estimate: smoothing log(amplitude) over one map pixel

@@ -70,7 +70,6 @@ def read_tiff(path: Path, *, crop_databar: bool = True, lazy: bool = False) -> l
         Return every series as a dask array, even small 2-D images, so that only the
         tags are read (used to check the frames of a folder cheaply).
     """
-
     path = Path(path)
     if not is_tiff(path):
         raise MicrographReadError(path, "not a TIFF file (no TIFF signature in the first bytes)")

@@ -187,9 +187,11 @@ def iter_analyze(image, reflections, **options):
 
 
 def _gpa_run(arguments: dict, resolution_nm):
-    """``method="gpa"``: the GPA maps, computed now (one FFT per frame, fast), as a
-    generator of one :class:`Progress` so that every caller of :func:`iter_analyze`
-    takes either method."""
+    """``method="gpa"``: the GPA maps, computed now (one FFT per frame, fast).
+
+    A generator of one :class:`Progress`, so that every caller of :func:`iter_analyze`
+    takes either method.
+    """
     from ..gpa import analyze_gpa
 
     maps = analyze_gpa(
@@ -269,7 +271,8 @@ def _request(arguments: dict) -> _Request:
 
 def _plan(image, settings: Settings, user_chunks, lazy: bool, work):
     """The block plan, the image chunked (dask) or as an array (numpy) to match it, and
-    the spatial block size asked for or chosen (``None``: the dask input's own chunks)."""
+    the spatial block size asked for or chosen (``None``: the dask input's own chunks).
+    """
     window, step, depth, shape = settings.window, settings.step, settings.depth, settings.shape
     if not lazy:
         spatial = user_chunks or numpy_chunks(shape, window, step, depth)

@@ -90,7 +90,8 @@ def _window_centres(shape, window: int, step: int, start, count):
 
 def _clean_windows(finite, window: int, step: int, start, count):
     """True where the window footprint ``c - N/2 … c + N/2 - 1`` lies inside the frame and
-    holds only finite pixels."""
+    holds only finite pixels.
+    """
     (ys, xs), inside = _window_centres(finite.shape, window, step, start, count)
     half = window // 2
     bad_rows = ~finite.any(axis=1)

@@ -420,7 +420,8 @@ def _analyse_frame(frame, g, k, inputs, options, follow, min_windows):
 
 def _measure_drift(stack, idx: np.ndarray, total: int):
     """Drift of the frames ``idx`` relative to the first, in batches: yields progress,
-    returns the drift ``(t, 2)`` in pixels."""
+    returns the drift ``(t, 2)`` in pixels.
+    """
     from ..drift import register_frames
 
     drift = np.zeros((idx.size, 2))

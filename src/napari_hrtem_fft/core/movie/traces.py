@@ -161,7 +161,8 @@ _CRYSTAL = "crystal"
 
 def _trace_region(region, maps: LatticeMaps, drift):
     """``region`` checked: None, :data:`_CRYSTAL`, or a boolean mask ``(my, mx)`` (single
-    map), ``(t, my, mx)`` or ``(n, t, my, mx)`` (a single map: ``(n, 1, my, mx)``)."""
+    map), ``(t, my, mx)`` or ``(n, t, my, mx)`` (a single map: ``(n, 1, my, mx)``).
+    """
     if region is None:
         return None
     if isinstance(region, str):
@@ -208,7 +209,8 @@ def _trace_times(times, frames: np.ndarray, t: int) -> np.ndarray | None:
 
 def _frame_values(maps: LatticeMaps, k: int | None, *, crystal: bool) -> dict:
     """The maps of frame ``k`` (every frame of a single map for None) as numpy, computed
-    in one pass: ``d``, ``angle``, strain and, for the crystal mask, ``amplitude``."""
+    in one pass: ``d``, ``angle``, strain and, for the crystal mask, ``amplitude``.
+    """
     import dask
 
     pick = (slice(None),) if k is None else (slice(None), k)
