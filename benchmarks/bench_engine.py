@@ -15,7 +15,14 @@ gives NaN.  It is timed on a few dozen windows inside the particle (best of
 ``--orig-repeat`` passes) and its accuracy on those windows is printed for information,
 next to that of ``analyze``.
 
-Run:  .venv/bin/python benchmarks/bench_engine.py [--repeat 5] [--orig-repeat 2] [--windows 36]
+First, in the same run, ``analyze`` (local FFT) against ``analyze_gpa`` (GPA computed the
+fast way: one real FFT, per reflection a Gaussian-masked crop of the spectrum folded onto
+the map grid and a small inverse FFT) on the same image, grid and reflections, GPA at the
+resolution matched to the window: ``--repeat`` alternating runs of each, with and without
+strain; the ratio of the medians is the figure of issue 10 (target <= 1.5).
+
+Run:  .venv/bin/python benchmarks/bench_engine.py [--repeat 7] [--orig-repeat 2] [--windows 36]
+      [--only-gpa]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 from scipy import optimize
 
 from napari_hrtem_fft.core.engine import analyze
+from napari_hrtem_fft.core.gpa import analyze_gpa
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, pd_core_shell_sample
 
 SHAPE = (2048, 2048)
@@ -85,11 +93,39 @@ def original_window(image, center, reflections):
     return out
 
 
+def versus_gpa(image, refl, repeat: int) -> None:
+    """Median wall time of ``analyze`` and ``analyze_gpa``, alternating, and their ratio."""
+    options = dict(pixel_size=PIXEL, window=WINDOW, step=STEP)
+    for run in (analyze, analyze_gpa):  # warm-up (imports, FFT plans)
+        run(image[:512, :512], refl, **options)
+    print(
+        f"local FFT (analyze) vs GPA (analyze_gpa, resolution matched to window {WINDOW}), "
+        f"same image and grid, {repeat} alternating runs each:"
+    )
+    print(f"{'':16s} {'analyze':>22s} {'analyze_gpa':>22s} {'ratio':>7s}")
+    for strain in (True, False):
+        times = {analyze: [], analyze_gpa: []}
+        for _ in range(repeat):
+            for run in times:
+                t0 = time.perf_counter()
+                run(image, refl, compute_strain=strain, **options)
+                times[run].append(time.perf_counter() - t0)
+        med = {run: float(np.median(t)) for run, t in times.items()}
+        low = {run: min(t) for run, t in times.items()}
+        cells = [f"{med[r]:.3f} s (min {low[r]:.3f})" for r in times]
+        print(
+            f"{'strain ' + ('on' if strain else 'off'):16s} {cells[0]:>22s} {cells[1]:>22s} "
+            f"{med[analyze] / med[analyze_gpa]:7.2f}"
+        )
+    print("(ratio: median analyze / median analyze_gpa; target <= 1.5, aim 1)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs of analyze (best kept)")
     parser.add_argument("--orig-repeat", type=int, default=2, help="passes of the original")
     parser.add_argument("--windows", type=int, default=36)
+    parser.add_argument("--only-gpa", action="store_true", help="only the GPA comparison")
     args = parser.parse_args()
 
     image, truth = make_image()
@@ -100,6 +136,10 @@ def main():
         f"{n_windows} windows, {len(refl)} reflections, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    versus_gpa(image, refl, args.repeat)
+    if args.only_gpa:
+        return
+    print()
 
     analyze(
         image[:512, :512], refl, pixel_size=PIXEL, window=WINDOW, step=STEP, compute_strain=False

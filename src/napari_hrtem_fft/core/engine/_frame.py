@@ -190,12 +190,10 @@ def _coefficients(data, demod, *, window, step, start, count, background, noise,
         energy = _apodised_energy(lengths, data.shape, noise)
         noise = _spectral_noise(spectrum, demod, window, energy)
     kernels = _Kernels(window, step, lengths, start, spectrum.dtype)
-    # Each reflection is folded first along the axis of its larger component.
-    y_first = np.abs(demod[:, 0]) > np.abs(demod[:, 1])
-    work = np.empty(max(_FOLD_CHUNK, step * max(lengths)), dtype=spectrum.dtype)
-    first, slot = _first_folds(spectrum, demod, y_first, kernels, background, work)
+    first = _first_folds(spectrum, demod, kernels, background)
     del spectrum
-    folded = _second_folds(first, slot, demod, kernels, background, work)
+    work = np.empty(max(_FOLD_CHUNK, step * max(lengths)), dtype=kernels.ctype)
+    folded = _second_folds(first, demod, kernels, background, work)
     del first
     # The inverse along y, then along x for the map rows only.
     my, mx = count
@@ -301,40 +299,37 @@ class _Kernels:
         return self(axis, [freq, freq], [pos, pos - 1])
 
 
-def _first_folds(spectrum, demod, y_first, kernels, background, work):
-    """The first folds, one sweep over the spectrum per axis.
+def _first_folds(spectrum, demod, kernels, background):
+    """Every fold along y, in one sweep over the spectrum: ``(L_y/step, k, L_x)``.
 
-    Per reflection the windows at c and c - e1 along its first axis; along x also the
-    Hann-weighted window means at c and c - e_x.  The f = 0 kernels are Hermitian (real
-    results), so these two travel together as the real and imaginary parts of one
-    kernel.  Returns the folded arrays per axis and, per reflection, its first axis and
-    the index of its c kernel there.
+    Kernels: the Hann-weighted window means at c and c - e_y first (the f = 0 kernels
+    are Hermitian, so the two results are real and travel as the real and imaginary
+    part of one kernel), then per reflection the windows at c and c - e_y.  Folding is a
+    batched matrix product over the ``L_y/step`` folded rows: row ``m`` of kernel ``j``
+    is ``Σ_a kernel_j[m + a·M] · spectrum[m + a·M]`` (``M = L_y/step``), so that every
+    kernel is applied while its ``step`` spectrum rows sit in the CPU cache, with one
+    read of the spectrum for all of them.
     """
     s = kernels.step
-    ly, lx = kernels.lengths
-    first_kernels = {0: [], 1: []}
+    ly, lx = spectrum.shape
+    m = ly // s
+    rows = []
     if background:
-        kx = kernels.pair(1, 0.0)
-        first_kernels[1].append(kx[0] + 1j * kx[1])
-    slot = {}
+        mean = kernels.pair(0, 0.0)
+        rows.append(mean[0] + 1j * mean[1])
     for r in range(demod.shape[0]):
-        ax1 = 0 if y_first[r] else 1
-        slot[r] = (ax1, len(first_kernels[ax1]))
-        first_kernels[ax1].extend(kernels.pair(ax1, demod[r, ax1]))
-    first = {}
-    for axis, kers in first_kernels.items():
-        if kers:
-            shape = (len(kers), ly // s, lx) if axis == 0 else (len(kers), ly, lx // s)
-            out = np.empty(shape, spectrum.dtype)
-            first[axis] = _fold(spectrum, np.stack(kers), s, axis, out, work)
-    return first, slot
+        rows.extend(kernels.pair(0, demod[r, 0]))
+    ker = np.stack(rows).astype(kernels.ctype, copy=False)
+    # (M, k, step) @ (M, step, L_x) -> (M, k, L_x)
+    ker = np.ascontiguousarray(ker.reshape(len(rows), s, m).transpose(2, 0, 1))
+    return np.matmul(ker, spectrum.reshape(s, m, lx).transpose(1, 0, 2))
 
 
-def _second_folds(first, slot, demod, kernels, background, work):
-    """Second folds into the planes of the small inverse FFT.
+def _second_folds(first, demod, kernels, background, work):
+    """Folds along x into the planes of the small inverse FFT.
 
-    The window means at c, c - e_x (one plane) and c - e_y; then per reflection the
-    windows at c, c - e_y and c - e_x.
+    The window means at c (real) and c - e_y (imaginary) in one plane, at c - e_x (real)
+    in the next; then per reflection the windows at c, c - e_y and c - e_x.
     """
     s = kernels.step
     ly, lx = kernels.lengths
@@ -342,27 +337,25 @@ def _second_folds(first, slot, demod, kernels, background, work):
     n_mean = 2 if background else 0
     folded = np.empty((n_mean + 3 * k, ly // s, lx // s), dtype=kernels.ctype)
     if background:
-        _fold(first[1][0], kernels.pair(0, 0.0), s, 0, folded[:2], work)
+        _fold(first[:, 0], kernels.pair(1, 0.0), s, 1, folded[:2], work)
     for r in range(k):
-        ax1, i = slot[r]
-        ax2 = 1 - ax1
-        # On the c windows: c and c - e2; on the c - e1 windows: c only.
-        ka = kernels.pair(ax2, demod[r, ax2])
+        # On the c windows: c and c - e_x; on the c - e_y windows: c only.
+        kx = kernels.pair(1, demod[r, 1])
         planes = folded[n_mean + 3 * r : n_mean + 3 * (r + 1)]
-        e1, e2 = (1, 2) if ax1 == 0 else (2, 1)
-        _fold(first[ax1][i], ka, s, ax2, [planes[0], planes[e2]], work)
-        _fold(first[ax1][i + 1], ka[:1], s, ax2, [planes[e1]], work)
+        c = n_mean // 2 + 2 * r
+        _fold(first[:, c], kx, s, 1, [planes[0], planes[2]], work)
+        _fold(first[:, c + 1], kx[:1], s, 1, [planes[1]], work)
     return folded
 
 
 def _subtract_means(means, coef, demod, window):
     """Remove each window's Hann-weighted mean from its coefficients (in place).
 
-    ``means`` holds the mean at c (real) and c - e_x (imaginary) in plane 0 and at
-    c - e_y in plane 1; the mean leaks into each coefficient through the window DTFT.
+    ``means`` holds the mean at c (real) and c - e_y (imaginary) in plane 0 and at
+    c - e_x in plane 1; the mean leaks into each coefficient through the window DTFT.
     """
     norm = np.float32(1.0 / hann_dtft(window, 0.0) ** 2)
-    m_c, m_ex, m_ey = means[0].real * norm, means[0].imag * norm, means[1].real * norm
+    m_c, m_ey, m_ex = means[0].real * norm, means[0].imag * norm, means[1].real * norm
     w_y, w_x = hann_dtft(window, demod[:, 0]), hann_dtft(window, demod[:, 1])
     s_main = (w_y * w_x).astype(np.float32)
     for r in range(demod.shape[0]):
