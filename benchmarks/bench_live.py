@@ -1,17 +1,19 @@
 """Live analysis: latency, sustained rate and memory while frames are being written.
 
 A writer thread writes synthetic 2048² frames (:func:`synthetic_movie`: a drifting,
-expanding Pd particle) into a temporary folder at a set rate, each under a temporary
-name renamed into place when complete (as acquisition software does); ``iter_live``
-follows the folder.  Printed:
+expanding Pd particle) as uncompressed TIFF files into a temporary folder at a set
+rate (``--renamed``: each under a temporary name renamed into place when complete);
+``iter_live`` follows the folder.  Printed:
 
-- latency: from the rename (the file is complete) to the frame's maps being in the
-  store and its time-trace row added, median / 95th percentile / max;
+- baseline: ``analyze()`` of one frame and the live run's drift registration of one
+  frame, measured in the same run (the machine is shared, so latencies are to be read
+  against them);
+- latency: from the file being complete (the writer's ``imwrite`` returned) to the
+  frame's maps and time-trace row being available to the caller, median / 95th
+  percentile / max;
 - rate: frames written, analysed and skipped (the live run skips to the newest frame
   when it is behind, so its latency must not grow through the run);
-- memory: peak resident memory of the process over the run;
-- baseline: ``analyze()`` of one frame in the same run (the machine is shared, so
-  latencies are to be read against it).
+- memory: peak resident memory of the process over the run.
 
 Only a few distinct frames are rendered (rendering costs more than analysing); the
 writer cycles through them and deletes files 200 frames old, so a
@@ -58,9 +60,10 @@ def acquisition_frames(n_distinct: int, size: int) -> np.ndarray:
 class Writer(threading.Thread):
     """Writes ``n`` frames at ``rate`` frames/s; records when each file was complete."""
 
-    def __init__(self, folder: Path, frames: np.ndarray, n: int, rate: float):
+    def __init__(self, folder: Path, frames: np.ndarray, n: int, rate: float, renamed=False):
         super().__init__(daemon=True)
         self.folder, self.frames, self.n, self.rate = folder, frames, n, rate
+        self.renamed = renamed
         self.complete: dict[str, float] = {}
         self.late = 0  # frames the writer itself wrote late (the machine was busy)
 
@@ -74,14 +77,31 @@ class Writer(threading.Thread):
             elif wait < -0.5 / self.rate:
                 self.late += 1
             name = f"frame_{k:05d}.tif"
-            part = self.folder / (name + ".part")
-            tifffile.imwrite(part, self.frames[k % len(self.frames)])
-            part.rename(self.folder / name)
+            target = self.folder / (name + ".part" if self.renamed else name)
+            tifffile.imwrite(target, self.frames[k % len(self.frames)])
+            if self.renamed:
+                target.rename(self.folder / name)
             self.complete[name] = time.monotonic()
             # Keep the last 200 files (1.6 GB): a frame deleted before the live run listed
             # it would be neither analysed nor skipped.
             if k >= 200:
                 (self.folder / f"frame_{k - 200:05d}.tif").unlink(missing_ok=True)
+
+
+def baselines(frames: np.ndarray, options: dict) -> tuple[float, float]:
+    """Seconds for ``analyze()`` of one frame and for the live registration of one frame."""
+    from napari_hrtem_fft.core.drift import PreviousFrameRegistration
+
+    analyze(frames[0], REFL, pixel_size=PIXEL, **options)  # warm-up (FFT plans, imports)
+    t0 = time.perf_counter()
+    analyze(frames[1], REFL, pixel_size=PIXEL, **options)
+    analysis = time.perf_counter() - t0
+    register = PreviousFrameRegistration(max_frequency=1.1 * PIXEL * np.hypot(*REFL.T).max())
+    register(frames[0])
+    register(frames[1])
+    t0 = time.perf_counter()
+    register(frames[2])
+    return analysis, time.perf_counter() - t0
 
 
 def peak_rss_mb() -> float:
@@ -134,6 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=int, default=8, help="map step in pixels (8)")
     parser.add_argument("--window", type=int, default=128, help="FFT window in pixels (128)")
     parser.add_argument("--distinct", type=int, default=8, help="distinct frames rendered (8)")
+    parser.add_argument("--renamed", action="store_true", help="write, then rename into place")
     parser.add_argument("--screenshot", type=Path, help="save the viewer during a live run")
     args = parser.parse_args(argv)
     if args.screenshot is not None:
@@ -142,17 +163,14 @@ def main(argv=None) -> int:
 
     frames = acquisition_frames(args.distinct, args.size)
     options = dict(window=args.window, step=args.step, search=0.1)
-    analyze(frames[0], REFL, pixel_size=PIXEL, **options)  # warm-up (FFT plans, imports)
-    t0 = time.perf_counter()
-    analyze(frames[1], REFL, pixel_size=PIXEL, **options)
-    baseline = time.perf_counter() - t0
+    baseline, register = baselines(frames, options)
     rss_before = peak_rss_mb()
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "acquisition"
         folder.mkdir()
-        writer = Writer(folder, frames, args.frames, args.rate)
-        source = FolderFrames(folder, renamed=True)
+        writer = Writer(folder, frames, args.frames, args.rate, renamed=args.renamed)
+        source = FolderFrames(folder, renamed=args.renamed)
         live = iter_live(
             source, REFL, pixel_size=PIXEL, store=Path(tmp) / "live.zarr", poll_interval=0.01,
             **options,
@@ -172,17 +190,22 @@ def main(argv=None) -> int:
         live.close()
         elapsed = time.monotonic() - started
         writer.join()
+    # The same baselines after the run: the load of the machine may have changed.
+    after, register_after = baselines(frames, options)
 
     lat = np.array(latencies)
     half = len(lat) // 2
-    print(f"bench_live: {args.frames} frames of {args.size}² uint16 written at "
-          f"{args.rate:g}/s (writer late {writer.late}), window {args.window}, "
-          f"step {args.step}, {len(REFL)} reflections")  # fmt: skip
-    print(f"baseline  analyze() of one frame in this run: {baseline:.3f} s")
+    print(f"bench_live: {args.frames} frames of {args.size}² uint16 TIFF written at "
+          f"{args.rate:g}/s (writer late {writer.late}{', renamed' if args.renamed else ''}), "
+          f"window {args.window}, step {args.step}, {len(REFL)} reflections")  # fmt: skip
+    print(f"baseline  analyze() of one frame in this run: {baseline:.3f} s before the live "
+          f"run, {after:.3f} s after")  # fmt: skip
+    print(f"baseline  drift registration of one frame: {register * 1e3:.1f} ms before, "
+          f"{register_after * 1e3:.1f} ms after")  # fmt: skip
     print(
-        f"latency   file complete -> maps stored + trace row: median {np.median(lat):.3f} s, "
+        f"latency   file complete -> maps + trace row: median {np.median(lat):.3f} s, "
         f"p95 {np.percentile(lat, 95):.3f} s, max {lat.max():.3f} s "
-        f"(median {np.median(lat) / baseline:.2f}x the baseline)"
+        f"(median {np.median(lat) / baseline:.2f}x the analyze() baseline)"
     )
     print(
         f"latency   first half median {np.median(lat[:half] if half else lat):.3f} s, "

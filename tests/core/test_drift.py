@@ -6,7 +6,13 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_hrtem_fft.core.drift import apply_drift, register_frames, shift_polygon, shift_region
+from napari_hrtem_fft.core.drift import (
+    PreviousFrameRegistration,
+    apply_drift,
+    register_frames,
+    shift_polygon,
+    shift_region,
+)
 from napari_hrtem_fft.core.reciprocal import g_angle, g_spacing
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, random_walk_drift, synthetic_movie
 
@@ -135,6 +141,45 @@ def test_register_frames_without_window_and_all_nan_frame():
         shifts = register_frames(stack, window=None)
     np.testing.assert_allclose(shifts[:2], truth.drift[:2], atol=0.1)
     assert np.all(np.isnan(shifts[2]))
+
+
+def test_previous_frame_registration_of_binned_frames_follows_the_drift():
+    # The live run's registration: 1024² frames binned by 2 (the Pd fringes, 0.103
+    # cycles/pixel with the 10 % search margin, stay below the binned Nyquist), each
+    # frame against the one before; steps up to ~6 px, an expanding particle.
+    stack, truth = _movie(
+        n=6, size=1024, drift=6.0, expansion_total=0.03, noise=0.05, seed=4, lazy=False
+    )
+    fringes = 1.1 * PIXEL / g_spacing(pd_110_reflections(10.0)).min()
+    register = PreviousFrameRegistration(size=512, max_frequency=fringes)
+    assert register.factor(stack.shape[1:]) == 2
+    steps = np.array([register(np.clip(10000 * f, 0, 65535).astype(np.uint16)) for f in stack])
+    assert np.all(np.isnan(steps[0]))  # nothing before the first frame
+    drift = np.cumsum(np.nan_to_num(steps), axis=0)
+    # Errors add up frame after frame: within 0.1 px after five steps.
+    np.testing.assert_allclose(drift, truth.drift - truth.drift[0], atol=0.1)
+
+
+def test_previous_frame_registration_never_bins_fringes_into_aliases():
+    # 0.2 cycles/pixel fringes: bins of 3 pixels would put them at 0.6 cycles per
+    # binned pixel, past Nyquist (aliased to 0.4); bins of 2 keep them at 0.4.
+    register = PreviousFrameRegistration(size=256, max_frequency=0.2)
+    assert register.factor((2048, 2048)) == 2
+    assert PreviousFrameRegistration(size=256).factor((2048, 2048)) == 8
+    assert PreviousFrameRegistration(max_frequency=0.25).factor((4096, 4096)) == 1
+
+
+def test_previous_frame_registration_skips_an_empty_frame_and_refuses_bad_options():
+    stack, truth = _movie(n=3, size=128, drift=np.array([[0, 0], [0, 0], [1.5, -2.25]]),
+                          lazy=False)  # fmt: skip
+    register = PreviousFrameRegistration()
+    register(stack[0])
+    assert np.all(np.isnan(register(np.full((128, 128), np.nan))))
+    # The next frame is registered against the last frame with pixels.
+    np.testing.assert_allclose(register(stack[2]), truth.drift[2], atol=0.1)
+    for bad in (dict(size=1), dict(upsample=0), dict(max_frequency=0), dict(max_shift=-1)):
+        with pytest.raises(ValueError):
+            PreviousFrameRegistration(**bad)
 
 
 def test_register_frames_bad_input():

@@ -132,6 +132,35 @@ def test_renamed_files_are_read_at_first_sight_and_temporary_names_never(tmp_pat
         np.testing.assert_array_equal(frame.data, truth)
 
 
+@pytest.mark.parametrize("kind", ["tif", "mrc"])
+def test_a_file_whose_byte_counts_prove_it_complete_is_read_at_first_sight(tmp_path, kind):
+    frames = _frames(2)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    source = FolderFrames(folder)
+    for k, f in enumerate(frames):
+        data = _tiff_bytes([f]) if kind == "tif" else _mrc_bytes([f], tmp_path)
+        path = folder / f"frame_{k}.{kind}"
+        path.write_bytes(data[:-7])  # all but the last pixels' bytes
+        assert source.poll() == []
+        with open(path, "ab") as fh:
+            fh.write(data[-7:])
+        (frame,) = source.poll()  # its size just changed: no second look needed
+        np.testing.assert_array_equal(frame.data, f)
+
+
+def test_a_compressed_tiff_waits_for_its_size_to_stay_put(tmp_path):
+    # Compressed strips do not say how many bytes the image needs: two looks.
+    (f,) = _frames(1)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    tifffile.imwrite(folder / "frame_0.tif", f, compression="zlib")
+    source = FolderFrames(folder)
+    assert source.poll() == []
+    (frame,) = source.poll()
+    np.testing.assert_array_equal(frame.data, f)
+
+
 def test_a_frame_of_another_shape_is_refused_by_name(tmp_path):
     folder = tmp_path / "acq"
     folder.mkdir()

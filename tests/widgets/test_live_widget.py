@@ -37,7 +37,7 @@ def test_live_dock_follows_a_folder_pause_resume_stop(make_napari_viewer, qtbot,
     for k in (1, 2):
         _write(folder, k, stack[k])
         qtbot.waitUntil(lambda k=k: f"frame {k} " in live._status.value, timeout=60_000)
-    d = viewer.layers["live d g1 (Å)"]
+    d = viewer.layers["live d g1 (nm)"]
     assert d.data.shape == (3, 32, 32)  # every frame so far, read from the store
     assert viewer.dims.current_step[0] == 2  # on the newest frame
     np.testing.assert_array_equal(viewer.layers["live frame"].data, stack[2])

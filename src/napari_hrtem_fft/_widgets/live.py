@@ -120,7 +120,7 @@ class LiveWidget(Container):
             (4, 2.4), min_height=180, tooltip="Median d of each reflection per frame."
         )
         self._axes = self._figure.add_subplot()
-        style_axes(self._axes, xlabel="time (s)", ylabel="median d (Å)")
+        style_axes(self._axes, xlabel="time (s)", ylabel="median d (nm)")
 
     def _init_layout(self) -> None:
         self.extend([
@@ -210,28 +210,25 @@ class LiveWidget(Container):
 
     def _show_frame(self, update) -> None:
         """The newest frame and the maps of every frame so far, on the newest frame."""
-        import dask.array as da
-        import zarr
-
         maps = update.maps
         px = maps.pixel_size
         frame_meta = {"live": True, "frame": update.frame, "time_s": update.time}
-        # The maps of all analysed frames, read lazily from the store (time axis first).
-        root = zarr.open_group(str(self._store.value), mode="r")
+        # The maps of all analysed frames (time axis first), read frame by frame from the
+        # store as the slider asks for them.
         geometry = maps.geometry()
         scale = (1.0, *geometry["scale"])
         translate = (0.0, *geometry["translate"])
         units = ("", "nm", "nm")
         for k in range(maps.n_reflections):
-            d = da.from_zarr(root["d_spacing"])[k] * 10.0  # Å for display
             self._layer(
-                f"live d g{k + 1} (Å)", d, scale=scale, translate=translate, units=units,
-                colormap="turbo", metadata={"kind": "d_spacing", **frame_meta},
-                contrast_limits=_limits(np.asarray(maps.d_spacing[k]) * 10.0), opacity=0.6,
+                f"live d g{k + 1} (nm)", update.store.stack("d_spacing", k), scale=scale,
+                translate=translate, units=units, colormap="turbo",
+                metadata={"kind": "d_spacing", **frame_meta},
+                contrast_limits=_limits(np.asarray(maps.d_spacing[k])), opacity=0.6,
             )  # fmt: skip
-        if maps.strain is not None and "exx" in root:
+        if maps.strain is not None:
             self._layer(
-                "live exx", da.from_zarr(root["exx"]), scale=scale, translate=translate,
+                "live exx", update.store.stack("exx"), scale=scale, translate=translate,
                 units=units, colormap="RdBu_r", contrast_limits=(-0.05, 0.05), opacity=0.6,
                 metadata={"kind": "exx", **frame_meta},
             )  # fmt: skip
@@ -244,10 +241,10 @@ class LiveWidget(Container):
 
     def _show_trace(self, trace) -> None:
         ax = self._axes
-        style_axes(ax, xlabel="time (s)", ylabel="median d (Å)")
+        style_axes(ax, xlabel="time (s)", ylabel="median d (nm)")
         x = trace.times if trace.times is not None else trace.frames
         for k in range(trace["d_median"].shape[1]):
-            ax.plot(x, trace["d_median"][:, k] * 10.0, marker="o", markersize=3, label=f"g{k + 1}")
+            ax.plot(x, trace["d_median"][:, k], marker="o", markersize=3, label=f"g{k + 1}")
         style_legend(ax)
         self._canvas.draw_idle()
 

@@ -14,7 +14,13 @@ import warnings
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["apply_drift", "register_frames", "shift_polygon", "shift_region"]
+__all__ = [
+    "PreviousFrameRegistration",
+    "apply_drift",
+    "register_frames",
+    "shift_polygon",
+    "shift_region",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +102,11 @@ def _filled(frame: np.ndarray) -> np.ndarray | None:
     return np.where(finite, frame - mean, 0.0)
 
 
-def _snr(spec: np.ndarray) -> np.ndarray:
+def _snr(spec: np.ndarray, width: int | None = None) -> np.ndarray:
     """Signal-to-noise ratio of the power per Fourier bin, zero on Bragg reflections.
+
+    ``spec`` is a frame's full spectrum (``fft2``), or its half spectrum (``rfft2``)
+    when ``width``, the frame's width, is given.
 
     The noise floor is the median power beyond 0.4 cycles/pixel (divided by ln 2, the
     median of an exponential variable), where HRTEM frames hold mostly shot noise; the
@@ -107,12 +116,17 @@ def _snr(spec: np.ndarray) -> np.ndarray:
     (geometric) mean of their ring, i.e. Bragg peaks and their tails, get no weight:
     the drift is measured on the particle outline and the support film.
     """
-    power = np.abs(spec) ** 2
+    power = (np.abs(spec) ** 2).astype(np.float64, copy=False)
     h, w = spec.shape
-    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    fy = np.fft.fftfreq(h)[:, None]
+    if width is None:
+        fx, mode = np.fft.fftfreq(w)[None, :], "wrap"
+    else:
+        # The half plane ends at kx = 0 and at Nyquist: mirror there, wrap along ky.
+        fx, mode, w = np.fft.rfftfreq(width)[None, :], ("wrap", "mirror"), width
     k = np.hypot(fy, fx)
     floor = max(float(np.median(power[k > 0.4])) / np.log(2), 1e-12 * float(power.max()), 1e-300)
-    smooth = ndimage.gaussian_filter(power, 2.0, mode="wrap")
+    smooth = ndimage.gaussian_filter(power, 2.0, mode=mode)
     ring = np.rint(np.hypot(fy * h, fx * w)).astype(np.intp)
     log_p = np.log(np.maximum(smooth, 1e-300))
     counts = np.bincount(ring.ravel())
@@ -354,6 +368,147 @@ def _register_previous(stack, t, kind, upsample, max_shift, reference):
         raise ValueError("no frame of the stack has finite pixels")
     mean = None if mean_spec is None else np.real(np.fft.ifft2(mean_spec / count))
     return shifts, mean
+
+
+class PreviousFrameRegistration:
+    """Drift of each frame of a live acquisition relative to the frame before it.
+
+    The cheap, one-frame-at-a-time form of ``register_frames(reference="previous")``
+    for a live run, which must register a 2048² frame in a small fraction of its
+    analysis.  Each frame is binned to about ``size`` pixels (float32 block means),
+    tapered with a fixed Tukey window and transformed once (real FFT); the previous
+    frame's spectrum and signal-to-noise ratio are kept, so a new frame costs one
+    forward and one inverse FFT of the binned frame.  The correlation is the one of
+    :func:`register_frames`: phase correlation weighted by each bin's signal-to-noise
+    ratio, without the Bragg reflections, refined on a grid ``1/upsample`` binned
+    pixel fine.  The moved-taper rounds of :func:`register_frames` are left out: their
+    bias correction scales with the shift, and frame-to-frame shifts are small.
+
+    Parameters
+    ----------
+    size : int
+        Frames are binned by ``b = min(y, x) // size`` (at least 1).
+    max_frequency : float, optional
+        Highest lattice frequency of the frames in cycles per pixel (``|g|`` times the
+        pixel size).  ``b`` is kept below ``0.5 / max_frequency`` so that the binned
+        frame still resolves the fringes: aliased fringes would land in the band the
+        drift is measured on.
+    upsample : int
+        Sub-pixel refinement factor (binned pixels).
+    max_shift : float, optional
+        Largest shift per axis in pixels of the full frame.
+
+    Raises
+    ------
+    ValueError
+        If ``size < 2``, ``upsample < 1``, or ``max_frequency``/``max_shift`` is not
+        positive.
+    """
+
+    def __init__(self, *, size=512, max_frequency=None, upsample=20, max_shift=None):
+        if int(size) < 2 or int(upsample) < 1:
+            raise ValueError(f"size must be >= 2 and upsample >= 1, got {size}, {upsample}")
+        for name, value in (("max_frequency", max_frequency), ("max_shift", max_shift)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive or None, got {value}")
+        self.size, self.upsample = int(size), int(upsample)
+        self.max_frequency, self.max_shift = max_frequency, max_shift
+        self._shape = None
+        self._previous = None  # (spectrum, snr) of the previous frame
+
+    def factor(self, shape) -> int:
+        """The binning ``b`` of frames of ``shape`` ``(y, x)``."""
+        b = max(1, min(shape) // self.size)
+        if self.max_frequency is not None:
+            b = min(b, max(1, int(np.floor(0.5 / self.max_frequency - 1e-9))))
+        return b
+
+    def __call__(self, frame) -> np.ndarray:
+        """Shift ``(dy, dx)`` in pixels of ``frame`` relative to the previous frame.
+
+        ``frame(r) ≈ previous(r - shift)``.  NaN for the first frame, after a frame of
+        another shape, and for a frame without finite pixels (the next frame is then
+        registered against the last good one).
+        """
+        frame = np.asarray(frame)
+        b = self.factor(frame.shape)
+        binned = _block_mean(frame, b)
+        if not np.isfinite(binned).all():
+            finite = np.isfinite(binned)
+            if not finite.any():
+                return np.full(2, np.nan)
+            binned = np.where(finite, binned, binned[finite].mean())
+        if binned.shape != self._shape:
+            self._shape, self._previous = binned.shape, None
+            self._taper = _taper(binned.shape, "tukey").astype(np.float32)
+        from scipy import fft
+
+        spec = fft.rfft2((binned - binned.mean()) * self._taper)
+        snr = _snr(spec, width=binned.shape[1])
+        previous, self._previous = self._previous, (spec, snr)
+        if previous is None:
+            return np.full(2, np.nan)
+        self._factor = b
+        return self._correlate(spec, snr, *previous, binned.shape) * b
+
+    def _correlate(self, moving, snr_m, ref, snr_r, shape) -> np.ndarray:
+        """:func:`_correlate` on half spectra (the cross-power of real frames is Hermitian)."""
+        from scipy import fft
+
+        h, w = shape
+        weight = snr_m * snr_r / np.maximum(snr_m + snr_r, 1e-300)
+        if not np.any(weight > 0):
+            weight = np.ones_like(weight)
+        cross = moving * np.conj(ref)
+        mag = np.abs(cross)
+        cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-30), 0) * weight
+        corr = fft.irfft2(cross, s=shape)
+        sy, sx = np.fft.fftfreq(h, d=1.0 / h), np.fft.fftfreq(w, d=1.0 / w)
+        if self.max_shift is not None:
+            limit = self.max_shift / self._factor  # binned pixels
+            allowed = (np.abs(sy)[:, None] <= limit) & (np.abs(sx)[None, :] <= limit)
+            corr = np.where(allowed, corr, -np.inf)
+        iy, ix = np.unravel_index(int(np.argmax(corr)), corr.shape)
+        shift = np.array([sy[iy], sx[ix]], dtype=np.float64)
+        up = self.upsample
+        if up > 1:
+            # The inverse DFT near the peak from the half plane: bins 0 < kx < w/2 stand
+            # for their conjugate twins too.  Only the rows and columns with weight
+            # (below the Bragg cut-off) count: a third of the products.
+            rows, cols = np.flatnonzero(cross.any(axis=1)), np.flatnonzero(cross.any(axis=0))
+            size = int(np.ceil(1.5 * up))
+            offsets = (np.arange(size) - size // 2) / up
+            ky, kx = np.fft.fftfreq(h)[rows], np.fft.rfftfreq(w)[cols]
+            twice = np.where((kx > 0) & (kx < 0.5), 2.0, 1.0)
+            ey = np.exp(2j * np.pi * (shift[0] + offsets)[:, None] * ky[None, :])
+            ex = np.exp(2j * np.pi * (shift[1] + offsets)[:, None] * kx[None, :])
+            fine = np.real(ey @ (cross[np.ix_(rows, cols)] * twice) @ ex.T)
+            jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
+            shift += (
+                (jy - size // 2 + _vertex(fine[jy - 1 : jy + 2, jx])) / up,
+                (jx - size // 2 + _vertex(fine[jy, jx - 1 : jx + 2])) / up,
+            )
+        return shift
+
+
+def _block_mean(frame: np.ndarray, b: int) -> np.ndarray:
+    """``frame`` (float32) averaged over ``b × b`` blocks, edges cut.
+
+    Sums of strided slices: a reduction over the axes of a ``(h/b, b, w/b, b)`` view
+    is several times slower on a 2048² frame.
+    """
+    if b == 1:
+        return frame.astype(np.float32)
+    h, w = (frame.shape[0] // b) * b, (frame.shape[1] // b) * b
+    frame = frame[:h, :w]
+    cols = frame[:, 0::b].astype(np.float32)
+    for k in range(1, b):
+        cols += frame[:, k::b]
+    out = cols[0::b].copy()
+    for k in range(1, b):
+        out += cols[k::b]
+    out /= b * b
+    return out
 
 
 def _check_shifts(shifts, t: int, name: str = "shifts") -> np.ndarray:

@@ -6,8 +6,9 @@ registers the drift against the previous analysed frame (the regions follow it),
 analyses the frame with the movie analysis (:func:`~napari_hrtem_fft.core.movie.
 analyze_movie` on that one frame, with the lattice found in the previous frame: the
 tracking of the offline analysis, one code path), appends the maps to a zarr store on
-disk and adds a row to the time trace of each region.  Only the newest frame's maps are
-kept in memory.
+disk and adds a row to the time trace of each region.  Only the newest frames' maps are
+kept in memory: a background thread writes each frame's maps to the store while the
+next frame is analysed (:class:`LiveStore`), so the write is not part of the latency.
 
 It keeps up rather than falling behind: when several frames are waiting, the newest is
 analysed and the others are skipped, and the update says which.  Closing the generator
@@ -22,7 +23,9 @@ import math
 import numbers
 import threading
 import time
+from collections import deque
 from collections.abc import Generator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +46,15 @@ from .movie import (
 from .movie.storage import _write_record
 from .reciprocal import as_reflections
 
-__all__ = ["LiveControl", "LiveResult", "LiveUpdate", "Prepended", "iter_live"]
+__all__ = [
+    "LiveControl",
+    "LiveResult",
+    "LiveStack",
+    "LiveStore",
+    "LiveUpdate",
+    "Prepended",
+    "iter_live",
+]
 
 
 class Prepended:
@@ -122,6 +133,8 @@ class LiveUpdate:
         Time trace of each region over the frames analysed so far.
     image : numpy.ndarray or None
         The analysed frame ``(y, x)``.
+    store : LiveStore or None
+        The maps of every frame analysed so far (:meth:`LiveStore.stack`).
     """
 
     kind: str
@@ -135,6 +148,7 @@ class LiveUpdate:
     analysed: int = 0
     traces: dict[str, TimeTrace] = field(default_factory=dict)
     image: np.ndarray | None = None
+    store: LiveStore | None = None
 
     @property
     def message(self) -> str:
@@ -228,8 +242,9 @@ def iter_live(
         move with the drift); None for every finite value.  Default ``{"all": None}``.
     register : bool
         Register each frame's drift against the previous analysed frame
-        (:func:`~napari_hrtem_fft.core.drift.register_frames` on frames binned to about
-        512 pixels, so that a 2048² frame registers in a fraction of its analysis).
+        (:class:`~napari_hrtem_fft.core.drift.PreviousFrameRegistration`: frames binned
+        to about 512 pixels, the previous frame's spectrum kept, so that a 2048² frame
+        registers in a small fraction of its analysis).
     skip : bool
         When several frames are waiting, analyse the newest and skip the others (keeps
         up with the acquisition); False analyses every frame (replay of a folder).
@@ -295,15 +310,20 @@ class _LiveRun:
     def __init__(
         self, refl, pixel_size, root, store, region, regions, register, min_windows, options
     ):  # fmt: skip
+        from .drift import PreviousFrameRegistration
+
         self.reference = refl
-        self.register = register
         self.g = refl.copy()
         self.options = {"pixel_size": float(pixel_size), "min_windows": min_windows, **options}
         self.root, self.store = root, store
+        self.maps_store = LiveStore(root)
         self.region = None if region is None else np.asarray(region)
         self.regions = {k: None if v is None else np.asarray(v) for k, v in regions.items()}
         self.first: LatticeMaps | None = None
-        self.previous: np.ndarray | None = None
+        # The tracked lattice stays within the search region of the reflections: the
+        # binning of the registration must resolve their fringes up to its edge.
+        fringes = float(np.hypot(*refl.T).max()) * pixel_size * (1 + options.get("search", 0.1))
+        self.registration = PreviousFrameRegistration(max_frequency=fringes) if register else None
         self.drift = np.zeros(2)
         self.frames, self.times, self.drifts, self.used, self.found = [], [], [], [], []
         self.skipped: list[int] = []
@@ -311,15 +331,13 @@ class _LiveRun:
 
     def analyse(self, frame) -> LatticeMaps:
         """One frame: drift, maps (stored), traces; returns its maps ``(n, my, mx)``."""
-        from .drift import register_frames, shift_region
+        from .drift import shift_region
 
         data = np.asarray(frame.data)
-        binned, factor = _binned(data)
-        if self.previous is not None and self.register:
-            step = register_frames(np.stack([self.previous, binned]), reference=0)[1]
+        if self.registration is not None:
+            step = self.registration(data)
             if np.all(np.isfinite(step)):
-                self.drift = self.drift + step * factor
-        self.previous = binned
+                self.drift = self.drift + step
         drift = self.drift[None]
         movie = analyze_movie(
             data[None], self.g, track=True, region=self.region, drift=drift,
@@ -333,7 +351,9 @@ class _LiveRun:
         maps.parameters["found"] = found.tolist()
         # The tracking rule of the offline analysis: a lattice not found keeps its value.
         self.g = np.where(np.isfinite(found).all(axis=1)[:, None], found, self.g)
-        self._store_frame(maps)
+        if self.first is None:
+            self.first = maps
+        self.maps_store.add(maps)
         self.frames.append(int(frame.index))
         self.times.append(float(frame.time))
         self.drifts.append(self.drift.copy())
@@ -347,30 +367,9 @@ class _LiveRun:
             self.traces[name] = _append(self.traces.get(name), row)
         return maps
 
-    def _store_frame(self, maps: LatticeMaps) -> None:
-        """Append one frame's maps to the store's arrays (``(n, t, my, mx)``, ``(t, my, mx)``).
-
-        The arrays grow by one frame at a time: at any moment they hold exactly the
-        frames stored, so a run that ends abruptly leaves nothing to cut.
-        """
-        per_reflection = LatticeMaps.FIELDS
-        if self.first is None:
-            self.first = maps
-            for name, a in maps.arrays().items():
-                a = np.asarray(a)
-                axis = 1 if name in per_reflection else 0
-                shape = (*a.shape[:axis], 0, *a.shape[axis:])
-                chunks = (*a.shape[:axis], 1, *a.shape[axis:])
-                self.root.create_array(
-                    name, shape=shape, chunks=chunks, dtype="float32", fill_value=float("nan")
-                )
-        for name, a in maps.arrays().items():
-            axis = 1 if name in per_reflection else 0
-            frame = np.expand_dims(np.asarray(a, dtype=np.float32), axis)
-            self.root[name].append(frame, axis=axis)
-
     def finish(self) -> LiveResult:
         """Cut the store to the frames analysed and write its record (completion marker)."""
+        self.maps_store.close()
         times = np.asarray(self.times, dtype=np.float64)
         n = len(self.frames)
         if n == 0:
@@ -397,20 +396,149 @@ class _LiveRun:
         return LiveResult(result, self.traces, self.skipped, times, self.store)
 
 
-# Registration works on frames binned down to about this size (pixels): the drift of the
-# particle and film is kept, the lattice fringes (which move with strain, not drift)
-# average out, and a 2048² pair registers 16 times faster.
-_REGISTER_SIZE = 512
+class LiveStore:
+    """The maps of a live run's frames: written to a zarr group by a background thread.
+
+    Each map of :meth:`LatticeMaps.arrays` is a float32 array of the group in the layout
+    of :func:`~napari_hrtem_fft.core.movie.to_zarr` (``(n, t, my, mx)`` per reflection,
+    ``(t, my, mx)`` for strain), one chunk per frame.  The arrays grow by
+    :attr:`BLOCK` frames at a time (a resize rewrites every array's metadata) and are cut
+    to the frames analysed by :meth:`close`; until then their frames past
+    :attr:`count` are NaN.  A frame's maps stay in memory until they are written, at
+    most :attr:`QUEUE` frames: :meth:`stack` reads either.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        Where the arrays are created (at the first frame).
+    """
+
+    #: Frames the arrays grow by.
+    BLOCK = 32
+    #: Frames at most waiting to be written; the analysis waits beyond.
+    QUEUE = 2
+
+    def __init__(self, group) -> None:
+        self.group = group
+        self.count = 0
+        self._capacity = 0
+        self._arrays: dict = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._pending: dict[int, dict[str, np.ndarray]] = {}
+        self._writes: deque = deque()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-store")
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the stored maps (empty before the first frame)."""
+        return list(self._shapes)
+
+    def add(self, maps: LatticeMaps) -> None:
+        """Queue one frame's maps ``(n, my, mx)`` for writing; raises a failed write's error."""
+        arrays = {name: np.asarray(a, dtype=np.float32) for name, a in maps.arrays().items()}
+        if not self._shapes:
+            self._shapes = {name: a.shape for name, a in arrays.items()}
+        position = self.count
+        self._pending[position] = arrays
+        self.count += 1
+        while len(self._writes) >= self.QUEUE:
+            self._writes.popleft().result()
+        self._writes.append(self._pool.submit(self._write, position, arrays))
+
+    def _write(self, position: int, arrays: dict[str, np.ndarray]) -> None:
+        if not self._arrays:
+            for name, a in arrays.items():
+                axis = 1 if name in LatticeMaps.FIELDS else 0
+                self._arrays[name] = self.group.create_array(
+                    name, shape=(*a.shape[:axis], 0, *a.shape[axis:]),
+                    chunks=(*a.shape[:axis], 1, *a.shape[axis:]), dtype="float32",
+                    fill_value=float("nan"),
+                )  # fmt: skip
+        if position >= self._capacity:
+            self._resize(self._capacity + self.BLOCK)
+        for name, a in arrays.items():
+            where = (slice(None), position) if name in LatticeMaps.FIELDS else position
+            self._arrays[name][where] = a
+        # Only once written: a reader that misses it here finds it in the store.
+        del self._pending[position]
+
+    def _resize(self, t: int) -> None:
+        for name, array in self._arrays.items():
+            shape = list(array.shape)
+            shape[1 if name in LatticeMaps.FIELDS else 0] = t
+            array.resize(tuple(shape))
+        self._capacity = t
+
+    def frame(self, name: str, position: int) -> np.ndarray:
+        """One frame's map ``name`` (``(n, my, mx)`` or ``(my, mx)``), from memory or the store."""
+        if not 0 <= position < self.count:
+            raise IndexError(f"frame position {position} of {self.count} stored")
+        pending = self._pending.get(position)
+        if pending is not None:
+            return pending[name]
+        where = (slice(None), position) if name in LatticeMaps.FIELDS else position
+        return np.asarray(self._arrays[name][where])
+
+    def stack(self, name: str, reflection: int | None = None) -> LiveStack:
+        """Map ``name`` of every frame stored so far as an array ``(t, my, mx)``.
+
+        ``reflection``: which reflection of a per-reflection map (from 0).
+        """
+        if name not in self._shapes:
+            raise KeyError(f"no map {name!r} stored (maps: {', '.join(self._shapes)})")
+        return LiveStack(self, name, reflection, self.count)
+
+    def close(self) -> None:
+        """Finish the writes and cut the arrays to the frames stored."""
+        try:
+            while self._writes:
+                self._writes.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+        if self._arrays:
+            self._resize(self.count)
 
 
-def _binned(frame: np.ndarray) -> tuple[np.ndarray, int]:
-    """``frame`` averaged over ``b × b`` blocks (edges cut) for registration, and ``b``."""
-    b = max(1, min(frame.shape) // _REGISTER_SIZE)
-    if b == 1:
-        return frame, 1
-    h, w = (frame.shape[0] // b) * b, (frame.shape[1] // b) * b
-    blocks = frame[:h, :w].reshape(h // b, b, w // b, b)
-    return blocks.mean(axis=(1, 3), dtype=np.float32), b
+class LiveStack:
+    """One map of the frames of a live run, ``(t, my, mx)``, read frame by frame.
+
+    An array-like (``shape``, ``dtype``, ``ndim``, indexing) for a napari layer: only
+    the frames indexed are read, from memory while they wait to be written, else from
+    the store.  It holds the frames stored when it was made (:meth:`LiveStore.stack`).
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, store: LiveStore, name: str, reflection: int | None, count: int):
+        self._store, self._name, self._reflection = store, name, reflection
+        shape = store._shapes[name]
+        self.shape = (int(count), *shape[-2:])
+
+    def _frame(self, position: int) -> np.ndarray:
+        frame = self._store.frame(self._name, position)
+        return frame if self._reflection is None else frame[self._reflection]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            fill = (slice(None),) * (3 - len(key) + 1)
+            key = key[:at] + fill + key[at + 1 :]
+        first, rest = (key[0], key[1:]) if key else (slice(None), ())
+        positions = np.arange(self.shape[0])[first]
+        if np.ndim(positions) == 0:
+            return self._frame(int(positions))[rest]
+        frames = [self._frame(int(p)) for p in np.ravel(positions)]
+        stack = np.stack(frames) if frames else np.empty((0, *self.shape[1:]), self.dtype)
+        return stack.reshape(*np.shape(positions), *self.shape[1:])[(slice(None), *rest)]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
 
 
 def _remove_store(root, store: Path) -> None:
@@ -453,7 +581,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                 yield LiveUpdate(
                     "frame", int(frame.index), float(frame.time), str(frame.name), maps,
                     run.drift.copy(), skipped, time.monotonic() - frame.complete,
-                    len(run.frames), run.traces, np.asarray(frame.data),
+                    len(run.frames), run.traces, np.asarray(frame.data), run.maps_store,
                 )  # fmt: skip
                 if control.stopped:
                     break

@@ -4,11 +4,15 @@ Two sources, both polled (:meth:`poll` returns the frames completed since the la
 call):
 
 - :class:`FolderFrames`: a folder where the acquisition software writes one file per
-  frame (TIFF, MRC, DM3/DM4).  A file counts as complete when its size and
-  modification time are the same at two polls in a row *and* it parses as one image of
-  the frame shape, or at first sight when the writer renames finished files into place
-  (``renamed=True``).  Files named like temporary files (``.frame.tif``,
-  ``frame.tif.part``, ``frame.tif.tmp``, ``frame.tif~``) are never read.
+  frame (TIFF, MRC, DM3/DM4).  A file counts as complete at first sight when its own
+  byte counts prove it (an uncompressed TIFF whose IFDs, tag values and strips all lie
+  inside the size measured before parsing; an MRC file as long as its header says),
+  or when the writer renames finished files into place (``renamed=True``); otherwise
+  (DM, compressed TIFF) when its size and modification time are the same at two polls
+  in a row.  In every case it must parse as one image of the frame shape, and its size
+  and modification time must not change while it is read.  Files named like temporary
+  files (``.frame.tif``, ``frame.tif.part``, ``frame.tif.tmp``, ``frame.tif~``) are
+  never read.
 - :class:`GrowingStack`: one multi-frame TIFF or MRC file that grows as frames are
   appended.  Only frames whose bytes are all in the file count: for MRC, the header
   gives the frame size and offset; for TIFF, each page's IFD gives its strip offsets
@@ -176,15 +180,19 @@ class FolderFrames:
             self._seen[entry.name] = stamp
             if not stable:
                 self._stable_since[entry.name] = time.monotonic()
-            if st.st_size == 0 or not (stable or self.renamed):
+            path = Path(entry.path)
+            if st.st_size == 0 or not (
+                stable or self.renamed or complete_by_its_sizes(path, st.st_size)
+            ):
                 continue
-            frame = self._read(Path(entry.path), st.st_mtime)
+            frame = self._read(path, st.st_mtime, stamp)
             if frame is not None:
                 frames.append(frame)
         return frames
 
-    def _read(self, path: Path, mtime: float) -> LiveFrame | None:
-        """The frame in ``path`` if it parses as one image of the frame shape, else None."""
+    def _read(self, path: Path, mtime: float, stamp: tuple[int, int]) -> LiveFrame | None:
+        """The frame in ``path`` if it parses as one image of the frame shape and the file
+        kept its size and modification time ``stamp`` while it was read, else None."""
         from ._read import read_micrographs
 
         name = path.name
@@ -201,6 +209,11 @@ class FolderFrames:
                 )
             data = images[0].data
             data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+            after = path.stat()
+            if (after.st_size, after.st_mtime_ns) != stamp:
+                # Written to while it was read: look again at the next poll.
+                self._stable_since[name] = time.monotonic()
+                return None
         except (MicrographReadError, OSError) as exc:
             # Still being written (a stalled writer keeps its size), or not a frame.
             if time.monotonic() - self._stable_since.get(name, time.monotonic()) > self.give_up:
@@ -220,6 +233,69 @@ class FolderFrames:
         )
         self._count += 1
         return frame
+
+
+def complete_by_its_sizes(path: Path, size: int) -> bool:
+    """Whether the first ``size`` bytes of a frame file hold all of it, by its own counts.
+
+    An uncompressed TIFF whose every IFD, tag value and strip lies inside ``size`` bytes
+    and whose strips add up to the image; an MRC file whose header's dimensions and mode
+    end its data inside ``size``.  False for other file types (DM), compressed TIFF
+    and whatever does not parse yet: those wait for the size to stay put.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    size : int
+        Its size in bytes, measured before this call.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            return _tiff_complete(path, size)
+        if suffix in (".mrc", ".mrcs"):
+            return _mrc_complete(path, size)
+    except (OSError, ValueError, IndexError, KeyError, struct.error):
+        return False
+    return False
+
+
+def _tiff_complete(path: Path, size: int) -> bool:
+    import tifffile
+
+    with _quiet_tifffile():
+        try:
+            tf = tifffile.TiffFile(path)
+        except tifffile.TiffFileError:
+            return False
+        with tf:
+            pages = list(tf.pages)
+            if not pages:
+                return False
+            for page in pages:
+                if page is None or page.compression != 1:
+                    return False
+                tags = page.tags.values()
+                ends = [t.valueoffset + t.valuebytecount for t in tags]
+                ends += [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
+                if max(ends) > size or sum(page.databytecounts) < page.nbytes:
+                    return False
+    return True
+
+
+def _mrc_complete(path: Path, size: int) -> bool:
+    import mrcfile
+
+    if size < 1024:
+        return False
+    with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+        header = mrc.header
+        dims = int(header.nx) * int(header.ny) * int(header.nz)
+        mode, extended = int(header.mode), int(header.nsymbt)
+    if dims <= 0 or mode not in _MRC_MODES:
+        return False
+    return 1024 + extended + dims * np.dtype(_MRC_MODES[mode]).itemsize <= size
 
 
 class GrowingStack:
