@@ -153,14 +153,7 @@ def _correlate(moving: np.ndarray, ref: np.ndarray, upsample: int, max_shift) ->
     fine around it (Guizar-Sicairos et al., Opt. Lett. 33, 156 (2008)).
     """
     h, w = moving.shape
-    snr_m, snr_r = _snr(moving), _snr(ref)
-    weight = snr_m * snr_r / np.maximum(snr_m + snr_r, 1e-300)
-    if not np.any(weight > 0):
-        weight = np.ones_like(weight)
-    cross = moving * np.conj(ref)
-    mag = np.abs(cross)
-    # Bins where either spectrum vanishes carry no phase information.
-    cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-300), 0.0) * weight
+    cross = _weighted_cross(moving, ref, _snr(moving), _snr(ref))
     corr = np.abs(np.fft.ifft2(cross))
     sy = np.fft.fftfreq(h, d=1.0 / h)
     sx = np.fft.fftfreq(w, d=1.0 / w)
@@ -184,6 +177,18 @@ def _correlate(moving: np.ndarray, ref: np.ndarray, upsample: int, max_shift) ->
             (jx - size // 2 + _vertex(fine[jy, jx - 1 : jx + 2])) / upsample,
         )
     return shift
+
+
+def _weighted_cross(moving, ref, snr_m, snr_r) -> np.ndarray:
+    """Normalised cross-power spectrum of two spectra, weighted by the SNR of each bin."""
+    weight = snr_m * snr_r / np.maximum(snr_m + snr_r, 1e-300)
+    if not np.any(weight > 0):
+        weight = np.ones_like(weight)
+    cross = moving * np.conj(ref)
+    mag = np.abs(cross)
+    # Bins where either spectrum vanishes carry no phase information.
+    tiny = np.finfo(mag.dtype).tiny
+    return np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, tiny), 0.0) * weight
 
 
 def _vertex(values: np.ndarray) -> float:
@@ -456,12 +461,7 @@ class PreviousFrameRegistration:
         from scipy import fft
 
         h, w = shape
-        weight = snr_m * snr_r / np.maximum(snr_m + snr_r, 1e-300)
-        if not np.any(weight > 0):
-            weight = np.ones_like(weight)
-        cross = moving * np.conj(ref)
-        mag = np.abs(cross)
-        cross = np.where(mag > 1e-12 * mag.max(), cross / np.maximum(mag, 1e-30), 0) * weight
+        cross = _weighted_cross(moving, ref, snr_m, snr_r)
         corr = fft.irfft2(cross, s=shape)
         sy, sx = np.fft.fftfreq(h, d=1.0 / h), np.fft.fftfreq(w, d=1.0 / w)
         if self.max_shift is not None:
