@@ -520,9 +520,11 @@ class LiveStack:
         return frame if self._reflection is None else frame[self._reflection]
 
     def __len__(self) -> int:
+        """Frames stored when the stack was made."""
         return self.shape[0]
 
     def __getitem__(self, key):
+        """The indexed frames (only those are read), as numpy indexing gives them."""
         key = key if isinstance(key, tuple) else (key,)
         if any(k is Ellipsis for k in key):
             at = next(i for i, k in enumerate(key) if k is Ellipsis)
@@ -537,6 +539,7 @@ class LiveStack:
         return stack.reshape(*np.shape(positions), *self.shape[1:])[(slice(None), *rest)]
 
     def __array__(self, dtype=None, copy=None):
+        """Every frame (reads them all)."""
         out = self[:]
         return out if dtype is None else out.astype(dtype)
 

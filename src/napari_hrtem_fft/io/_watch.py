@@ -191,8 +191,11 @@ class FolderFrames:
         return frames
 
     def _read(self, path: Path, mtime: float, stamp: tuple[int, int]) -> LiveFrame | None:
-        """The frame in ``path`` if it parses as one image of the frame shape and the file
-        kept its size and modification time ``stamp`` while it was read, else None."""
+        """The frame in ``path``, or None.
+
+        None unless it parses as one image of the frame shape and the file kept its size
+        and modification time ``stamp`` while it was read.
+        """
         from ._read import read_micrographs
 
         name = path.name
