@@ -51,6 +51,7 @@ _PURE = sorted(
     {
         "napari_hrtem_fft",
         "napari_hrtem_fft.layers",
+        *_modules("napari_hrtem_fft._napari"),
         *_modules("napari_hrtem_fft.core"),
         *_modules("napari_hrtem_fft.io"),
         *_modules("napari_hrtem_fft.cli"),
@@ -77,6 +78,27 @@ def test_core_io_cli_and_layers_never_import_napari_qt_or_magicgui():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_napari_adapter_never_imports_qt_or_magicgui():
+    # napari only inside functions that build its layer types; Qt and magicgui nowhere,
+    # not even inside a function (the import-time check above cannot see those).
+    import ast
+    import importlib
+
+    qt = ("magicgui", "qtpy", "PyQt6", "PyQt5", "PySide6", "PySide2", "superqt")
+    modules = _modules("napari_hrtem_fft._napari")
+    assert "napari_hrtem_fft._napari.layers" in modules
+    for name in modules:
+        tree = ast.parse(Path(importlib.import_module(name).__file__).read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                found = [node.module or ""]
+            else:
+                continue
+            assert not [m for m in found if m.split(".")[0] in qt], (name, node.lineno)
 
 
 def test_each_manifest_widget_has_its_own_module_and_imports_no_other_widget():

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hrtem_fft.core.maps import LatticeMaps, StrainMaps
-from napari_hrtem_fft.core.reciprocal import g_spacing
-from napari_hrtem_fft.layers import (
+from napari_hrtem_fft._napari.layers import (
     RESULT_KEY,
     contrast_limits,
     find_result_layers,
     maps_to_layers,
     result_info,
 )
+from napari_hrtem_fft.core.maps import LatticeMaps, StrainMaps
+from napari_hrtem_fft.core.reciprocal import g_spacing
 
 
 def _maps(shape=(3, 5, 7), *, strain=True, step=8, pixel_size=0.02):
@@ -114,7 +114,7 @@ def test_contrast_limits_are_robust_percentiles_and_ignore_nan():
 
 
 def test_angle_map_small_spread_is_centred_large_spread_cyclic():
-    from napari_hrtem_fft.layers import _angle_display
+    from napari_hrtem_fft._napari.layers import _angle_display
 
     cmap, (low, high) = _angle_display(np.array([9.0, 10.0, 11.0, 10.5]))
     assert cmap == "coolwarm" and (low + high) / 2 == pytest.approx(10.25, abs=0.3)
@@ -161,3 +161,14 @@ def test_find_result_layers_by_source():
     assert find_result_layers([a, other, b]) == [a, b]
     assert find_result_layers([a, other, b], source="B") == [b]
     assert result_info(other) is None
+
+
+def test_the_console_module_offers_every_public_name_of_the_adapter():
+    # Scripts written in napari's console import from napari_hrtem_fft.layers
+    # (docs/console.md); the docks use the adapter itself.
+    import napari_hrtem_fft.layers as console
+    from napari_hrtem_fft._napari import layers as adapter
+
+    assert console.__all__ == adapter.__all__
+    for name in adapter.__all__:
+        assert getattr(console, name) is getattr(adapter, name)

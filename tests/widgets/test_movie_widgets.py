@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from napari_hrtem_fft._widgets import LatticeMapWidget, TimeTraceWidget
-from napari_hrtem_fft._widgets._analysis import run_movie_analysis
 from napari_hrtem_fft.core.movie import region_from_polygon, trace_text
-from napari_hrtem_fft.core.pipeline import AnalysisOptions
+from napari_hrtem_fft.core.pipeline import AnalysisOptions, run_movie_analysis
 from napari_hrtem_fft.core.reciprocal import g_spacing
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
 from napari_hrtem_fft.layers import find_result_layers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from napari.layers import Labels, Points, Shapes
 
-from napari_hrtem_fft._widgets._regions import region_choices, watch_edits
+from napari_hrtem_fft._napari.regions import region_choices, watch_edits
 from napari_hrtem_fft.layers import PICKER_KEY
 
 

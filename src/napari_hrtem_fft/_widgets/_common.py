@@ -11,8 +11,8 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, Table
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QStyledItemDelegate
 
-from ..layers import find_result_layers, result_info
-from ._calibration import layer_pixel_size
+from .._napari.calibration import layer_pixel_size
+from .._napari.layers import find_result_layers, result_info
 
 __all__ = [
     "ResultSourceDock",

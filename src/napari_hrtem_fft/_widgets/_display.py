@@ -11,9 +11,9 @@ maps hold it, so that a value read off the colour bar is the value in the layer.
 
 from __future__ import annotations
 
+from .._napari.layers import RESULT_KEY, find_result_layers, result_info
 from ..core.quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from ..io import parse_unit
-from ..layers import RESULT_KEY, find_result_layers, result_info
 
 __all__ = [
     "map_title",

@@ -15,8 +15,8 @@ from napari.components import ViewerModel
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from .._napari.calibration import camera_of
 from ..core.reciprocal import g_angle, g_spacing
-from ._calibration import camera_of
 
 __all__ = ["FFTView"]
 

@@ -1,8 +1,9 @@
 """Lattice-map widget: run the rolling-window FFT analysis and show calibrated maps.
 
 The analysis runs in a napari ``thread_worker`` over the module-level generator
-:func:`._analysis.run_analysis` (an image, computed block by block) or, for a movie
-``(t, y, x)``, :func:`._analysis.run_movie_analysis` (frame by frame: the current
+:func:`~napari_hrtem_fft.core.pipeline.run_analysis` (an image, computed block by
+block) or, for a movie ``(t, y, x)``,
+:func:`~napari_hrtem_fft.core.pipeline.run_movie_analysis` (frame by frame: the current
 frame, a range or all frames, optionally tracking the lattice and correcting the
 drift); the result becomes Image layers through
 :func:`napari_hrtem_fft.layers.maps_to_layers` — the same helper as in the console.
@@ -35,6 +36,8 @@ from magicgui.widgets import (
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from .._napari.layers import PICKER_KEY, find_result_layers, maps_to_layers
+from .._napari.regions import labels_mask, region_choices, shapes_mask
 from ..core.calibration import CALIBRATION_KEY, calibrated_maps
 from ..core.maps import map_geometry
 from ..core.movie import MovieResult
@@ -46,10 +49,9 @@ from ..core.pipeline import (
     Progress,
     reporting_errors,
     run_analysis,
+    run_movie_analysis,
     run_to_end,
 )
-from ..layers import PICKER_KEY, find_result_layers, maps_to_layers
-from ._analysis import run_movie_analysis
 from ._common import (
     button_row,
     layer_or_override_pixel_size,
@@ -59,7 +61,6 @@ from ._common import (
 )
 from ._display import empty_map_warnings, replace_result_layers, show_map
 from ._phase import PHASE_KEY, phase_layer_tuples, reference_rectangle
-from ._regions import labels_mask, region_choices, shapes_mask
 
 if TYPE_CHECKING:
     import napari
@@ -1003,8 +1004,8 @@ class LatticeMapWidget(Container):
         FileExistsError
             If ``directory`` already holds files of those names (nothing is written).
         """
+        from .._napari.layers import maps_from_layers, run_options
         from ..core.export import analysis_record, write_results
-        from ..layers import maps_from_layers, run_options
 
         image = self._image.value
         if image is None:

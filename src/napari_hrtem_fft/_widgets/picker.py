@@ -28,6 +28,8 @@ from napari.layers.base import ActionType
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QAbstractItemView
 
+from .._napari.calibration import camera_of, current_plane, world_to_pixel
+from .._napari.layers import PICKER_KEY
 from ..core.calibration import (
     CALIBRATION_KEY,
     MATERIALS,
@@ -40,8 +42,6 @@ from ..core.calibration import (
 )
 from ..core.pipeline import OPTION_LIMITS, AnalysisOptions, check_option
 from ..core.reciprocal import g_angle, g_spacing
-from ..layers import PICKER_KEY
-from ._calibration import camera_of, current_plane, world_to_pixel
 from ._common import (
     button_row,
     debounce_timer,

@@ -17,11 +17,11 @@ from magicgui.widgets import FloatSpinBox, Label, PushButton, create_widget
 from napari.layers import Shapes
 from napari.utils.notifications import show_info
 
+from .._napari.layers import find_result_layers, maps_from_layers
+from .._napari.regions import watch_edits
 from ..core.profile import line_profile
-from ..layers import find_result_layers, maps_from_layers
 from ._common import ResultSourceDock, debounce_timer, maps_source_combo
 from ._plot import dark_canvas, style_axes, style_legend
-from ._regions import watch_edits
 
 if TYPE_CHECKING:
     import napari

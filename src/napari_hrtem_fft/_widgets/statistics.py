@@ -16,8 +16,9 @@ from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QGuiApplication
 
+from .._napari.layers import find_result_layers, result_stacks
+from .._napari.regions import watch_edits
 from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, statistics_text
-from ..layers import find_result_layers, result_stacks
 from ._common import (
     ResultSourceDock,
     debounce_timer,
@@ -27,7 +28,6 @@ from ._common import (
 )
 from ._phase import cores_text
 from ._plot import dark_canvas, style_axes, style_legend
-from ._regions import watch_edits
 
 if TYPE_CHECKING:
     import napari

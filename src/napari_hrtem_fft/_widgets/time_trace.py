@@ -28,7 +28,8 @@ from napari.layers import Labels, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtGui import QGuiApplication
 
-from ..layers import find_result_layers, movie_maps_from_layers
+from .._napari.layers import find_result_layers, movie_maps_from_layers
+from .._napari.regions import labels_mask, region_choices, shapes_mask, watch_edits
 from ._common import (
     ResultSourceDock,
     button_row,
@@ -38,7 +39,6 @@ from ._common import (
     read_only_table,
 )
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
-from ._regions import labels_mask, region_choices, shapes_mask, watch_edits
 
 if TYPE_CHECKING:
     import napari

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..layers import PICKER_KEY
+from .layers import PICKER_KEY
 
 __all__ = [
     "CLOSED_SHAPES",
