@@ -347,5 +347,11 @@ def _parameters(request: _Request, demod) -> dict:
         "method": "closed-form phase difference of Hann-windowed Fourier coefficients",
     }
     if demod is not None:
-        parameters["demodulation"] = (demod / s.pixel_size).tolist()
+        # (n, 2, *lead) in 1/nm; the second modes of two-phase frames, None where none.
+        parameters["demodulation"] = (demod[:, :2] / s.pixel_size).tolist()
+        second = demod[:, 2:] / s.pixel_size
+        if np.isfinite(second).any():
+            parameters["second_demodulation"] = np.where(
+                np.isfinite(second), second, None
+            ).tolist()
     return parameters

@@ -25,7 +25,7 @@ from ._plan import (
     frame_survey,
     within_image,
 )
-from ._survey import _refined, _survey_median, _weighted_medians
+from ._survey import _refined, _survey_modes, _weighted_modes
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
     The blocks of the plan are cut straight from the array (views where the dtype
     allows), with their context inside the image only: windows reaching beyond the
     image are NaN anyway, so that padding would only cost FFT and fold work.  Returns
-    ``(6, n, *lead, my, mx)`` maps and the refined demodulation ``(n, 2, *lead)`` in
-    cycles/pixel (``None`` without refinement).  Closing the generator cancels the
+    ``(6, n, *lead, my, mx)`` maps and the refined demodulation ``(n, 4, *lead)`` in
+    cycles/pixel (two modes, the second NaN where there is none; ``None`` without
+    refinement).  Closing the generator cancels the
     blocks not yet started.
     """
     lead = arr.shape[:-2]
@@ -100,9 +101,10 @@ def _cut(arr, job, settings: Settings, work):
 
 
 def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, counter):
-    """Generator of progress per surveyed block; returns the refined ``(n, 2, *lead)``."""
+    """Generator of progress per surveyed block; returns the refined ``(n, 4, *lead)``."""
     lead = arr.shape[:-2]
-    demod = np.empty((settings.given.shape[0], 2, *lead))
+    demod = np.empty((settings.given.shape[0], 4, *lead))
+    modes = partial(_survey_modes, window=settings.window)
 
     def survey(job):
         frame, context = _cut(arr, job, settings, work)
@@ -121,7 +123,7 @@ def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, co
                 yield counter.step("survey")
             grid.append(np.concatenate(row, axis=-1))
         frame_survey_ = np.concatenate(grid, axis=-2)
-        medians = np.stack(list(pool.map(_survey_median, frame_survey_.swapaxes(0, 1))))
+        medians = np.stack(list(pool.map(modes, frame_survey_.swapaxes(0, 1))))
         demod[(slice(None), slice(None), *f)] = _refined(medians, settings.given, settings.window)
     logger.debug("demodulation after the survey (cycles/pixel): %s", demod.tolist())
     return demod
@@ -149,11 +151,11 @@ def dask_maps(x, plan: BlockPlan, settings: Settings, refine: bool):
     survey = _overlap_pass(x, plan, settings, _survey_of_block, 3, _coarse_chunks(plan))
     lead_ind = tuple(f"l{i}" for i in range(x.ndim - 2))
     demod = da.blockwise(
-        _weighted_medians,
+        partial(_weighted_modes, window=settings.window),
         ("R", "C", *lead_ind),
         survey,
         ("F", "R", *lead_ind, "y", "x"),
-        new_axes={"C": 2},
+        new_axes={"C": 4},
         concatenate=True,
         dtype=np.float64,
         meta=np.empty((0,) * x.ndim),
@@ -205,7 +207,7 @@ def _coarse_chunks(plan: BlockPlan):
 
 
 def _refined_pass(x, plan: BlockPlan, settings: Settings, demod):
-    """The maps demodulated at the survey's medians ``demod (n, 2, *lead)``.
+    """The maps demodulated at the survey's modes ``demod (n, 4, *lead)``.
 
     ``blockwise``, not ``map_overlap``: the second input is one small array per block of
     frames that every spatial block of those frames reads (broadcast along y and x),

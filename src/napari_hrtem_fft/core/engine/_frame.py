@@ -42,42 +42,13 @@ _NOISE_SAMPLES = 2**16
 _LEAKAGE_NEGLIGIBLE = 1e-6
 
 
-# Elements of the spectrum per chunk of a fold: every kernel is applied to one chunk
-# while it sits in the CPU cache (2 MB in complex64), which makes the folds about 1.5x
-# faster than whole-array passes.
-_FOLD_CHUNK = 2**18
+# Multiply-adds per matrix product of the first fold (half of OpenBLAS's threshold for
+# starting threads of its own).
+_BLAS_ONE_THREAD = 2**15
 
-
-def _fold(spec, kernels, step: int, axis: int, out, work):
-    """Fold ``spec × kernel`` along ``axis`` (0 or 1) into ``L/step`` bins, per kernel.
-
-    ``spec`` is ``(Ly, Lx)``; ``kernels`` is ``(k, L)``, already holding the position
-    ramp and the 1/step factor; ``out[j]`` receives ``(Ly/step, Lx)`` (axis 0) or
-    ``(Ly, Lx/step)`` (axis 1) for kernel ``j``.  Summing the ``step`` aliases of every
-    bin before the inverse FFT gives exactly the inverse transform sampled at every
-    ``step``.  ``work`` is a flat scratch buffer of at least ``_FOLD_CHUNK`` elements and
-    ``step·max(Ly, Lx)``.
-    """
-    ly, lx = spec.shape
-    if axis == 0:
-        m = ly // step
-        aliases = spec.reshape(step, m, lx)
-        ker = kernels.reshape(-1, step, m, 1)
-        rows = max(1, _FOLD_CHUNK // (step * lx))
-    else:
-        m = lx // step
-        aliases = spec.reshape(ly, step, m)
-        ker = kernels.reshape(-1, step, m)
-        rows = max(1, _FOLD_CHUNK // lx)
-    for r0 in range(0, m if axis == 0 else ly, rows):
-        part = aliases[:, r0 : r0 + rows] if axis == 0 else aliases[r0 : r0 + rows]
-        product = work[: part.size].reshape(part.shape)
-        for j in range(ker.shape[0]):
-            # A multiply into the scratch buffer and a sum over the alias axis: faster
-            # than einsum's generic complex loop.
-            np.multiply(part, ker[j, :, r0 : r0 + rows] if axis == 0 else ker[j], out=product)
-            np.sum(product, axis=0 if axis == 0 else 1, out=out[j][r0 : r0 + rows])
-    return out
+# Bytes of the first folds of one chunk of rows: they are folded again along x while they
+# sit in the CPU cache, so that the first folds never travel to memory.
+_FOLD_CHUNK_BYTES = 2**21
 
 
 def _window_centres(shape, window: int, step: int, start, count):
@@ -163,7 +134,9 @@ def _unit_scale(sample, offset) -> float:
     return 2.0 ** -round(math.log2(rms))
 
 
-def _coefficients(data, demod, *, window, step, start, count, background, noise, workers):
+def _coefficients(
+    data, demod, *, window, step, start, count, background, noise, workers, noise_count=None
+):
     """Windowed Fourier coefficients at c, c - e_y and c - e_x, and the background power.
 
     ``data`` is a mean-removed float32 2D frame; ``noise`` is False (no background
@@ -171,7 +144,8 @@ def _coefficients(data, demod, *, window, step, start, count, background, noise,
     centred on local pixels ``start + (i, j)·step`` for ``(i, j) < count``; ``demod``
     is ``(k, 2)`` in cycles/pixel.  Returns ``coef (3, k, my, mx)`` (complex64, phase
     referred to each window's centre) and the background ``|Z|²`` expected at each
-    reflection ``(k, 1, 1)`` (or ``None``).
+    reflection ``(k, 1, 1)`` (or ``None``; only for the first ``noise_count`` rows of
+    ``demod`` if given, the others being second demodulations of the same reflections).
     """
     h, w = data.shape
     # One 2D spectrum serves every kernel: fold along one axis with the first-axis
@@ -182,19 +156,17 @@ def _coefficients(data, demod, *, window, step, start, count, background, noise,
     if noise is False:
         noise = None
     elif noise is True:
-        noise = _spectral_noise(spectrum, demod, window, _apodised_energy(lengths, data.shape))
+        energy = _apodised_energy(lengths, data.shape)
+        noise = _spectral_noise(spectrum, demod, window, energy, noise_count)
     else:
         # Missing pixels are zeros here: they count for nothing in the energy.  Their
         # holes in the fringes spread some fringe power near g, which makes the
         # amplitude of that frame conservative (docs/method.md).
         energy = _apodised_energy(lengths, data.shape, noise)
-        noise = _spectral_noise(spectrum, demod, window, energy)
+        noise = _spectral_noise(spectrum, demod, window, energy, noise_count)
     kernels = _Kernels(window, step, lengths, start, spectrum.dtype)
-    first = _first_folds(spectrum, demod, kernels, background)
+    folded = _folds(spectrum, demod, kernels, background)
     del spectrum
-    work = np.empty(max(_FOLD_CHUNK, step * max(lengths)), dtype=kernels.ctype)
-    folded = _second_folds(first, demod, kernels, background, work)
-    del first
     # The inverse along y, then along x for the map rows only.
     my, mx = count
     grid = sfft.ifft(folded, axis=-2, overwrite_x=True, workers=workers)[:, :my]
@@ -206,8 +178,11 @@ def _coefficients(data, demod, *, window, step, start, count, background, noise,
     return coef, noise
 
 
-def _spectral_noise(spectrum, demod, window: int, h2: float):
+def _spectral_noise(spectrum, demod, window: int, h2: float, count=None):
     """The noise power ``E|Z|²`` of a window at each reflection, ``(k, 1, 1)`` float32.
+
+    Only the first ``count`` rows of ``demod`` if given; the main lobes of all are kept
+    out of the background.
 
     For noise of power spectral density ``P`` near ``g``, a window's coefficient has
     ``E|Z|² = P·(Σ w²)²``.  The frame's spectrum, apodised by a periodic Hann window
@@ -220,10 +195,11 @@ def _spectral_noise(spectrum, demod, window: int, h2: float):
     """
     shape = np.array(spectrum.shape)
     w2 = float(np.sum(hann_taps(window)[1] ** 2)) ** 2
-    out = np.empty(demod.shape[0])
-    for r, f0 in enumerate(demod):
+    out = np.empty(demod.shape[0] if count is None else count)
+    for r, f0 in enumerate(demod[: out.size]):
         idx, keep = _noise_bins(f0, demod, shape, window)
-        near = _apodised(spectrum, idx)[keep]
+        rows, cols = np.nonzero(keep)
+        near = _apodised(spectrum, idx[0][rows], idx[1][cols])
         power = near.real.astype(np.float64) ** 2 + near.imag.astype(np.float64) ** 2
         out[r] = np.quantile(power, _NOISE_QUANTILE)
     floor = 1e-30 * max(float(np.mean(np.abs(spectrum[::7, ::7]) ** 2)), 1e-30)
@@ -256,19 +232,20 @@ def _noise_bins(f0, demod, shape, window: int):
     return idx, keep
 
 
-def _apodised(spectrum, idx):
-    """The spectrum of the Hann-apodised frame at rows ``idx[0]`` × columns ``idx[1]``.
+def _apodised(spectrum, rows, cols):
+    """The spectrum of the Hann-apodised frame at the bins ``(rows[i], cols[i])``.
 
     A periodic Hann window ``½ - ½cos(2πn/L)`` multiplies the frame: its spectrum is
     convolved with ``(-¼, ½, -¼)`` along each axis.
     """
     ly, lx = spectrum.shape
-    taps = np.array([-0.25, 0.5, -0.25])
-    rows = (idx[0][None, :] + np.arange(-1, 2)[:, None]) % ly
-    cols = (idx[1][None, :] + np.arange(-1, 2)[:, None]) % lx
-    block = spectrum[np.ix_(rows.ravel(), cols.ravel())].astype(np.complex128)
-    block = block.reshape(3, rows.shape[1], 3, cols.shape[1])
-    return np.einsum("i,iyjx,j->yx", taps, block, taps)
+    taps = (-0.25, 0.5, -0.25)
+    out = np.zeros(rows.shape, dtype=np.complex128)
+    for dy, ty in zip((-1, 0, 1), taps, strict=True):
+        r = (rows + dy) % ly
+        for dx, tx in zip((-1, 0, 1), taps, strict=True):
+            out += (ty * tx) * spectrum[r, (cols + dx) % lx]
+    return out
 
 
 def _apodised_energy(lengths, data_shape, finite=None) -> float:
@@ -299,52 +276,75 @@ class _Kernels:
         return self(axis, [freq, freq], [pos, pos - 1])
 
 
-def _first_folds(spectrum, demod, kernels, background):
-    """Every fold along y, in one sweep over the spectrum: ``(L_y/step, k, L_x)``.
+def _folds(spectrum, demod, kernels, background):
+    """Every kernel folded along y then x: the planes of the small inverse FFT.
 
-    Kernels: the Hann-weighted window means at c and c - e_y first (the f = 0 kernels
-    are Hermitian, so the two results are real and travel as the real and imaginary
-    part of one kernel), then per reflection the windows at c and c - e_y.  Folding is a
-    batched matrix product over the ``L_y/step`` folded rows: row ``m`` of kernel ``j``
-    is ``Σ_a kernel_j[m + a·M] · spectrum[m + a·M]`` (``M = L_y/step``), so that every
-    kernel is applied while its ``step`` spectrum rows sit in the CPU cache, with one
-    read of the spectrum for all of them.
+    Planes: the window means at c (real) and c - e_y (imaginary), at c - e_x (real);
+    then per reflection the windows at c, c - e_y and c - e_x.
+
+    Along y, every kernel at once, as a batched matrix product over the ``M = L_y/step``
+    folded rows: row ``m`` of kernel ``j`` is ``Σ_a ky_j[m + a·M]·S[m + a·M]``, one read
+    of the spectrum for all kernels (the means at c and c - e_y travel as the real and
+    imaginary part of one kernel: the f = 0 kernels are Hermitian and their results
+    real).  Then, chunk by chunk of rows while they sit in the CPU cache, along x: the
+    c - e_x kernel is the c kernel times ``exp(-2πi ν/L_x)``, which at ``ν = b·P + p``
+    (``P = L_x/step``) is ``exp(-2πi b/step)·exp(-2πi p/L_x)``, so that one product with
+    the c kernel serves both, reduced over the aliases ``b`` with weights 1 and
+    ``exp(-2πi b/step)`` (the ``exp(-2πi p/L_x)`` is applied to the folded plane).
     """
     s = kernels.step
     ly, lx = spectrum.shape
-    m = ly // s
-    rows = []
-    if background:
-        mean = kernels.pair(0, 0.0)
-        rows.append(mean[0] + 1j * mean[1])
-    for r in range(demod.shape[0]):
-        rows.extend(kernels.pair(0, demod[r, 0]))
-    ker = np.stack(rows).astype(kernels.ctype, copy=False)
-    # (M, k, step) @ (M, step, L_x) -> (M, k, L_x)
-    ker = np.ascontiguousarray(ker.reshape(len(rows), s, m).transpose(2, 0, 1))
-    return np.matmul(ker, spectrum.reshape(s, m, lx).transpose(1, 0, 2))
-
-
-def _second_folds(first, demod, kernels, background, work):
-    """Folds along x into the planes of the small inverse FFT.
-
-    The window means at c (real) and c - e_y (imaginary) in one plane, at c - e_x (real)
-    in the next; then per reflection the windows at c, c - e_y and c - e_x.
-    """
-    s = kernels.step
-    ly, lx = kernels.lengths
+    m, p = ly // s, lx // s
     k = demod.shape[0]
     n_mean = 2 if background else 0
-    folded = np.empty((n_mean + 3 * k, ly // s, lx // s), dtype=kernels.ctype)
+    y_rows, x_kernels = [], []
     if background:
-        _fold(first[:, 0], kernels.pair(1, 0.0), s, 1, folded[:2], work)
+        mean = kernels.pair(0, 0.0)
+        y_rows.append(mean[0] + 1j * mean[1])
+        x_kernels.append(kernels(1, [0.0], [kernels.start[1]])[0])
     for r in range(k):
-        # On the c windows: c and c - e_x; on the c - e_y windows: c only.
-        kx = kernels.pair(1, demod[r, 1])
-        planes = folded[n_mean + 3 * r : n_mean + 3 * (r + 1)]
-        c = n_mean // 2 + 2 * r
-        _fold(first[:, c], kx, s, 1, [planes[0], planes[2]], work)
-        _fold(first[:, c + 1], kx[:1], s, 1, [planes[1]], work)
+        y_rows.extend(kernels.pair(0, demod[r, 0]))
+        x_kernels.append(kernels(1, [demod[r, 1]], [kernels.start[1]])[0])
+    n_y = len(y_rows)
+    ker = np.stack(y_rows).astype(kernels.ctype, copy=False)
+    ker = np.ascontiguousarray(ker.reshape(n_y, s, m).transpose(2, 0, 1))  # (M, n_y, s)
+    spec = spectrum.reshape(s, m, lx).transpose(1, 0, 2)  # (M, s, L_x)
+    weights = np.stack([np.ones(s), np.exp(-2j * np.pi * np.arange(s) / s)])
+    weights = weights.astype(kernels.ctype)
+    folded = np.empty((n_mean + 3 * k, m, p), dtype=kernels.ctype)
+    # Column strips small enough that BLAS keeps each product on the calling thread:
+    # OpenBLAS starts threads of its own from 2^16 multiply-adds per product, which in
+    # the engine's thread pool (and beside other jobs) made 8 or more kernels 50 times
+    # slower.
+    cols = max(1, _BLAS_ONE_THREAD // (n_y * s))
+    rows = max(1, _FOLD_CHUNK_BYTES // (n_y * lx * spectrum.itemsize))
+    first = np.empty((rows, n_y, lx), dtype=kernels.ctype)
+    product = np.empty((rows, lx), dtype=kernels.ctype)
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
+        part, prod = first[: r1 - r0], product[: r1 - r0]
+        for x0 in range(0, lx, cols):
+            x1 = x0 + cols
+            np.matmul(ker[r0:r1], spec[r0:r1, :, x0:x1], out=part[:, :, x0:x1])
+        # (plane of the first fold, x kernel, first output plane, with c - e_x?)
+        jobs = [(0, 0, 0, True)] if background else []
+        for r in range(k):
+            c, i = n_mean // 2 + 2 * r, n_mean + 3 * r
+            jobs += [(c, n_mean // 2 + r, i, True), (c + 1, n_mean // 2 + r, i + 1, False)]
+        for j, kx, i, both in jobs:
+            np.multiply(part[:, j], x_kernels[kx], out=prod)
+            alias = prod.reshape(-1, s, p)
+            if both:
+                # c into plane i, c - e_x into plane i + 1 (means) or i + 2 (reflections)
+                step_out = 1 if (background and j == 0) else 2
+                out = folded[i : i + step_out + 1 : step_out, r0:r1].transpose(1, 0, 2)
+                np.matmul(weights, alias, out=out)
+            else:
+                np.matmul(weights[:1], alias, out=folded[i : i + 1, r0:r1].transpose(1, 0, 2))
+    ramp = np.exp(-2j * np.pi * np.arange(p) / lx).astype(kernels.ctype)
+    if background:
+        folded[1] *= ramp
+    folded[n_mean + 2 :: 3] *= ramp
     return folded
 
 
@@ -384,17 +384,23 @@ def _frame_maps(
 
     Map pixel ``(i, j)`` is the window centred on local pixel ``start + (i, j)·step``,
     image pixel ``origin + (i, j)·step`` (the phase is referred to the image origin);
-    windows reaching beyond the frame are NaN.  ``demod`` and ``given`` are ``(k, 2)``
-    frequencies in cycles/pixel.
+    windows reaching beyond the frame are NaN.  ``given`` is ``(k, 2)`` and ``demod``
+    ``(k, 2)`` or ``(k, 4)`` frequencies in cycles/pixel: the demodulation of each
+    reflection, and in columns 2-3 a second one (NaN where none), for a frame holding
+    two lattices; each window then takes the one nearer to its own estimate.
     """
     count = out.shape[-2:]
     data, clean, finite = _prepare(frame, window, step, start, count)
     if not clean.any():
         out[...] = np.nan
         return out
+    k = given.shape[0]
+    first = demod[:, :2]
+    second = demod[:, 2:4] if demod.shape[1] > 2 else np.full((k, 2), np.nan)
+    two = np.nonzero(np.all(np.isfinite(second), axis=1))[0]
     coef, noise = _coefficients(
         data,
-        demod,
+        np.concatenate([first, second[two]]),
         window=window,
         step=step,
         start=start,
@@ -402,10 +408,27 @@ def _frame_maps(
         background=background,
         noise=True if finite is None else finite,
         workers=workers,
+        noise_count=k,
     )
-    coef = _remove_leakage(coef, demod, window, background)
-    fy, fx = _phase_frequencies(coef)
-    power = coef[0].real ** 2 + coef[0].imag ** 2
+    # The first modes, then the second ones where there are.  The leakage of the other
+    # reflections is removed within each set of demodulations (the two modes of a
+    # reflection are one and the same fringe); a reflection with one mode is the same
+    # source in both sets.
+    z = coef[:, :k]
+    if two.size:
+        alt, alt_demod = z.copy(), first.copy()
+        alt[:, two], alt_demod[two] = coef[:, k:], second[two]
+    sources = {}
+    z = _remove_leakage(z, first, window, background, sources=sources)
+    fy, fx = _phase_frequencies(z)
+    z0, d32 = z[0], first.astype(np.float32).T[:, :, None, None]
+    if two.size:
+        shared = {j: v for j, v in sources.items() if j not in two}
+        alt = _remove_leakage(alt, alt_demod, window, background, targets=two, sources=shared)
+        z0, fy, fx, d32 = _nearest_mode(
+            (z0, fy, fx, d32), (alt[:, two], second[two].astype(np.float32)), two
+        )
+    power = z0.real**2 + z0.imag**2
     with np.errstate(divide="ignore", invalid="ignore"):
         amp = np.where(power > 0, power / noise, np.float32(0.0))
     # Linearised variance of the phase difference for white noise: the two windows
@@ -414,12 +437,39 @@ def _frame_maps(
     # direct form would lose 4 of float32's 7 digits to the cancellation.
     rho = lag_one_correlation(window)
     a_eff = np.float32(4 * np.pi**2) * np.maximum(amp - np.float32(1.0), np.float32(1e-12))
-    d32 = demod.astype(np.float32)[:, :, None, None]
     one_minus, two_rho, pi = np.float32(1.0 - rho), np.float32(2 * rho), np.float32(np.pi)
-    vy = (one_minus + two_rho * np.sin(pi * (fy - d32[:, 0])) ** 2) / a_eff
-    vx = (one_minus + two_rho * np.sin(pi * (fx - d32[:, 1])) ** 2) / a_eff
+    vy = (one_minus + two_rho * np.sin(pi * (fy - d32[0])) ** 2) / a_eff
+    vx = (one_minus + two_rho * np.sin(pi * (fx - d32[1])) ** 2) / a_eff
     _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search)
-    return _geometric_phase(out, coef[0], given, origin, step)
+    return _geometric_phase(out, z0, given, origin, step)
+
+
+def _nearest_mode(first, second, two):
+    """Per window and reflection, the estimate of the demodulation nearest to it.
+
+    ``first`` holds ``z, fy, fx`` ``(k, my, mx)`` (overwritten) at the first
+    demodulation ``(2, k, 1, 1)``; ``second`` the coefficients ``(3, m, my, mx)`` of the
+    reflections ``two`` at their second demodulation ``(m, 2)``.  The phase difference is
+    unbiased at any offset inside the main lobe, but its variance grows as ``1 + 3β²``
+    with the offset ``β``: the nearer demodulation gives the better estimate.  Returns ``z, fy, fx`` and the
+    demodulation of each window, ``(2, k, my, mx)``.
+    """
+    z, fy, fx, d = first
+    coef, d2 = second
+    fy2, fx2 = _phase_frequencies(coef)
+    d2 = d2.T[:, :, None, None]
+    off1 = np.square(fy[two] - d[0, two]) + np.square(fx[two] - d[1, two])
+    off2 = np.square(fy2 - d2[0]) + np.square(fx2 - d2[1])
+    use = off2 < off1
+    demod = np.empty((2, *fy.shape), dtype=np.float32)
+    demod[...] = d
+    for i, r in enumerate(two):
+        np.copyto(z[r], coef[0, i], where=use[i])
+        np.copyto(fy[r], fy2[i], where=use[i])
+        np.copyto(fx[r], fx2[i], where=use[i])
+        for axis in range(2):
+            np.copyto(demod[axis, r], d2[axis, i], where=use[i])
+    return z, fy, fx, demod
 
 
 def _geometric_phase(out, z, given, origin, step: int):
@@ -456,8 +506,13 @@ def _hann2(window: int, f) -> np.ndarray:
     return hann_dtft(window, f[..., 0]) * hann_dtft(window, f[..., 1])
 
 
-def _remove_leakage(coef, demod, window: int, background: bool):
+def _remove_leakage(coef, demod, window: int, background: bool, targets=None, sources=None):
     """Subtract from each coefficient (in place) the leakage of the other picked components.
+
+    ``targets``: the reflections to correct (default all).  ``sources``: a dict that
+    holds, per reflection ``j``, its uncorrected coefficients and their first-order
+    offsets; entries given are used as they are (the same coefficients at the same
+    demodulation), the others are computed and added.
 
     Each real fringe ``j`` is a pair of components ``a_j exp(2πi f_j·r)`` and its
     conjugate at ``-f_j``; through the window's side lobes both add
@@ -469,6 +524,8 @@ def _remove_leakage(coef, demod, window: int, background: bool):
     of 1e-4 for reflections 10 bins apart in a 64-pixel window).
     """
     k = demod.shape[0]
+    targets = range(k) if targets is None else targets
+    sources = {} if sources is None else sources
     w0 = _hann2(window, np.zeros(2))
     h = 1e-3 / window
     probes = np.array([[0.0, 0.0], [h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]])
@@ -477,7 +534,7 @@ def _remove_leakage(coef, demod, window: int, background: bool):
         f = demod[j] + probes  # (5, 2) candidate true frequencies of component j
         mean_part = _hann2(window, f) / w0 if background else np.zeros(len(f))
         own = _hann2(window, demod[j] - f) - mean_part * _hann2(window, demod[j])
-        for kk in range(k):
+        for kk in targets:
             for sign in (-1.0, 1.0):
                 if sign < 0 and kk == j:
                     continue
@@ -491,18 +548,18 @@ def _remove_leakage(coef, demod, window: int, background: bool):
     # Uncorrected copies of the sources and their first-order local frequency offsets
     # (single precision, as the coefficients: the correction itself is below 1e-3).
     d32 = demod.astype(np.float32)
-    source, offset = {}, {}
-    for j in sorted({term[1] for term in terms}):
-        source[j] = coef[:, j].copy()
-        fy, fx = _phase_frequencies(source[j])
-        offset[j] = (fy - d32[j, 0], fx - d32[j, 1])
-    product = np.empty_like(source[j])
+    for j in sorted({term[1] for term in terms} - set(sources)):
+        source = coef[:, j].copy()
+        fy, fx = _phase_frequencies(source)
+        sources[j] = (source, (fy - d32[j, 0], fx - d32[j, 1]))
+    product = np.empty_like(coef[:, 0])
     for kk, j, conjugate, c0, grad in terms:
-        factor = np.float32(grad[0]) * offset[j][0]
-        factor += np.float32(grad[1]) * offset[j][1]
+        source, offset = sources[j]
+        factor = np.float32(grad[0]) * offset[0]
+        factor += np.float32(grad[1]) * offset[1]
         factor += np.float32(c0)
         # The factor is real: conj(Z)·factor = conj(Z·factor).
-        np.multiply(source[j], factor, out=product)
+        np.multiply(source, factor, out=product)
         if conjugate:
             np.conjugate(product, out=product)
         coef[:, kk] -= product

@@ -191,9 +191,10 @@ def frame_maps(frame, context, origin, demod, settings: Settings, out):
     """The maps ``(6, n, my, mx)`` of one 2D frame (core plus context) into ``out``.
 
     The frame's core starts on image pixel ``origin``.
-    ``demod`` is ``None`` (demodulate at the given reflections) or the refined
-    frequencies ``(n, 2)``; a reflection whose refined frequency moved by less than the
-    tolerance, or that has none, is demodulated at its given frequency.
+    ``demod`` is ``None`` (demodulate at the given reflections) or the survey's modes
+    ``(n, 4)``; a reflection whose first mode moved by less than the tolerance, or that
+    has none, is demodulated at its given frequency, and also at its second mode if it
+    has one.
     """
     given = settings.given
     freqs = given if demod is None else _refined(demod, given, settings.window)
@@ -211,7 +212,7 @@ def block_maps(block, origin, demod, settings: Settings):
     """One block ``(*lead, h, w)`` with ``depth`` context (NaN beyond the image) → maps.
 
     The block's core starts on image pixel ``origin``.  Returns ``(6, n, *lead, my, mx)``
-    float32.  ``demod`` is ``None`` or the refined frequencies ``(n, 2, *lead)`` in
+    float32.  ``demod`` is ``None`` or the survey's modes ``(n, 4, *lead)`` in
     cycles/pixel.
     """
     lead, depth = block.shape[:-2], settings.depth
