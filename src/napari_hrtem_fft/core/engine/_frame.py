@@ -451,8 +451,8 @@ def _nearest_mode(first, second, two):
     demodulation ``(2, k, 1, 1)``; ``second`` the coefficients ``(3, m, my, mx)`` of the
     reflections ``two`` at their second demodulation ``(m, 2)``.  The phase difference is
     unbiased at any offset inside the main lobe, but its variance grows as ``1 + 3β²``
-    with the offset ``β``: the nearer demodulation gives the better estimate.  Returns ``z, fy, fx`` and the
-    demodulation of each window, ``(2, k, my, mx)``.
+    with the offset ``β``: the nearer demodulation gives the better estimate.  Returns
+    ``z, fy, fx`` and the demodulation of each window, ``(2, k, my, mx)``.
     """
     z, fy, fx, d = first
     coef, d2 = second
