@@ -60,6 +60,7 @@ from ._common import (
     show_calibration,
 )
 from ._display import empty_map_warnings, replace_result_layers, show_map
+from ._fit import fit_dock
 from ._phase import PHASE_KEY, phase_layer_tuples, reference_rectangle
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class LatticeMapWidget(Container):
         self._adding = False
         self._init_widgets()
         self._init_layout()
+        fit_dock(self)
         self._connect_events()
         self._on_image_changed()
         self._set_running(False)

@@ -20,6 +20,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 
 from ._common import button_row
+from ._fit import fit_dock
 from ._plot import dark_canvas, style_axes, style_legend
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ class LiveWidget(Container):
         self._control = None
         self._init_widgets()
         self._init_layout()
+        fit_dock(self)
         self._connect_events()
 
     def _init_widgets(self) -> None:

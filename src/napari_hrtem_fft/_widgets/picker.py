@@ -53,6 +53,7 @@ from ._common import (
     show_calibration,
 )
 from ._fft_view import FFTView
+from ._fit import fit_dock
 
 if TYPE_CHECKING:
     import napari
@@ -127,6 +128,7 @@ class ReflectionPickerWidget(Container):
         self._framed = False
         self._init_widgets()
         self._init_layout()
+        fit_dock(self)
         self._connect_events()
         self._on_image_changed()
 

@@ -21,6 +21,7 @@ from .._napari.layers import find_result_layers, maps_from_layers
 from .._napari.regions import watch_edits
 from ..core.profile import line_profile
 from ._common import ResultSourceDock, debounce_timer, maps_source_combo
+from ._fit import fit_dock
 from ._plot import dark_canvas, style_axes, style_legend
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class LineProfileWidget(ResultSourceDock):
         self._watched: list = []
         self._init_widgets()
         self._init_layout()
+        fit_dock(self)
         self._connect_events()
         self.reset_choices()
         self.update_profile()

@@ -26,6 +26,7 @@ from ._common import (
     maps_source_combo,
     read_only_table,
 )
+from ._fit import fit_dock
 from ._phase import cores_text
 from ._plot import dark_canvas, style_axes, style_legend
 
@@ -72,6 +73,7 @@ class LatticeStatisticsWidget(ResultSourceDock):
         self._watched: list = []
         self._init_widgets()
         self._init_layout()
+        fit_dock(self)
         self._connect_events()
         self.reset_choices()
         self.update_statistics()

@@ -38,6 +38,7 @@ from ._common import (
     maps_source_combo,
     read_only_table,
 )
+from ._fit import fit_dock
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._watched: list = []
         self._init_widgets()
         self._init_layout()
+        fit_dock(self)
         self._connect_events()
         self.reset_choices()
         self.update_trace()
