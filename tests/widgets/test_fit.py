@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from magicgui.widgets import Container, Label
-from qtpy.QtWidgets import QAbstractButton, QApplication, QLabel
+from qtpy.QtCore import QPoint
+from qtpy.QtWidgets import QAbstractButton, QAbstractScrollArea, QApplication, QLabel
+
+from napari_hrtem_fft._widgets._fit import _labels
 
 PLUGIN = "napari-hrtem-fft"
 PICKER = "Reflection picker (FFT)"
@@ -29,11 +31,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SCREEN = (1920, 1080)
 # A dock squeezed by the others still shows a few rows (screen pixels).
 MIN_VISIBLE_DOCK = 100
-# As long as the longest status the maps dock writes (a diagnosis per reflection).
-LONG_STATUS = (
-    "done in 2.5 s: 3 reflection(s), maps 33×31; reflection 2 (-3.361, 0.000) 1/nm: "
-    "74 % of the map is NaN, mostly below the amplitude threshold (median amplitude "
-    "2.6 < 10): lower 'crystal threshold' or use a larger window"
+# The maps dock's status after a run on the sample with three mostly empty maps.
+LONG_STATUS = "done in 8.9 s: 3 reflection(s), maps 128×128 — " + " ".join(
+    f"Reflection {k} (d = 0.2247 nm): 53 % of its map is empty inside the image; its peak "
+    "is below the amplitude threshold or outside the search region. Try a larger window, "
+    "a lower peak threshold or no crystal mask, or remove it (strain needs every reflection)."
+    for k in (1, 2, 3)
 )
 
 
@@ -66,17 +69,24 @@ def screen_viewer(make_napari_viewer):
     return viewer
 
 
-def dock_labels(container: Container):
-    """Every magicgui Label of a dock, nested containers included."""
-    for widget in container:
-        if isinstance(widget, Label):
-            yield widget
-        elif isinstance(widget, Container):
-            yield from dock_labels(widget)
+def outside_viewport(widget) -> bool:
+    """Whether ``widget`` sticks out left or right of the scroll area that holds it."""
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QAbstractScrollArea):
+        parent = parent.parentWidget()
+    if parent is None:
+        return False
+    viewport = parent.viewport()
+    left = widget.mapTo(viewport, QPoint(0, 0)).x()
+    return left < 0 or left + widget.width() > viewport.width()
 
 
 def cut_texts(dock_widget) -> list[str]:
-    """Visible labels and buttons of a dock that show less than their whole text."""
+    """Visible labels and buttons of a dock that show less than their whole text.
+
+    Cut by their own size (elided, fewer lines than the text needs) or by the dock's
+    scroll area (wider than the dock: the dock scrolls only vertically).
+    """
     cut = []
     for label in dock_widget.findChildren(QLabel):
         if not label.isVisible() or not label.text():
@@ -85,10 +95,12 @@ def cut_texts(dock_widget) -> list[str]:
             short = label.height() < label.heightForWidth(label.width())
         else:
             short = label.width() < label.sizeHint().width()
-        if short:
+        if short or outside_viewport(label):
             cut.append(f"label {label.text()!r}: {label.width()}×{label.height()}")
     for button in dock_widget.findChildren(QAbstractButton):
-        if button.isVisible() and button.text() and button.width() < button.sizeHint().width():
+        if not button.isVisible() or not button.text():
+            continue
+        if button.width() < button.sizeHint().width() or outside_viewport(button):
             cut.append(f"button {button.text()!r}: {button.width()} < {button.sizeHint().width()}")
     return cut
 
@@ -125,7 +137,7 @@ def test_long_status_wraps_instead_of_widening_or_cutting(screen_viewer):
     docks = open_docks(screen_viewer, COMMON + OTHERS)
     widths = {name: dock_widget.width() for name, (dock_widget, _) in docks.items()}
     for _, widget in docks.values():
-        for label in dock_labels(widget):
+        for label in _labels(widget):
             label.value = LONG_STATUS
     settle(1.5)
     assert_fits(screen_viewer, docks)

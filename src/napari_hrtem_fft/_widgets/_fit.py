@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from magicgui.widgets import Container, Label
 from qtpy.QtCore import QEvent, QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QStyle, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QStyle, QVBoxLayout, QWidget
 
 __all__ = ["MIN_DOCK_HEIGHT", "fit_dock"]
 
@@ -80,6 +80,9 @@ def fit_dock(dock: Container) -> None:
         The dock widget napari embeds (through its ``.native``).
     """
     for label in _labels(dock):
+        # magicgui fixes a Label's size to its text; a wrapped label must be free to
+        # narrow (Preferred) and to grow to the height its lines need (Minimum).
+        label.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         label.native.setWordWrap(True)
     outer = dock.native
     form = QWidget()
