@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Open napari with the synthetic Pd core-shell sample, both plugin widgets docked and a finished
-# analysis. Without a display it runs under Xvfb and leaves a screenshot in demo-output/.
+# Open napari with the synthetic Pd core-shell sample (or the micrograph FILE given), the picker,
+# maps and statistics docks opened from the Plugins menu and a finished analysis.
+# Without a display it runs under Xvfb and leaves a 1920x1080 screenshot in demo-output/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_setup.sh

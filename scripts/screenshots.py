@@ -1,8 +1,13 @@
-"""Screenshots of the widgets for the documentation (docs/images/*.png).
+"""Screenshots of the docks for the documentation (docs/images/*.png).
 
-Run under a (virtual) display from the repository root::
+Run under a (virtual) 1920×1080 display from the repository root::
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python scripts/screenshots.py
+
+Everything is opened as a user opens it, so the pictures show what users get: the
+sample through File › Open Sample, the docks through the Plugins menu
+(``add_plugin_dock_widget``, which hands them napari's ``PublicOnlyProxy`` viewer).
+Each picture is the whole 1920×1080 window.
 
 Writes picker.png (FFT and picked reflections), maps.png (d-spacing map over the image
 with its colour bar), statistics.png (per-region statistics and histogram),
@@ -18,17 +23,20 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from qtpy.QtGui import QImage
 from qtpy.QtWidgets import QApplication
 
-from napari_hrtem_fft._widgets import (
-    LatticeMapWidget,
-    ReflectionPickerWidget,
-    TimeTraceWidget,
+from napari_hrtem_fft._widgets.demo import (
+    MAPS,
+    PICKER,
+    build_demo,
+    hide_fft_layers,
+    open_dock,
+    open_sample,
 )
-from napari_hrtem_fft._widgets.demo import add_sample, build_demo, dock_tabs, hide_fft_layers
 from napari_hrtem_fft.core.fft import region_fft
 
-SIZE = (1600, 1000)
+SIZE = (1920, 1080)
 
 
 def settle(seconds: float = 0.6) -> None:
@@ -46,11 +54,19 @@ def new_viewer() -> napari.Viewer:
     return viewer
 
 
+def screenshot(viewer, path: Path) -> None:
+    """Save the whole window; refuse a picture that is not the screen's size."""
+    settle(1.0)
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    size = QImage(str(path)).size()
+    if (size.width(), size.height()) != SIZE:
+        raise RuntimeError(f"{path}: {size.width()}×{size.height()}, not {SIZE[0]}×{SIZE[1]}")
+
+
 def picker_shot(path: Path) -> None:
     viewer = new_viewer()
-    image = add_sample(viewer)
-    picker = ReflectionPickerWidget(viewer)
-    dock_tabs(viewer, {"Reflection picker (FFT)": picker})
+    image = open_sample(viewer)
+    picker = open_dock(viewer, PICKER)
     picker._image.value = image
     picker._window.value = 256
     settle()
@@ -62,39 +78,34 @@ def picker_shot(path: Path) -> None:
     picker.suggest()
     settle(1.0)
     viewer.layers.selection.active = region
-    settle()
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    screenshot(viewer, path)
     viewer.close()
 
 
 def maps_shot(path: Path, statistics_path: Path) -> None:
     viewer = new_viewer()
     widgets = build_demo(viewer)
-    # build_demo puts the three docks in tabs, the maps tab in front.
     d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 2"))
     viewer.layers.selection.active = d_layer
     for layer in viewer.layers:
         if layer.name.startswith("d-spacing 1") or layer.name.startswith("FFT"):
             layer.visible = False
     viewer.reset_view()
-    settle(1.0)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    screenshot(viewer, path)
 
-    viewer.window.dock_widgets["Lattice statistics"].native.parent().raise_()
     regions = next(layer for layer in viewer.layers if layer.name.startswith("regions"))
     regions.visible = True
     d_layer.visible = False
     viewer.layers.selection.active = regions
     widgets["statistics"].update_statistics()
-    settle(1.0)
-    viewer.screenshot(str(statistics_path), canvas_only=False, flash=False)
+    screenshot(viewer, statistics_path)
     viewer.close()
 
 
 def grid_shot(path: Path) -> None:
     """The image and its FFT in napari's grid mode: one camera for both."""
     viewer = new_viewer()
-    image = add_sample(viewer)
+    image = open_sample(viewer)
     fft = region_fft(image.data, (512, 512), window=256, pixel_size=float(image.scale[-1]))
     viewer.add_image(
         fft.data,
@@ -106,8 +117,7 @@ def grid_shot(path: Path) -> None:
     )
     viewer.canvas.grid.enabled = True
     viewer.reset_view()
-    settle(1.0)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    screenshot(viewer, path)
     viewer.close()
 
 
@@ -137,13 +147,9 @@ def time_trace_shot(path: Path) -> None:
         units=("s", "nm", "nm"),
         contrast_limits=tuple(np.percentile(np.asarray(stack[0]), (0.5, 99.5))),
     )
-    picker = ReflectionPickerWidget(viewer)
-    maps = LatticeMapWidget(viewer)
-    traces = TimeTraceWidget(viewer)
-    dock_tabs(
-        viewer,
-        {"Reflection picker (FFT)": picker, "Lattice maps": maps, "Time traces": traces},
-    )
+    picker = open_dock(viewer, PICKER)
+    maps = open_dock(viewer, MAPS)
+    traces = open_dock(viewer, "Time traces (d, strain vs time)")
     viewer.dims.set_current_step(0, 0)
     picker._image.value = image
     picker._window.value = 128
@@ -171,10 +177,8 @@ def time_trace_shot(path: Path) -> None:
     d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 1"))
     viewer.layers.selection.active = d_layer
     viewer.dims.set_current_step(0, 8)
-    traces.native.parent().raise_()
     viewer.reset_view()
-    settle(1.5)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    screenshot(viewer, path)
     viewer.close()
 
 

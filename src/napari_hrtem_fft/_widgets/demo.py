@@ -1,6 +1,9 @@
 """A ready-made session: the sample particle, the three docks and a finished analysis.
 
-Used by ``scripts/demo.py`` and ``scripts/screenshots.py``::
+Everything is opened as a user opens it: the sample through File › Open Sample, a file
+through the plugin's reader, the docks through the Plugins menu
+(``add_plugin_dock_widget``).  Used by ``scripts/demo.py`` and
+``scripts/screenshots.py``::
 
     viewer = napari.Viewer()
     build_demo(viewer)
@@ -11,7 +14,22 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-__all__ = ["add_sample", "build_demo", "core_shell_regions", "dock_tabs", "hide_fft_layers"]
+__all__ = [
+    "MAPS",
+    "PICKER",
+    "PLUGIN",
+    "STATISTICS",
+    "build_demo",
+    "core_shell_regions",
+    "hide_fft_layers",
+    "open_dock",
+    "open_sample",
+]
+
+PLUGIN = "napari-hrtem-fft"
+PICKER = "Reflection picker (FFT)"
+MAPS = "Lattice maps (d-spacing, angle, strain)"
+STATISTICS = "Lattice statistics (d, angle per region)"
 
 
 def core_shell_regions(shape, *, pixel_size: float, core: float, shell: tuple[float, float]):
@@ -32,21 +50,26 @@ def core_shell_regions(shape, *, pixel_size: float, core: float, shell: tuple[fl
     return labels
 
 
-def add_sample(viewer):
-    """Add the plugin's sample (the calibrated Pd core-shell particle); return its layer."""
-    from .._sample_data import make_core_shell_sample
+def open_sample(viewer):
+    """Open the plugin's sample (the Pd core-shell particle) as File › Open Sample does.
 
-    ((data, kwargs, _),) = make_core_shell_sample()
-    return viewer.add_image(data, **kwargs)
-
-
-def dock_tabs(viewer, docks: dict) -> None:
-    """Dock widgets as tabs of the right dock area (each gets the full height).
-
-    ``docks`` maps the dock titles to the widgets, first tab first.
+    Returns
+    -------
+    napari.layers.Image
+        The calibrated sample layer.
     """
-    for k, (name, widget) in enumerate(docks.items()):
-        viewer.window.add_dock_widget(widget, name=name, area="right", tabify=k > 0)
+    (layer,) = viewer.open_sample(PLUGIN, "pd_core_shell")
+    return layer
+
+
+def open_dock(viewer, name: str):
+    """Open one of the plugin's docks as Plugins › napari-hrtem-fft does; return the widget.
+
+    napari builds the widget with a ``PublicOnlyProxy`` of the viewer, so what it shows
+    is what users get.
+    """
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
 
 
 def hide_fft_layers(viewer) -> None:
@@ -56,16 +79,20 @@ def hide_fft_layers(viewer) -> None:
             layer.visible = False
 
 
-def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
-    """Load the Pd core-shell sample, dock the widgets, pick reflections and map them.
+def build_demo(viewer, *, path=None, window: int = 128, step: int = 8) -> dict:
+    """Open the sample (or ``path``) and the three docks, pick reflections and map them.
 
     The analysis runs synchronously (the widgets' Run button runs the same generator
-    in a worker thread).
+    in a worker thread).  With the sample, a Labels layer of its core and shell feeds
+    the statistics dock.
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
         An empty viewer.
+    path : str or pathlib.Path, optional
+        A micrograph to open with the plugin's reader instead of the sample (its first
+        image).
     window, step : int
         FFT window and map step in pixels.
 
@@ -74,32 +101,28 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     dict
         The widgets (``picker``, ``maps``, ``statistics``) and the ``image`` layer.
     """
-    from . import LatticeMapWidget, LatticeStatisticsWidget, ReflectionPickerWidget
+    if path is None:
+        image = open_sample(viewer)
+        pixel_size = float(image.scale[-1])
+        regions = viewer.add_labels(
+            core_shell_regions(
+                image.data.shape, pixel_size=pixel_size, core=3.0, shell=(5.0, 6.3)
+            ),
+            name="regions (core, shell)",
+            features={"index": [0, 1, 2], "name": ["", "core", "shell"]},
+            scale=image.scale,
+            translate=image.translate,
+            units=tuple(str(u) for u in image.units),
+            opacity=0.35,
+            visible=False,
+        )
+    else:
+        image = viewer.open(str(path), plugin=PLUGIN)[0]
+        regions = None
 
-    image = add_sample(viewer)
-    pixel_size = float(image.scale[-1])
-    regions = viewer.add_labels(
-        core_shell_regions(image.data.shape, pixel_size=pixel_size, core=3.0, shell=(5.0, 6.3)),
-        name="regions (core, shell)",
-        features={"index": [0, 1, 2], "name": ["", "core", "shell"]},
-        scale=image.scale,
-        translate=image.translate,
-        units=tuple(str(u) for u in image.units),
-        opacity=0.35,
-        visible=False,
-    )
-
-    picker = ReflectionPickerWidget(viewer)
-    maps_widget = LatticeMapWidget(viewer)
-    statistics = LatticeStatisticsWidget(viewer)
-    dock_tabs(
-        viewer,
-        {
-            "Reflection picker (FFT)": picker,
-            "Lattice maps": maps_widget,
-            "Lattice statistics": statistics,
-        },
-    )
+    picker = open_dock(viewer, PICKER)
+    maps_widget = open_dock(viewer, MAPS)
+    statistics = open_dock(viewer, STATISTICS)
 
     picker._image.value = image
     picker._window.value = window
@@ -108,10 +131,9 @@ def build_demo(viewer, *, window: int = 128, step: int = 8) -> dict:
     maps_widget.choose_inputs(image, picker.reflections_layer, window=window, step=step)
     maps_widget.run_blocking()
     statistics.reset_choices()
-    statistics._regions.value = regions
+    if regions is not None:
+        statistics._regions.value = regions
     statistics.update_statistics()
     hide_fft_layers(viewer)
-    # Bring the maps tab to the front and let Qt lay the docks out before any screenshot.
-    maps_widget.native.parent().raise_()
     QApplication.processEvents()
     return {"picker": picker, "maps": maps_widget, "statistics": statistics, "image": image}
