@@ -140,33 +140,43 @@ def table_rows(key: str, result: dict) -> list[str]:
 def screenshots(key: str, out: Path) -> dict:
     """Open one file through the Plugins menu path, run, and save the three screenshots.
 
-    Each file gets a fresh viewer, as a user opening it would (no notifications or
-    docks left from the previous file).
+    Each file gets a fresh 1920×1080 viewer, as a user opening it would (no
+    notifications or docks left from the previous file).  The dock in use gets most of
+    the column, as a user drags the bar between the docks.
     """
     import napari
-    from qtpy.QtWidgets import QApplication
+
+    from napari_hrtem_fft._widgets.demo import (
+        MAPS,
+        PICKER,
+        PLUGIN,
+        SCREEN,
+        focus_dock,
+        open_dock,
+        screenshot,
+        settle,
+    )
 
     viewer = napari.Viewer()
-    viewer.window.resize(1920, 1080)
+    viewer.window.resize(*SCREEN)
     path = (DATA / FILES[key][0]).resolve()
-    (image,) = viewer.open(str(path), plugin="napari-hrtem-fft")[:1]
-    _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", "Reflection picker (FFT)")
-    _, maps = viewer.window.add_plugin_dock_widget(
-        "napari-hrtem-fft", "Lattice maps (d-spacing, angle, strain)"
-    )
+    (image,) = viewer.open(str(path), plugin=PLUGIN)[:1]
+    picker = open_dock(viewer, PICKER)
+    maps = open_dock(viewer, MAPS)
     picker.reset_choices()
     picker._image.value = image
     picker._window.value = WINDOW
     picker._max_count.value = MAX_COUNT
     viewer.reset_view()
     picker.suggest()
-    app = QApplication.instance()
-    app.processEvents()
+    focus_dock(viewer, picker)
+    settle()
     shots = {}
     shots["suggest"] = out / f"{key}_suggest.png"
-    viewer.screenshot(str(shots["suggest"]), canvas_only=False, flash=False)
+    screenshot(viewer, shots["suggest"])
     maps.choose_inputs(image, picker.reflections_layer, window=WINDOW)
     added = maps.run_blocking()
+    focus_dock(viewer, maps)
     for what, layer in (
         ("d", added[0]),
         ("exx", next((a for a in added if a.name.startswith("exx")), None)),
@@ -174,9 +184,8 @@ def screenshots(key: str, out: Path) -> dict:
         if layer is None:
             continue
         viewer.layers.selection.active = layer
-        app.processEvents()
         shots[what] = out / f"{key}_{what}.png"
-        viewer.screenshot(str(shots[what]), canvas_only=False, flash=False)
+        screenshot(viewer, shots[what])
     viewer.close()
     return shots
 

@@ -18,49 +18,31 @@ synthetic in-situ movie, its tracked maps and the time-trace dock).
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtGui import QImage
-from qtpy.QtWidgets import QApplication
 
 from napari_hrtem_fft._widgets.demo import (
     MAPS,
     PICKER,
+    SCREEN,
     build_demo,
+    focus_dock,
     hide_fft_layers,
     open_dock,
     open_sample,
+    screenshot,
+    settle,
 )
 from napari_hrtem_fft.core.fft import region_fft
-
-SIZE = (1920, 1080)
-
-
-def settle(seconds: float = 0.6) -> None:
-    """Let Qt lay out and paint (docks, OpenGL canvases)."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        QApplication.processEvents()
-        time.sleep(0.02)
 
 
 def new_viewer() -> napari.Viewer:
     viewer = napari.Viewer(title="napari-hrtem-fft")
-    viewer.window.resize(*SIZE)
+    viewer.window.resize(*SCREEN)
     settle()
     return viewer
-
-
-def screenshot(viewer, path: Path) -> None:
-    """Save the whole window; refuse a picture that is not the screen's size."""
-    settle(1.0)
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    size = QImage(str(path)).size()
-    if (size.width(), size.height()) != SIZE:
-        raise RuntimeError(f"{path}: {size.width()}×{size.height()}, not {SIZE[0]}×{SIZE[1]}")
 
 
 def picker_shot(path: Path) -> None:
@@ -91,6 +73,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
         if layer.name.startswith("d-spacing 1") or layer.name.startswith("FFT"):
             layer.visible = False
     viewer.reset_view()
+    focus_dock(viewer, widgets["maps"])
     screenshot(viewer, path)
 
     regions = next(layer for layer in viewer.layers if layer.name.startswith("regions"))
@@ -98,6 +81,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
     d_layer.visible = False
     viewer.layers.selection.active = regions
     widgets["statistics"].update_statistics()
+    focus_dock(viewer, widgets["statistics"])
     screenshot(viewer, statistics_path)
     viewer.close()
 
@@ -178,6 +162,7 @@ def time_trace_shot(path: Path) -> None:
     viewer.layers.selection.active = d_layer
     viewer.dims.set_current_step(0, 8)
     viewer.reset_view()
+    focus_dock(viewer, traces, others=260)
     screenshot(viewer, path)
     viewer.close()
 

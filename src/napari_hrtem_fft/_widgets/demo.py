@@ -11,25 +11,35 @@ through the plugin's reader, the docks through the Plugins menu
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from qtpy.QtWidgets import QApplication
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QImage
+from qtpy.QtWidgets import QApplication, QDockWidget
 
 __all__ = [
     "MAPS",
     "PICKER",
     "PLUGIN",
+    "SCREEN",
     "STATISTICS",
     "build_demo",
     "core_shell_regions",
+    "focus_dock",
     "hide_fft_layers",
     "open_dock",
     "open_sample",
+    "screenshot",
+    "settle",
 ]
 
 PLUGIN = "napari-hrtem-fft"
 PICKER = "Reflection picker (FFT)"
 MAPS = "Lattice maps (d-spacing, angle, strain)"
 STATISTICS = "Lattice statistics (d, angle per region)"
+# The screen the documentation's screenshots show (pixels, width × height).
+SCREEN = (1920, 1080)
 
 
 def core_shell_regions(shape, *, pixel_size: float, core: float, shell: tuple[float, float]):
@@ -70,6 +80,45 @@ def open_dock(viewer, name: str):
     """
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
     return widget
+
+
+def settle(seconds: float = 0.6) -> None:
+    """Let Qt lay out and paint (docks, OpenGL canvases)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def focus_dock(viewer, widget, *, others: int = 200) -> None:
+    """Give the dock of ``widget`` most of its column; the others keep ``others`` px.
+
+    As a user does by dragging the bars between the docks.
+    """
+    window = viewer.window._qt_window
+    right = Qt.DockWidgetArea.RightDockWidgetArea
+    column = [
+        dock
+        for dock in window.findChildren(QDockWidget)
+        if dock.isVisible() and window.dockWidgetArea(dock) == right
+    ]
+    focus = widget.native
+    while not isinstance(focus, QDockWidget):
+        focus = focus.parentWidget()
+    total = sum(dock.height() for dock in column)
+    rest = total - others * (len(column) - 1)
+    sizes = [rest if dock is focus else others for dock in column]
+    window.resizeDocks(column, sizes, Qt.Orientation.Vertical)
+    settle()
+
+
+def screenshot(viewer, path) -> None:
+    """Save the whole window as ``path`` (PNG); refuse a picture not of the screen size."""
+    settle(1.0)
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    size = QImage(str(path)).size()
+    if (size.width(), size.height()) != SCREEN:
+        raise RuntimeError(f"{path}: {size.width()}×{size.height()}, not {SCREEN[0]}×{SCREEN[1]}")
 
 
 def hide_fft_layers(viewer) -> None:
