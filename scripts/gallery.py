@@ -176,7 +176,7 @@ def screenshots(key: str, out: Path) -> dict:
     screenshot(viewer, shots["suggest"])
     maps.choose_inputs(image, picker.reflections_layer, window=WINDOW)
     added = maps.run_blocking()
-    focus_dock(viewer, maps)
+    focus_dock(viewer, maps, show=maps._status)
     for what, layer in (
         ("d", added[0]),
         ("exx", next((a for a in added if a.name.startswith("exx")), None)),

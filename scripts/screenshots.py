@@ -73,7 +73,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
         if layer.name.startswith("d-spacing 1") or layer.name.startswith("FFT"):
             layer.visible = False
     viewer.reset_view()
-    focus_dock(viewer, widgets["maps"])
+    focus_dock(viewer, widgets["maps"], show=widgets["maps"]._status)
     screenshot(viewer, path)
 
     regions = next(layer for layer in viewer.layers if layer.name.startswith("regions"))
@@ -81,7 +81,7 @@ def maps_shot(path: Path, statistics_path: Path) -> None:
     d_layer.visible = False
     viewer.layers.selection.active = regions
     widgets["statistics"].update_statistics()
-    focus_dock(viewer, widgets["statistics"])
+    focus_dock(viewer, widgets["statistics"], others=150)
     screenshot(viewer, statistics_path)
     viewer.close()
 
@@ -162,7 +162,7 @@ def time_trace_shot(path: Path) -> None:
     viewer.layers.selection.active = d_layer
     viewer.dims.set_current_step(0, 8)
     viewer.reset_view()
-    focus_dock(viewer, traces, others=260)
+    focus_dock(viewer, traces, others=150, show=traces._canvas)
     screenshot(viewer, path)
     viewer.close()
 

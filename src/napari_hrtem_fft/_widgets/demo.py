@@ -16,7 +16,7 @@ import time
 import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage
-from qtpy.QtWidgets import QApplication, QDockWidget
+from qtpy.QtWidgets import QApplication, QDockWidget, QScrollArea
 
 __all__ = [
     "MAPS",
@@ -90,10 +90,11 @@ def settle(seconds: float = 0.6) -> None:
         time.sleep(0.02)
 
 
-def focus_dock(viewer, widget, *, others: int = 200) -> None:
+def focus_dock(viewer, widget, *, others: int = 200, show=None) -> None:
     """Give the dock of ``widget`` most of its column; the others keep ``others`` px.
 
-    As a user does by dragging the bars between the docks.
+    As a user does by dragging the bars between the docks; ``show`` (a widget of the
+    dock, e.g. its status line; magicgui or Qt) is then scrolled into view.
     """
     window = viewer.window._qt_window
     right = Qt.DockWidgetArea.RightDockWidgetArea
@@ -110,6 +111,13 @@ def focus_dock(viewer, widget, *, others: int = 200) -> None:
     sizes = [rest if dock is focus else others for dock in column]
     window.resizeDocks(column, sizes, Qt.Orientation.Vertical)
     settle()
+    if show is not None:
+        show = getattr(show, "native", show)  # a magicgui widget or a Qt widget
+        scroll = show.parentWidget()
+        while not isinstance(scroll, QScrollArea):
+            scroll = scroll.parentWidget()
+        scroll.ensureWidgetVisible(show)
+        settle()
 
 
 def screenshot(viewer, path) -> None:
