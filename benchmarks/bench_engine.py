@@ -22,7 +22,10 @@ resolution matched to the window: ``--repeat`` alternating runs of each, with an
 strain; the ratio of the medians is the figure of issue 10 (target <= 1.5).
 
 Run:  .venv/bin/python benchmarks/bench_engine.py [--repeat 7] [--orig-repeat 2] [--windows 36]
-      [--only-gpa]
+      [--only-gpa] [--before REV]
+
+``--before REV`` also times ``analyze`` of git revision REV (extracted and imported under
+another name) in the same alternation: the cost of a change measured in one run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import argparse
 import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from scipy import optimize
@@ -93,31 +97,64 @@ def original_window(image, center, reflections):
     return out
 
 
-def versus_gpa(image, refl, repeat: int) -> None:
-    """Median wall time of ``analyze`` and ``analyze_gpa``, alternating, and their ratio."""
+def engine_at(rev: str):
+    """``analyze`` of the package at git revision ``rev`` (a copy imported as another name),
+    to time the engine before and after a change in the same run."""
+    import importlib
+    import io
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    tar = subprocess.run(
+        ["git", "archive", rev, "src/napari_hrtem_fft"], cwd=root, capture_output=True, check=True
+    ).stdout
+    where = Path(tempfile.mkdtemp(prefix="engine-before-"))
+    tarfile.open(fileobj=io.BytesIO(tar)).extractall(where, filter="data")
+    (where / "src" / "napari_hrtem_fft").rename(where / "hrtem_before")
+    sys.path.insert(0, str(where))
+    return importlib.import_module("hrtem_before.core.engine").analyze
+
+
+def versus_gpa(image, refl, repeat: int, before: str | None = None) -> None:
+    """Median wall and CPU time of ``analyze`` and ``analyze_gpa`` (and of ``analyze`` at
+    revision ``before``), alternating, and their ratios."""
     options = dict(pixel_size=PIXEL, window=WINDOW, step=STEP)
-    for run in (analyze, analyze_gpa):  # warm-up (imports, FFT plans)
+    runs = {"analyze": analyze, "analyze_gpa": analyze_gpa}
+    if before:
+        runs[f"analyze at {before}"] = engine_at(before)
+    for run in runs.values():  # warm-up (imports, FFT plans)
         run(image[:512, :512], refl, **options)
     print(
         f"local FFT (analyze) vs GPA (analyze_gpa, resolution matched to window {WINDOW}), "
-        f"same image and grid, {repeat} alternating runs each:"
+        f"same image and grid, {repeat} alternating runs each; median wall (CPU) time:"
     )
-    print(f"{'':16s} {'analyze':>22s} {'analyze_gpa':>22s} {'ratio':>7s}")
     for strain in (True, False):
-        times = {analyze: [], analyze_gpa: []}
+        walls = {name: [] for name in runs}
+        cpus = {name: [] for name in runs}
         for _ in range(repeat):
-            for run in times:
-                t0 = time.perf_counter()
+            for name, run in runs.items():
+                t0, c0 = time.perf_counter(), time.process_time()
                 run(image, refl, compute_strain=strain, **options)
-                times[run].append(time.perf_counter() - t0)
-        med = {run: float(np.median(t)) for run, t in times.items()}
-        low = {run: min(t) for run, t in times.items()}
-        cells = [f"{med[r]:.3f} s (min {low[r]:.3f})" for r in times]
+                walls[name].append(time.perf_counter() - t0)
+                cpus[name].append(time.process_time() - c0)
+        wall = {name: float(np.median(t)) for name, t in walls.items()}
+        cpu = {name: float(np.median(t)) for name, t in cpus.items()}
+        print(f"  strain {'on' if strain else 'off'}:")
+        for name in runs:
+            print(f"    {name:24s} {wall[name]:.3f} s ({cpu[name]:.3f} s CPU)")
         print(
-            f"{'strain ' + ('on' if strain else 'off'):16s} {cells[0]:>22s} {cells[1]:>22s} "
-            f"{med[analyze] / med[analyze_gpa]:7.2f}"
+            f"    analyze / analyze_gpa: {wall['analyze'] / wall['analyze_gpa']:.2f} wall, "
+            f"{cpu['analyze'] / cpu['analyze_gpa']:.2f} CPU (target <= 1.5, aim 1)"
         )
-    print("(ratio: median analyze / median analyze_gpa; target <= 1.5, aim 1)")
+        if before:
+            name = f"analyze at {before}"
+            print(
+                f"    analyze / {name}: {wall['analyze'] / wall[name]:.2f} wall, "
+                f"{cpu['analyze'] / cpu[name]:.2f} CPU"
+            )
 
 
 def main():
@@ -126,6 +163,9 @@ def main():
     parser.add_argument("--orig-repeat", type=int, default=2, help="passes of the original")
     parser.add_argument("--windows", type=int, default=36)
     parser.add_argument("--only-gpa", action="store_true", help="only the GPA comparison")
+    parser.add_argument(
+        "--before", metavar="REV", help="also time analyze of this git revision (same run)"
+    )
     args = parser.parse_args()
 
     image, truth = make_image()
@@ -136,7 +176,7 @@ def main():
         f"{n_windows} windows, {len(refl)} reflections, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    versus_gpa(image, refl, args.repeat)
+    versus_gpa(image, refl, args.repeat, args.before)
     if args.only_gpa:
         return
     print()

@@ -30,6 +30,12 @@ _REFINE_TOLERANCE_BINS = 0.1
 # and window 64 is ~0.04 bin, so that noise alone never reaches it.
 _MODE_SEPARATION = 0.25
 _MODE_SHARE = 0.05
+# ... and only when the modes lie this many times further apart than the windows' typical
+# (power-weighted median) distance to their own mode: two phases give 15-28 (core-shell
+# lattices at fringe SNR 1-2), a weak reflection's noise alone about 2 (PZO.dm3's 0.426 nm
+# reflection at window 64), where choosing per window between two demodulations would
+# only sort the noise into two clusters.
+_MODE_CONTRAST = 5.0
 
 
 def _refined(demod, given, window: int):
@@ -120,7 +126,8 @@ def _survey_modes(survey, window: int):
     windows holding ``_MODE_SHARE`` of the power lie more than ``_MODE_SEPARATION`` bins
     from it, their weighted median seeds a second mode; each window then goes to the
     nearer seed and each mode is the weighted median of its windows.  The mode with more
-    power comes first; the second is NaN unless the two end ``_MODE_SEPARATION`` apart.
+    power comes first; the second is NaN unless the two end ``_MODE_SEPARATION`` apart,
+    and ``_MODE_CONTRAST`` times the windows' weighted median distance to their mode.
     """
     out = np.full(4, np.nan)
     weight = survey[2].ravel()
@@ -139,7 +146,9 @@ def _survey_modes(survey, window: int):
     if any(weight[g].sum() < _MODE_SHARE * weight.sum() for g in groups):
         return out
     modes = np.stack([_median2(f[g], weight[g]) for g in groups])
-    if np.hypot(*(modes[0] - modes[1])) * window < _MODE_SEPARATION:
+    separation = np.hypot(*(modes[0] - modes[1])) * window
+    own = np.min([np.hypot(*(f - m).T) for m in modes], axis=0) * window
+    if separation < max(_MODE_SEPARATION, _MODE_CONTRAST * _weighted_median(own, weight)):
         return out
     order = np.argsort([-weight[g].sum() for g in groups], kind="stable")
     return modes[order].ravel()
