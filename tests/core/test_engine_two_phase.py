@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reference import periodogram_peak
+from test_engine import REAL_FILES
 
 from napari_hrtem_fft.core import synthetic as syn
 from napari_hrtem_fft.core.engine import analyze
@@ -103,16 +104,7 @@ def test_dask_input_gives_the_same_two_phase_maps(two_phase):
         np.testing.assert_array_equal(getattr(lazy, name).compute(), getattr(ref, name))
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "ncem_emd/Acquisition_18.emd",
-        "tia/16_STOimage.emi",
-        "dm3/example_Se_implanted_MoS2.dm3",
-        "dm3/PZO.dm3",
-        "dm4/PTO100-40nm-HAADF.dm4",
-    ],
-)
+@pytest.mark.parametrize("name", REAL_FILES)
 def test_real_one_phase_images_keep_a_single_demodulation(shared_data, name):
     # One phase each: the survey's scatter of a weak reflection (PZO's 0.426 nm one at
     # window 64 spreads 0.11 bin, enough to put 5 % of its power 0.25 bin from the
