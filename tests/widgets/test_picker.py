@@ -25,21 +25,42 @@ def test_show_fft_is_calibrated_in_reciprocal_nm(picker):
     widget._show_fft.clicked.emit()
     (fft,) = [layer for layer in widget.fft_viewer.layers if layer.name.startswith("FFT")]
     assert fft.name == "FFT (Pd)"
-    assert fft.data.shape == (128, 128)
-    scale = 1 / (128 * PIXEL_SIZE)
+    # The 128-px window is shown zero-padded to 512 display pixels: 4 per FFT bin.
+    assert fft.data.shape == (512, 512)
+    scale = 1 / (512 * PIXEL_SIZE)
     np.testing.assert_allclose(fft.scale, [scale, scale], rtol=1e-12)
-    # Zero frequency (index 64) at the world origin.
-    np.testing.assert_allclose(fft.data_to_world([64, 64]), [0, 0], atol=1e-12)
+    # Zero frequency (index 256) at the world origin, marked by a cross.
+    np.testing.assert_allclose(fft.data_to_world([256, 256]), [0, 0], atol=1e-12)
     assert str(fft.units[-1]) in ("1 / nanometer", "1/nm")
-    # The reflections layer is active, in add mode, above the FFT.
+    (zero,) = [layer for layer in widget.fft_viewer.layers if layer.name == "g = 0"]
+    np.testing.assert_array_equal(zero.data, [[0.0, 0.0]])
+    assert widget.fft_viewer.canvas.overlays["scale_bar"].visible
+    # Contrast limits inside the data range, the view framed on the low orders.
+    assert fft.data.min() <= fft.contrast_limits[0] < fft.contrast_limits[1] <= fft.data.max()
+    # The reflections layer is active, in add mode, above the FFT and the zero mark.
     refl = widget.reflections_layer
     assert widget.fft_viewer.layers.selection.active is refl and refl.mode == "add"
-    assert widget.fft_viewer.layers.index(refl) > widget.fft_viewer.layers.index(fft)
+    assert widget.fft_viewer.layers.index(refl) > widget.fft_viewer.layers.index(zero)
+    assert widget.fft_viewer.layers.index(zero) > widget.fft_viewer.layers.index(fft)
     # The window outline on the image: a 128 px square around the region point.
     (outline,) = [layer for layer in viewer.layers if layer.name == "FFT window"]
     corners = outline.data[0]
     side = corners.max(axis=0) - corners.min(axis=0)
     np.testing.assert_allclose(side, [128 * PIXEL_SIZE] * 2, rtol=1e-6)  # float32
+
+
+def test_show_fft_again_on_the_same_window_keeps_the_layer(picker):
+    _, _, widget = picker
+    widget._show_fft.clicked.emit()
+    (fft,) = [layer for layer in widget.fft_viewer.layers if layer.name.startswith("FFT")]
+    data = fft.data
+    widget._show_fft.clicked.emit()
+    assert fft.data is data  # nothing recomputed
+    widget._window.value = 64
+    widget._show_fft.clicked.emit()
+    (again,) = [layer for layer in widget.fft_viewer.layers if layer.name.startswith("FFT")]
+    assert again is fft and fft.data is not data  # updated in place
+    np.testing.assert_allclose(fft.scale[-1], 1 / (512 * PIXEL_SIZE))
 
 
 def test_suggest_finds_the_pd_reflections_and_fills_the_table(picker):
@@ -52,14 +73,14 @@ def test_suggest_finds_the_pd_reflections_and_fills_the_table(picker):
     np.testing.assert_allclose(d, [D_002, D_111, D_111], rtol=5e-3)
     table = widget._table.value
     assert len(table["data"]) == 3
-    assert table["columns"] == ("#", "gy (1/nm)", "gx (1/nm)", "d (nm)", "angle (°)")
+    assert table["columns"] == ("#", "gy (nm⁻¹)", "gx (nm⁻¹)", "d (nm)", "angle (°)")
     np.testing.assert_allclose(sorted(float(r[3]) for r in table["data"]), d, atol=1e-4)
-    # Sensible digits: d to 0.1 pm, angles to 0.01° (not "61.8900").
+    # Sensible digits: d in nm to 4 significant digits, angles to 0.1° (not "61.8900").
     assert all(
-        len(r[3].split(".")[1]) == 4 and len(r[4].split(".")[1]) == 2 for r in table["data"]
+        len(r[3].split(".")[1]) == 4 and len(r[4].split(".")[1]) == 1 for r in table["data"]
     )
-    labels = list(widget.reflections_layer.features["label"])
-    assert labels[0].startswith("1: ") and " nm, " in labels[0] and "°" in labels[0]
+    # On the canvas, the number only: the table has d and angle.
+    assert list(widget.reflections_layer.features["label"]) == ["1", "2", "3"]
 
 
 def test_a_click_near_a_peak_snaps_onto_it(picker):
@@ -101,7 +122,7 @@ def test_uncalibrated_image_enables_the_pixel_size_field(make_napari_viewer, sam
     widget._pixel_size.value = 0.04
     widget._show_fft.clicked.emit()
     fft = next(layer for layer in widget.fft_viewer.layers if layer.name.startswith("FFT"))
-    np.testing.assert_allclose(fft.scale[-1], 1 / (128 * 0.04))
+    np.testing.assert_allclose(fft.scale[-1], 1 / (512 * 0.04))  # 128 px padded to 512
 
 
 def test_window_is_limited_to_the_image_and_an_odd_window_is_an_error(

@@ -17,8 +17,12 @@ from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .._napari.calibration import camera_of
 from ..core.reciprocal import g_angle, g_spacing
+from ._display import _overlay as canvas_overlay
 
 __all__ = ["FFTView"]
+
+# The zero-frequency cross is this many FFT bins across.
+_ZERO_MARK_BINS = 3.0
 
 
 class _CloseWatcher(QObject):
@@ -56,6 +60,8 @@ class FFTView(QWidget):
         super().__init__(parent)
         self.viewer = ViewerModel(title=title)
         self._qt_viewer = None
+        self._spectrum_layer = None
+        self._zero_mark = None
         self._watcher: _CloseWatcher | None = None
         # Radius (1/nm) to frame once the canvas has its real size: right after it is
         # made, the canvas is not laid out yet and its size means nothing.
@@ -94,6 +100,61 @@ class FFTView(QWidget):
         window = self.window()
         if self._watcher is None or self._watcher.parent() is not window:
             self._watcher = _CloseWatcher(window, self.close_canvas)
+
+    def show_spectrum(self, spectrum, *, name: str) -> None:
+        """Show a :class:`~napari_hrtem_fft.core.fft_display.SpectrumImage`.
+
+        The first call adds the spectrum layer (below every other layer), the
+        zero-frequency mark and the nm⁻¹ scale bar; later calls update the layer's data,
+        calibration and contrast in place, which redraws without rebuilding it.
+        """
+        layer = self._spectrum_layer
+        if layer is None:
+            layer = self.viewer.add_image(
+                spectrum.data,
+                name=name,
+                scale=spectrum.scale,
+                translate=spectrum.translate,
+                units="1/nm",
+                colormap="gray",
+                contrast_limits=spectrum.contrast_limits,
+                interpolation2d="linear",
+            )
+            self.viewer.layers.move(self.viewer.layers.index(layer), 0)
+            self._spectrum_layer = layer
+            self._add_zero_mark(spectrum.bin)
+            scale_bar = canvas_overlay(self.viewer, "scale_bar")
+            scale_bar.visible = True
+            scale_bar.box = True
+        else:
+            if tuple(layer.scale) != tuple(spectrum.scale):
+                layer.scale = spectrum.scale
+                layer.translate = spectrum.translate
+            layer.data = spectrum.data
+            layer.contrast_limits = spectrum.contrast_limits
+            if layer.name != name:
+                layer.name = name
+            size = _ZERO_MARK_BINS * spectrum.bin
+            if self._zero_mark.current_size != size:
+                self._zero_mark.size = size
+                self._zero_mark.current_size = size
+
+    def _add_zero_mark(self, bin_size: float) -> None:
+        """A cross at g = 0, drawn over the spectrum and under the reflections."""
+        layer = self.viewer.add_points(
+            np.zeros((1, 2)),
+            name="g = 0",
+            ndim=2,
+            symbol="cross",
+            size=_ZERO_MARK_BINS * bin_size,
+            face_color="cyan",
+            border_width=0,
+            opacity=0.8,
+            units="1/nm",
+        )
+        layer.editable = False
+        self.viewer.layers.move(self.viewer.layers.index(layer), 1)
+        self._zero_mark = layer
 
     def _on_cursor(self, event=None) -> None:
         if self._qt_viewer is None or not self.viewer.layers:

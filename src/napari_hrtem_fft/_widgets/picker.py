@@ -13,47 +13,39 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    PushButton,
-    SpinBox,
-    create_widget,
-)
+from magicgui.widgets import Container, Label
 from napari.layers import Image, Points
 from napari.layers.base import ActionType
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtWidgets import QAbstractItemView
 
 from .._napari.calibration import camera_of, current_plane, world_to_pixel
 from .._napari.layers import PICKER_KEY
 from ..core.calibration import (
     CALIBRATION_KEY,
-    MATERIALS,
     ScaleCorrection,
     affine_correction,
     correction_from_planes,
     isotropic_correction,
     layer_geometry,
-    material_planes,
 )
-from ..core.pipeline import OPTION_LIMITS, AnalysisOptions, check_option
+from ..core.pipeline import check_option
 from ..core.reciprocal import g_angle, g_spacing
 from ._common import (
-    button_row,
     debounce_timer,
     fill_table,
     layer_or_override_pixel_size,
     max_window,
-    pixel_size_field,
-    read_only_table,
     show_calibration,
 )
 from ._fft_view import FFTView
 from ._fit import fit_dock
+from ._picker_parts import (
+    TABLE_COLUMNS,
+    CalibrateSection,
+    PickSection,
+    RegionSection,
+    reflection_table,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -64,23 +56,8 @@ REGION_LAYER = "FFT region"
 OUTLINE_LAYER = "FFT window"
 REFLECTIONS_LAYER = "reflections"
 
-_TABLE_COLUMNS = ["#", "gy (1/nm)", "gx (1/nm)", "d (nm)", "angle (°)"]
-
-# Default view of the FFT: out to |g| = 10 nm⁻¹ (d = 1 Å), beyond any HRTEM fringe of
-# interest, unless Nyquist is lower.
-_DEFAULT_FFT_RADIUS = 10.0
-
-# Points are drawn this many FFT bins across.
-_POINT_BINS = 5.0
-
-
-def _known_lattice_choices() -> list[tuple[str, tuple]]:
-    """(label, (material, hkl)) of every listed plane of the built-in materials."""
-    return [
-        (f"{name} {plane['label']}  d = {plane['d']:.4f} nm", (name, plane["hkl"]))
-        for name in MATERIALS
-        for plane in material_planes(name)
-    ]
+# Points are drawn this many FFT bins across: the Hann main lobe of a reflection.
+_POINT_BINS = 4.0
 
 
 def _square_outline(center, window: int, layer: Image) -> np.ndarray:
@@ -119,7 +96,7 @@ class ReflectionPickerWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self._viewer = viewer
         # Set while this widget itself rewrites point positions, so that the data
         # event it triggers does not snap (and rewrite) again.
@@ -135,106 +112,20 @@ class ReflectionPickerWidget(Container):
     # ------------------------------------------------------------------ set-up
 
     def _init_widgets(self) -> None:
-        self._image = create_widget(
-            annotation=Image,
-            label="image",
-            options={"tooltip": "Image layer whose region FFT is shown (one frame of a movie)."},
-        )
-        self._calibration = Label(
-            label="calibration",
-            tooltip="Pixel size read from the layer's scale and units.",
-        )
-        self._pixel_size = pixel_size_field(
-            "nm per pixel, used only when the image layer has no calibration "
-            "(units px/pixel, or scale 1)."
-        )
-        self._window = SpinBox(
-            label="window (px)",
-            value=AnalysisOptions.window,
-            min=OPTION_LIMITS["window"]["min"],
-            max=max_window(None),
-            step=OPTION_LIMITS["window"]["multiple"],
-            tooltip=(
-                "Side of the square FFT window in pixels (even). Larger windows resolve "
-                "reflections more finely but average over a larger area."
-            ),
-        )
-        self._region = ComboBox(
-            label="region",
-            choices=[("'FFT region' point", "point"), ("centre of view", "view")],
-            value="point",
-            tooltip=(
-                "Where the window is: at the point of the 'FFT region' layer (drag it on "
-                "the image), or at the centre of the current view."
-            ),
-        )
-        self._show_fft = PushButton(
-            text="Show FFT",
-            tooltip="Compute the FFT of the window and show it below, calibrated in 1/nm.",
-        )
-        self._max_count = SpinBox(
-            label="suggest up to",
-            value=3,
-            min=1,
-            max=12,
-            tooltip="How many reflections 'Suggest' places (strongest first, one per ±g pair).",
-        )
-        self._suggest = PushButton(
-            text="Suggest reflections",
-            tooltip="Replace the points with the strongest reflections of the region.",
-        )
-        self._snap = CheckBox(
-            text="snap clicks to the nearest peak",
-            value=True,
-            tooltip=(
-                "Move a clicked or dragged point onto the spectrum peak within ±2 bins, "
-                "with sub-bin precision."
-            ),
-        )
-        self._mode_add = PushButton(
-            text="Add", tooltip="Click on the FFT to add reflections (napari 'add' mode)."
-        )
-        self._mode_select = PushButton(
-            text="Select/move",
-            tooltip="Select points to drag them or delete them (Delete key).",
-        )
-        self._delete = PushButton(text="Delete selected", tooltip="Remove the selected points.")
-        self._clear = PushButton(text="Clear", tooltip="Remove all reflections.")
-        self._point_buttons = button_row(
-            self._mode_add, self._mode_select, self._delete, self._clear
-        )
-        self._table = read_only_table(
-            _TABLE_COLUMNS,
-            label="reflections",
-            tooltip="The picked reflections: reciprocal vector, spacing and angle.",
-            min_height=120,
-        )
-        self._table.native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self._known = ComboBox(
-            label="known lattice",
-            choices=_known_lattice_choices(),
-            value=None,
-            nullable=True,
-            tooltip=(
-                "Material and plane of reflections 1 (and 2): their true spacing "
-                "calibrates the image. Empty: type the true d below."
-            ),
-        )
-        self._true_d = FloatSpinBox(
-            label="true d (nm)",
-            value=0.0,
-            min=0.0,
-            max=10.0,
-            step=0.0001,
-            tooltip="True spacing of reflections 1 (and 2) in nm, when no lattice is chosen.",
-        )
-        self._calibrate = PushButton(
-            text="Calibrate scale from reflections 1–2",
-            tooltip=(
-                "Correct the image's scale so that the picked reflections have their true "
-                "spacing: isotropic from one reflection, affine (scan distortion) from two."
-            ),
-        )
+        self._region_section = RegionSection()
+        self._pick_section = PickSection()
+        self._calibrate_section = CalibrateSection()
+        # The controls by name (the callbacks, tests and scripts use these).
+        region, pick, calibrate = self._region_section, self._pick_section, self._calibrate_section
+        self._image, self._calibration = region.image, region.calibration
+        self._pixel_size, self._window = region.pixel_size, region.window
+        self._region, self._show_fft = region.region, region.show
+        self._max_count, self._suggest, self._snap = pick.max_count, pick.suggest, pick.snap
+        self._mode_add, self._mode_select = pick.add, pick.select
+        self._delete, self._clear = pick.delete, pick.clear
+        self._known, self._true_d = calibrate.known, calibrate.true_d
+        self._calibrate = calibrate.calibrate
+        self._table = reflection_table()
         self._status = Label(value="", tooltip="What the picker did last.")
         self._status.native.setWordWrap(True)
         self._fft_view = FFTView(title="FFT")
@@ -243,37 +134,22 @@ class ReflectionPickerWidget(Container):
     def _init_layout(self) -> None:
         self.extend(
             [
-                self._image,
-                self._calibration,
-                self._pixel_size,
-                self._window,
-                self._region,
-                self._show_fft,
-                self._max_count,
-                self._suggest,
-                self._snap,
-                self._point_buttons,
+                self._region_section,
+                self._pick_section,
                 self._table,
-                self._known,
-                self._true_d,
-                self._calibrate,
+                self._calibrate_section,
                 self._status,
             ]
         )
+        # The FFT canvas (a Qt widget, not a magicgui one) goes above the table.
         layout = self.native.layout()
-        # The FFT canvas goes between the point controls and the table (a label row
-        # may wrap the table: find its direct child of this container).
-        row = self._table.native
-        while row.parentWidget() is not self.native:
-            row = row.parentWidget()
-        layout.insertWidget(layout.indexOf(row), self._fft_view, 1)
+        layout.insertWidget(layout.indexOf(self._table.native), self._fft_view, 1)
         self.native.setMinimumWidth(380)
 
     def _connect_events(self) -> None:
         self._image.changed.connect(self._on_image_changed)
-        self._pixel_size.changed.connect(self._on_geometry_changed)
-        self._window.changed.connect(self._on_geometry_changed)
-        self._region.changed.connect(self._on_geometry_changed)
+        for control in (self._pixel_size, self._window, self._region):
+            control.changed.connect(self._on_geometry_changed)
         self._show_fft.clicked.connect(self._on_show_fft)
         self._suggest.clicked.connect(self._on_suggest)
         self._mode_add.clicked.connect(self._on_mode_add)
@@ -311,7 +187,7 @@ class ReflectionPickerWidget(Container):
             text={
                 "string": "{label}",
                 "color": "yellow",
-                "size": 10,
+                "size": 11,
                 "anchor": "center",
             },
             metadata={PICKER_KEY: "reflections"},
@@ -406,6 +282,8 @@ class ReflectionPickerWidget(Container):
         layer = self._image.value
         show_calibration(layer, self._calibration, self._pixel_size)
         self._window.max = max_window(layer)
+        # A new image is framed anew on its own low-order reflections.
+        self._framed = False
         if layer is not None:
             self._on_geometry_changed()
 
@@ -446,6 +324,10 @@ class ReflectionPickerWidget(Container):
     def _draw_outline(self, center, image: Image) -> None:
         outline = self._outline_layer()
         corners = _square_outline(center, self._window_size(), image)
+        if outline.nshapes == 1:
+            # Moving the one rectangle keeps its style and costs one redraw.
+            outline.data = [corners]
+            return
         # About 1/250 of the image: visible at full view, thin when zoomed in.
         extent = float(np.max(np.asarray(image.data.shape[-2:]) * np.abs(image.scale[-2:])))
         with outline.events.data.blocker():
@@ -458,8 +340,12 @@ class ReflectionPickerWidget(Container):
     # ------------------------------------------------------------------ actions
 
     def show_fft(self) -> None:
-        """Compute and show the FFT of the window; raise on invalid input."""
-        from ..core.fft import region_fft
+        """Compute and show the FFT of the window; raise on invalid input.
+
+        Nothing is recomputed or redrawn when the window, its place, the frame and the
+        pixel size are those of the spectrum already shown.
+        """
+        from ..core.fft_display import display_spectrum
 
         image = self._image.value
         if image is None:
@@ -473,44 +359,23 @@ class ReflectionPickerWidget(Container):
             )
         pixel_size = self.pixel_size()
         center = self._window_center(image)
+        frame = tuple(self._viewer.dims.current_step[: max(image.ndim - 2, 0)])
+        key = (id(image.data), frame, center, window, pixel_size)
+        ctx = self._fft_context
+        if ctx is not None and ctx["key"] == key and self._fft_view.has_canvas:
+            return
         self._fft_view.ensure_canvas()
-        fft = region_fft(plane, center, window=window, pixel_size=pixel_size)
-        self._draw_outline(fft.center, image)
-        name = f"FFT ({image.name})"
-        layers = self.fft_viewer.layers
-        fft_layer = next((lyr for lyr in layers if lyr.metadata.get(PICKER_KEY) == "fft"), None)
-        finite = fft.data[np.isfinite(fft.data)]
-        limits = tuple(float(v) for v in np.percentile(finite, (50.0, 99.95)))
-        if limits[1] <= limits[0]:
-            limits = (limits[0], limits[0] + 1.0)
-        if fft_layer is None:
-            fft_layer = self.fft_viewer.add_image(
-                fft.data,
-                name=name,
-                scale=fft.scale,
-                translate=fft.translate,
-                units="1/nm",
-                colormap="gray",
-                contrast_limits=limits,
-                metadata={PICKER_KEY: "fft"},
-            )
-            # Keep the reflections above the spectrum.
-            layers.move(layers.index(fft_layer), 0)
-        else:
-            fft_layer.data = fft.data
-            fft_layer.scale = fft.scale
-            fft_layer.translate = fft.translate
-            fft_layer.contrast_limits = limits
-            fft_layer.name = name
-        size = _POINT_BINS * fft.scale[-1]
-        self._reflections.size = size
-        self._reflections.current_size = size
-        # Labels centred just below the ring, not on the peak.
-        self._reflections.text.translation = np.array([0.9 * size, 0.0])
-        self.fft_viewer.layers.selection.active = self._reflections
+        spectrum = display_spectrum(plane, center, window=window, pixel_size=pixel_size)
+        if ctx is None or (ctx["center"], ctx["window"]) != (spectrum.center, window):
+            self._draw_outline(spectrum.center, image)
+        self._fft_view.show_spectrum(spectrum, name=f"FFT ({image.name})")
+        self._size_points(spectrum.bin)
+        if self.fft_viewer.layers.selection.active is not self._reflections:
+            self.fft_viewer.layers.selection.active = self._reflections
         self._fft_context = {
+            "key": key,
             "plane": plane,
-            "center": fft.center,
+            "center": spectrum.center,
             "window": window,
             "pixel_size": pixel_size,
             "image": image.name,
@@ -519,17 +384,28 @@ class ReflectionPickerWidget(Container):
             **self._reflections.metadata,
             "pixel_size_nm": pixel_size,
             "window": window,
-            "center_px": list(fft.center),
+            "center_px": list(spectrum.center),
             "image": image.name,
         }
         if not self._framed:
-            nyquist = 0.5 / pixel_size
-            self._fft_view.frame(min(nyquist, _DEFAULT_FFT_RADIUS))
+            self._fft_view.frame(spectrum.radius)
             self._framed = True
         self._status.value = (
-            f"FFT of {window}×{window} px at ({fft.center[0]}, {fft.center[1]}) px; "
-            f"1 bin = {fft.scale[-1]:.4f} nm⁻¹"
+            f"FFT of {window}×{window} px at ({spectrum.center[0]}, {spectrum.center[1]}) px; "
+            f"1 bin = {spectrum.bin:.4f} nm⁻¹"
         )
+
+    def _size_points(self, bin_size: float) -> None:
+        """Rings a Hann main lobe wide (4 FFT bins), numbered at the ring's upper right.
+
+        One offset for every label: two labels then overlap only where their rings do.
+        """
+        size = _POINT_BINS * bin_size
+        if self._reflections.current_size == size:
+            return
+        self._reflections.size = size
+        self._reflections.current_size = size
+        self._reflections.text.translation = np.array([-0.6 * size, 0.6 * size])
 
     def suggest(self) -> None:
         """Replace the reflections by the strongest ones of the region."""
@@ -647,13 +523,22 @@ class ReflectionPickerWidget(Container):
     # ------------------------------------------------------------- reflections
 
     def _set_points(self, g: np.ndarray) -> None:
+        """Replace every point: data, selection and labels, drawn once."""
+        layer = self._reflections
+        # One redraw for the three changes (each alone rebuilds the points' visual).
+        with layer.events.blocker_all():
+            layer.data = g
+            layer.selected_data = set()
+            self._update_features()
+        layer.refresh()
         self._updating_points = True
         try:
-            self._reflections.data = g
-            self._reflections.selected_data = set()
+            # What the blocker held back, for anyone else listening to the layer.
+            layer.events.data(
+                value=layer.data, action=ActionType.CHANGED, data_indices=(), vertex_indices=()
+            )
         finally:
             self._updating_points = False
-        self._update_features()
 
     def _snap_indices(self, indices) -> None:
         """Move the given points onto the nearest peak of the shown FFT."""
@@ -711,25 +596,25 @@ class ReflectionPickerWidget(Container):
         n = len(g)
         d = g_spacing(g) if n else np.empty(0)
         angle = g_angle(g) if n else np.empty(0)
-        # d in nm, as in the layer names, colour bar and status line of the maps.
-        labels = [f"{k + 1}: {d[k]:.4f} nm, {angle[k]:.1f}°" for k in range(n)]
+        # On the canvas only the number: the labels of a dense lattice's reflections,
+        # a few bins apart, would cover each other; d and angle are in the table.
         self._reflections.features = pd.DataFrame(
             {
                 "number": np.arange(1, n + 1),
                 "d_nm": d,
                 "angle_deg": angle,
-                "label": labels,
+                "label": [str(k + 1) for k in range(n)],
             }
         )
         self._reflections.refresh_text()
-        rows = [
-            [
-                k + 1,
-                f"{g[k, 0]:.3f}",
-                f"{g[k, 1]:.3f}",
-                f"{d[k]:.4f}",
-                f"{angle[k]:.2f}",
-            ]
-            for k in range(n)
-        ]
-        fill_table(self._table, rows, _TABLE_COLUMNS)
+        fill_table(self._table, reflection_rows(g, d, angle), TABLE_COLUMNS)
+
+
+def reflection_rows(g: np.ndarray, d: np.ndarray, angle: np.ndarray) -> list[list]:
+    """Table rows: number, g (nm⁻¹, 0.001), d (nm, 4 significant digits), angle (0.1°)."""
+    # Rounded first, and + 0.0, so that a component of -0.0004 prints as 0.000.
+    g = np.round(g, 3) + 0.0
+    return [
+        [k + 1, f"{g[k, 0]:.3f}", f"{g[k, 1]:.3f}", f"{d[k]:#.4g}", f"{angle[k]:.1f}"]
+        for k in range(len(g))
+    ]
