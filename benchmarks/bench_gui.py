@@ -103,7 +103,7 @@ def main() -> None:
     g = np.asarray(picker.reflections_layer.data, float)
 
     def run(layer, step):
-        maps.choose_inputs(layer, picker.reflections_layer, window=128, step=step)
+        maps.choose_inputs(layer, window=128, step=step)
         # start() sets the worker inside the click; it is None again once the layers are in.
         seconds = click(app, maps._run, lambda: maps.worker is None)
         if not str(maps._status.value).startswith("done"):

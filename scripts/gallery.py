@@ -174,7 +174,7 @@ def screenshots(key: str, out: Path) -> dict:
     shots = {}
     shots["suggest"] = out / f"{key}_suggest.png"
     screenshot(viewer, shots["suggest"])
-    maps.choose_inputs(image, picker.reflections_layer, window=WINDOW)
+    maps.choose_inputs(image, window=WINDOW)
     added = maps.run_blocking()
     focus_dock(viewer, maps, show=maps._status)
     for what, layer in (

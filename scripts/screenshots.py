@@ -141,7 +141,7 @@ def time_trace_shot(path: Path) -> None:
     settle()
     picker.suggest()
 
-    maps.choose_inputs(image, picker.reflections_layer, window=128, step=8)
+    maps.choose_inputs(image, window=128, step=8)
     maps._frames.value = "all frames"
     maps._track.value = True
     maps.run_blocking()

@@ -31,7 +31,7 @@ def test_mos2_affine_calibration_reaches_the_maps(make_napari_viewer, shared_dat
     assert len(picker.reflections) == 0  # measured with the old scale
 
     picker.suggest()
-    maps.choose_inputs(image, picker.reflections_layer, window=128, step=16)
+    maps.choose_inputs(image, window=128, step=16)
     maps.run_blocking()
     d_layers = [
         layer

@@ -22,7 +22,7 @@ def open_docks(viewer, image, *, step: int):
     picker._image.value = image
     picker._window.value = 64
     picker.suggest()
-    maps.choose_inputs(image, picker.reflections_layer, window=64, step=step)
+    maps.choose_inputs(image, window=64, step=step)
     return maps
 
 

@@ -17,8 +17,10 @@ from napari_hrtem_fft._widgets import (
     ReflectionPickerWidget,
 )
 from napari_hrtem_fft._widgets.demo import core_shell_regions
+from napari_hrtem_fft._widgets.lattice_maps import PICKED
+from napari_hrtem_fft.core.picked import PickedReflections
 from napari_hrtem_fft.core.reciprocal import g_spacing
-from napari_hrtem_fft.layers import find_result_layers
+from napari_hrtem_fft.layers import PICKER_KEY, find_result_layers
 
 EXPECTED_NAMES = {
     "angle 1",
@@ -46,7 +48,7 @@ def docked(viewer_with_sample):
     picker._image.value = image
     picker._window.value = 64
     picker._suggest.clicked.emit()
-    maps.choose_inputs(image, picker.reflections_layer, window=64, step=8)
+    maps.choose_inputs(image, window=64, step=8)
     return viewer, image, picker, maps, stats
 
 
@@ -62,11 +64,19 @@ def _run(qtbot, widget, timeout=30_000):
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout)
 
 
-def test_picker_reflections_are_offered_and_the_window_follows(docked):
-    _, _, picker, maps, _ = docked
-    assert picker.reflections_layer in [layer for _, layer in maps._reflection_choices()]
-    assert maps._reflections.value is picker.reflections_layer
-    assert maps._window.value == 64  # taken from the picker's FFT
+def test_picker_reflections_are_handed_over_with_the_image_and_the_window_follows(docked):
+    _, image, picker, maps, _ = docked
+    # The picks travel in the image layer's metadata, not through the docks.
+    record = PickedReflections.from_metadata(image.metadata)
+    np.testing.assert_array_equal(record.g, picker.reflections)
+    assert record.window == 64 and record.pixel_size == pytest.approx(PIXEL_SIZE)
+    assert maps._reflections.value == PICKED
+    np.testing.assert_array_equal(maps._inputs()["reflections"], record.g)
+    assert maps._window.value == 64  # taken from the picked record
+    # Points layers of g in the main viewer are offered too; the picker's own are not.
+    choices = [value for _, value in maps._reflection_choices()]
+    assert choices[0] == PICKED
+    assert not any(getattr(value, "metadata", {}).get(PICKER_KEY) for value in choices)
 
 
 def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
@@ -87,7 +97,7 @@ def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
         info = layer.metadata["napari_hrtem_fft"]
         assert info["parameters"]["window"] == 64 and info["parameters"]["step"] == 8
         assert info["source"] == "Pd"
-        assert info["options"]["reflections_layer"] == "reflections"
+        assert info["options"]["reflections_layer"] == "picked on 'Pd'"
         assert info["options"]["crystal_mask"] is True
         # Every value once: the window is in the parameters only.
         assert "window" not in info and "window" not in info["options"]
@@ -117,6 +127,7 @@ def test_cancel_stops_within_a_second_and_adds_nothing(docked, qtbot):
         units=("s", "nm", "nm"),
     )
     maps._image.value = movie
+    maps._reflections.value = image  # the reflections picked on the still image
     n_layers = len(viewer.layers)
     maps._run.clicked.emit()
     qtbot.waitUntil(lambda: maps._progress.value > 0, timeout=10_000)
@@ -238,7 +249,7 @@ def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_
     record = json.loads((out / "Pd.json").read_text(encoding="utf-8"), parse_constant=_reject)
     assert record["input"]["layer"] == "Pd" and record["input"]["pixel_size_nm"] == PIXEL_SIZE
     assert record["analysis"]["window"] == 64 and record["analysis"]["crystal_mask"] is True
-    assert record["reflections"][0]["source"] == "reflections"
+    assert record["reflections"][0]["source"] == "picked on 'Pd'"
 
     # A second export into the same folder is refused, with a notification.
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}

@@ -7,6 +7,7 @@ import pytest
 from widget_sample import D_002, D_111, PIXEL_SIZE
 
 from napari_hrtem_fft._widgets import ReflectionPickerWidget
+from napari_hrtem_fft.core.picked import PICKED_KEY, PickedReflections
 from napari_hrtem_fft.core.reciprocal import g_spacing
 
 
@@ -139,3 +140,21 @@ def test_window_is_limited_to_the_image_and_an_odd_window_is_an_error(
     widget._window.value = 63
     widget._show_fft.clicked.emit()
     assert len(errors) == 1 and "window must be even and >= 16, got 63" in errors[0]
+
+
+def test_picks_are_stored_with_their_image_and_come_back_with_it(picker, qtbot):
+    viewer, image, widget = picker
+    widget._suggest.clicked.emit()
+    record = PickedReflections.from_metadata(image.metadata)
+    np.testing.assert_array_equal(record.g, widget.reflections)
+    assert (record.window, record.pixel_size) == (128, pytest.approx(PIXEL_SIZE))
+    # A click added on the FFT is in the record at once.
+    widget._snap.value = False
+    widget.reflections_layer.add([3.0, 3.0])
+    assert len(PickedReflections.from_metadata(image.metadata).g) == 4
+    # Another image has its own (no) picks; back on the first, its picks return.
+    other = viewer.add_image(np.zeros((256, 256), np.float32), scale=(0.02, 0.02), units="nm")
+    widget._image.value = other
+    assert len(widget.reflections) == 0 and PICKED_KEY not in other.metadata
+    widget._image.value = image
+    np.testing.assert_array_equal(widget.reflections, [*record.g.tolist(), [3.0, 3.0]])

@@ -185,7 +185,7 @@ def build_demo(viewer, *, path=None, window: int = 128, step: int = 8) -> dict:
     picker._window.value = window
     picker.suggest()
 
-    maps_widget.choose_inputs(image, picker.reflections_layer, window=window, step=step)
+    maps_widget.choose_inputs(image, window=window, step=step)
     maps_widget.run_blocking()
     statistics.reset_choices()
     if regions is not None:

@@ -41,6 +41,7 @@ from .._napari.regions import labels_mask, region_choices, shapes_mask
 from ..core.calibration import CALIBRATION_KEY, calibrated_maps
 from ..core.maps import map_geometry
 from ..core.movie import MovieResult
+from ..core.picked import PICKED_KEY, PickedReflections
 from ..core.pipeline import (
     OPTION_LIMITS,
     SMOOTHING_METHODS,
@@ -73,6 +74,11 @@ DRIFT_KEY = "napari_hrtem_fft_drift"
 
 #: Which frames of a movie are analysed.
 FRAME_MODES = ("current frame", "all frames", "range")
+
+#: The 'reflections' choice that reads the reflections picked on the chosen image
+#: (stored with it by the reflection picker, :mod:`napari_hrtem_fft.core.picked`);
+#: the picks of another image are offered as that Image layer.
+PICKED = "picked on this image (FFT picker)"
 
 _DRIFT_CHOICES = [
     ("none", "none"),
@@ -152,8 +158,8 @@ class LatticeMapWidget(Container):
             choices=self._reflection_choices,
             nullable=True,
             tooltip=(
-                "Points layer whose points are the reflections (gy, gx) in 1/nm, e.g. the "
-                "picker's 'reflections' layer."
+                "The reflections picked on this image in the Reflection picker, those "
+                "picked on another image, or a Points layer of reflections (gy, gx) in 1/nm."
             ),
         )
         self._window = SpinBox(
@@ -410,46 +416,38 @@ class LatticeMapWidget(Container):
 
     # --------------------------------------------------------------- choices
 
-    def reflection_sources(self) -> list[Points]:
-        """Points layers that can hold reflections: the main viewer's and pickers'."""
-        layers = [
-            layer
-            for layer in self._viewer.layers
-            if isinstance(layer, Points) and layer.metadata.get(PICKER_KEY) != "region"
+    def _reflection_choices(self, widget=None) -> list[tuple[str, object]]:
+        """The chosen image's picks, any image's picks, then Points layers of ``(gy, gx)``."""
+        layers = self._viewer.layers
+        picked = [(f"picked on {lyr.name!r}", lyr) for lyr in layers if PICKED_KEY in lyr.metadata]
+        points = [
+            (layer.name, layer)
+            for layer in layers
+            if isinstance(layer, Points) and PICKER_KEY not in layer.metadata
         ]
-        window = getattr(self._viewer, "window", None)
-        docks = getattr(window, "dock_widgets", None) or {}
-        for widget in list(docks.values()):
-            layer = getattr(widget, "reflections_layer", None)
-            if isinstance(layer, Points) and layer not in layers:
-                layers.append(layer)
-        return layers
+        return [(PICKED, PICKED), *picked, *points]
 
-    def _reflection_choices(self, widget=None) -> list[tuple[str, Points]]:
-        out = []
-        for layer in self.reflection_sources():
-            where = " (FFT picker)" if layer.metadata.get(PICKER_KEY) else ""
-            out.append((f"{layer.name}{where}", layer))
-        return out
+    def _picked_name(self) -> str:
+        """Where the picked reflections come from, as recorded with the maps."""
+        source = self._reflections.value
+        image = self._image.value if isinstance(source, str) else source
+        return f"picked on {image.name!r}"
+
+    def _picked(self) -> PickedReflections | None:
+        """The reflections picked (FFT picker) on the chosen image or the image chosen."""
+        source = self._reflections.value
+        image = self._image.value if isinstance(source, str) else source
+        if not isinstance(image, Image):
+            return None
+        return PickedReflections.from_metadata(image.metadata)
 
     def _track_region_choices(self, widget=None) -> list[tuple[str, object]]:
         return region_choices(self._viewer.layers)
 
-    def reset_choices(self, *args) -> None:
-        """Refresh the layer lists (napari calls this when layers change)."""
-        previous = self._reflections.value
-        super().reset_choices(*args)
-        if self._reflections.value is None or previous is None:
-            # Prefer the picker's layer when nothing was chosen yet.
-            for _, layer in self._reflection_choices():
-                if layer.metadata.get(PICKER_KEY) == "reflections":
-                    self._reflections.value = layer
-                    break
-
     def choose_inputs(
         self,
         image: Image,
-        reflections: Points,
+        reflections: Points | str = PICKED,
         *,
         window: int | None = None,
         step: int | None = None,
@@ -460,9 +458,10 @@ class LatticeMapWidget(Container):
         ----------
         image : napari.layers.Image
             The image or movie layer to analyse.
-        reflections : napari.layers.Points
-            The reflections ``(gy, gx)`` in nm⁻¹, e.g. the picker's layer (whose FFT
-            window is then taken over, as in the dock).
+        reflections : napari.layers.Points or str
+            A Points layer of reflections ``(gy, gx)`` in nm⁻¹, or (default)
+            :data:`PICKED`, the reflections picked on the image in the picker (whose
+            FFT window is then taken over, as in the dock).
         window, step : int, optional
             FFT window and map step in pixels (default: as the dock has them).
         """
@@ -534,21 +533,19 @@ class LatticeMapWidget(Container):
             self._first.value = 0
         self._window.max = max_window(layer)
         show_calibration(layer, self._calibration, self._pixel_size)
+        self._on_reflections_changed()
 
     def _on_window_changed(self, event=None) -> None:
         self._step.max = int(self._window.value)
 
     def _on_reflections_changed(self, event=None) -> None:
-        layer = self._reflections.value
-        if layer is None:
+        picked = self._picked()
+        if picked is None:
             return
-        # The picker records the window and pixel size its FFT used.
-        window = layer.metadata.get("window")
-        if window:
-            self._window.value = int(window)
-        pixel_size = layer.metadata.get("pixel_size_nm")
-        if pixel_size and self._pixel_size.enabled:
-            self._pixel_size.value = float(pixel_size)
+        # The window and pixel size of the FFT the reflections were picked on.
+        self._window.value = picked.window
+        if self._pixel_size.enabled:
+            self._pixel_size.value = picked.pixel_size
 
     def _on_options_changed(self, event=None) -> None:
         self._crystal_threshold.enabled = bool(self._crystal_mask.value)
@@ -584,18 +581,26 @@ class LatticeMapWidget(Container):
             raise ValueError(
                 f"layer {image.name!r} is RGB or multiscale; choose a grey-scale image"
             )
-        if self._reflections.value is None:
-            self.reset_choices()
-        points = self._reflections.value
-        if points is None or len(points.data) == 0:
-            raise ValueError("pick at least one reflection (Reflection picker › Suggest)")
+        source = self._reflections.value
+        if isinstance(source, Points):
+            g = np.asarray(source.data, dtype=float)[:, -2:]
+        else:
+            picked = self._picked()
+            g = np.empty((0, 2)) if picked is None else picked.g
+        if len(g) == 0:
+            raise ValueError(
+                f"no reflections picked on {image.name!r} (Reflection picker › Suggest), "
+                "or choose those picked on another image"
+                if source == PICKED
+                else "choose reflections (Reflection picker › Suggest)"
+            )
         options = self.options()
         return {
             "image": image,
-            "reflections": np.asarray(points.data, dtype=float)[:, -2:],
+            "reflections": g,
             "options": options,
             "pixel_size": self.pixel_size(),
-            "points": points.name,
+            "points": source.name if isinstance(source, Points) else self._picked_name(),
             "movie": self._movie_inputs(image, options) if image.ndim == 3 else None,
         }
 

@@ -28,6 +28,7 @@ from ..core.calibration import (
     isotropic_correction,
     layer_geometry,
 )
+from ..core.picked import PICKED_KEY, PickedReflections
 from ..core.pipeline import check_option
 from ..core.reciprocal import g_angle, g_spacing
 from ._common import (
@@ -285,6 +286,7 @@ class ReflectionPickerWidget(Container):
         # A new image is framed anew on its own low-order reflections.
         self._framed = False
         if layer is not None:
+            self._load_picks(layer)
             self._on_geometry_changed()
 
     def _on_geometry_changed(self, event=None) -> None:
@@ -378,13 +380,6 @@ class ReflectionPickerWidget(Container):
             "center": spectrum.center,
             "window": window,
             "pixel_size": pixel_size,
-            "image": image.name,
-        }
-        self._reflections.metadata = {
-            **self._reflections.metadata,
-            "pixel_size_nm": pixel_size,
-            "window": window,
-            "center_px": list(spectrum.center),
             "image": image.name,
         }
         if not self._framed:
@@ -522,14 +517,42 @@ class ReflectionPickerWidget(Container):
 
     # ------------------------------------------------------------- reflections
 
-    def _set_points(self, g: np.ndarray) -> None:
+    def _load_picks(self, image: Image) -> None:
+        """Show the reflections picked earlier on ``image`` (none: an empty table)."""
+        try:
+            picked = PickedReflections.from_metadata(image.metadata)
+        except ValueError as exc:
+            show_warning(f"{image.name!r}: {exc}")
+            picked = None
+        if picked is not None and len(picked.g):
+            self._window.value = min(picked.window, self._window.max)
+        self._set_points(np.empty((0, 2)) if picked is None else picked.g, store=False)
+
+    def _store_picks(self) -> None:
+        """Record the reflections with the image they were picked on (its metadata).
+
+        This is the hand-off: the lattice-map dock reads them from the image layer.
+        """
+        image = self._image.value
+        if image is None:
+            return
+        ctx = self._fft_context or {}
+        picked = PickedReflections(
+            self.reflections,
+            window=int(ctx.get("window", self._window.value)),
+            pixel_size=float(ctx.get("pixel_size", self.pixel_size())),
+            center=ctx.get("center"),
+        )
+        image.metadata = {**image.metadata, PICKED_KEY: picked.to_metadata()}
+
+    def _set_points(self, g: np.ndarray, *, store: bool = True) -> None:
         """Replace every point: data, selection and labels, drawn once."""
         layer = self._reflections
         # One redraw for the three changes (each alone rebuilds the points' visual).
         with layer.events.blocker_all():
             layer.data = g
             layer.selected_data = set()
-            self._update_features()
+            self._update_features(store=store)
         layer.refresh()
         self._updating_points = True
         try:
@@ -591,7 +614,7 @@ class ReflectionPickerWidget(Container):
             self._snap_indices(sorted(layer.selected_data))
             self._update_features()
 
-    def _update_features(self) -> None:
+    def _update_features(self, *, store: bool = True) -> None:
         g = self.reflections
         n = len(g)
         d = g_spacing(g) if n else np.empty(0)
@@ -608,6 +631,8 @@ class ReflectionPickerWidget(Container):
         )
         self._reflections.refresh_text()
         fill_table(self._table, reflection_rows(g, d, angle), TABLE_COLUMNS)
+        if store:
+            self._store_picks()
 
 
 def reflection_rows(g: np.ndarray, d: np.ndarray, angle: np.ndarray) -> list[list]:

@@ -83,8 +83,11 @@ class SpectrumImage:
 
     @property
     def translate(self) -> tuple[float, float]:
-        """``-(size//2)·scale`` (nm⁻¹): the zero frequency at the world origin, so that
-        a world position is ``(gy, gx)`` in nm⁻¹."""
+        """``-(size//2)·scale`` in nm⁻¹, per axis.
+
+        The zero frequency is then at the world origin: a world position is
+        ``(gy, gx)`` in nm⁻¹.
+        """
         zero = self.data.shape[-1] // 2
         return (-zero * self.scale[0], -zero * self.scale[1])
 
