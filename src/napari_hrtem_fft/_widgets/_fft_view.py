@@ -169,12 +169,14 @@ class FFTView(QWidget):
             f"angle = {float(g_angle(g)):.1f}°"
         )
 
-    def frame(self, radius: float) -> None:
-        """Centre the camera on the zero frequency and show ``|g| ≤ radius`` (nm⁻¹)."""
+    def frame(self, radius: float, *, zoom_in: bool = True) -> None:
+        """Centre the camera on the zero frequency and show ``|g| ≤ radius`` (nm⁻¹).
+
+        With ``zoom_in=False`` a view that already shows that disc is left alone.
+        """
         if self._qt_viewer is None or not radius > 0:
             return
         camera = camera_of(self.viewer)
-        camera.center = (0.0, 0.0)
         height, width = self._qt_viewer.canvas.size
         if min(height, width) < 150 or not self._qt_viewer.isVisible():
             self._pending_radius = radius
@@ -182,7 +184,11 @@ class FFTView(QWidget):
         else:
             self._pending_radius = None
             side = min(height, width)
-        camera.zoom = 0.95 * side / (2.0 * radius)
+        zoom = 0.95 * side / (2.0 * radius)
+        if not zoom_in and zoom >= camera.zoom and self._pending_radius is None:
+            return
+        camera.center = (0.0, 0.0)
+        camera.zoom = zoom
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

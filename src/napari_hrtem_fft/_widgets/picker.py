@@ -57,8 +57,9 @@ REGION_LAYER = "FFT region"
 OUTLINE_LAYER = "FFT window"
 REFLECTIONS_LAYER = "reflections"
 
-# Points are drawn this many FFT bins across: the Hann main lobe of a reflection.
-_POINT_BINS = 4.0
+# Points are rings this many FFT bins across: around the peak's top, inside its
+# Hann main lobe (4 bins), so that rings of reflections 3 bins apart stay apart.
+_POINT_BINS = 2.5
 
 
 def _square_outline(center, window: int, layer: Image) -> np.ndarray:
@@ -175,7 +176,7 @@ class ReflectionPickerWidget(Container):
             size=0.5,
             face_color="transparent",
             border_color="yellow",
-            border_width=0.12,
+            border_width=0.15,
             units="1/nm",
             features=pd.DataFrame(
                 {
@@ -391,7 +392,7 @@ class ReflectionPickerWidget(Container):
         )
 
     def _size_points(self, bin_size: float) -> None:
-        """Rings a Hann main lobe wide (4 FFT bins), numbered at the ring's upper right.
+        """Rings 2.5 FFT bins across, numbered at their upper right.
 
         One offset for every label: two labels then overlap only where their rings do.
         """
@@ -400,7 +401,7 @@ class ReflectionPickerWidget(Container):
             return
         self._reflections.size = size
         self._reflections.current_size = size
-        self._reflections.text.translation = np.array([-0.6 * size, 0.6 * size])
+        self._reflections.text.translation = np.array([-0.75 * size, 0.75 * size])
 
     def suggest(self) -> None:
         """Replace the reflections by the strongest ones of the region."""
@@ -420,9 +421,9 @@ class ReflectionPickerWidget(Container):
         if len(g) == 0:
             show_warning("No reflection stands out of the noise in this region.")
         else:
-            # Twice the largest |g|: the labels of the outer points stay in view.
-            radius = min(0.5 / ctx["pixel_size"], 2.0 * float(np.max(np.hypot(*g.T))))
-            self._fft_view.frame(radius)
+            # Zoom out, never in, so that the outer points and their labels are in view.
+            radius = min(0.5 / ctx["pixel_size"], 1.5 * float(np.max(np.hypot(*g.T))))
+            self._fft_view.frame(radius, zoom_in=False)
         self._status.value = f"{len(g)} reflection(s) suggested"
 
     def calibrate(self) -> ScaleCorrection:
