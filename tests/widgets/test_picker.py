@@ -81,7 +81,8 @@ def test_suggest_finds_the_pd_reflections_and_fills_the_table(picker):
         len(r[3].split(".")[1]) == 4 and len(r[4].split(".")[1]) == 1 for r in table["data"]
     )
     # On the canvas, the number only: the table has d and angle.
-    assert list(widget.reflections_layer.features["label"]) == ["1", "2", "3"]
+    assert list(widget.reflections_layer.features["number"]) == [1, 2, 3]
+    assert widget.reflections_layer.text.string.format == "{number}"
 
 
 def test_a_click_near_a_peak_snaps_onto_it(picker):

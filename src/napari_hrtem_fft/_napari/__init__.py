@@ -5,7 +5,9 @@
   :mod:`napari_hrtem_fft.layers` re-exports its public names);
 * :mod:`.calibration`: pixel size, world/pixel coordinates and the displayed plane of
   an image layer;
-* :mod:`.regions`: Shapes and Labels layers as masks on a map grid.
+* :mod:`.regions`: Shapes and Labels layers as masks on a map grid;
+* :mod:`.picking`: the reflection picker's layers (the FFT window on the image, the
+  reflection points on the FFT canvas) and the scale calibration from them.
 
 These modules take layers (or their ``scale``, ``translate``, ``units`` and
 ``metadata``) and return plain numbers and arrays, so they are tested without a
