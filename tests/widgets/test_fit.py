@@ -25,7 +25,6 @@ COMMON = (PICKER, MAPS, STATISTICS)
 OTHERS = (
     "Time traces (d, strain vs time)",
     "Line profile (d, strain, phase along a line)",
-    "Live acquisition (maps, time trace)",
 )
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SCREEN = (1920, 1080)

@@ -1,4 +1,5 @@
-"""Live dock: frames written into a folder become layers and a time trace as they arrive."""
+"""Live section of the time-trace dock: frames written into a folder become layers and
+a time trace as they arrive."""
 
 from __future__ import annotations
 
@@ -8,41 +9,53 @@ import tifffile
 from napari_hrtem_fft.core.movie import read_zarr_maps
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
 
-LIVE = "Live acquisition (maps, time trace)"
+TRACES = "Time traces (d, strain vs time)"
 PIXEL = 0.02  # nm
+# Trace region over the particle on the first frame (nm): 9 × 9 map pixels of 0.16 nm.
+RECT = np.array([[1.8, 1.8], [1.8, 3.3], [3.3, 3.3], [3.3, 1.8]])
 
 
 def _write(folder, k, frame):
-    part = folder / f"frame_{k:03d}.tif.part"
-    tifffile.imwrite(part, frame)
-    part.rename(folder / f"frame_{k:03d}.tif")
+    tifffile.imwrite(folder / f"frame_{k:03d}.tif", frame)
 
 
-def test_live_dock_follows_a_folder_pause_resume_stop(make_napari_viewer, qtbot, tmp_path):
-    stack, _ = synthetic_movie(
+def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, qtbot, tmp_path):
+    stack, truth = synthetic_movie(
         4, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
         amorphous=0.1, expansion_total=0.03, lazy=False,
     )  # fmt: skip
     folder = tmp_path / "acq"
     folder.mkdir()
     viewer = make_napari_viewer()
-    _, live = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", LIVE)
+    shapes = viewer.add_shapes([RECT], shape_type="rectangle", name="regions")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    live = dock._live
     live._source.value = folder
     live._pixel.value = PIXEL
     live._window.value = 64
     live._store.value = tmp_path / "live.zarr"
+    live._regions.value = shapes
     _write(folder, 0, stack[0])
     live._start.clicked.emit()
     qtbot.waitUntil(lambda: "live frame" in viewer.layers, timeout=60_000)
+    first = viewer.layers["live d g1 (nm)"]
+    assert dock._live_trace.choices == ("everything", "region 1")
+    dock._live_trace.value = "region 1"
     for k in (1, 2):
         _write(folder, k, stack[k])
         qtbot.waitUntil(lambda k=k: f"frame {k} " in live._status.value, timeout=60_000)
     d = viewer.layers["live d g1 (nm)"]
+    assert d is first  # updated in place
     assert d.data.shape == (3, 32, 32)  # every frame so far, read from the store
     assert viewer.dims.current_step[0] == 2  # on the newest frame
     np.testing.assert_array_equal(viewer.layers["live frame"].data, stack[2])
-    lines = live._axes.get_lines()
+    # The plot: d (nm) of each reflection in the region, one point per frame.
+    d_axes = dock._figure.axes[0]
+    assert d_axes.get_ylabel() == "median d (nm)"
+    lines = [line for line in d_axes.lines if line.get_label().startswith(("1", "2", "3"))]
     assert len(lines) == 3 and all(len(line.get_xdata()) == 3 for line in lines)
+    np.testing.assert_allclose(lines[0].get_ydata(), truth.d_spacing[:3, 0], rtol=2e-3)
+    assert "0 skipped" in live._status.value
 
     live._pause.clicked.emit()
     assert live._pause.text == "Resume"
@@ -54,6 +67,51 @@ def test_live_dock_follows_a_folder_pause_resume_stop(make_napari_viewer, qtbot,
     assert "stopped: 4 frames analysed, 0 skipped" in live._status.value
     maps = read_zarr_maps(tmp_path / "live.zarr")
     assert maps.d_spacing.shape[1] == 4
-    # d of the strongest reflection follows the 3 % expansion of the movie
-    growth = lines[0].get_ydata()[-1] / lines[0].get_ydata()[0] - 1
-    assert 0.015 < growth < 0.025  # frame 2 of 4: two thirds of 3 %
+    # The stopped run's trace of the region: table, copy and export as for a movie.
+    trace = dock.trace
+    np.testing.assert_array_equal(trace.frames, [0, 1, 2, 3])
+    assert np.all((trace["d_count"] > 50) & (trace["d_count"] <= 81))  # the 9 × 9 region
+    # (the reflections picked on the first frame, in the order find_reflections gives;
+    # 64-pixel windows on a 256² frame, 81 map pixels: within 0.5 %)
+    np.testing.assert_allclose(
+        np.sort(trace["d_median"], axis=1), np.sort(truth.d_spacing, axis=1), rtol=5e-3
+    )
+    assert len(dock._table.value["data"]) == 4
+    assert dock._table.value["columns"][2] == "d1 med. nm"
+    assert dock.copy_text().splitlines()[0].startswith("frame\ttime_s\td_mean_g1_nm")
+
+
+def _slots_of(emitters, docks) -> list[str]:
+    """Names of the methods of ``docks`` connected to ``emitters`` (napari's own
+    ``reset_choices`` connection, removed by napari with the dock, left out)."""
+    names = []
+    for emitter in emitters:
+        for callback in emitter.callbacks:
+            if isinstance(callback, tuple):
+                owner, name = callback[0](), callback[1]
+            else:
+                owner, name = (
+                    getattr(callback, "__self__", None),
+                    getattr(callback, "__name__", ""),
+                )
+            if any(owner is d for d in docks) and name != "reset_choices":
+                names.append(name)
+    return names
+
+
+def test_closing_the_time_trace_dock_disconnects_it_from_the_viewer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    emitters = (
+        viewer.layers.events.inserted, viewer.layers.events.removed,
+        viewer.dims.events.current_step,
+    )  # fmt: skip
+    docks = (dock, dock._live)
+    assert set(_slots_of(emitters, docks)) == {
+        "_on_layers_changed", "_draw_cursor"
+    }  # fmt: skip
+    destroyed = []
+    dock.native.destroyed.connect(lambda *_: destroyed.append(True))
+    dock.native.deleteLater()
+    qtbot.waitUntil(lambda: bool(destroyed), timeout=10_000)
+    assert _slots_of(emitters, docks) == []

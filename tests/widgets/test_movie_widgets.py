@@ -257,7 +257,7 @@ def test_time_trace_in_a_rectangle_matches_the_lattice(session, qtbot, tmp_path,
     curves = [line for line in d_axes.lines if line.get_label().startswith(("1", "2", "3"))]
     assert len(curves) == 3
     assert len(d_axes.collections) == 3 and len(strain_axes.collections) == 3
-    assert d_axes.get_ylabel() == "median d (Å)" and strain_axes.get_xlabel() == "time (s)"
+    assert d_axes.get_ylabel() == "median d (nm)" and strain_axes.get_xlabel() == "time (s)"
     assert len(dock._table.value["data"]) == FRAMES
     text = dock.copy_text().splitlines()
     assert text[0].startswith("frame\ttime_s\td_mean_g1_nm") and len(text) == FRAMES + 1

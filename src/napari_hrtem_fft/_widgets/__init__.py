@@ -1,4 +1,4 @@
-"""napari dock widgets: picker, lattice maps, statistics, time traces, profiles, live.
+"""napari dock widgets: picker, lattice maps, statistics, time traces (with live), profiles.
 
 The analysis itself is in :mod:`napari_hrtem_fft.core`; these widgets only collect the
 user's choices, run it in a worker thread and show the results as layers.  Each dock
@@ -14,7 +14,6 @@ _MODULES = {
     "LatticeMapWidget": ".lattice_maps",
     "LatticeStatisticsWidget": ".statistics",
     "LineProfileWidget": ".profile",
-    "LiveWidget": ".live",
     "ReflectionPickerWidget": ".picker",
     "TimeTraceWidget": ".time_trace",
 }

@@ -1,43 +1,61 @@
-"""Live dock: maps and time trace of an acquisition while it is being recorded.
+"""Live section of the time-trace dock: maps and traces of an acquisition being recorded.
 
 Follows a folder of frames or a growing multi-frame file
 (:func:`napari_hrtem_fft.io._watch.watch_source`) with
 :func:`napari_hrtem_fft.core.live.iter_live` in a napari ``thread_worker``.  Shows the
-newest frame, the d-spacing and strain maps of every frame analysed so far (read from
-the zarr store, so napari's time slider scrolls through them without holding them in
-memory) and the median d of each reflection against time, updated as frames arrive.
-Pause, Resume and Stop act between frames; Stop completes the store.
+newest frame and the d-spacing and strain maps of every frame analysed so far (layers
+``(t, my, mx)`` read frame by frame from the store, so napari's time slider scrolls
+through them without holding them in memory) and hands each frame's time traces to the
+dock that holds the section, which plots them.  Trace regions are the closed shapes
+of a Shapes layer drawn on the first frame; they follow the drift.  Pause, Resume and
+Stop act between frames; Stop completes the store.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QTimer
 
+from .._napari.regions import shape_polygons
 from ._common import button_row
-from ._fit import fit_dock
-from ._plot import dark_canvas, style_axes, style_legend
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LiveWidget", "live_steps"]
+__all__ = ["EVERYTHING", "LiveSection", "live_steps"]
+
+#: Name of the trace over every valid map pixel.
+EVERYTHING = "everything"
 
 
-def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0.1):
+def live_steps(
+    path, *, pixel_size, auto, store, control, window, step, search=0.1, polygons=None
+):  # fmt: skip
     """The live run of the dock, as a generator of updates.
 
     Waits for the first frame, picks ``auto`` reflections on it
-    (:func:`napari_hrtem_fft.find_reflections`), then yields the updates of
+    (:func:`napari_hrtem_fft.find_reflections`), turns ``polygons`` (name → vertices in
+    nm) into trace regions on its map grid, then yields the updates of
     :func:`napari_hrtem_fft.core.live.iter_live` (None while waiting for the first frame).
     """
     from ..core.fft import find_reflections
-    from ..core.live import Prepended, iter_live
+    from ..core.live import Prepended, iter_live, regions_on_grid
     from ..io._watch import watch_source
 
     source = watch_source(path)
@@ -47,7 +65,7 @@ def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0
             return None
         first = source.poll()
         if not first:
-            time.sleep(0.05)
+            time.sleep(0.02)
             yield None
     size = pixel_size or first[0].pixel_size
     if not size:
@@ -55,39 +73,59 @@ def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0
     refl = find_reflections(first[-1].data, pixel_size=size, window=window, max_count=auto)
     if len(refl) == 0:
         raise ValueError(f"no significant reflection found in {first[-1].name}")
-    return (
-        yield from iter_live(
-            Prepended(first, source),
-            refl,
-            pixel_size=size,
-            store=store,
-            overwrite=True,
-            control=control,
-            window=window,
-            step=step,
-            search=search,
-        )
+    regions = {EVERYTHING: None}
+    regions.update(
+        regions_on_grid(polygons or {}, first[0].data.shape, pixel_size=size, step=step)
     )
+    live = iter_live(
+        Prepended(first, source), refl, pixel_size=size, store=store, overwrite=True,
+        control=control, trace_regions=regions, poll_interval=0.02, window=window,
+        step=step, search=search,
+    )  # fmt: skip
+    return (yield from live)
 
 
-class LiveWidget(Container):
-    """Maps and time trace of an acquisition while it is being written.
+class LiveSection(Container):
+    """Controls of a live run and the layers of its newest frame and maps.
 
     Parameters
     ----------
     viewer : napari.viewer.Viewer
         Where the newest frame, its maps and the maps of earlier frames are shown.
+    on_update : callable
+        Called in the GUI thread with each analysed frame's
+        :class:`~napari_hrtem_fft.core.live.LiveUpdate` after its layers are updated
+        (at most once per event-loop turn: frames that arrive faster than they are
+        drawn are drawn once, the newest).
+    on_finished : callable
+        Called with the :class:`~napari_hrtem_fft.core.live.LiveResult` (None after an
+        error or a stop before the first frame).
     """
 
-    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+    def __init__(
+        self,
+        viewer: napari.viewer.Viewer,
+        *,
+        on_update: Callable[[object], None],
+        on_finished: Callable[[object], None],
+    ) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
+        self._on_update_cb, self._on_finished_cb = on_update, on_finished
         self._worker = None
         self._control = None
+        self._latest = None
+        self._skipped = 0
+        #: ``(file name, time.monotonic())`` when each shown frame's layers were updated.
+        self.shown: list[tuple[str, float]] = []
         self._init_widgets()
         self._init_layout()
-        fit_dock(self)
         self._connect_events()
+
+    @property
+    def running(self) -> bool:
+        """Whether a live run is going on (also while paused)."""
+        return self._worker is not None
 
     def _init_widgets(self) -> None:
         self._source = FileEdit(
@@ -97,19 +135,22 @@ class LiveWidget(Container):
             "multi-frame .tif/.mrc file (type its path).",
         )
         self._pixel = FloatSpinBox(
-            label="pixel size (nm)",
-            value=0.0,
-            min=0.0,
-            max=100.0,
-            step=0.001,
+            label="pixel size (nm)", value=0.0, min=0.0, max=100.0, step=0.001,
             tooltip="0: from the files' calibration.",
-        )
+        )  # fmt: skip
         self._auto = SpinBox(
             label="reflections", value=3, min=1, max=8, tooltip="Strongest reflections of "
             "the first frame's centre, one per lattice-plane direction.",
         )  # fmt: skip
         self._window = SpinBox(label="window (px)", value=128, min=16, max=1024, step=2)
         self._step = SpinBox(label="step (px)", value=8, min=1, max=256)
+        self._regions = ComboBox(
+            label="trace regions",
+            choices=self._shapes_choices,
+            nullable=True,
+            tooltip="Shapes layer whose rectangles and polygons (drawn on the first frame, "
+            "in nm) are traced; they follow the drift.  Empty: every valid pixel only.",
+        )
         self._store = FileEdit(
             label="store", mode="w", filter="*.zarr", value="live.zarr",
             tooltip="Zarr store the maps of every frame are appended to (replaced).",
@@ -118,30 +159,48 @@ class LiveWidget(Container):
         self._pause = PushButton(text="Pause", enabled=False)
         self._stop = PushButton(text="Stop", enabled=False)
         self._status = Label(value="idle")
-        self._figure, self._canvas = dark_canvas(
-            (4, 2.4), min_height=180, tooltip="Median d of each reflection per frame."
-        )
-        self._axes = self._figure.add_subplot()
-        style_axes(self._axes, xlabel="time (s)", ylabel="median d (nm)")
+        self._status.native.setWordWrap(True)
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
 
     def _init_layout(self) -> None:
         self.extend([
-            self._source, self._pixel, self._auto, self._window, self._step, self._store,
-            button_row(self._start, self._pause, self._stop), self._status,
+            self._source, self._pixel, self._auto, self._window, self._step, self._regions,
+            self._store, button_row(self._start, self._pause, self._stop), self._status,
         ])  # fmt: skip
-        self.native.layout().addWidget(self._canvas)
 
     def _connect_events(self) -> None:
         self._start.changed.connect(self._on_start)
         self._pause.changed.connect(self._on_pause)
         self._stop.changed.connect(self._on_stop)
+        self._timer.timeout.connect(self._show_latest)
+        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.native.destroyed.connect(self._on_destroyed)
 
-    def _disconnect_events(self) -> None:
-        self._start.changed.disconnect(self._on_start)
-        self._pause.changed.disconnect(self._on_pause)
-        self._stop.changed.disconnect(self._on_stop)
+    def _on_destroyed(self, *args) -> None:
+        """Stop a run and disconnect from the viewer when the dock goes."""
+        if self._control is not None:
+            self._control.stop()
+            self._control.resume()
+        self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
+        self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
+
+    def _shapes_choices(self, widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Shapes)]
+
+    def _on_layers_changed(self, event=None) -> None:
+        self._regions.reset_choices()
 
     # ------------------------------------------------------------------ callbacks
+
+    def polygons(self) -> dict[str, np.ndarray]:
+        """Trace regions of the chosen Shapes layer: ``"region k"`` → vertices (nm)."""
+        layer = self._regions.value
+        if layer is None:
+            return {}
+        return {f"region {k + 1}": p for k, p in enumerate(shape_polygons(layer))}
 
     def _on_start(self) -> None:
         from ..core.live import LiveControl
@@ -151,11 +210,13 @@ class LiveWidget(Container):
             str(self._source.value), pixel_size=float(self._pixel.value) or None,
             auto=int(self._auto.value), store=str(self._store.value),
             control=self._control, window=int(self._window.value), step=int(self._step.value),
+            polygons=self.polygons(),
         )  # fmt: skip
-        worker.yielded.connect(self._on_update)
+        worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_finished)
         worker.errored.connect(self._on_error)
         self._worker = worker
+        self.shown, self._skipped = [], 0
         self._start.enabled = False
         self._pause.enabled = self._stop.enabled = True
         self._status.value = f"waiting for frames in {self._source.value}"
@@ -167,6 +228,7 @@ class LiveWidget(Container):
         if self._control.paused:
             self._control.resume()
             self._pause.text = "Pause"
+            self._status.value = "resumed: waiting for the next frame"
         else:
             self._control.pause()
             self._pause.text = "Resume"
@@ -179,9 +241,11 @@ class LiveWidget(Container):
 
     def _on_error(self, error: Exception) -> None:
         show_error(f"Live: {error}")
+        self._status.value = f"error: {error}"
         self._on_finished(None)
 
     def _on_finished(self, result) -> None:
+        self._show_latest()
         self._start.enabled = True
         self._pause.enabled = self._stop.enabled = False
         self._pause.text = "Pause"
@@ -190,23 +254,37 @@ class LiveWidget(Container):
                 f"stopped: {result.movie.n_frames} frames analysed, {len(result.skipped)} "
                 f"skipped; store {result.store} complete"
             )
+        elif result is not None:
+            self._status.value = "stopped before the first frame: nothing stored"
         self._worker = None
+        self._on_finished_cb(result)
 
-    def _on_update(self, update) -> None:
+    def _on_yielded(self, update) -> None:
+        """Keep the newest frame; draw it once the queued updates are taken."""
         if update is None or update.kind != "frame":
             return
-        self._status.value = f"{update.message}; latency {update.latency:.2f} s"
+        self._skipped += len(update.skipped)
+        # A frame not drawn yet is replaced: its maps are in the store all the same.
+        self._latest = update
+        self._timer.start()
+
+    def _show_latest(self) -> None:
+        update, self._latest = self._latest, None
+        if update is None:
+            return
+        text = f"{update.message}; latency {update.latency:.2f} s"
+        self._status.value = f"{text}; {update.analysed} analysed, {self._skipped} skipped"
         self._show_frame(update)
-        self._show_trace(update.traces["all"])
+        self._on_update_cb(update)
+        self.shown.append((update.name, time.monotonic()))
 
     # ------------------------------------------------------------------ display
 
     def _layer(self, name: str, data, **kwargs):
+        """The layer ``name`` with new data (in place), or a new image layer."""
         if name in self._viewer.layers:
             layer = self._viewer.layers[name]
             layer.data = data
-            for key, value in kwargs.items():
-                setattr(layer, key, value)
             return layer
         return self._viewer.add_image(data, name=name, **kwargs)
 
@@ -214,49 +292,33 @@ class LiveWidget(Container):
         """The newest frame and the maps of every frame so far, on the newest frame."""
         maps = update.maps
         px = maps.pixel_size
-        frame_meta = {"live": True, "frame": update.frame, "time_s": update.time}
-        # The maps of all analysed frames (time axis first), read frame by frame from the
-        # store as the slider asks for them.
         geometry = maps.geometry()
-        scale = (1.0, *geometry["scale"])
-        translate = (0.0, *geometry["translate"])
-        units = ("", "nm", "nm")
+        placement = dict(
+            scale=(1.0, *geometry["scale"]),
+            translate=(0.0, *geometry["translate"]),
+            units=("", "nm", "nm"),
+            opacity=0.6,
+            metadata={"live": True},
+        )
         for k in range(maps.n_reflections):
             self._layer(
-                f"live d g{k + 1} (nm)", update.store.stack("d_spacing", k), scale=scale,
-                translate=translate, units=units, colormap="turbo",
-                metadata={"kind": "d_spacing", **frame_meta},
-                contrast_limits=_limits(np.asarray(maps.d_spacing[k])), opacity=0.6,
+                f"live d g{k + 1} (nm)", update.store.stack("d_spacing", k), colormap="turbo",
+                contrast_limits=_limits(np.asarray(maps.d_spacing[k])), **placement,
             )  # fmt: skip
         if maps.strain is not None:
             self._layer(
-                "live exx", update.store.stack("exx"), scale=scale, translate=translate,
-                units=units, colormap="RdBu_r", contrast_limits=(-0.05, 0.05), opacity=0.6,
-                metadata={"kind": "exx", **frame_meta},
+                "live exx", update.store.stack("exx"), colormap="RdBu_r",
+                contrast_limits=(-0.05, 0.05), **placement,
             )  # fmt: skip
-        frame = np.asarray(update.image)
+        new = "live frame" not in self._viewer.layers
         layer = self._layer(
-            "live frame", frame, scale=(px, px), units=("nm", "nm"), metadata=frame_meta
-        )
-        self._viewer.layers.move(self._viewer.layers.index(layer), 0)
+            "live frame", np.asarray(update.image), scale=(px, px), units=("nm", "nm"),
+            metadata={"live": True},
+        )  # fmt: skip
+        layer.metadata.update({"frame": update.frame, "time_s": update.time, "file": update.name})
+        if new:
+            self._viewer.layers.move(self._viewer.layers.index(layer), 0)
         self._viewer.dims.set_current_step(0, update.analysed - 1)
-
-    def _show_trace(self, trace) -> None:
-        ax = self._axes
-        style_axes(ax, xlabel="time (s)", ylabel="median d (nm)")
-        x = trace.times if trace.times is not None else trace.frames
-        for k in range(trace["d_median"].shape[1]):
-            ax.plot(x, trace["d_median"][:, k], marker="o", markersize=3, label=f"g{k + 1}")
-        style_legend(ax)
-        self._canvas.draw_idle()
-
-    def close(self) -> None:
-        """Stop a run and disconnect the buttons."""
-        if self._control is not None:
-            self._control.stop()
-            self._control.resume()
-        self._disconnect_events()
-        super().close()
 
 
 def _limits(values: np.ndarray) -> tuple[float, float]:

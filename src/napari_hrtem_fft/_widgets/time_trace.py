@@ -3,10 +3,14 @@
 Reads the result layers of one analysed movie (maps ``(t, my, mx)`` as the lattice-map
 widget makes them) and a region — a Shapes layer (rectangles, polygons, ellipses in
 world coordinates), a Labels layer, the crystal mask of each frame, or everything — and
-shows :func:`napari_hrtem_fft.core.movie.time_trace`: the median d (Å) of every
+shows :func:`napari_hrtem_fft.core.movie.time_trace`: the median d (nm) of every
 reflection against time with its spread as a band, the strain when the maps have it, a
 table, a tab-separated copy and a CSV export.  Updates itself when the maps are
 replaced and when the region is edited; a vertical line follows the time slider.
+
+Its Live section (:class:`~napari_hrtem_fft._widgets.live.LiveSection`) follows an
+acquisition while it is recorded: the newest frame and the maps of every frame so far
+as layers, and the plot of the trace of a chosen region updated as frames arrive.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ._common import (
 )
 from ._fit import fit_dock
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
+from .live import EVERYTHING, LiveSection
 
 if TYPE_CHECKING:
     import napari
@@ -67,7 +72,7 @@ def _curve_style(k: int) -> dict:
 
 
 class TimeTraceWidget(ResultSourceDock):
-    """Median d-spacing (Å) and strain per frame of a movie inside a region.
+    """Median d-spacing (nm) and strain per frame of a movie inside a region, also live.
 
     Parameters
     ----------
@@ -84,6 +89,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._x: np.ndarray | None = None
         self._geometry: dict | None = None
         self._cursors: list = []
+        self._curves: list[tuple] = []  # (line, band, axes, stat, k, factor, alpha)
         self._watched: list = []
         self._init_widgets()
         self._init_layout()
@@ -125,7 +131,7 @@ class TimeTraceWidget(ResultSourceDock):
         )
         self._table = read_only_table(
             [],
-            tooltip="Per frame: median and standard deviation of d (Å), pixels used, strain.",
+            tooltip="Per frame: median and standard deviation of d (nm), pixels used, strain.",
             min_height=160,
         )
         self._copy = PushButton(
@@ -146,7 +152,16 @@ class TimeTraceWidget(ResultSourceDock):
         self._figure, self._canvas = dark_canvas(
             (4.0, 3.4),
             min_height=300,
-            tooltip="Median d (Å) per reflection against time, ± 1 standard deviation.",
+            tooltip="Median d (nm) per reflection against time, ± 1 standard deviation.",
+        )
+        self._live_header = Label(value="<b>Live</b>: maps and trace while the movie is recorded")
+        self._live = LiveSection(
+            self._viewer, on_update=self._on_live_update, on_finished=self._on_live_finished
+        )
+        self._live_trace = ComboBox(
+            label="live trace of",
+            choices=[EVERYTHING],
+            tooltip="Region of a live run whose trace is plotted (its trace regions).",
         )
 
     def _init_layout(self) -> None:
@@ -160,6 +175,9 @@ class TimeTraceWidget(ResultSourceDock):
                 self._csv_path,
                 self._buttons,
                 self._status,
+                self._live_header,
+                self._live,
+                self._live_trace,
             ]
         )
         self.native.layout().addWidget(self._canvas, 1)
@@ -175,8 +193,17 @@ class TimeTraceWidget(ResultSourceDock):
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.dims.events.current_step.connect(self._draw_cursor)
+        self._live_trace.changed.connect(self._on_live_trace_changed)
         # Editing a region fires many events; recompute once it pauses.
         self._timer = debounce_timer(self, 150, self.update_trace)
+        self.native.destroyed.connect(self._on_destroyed)
+
+    def _on_destroyed(self, *args) -> None:
+        """Disconnect from the viewer and the watched region layer when the dock goes."""
+        self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
+        self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
+        self._viewer.dims.events.current_step.disconnect(self._draw_cursor)
+        self._watched = watch_edits(self._watched, None, self._schedule)
 
     # --------------------------------------------------------------- choices
 
@@ -227,6 +254,40 @@ class TimeTraceWidget(ResultSourceDock):
             return
         show_info(f"Wrote the time trace to {written}")
         self._status.value = f"wrote {Path(written).name}"
+
+    # ------------------------------------------------------------------ live
+
+    def _on_live_update(self, update) -> None:
+        """Plot the chosen region's trace of a live run (lines updated in place)."""
+        names = list(update.traces)
+        if list(self._live_trace.choices) != names:
+            self._live_trace.choices = names
+        name = self._live_trace.value if self._live_trace.value in names else EVERYTHING
+        self.trace = update.traces[name]
+        # The live maps' time axis is the index of the analysed frame.
+        self._geometry = {"scale": (1.0,), "translate": (0.0,)}
+        self._status.value = f"live: {update.analysed} frames; trace of {name}"
+        if self._curves and len(self._curves) == self._curve_count():
+            self._update_curves()
+        else:
+            self._draw()
+
+    def _on_live_finished(self, result) -> None:
+        """The whole trace of the stopped run in the table, plot, copy and export."""
+        if result is None or not result.traces:
+            return
+        self._live_result = result
+        self._on_live_trace_changed()
+
+    def _on_live_trace_changed(self, event=None) -> None:
+        result = getattr(self, "_live_result", None)
+        if self._live.running or result is None:
+            return
+        name = self._live_trace.value if self._live_trace.value in result.traces else EVERYTHING
+        self.trace = result.traces[name]
+        self._status.value = f"live run: {self.trace.frames.size} frames; trace of {name}"
+        self._fill_table()
+        self._draw()
 
     # ---------------------------------------------------------------- compute
 
@@ -286,6 +347,8 @@ class TimeTraceWidget(ResultSourceDock):
         from ..core.movie import time_trace
         from ..io import axis_times
 
+        if self._live.running:
+            return  # the live run draws its own trace
         source = self._source.value
         layers = find_result_layers(self._viewer.layers, source=source) if source else []
         layers = [layer for layer in layers if layer.ndim == 3]
@@ -327,7 +390,7 @@ class TimeTraceWidget(ResultSourceDock):
         n = trace.reflections.shape[0]
         columns = ["frame"] + (["t (s)"] if trace.times is not None else [])
         for k in range(n):
-            columns += [f"d{k + 1} med. Å", f"d{k + 1} std Å", f"n{k + 1}"]
+            columns += [f"d{k + 1} med. nm", f"d{k + 1} std nm", f"n{k + 1}"]
         strain = "exx_median" in trace.stats
         if strain:
             columns += ["exx %", "eyy %", "exy %", "rot. °"]
@@ -338,8 +401,8 @@ class TimeTraceWidget(ResultSourceDock):
                 row.append(f"{trace.times[i]:.4g}")
             for k in range(n):
                 row += [
-                    f"{10 * trace['d_median'][i, k]:.4f}",
-                    f"{10 * trace['d_std'][i, k]:.4f}",
+                    f"{trace['d_median'][i, k]:.5f}",
+                    f"{trace['d_std'][i, k]:.5f}",
                     str(int(trace["d_count"][i, k])),
                 ]
             if strain:
@@ -354,38 +417,32 @@ class TimeTraceWidget(ResultSourceDock):
             return trace.times, "time (s)"
         return trace.frames.astype(float), "frame"
 
+    def _curve_count(self) -> int:
+        trace = self.trace
+        if trace is None:
+            return 0
+        return trace.reflections.shape[0] + (3 if "exx_median" in trace.stats else 0)
+
     def _draw(self) -> None:
         from ..core.reciprocal import g_spacing
 
         self._figure.clear()
-        self._cursors = []
+        self._cursors, self._curves = [], []
         trace = self.trace
         strain = trace is not None and "exx_median" in trace.stats
         axes = self._figure.subplots(2 if strain else 1, 1, sharex=True, squeeze=False)[:, 0]
         x, xlabel = self._x_values() if trace is not None else (None, "time (s) or frame")
         self._x = x
-        style_axes(axes[0], xlabel="" if strain else xlabel, ylabel="median d (Å)")
+        style_axes(axes[0], xlabel="" if strain else xlabel, ylabel="median d (nm)")
         if trace is not None:
-            ref = 10 * g_spacing(trace.reflections)
+            ref = g_spacing(trace.reflections)
             for k in range(trace.reflections.shape[0]):
-                median = 10 * trace["d_median"][:, k]
-                spread = _BAND_STD * 10 * trace["d_std"][:, k]
-                (line,) = axes[0].plot(
-                    x, median, label=f"{k + 1} ({ref[k]:.3f} Å)", **_curve_style(k)
-                )
-                axes[0].fill_between(
-                    x, median - spread, median + spread, color=line.get_color(), alpha=0.25
-                )
+                self._add_curve(axes[0], "d", k, 1.0, 0.25, f"{k + 1} ({ref[k]:.4f} nm)", k)
             style_legend(axes[0], title="reflection (picked d)")
         if strain:
             style_axes(axes[1], xlabel=xlabel, ylabel="strain (%)")
             for i, c in enumerate(_STRAIN[:3]):
-                median = 100 * trace[f"{c}_median"]
-                spread = _BAND_STD * 100 * trace[f"{c}_std"]
-                (line,) = axes[1].plot(x, median, label=c, **_curve_style(i))
-                axes[1].fill_between(
-                    x, median - spread, median + spread, color=line.get_color(), alpha=0.2
-                )
+                self._add_curve(axes[1], c, None, 100.0, 0.2, c, i)
             axes[1].axhline(0.0, color=FOREGROUND, linewidth=0.5, alpha=0.5)
             style_legend(axes[1], ncols=3)
         if trace is not None:
@@ -394,6 +451,38 @@ class TimeTraceWidget(ResultSourceDock):
             ]
             self._draw_cursor()
         self._canvas.draw_idle()
+
+    def _curve_values(self, stat: str, k: int | None, factor: float):
+        """Median and ± band of statistic ``stat`` (``d`` of reflection ``k``, or strain)."""
+        trace = self.trace
+        pick = (lambda a: a[:, k]) if k is not None else (lambda a: a)
+        median = factor * pick(trace[f"{stat}_median"])
+        spread = _BAND_STD * factor * pick(trace[f"{stat}_std"])
+        return median, median - spread, median + spread
+
+    def _add_curve(self, ax, stat, k, factor, alpha, label, style) -> None:
+        median, low, high = self._curve_values(stat, k, factor)
+        (line,) = ax.plot(self._x, median, label=label, **_curve_style(style))
+        band = ax.fill_between(self._x, low, high, color=line.get_color(), alpha=alpha)
+        self._curves.append((line, band, ax, stat, k, factor, alpha))
+
+    def _update_curves(self) -> None:
+        """New points on the existing curves (a live run): no new figure, one redraw."""
+        self._x, _ = self._x_values()
+        curves, self._curves = self._curves, []
+        for line, band, ax, stat, k, factor, alpha in curves:
+            median, low, high = self._curve_values(stat, k, factor)
+            line.set_data(self._x, median)
+            band.remove()
+            band = ax.fill_between(self._x, low, high, color=line.get_color(), alpha=alpha)
+            self._curves.append((line, band, ax, stat, k, factor, alpha))
+        for ax in {curve[2] for curve in curves}:
+            ax.relim()
+            ax.autoscale_view()
+        self._place_cursor()
+        # Drawn now, not when the event loop gets to it: the frame counts as shown once
+        # its trace is on the plot.
+        self._canvas.draw()
 
     def _cursor_x(self) -> float | None:
         """The slider's frame on the plot's x axis, or None outside the maps."""
@@ -410,10 +499,13 @@ class TimeTraceWidget(ResultSourceDock):
         i = int(np.clip(np.round(position), 0, x.size - 1))
         return float(x[i])
 
-    def _draw_cursor(self, event=None) -> None:
-        if not self._cursors:
-            return
+    def _place_cursor(self) -> None:
         at = self._cursor_x()
         for line in self._cursors:
             line.set_xdata([np.nan, np.nan] if at is None else [at, at])
+
+    def _draw_cursor(self, event=None) -> None:
+        if not self._cursors:
+            return
+        self._place_cursor()
         self._canvas.draw_idle()

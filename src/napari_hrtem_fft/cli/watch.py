@@ -15,7 +15,8 @@ DESCRIPTION = (
     "or a growing multi-frame TIFF/MRC file: every new frame is registered against the "
     "previous one (drift), analysed with the lattice found in the previous frame, "
     "appended to a zarr store and to the time trace; one line per frame (frame, time, "
-    "median d per reflection). When the analysis is slower than the acquisition it "
+    "median d per reflection, everywhere and in each --region, which follows the drift). "
+    "When the analysis is slower than the acquisition it "
     "skips to the newest frame and says which frames it skipped. Ctrl-C ends the run "
     "with a complete store."
 )
@@ -36,7 +37,19 @@ def configure(parser) -> None:
     cli.add_reflection_options(parser, of="the first frame")
     parser.add_argument("--out", required=True, metavar="PATH", help="live.zarr (maps store)")
     parser.add_argument(
-        "--trace", metavar="PATH", help="trace.csv: statistics per frame, one row per frame"
+        "--region",
+        type=cli.rectangle,
+        action="append",
+        default=[],
+        metavar="Y0:Y1,X0:X1",
+        help="trace region: a rectangle in nm on the first frame (world coordinates, as in "
+        "napari); it follows the drift; repeatable (region1, region2, ...)",
+    )
+    parser.add_argument(
+        "--trace",
+        metavar="PATH",
+        help="trace.csv: statistics per frame, one row per frame, of every valid pixel; "
+        "each --region k in PATH_regionk.csv",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument(
@@ -65,20 +78,40 @@ def _first_frames(source, interval: float, args) -> list:
         time.sleep(interval)
 
 
-def _outputs(args) -> tuple[Path, Path | None]:
+def _region_names(args) -> list[str]:
+    """Trace names: every valid pixel, then each ``--region``."""
+    return ["all"] + [f"region{k + 1}" for k in range(len(args.region))]
+
+
+def _outputs(args) -> tuple[Path, dict[str, Path]]:
+    """The store and the trace CSV of each trace name (none without ``--trace``)."""
     out = Path(args.out)
-    trace = None if args.trace is None else Path(args.trace)
-    for path in (out, trace):
-        if path is not None and path.exists() and not args.overwrite:
+    traces = {}
+    if args.trace is not None:
+        base = Path(args.trace)
+        for name in _region_names(args):
+            traces[name] = base if name == "all" else base.with_name(
+                f"{base.stem}_{name}{base.suffix or '.csv'}"
+            )  # fmt: skip
+    for path in (out, *traces.values()):
+        if path.exists() and not args.overwrite:
             raise cli.CliError(
                 f"output exists: {path} (use --overwrite to replace)", cli.EXIT_OUTPUT
             )
-    return out, trace
+    return out, traces
+
+
+def _rectangles(args) -> dict[str, list[list[float]]]:
+    """The ``--region`` rectangles as polygons ``(y, x)`` in nm, by trace name."""
+    return {
+        name: [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
+        for name, (y0, y1, x0, x1) in zip(_region_names(args)[1:], args.region, strict=True)
+    }
 
 
 def run(args) -> int:
     """Run the subcommand; return the exit code."""
-    from ..core.live import LiveControl, Prepended, iter_live
+    from ..core.live import LiveControl, Prepended, iter_live, regions_on_grid
     from ..core.reciprocal import as_reflections
     from ..io import MicrographReadError
     from ..io._watch import watch_source
@@ -88,7 +121,7 @@ def run(args) -> int:
             "give reflections with --reflection GY,GX or --auto N (one of the two)",
             cli.EXIT_USAGE,
         )
-    out, trace_path = _outputs(args)
+    out, trace_paths = _outputs(args)
     path = Path(args.source)
     try:
         options = {"renamed": True} if args.renamed and path.is_dir() else {}
@@ -116,37 +149,51 @@ def run(args) -> int:
             f"g{row['index']} = ({row['g_inv_nm'][0]:.4f}, {row['g_inv_nm'][1]:.4f}) 1/nm: "
             f"d = {row['d_nm']:.4f} nm, angle = {row['angle_deg']:.2f} deg",
         )
+    try:
+        regions = regions_on_grid(
+            _rectangles(args), first[0].data.shape, pixel_size=pixel_size, step=args.step
+        )
+    except ValueError as err:
+        raise cli.CliError(f"--region: {err}", cli.EXIT_USAGE) from None
     control = LiveControl()
     previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
     try:
         live = iter_live(
             Prepended(first, source), refl, pixel_size=pixel_size, store=out,
             overwrite=args.overwrite, skip=not args.every_frame, control=control,
-            poll_interval=args.poll, window=args.window, step=args.step, search=args.search,
-            refine=args.refine,
+            poll_interval=args.poll, trace_regions={"all": None, **regions},
+            window=args.window, step=args.step, search=args.search, refine=args.refine,
         )  # fmt: skip
-        result = _follow(live, refl, trace_path, args)
+        result = _follow(live, refl, trace_paths, args)
     finally:
         signal.signal(signal.SIGINT, previous)
     if result.movie is None:
         cli.log(args, "stopped before any frame was analysed: nothing written")
         return cli.EXIT_OK
+    traces = ", ".join(str(p) for p in trace_paths.values())
     cli.log(
         args,
         f"stopped: {result.movie.n_frames} frame(s) analysed, {len(result.skipped)} skipped; "
-        f"maps in {out}" + (f", trace in {trace_path}" if trace_path else ""),
+        f"maps in {out}" + (f", traces in {traces}" if traces else ""),
     )
     return cli.EXIT_OK
 
 
-def _follow(live, refl, trace_path: Path | None, args):
-    """Print one line per analysed frame and append it to the trace CSV; the result."""
+def _follow(live, refl, trace_paths: dict[str, Path], args):
+    """Print one line per analysed frame and append it to the trace CSVs; the result."""
     import math
+
+    import numpy as np
 
     from ..core.movie import trace_text, trace_to_csv
 
-    header = "frame\ttime_s\t" + "\t".join(f"d_median_g{k + 1}_nm" for k in range(len(refl)))
-    print(header, flush=True)
+    names = _region_names(args)
+    columns = [
+        f"{'' if name == 'all' else name + '_'}d_median_g{k + 1}_nm"
+        for name in names
+        for k in range(len(refl))
+    ]
+    print("frame\ttime_s\t" + "\t".join(columns), flush=True)
     while True:
         try:
             update = next(live)
@@ -156,18 +203,17 @@ def _follow(live, refl, trace_path: Path | None, args):
             continue
         if update.skipped:
             cli.log(args, update.message)
-        trace = update.traces["all"]
-        d = trace["d_median"][-1]
+        d = np.concatenate([update.traces[name]["d_median"][-1] for name in names])
         values = "\t".join("nan" if math.isnan(v) else f"{v:.5f}" for v in d)
         print(f"{update.frame}\t{update.time:.3f}\t{values}", flush=True)
-        if trace_path is None:
-            continue
-        if len(trace.frames) == 1:
-            trace_to_csv(trace, trace_path, overwrite=True)
-        else:
-            # The new row only, below the rows written: trace_text's row under its header.
-            with trace_path.open("a", encoding="utf-8", newline="") as fh:
-                fh.write(trace_text(_last_row(trace)).split("\n", 1)[1])
+        for name, path in trace_paths.items():
+            trace = update.traces[name]
+            if len(trace.frames) == 1:
+                trace_to_csv(trace, path, overwrite=True)
+            else:
+                # The new row only, below the rows written: trace_text's row under its header.
+                with path.open("a", encoding="utf-8", newline="") as fh:
+                    fh.write(trace_text(_last_row(trace)).split("\n", 1)[1])
 
 
 def _last_row(trace):

@@ -54,6 +54,7 @@ __all__ = [
     "LiveUpdate",
     "Prepended",
     "iter_live",
+    "regions_on_grid",
 ]
 
 
@@ -197,6 +198,45 @@ def _ranges(frames: list[int]) -> str:
             parts.append(str(start) if start == f else f"{start}-{f}")
             start = None
     return ", ".join(parts)
+
+
+def regions_on_grid(polygons: Mapping, frame_shape, *, pixel_size: float, step: int) -> dict:
+    """Trace regions drawn in nm on the first frame, as masks on its map grid.
+
+    Parameters
+    ----------
+    polygons : mapping of str to array_like
+        Name → ``(v, 2)`` vertices ``(y, x)`` in nm (world coordinates of a frame
+        placed at the origin, as a napari Shapes layer over it or ``--region``).
+    frame_shape : tuple of int
+        Frame shape ``(y, x)`` in pixels.
+    pixel_size : float
+        Pixel size in nm.
+    step : int
+        Map step in pixels.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Boolean ``(my, mx)`` masks for ``iter_live(trace_regions=...)``.
+
+    Raises
+    ------
+    ValueError
+        If a region holds no map pixel (drawn outside the frame) or is not a polygon.
+    """
+    from .maps import map_geometry
+    from .movie import region_from_polygon
+
+    geometry = map_geometry((pixel_size, pixel_size), (0.0, 0.0), int(step))
+    shape = tuple(-(-int(n) // int(step)) for n in frame_shape[-2:])
+    masks = {}
+    for name, vertices in polygons.items():
+        mask = region_from_polygon(vertices, shape, geometry["scale"], geometry["translate"])
+        if not mask.any():
+            raise ValueError(f"region {name!r} holds no map pixel of the frame")
+        masks[str(name)] = mask
+    return masks
 
 
 def iter_live(
