@@ -24,7 +24,8 @@ writer cycles through them and deletes files 200 frames old, so a
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --gui --frames 50                            # latency to the dock's layers and plot
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
-        --frames 12 --screenshot docs/images/live.png  # the Live section during a run
+        --frames 20 --size 1024 --rate 0.5 --distinct 20 \
+        --screenshot docs/images/live.png            # the Live section during a run
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def screenshot(path: Path | None, *, n: int, size: int, rate: float) -> None:
+def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: int) -> None:
     """The viewer (1920×1080) with the time-trace dock's Live section during a run.
 
     Frames of the synthetic acquisition are written at ``rate``; the run follows them
@@ -123,7 +124,7 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    frames = acquisition_frames(min(n, 8), size)
+    frames = acquisition_frames(min(n, distinct), size)
     baseline, _ = baselines(frames, dict(window=128, step=8, search=0.1))
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1920, 1080)
@@ -133,7 +134,7 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float) -> None:
                     [half + 4, half - 4]])  # fmt: skip
     regions = viewer.add_shapes(
         [box], shape_type="rectangle", name="trace regions", edge_color="white",
-        face_color="transparent", edge_width=0.6,
+        face_color="transparent", edge_width=0.3, units=("nm", "nm"),
     )  # fmt: skip
     _, dock = viewer.window.add_plugin_dock_widget(
         "napari-hrtem-fft", "Time traces (d, strain vs time)"
@@ -201,7 +202,9 @@ def main(argv=None) -> int:
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.screenshot is not None or args.gui:
-        screenshot(args.screenshot, n=args.frames, size=args.size, rate=args.rate)
+        screenshot(
+            args.screenshot, n=args.frames, size=args.size, rate=args.rate, distinct=args.distinct
+        )
         return 0
 
     frames = acquisition_frames(args.distinct, args.size)

@@ -134,6 +134,18 @@ def test_pause_resume_stop(tmp_path):
     assert read_zarr_maps(tmp_path / "p.zarr").d_spacing.shape[1] == 2
 
 
+def test_the_first_frame_is_analysed_even_when_others_wait(tmp_path):
+    # The acquisition was ahead before the run started: frames 0-3 wait at once.  The
+    # first frame is the reference (drift, regions, strain), the newest is next.
+    stack, _ = _movie(n=6, size=128)
+    source = ListSource(stack, per_poll=(4, 2))
+    gen = iter_live(source, REFL, pixel_size=PIXEL, store=tmp_path / "f.zarr",
+                    poll_interval=0.001, **OPTIONS)  # fmt: skip
+    updates = _run_to_end(gen, 3)
+    assert [u.frame for u in updates] == [0, 3, 5]
+    assert [u.skipped for u in updates] == [[], [1, 2], [4]]
+
+
 def test_bad_input(tmp_path):
     (tmp_path / "x.zarr").mkdir()
     with pytest.raises(FileExistsError):

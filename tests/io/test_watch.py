@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_hrtem_fft.io._watch import FolderFrames, GrowingStack, watch_source
+from napari_hrtem_fft.io._watch import FileFrame, FolderFrames, GrowingStack, watch_source
 
 SHAPE = (48, 40)
 
@@ -147,6 +147,23 @@ def test_a_file_whose_byte_counts_prove_it_complete_is_read_at_first_sight(tmp_p
             fh.write(data[-7:])
         (frame,) = source.poll()  # its size just changed: no second look needed
         np.testing.assert_array_equal(frame.data, f)
+
+
+def test_frames_after_the_first_are_read_only_when_asked(tmp_path):
+    # A live run behind the acquisition skips most waiting frames: they are not read.
+    frames = _frames(3)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    for k, f in enumerate(frames):
+        (folder / f"frame_{k}.tif").write_bytes(_tiff_bytes([f]))
+    source = FolderFrames(folder)
+    first, second, third = source.poll()
+    assert isinstance(first.data, np.ndarray)  # read: the shape and calibration
+    assert isinstance(second.data, FileFrame) and second.data.shape == SHAPE
+    np.testing.assert_array_equal(np.asarray(third.data), frames[2])
+    (folder / "frame_1.tif").unlink()  # e.g. the acquisition cleaned it up
+    with pytest.raises(OSError):
+        np.asarray(second.data)
 
 
 def test_a_compressed_tiff_waits_for_its_size_to_stay_put(tmp_path):

@@ -33,6 +33,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from .._napari.regions import shape_polygons
+from ..core.reciprocal import g_spacing
 from ._common import button_row
 
 if TYPE_CHECKING:
@@ -70,9 +71,9 @@ def live_steps(
     size = pixel_size or first[0].pixel_size
     if not size:
         raise ValueError(f"{first[0].name} has no pixel-size calibration: set the pixel size")
-    refl = find_reflections(first[-1].data, pixel_size=size, window=window, max_count=auto)
+    refl = find_reflections(first[0].data, pixel_size=size, window=window, max_count=auto)
     if len(refl) == 0:
-        raise ValueError(f"no significant reflection found in {first[-1].name}")
+        raise ValueError(f"no significant reflection found in {first[0].name}")
     regions = {EVERYTHING: None}
     regions.update(
         regions_on_grid(polygons or {}, first[0].data.shape, pixel_size=size, step=step)
@@ -298,32 +299,41 @@ class LiveSection(Container):
             translate=(0.0, *geometry["translate"]),
             units=("", "nm", "nm"),
             opacity=0.6,
-            metadata={"live": True},
         )
-        for k in range(maps.n_reflections):
-            self._layer(
-                f"live d g{k + 1} (nm)", update.store.stack("d_spacing", k), colormap="turbo",
-                contrast_limits=_limits(np.asarray(maps.d_spacing[k])), **placement,
-            )  # fmt: skip
-        if maps.strain is not None:
-            self._layer(
-                "live exx", update.store.stack("exx"), colormap="RdBu_r",
-                contrast_limits=(-0.05, 0.05), **placement,
-            )  # fmt: skip
         new = "live frame" not in self._viewer.layers
-        layer = self._layer(
+        frame = self._layer(
             "live frame", np.asarray(update.image), scale=(px, px), units=("nm", "nm"),
             metadata={"live": True},
         )  # fmt: skip
-        layer.metadata.update({"frame": update.frame, "time_s": update.time, "file": update.name})
+        frame.metadata.update({"frame": update.frame, "time_s": update.time, "file": update.name})
+        # One map shown at a time over the frame (the others a click away).  d spans
+        # ±3 % of the reflection's spacing, strain ±5 %: expansion shows as a colour
+        # change rather than being rescaled away.
+        d_ref = g_spacing(maps.reflections)
+        shown = [
+            (f"live d g{k + 1} (nm)", "d_spacing", k, "turbo", (0.97 * d, 1.03 * d))
+            for k, d in enumerate(d_ref)
+        ]
+        if maps.strain is not None:
+            shown.append(("live exx", "exx", None, "RdBu_r", (-0.05, 0.05)))
+        maps_layers = []
+        for i, (name, field, k, colormap, limits) in enumerate(shown):
+            # What the layer holds: the map, its reflection and unit, the store it reads.
+            record = {
+                "live": True,
+                "kind": field,
+                "reflection": k,
+                "store": str(update.store.path),
+            }
+            record["value_unit"] = "nm" if field == "d_spacing" else "1"
+            layer = self._layer(
+                name, update.store.stack(field, k), colormap=colormap, contrast_limits=limits,
+                visible=i == 0, metadata=record, **placement,
+            )  # fmt: skip
+            maps_layers.append(layer)
         if new:
-            self._viewer.layers.move(self._viewer.layers.index(layer), 0)
+            # Frame at the bottom, its maps just above it: the user's regions stay on top.
+            for position, layer in enumerate([frame, *maps_layers]):
+                self._viewer.layers.move(self._viewer.layers.index(layer), position)
+            self._viewer.layers.selection.active = maps_layers[0]
         self._viewer.dims.set_current_step(0, update.analysed - 1)
-
-
-def _limits(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return (0.0, 1.0)
-    lo, hi = np.percentile(finite, [2, 98])
-    return (float(lo), float(hi) if hi > lo else float(lo) + 1e-3)

@@ -58,6 +58,11 @@ _STRAIN = ("exx", "eyy", "exy", "rotation")
 # Band around each median curve: ± this many sample standard deviations.
 _BAND_STD = 1.0
 
+# Margin added to the live plot's axis limits when a new point falls outside them, as a
+# fraction of the data range: the limits grow by steps, so that most frames only redraw
+# the curves over the saved background of the axes (blitting).
+_HEADROOM = 0.25
+
 # Markers per curve, so that curves on top of each other (equivalent reflections, or
 # exx and eyy of an isotropic expansion) stay distinguishable.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -90,6 +95,8 @@ class TimeTraceWidget(ResultSourceDock):
         self._geometry: dict | None = None
         self._cursors: list = []
         self._curves: list[tuple] = []  # (line, band, axes, stat, k, factor, alpha)
+        self._animated = False  # curves drawn over a saved background (live run)
+        self._background = None
         self._watched: list = []
         self._init_widgets()
         self._init_layout()
@@ -132,7 +139,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._table = read_only_table(
             [],
             tooltip="Per frame: median and standard deviation of d (nm), pixels used, strain.",
-            min_height=160,
+            min_height=110,
         )
         self._copy = PushButton(
             text="Copy", tooltip="Copy the full trace as tab-separated text (for Excel)."
@@ -151,13 +158,14 @@ class TimeTraceWidget(ResultSourceDock):
         self._status = Label(label="", value="")
         self._figure, self._canvas = dark_canvas(
             (4.0, 3.4),
-            min_height=300,
+            min_height=260,
             tooltip="Median d (nm) per reflection against time, ± 1 standard deviation.",
         )
         self._live_header = Label(value="<b>Live</b>: maps and trace while the movie is recorded")
         self._live = LiveSection(
             self._viewer, on_update=self._on_live_update, on_finished=self._on_live_finished
         )
+        self._canvas.mpl_connect("draw_event", self._on_canvas_draw)
         self._live_trace = ComboBox(
             label="live trace of",
             choices=[EVERYTHING],
@@ -450,7 +458,43 @@ class TimeTraceWidget(ResultSourceDock):
                 ax.axvline(np.nan, color=FOREGROUND, linewidth=0.8, linestyle="--") for ax in axes
             ]
             self._draw_cursor()
+        self._animated, self._background = self._live.running, None
+        for artist in self._animated_artists():
+            artist.set_animated(self._animated)
         self._canvas.draw_idle()
+
+    def _animated_artists(self) -> list:
+        bands_and_lines = [a for curve in self._curves for a in (curve[1], curve[0])]
+        return bands_and_lines + list(self._cursors)
+
+    def _on_canvas_draw(self, event=None) -> None:
+        """After a full draw in a live run: keep the background, draw the curves on it."""
+        if not self._animated:
+            return
+        self._background = self._canvas.copy_from_bbox(self._figure.bbox)
+        self._draw_animated()
+
+    def _draw_animated(self) -> None:
+        for artist in self._animated_artists():
+            artist.axes.draw_artist(artist)
+
+    def _grow_limits(self, axes) -> bool:
+        """Widen the axis limits (with headroom) to the data; whether any changed."""
+        changed = False
+        for ax in axes:
+            ax.relim()
+            limits = (
+                (ax.dataLim.intervalx, ax.get_xlim, ax.set_xlim),
+                (ax.dataLim.intervaly, ax.get_ylim, ax.set_ylim),
+            )
+            for (lo, hi), get, set_ in limits:
+                a, b = get()
+                if not (np.isfinite(lo) and np.isfinite(hi)) or (a <= lo and hi <= b):
+                    continue
+                span = max(hi - lo, 1e-3 * abs(hi), 1e-9)
+                set_(min(a, lo - _HEADROOM * span), max(b, hi + _HEADROOM * span))
+                changed = True
+        return changed
 
     def _curve_values(self, stat: str, k: int | None, factor: float):
         """Median and ± band of statistic ``stat`` (``d`` of reflection ``k``, or strain)."""
@@ -475,14 +519,18 @@ class TimeTraceWidget(ResultSourceDock):
             line.set_data(self._x, median)
             band.remove()
             band = ax.fill_between(self._x, low, high, color=line.get_color(), alpha=alpha)
+            band.set_animated(self._animated)
             self._curves.append((line, band, ax, stat, k, factor, alpha))
-        for ax in {curve[2] for curve in curves}:
-            ax.relim()
-            ax.autoscale_view()
         self._place_cursor()
         # Drawn now, not when the event loop gets to it: the frame counts as shown once
-        # its trace is on the plot.
-        self._canvas.draw()
+        # its trace is on the plot.  Within the limits only the curves are redrawn.
+        axes = list(dict.fromkeys(curve[2] for curve in curves))
+        if self._grow_limits(axes) or self._background is None or not self._animated:
+            self._canvas.draw()
+        else:
+            self._canvas.restore_region(self._background)
+            self._draw_animated()
+            self._canvas.blit(self._figure.bbox)
 
     def _cursor_x(self) -> float | None:
         """The slider's frame on the plot's x axis, or None outside the maps."""

@@ -140,7 +140,7 @@ def run(args) -> int:
     if args.reflection:
         refl = as_reflections(args.reflection, name="--reflection")
     else:
-        refl = cli.suggest(args, first[-1].data, pixel_size, args.auto, "--auto: ")
+        refl = cli.suggest(args, first[0].data, pixel_size, args.auto, "--auto: ")
     from ..core.export import reflection_rows
 
     for row in reflection_rows(refl):

@@ -11,7 +11,8 @@ kept in memory: a background thread writes each frame's maps to the store while 
 next frame is analysed (:class:`LiveStore`), so the write is not part of the latency.
 
 It keeps up rather than falling behind: when several frames are waiting, the newest is
-analysed and the others are skipped, and the update says which.  Closing the generator
+analysed and the others are skipped, and the update says which (the very first frame,
+the reference of the drift, the regions and the strain, is always analysed).  Closing the generator
 (or :meth:`LiveControl.stop`) ends the run with a complete store, which equals an
 offline :func:`~napari_hrtem_fft.core.movie.analyze_movie` of the analysed frames with
 the drift the live run measured (within float32 rounding: the store holds float32).
@@ -19,6 +20,7 @@ the drift the live run measured (within float32 rounding: the store holds float3
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import threading
@@ -45,6 +47,8 @@ from .movie import (
 # The store's record and completion marker, written as the offline analysis writes them.
 from .movie.storage import _write_record
 from .reciprocal import as_reflections
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LiveControl",
@@ -287,7 +291,8 @@ def iter_live(
         registers in a small fraction of its analysis).
     skip : bool
         When several frames are waiting, analyse the newest and skip the others (keeps
-        up with the acquisition); False analyses every frame (replay of a folder).
+        up with the acquisition; the first frame of the run is always analysed); False
+        analyses every frame (replay of a folder).
     control : LiveControl, optional
         Pause, resume and stop from another thread.
     poll_interval : float
@@ -369,11 +374,10 @@ class _LiveRun:
         self.skipped: list[int] = []
         self.traces: dict[str, TimeTrace] = {}
 
-    def analyse(self, frame) -> LatticeMaps:
-        """One frame: drift, maps (stored), traces; returns its maps ``(n, my, mx)``."""
+    def analyse(self, frame, data: np.ndarray) -> LatticeMaps:
+        """One frame (``data``, its pixels): drift, maps (stored), traces; its maps."""
         from .drift import shift_region
 
-        data = np.asarray(frame.data)
         if self.registration is not None:
             step = self.registration(data)
             if np.all(np.isfinite(step)):
@@ -460,6 +464,8 @@ class LiveStore:
 
     def __init__(self, group) -> None:
         self.group = group
+        #: Where the group is stored (its store's root, as text).
+        self.path = str(getattr(group.store, "root", group.store))
         self.count = 0
         self._capacity = 0
         self._arrays: dict = {}
@@ -603,6 +609,7 @@ def _append(trace: TimeTrace | None, row: TimeTrace) -> TimeTrace:
 
 
 def _live(source, run: _LiveRun, skip, control, poll_interval):
+    unreadable: list[int] = []  # frames whose pixels could not be read, not said yet
     try:
         while not control.stopped:
             if control.paused:
@@ -615,17 +622,32 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                 yield LiveUpdate("waiting", analysed=len(run.frames), traces=run.traces)
                 continue
             if skip:
+                batches = []
+                if not run.frames and len(waiting) > 1:
+                    # The first frame is the reference of the drift, of the regions
+                    # drawn on it and of the strain: always analysed.
+                    batches, waiting = [([], waiting[0])], waiting[1:]
                 run.skipped += [int(f.index) for f in waiting[:-1]]
-                batches = [([int(f.index) for f in waiting[:-1]], waiting[-1])]
+                batches.append(([int(f.index) for f in waiting[:-1]], waiting[-1]))
             else:
                 batches = [([], f) for f in waiting]
             for skipped, frame in batches:
-                maps = run.analyse(frame)
+                try:
+                    # A source may read a frame's pixels only now (only those analysed).
+                    data = np.asarray(frame.data)
+                except (OSError, ValueError) as exc:
+                    logger.warning("frame %s skipped: %s", frame.index, exc)
+                    run.skipped.append(int(frame.index))
+                    unreadable.append(int(frame.index))
+                    continue
+                maps = run.analyse(frame, data)
                 yield LiveUpdate(
                     "frame", int(frame.index), float(frame.time), str(frame.name), maps,
-                    run.drift.copy(), skipped, time.monotonic() - frame.complete,
-                    len(run.frames), run.traces, np.asarray(frame.data), run.maps_store,
+                    run.drift.copy(), sorted(unreadable + skipped),
+                    time.monotonic() - frame.complete, len(run.frames), run.traces, data,
+                    run.maps_store,
                 )  # fmt: skip
+                unreadable = []
                 if control.stopped:
                     break
     finally:

@@ -40,7 +40,14 @@ from ._arrays import read_exact
 from ._micrograph import MicrographReadError
 from ._tiff import natural_key
 
-__all__ = ["FRAME_SUFFIXES", "FolderFrames", "GrowingStack", "LiveFrame", "watch_source"]
+__all__ = [
+    "FRAME_SUFFIXES",
+    "FileFrame",
+    "FolderFrames",
+    "GrowingStack",
+    "LiveFrame",
+    "watch_source",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +69,9 @@ class LiveFrame:
     ----------
     index : int
         Frame number in the acquisition, from 0, in the order the frames were written.
-    data : numpy.ndarray
-        Pixels ``(y, x)``.
+    data : numpy.ndarray or FileFrame
+        Pixels ``(y, x)``; a :class:`FileFrame` (read by ``numpy.asarray``) for a file
+        whose byte counts proved it complete.
     time : float
         Seconds since the source's first frame: the files' modification times for a
         folder, the times the frames were found complete for a growing stack.
@@ -154,6 +162,7 @@ class FolderFrames:
         self._done: set[str] = set()
         self._count = 0
         self._t0: float | None = None
+        self._pixel_size: float | None = None  # of the first frame
 
     def _candidates(self) -> list[os.DirEntry]:
         with os.scandir(self.folder) as entries:
@@ -181,9 +190,13 @@ class FolderFrames:
             if not stable:
                 self._stable_since[entry.name] = time.monotonic()
             path = Path(entry.path)
-            if st.st_size == 0 or not (
-                stable or self.renamed or complete_by_its_sizes(path, st.st_size)
-            ):
+            proven = None if stable else complete_by_its_sizes(path, st.st_size)
+            if st.st_size == 0 or not (stable or self.renamed or proven):
+                continue
+            if proven is not None and proven == self.frame_shape:
+                # Read only if analysed (the first frame was read: shape, calibration).
+                data = FileFrame(path, self.frame_shape, stamp)
+                frames.append(self._frame(entry.name, data, st.st_mtime, self._pixel_size))
                 continue
             frame = self._read(path, st.st_mtime, stamp)
             if frame is not None:
@@ -196,27 +209,13 @@ class FolderFrames:
         None unless it parses as one image of the frame shape and the file kept its size
         and modification time ``stamp`` while it was read.
         """
-        from ._read import read_micrographs
-
         name = path.name
         try:
-            images = read_micrographs(path)
-            if len(images) != 1 or len(images[0].data.shape) != 2:
-                raise MicrographReadError(
-                    path, f"holds {len(images)} image(s), not one frame (y, x)"
-                )
-            shape = tuple(images[0].data.shape)
-            if self.frame_shape is not None and shape != self.frame_shape:
-                raise MicrographReadError(
-                    path, f"frame of shape {shape}, the frames are {self.frame_shape}"
-                )
-            data = images[0].data
-            data = np.asarray(data.compute() if hasattr(data, "compute") else data)
-            after = path.stat()
-            if (after.st_size, after.st_mtime_ns) != stamp:
-                # Written to while it was read: look again at the next poll.
-                self._stable_since[name] = time.monotonic()
-                return None
+            data, pixel_size = _read_frame(path, self.frame_shape, stamp)
+        except _Changed:
+            # Written to while it was read: look again at the next poll.
+            self._stable_since[name] = time.monotonic()
+            return None
         except (MicrographReadError, OSError) as exc:
             # Still being written (a stalled writer keeps its size), or not a frame.
             if time.monotonic() - self._stable_since.get(name, time.monotonic()) > self.give_up:
@@ -224,27 +223,115 @@ class FolderFrames:
                 self.problems.append((name, str(exc)))
                 logger.warning("%s refused: %s", name, exc)
             return None
+        if self.frame_shape is None:
+            self.frame_shape, self._pixel_size = tuple(data.shape), pixel_size
+        return self._frame(name, data, mtime, pixel_size)
+
+    def _frame(self, name: str, data, mtime: float, pixel_size) -> LiveFrame:
         self._done.add(name)
         self._seen.pop(name, None)
         self._stable_since.pop(name, None)
-        if self.frame_shape is None:
-            self.frame_shape = tuple(data.shape)
         if self._t0 is None:
             self._t0 = mtime
-        frame = LiveFrame(
-            self._count, data, mtime - self._t0, name, time.monotonic(), _pixel_size(images[0])
-        )
+        frame = LiveFrame(self._count, data, mtime - self._t0, name, time.monotonic(), pixel_size)
         self._count += 1
         return frame
 
 
-def complete_by_its_sizes(path: Path, size: int) -> bool:
-    """Whether the first ``size`` bytes of a frame file hold all of it, by its own counts.
+class _Changed(OSError):
+    """The file changed while it was read."""
+
+
+def _read_frame(path: Path, frame_shape, stamp) -> tuple[np.ndarray, float | None]:
+    """Pixels and pixel size of the one frame in ``path``, which must keep ``stamp``.
+
+    Raises
+    ------
+    MicrographReadError
+        If it is not one image of ``frame_shape`` (when given).
+    _Changed
+        If its size or modification time is no longer ``stamp`` once read.
+    """
+    from ._read import read_micrographs
+
+    images = read_micrographs(path)
+    if len(images) != 1 or len(images[0].data.shape) != 2:
+        raise MicrographReadError(path, f"holds {len(images)} image(s), not one frame (y, x)")
+    shape = tuple(images[0].data.shape)
+    if frame_shape is not None and shape != tuple(frame_shape):
+        raise MicrographReadError(path, f"frame of shape {shape}, the frames are {frame_shape}")
+    data = images[0].data
+    data = np.asarray(data.compute() if hasattr(data, "compute") else data)
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns) != tuple(stamp):
+        raise _Changed(f"{path.name} changed while it was read")
+    return data, _pixel_size(images[0])
+
+
+class FileFrame:
+    """The pixels of a frame file whose byte counts prove it complete, read when asked.
+
+    A live run behind the acquisition skips most waiting frames: only the frames it
+    analyses are read (``numpy.asarray(frame)``), so that memory does not grow with the
+    number of frames waiting.  The file must still be one image of ``shape`` and keep
+    the size and modification time it had when found complete.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    shape : tuple of int
+        The frame shape ``(y, x)``.
+    stamp : tuple of int
+        ``(size, st_mtime_ns)`` when it was found complete.
+    """
+
+    ndim = 2
+
+    def __init__(self, path: Path, shape, stamp) -> None:
+        self.path, self.shape, self._stamp = Path(path), tuple(shape), tuple(stamp)
+        self._data: np.ndarray | None = None
+
+    def read(self) -> np.ndarray:
+        """The pixels (read once).
+
+        Raises
+        ------
+        MicrographReadError, OSError
+            If the file is no longer the frame it was found to be (changed, removed).
+        """
+        if self._data is None:
+            try:
+                self._data = _read_frame(self.path, self.shape, self._stamp)[0]
+            except _Changed as exc:
+                raise MicrographReadError(
+                    self.path, "changed after it was found complete"
+                ) from exc
+        return self._data
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Data type of the pixels (reads them)."""
+        return self.read().dtype
+
+    def __getitem__(self, key):
+        """Indexing of the pixels (reads them)."""
+        return self.read()[key]
+
+    def __array__(self, dtype=None, copy=None):
+        """The pixels as a numpy array."""
+        data = self.read()
+        return data if dtype is None else data.astype(dtype)
+
+
+def complete_by_its_sizes(path: Path, size: int) -> tuple[int, ...] | None:
+    """The image shape if the first ``size`` bytes of a frame file hold all of it.
 
     An uncompressed TIFF whose every IFD, tag value and strip lies inside ``size`` bytes
     and whose strips add up to the image; an MRC file whose header's dimensions and mode
-    end its data inside ``size``.  False for other file types (DM), compressed TIFF
-    and whatever does not parse yet: those wait for the size to stay put.
+    end its data inside ``size``.  None for other file types (DM), compressed TIFF
+    and whatever does not parse yet: those wait for the size to stay put.  The shape is
+    the first page's (TIFF) or ``(nz, ny, nx)`` without ``nz == 1`` (MRC).
 
     Parameters
     ----------
@@ -260,8 +347,8 @@ def complete_by_its_sizes(path: Path, size: int) -> bool:
         if suffix in (".mrc", ".mrcs"):
             return _mrc_complete(path, size)
     except (OSError, ValueError, IndexError, KeyError, struct.error):
-        return False
-    return False
+        return None
+    return None
 
 
 def _tiff_complete(path: Path, size: int) -> bool:
@@ -275,30 +362,34 @@ def _tiff_complete(path: Path, size: int) -> bool:
         with tf:
             pages = list(tf.pages)
             if not pages:
-                return False
+                return None
             for page in pages:
                 if page is None or page.compression != 1:
-                    return False
+                    return None
                 tags = page.tags.values()
                 ends = [t.valueoffset + t.valuebytecount for t in tags]
                 ends += [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
                 if max(ends) > size or sum(page.databytecounts) < page.nbytes:
-                    return False
-    return True
+                    return None
+            shape = tuple(pages[0].shape) if len(pages) == 1 else (len(pages),)
+    return shape
 
 
 def _mrc_complete(path: Path, size: int) -> bool:
     import mrcfile
 
     if size < 1024:
-        return False
+        return None
     with mrcfile.open(path, header_only=True, permissive=True) as mrc:
         header = mrc.header
-        dims = int(header.nx) * int(header.ny) * int(header.nz)
+        shape = (int(header.nz), int(header.ny), int(header.nx))
         mode, extended = int(header.mode), int(header.nsymbt)
+    dims = shape[0] * shape[1] * shape[2]
     if dims <= 0 or mode not in _MRC_MODES:
-        return False
-    return 1024 + extended + dims * np.dtype(_MRC_MODES[mode]).itemsize <= size
+        return None
+    if 1024 + extended + dims * np.dtype(_MRC_MODES[mode]).itemsize > size:
+        return None
+    return shape[1:] if shape[0] == 1 else shape
 
 
 class GrowingStack:
