@@ -255,7 +255,7 @@ def main(argv=None) -> int:
     )
     print(
         f"latency   first half median {np.median(lat[:half] if half else lat):.3f} s, "
-        f"second half {np.median(lat[half:]):.3f} s (does not grow: it does not fall behind)"
+        f"second half {np.median(lat[half:]):.3f} s (skipping, it must not fall further behind)"
     )
     print(
         f"rate      analysed {len(analysed)} of {args.frames} frames in {elapsed:.1f} s "
