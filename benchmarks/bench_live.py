@@ -163,6 +163,12 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
             QApplication.processEvents()
             time.sleep(0.05)
         if path is not None:
+            from qtpy.QtWidgets import QScrollArea
+
+            # The dock's form scrolls when it does not fit: show its Live part and plot.
+            for area in dock.native.findChildren(QScrollArea):
+                area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
+            QApplication.processEvents()
             viewer.screenshot(str(path), canvas_only=False, flash=False)
         status = live._status.value
         live._stop.clicked.emit()
