@@ -70,11 +70,11 @@ def test_reference_rectangle_from_a_shapes_layer(make_napari_viewer):
     box = np.array([[7.38, 2.6], [7.38, 3.2], [7.98, 3.2], [7.98, 2.6]]) + np.array([5.0, -2.0])
     shapes = viewer.add_shapes([box], shape_type="rectangle", name="ref", units=("nm", "nm"))
     widget.reset_choices()
-    widget._reference.value = shapes
-    assert widget.options().reference == pytest.approx((7.38, 7.98, 2.6, 3.2))
+    widget._reference.layer = shapes
     widget.run_blocking()
     exx = next(la for la in viewer.layers if la.name == "exx")
-    assert result_info(exx)["options"]["reference"] == pytest.approx([7.38, 7.98, 2.6, 3.2])
+    region = result_info(exx)["parameters"]["reference"]["region"]
+    assert region["rectangle_nm"] == pytest.approx([7.38, 7.98, 2.6, 3.2])
     c = np.arange(exx.data.shape[-1]) * 8 * PIXEL
     yy, xx = np.meshgrid(c, c, indexing="ij")
     core = np.hypot(yy - 7.68, xx - 7.68) < 1.5

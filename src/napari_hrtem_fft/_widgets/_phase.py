@@ -1,18 +1,17 @@
-"""The lattice-map dock's "Phase & dislocations" layers, and its reference region.
+"""The lattice-map dock's "Phase & dislocations" layers.
 
 Phase maps come with the result layers (:func:`napari_hrtem_fft.layers.maps_to_layers`,
 kind ``phase``, cyclic colour map); this module adds what the core derives from them —
 the displacement field (:func:`napari_hrtem_fft.displacement`) as two Image layers and
 the dislocation cores (:func:`napari_hrtem_fft.find_dislocations`) as a Points layer
-with one feature row per core and a Vectors layer of the Burgers vectors — and turns a
-rectangle drawn in a Shapes layer into the pipeline's reference rectangle.
+with one feature row per core and a Vectors layer of the Burgers vectors.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PHASE_KEY", "cores_text", "phase_layer_tuples", "reference_rectangle"]
+__all__ = ["PHASE_KEY", "cores_text", "phase_layer_tuples"]
 
 #: Metadata key of the displacement and dislocation layers (their source image).
 PHASE_KEY = "napari_hrtem_fft_phase"
@@ -34,8 +33,9 @@ def phase_layer_tuples(maps, *, scale, translate, units, source: str, reference=
         World units of the image axes.
     source : str
         Name of the analysed image (recorded in the metadata).
-    reference : sequence of float, optional
-        The strain reference rectangle, recorded in the metadata.
+    reference : dict, optional
+        The reference region's record (``maps.parameters["reference"]``), recorded in
+        the metadata.
 
     Returns
     -------
@@ -48,7 +48,7 @@ def phase_layer_tuples(maps, *, scale, translate, units, source: str, reference=
 
     u = displacement(maps)
     cores = find_dislocations(maps)
-    meta = {PHASE_KEY: {"source": source, "reference_nm": reference}}
+    meta = {PHASE_KEY: {"source": source, "reference": reference}}
     step = maps.step
     map_scale = tuple(float(s) * step for s in scale[-2:])
     common = {"translate": tuple(translate[-2:]), "units": tuple(units[-2:]), "metadata": meta}
@@ -100,27 +100,6 @@ def phase_layer_tuples(maps, *, scale, translate, units, source: str, reference=
         )
     )
     return out
-
-
-def reference_rectangle(layer, image) -> tuple[float, float, float, float]:
-    """The pipeline's reference rectangle ``(y0, y1, x0, x1)`` in nm from the image origin.
-
-    It is the last rectangle of a Shapes layer drawn over ``image``.
-
-    Raises
-    ------
-    ValueError
-        If the layer holds no rectangle.
-    """
-    for vertices, kind in zip(reversed(layer.data), reversed(layer.shape_type), strict=True):
-        if kind == "rectangle":
-            world = np.asarray(vertices, dtype=np.float64)[:, -2:] * np.asarray(layer.scale[-2:])
-            world = world + np.asarray(layer.translate[-2:])
-            # nm from the image origin (the image's world units per pixel are nm).
-            rel = world - np.asarray(image.translate[-2:])
-            (y0, x0), (y1, x1) = rel.min(axis=0), rel.max(axis=0)
-            return float(y0), float(y1), float(x0), float(x1)
-    raise ValueError(f"draw a rectangle in the Shapes layer {layer.name!r} as the reference")
 
 
 def cores_text(layers, source: str | None) -> str:

@@ -62,7 +62,8 @@ from ._common import (
 )
 from ._display import empty_map_warnings, replace_result_layers, show_map
 from ._fit import fit_dock
-from ._phase import PHASE_KEY, phase_layer_tuples, reference_rectangle
+from ._phase import PHASE_KEY, phase_layer_tuples
+from ._reference import ReferenceSection
 
 if TYPE_CHECKING:
     import napari
@@ -268,16 +269,7 @@ class LatticeMapWidget(Container):
             step=0.1,
             tooltip="FWHM of GPA's point-spread function in nm; 0 = matched to the window.",
         )
-        self._reference = ComboBox(
-            label="strain reference",
-            choices=self._track_region_choices,
-            nullable=True,
-            tooltip=(
-                "Optional Shapes layer with a rectangle: strain relative to the median "
-                "lattice inside it (recorded in the layers' metadata). None: relative to "
-                "the reflections."
-            ),
-        )
+        self._reference = ReferenceSection(self._viewer)
         self._phase = CheckBox(
             text="Phase & dislocations",
             value=False,
@@ -498,16 +490,7 @@ class LatticeMapWidget(Container):
             smoothing_size=int(self._smoothing_size.value),
             method=str(self._method.value),
             resolution_nm=resolution if self._method.value == "gpa" and resolution > 0 else None,
-            reference=self._reference_rectangle(),
         )
-
-    def _reference_rectangle(self):
-        layer, image = self._reference.value, self._image.value
-        if layer is None or image is None:
-            return None
-        if not isinstance(layer, Shapes):
-            raise ValueError("the strain reference must be a rectangle in a Shapes layer")
-        return reference_rectangle(layer, image)
 
     @property
     def running(self) -> bool:
@@ -770,19 +753,32 @@ class LatticeMapWidget(Container):
         if image not in self._viewer.layers:
             show_error(f"The image {image.name!r} was removed during the analysis.")
             return
-        self._show_result(result, pending)
+        try:
+            self._show_result(result, pending)
+        except ValueError as exc:  # e.g. a reference region outside the maps
+            self._on_errored(exc)
+
+    def _referred(self, maps, image: Image):
+        """``maps`` relative to the reference region (its section), if one is chosen."""
+        grid = map_geometry(image.scale[-2:], image.translate[-2:], maps.step)
+        return self._reference.apply(
+            maps, map_scale=grid["scale"], map_translate=grid["translate"]
+        )
 
     def _show_result(self, result, inputs: dict) -> list:
         """Add the layers of a finished run (maps, or a movie run) and report."""
         image = inputs["image"]
         common = {"options": inputs["options"], "points": inputs["points"]}
+        # Strain and phase relative to the reference region, per frame, if one is chosen.
         if isinstance(result, MovieResult):
             region_layer = inputs["movie"]["region_layer"]
+            result.maps = self._referred(result.maps, image)
             added = self.add_movie_layers(result, image, region_layer=region_layer, **common)
             maps = result.maps
         else:
             # A scale calibrated from a known lattice (picker) corrects every map.
             maps = calibrated_maps(result, image.metadata.get(CALIBRATION_KEY))
+            maps = self._referred(maps, image)
             phase = bool(self._phase.value)
             added = self.add_result_layers(maps, image, **common, phase=phase)
         seconds = time.perf_counter() - self._run_started
@@ -889,7 +885,7 @@ class LatticeMapWidget(Container):
                 self._viewer.layers.remove(layer)
         if not phase or maps.phase is None:
             return
-        reference = None if options is None else options.reference
+        reference = maps.parameters.get("reference")
         for data, kwargs, kind in phase_layer_tuples(
             maps,
             scale=image.scale,

@@ -44,6 +44,7 @@ from ._common import (
 )
 from ._fit import fit_dock
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
+from ._reference import ReferenceSection
 from .live import EVERYTHING, LiveSection
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ class TimeTraceWidget(ResultSourceDock):
                 "first analysed frame, with the measured drift in every frame."
             ),
         )
+        self._reference = ReferenceSection(self._viewer)
         self._table = read_only_table(
             [],
             tooltip="Per frame: median and standard deviation of d (nm), pixels used, strain.",
@@ -179,6 +181,7 @@ class TimeTraceWidget(ResultSourceDock):
                 self._region,
                 self._label,
                 self._follow,
+                self._reference,
                 self._table,
                 self._csv_path,
                 self._buttons,
@@ -196,6 +199,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._region.changed.connect(self._on_region_changed)
         self._label.changed.connect(self._schedule)
         self._follow.changed.connect(self._schedule)
+        self._reference.changed.connect(self._schedule)
         self._copy.clicked.connect(self._on_copy)
         self._export.clicked.connect(self._on_export)
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -367,6 +371,9 @@ class TimeTraceWidget(ResultSourceDock):
         else:
             try:
                 maps, geometry, movie = movie_maps_from_layers(layers)
+                maps = self._reference.apply(
+                    maps, map_scale=geometry["scale"], map_translate=geometry["translate"]
+                )
                 mask, note = self._mask(maps, geometry, movie)
                 t = maps.d_spacing.shape[1]
                 times = axis_times(

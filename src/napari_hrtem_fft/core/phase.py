@@ -29,7 +29,13 @@ from scipy import ndimage
 from .maps import LatticeMaps
 from .strain import check_independent
 
-__all__ = ["Dislocations", "displacement", "find_dislocations", "phase_windings"]
+__all__ = [
+    "Dislocations",
+    "displacement",
+    "find_dislocations",
+    "phase_windings",
+    "relative_phase",
+]
 
 
 def _wrap(a):
@@ -53,6 +59,62 @@ def _phases(maps: LatticeMaps, reflections) -> tuple[np.ndarray, np.ndarray, lis
     check_independent(g)
     phase = np.asarray(maps.phase, dtype=np.float64)[idx]
     return phase, g, idx
+
+
+def relative_phase(maps: LatticeMaps, reference, region) -> np.ndarray:
+    """The phase maps re-referred to other reflections, with zero mean in a region.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps with ``phase`` (relative to ``maps.reflections``).
+    reference : array_like
+        ``(n, 2)`` reflections ``g_ref`` in nm⁻¹, or ``(..., n, 2)`` one set per frame of
+        the maps' leading axes (NaN sets give NaN frames), e.g. the median local ``g``
+        in the region (:func:`napari_hrtem_fft.core.strain.reference_from_maps`).
+    region : array_like of bool
+        Map pixels broadcastable to ``(..., my, mx)``, where the result has zero
+        circular mean in each frame.
+
+    Returns
+    -------
+    array
+        ``(n, ..., my, mx)`` float, radians in (-π, π]:
+        ``P'_j(c) = P_j(c) - 2π (g_ref,j - g_j)·c - φ_j`` with ``c`` the window centre in
+        nm from the image origin and ``φ_j`` the circular mean of the rest over the
+        region; i.e. the phase of the image's fringes against ``g_ref`` (the GPA
+        phase of ``g_ref``, whose gradient is ``2π`` times the local ``g - g_ref``).
+        Lazy for dask maps.
+    """
+    if maps.phase is None:
+        raise ValueError("maps have no phase")
+    phase = maps.phase
+    if type(phase).__module__.split(".")[0] != "dask":
+        phase = np.asarray(phase, dtype=np.float64)
+    g = np.asarray(maps.reflections, dtype=np.float64)
+    g_ref = np.asarray(reference, dtype=np.float64)
+    lead = tuple(np.shape(phase)[1:-2])
+    if g_ref.shape[-2:] != g.shape or g_ref.shape[:-2] not in ((), lead):
+        raise ValueError(
+            f"reference must be (n, 2) = {g.shape} or (*frames, n, 2) with frames {lead}, "
+            f"got {g_ref.shape}"
+        )
+    my, mx = np.shape(phase)[-2:]
+    dg = np.moveaxis(np.broadcast_to(g_ref - g, (*lead, *g.shape)), -2, 0)  # (n, ..., 2)
+    yy = np.arange(my) * maps.map_scale
+    xx = np.arange(mx) * maps.map_scale
+    ramp = (
+        2 * np.pi * (dg[..., 0, None, None] * yy[:, None] + dg[..., 1, None, None] * xx[None, :])
+    )
+    rest = phase - ramp
+    mask = np.broadcast_to(np.asarray(region, dtype=bool), np.shape(phase)[1:])
+    z = np.where(mask & np.isfinite(rest), np.exp(1j * rest), 0)
+    total = z.sum(axis=(-2, -1))
+    if hasattr(total, "compute"):
+        total = total.compute()
+    offset = np.angle(np.asarray(total))[..., None, None]
+    # (-π, π]: π - ((π - x) mod 2π).
+    return np.pi - (np.pi - (rest - offset)) % (2 * np.pi)
 
 
 def _basis_pair(g: np.ndarray) -> tuple[int, int]:

@@ -184,10 +184,11 @@ class AnalysisOptions:
         ``method="gpa"``.
     reference : tuple of float or None
         Reference region of the strain, a rectangle ``(y0, y1, x0, x1)`` in nm from the
-        image origin (map pixel ``(i, j)`` at ``(i, j)·step·pixel_size``): strain is
-        relative to the median lattice of the map pixels whose centres lie inside
-        (:func:`napari_hrtem_fft.strain` with ``reference=mask``), computed before the
-        masks and smoothing.  None: relative to the analysed reflections.
+        image origin (map pixel ``(i, j)`` at ``(i, j)·step·pixel_size``): strain and
+        phase are relative to the median lattice of the map pixels whose centres lie
+        inside, per frame (:func:`napari_hrtem_fft.core.strain.relative_to_region`),
+        computed before the masks and smoothing.  None: relative to the analysed
+        reflections.
     """
 
     window: int = 128
@@ -359,14 +360,14 @@ def postprocess_steps(maps, image, options: AnalysisOptions) -> Generator[str, N
     from . import postprocess as post
 
     if options.reference is not None:
-        from .strain import has_two_directions, strain
+        from .strain import has_two_directions, relative_to_region
 
         mask = reference_mask(options.reference, np.shape(maps.d_spacing), maps.map_scale)
         if not has_two_directions(maps.reflections):
             raise ValueError("a reference region needs two non-collinear reflections (strain)")
-        maps = dataclasses.replace(maps, strain=strain(maps, reference=mask))
-        maps.parameters = {**maps.parameters, "strain_reference_nm": list(options.reference)}
-        yield "strain relative to the reference region"
+        maps = relative_to_region(maps, mask, record=list(options.reference))
+        maps.parameters["strain_reference_nm"] = list(options.reference)
+        yield "strain and phase relative to the reference region"
     if options.clean:
         maps = post.clean(maps)
         yield "outliers removed"

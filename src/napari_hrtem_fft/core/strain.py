@@ -39,6 +39,7 @@ __all__ = [
     "check_independent",
     "has_two_directions",
     "reference_from_maps",
+    "relative_to_region",
     "strain",
     "strain_from_g",
 ]
@@ -134,7 +135,7 @@ def _local_components(maps: LatticeMaps):
     return -np.sin(a) / d, np.cos(a) / d
 
 
-def reference_from_maps(maps: LatticeMaps, region) -> np.ndarray:
+def reference_from_maps(maps: LatticeMaps, region, *, per_frame: bool = False) -> np.ndarray:
     """Reference reflections: the median local ``g`` inside a region of the maps.
 
     Parameters
@@ -145,17 +146,23 @@ def reference_from_maps(maps: LatticeMaps, region) -> np.ndarray:
         Boolean mask broadcastable to the map shape ``(..., my, mx)``, or a tuple of
         slices selecting map pixels in the trailing axes (e.g. ``(slice(10, 20),
         slice(5, 30))`` for rows 10-19 and columns 5-29 of every frame).
+    per_frame : bool
+        False: one median over the region in every frame.  True: one median per frame
+        of the maps' leading axes (a movie's lattice in the region, frame by frame); a
+        frame whose region holds no valid value gets NaN.
 
     Returns
     -------
     numpy.ndarray
         ``(n, 2)`` reflections ``(gy, gx)`` in nm⁻¹: the NaN-ignoring median of each
-        component over the region.
+        component over the region; ``(..., n, 2)`` with ``per_frame`` (the maps'
+        leading axes first).
 
     Raises
     ------
     ValueError
-        If the region has the wrong shape, or holds no valid value for a reflection.
+        If the region has the wrong shape, or holds no valid value for a reflection
+        (in any frame, with ``per_frame``).
     """
     map_shape = tuple(np.shape(maps.d_spacing)[1:])
     if isinstance(region, tuple) and all(isinstance(s, slice) for s in region):
@@ -180,8 +187,11 @@ def reference_from_maps(maps: LatticeMaps, region) -> np.ndarray:
         raise ValueError("reference region is empty")
     gy, gx = _local_components(maps)
     n = maps.n_reflections
-    flat = mask.reshape(-1)
-    parts = [c.reshape(n, -1)[:, flat] for c in (gy, gx)]
+    lead = map_shape[:-2] if per_frame else ()
+    frames = int(np.prod(lead, dtype=np.int64))
+    # (n, frames, pixels): per frame the region's pixels of that frame.
+    flat = mask.reshape(frames, -1)
+    parts = [c.reshape(n, frames, -1) for c in (gy, gx)]
     if _is_dask(parts[0]):
         import dask
 
@@ -189,11 +199,48 @@ def reference_from_maps(maps: LatticeMaps, region) -> np.ndarray:
     with warnings.catch_warnings():
         # An all-NaN reflection gives NaN, reported just below.
         warnings.simplefilter("ignore", RuntimeWarning)
-        ref = np.stack([np.nanmedian(np.asarray(p), axis=1) for p in parts], axis=-1)
-    if not np.all(np.isfinite(ref)):
-        bad = np.nonzero(~np.all(np.isfinite(ref), axis=1))[0].tolist()
-        raise ValueError(f"reference region holds no valid value for reflection(s) {bad}")
-    return ref
+        ref = np.stack(
+            [
+                np.stack(
+                    [np.nanmedian(np.asarray(p)[:, f, flat[f]], axis=1) for f in range(frames)]
+                )
+                for p in parts
+            ],
+            axis=-1,
+        )  # (frames, n, 2)
+    valid = np.all(np.isfinite(ref), axis=-1)  # (frames, n)
+    if not per_frame:
+        ref = ref[0]
+        if not valid.all():
+            bad = np.nonzero(~valid[0])[0].tolist()
+            raise ValueError(f"reference region holds no valid value for reflection(s) {bad}")
+        return ref
+    if not valid.any(axis=0).all():
+        bad = np.nonzero(~valid.any(axis=0))[0].tolist()
+        raise ValueError(
+            f"reference region holds no valid value for reflection(s) {bad} in any frame"
+        )
+    ref[~valid.all(axis=1)] = np.nan
+    return ref.reshape(*lead, n, 2)
+
+
+def _check_reference(reference, lead: tuple) -> np.ndarray:
+    """Reference reflections ``(n, 2)``, or ``(*lead, n, 2)`` one set per frame, checked
+    (every frame without NaN must span the plane)."""
+    g_ref = np.asarray(reference, dtype=np.float64) if np.ndim(reference) > 2 else None
+    if g_ref is None:
+        g_ref = as_reflections(reference, name="reference")
+        check_independent(g_ref, name="reference")
+        return g_ref
+    if g_ref.shape[:-2] != tuple(lead) or g_ref.shape[-1] != 2:
+        raise ValueError(
+            f"a reference per frame must have shape (*frames, n, 2) with frames {tuple(lead)}, "
+            f"got {g_ref.shape}"
+        )
+    sets = g_ref.reshape(-1, *g_ref.shape[-2:])
+    for g in sets[np.all(np.isfinite(sets), axis=(1, 2))]:
+        check_independent(g, name="reference")
+    return g_ref
 
 
 def strain_from_g(gy, gx, reference) -> dict:
@@ -205,7 +252,9 @@ def strain_from_g(gy, gx, reference) -> dict:
         Local components ``(n, ...)`` in nm⁻¹ of the ``n`` reflections (numpy or dask;
         dask stays lazy).  NaN in any reflection gives NaN outputs there.
     reference : array_like
-        Reference reflections ``(n, 2)`` in nm⁻¹, non-collinear.
+        Reference reflections ``(n, 2)`` in nm⁻¹, non-collinear; or one set per frame,
+        ``(..., n, 2)`` with the leading axes of ``gy`` between the reflection and the
+        two map axes (a frame whose reference holds NaN gives NaN).
 
     Returns
     -------
@@ -221,22 +270,31 @@ def strain_from_g(gy, gx, reference) -> dict:
         If ``reference`` has fewer than two or collinear reflections, or does not match
         the number of local reflections.
     """
-    g_ref = as_reflections(reference, name="reference")
-    check_independent(g_ref, name="reference")
-    if np.shape(gy)[0] != g_ref.shape[0] or np.shape(gx) != np.shape(gy):
+    g_ref = _check_reference(reference, np.shape(gy)[1:-2])
+    if np.shape(gy)[0] != g_ref.shape[-2] or np.shape(gx) != np.shape(gy):
         raise ValueError(
-            f"reference has {g_ref.shape[0]} reflections but the local components have "
+            f"reference has {g_ref.shape[-2]} reflections but the local components have "
             f"shapes {np.shape(gy)} and {np.shape(gx)}"
         )
     # Rows g_localᵀ = g_refᵀ F⁻¹, so F⁻¹ = pinv(G_ref) G_local: a fixed linear
-    # combination of the n local maps, identical for every pixel.
+    # combination of the n local maps, identical for every pixel (of a frame).
     # In the components' precision (float32 maps give float32 strain).
     dtype = np.result_type(getattr(gy, "dtype", np.float64), np.float32)
-    pinv = np.linalg.pinv(g_ref).astype(dtype)  # (2, n)
-    a00 = np.tensordot(pinv[0], gy, axes=(0, 0))
-    a01 = np.tensordot(pinv[0], gx, axes=(0, 0))
-    a10 = np.tensordot(pinv[1], gy, axes=(0, 0))
-    a11 = np.tensordot(pinv[1], gx, axes=(0, 0))
+    if g_ref.ndim == 2:
+        pinv = np.linalg.pinv(g_ref).astype(dtype)  # (2, n)
+        a00 = np.tensordot(pinv[0], gy, axes=(0, 0))
+        a01 = np.tensordot(pinv[0], gx, axes=(0, 0))
+        a10 = np.tensordot(pinv[1], gy, axes=(0, 0))
+        a11 = np.tensordot(pinv[1], gx, axes=(0, 0))
+    else:
+        # One pinv per frame, (n, ..., 2, 1, 1) against (n, ..., my, mx); a NaN frame
+        # gets zeros, hence det 0 and NaN strain below.
+        pinv = np.linalg.pinv(np.nan_to_num(g_ref, nan=0.0)).astype(dtype)  # (..., 2, n)
+        w = np.moveaxis(pinv, -1, 0)[..., None, None]
+        a00 = (w[..., 0, :, :] * gy).sum(axis=0)
+        a01 = (w[..., 0, :, :] * gx).sum(axis=0)
+        a10 = (w[..., 1, :, :] * gy).sum(axis=0)
+        a11 = (w[..., 1, :, :] * gx).sum(axis=0)
     with np.errstate(all="ignore"):
         det = a00 * a11 - a01 * a10
         f00, f01, f10, f11 = a11 / det, -a01 / det, -a10 / det, a00 / det
@@ -268,9 +326,11 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
 
         - ``None`` (default): ``maps.reflections``, the reflections that were analysed;
         - a boolean mask broadcastable to the map shape ``(..., my, mx)``, or a tuple
-          of slices of map pixels: the median local ``g`` inside that region (see
-          :func:`reference_from_maps`);
-        - ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹.
+          of slices of map pixels: the median local ``g`` inside that region, in each
+          frame of a movie's maps separately (see :func:`reference_from_maps` with
+          ``per_frame=True``);
+        - ``(n, 2)`` reciprocal vectors ``(gy, gx)`` in nm⁻¹, or ``(..., n, 2)`` one set
+          per frame of the maps' leading axes.
 
     Returns
     -------
@@ -279,7 +339,8 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
         and ``rotation`` (degrees, counter-clockwise on screen), each of the map shape
         ``(..., my, mx)`` and the floating dtype of ``maps.d_spacing`` (at least
         float32); NaN wherever any reflection is NaN.  Dask inputs give lazy dask
-        outputs.  ``reference`` holds the reference reflections used.
+        outputs.  ``reference`` holds the reference reflections used (``(n, 2)``, or
+        ``(..., n, 2)`` per frame).
 
     Raises
     ------
@@ -306,17 +367,87 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
     elif (isinstance(reference, tuple) and all(isinstance(s, slice) for s in reference)) or (
         np.asarray(reference).dtype == bool
     ):
-        g_ref = reference_from_maps(maps, reference)
+        g_ref = reference_from_maps(maps, reference, per_frame=True)
     else:
-        g_ref = as_reflections(reference, name="reference")
-        if g_ref.shape != refl.shape:
+        g_ref = np.asarray(reference) if np.ndim(reference) > 2 else None
+        if g_ref is None:
+            g_ref = as_reflections(reference, name="reference")
+        if g_ref.shape[-2:] != refl.shape:
             raise ValueError(
                 f"reference must have one (gy, gx) per reflection, shape {refl.shape}, "
                 f"got {g_ref.shape}"
             )
-    check_independent(g_ref, name="reference")
+    g_ref = _check_reference(g_ref, tuple(np.shape(maps.d_spacing)[1:-2]))
     gy, gx = _local_components(maps)
     comps = strain_from_g(gy, gx, g_ref)
     dtype = np.result_type(getattr(maps.d_spacing, "dtype", np.float64), np.float32)
     comps = {k: v.astype(dtype, copy=False) for k, v in comps.items()}
     return StrainMaps(**comps, reference=g_ref)
+
+
+def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps:
+    """Maps whose strain and phase are relative to the lattice inside a region.
+
+    The reference lattice ``g_ref`` is the median local ``g`` of each reflection in the
+    region, in each frame of a movie separately (:func:`reference_from_maps` with
+    ``per_frame=True``).  Strain is computed against it (:func:`strain`), and the phase
+    is re-referred to it (:func:`~napari_hrtem_fft.core.phase.relative_phase`): flat,
+    with zero circular mean, inside the region.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps of one image ``(n, my, mx)`` or a movie ``(n, ..., my, mx)``.
+    region : array_like of bool
+        Map pixels of the region, broadcastable to the map shape ``(..., my, mx)`` (a
+        2D region applies to every frame).
+    record : object, optional
+        How the region was given (e.g. a rectangle in nm, a layer name and label),
+        JSON-friendly; stored in ``parameters["reference"]["region"]``.
+
+    Returns
+    -------
+    LatticeMaps
+        A copy with ``strain`` (when the reflections span the plane) and ``phase`` (when
+        the maps have one) relative to the region, and ``parameters["reference"]``:
+        ``region`` (the record), ``reflections`` (``g_ref``, nm⁻¹, ``(n, 2)`` or
+        ``(..., n, 2)``) and ``map_pixels`` (pixels of the region per frame).
+
+    Raises
+    ------
+    ValueError
+        If the region is empty, does not match the maps, or holds no valid value of a
+        reflection in any frame.
+    """
+    import dataclasses
+
+    from .phase import relative_phase
+
+    if not isinstance(maps, LatticeMaps):
+        raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
+    mask = np.asarray(region)
+    if mask.dtype != bool:
+        raise TypeError(f"reference region must be a boolean mask, got dtype {mask.dtype}")
+    map_shape = tuple(np.shape(maps.d_spacing)[1:])
+    try:
+        mask = np.broadcast_to(mask, map_shape)
+    except ValueError:
+        raise ValueError(
+            f"reference region of shape {np.shape(region)} does not match the map shape "
+            f"{map_shape}"
+        ) from None
+    g_ref = reference_from_maps(maps, mask, per_frame=True)
+    fields = {}
+    if _spans_plane(as_reflections(maps.reflections)):
+        fields["strain"] = strain(maps, reference=g_ref)
+    if maps.phase is not None:
+        fields["phase"] = relative_phase(maps, g_ref, mask)
+    params = dict(maps.parameters)
+    params["reference"] = {
+        "region": record,
+        "reflections": np.round(g_ref, 9).tolist(),
+        "map_pixels": np.sum(mask, axis=(-2, -1)).tolist(),
+        "convention": "strain and phase relative to the median local g inside the region, "
+        "per frame; the phase has zero circular mean there",
+    }
+    return dataclasses.replace(maps, **fields, parameters=params)
