@@ -21,9 +21,10 @@ __all__ = ["ReferenceSection", "rectangle_nm"]
 
 
 def rectangle_nm(layer, origin: Sequence[float]) -> list[float] | None:
-    """``[y0, y1, x0, x1]`` in nm from ``origin`` when a Shapes layer holds exactly one
-    closed shape and it is an axis-aligned rectangle (the CLI's ``--reference``), else
-    None.
+    """The region as the CLI's ``--reference``: ``[y0, y1, x0, x1]`` nm, or None.
+
+    Only when a Shapes layer holds exactly one closed shape and it is an axis-aligned
+    rectangle; nm from ``origin``.
 
     Parameters
     ----------

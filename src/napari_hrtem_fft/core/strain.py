@@ -225,8 +225,10 @@ def reference_from_maps(maps: LatticeMaps, region, *, per_frame: bool = False) -
 
 
 def _check_reference(reference, lead: tuple) -> np.ndarray:
-    """Reference reflections ``(n, 2)``, or ``(*lead, n, 2)`` one set per frame, checked
-    (every frame without NaN must span the plane)."""
+    """Reference reflections ``(n, 2)``, or ``(*lead, n, 2)`` one set per frame, checked.
+
+    Every frame without NaN must span the plane.
+    """
     g_ref = np.asarray(reference, dtype=np.float64) if np.ndim(reference) > 2 else None
     if g_ref is None:
         g_ref = as_reflections(reference, name="reference")
