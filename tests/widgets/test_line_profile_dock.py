@@ -66,8 +66,11 @@ def test_profile_across_the_interface_steps_by_35_percent(profiled, qtbot, tmp_p
     assert np.mean(ratios) == pytest.approx(SHELL_EXPANSION, abs=3e-3)
     # 10-90 % width: 0.49 nm, about the step response of the 64-pixel (1.28 nm) window.
     assert 0.2 < step_width(prof.distance, dil) < 1.0
-    # The plot has one d curve per reflection and the three strain components.
+    # The plot has one d curve per reflection and the three strain components; d in nm
+    # as everywhere in the GUI.
     assert len(widget._axes[0].lines) == 3 and len(widget._axes[1].lines) == 3
+    assert widget._axes[0].get_ylabel() == "d (nm)"
+    np.testing.assert_array_equal(widget._axes[0].lines[0].get_ydata(), d[0])
     # CSV export: the core's text, never overwriting.
     path = widget.export_csv(tmp_path / "profile.csv")
     assert path.read_text() == prof.to_csv()
@@ -95,3 +98,29 @@ def test_profile_follows_the_line_and_width(profiled, qtbot):
     assert "draw a line" in widget._status.value
     with pytest.raises(ValueError, match="no profile"):
         widget.export_csv("unused.csv")
+
+
+def _slot_names(emitter) -> set[str]:
+    """Names of the bound methods connected to a napari event emitter (held weakly as
+    ``(weakref to the object, method name)``)."""
+    return {cb[1] for cb in emitter.callbacks if isinstance(cb, tuple)}
+
+
+def test_closing_the_dock_disconnects_it(profiled, qtbot):
+    """Once the dock is closed, layer, time-slider and line events no longer reach it."""
+    viewer, _, widget = profiled
+    line = _draw_line(viewer, (CENTRE, CENTRE), (CENTRE, CENTRE + 2.0))
+    widget._line.value = line
+    qtbot.waitUntil(lambda: widget.profile is not None, timeout=5_000)
+    assert "_on_layers_changed" in _slot_names(viewer.layers.events.inserted)
+    assert "_on_frame_changed" in _slot_names(viewer.dims.events.current_step)
+    assert "_schedule" in _slot_names(line.events.data)
+    viewer.window.remove_dock_widget(widget.native)
+    widget.native.deleteLater()
+    qtbot.waitUntil(
+        lambda: "_on_frame_changed" not in _slot_names(viewer.dims.events.current_step),
+        timeout=5_000,
+    )
+    assert "_on_layers_changed" not in _slot_names(viewer.layers.events.inserted)
+    assert "_on_layers_changed" not in _slot_names(viewer.layers.events.removed)
+    assert "_schedule" not in _slot_names(line.events.data)

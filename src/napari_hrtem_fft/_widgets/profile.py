@@ -2,7 +2,7 @@
 
 The user draws a line (or path: its ends are used) in a Shapes layer over an analysed
 image; the dock reads that image's result layers, averages the maps across a chosen
-width with :func:`napari_hrtem_fft.line_profile` and plots d (Å), strain (%) and
+width with :func:`napari_hrtem_fft.line_profile` and plots d (nm), strain (%) and
 phase (rad) against the distance along the line (nm).  The profile is exported as the
 core's CSV text (:meth:`~napari_hrtem_fft.core.profile.LineProfile.to_csv`).
 """
@@ -109,7 +109,7 @@ class LineProfileWidget(ResultSourceDock):
         self._figure, self._canvas = dark_canvas(
             (4.0, 4.6),
             min_height=360,
-            tooltip="d (Å), strain (%) and phase (rad) against the distance along the line.",
+            tooltip="d (nm), strain (%) and phase (rad) against the distance along the line.",
         )
         self._axes = self._figure.subplots(3, 1, sharex=True)
 
@@ -126,12 +126,15 @@ class LineProfileWidget(ResultSourceDock):
         self._export.clicked.connect(self._on_export)
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        # Movies: the plot shows the frame under the time slider.
+        self._viewer.dims.events.current_step.connect(self._on_frame_changed)
         self.native.destroyed.connect(self._on_destroyed)
 
     def _on_destroyed(self, *args) -> None:
         """Disconnect from the viewer and the watched line layer when the dock goes."""
         self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
         self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
+        self._viewer.dims.events.current_step.disconnect(self._on_frame_changed)
         self._watched = watch_edits(self._watched, None, self._schedule)
 
     # --------------------------------------------------------------- choices
@@ -140,6 +143,10 @@ class LineProfileWidget(ResultSourceDock):
 
     def _on_input_changed(self, event=None) -> None:
         self._schedule()
+
+    def _on_frame_changed(self, event=None) -> None:
+        if self.profile is not None and self.profile.values["d_spacing"].ndim > 2:
+            self._draw()
 
     def _on_line_changed(self, event=None) -> None:
         self._watched = watch_edits(self._watched, self._line.value, self._schedule)
@@ -214,14 +221,14 @@ class LineProfileWidget(ResultSourceDock):
 
     def _draw(self) -> None:
         ax_d, ax_e, ax_p = self._axes
-        style_axes(ax_d, ylabel="d (Å)")
+        style_axes(ax_d, ylabel="d (nm)")
         style_axes(ax_e, ylabel="strain (%)")
         style_axes(ax_p, xlabel="distance along the line (nm)", ylabel="phase (rad)")
         prof = self.profile
         if prof is not None:
             x = prof.distance
             for k, values in enumerate(prof.values["d_spacing"]):
-                ax_d.plot(x, 10.0 * self._frame(values), label=str(k + 1))
+                ax_d.plot(x, self._frame(values), label=str(k + 1))
             for name in _STRAIN_COMPONENTS:
                 if name in prof.values:
                     ax_e.plot(x, 100.0 * self._frame(prof.values[name]), label=name)

@@ -33,6 +33,13 @@ def configure(parser) -> None:
         action="store_true",
         help="use the crystal mask of each frame (automatic threshold on the peak strength)",
     )
+    parser.add_argument(
+        "--reference",
+        type=cli.rectangle,
+        metavar="Y0:Y1,X0:X1",
+        help="strain relative to the median lattice inside this rectangle (nm, world "
+        "coordinates as --region), in each frame, instead of the maps' own reference",
+    )
     parser.add_argument("--out", required=True, metavar="PATH", help="trace.csv")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
@@ -71,22 +78,40 @@ def run(args) -> int:
     translate = [float(v) for v in attrs.get("translate", [0.0] * len(shape))]
     units = [str(u) for u in attrs.get("units", [""] * len(shape))]
 
+    def rectangle_mask(rect, option):
+        """Map pixels whose centres lie inside a world rectangle (nm)."""
+        y0, y1, x0, x1 = rect
+        vertices = [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
+        mask = region_from_polygon(vertices, map_shape, scale[-2:], translate[-2:])
+        if not mask.any():
+            ys = (translate[-2], translate[-2] + (map_shape[0] - 1) * scale[-2])
+            xs = (translate[-1], translate[-1] + (map_shape[1] - 1) * scale[-1])
+            raise cli.CliError(
+                f"{option} holds no map pixel centre: the maps cover y {ys[0]:.4g} to "
+                f"{ys[1]:.4g} nm and x {xs[0]:.4g} to {xs[1]:.4g} nm",
+                cli.EXIT_USAGE,
+            )
+        return mask
+
     region, where = None, "every valid map pixel"
     if args.crystal:
         region, where = "crystal", "the crystal mask of each frame"
     elif args.region is not None:
         y0, y1, x0, x1 = args.region
-        vertices = [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
-        region = region_from_polygon(vertices, map_shape, scale[-2:], translate[-2:])
-        if not region.any():
-            ys = (translate[-2], translate[-2] + (map_shape[0] - 1) * scale[-2])
-            xs = (translate[-1], translate[-1] + (map_shape[1] - 1) * scale[-1])
-            raise cli.CliError(
-                f"--region holds no map pixel centre: the maps cover y {ys[0]:.4g} to "
-                f"{ys[1]:.4g} nm and x {xs[0]:.4g} to {xs[1]:.4g} nm",
-                cli.EXIT_USAGE,
-            )
+        region = rectangle_mask(args.region, "--region")
         where = f"y {y0:g} to {y1:g} nm, x {x0:g} to {x1:g} nm ({int(region.sum())} map pixels)"
+    if args.reference is not None:
+        from ..core.strain import relative_to_region
+
+        try:
+            maps = relative_to_region(
+                maps, rectangle_mask(args.reference, "--reference"), record=list(args.reference)
+            )
+        except ValueError as err:
+            raise cli.CliError(f"--reference: {err}", cli.EXIT_USAGE) from None
+        where += ", strain relative to y {:g} to {:g} nm, x {:g} to {:g} nm".format(
+            *args.reference
+        )
     times = None
     if len(shape) == 4:
         times = axis_times(t, scale=scale[1], translate=translate[1], unit=units[1])
