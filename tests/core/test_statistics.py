@@ -13,7 +13,7 @@ from napari_hrtem_fft.core.statistics import (
 )
 
 
-def test_statistics_per_reflection_and_region_in_angstrom():
+def test_statistics_per_reflection_and_region_in_nm():
     d = np.empty((2, 4, 4))
     d[0] = 0.2246
     d[0, :, 2:] = 0.2325
@@ -26,11 +26,11 @@ def test_statistics_per_reflection_and_region_in_angstrom():
     regions[:, 2:] = 2
     rows = reflection_statistics(d, angle, regions=regions, region_names={1: "core", 2: "shell"})
     by = {(r["reflection"], r["region"]): r for r in rows}
-    assert by[(1, "core")]["d median (Å)"] == pytest.approx(2.246, abs=1e-9)
-    assert by[(1, "shell")]["d median (Å)"] == pytest.approx(2.325, abs=1e-9)
+    assert by[(1, "core")]["d median (nm)"] == pytest.approx(0.2246, abs=1e-10)
+    assert by[(1, "shell")]["d median (nm)"] == pytest.approx(0.2325, abs=1e-10)
     assert by[(2, "core")]["count"] == 7
     assert by[(2, "core")]["angle mean (°)"] == pytest.approx(10.0, abs=1e-9)
-    assert by[(1, "core")]["d std (Å)"] == pytest.approx(0.0, abs=1e-12)
+    assert by[(1, "core")]["d std (nm)"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_angles_across_180_are_averaged_on_the_circle():
@@ -44,7 +44,7 @@ def test_angles_across_180_are_averaged_on_the_circle():
 def test_empty_region_gives_nan_not_an_error():
     d = np.full((1, 2, 2), np.nan)
     (row,) = reflection_statistics(d, d.copy())
-    assert row["count"] == 0 and np.isnan(row["d mean (Å)"])
+    assert row["count"] == 0 and np.isnan(row["d mean (nm)"])
 
 
 def test_labels_sampled_at_map_pixel_centres():
@@ -108,12 +108,11 @@ def test_one_kernel_in_the_units_of_the_values():
     mean, median, std, count = summarize_angles([179.0, -179.0, 178.0, -178.0, np.nan])
     assert abs(mean) == pytest.approx(180.0) and abs(median) == pytest.approx(180.0)
     assert std == pytest.approx(np.std([179, 181, 178, 182])) and count == 4
-    # reflection_statistics is that kernel with d shown in Å.
+    # reflection_statistics is that kernel, d in nm as the maps hold it.
     d = np.array([[[0.2, 0.21, 0.25]]])
     (row,) = reflection_statistics(d, np.zeros_like(d))
-    assert row["d median (Å)"] == pytest.approx(2.1) and row["d std (Å)"] == pytest.approx(
-        10 * np.std([0.2, 0.21, 0.25])
-    )
+    assert row["d median (nm)"] == pytest.approx(0.21)
+    assert row["d std (nm)"] == pytest.approx(np.std([0.2, 0.21, 0.25]))
 
 
 def test_weighted_median():

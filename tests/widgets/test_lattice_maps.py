@@ -183,16 +183,16 @@ def test_statistics_match_the_core_and_shell_of_the_sample(docked, qtbot):
     y, x = np.indices(d_layer.data.shape) * 8
     r = np.hypot(y - 512, x - 512) * PIXEL_SIZE
     core = r < 3.0
-    assert rows[(k111[0], "1")]["d median (Å)"] == pytest.approx(
-        10 * np.nanmedian(d_layer.data[core]), rel=1e-6
+    assert rows[(k111[0], "1")]["d median (nm)"] == pytest.approx(
+        np.nanmedian(d_layer.data[core]), rel=1e-6
     )
     # ... and match the sample: {111} spacing 0.2246 nm in the core, +3.5 % in the shell.
     # The estimator reads 0.2-0.4 % high on this sample (window 64), hence 0.5 % per
     # reflection and 0.3 % for the two {111} reflections together.
     shell_d = D_111 * (1 + SHELL_EXPANSION)
     for k in k111:
-        assert rows[(k, "1")]["d median (Å)"] / 10 == pytest.approx(D_111, rel=5e-3)
-        assert rows[(k, "2")]["d median (Å)"] / 10 == pytest.approx(shell_d, rel=5e-3)
+        assert rows[(k, "1")]["d median (nm)"] == pytest.approx(D_111, rel=5e-3)
+        assert rows[(k, "2")]["d median (nm)"] == pytest.approx(shell_d, rel=5e-3)
     d111 = [
         la.data for la in viewer.layers if any(la.name.startswith(f"d-spacing {k} ") for k in k111)
     ]
@@ -244,8 +244,8 @@ def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_
     with open(out / "Pd_statistics.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["reflection"] for r in rows] == ["1", "2", "3"]
-    # Statistics over every valid map pixel: the median of the layer data, in Å.
-    assert float(rows[1]["d median (Å)"]) == pytest.approx(10 * np.nanmedian(layer.data), rel=1e-5)
+    # Statistics over every valid map pixel: the median of the layer data, in nm.
+    assert float(rows[1]["d median (nm)"]) == pytest.approx(np.nanmedian(layer.data), rel=1e-5)
     record = json.loads((out / "Pd.json").read_text(encoding="utf-8"), parse_constant=_reject)
     assert record["input"]["layer"] == "Pd" and record["input"]["pixel_size_nm"] == PIXEL_SIZE
     assert record["analysis"]["window"] == 64 and record["analysis"]["crystal_mask"] is True

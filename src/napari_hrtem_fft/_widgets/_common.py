@@ -1,17 +1,21 @@
 """Small building blocks shared by the docks.
 
-Calibration row, button rows, tables, debounce timers and layer choices.
-Each dock builds its own form from these; they hold no state of their own, except
-:class:`ResultSourceDock`, the base of the docks that read one analysed image's maps.
+Calibration row, button rows, tables, debounce timers, layer choices, and
+:func:`disconnect_on_close`, which every dock calls once so that closing it cuts its
+viewer and layer connections.  Each dock builds its own form from these; they hold no
+state of their own, except :class:`ResultSourceDock`, the base of the docks that read
+one analysed image's maps.
 """
 
 from __future__ import annotations
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, Table
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QStyledItemDelegate
+import weakref
 
-from .._napari.calibration import layer_pixel_size
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, Table
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QStyledItemDelegate, QWidget
+
+from .._napari.calibration import camera_of, layer_pixel_size
 from .._napari.layers import find_result_layers, result_info
 
 __all__ = [
@@ -19,6 +23,8 @@ __all__ = [
     "button_row",
     "debounce_timer",
     "default_to_last",
+    "disconnect_dock",
+    "disconnect_on_close",
     "fill_table",
     "layer_or_override_pixel_size",
     "maps_source_combo",
@@ -126,6 +132,105 @@ def debounce_timer(widget, milliseconds: int, slot) -> QTimer:
     timer.setInterval(milliseconds)
     timer.timeout.connect(slot)
     return timer
+
+
+def _viewer_emitters(viewer):
+    """Every event emitter of the viewer, its layer list, dims, camera, cursor and layers."""
+    groups = [
+        viewer.events,
+        viewer.layers.events,
+        viewer.layers.selection.events,
+        viewer.dims.events,
+        camera_of(viewer).events,
+        viewer.cursor.events,
+        *(layer.events for layer in viewer.layers),
+    ]
+    for group in groups:
+        yield from group.emitters.values()
+
+
+def _inside(obj, dock) -> bool:
+    """Whether ``obj`` is the dock or a widget inside it (e.g. a section of the dock)."""
+    if obj is dock:
+        return True
+    native = getattr(obj, "native", None)
+    try:
+        return isinstance(native, QWidget) and dock.native.isAncestorOf(native)
+    except RuntimeError:  # a deleted Qt widget
+        return False
+
+
+def disconnect_dock(dock, viewer) -> int:
+    """Disconnect every callback bound to ``dock`` from the viewer's and layers' events.
+
+    napari keeps a method callback as a weak reference to its object and the method's
+    name, so the dock's callbacks are found by their object (the dock or a magicgui
+    widget inside it, such as a section of the dock): those the dock connected
+    (layer list, dims, camera, selection, watched regions) and the ``reset_choices``
+    napari itself connects when it docks a magicgui widget (and leaves connected when
+    the dock is removed).
+
+    Returns
+    -------
+    int
+        Number of callbacks disconnected.
+    """
+    count = 0
+    for emitter in _viewer_emitters(viewer):
+        for callback in list(emitter.callbacks):
+            if (
+                isinstance(callback, tuple)
+                and isinstance(callback[0], weakref.ref)
+                and _inside(callback[0](), dock)
+            ):
+                emitter.disconnect(callback)
+                count += 1
+    return count
+
+
+class _CloseWatcher(QObject):
+    """Calls ``on_close`` once, when napari takes the dock's widget out of its dock.
+
+    napari removes a dock (its close button, ``remove_dock_widget``) by setting the inner
+    widget's parent to None; closing the viewer destroys the widget instead.
+    """
+
+    def __init__(self, native, on_close) -> None:
+        super().__init__(native)
+        self._on_close = on_close
+        native.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        """Watch for the parent change that leaves the widget without a dock."""
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self._on_close()
+        return False
+
+
+def disconnect_on_close(dock, viewer) -> None:
+    """Disconnect ``dock`` from the viewer and its layers when the user closes it.
+
+    The one mechanism of every dock (called once, in ``_connect_events``): when the dock
+    is removed from the window or the viewer closes, :func:`disconnect_dock` cuts every
+    viewer and layer callback bound to it, so that a closed dock neither runs nor is kept
+    alive by the viewer.  Connections between the dock's own widgets die with it.
+
+    Parameters
+    ----------
+    dock : magicgui.widgets.Container
+        The dock widget; its callbacks must be its own bound methods (not lambdas).
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it) the dock was given.
+    """
+    ref = weakref.ref(dock)
+
+    def close(*_) -> None:
+        widget = ref()
+        if widget is not None:
+            disconnect_dock(widget, viewer)
+
+    _CloseWatcher(dock.native, close)
+    dock.native.destroyed.connect(close)
 
 
 def result_sources(layers, *, ndim: int | None = None) -> list[str]:

@@ -55,6 +55,7 @@ from ..core.pipeline import (
 )
 from ._common import (
     button_row,
+    disconnect_on_close,
     layer_or_override_pixel_size,
     max_window,
     pixel_size_field,
@@ -404,6 +405,7 @@ class LatticeMapWidget(Container):
         self._cancel.clicked.connect(self._on_cancel)
         self._export.clicked.connect(self._on_export)
         self._viewer.layers.selection.events.active.connect(self._on_active_layer)
+        disconnect_on_close(self, self._viewer)
         self._on_options_changed()
 
     # --------------------------------------------------------------- choices

@@ -29,6 +29,7 @@ from ..core.pipeline import check_option
 from ..core.reciprocal import g_angle, g_spacing
 from ._common import (
     debounce_timer,
+    disconnect_on_close,
     fill_table,
     layer_or_override_pixel_size,
     max_window,
@@ -132,6 +133,7 @@ class ReflectionPickerWidget(Container):
         camera_of(self._viewer).events.center.connect(self._on_view_moved)
         self._viewer.dims.events.current_step.connect(self._on_frame_changed)
         self._viewer.layers.events.removed.connect(self._on_layer_removed)
+        disconnect_on_close(self, self._viewer)
         # Coalesce bursts (a dragged region point moves many times a second).
         self._refresh_timer = debounce_timer(self, 60, self._refresh)
 

@@ -20,7 +20,12 @@ from napari.utils.notifications import show_info
 from .._napari.layers import find_result_layers, maps_from_layers
 from .._napari.regions import watch_edits
 from ..core.profile import line_profile
-from ._common import ResultSourceDock, debounce_timer, maps_source_combo
+from ._common import (
+    ResultSourceDock,
+    debounce_timer,
+    disconnect_on_close,
+    maps_source_combo,
+)
 from ._fit import fit_dock
 from ._plot import dark_canvas, style_axes, style_legend
 
@@ -128,14 +133,7 @@ class LineProfileWidget(ResultSourceDock):
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         # Movies: the plot shows the frame under the time slider.
         self._viewer.dims.events.current_step.connect(self._on_frame_changed)
-        self.native.destroyed.connect(self._on_destroyed)
-
-    def _on_destroyed(self, *args) -> None:
-        """Disconnect from the viewer and the watched line layer when the dock goes."""
-        self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
-        self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
-        self._viewer.dims.events.current_step.disconnect(self._on_frame_changed)
-        self._watched = watch_edits(self._watched, None, self._schedule)
+        disconnect_on_close(self, self._viewer)
 
     # --------------------------------------------------------------- choices
 

@@ -22,6 +22,7 @@ from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, sta
 from ._common import (
     ResultSourceDock,
     debounce_timer,
+    disconnect_on_close,
     fill_table,
     maps_source_combo,
     read_only_table,
@@ -40,9 +41,9 @@ _HEADERS = (
     "#",
     "region",
     "n",
-    "d mean Å",
-    "d med. Å",
-    "d std Å",
+    "d mean nm",
+    "d med. nm",
+    "d std nm",
     "∠ mean °",
     "∠ med. °",
     "∠ std °",
@@ -58,7 +59,7 @@ def _region_names(labels) -> dict[int, str]:
 
 
 class LatticeStatisticsWidget(ResultSourceDock):
-    """Per-reflection statistics of lattice maps, with a histogram of d (Å).
+    """Per-reflection statistics of lattice maps, with a histogram of d (nm).
 
     Parameters
     ----------
@@ -96,7 +97,7 @@ class LatticeStatisticsWidget(ResultSourceDock):
         )
         self._table = read_only_table(
             _HEADERS,
-            tooltip="Inside the crystal mask (NaN pixels are left out); d in Å, angles in °.",
+            tooltip="Inside the crystal mask (NaN pixels are left out); d in nm, angles in °.",
             min_height=235,
         )
         self._copy = PushButton(
@@ -111,7 +112,7 @@ class LatticeStatisticsWidget(ResultSourceDock):
         self._figure, self._canvas = dark_canvas(
             (4.0, 2.6),
             min_height=220,
-            tooltip="Histogram of the local lattice spacing d (Å) per reflection.",
+            tooltip="Histogram of the local lattice spacing d (nm) per reflection.",
         )
         self._axes = self._figure.add_subplot()
 
@@ -128,6 +129,7 @@ class LatticeStatisticsWidget(ResultSourceDock):
         self._copy.clicked.connect(self._on_copy)
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        disconnect_on_close(self, self._viewer)
         # Painting a region fires many events; recompute once it pauses.
         self._timer = debounce_timer(self, 150, self.update_statistics)
 
@@ -188,7 +190,7 @@ class LatticeStatisticsWidget(ResultSourceDock):
         def cell(column, value):
             if not isinstance(value, float):
                 return value
-            return f"{value:.4f}" if column.startswith("d ") else f"{value:.2f}"
+            return f"{value:.5f}" if column.startswith("d ") else f"{value:.2f}"
 
         fill_table(
             self._table, [[cell(c, row[c]) for c in COLUMNS] for row in self.rows], _HEADERS
@@ -196,10 +198,9 @@ class LatticeStatisticsWidget(ResultSourceDock):
 
     def _draw_histogram(self, d, regions) -> None:
         ax = self._axes
-        style_axes(ax, xlabel="d (Å)", ylabel="map pixels")
+        style_axes(ax, xlabel="d (nm)", ylabel="map pixels")
         if d is not None:
-            d_a = d * 10.0
-            finite = d_a[np.isfinite(d_a)]
+            finite = d[np.isfinite(d)]
             if finite.size:
                 lo, hi = np.percentile(finite, (0.5, 99.5))
                 bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 80)
@@ -213,7 +214,7 @@ class LatticeStatisticsWidget(ResultSourceDock):
                     }
                 for k in range(d.shape[0]):
                     for suffix, mask in masks.items():
-                        values = d_a[k][mask]
+                        values = d[k][mask]
                         values = values[np.isfinite(values)]
                         if values.size:
                             ax.hist(values, bins=bins, histtype="step", label=f"{k + 1}{suffix}")

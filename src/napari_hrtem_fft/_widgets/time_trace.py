@@ -38,6 +38,7 @@ from ._common import (
     ResultSourceDock,
     button_row,
     debounce_timer,
+    disconnect_on_close,
     fill_table,
     maps_source_combo,
     read_only_table,
@@ -206,6 +207,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.dims.events.current_step.connect(self._draw_cursor)
         self._live_trace.changed.connect(self._on_live_trace_changed)
+        disconnect_on_close(self, self._viewer)
         # Editing a region fires many events; recompute once it pauses.
         self._timer = debounce_timer(self, 150, self.update_trace)
         self.native.destroyed.connect(self._on_destroyed)

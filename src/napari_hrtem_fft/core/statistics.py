@@ -38,17 +38,14 @@ __all__ = [
 #: Names of the statistics of :func:`summarize`, in its order.
 STATISTICS = ("mean", "median", "std", "count")
 
-# Å per nm, for display columns only.
-_ANGSTROM_PER_NM = 10.0
-
-#: Columns of a statistics row, in display order (d in Å, angles in degrees).
+#: Columns of a statistics row, in display order (d in nm, angles in degrees).
 COLUMNS = (
     "reflection",
     "region",
     "count",
-    "d mean (Å)",
-    "d median (Å)",
-    "d std (Å)",
+    "d mean (nm)",
+    "d median (nm)",
+    "d std (nm)",
     "angle mean (°)",
     "angle median (°)",
     "angle std (°)",
@@ -233,9 +230,9 @@ def reflection_statistics(
     regions=None,
     region_names: Mapping[int, str] | None = None,
 ) -> list[dict]:
-    """Mean, median and standard deviation of d (Å) and angle (°) per reflection and region.
+    """Mean, median and standard deviation of d (nm) and angle (°) per reflection and region.
 
-    The statistics of :func:`summarize` (d, computed in nm and shown in Å) and
+    The statistics of :func:`summarize` (d in nm, the unit of the maps) and
     :func:`summarize_angles`, over the map pixels where both d and angle are finite
     (NaN: no lattice found, or masked out); a reflection near ±180° is summarised on
     the circle.
@@ -291,9 +288,9 @@ def reflection_statistics(
                     "reflection": k + 1,
                     "region": region,
                     "count": count,
-                    "d mean (Å)": d_mean * _ANGSTROM_PER_NM,
-                    "d median (Å)": d_median * _ANGSTROM_PER_NM,
-                    "d std (Å)": d_std * _ANGSTROM_PER_NM,
+                    "d mean (nm)": d_mean,
+                    "d median (nm)": d_median,
+                    "d std (nm)": d_std,
                     "angle mean (°)": a_mean,
                     "angle median (°)": a_median,
                     "angle std (°)": a_std,
@@ -308,7 +305,7 @@ def statistics_text(rows: Sequence[Mapping], *, delimiter: str = "\t") -> str:
     Parameters
     ----------
     rows : sequence of mapping
-        Rows of :func:`reflection_statistics` (d in Å, angles in degrees); a missing
+        Rows of :func:`reflection_statistics` (d in nm, angles in degrees); a missing
         column is written empty.
     delimiter : str
         Field separator: ``"\\t"`` (default) or ``","``.
