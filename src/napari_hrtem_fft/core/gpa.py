@@ -35,8 +35,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from .engine import DEFAULT_MIN_AMPLITUDE
-from .engine._checks import _check_flag, _check_image, _check_int, _check_real
+from .engine import DEFAULT_MIN_AMPLITUDE, check_flag, check_image, check_int, check_real
 from .maps import LatticeMaps
 from .reciprocal import as_reflections
 from .strain import has_two_directions, strain
@@ -483,26 +482,26 @@ def analyze_gpa(
         resolution is too fine for a reflection (its mask would reach the centre of the
         spectrum).
     """
-    image, shape, _dtype = _check_image(image)
-    pixel_size = _check_real(pixel_size, "pixel_size")
+    image, shape, _dtype = check_image(image)
+    pixel_size = check_real(pixel_size, "pixel_size")
     if pixel_size <= 0:
         raise ValueError(f"pixel_size must be > 0 (nm), got {pixel_size}")
-    step = _check_int(step, "step", 1)
+    step = check_int(step, "step", 1)
     if resolution_nm is not None and window is not None:
         raise ValueError("give resolution_nm or window, not both")
     if resolution_nm is None:
-        window = 128 if window is None else _check_int(window, "window", 2)
+        window = 128 if window is None else check_int(window, "window", 2)
         resolution_nm = matched_resolution(window, pixel_size)
-    resolution_nm = _check_real(resolution_nm, "resolution_nm")
+    resolution_nm = check_real(resolution_nm, "resolution_nm")
     if resolution_nm <= 0:
         raise ValueError(f"resolution_nm must be > 0, got {resolution_nm}")
-    search = _check_real(search, "search")
+    search = check_real(search, "search")
     if not 0 < search <= 0.5:
         raise ValueError(f"search must be in (0, 0.5], got {search}")
-    min_amplitude = _check_real(min_amplitude, "min_amplitude")
+    min_amplitude = check_real(min_amplitude, "min_amplitude")
     if min_amplitude < 0:
         raise ValueError(f"min_amplitude must be >= 0, got {min_amplitude}")
-    compute_strain = _check_flag(compute_strain, "compute_strain")
+    compute_strain = check_flag(compute_strain, "compute_strain")
     refl = as_reflections(reflections)
     sigma_nm = _FWHM_SIGMA / (2 * np.pi * resolution_nm)  # mask σ in nm⁻¹
     _check_masks(refl, pixel_size, resolution_nm, sigma_nm)
@@ -526,7 +525,7 @@ def analyze_gpa(
 
     if isinstance(image, da.Array):
         depth = -(-2 * margin // step) * step
-        chunk = 2048 if chunks is None else _check_int(chunks, "chunks", 1)
+        chunk = 2048 if chunks is None else check_int(chunks, "chunks", 1)
         chunk = max(-(-chunk // step) * step, -(-4 * margin // step) * step, depth)
         packed = _dask_frames(image, freqs, opts, depth, chunk)
         block = chunk

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from .maps import LatticeMaps
+
+# The store's record and completion marker, written as the offline analysis writes them.
 from .movie import (
     MovieResult,
     TimeTrace,
@@ -42,10 +44,8 @@ from .movie import (
     read_zarr_maps,
     time_trace,
     write_zarr_geometry,
+    write_zarr_record,
 )
-
-# The store's record and completion marker, written as the offline analysis writes them.
-from .movie.storage import _write_record
 from .reciprocal import as_reflections
 
 logger = logging.getLogger(__name__)
@@ -435,7 +435,7 @@ class _LiveRun:
             tracked=True,
         )
         write_zarr_geometry(self.root, maps.geometry())
-        _write_record(self.root, maps, result)  # last: the completion marker
+        write_zarr_record(self.root, maps, result)  # last: the completion marker
         result.maps = read_zarr_maps(self.store)
         return LiveResult(result, self.traces, self.skipped, times, self.store)
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from ..reciprocal import as_reflections
 from ._analyze import _FIELDS, analyze, iter_analyze, run_to_end
-from ._checks import check_reflections
+from ._checks import check_flag, check_image, check_int, check_real, check_reflections
 from ._diagnose import Diagnosis, diagnose
 from ._drivers import Progress
 from ._frame import DEFAULT_MIN_AMPLITUDE
@@ -59,6 +59,10 @@ __all__ = [
     "Diagnosis",
     "Progress",
     "analyze",
+    "check_flag",
+    "check_image",
+    "check_int",
+    "check_real",
     "check_reflections",
     "diagnose",
     "iter_analyze",

@@ -10,9 +10,9 @@ import numpy as np
 from ..maps import LatticeMaps
 from ._checks import (
     _check_chunks,
-    _check_flag,
-    _check_image,
     _check_numbers,
+    check_flag,
+    check_image,
     check_reflections,
 )
 from ._drivers import Progress, dask_maps, numpy_maps
@@ -231,10 +231,10 @@ class _Request:
 
 def _request(arguments: dict) -> _Request:
     """Check every argument of :func:`analyze` (all given) and plan the blocks."""
-    image, shape, dtype = _check_image(arguments["image"])
+    image, shape, dtype = check_image(arguments["image"])
     pixel_size, window, step, search, min_amplitude = _check_numbers(arguments)
     refine, compute_strain, background = (
-        _check_flag(arguments[name], name) for name in ("refine", "compute_strain", "background")
+        check_flag(arguments[name], name) for name in ("refine", "compute_strain", "background")
     )
     if shape[-2] < window or shape[-1] < window:
         raise ValueError(

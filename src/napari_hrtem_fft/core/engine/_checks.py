@@ -1,4 +1,9 @@
-"""Input checks of :func:`analyze` with specific messages naming the parameter."""
+"""Input checks of :func:`analyze` with specific messages naming the parameter.
+
+:func:`check_image`, :func:`check_int`, :func:`check_real` and :func:`check_flag` are
+also the checks of the other analysis methods (:func:`napari_hrtem_fft.core.gpa.analyze_gpa`),
+exported by :mod:`napari_hrtem_fft.core.engine`, so that both give the same messages.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,19 @@ import numpy as np
 from ..reciprocal import as_reflections
 
 
-def _check_image(image):
+def check_image(image):
+    """An image ``(..., y, x)`` of real numbers with known, non-zero sizes.
+
+    Returns
+    -------
+    image, shape, dtype
+        ``image`` (as numpy when it had no ``shape``/``dtype``), its shape and dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        With a message naming ``image``.
+    """
     shape = getattr(image, "shape", None)
     dtype = getattr(image, "dtype", None)
     if shape is None or dtype is None:
@@ -37,7 +54,8 @@ def _check_image(image):
     return image, tuple(int(s) for s in shape), dtype
 
 
-def _check_int(value, name: str, minimum: int) -> int:
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``; errors name the parameter ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
@@ -45,7 +63,8 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def _check_real(value, name: str) -> float:
+def check_real(value, name: str) -> float:
+    """``value`` as a finite float; errors name the parameter ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -63,7 +82,7 @@ def _check_chunks(chunks, step: int, depth: int):
         raise ValueError(f"chunks must be None, 'auto', an int or (cy, cx), got {chunks!r}")
     out = []
     for c in chunks:
-        c = _check_int(c, "chunks", 1)
+        c = check_int(c, "chunks", 1)
         # Multiples of the step keep every block's first window on the global grid;
         # at least the overlap depth, as dask's overlap requires.
         out.append(max(-(-c // step) * step, -(-depth // step) * step))
@@ -72,23 +91,24 @@ def _check_chunks(chunks, step: int, depth: int):
 
 def _check_numbers(arguments: dict):
     """``pixel_size``, ``window``, ``step``, ``search`` and ``min_amplitude``, checked."""
-    pixel_size = _check_real(arguments["pixel_size"], "pixel_size")
+    pixel_size = check_real(arguments["pixel_size"], "pixel_size")
     if pixel_size <= 0:
         raise ValueError(f"pixel_size must be > 0 (nm), got {pixel_size}")
-    window = _check_int(arguments["window"], "window", 16)
+    window = check_int(arguments["window"], "window", 16)
     if window % 2:
         raise ValueError(f"window must be even, got {window}")
-    step = _check_int(arguments["step"], "step", 1)
-    search = _check_real(arguments["search"], "search")
+    step = check_int(arguments["step"], "step", 1)
+    search = check_real(arguments["search"], "search")
     if not 0 < search <= 0.5:
         raise ValueError(f"search must be in (0, 0.5], got {search}")
-    min_amplitude = _check_real(arguments["min_amplitude"], "min_amplitude")
+    min_amplitude = check_real(arguments["min_amplitude"], "min_amplitude")
     if min_amplitude < 0:
         raise ValueError(f"min_amplitude must be >= 0, got {min_amplitude}")
     return pixel_size, window, step, search, min_amplitude
 
 
-def _check_flag(flag, name: str) -> bool:
+def check_flag(flag, name: str) -> bool:
+    """``flag`` as a bool (True or False only); errors name the parameter ``name``."""
     if not isinstance(flag, bool | np.bool_):
         raise TypeError(f"{name} must be True or False, got {flag!r}")
     return bool(flag)

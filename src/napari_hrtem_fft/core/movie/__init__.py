@@ -31,6 +31,7 @@ from .storage import (
     read_zarr_maps,
     to_zarr,
     write_zarr_geometry,
+    write_zarr_record,
 )
 from .traces import TimeTrace, time_trace, trace_text, trace_to_csv
 
@@ -50,4 +51,5 @@ __all__ = [
     "trace_text",
     "trace_to_csv",
     "write_zarr_geometry",
+    "write_zarr_record",
 ]

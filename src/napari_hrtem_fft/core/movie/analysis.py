@@ -30,10 +30,10 @@ from .storage import (
     _is_dask,
     _open_store,
     _refuse_existing,
-    _write_record,
     movie_parameters,
     read_zarr_maps,
     to_zarr,
+    write_zarr_record,
 )
 
 __all__ = ["analyze_movie", "iter_analyze_movie"]
@@ -390,7 +390,7 @@ def _analysis(
         maps, np.stack(used), np.stack(found), idx, drift, track, mode, corrected, blank
     )
     if root is not None:
-        _write_record(root, maps, result)
+        write_zarr_record(root, maps, result)
         result.maps = read_zarr_maps(store)
     return result
 

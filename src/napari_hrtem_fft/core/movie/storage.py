@@ -30,6 +30,7 @@ __all__ = [
     "read_zarr_maps",
     "to_zarr",
     "write_zarr_geometry",
+    "write_zarr_record",
 ]
 
 _FIELDS = LatticeMaps.FIELDS
@@ -322,7 +323,7 @@ def to_zarr(
             parts = [src[region] for src, region in zip(sources, regions, strict=True)]
             delayed = da.store(parts, targets, regions=regions, lock=False, compute=False)
             dask.compute(delayed, scheduler=sched)
-    _write_record(root, maps, movie)
+    write_zarr_record(root, maps, movie)
     return root
 
 
@@ -433,10 +434,21 @@ def _open_store(store, overwrite: bool):
         raise FileExistsError(f"{store!r} already exists") from None
 
 
-def _write_record(root, maps: LatticeMaps, movie: MovieResult | None) -> None:
+def write_zarr_record(root, maps: LatticeMaps, movie: MovieResult | None) -> None:
     """Geometry, reflections and parameters of the maps as group attributes.
 
-    Written last, after every array: its completion marker says the store is whole.
+    Written last, after every array: its completion marker says the store is whole
+    (:func:`read_zarr_maps` refuses a store without it).  The movie analysis and the
+    live run (:mod:`napari_hrtem_fft.core.live`) both finish their stores with it.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+    maps : LatticeMaps
+        The maps written to it (their grid, reflections, parameters, strain reference).
+    movie : MovieResult, optional
+        Frames, tracking, per-frame reflections and drift of a movie.
     """
     record = {
         "kind": "lattice_maps",
