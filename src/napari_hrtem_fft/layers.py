@@ -10,34 +10,18 @@ docks use, so that a script made in the console keeps working::
         viewer.add_image(data, **kwargs)
 """
 
-from ._napari.layers import (
-    KINDS,
-    PICKER_KEY,
-    RESULT_KEY,
-    contrast_limits,
-    file_stem,
-    find_result_layers,
-    layer_values,
-    maps_from_layers,
-    maps_to_layers,
-    movie_maps_from_layers,
-    result_info,
-    result_stacks,
-    run_options,
-)
+from ._napari import layers as _adapter
 
-__all__ = [
-    "KINDS",
-    "PICKER_KEY",
-    "RESULT_KEY",
-    "contrast_limits",
-    "file_stem",
-    "find_result_layers",
-    "layer_values",
-    "maps_from_layers",
-    "maps_to_layers",
-    "movie_maps_from_layers",
-    "result_info",
-    "result_stacks",
-    "run_options",
-]
+__all__ = list(_adapter.__all__)
+
+
+def __getattr__(name: str):
+    """The adapter's public name ``name`` (PEP 562: ``from ... import name`` works)."""
+    if name in __all__:
+        return getattr(_adapter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    """The public names."""
+    return list(__all__)

@@ -94,7 +94,7 @@ def test_tsv_has_header_and_one_line_per_row():
     text = statistics_text(rows)
     lines = text.strip().split("\n")
     assert lines[0].split("\t") == list(COLUMNS)
-    assert len(lines) == 3 and lines[1].split("\t")[3] == "2"
+    assert len(lines) == 3 and lines[1].split("\t")[3] == "0.2"  # d mean, nm
 
 
 def test_one_kernel_in_the_units_of_the_values():

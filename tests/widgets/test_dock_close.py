@@ -1,11 +1,11 @@
 """Every dock disconnects what it connected when the user closes it.
 
-Each manifest dock (the live acquisition is a section of the time-trace dock) is opened from the Plugins menu path (``add_plugin_dock_widget``) on a
-viewer holding everything a dock listens to (an image, a movie, their result layers,
-reflections, shapes and labels), then removed as its close button removes it
-(``remove_dock_widget``).  The viewer's and the layers' event emitters must then have
-exactly the callbacks they had before the dock was opened: a closed dock neither runs
-nor is kept alive by the viewer.
+Each manifest dock (the live acquisition is a section of the time-trace dock) is opened
+from the Plugins menu path (``add_plugin_dock_widget``) on a viewer holding everything
+a dock listens to (an image, a movie, their result layers, reflections, shapes and
+labels), then removed as its close button removes it (``remove_dock_widget``).  The
+viewer's and the layers' event emitters must then have exactly the callbacks they had
+before the dock was opened: a closed dock neither runs nor is kept alive by the viewer.
 """
 
 from __future__ import annotations

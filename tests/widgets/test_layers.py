@@ -63,21 +63,10 @@ def test_scale_translate_put_each_map_pixel_on_its_window_centre():
 def test_names_kinds_colormaps_and_visibility():
     tuples = maps_to_layers(_maps())
     names = [kw["name"] for _, kw, _ in tuples]
-    assert names == [
-        "d-spacing 1 (0.195 nm)",
-        "d-spacing 2 (0.225 nm)",
-        "d-spacing 3 (0.225 nm)",
-        "angle 1",
-        "angle 2",
-        "angle 3",
-        "amplitude 1",
-        "amplitude 2",
-        "amplitude 3",
-        "exx",
-        "eyy",
-        "exy",
-        "rotation (°)",
-    ]
+    # Per kind, reflections in order (d in the name), then the strain components.
+    expected = [f"d-spacing {k} ({d} nm)" for k, d in ((1, 0.195), (2, 0.225), (3, 0.225))]
+    expected += [f"{kind} {k}" for kind in ("angle", "amplitude") for k in (1, 2, 3)]
+    assert names == [*expected, "exx", "eyy", "exy", "rotation (°)"]
     by_name = {kw["name"]: kw for _, kw, _ in tuples}
     assert by_name["d-spacing 1 (0.195 nm)"]["visible"] is True
     assert sum(kw["visible"] for _, kw, _ in tuples) == 1

@@ -160,6 +160,57 @@ def _units_tuple(units, ndim: int) -> tuple[str, ...]:
 
 _UNSET = object()
 
+#: Layer name of each per-reflection map (``k`` from 1, ``d`` its reference spacing, nm).
+_LAYER_NAMES = {
+    "d_spacing": "d-spacing {k} ({d:.3f} nm)",
+    "angle": "angle {k}",
+    "amplitude": "amplitude {k}",
+    "d_sigma": "d-spacing σ {k}",
+    "angle_sigma": "angle σ {k}",
+    "phase": "phase {k}",
+}
+
+
+def _display(kind: str, data) -> tuple[str, tuple[float, float]]:
+    """Colour map and contrast limits of one per-reflection map."""
+    if kind == "angle":
+        return _angle_display(data)
+    if kind == "phase":
+        return "twilight_shifted", (-np.pi, np.pi)
+    return ("viridis" if kind == "d_spacing" else "magma"), contrast_limits(data)
+
+
+def _run_record(maps, source, options) -> dict:
+    """The plugin's metadata record shared by every layer of one run.
+
+    Every value once: the grid and the engine's parameters are in ``parameters``, the
+    front end's own choices (masks, smoothing, the layers used) in ``options``; an
+    option the parameters already hold with the same value is not repeated.  Values
+    are kept as they are (NaN, long per-frame records).
+    """
+    from .. import __version__
+
+    reflections = np.asarray(maps.reflections, dtype=np.float64)
+    parameters = {
+        "window": maps.window,
+        "step": maps.step,
+        "pixel_size": maps.pixel_size,
+        **maps.parameters,
+    }
+    options = {
+        k: v for k, v in dict(options or {}).items() if not _same(parameters.get(k, _UNSET), v)
+    }
+    record = {
+        "source": source,
+        "reflections_per_nm": reflections,
+        "reference_d_nm": g_spacing(reflections),
+        "reference_angle_deg": g_angle(reflections),
+        "parameters": parameters,
+        "options": options,
+        "version": __version__,
+    }
+    return jsonable(record, max_items=None, allow_nan=True)
+
 
 def _same(a, b) -> bool:
     """Whether two recorded values are equal (False when they do not compare)."""
@@ -226,8 +277,6 @@ def maps_to_layers(
     TypeError
         If ``maps`` is not a LatticeMaps.
     """
-    from .. import __version__
-
     if not isinstance(maps, LatticeMaps):
         raise TypeError(f"maps must be a LatticeMaps, got {type(maps).__name__}")
     unknown = sorted(set(kinds) - set(KINDS))
@@ -250,36 +299,7 @@ def maps_to_layers(
     )
     units = _units_tuple(units, ndim)
 
-    reflections = np.asarray(maps.reflections, dtype=np.float64)
-    ref_d = g_spacing(reflections)
-    ref_angle = g_angle(reflections)
-    parameters = {
-        "window": maps.window,
-        "step": maps.step,
-        "pixel_size": maps.pixel_size,
-        **maps.parameters,
-    }
-    # Every value once: the grid and the engine's parameters are in "parameters", the
-    # front end's own choices (masks, smoothing, the layers used) in "options"; an
-    # option the parameters already hold with the same value is not repeated.
-    options = {
-        k: v for k, v in dict(options or {}).items() if not _same(parameters.get(k, _UNSET), v)
-    }
-    # Layer metadata keeps every value as it is (NaN, long per-frame records).
-    run = jsonable(
-        {
-            "source": source,
-            "reflections_per_nm": reflections,
-            "reference_d_nm": ref_d,
-            "reference_angle_deg": ref_angle,
-            "parameters": parameters,
-            "options": options,
-            "version": __version__,
-        },
-        max_items=None,
-        allow_nan=True,
-    )
-
+    run = _run_record(maps, source, options)
     common = {
         "scale": geometry["scale"],
         "translate": geometry["translate"],
@@ -318,24 +338,8 @@ def maps_to_layers(
             continue
         for k in range(n):
             data = stack[k]
-            if kind == "d_spacing":
-                name = f"d-spacing {k + 1} ({ref_d[k]:.3f} nm)"
-                cmap, limits = "viridis", contrast_limits(data)
-            elif kind == "angle":
-                name = f"angle {k + 1}"
-                cmap, limits = _angle_display(data)
-            elif kind == "amplitude":
-                name = f"amplitude {k + 1}"
-                cmap, limits = "magma", contrast_limits(data)
-            elif kind == "d_sigma":
-                name = f"d-spacing σ {k + 1}"
-                cmap, limits = "magma", contrast_limits(data)
-            elif kind == "angle_sigma":
-                name = f"angle σ {k + 1}"
-                cmap, limits = "magma", contrast_limits(data)
-            else:
-                name = f"phase {k + 1}"
-                cmap, limits = "twilight_shifted", (-np.pi, np.pi)
+            name = _LAYER_NAMES[kind].format(k=k + 1, d=run["reference_d_nm"][k])
+            cmap, limits = _display(kind, data)
             visible = kind == "d_spacing" and k == 0
             out.append(layer(data, name, kind, cmap, limits, reflection=k, visible=visible))
     return out

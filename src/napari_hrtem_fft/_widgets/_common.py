@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import weakref
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, Table
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    Table,
+    Widget,
+    create_widget,
+)
 from qtpy.QtCore import QEvent, QObject, QTimer
-from qtpy.QtWidgets import QStyledItemDelegate, QWidget
+from qtpy.QtWidgets import QStyledItemDelegate
 
 from .._napari.calibration import camera_of, layer_pixel_size
 from .._napari.layers import find_result_layers, result_info
+from ._fit import fit_dock
 
 __all__ = [
     "ResultSourceDock",
@@ -26,6 +35,7 @@ __all__ = [
     "disconnect_dock",
     "disconnect_on_close",
     "fill_table",
+    "layer_combo",
     "layer_or_override_pixel_size",
     "maps_source_combo",
     "max_window",
@@ -153,9 +163,10 @@ def _inside(obj, dock) -> bool:
     """Whether ``obj`` is the dock or a widget inside it (e.g. a section of the dock)."""
     if obj is dock:
         return True
-    native = getattr(obj, "native", None)
+    if not isinstance(obj, Widget):  # napari's own Qt objects are never touched
+        return False
     try:
-        return isinstance(native, QWidget) and dock.native.isAncestorOf(native)
+        return dock.native.isAncestorOf(obj.native)
     except RuntimeError:  # a deleted Qt widget
         return False
 
@@ -256,6 +267,11 @@ def maps_source_combo(choices, tooltip: str) -> ComboBox:
     return ComboBox(label="maps of", choices=choices, nullable=True, tooltip=tooltip)
 
 
+def layer_combo(layer_type, label: str, tooltip: str):
+    """A chooser of one layer of ``layer_type`` (napari's list of such layers), or None."""
+    return create_widget(annotation=layer_type | None, label=label, options={"tooltip": tooltip})
+
+
 def default_to_last(combo) -> None:
     """Choose the last entry of a combo box that has no value yet (the newest maps)."""
     if combo.value is None and combo.choices:
@@ -268,13 +284,40 @@ class ResultSourceDock(Container):
     The statistics, time-trace and line-profile docks share the 'maps of' chooser, its
     default (the newest maps) and a debounced recompute when layers come and go.  A
     subclass builds ``self._source`` with :func:`maps_source_combo` on
-    ``self._source_choices`` and ``self._timer`` with :func:`debounce_timer` on its own
-    update, keeps the viewer in ``self._viewer``, and sets :attr:`source_ndim` to 3 to
-    offer only the maps of movies.
+    ``self._source_choices``, and sets :attr:`source_ndim` to 3 to offer only the maps
+    of movies.  Its ``__init__`` calls ``Container.__init__``, sets its own state and
+    then :meth:`_build`, which runs its ``_init_widgets``, ``_init_layout`` and
+    ``_connect_events`` and the shared wiring; :meth:`_recompute` is its update.
     """
 
     #: Dimensions of the result layers offered (None: any).
     source_ndim: int | None = None
+
+    def _build(self, viewer) -> None:
+        """Build the dock on ``viewer``: the subclass's steps, the shared events, an update.
+
+        Bursts of events (painting a region, dragging a line, layers added one by one)
+        are coalesced by a 150 ms timer into one :meth:`_recompute`; the dock
+        disconnects from the viewer when it is closed (:func:`disconnect_on_close`).
+        """
+        self._viewer = viewer
+        # The region or line layer whose edits reschedule the update (watch_edits).
+        self._watched: list = []
+        self._init_widgets()
+        self._init_layout()
+        fit_dock(self)
+        self._timer = debounce_timer(self, 150, self._recompute)
+        self._source.changed.connect(self._schedule)
+        self._connect_events()
+        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self._viewer.layers.events.removed.connect(self._on_layers_changed)
+        disconnect_on_close(self, self._viewer)
+        self.reset_choices()
+        self._recompute()
+
+    def _recompute(self) -> None:
+        """Update the dock from the chosen maps (each subclass's own computation)."""
+        raise NotImplementedError
 
     def _source_choices(self, widget=None) -> list[str]:
         return result_sources(self._viewer.layers, ndim=self.source_ndim)

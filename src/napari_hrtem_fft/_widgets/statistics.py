@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Label, PushButton, create_widget
+from magicgui.widgets import Label, PushButton
 from napari.layers import Labels
 from napari.utils.notifications import show_info
 from qtpy.QtGui import QGuiApplication
@@ -21,13 +21,11 @@ from .._napari.regions import watch_edits
 from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, statistics_text
 from ._common import (
     ResultSourceDock,
-    debounce_timer,
-    disconnect_on_close,
     fill_table,
+    layer_combo,
     maps_source_combo,
     read_only_table,
 )
-from ._fit import fit_dock
 from ._phase import cores_text
 from ._plot import dark_canvas, style_axes, style_legend
 
@@ -69,15 +67,8 @@ class LatticeStatisticsWidget(ResultSourceDock):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        self._viewer = viewer
         self.rows: list[dict] = []
-        self._watched: list = []
-        self._init_widgets()
-        self._init_layout()
-        fit_dock(self)
-        self._connect_events()
-        self.reset_choices()
-        self.update_statistics()
+        self._build(viewer)
 
     # ------------------------------------------------------------------ set-up
 
@@ -85,15 +76,11 @@ class LatticeStatisticsWidget(ResultSourceDock):
         self._source = maps_source_combo(
             self._source_choices, "The analysed image whose result layers are summarised."
         )
-        self._regions = create_widget(
-            annotation=Labels | None,
-            label="regions",
-            options={
-                "tooltip": (
-                    "Optional Labels layer (e.g. paint 1 = core, 2 = shell on the image): "
-                    "statistics per label. None: every valid map pixel."
-                )
-            },
+        self._regions = layer_combo(
+            Labels,
+            "regions",
+            "Optional Labels layer (e.g. paint 1 = core, 2 = shell on the image): "
+            "statistics per label. None: every valid map pixel.",
         )
         self._table = read_only_table(
             _HEADERS,
@@ -124,14 +111,8 @@ class LatticeStatisticsWidget(ResultSourceDock):
         self.native.setMinimumWidth(480)
 
     def _connect_events(self) -> None:
-        self._source.changed.connect(self._schedule)
         self._regions.changed.connect(self._on_regions_changed)
         self._copy.clicked.connect(self._on_copy)
-        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self._viewer.layers.events.removed.connect(self._on_layers_changed)
-        disconnect_on_close(self, self._viewer)
-        # Painting a region fires many events; recompute once it pauses.
-        self._timer = debounce_timer(self, 150, self.update_statistics)
 
     # --------------------------------------------------------------- choices
 
@@ -150,6 +131,9 @@ class LatticeStatisticsWidget(ResultSourceDock):
     def copy_text(self) -> str:
         """The table as tab-separated text with a header line."""
         return statistics_text(self.rows, delimiter="\t")
+
+    def _recompute(self) -> None:
+        self.update_statistics()
 
     def update_statistics(self) -> None:
         """Recompute the table and the histogram from the current layers."""

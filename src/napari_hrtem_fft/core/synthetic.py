@@ -535,9 +535,9 @@ def dislocation_sample(
     Parameters
     ----------
     shape : tuple of int
-        Image size in pixels.
+        Image size ``(y, x)`` in pixels.
     pixel_size : float
-        nm per pixel.
+        Pixel size in nm.
     cores : array_like, optional
         ``(k, 2)`` core positions ``(y, x)`` in nm; default three cores.
     burgers : array_like, optional
@@ -547,19 +547,16 @@ def dislocation_sample(
         Particle radius in nm (the crystal is the disc; the film is everywhere).
     poisson : float
         Poisson's ratio.
-    rotation : float
-        Orientation of the 002 reflection in degrees.
+    rotation, noise, amorphous, seed
+        As in :func:`pd_core_shell_sample`: orientation of the 002 reflection (°),
+        white noise and amorphous film standard deviations, random seed.
     amplitudes : tuple of float
         Fringe amplitudes of the three reflections.
-    noise, amorphous : float
-        White noise and amorphous film standard deviations.
-    seed : int
-        Random seed.
 
     Returns
     -------
     image : numpy.ndarray
-        float32 ``shape`` image.
+        The float32 image, of ``shape``.
     truth : DislocationTruth
         Local ``g`` per pixel, cores, Burgers vectors and displacement.
 
