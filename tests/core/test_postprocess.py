@@ -400,3 +400,21 @@ def test_mask_to_map_and_apply_mask():
         apply_mask(maps, image_mask)
     with pytest.raises(TypeError, match="mask"):
         apply_mask(maps, m.astype(int))
+
+
+def test_crystal_level_filters_match_scipy_direct_filters():
+    # The crystal mask's level is read through an FFT disc sum and a percentile taken
+    # only where it is used; both must be scipy's direct filters (to round-off).
+    from napari_hrtem_fft.core.postprocess import _disc_footprint, _disc_sum, _percentile_at
+
+    rng = np.random.default_rng(3)
+    values = rng.random((61, 47))
+    where = rng.random(values.shape) > 0.4
+    for radius in (1.0, 4.0, 8.0):
+        disc = _disc_footprint(radius)
+        direct = ndimage.percentile_filter(values, 90, footprint=disc, mode="nearest")
+        got = _percentile_at(values, 90, disc, where)
+        np.testing.assert_array_equal(got[where], direct[where])
+        assert np.isnan(got[~where]).all()
+        summed = ndimage.convolve(values, disc.astype(float), mode="constant")
+        np.testing.assert_allclose(_disc_sum(values, disc), summed, rtol=0, atol=1e-11)

@@ -96,3 +96,33 @@ def test_closing_the_viewer_during_a_run_leaves_python_running(viewer_with_sampl
     viewer.close()
     qtbot.waitUntil(lambda: not worker.is_running, timeout=60_000)
     qtbot.wait(200)  # queued signals delivered (they must reach no deleted widget)
+
+
+def test_two_images_have_their_own_named_maps_and_a_rerun_replaces_only_its_own(
+    viewer_with_sample,
+):
+    viewer, image = viewer_with_sample
+    other = viewer.add_image(image.data, name="PZO", scale=image.scale, units="nm")
+    maps = open_docks(viewer, image, step=16)
+    maps.run_blocking()
+    maps.choose_inputs(other, maps._reflections.value, window=64, step=16)
+    maps.run_blocking()
+    mine = find_result_layers(viewer.layers, source="Pd")
+    theirs = find_result_layers(viewer.layers, source="PZO")
+    assert len(mine) == len(theirs) > 0
+    assert all(layer.name.endswith(" · Pd") for layer in mine)
+    assert all(layer.name.endswith(" · PZO") for layer in theirs)
+    assert {layer.name for layer in mine}.isdisjoint(layer.name for layer in theirs)
+    # A re-run of PZO at another step: its layers change, those of Pd stay as they were.
+    before = {layer.name: layer.data.copy() for layer in mine}
+    maps._step.value = 32
+    maps.run_blocking()
+    assert all(
+        layer.data.shape == (32, 32) for layer in find_result_layers(viewer.layers, source="PZO")
+    )
+    after = find_result_layers(viewer.layers, source="Pd")
+    assert [layer.name for layer in after] == list(before)
+    for layer in after:
+        np.testing.assert_array_equal(layer.data, before[layer.name])
+    # The status line wraps and holds the whole text as its tooltip.
+    assert maps._status.value.startswith("done") and maps._status.tooltip == maps._status.value

@@ -22,17 +22,18 @@ from napari_hrtem_fft.core.picked import PickedReflections
 from napari_hrtem_fft.core.reciprocal import g_spacing
 from napari_hrtem_fft.layers import PICKER_KEY, find_result_layers
 
+# Every name carries the analysed image ("Pd"), so that two images' maps differ.
 EXPECTED_NAMES = {
-    "angle 1",
-    "angle 2",
-    "angle 3",
-    "amplitude 1",
-    "amplitude 2",
-    "amplitude 3",
-    "exx",
-    "eyy",
-    "exy",
-    "rotation (°)",
+    f"{name} · Pd"
+    for name in (
+        "angle 1",
+        "angle 2",
+        "angle 3",
+        "exx",
+        "eyy",
+        "exy",
+        "rotation (°)",
+    )
 }
 
 
@@ -87,7 +88,7 @@ def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
     d_names = sorted(n for n in names if n.startswith("d-spacing"))
     assert len(d_names) == 3
     for k, name in enumerate(d_names, start=1):
-        assert re.fullmatch(rf"d-spacing {k} \(0\.(19[45]|22[45]) nm\)", name), name
+        assert re.fullmatch(rf"d-spacing {k} \(0\.(19[45]|22[45]) nm\) · Pd", name), name
     assert names - set(d_names) == EXPECTED_NAMES
     for layer in layers:
         assert layer.data.shape == (128, 128)  # ceil(1024 / 8)
@@ -116,6 +117,12 @@ def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
     assert all(layer.data.shape == (64, 64) for layer in layers)
     np.testing.assert_allclose(layers[0].scale, [16 * PIXEL_SIZE] * 2)
 
+    # The peak-strength maps are layers on request (fewer layers by default).
+    maps._cleaning.amplitude_layers.value = True
+    _run(qtbot, maps)
+    amplitude = {la.name for la in find_result_layers(viewer.layers, source="Pd")} - names
+    assert amplitude == {f"amplitude {k} · Pd" for k in (1, 2, 3)}
+
 
 def test_cancel_stops_within_a_second_and_adds_nothing(docked, qtbot):
     da = pytest.importorskip("dask.array")
@@ -141,7 +148,7 @@ def test_cancel_stops_within_a_second_and_adds_nothing(docked, qtbot):
     # The viewer and the widget are usable: a new (short) run completes.
     maps._image.value = image
     _run(qtbot, maps)
-    assert len(find_result_layers(viewer.layers, source="Pd")) == 13
+    assert len(find_result_layers(viewer.layers, source="Pd")) == 3 + len(EXPECTED_NAMES)
 
 
 def test_errors_become_notifications(docked, qtbot, monkeypatch):

@@ -72,7 +72,7 @@ def test_reference_rectangle_from_a_shapes_layer(make_napari_viewer):
     widget.reset_choices()
     widget._reference.layer = shapes
     widget.run_blocking()
-    exx = next(la for la in viewer.layers if la.name == "exx")
+    exx = next(la for la in viewer.layers if la.name == "exx · cs")
     region = result_info(exx)["parameters"]["reference"]["region"]
     assert region["rectangle_nm"] == pytest.approx([7.38, 7.98, 2.6, 3.2])
     c = np.arange(exx.data.shape[-1]) * 8 * PIXEL

@@ -18,9 +18,11 @@ from ..io import parse_unit
 __all__ = [
     "map_title",
     "replace_result_layers",
+    "run_summary",
     "same_layer",
     "show_map",
     "show_scale_bar",
+    "source_name",
 ]
 
 _UNITS = {
@@ -36,6 +38,14 @@ def same_layer(a, b) -> bool:
     if a is None or b is None:
         return False
     return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def source_name(name: str, source: str) -> str:
+    """A result layer's name with its image, so that two images' maps differ.
+
+    ``"d-spacing 1 (0.225 nm)"`` of the image ``"PZO"`` is ``"d-spacing 1 (0.225 nm) · PZO"``.
+    """
+    return f"{name} · {source}"
 
 
 def map_title(layer) -> str | None:
@@ -130,20 +140,64 @@ def replace_result_layers(viewer, old: list, tuples: list) -> list:
                 reusable[object()] = layer  # removed below
             out.append(viewer.add_image(data, **kwargs))
             continue
-        layer.data = data
-        layer.scale = kwargs["scale"]
-        layer.translate = kwargs["translate"]
-        layer.units = kwargs["units"]
-        layer.colormap = kwargs["colormap"]
-        layer.contrast_limits_range = kwargs["contrast_limits"]
-        layer.contrast_limits = kwargs["contrast_limits"]
-        layer.opacity = kwargs["opacity"]
-        layer.metadata = kwargs["metadata"]
-        layer.name = kwargs["name"]
+        _update_layer(layer, data, kwargs)
         out.append(layer)
     for layer in reusable.values():
         viewer.layers.remove(layer)
     return out
+
+
+def _update_layer(layer, data, kwargs: dict) -> None:
+    """Give an existing result layer the data and display of a new run.
+
+    Only what changed is set: every assignment emits napari events (a new scale
+    recomputes the viewer's extent and dims, a colour map rebuilds the shader).
+    """
+    import numpy as np
+
+    layer.data = data
+    for name in ("scale", "translate"):
+        if not np.array_equal(np.asarray(getattr(layer, name)), np.asarray(kwargs[name])):
+            setattr(layer, name, kwargs[name])
+    if tuple(str(u) for u in layer.units) != tuple(str(u) for u in kwargs["units"]):
+        layer.units = kwargs["units"]
+    if layer.colormap.name != kwargs["colormap"]:
+        layer.colormap = kwargs["colormap"]
+    limits = tuple(kwargs["contrast_limits"])
+    if tuple(layer.contrast_limits) != limits:
+        layer.contrast_limits_range = limits
+        layer.contrast_limits = limits
+    if layer.opacity != kwargs["opacity"]:
+        layer.opacity = kwargs["opacity"]
+    layer.metadata = kwargs["metadata"]
+    if layer.name != kwargs["name"]:
+        layer.name = kwargs["name"]
+
+
+def run_summary(result, maps, seconds: float, warnings: list[str]) -> str:
+    """The status line of a finished run: time, reflections, map size, frames, warnings.
+
+    Parameters
+    ----------
+    result : LatticeMaps or MovieResult
+        What the run returned (a movie run names its frames and blank frames).
+    maps : LatticeMaps
+        The maps shown.
+    seconds : float
+        From the click to the layers.
+    warnings : list of str
+        From :func:`empty_map_warnings`, appended.
+    """
+    shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
+    what = f"{maps.n_reflections} reflection(s), maps {shape}"
+    frames = getattr(result, "frames", None)
+    if frames is not None:
+        n = len(frames)
+        what = f"{f'frame {frames[0]}' if n == 1 else f'{n} frames'}, {what}"
+        if result.blank_frames:
+            what += f"; no crystal in frame(s) {result.blank_frames}"
+    status = f"done in {seconds:.1f} s: {what}"
+    return " — ".join([status, " ".join(warnings)]) if warnings else status
 
 
 def empty_map_warnings(maps) -> list[str]:

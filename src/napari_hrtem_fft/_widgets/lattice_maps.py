@@ -21,18 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSpinBox,
-    Label,
-    ProgressBar,
-    PushButton,
-    SpinBox,
-    create_widget,
-)
+from magicgui.widgets import ComboBox, Container, Label, create_widget
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -43,8 +32,6 @@ from ..core.maps import map_geometry
 from ..core.movie import MovieResult
 from ..core.picked import PICKED_KEY, PickedReflections
 from ..core.pipeline import (
-    OPTION_LIMITS,
-    SMOOTHING_METHODS,
     AnalysisFailure,
     AnalysisOptions,
     Progress,
@@ -54,39 +41,44 @@ from ..core.pipeline import (
     run_to_end,
 )
 from ._common import (
-    button_row,
     disconnect_on_close,
     layer_or_override_pixel_size,
-    max_window,
     pixel_size_field,
     show_calibration,
 )
-from ._display import empty_map_warnings, replace_result_layers, show_map
+from ._display import (
+    empty_map_warnings,
+    replace_result_layers,
+    run_summary,
+    show_map,
+    source_name,
+)
 from ._fit import fit_dock
+from ._map_sections import (
+    FRAME_MODES,
+    AnalysisSection,
+    CleaningSection,
+    ExportSection,
+    MovieSection,
+    PhaseSection,
+    RunSection,
+    align_labels,
+)
 from ._phase import PHASE_KEY, phase_layer_tuples
 from ._reference import ReferenceSection
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LatticeMapWidget"]
+__all__ = ["FRAME_MODES", "LatticeMapWidget"]
 
 #: Metadata key of a drift-corrected copy made by the widget.
 DRIFT_KEY = "napari_hrtem_fft_drift"
-
-#: Which frames of a movie are analysed.
-FRAME_MODES = ("current frame", "all frames", "range")
 
 #: The 'reflections' choice that reads the reflections picked on the chosen image
 #: (stored with it by the reflection picker, :mod:`napari_hrtem_fft.core.picked`);
 #: the picks of another image are offered as that Image layer.
 PICKED = "picked on this image (FFT picker)"
-
-_DRIFT_CHOICES = [
-    ("none", "none"),
-    ("correct: analyse a drift-corrected copy", "correct"),
-    ("measure: tracking region follows", "follow"),
-]
 
 
 def _source_description(layer: Image, pixel_size: float) -> dict:
@@ -103,6 +95,23 @@ def _source_description(layer: Image, pixel_size: float) -> dict:
         "translate": [float(t) for t in layer.translate],
         "units": [str(u) for u in layer.units],
         "pixel_size_nm": float(pixel_size),
+    }
+
+
+def _movie_record(run: MovieResult, movie: str, analysed: str, region: str | None) -> dict:
+    """What a movie run did, recorded in its layers' options (``movie``)."""
+    return {
+        "frames": np.asarray(run.frames).tolist(),
+        "track": run.tracked,
+        "drift_mode": run.drift_mode,
+        "drift_px": None if run.drift is None else run.drift.tolist(),
+        "reference_frame": int(run.frames[0]),
+        "analysed_layer": analysed,
+        "movie_layer": movie,
+        "track_region_layer": region,
+        "reflections_per_frame": run.reflections.tolist(),
+        "found_per_frame": run.found.tolist(),
+        "blank_frames": list(run.blank_frames),
     }
 
 
@@ -127,7 +136,8 @@ class LatticeMapWidget(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        # The sections hold the labels; the dock only stacks them.
+        super().__init__(labels=False)
         self._viewer = viewer
         self.worker = None
         self._cancel_event = threading.Event()
@@ -164,249 +174,54 @@ class LatticeMapWidget(Container):
                 "picked on another image, or a Points layer of reflections (gy, gx) in 1/nm."
             ),
         )
-        self._window = SpinBox(
-            label="window (px)",
-            value=AnalysisOptions.window,
-            min=OPTION_LIMITS["window"]["min"],
-            max=max_window(None),
-            step=OPTION_LIMITS["window"]["multiple"],
-            tooltip="Side of each FFT window in pixels (even). Larger: more precise, less local.",
-        )
-        self._step = SpinBox(
-            label="step (px)",
-            value=AnalysisOptions.step,
-            min=OPTION_LIMITS["step"]["min"],
-            max=AnalysisOptions.window,
-            tooltip=(
-                "Distance between window centres in pixels = size of one map pixel "
-                "(at most the window)."
-            ),
-        )
-        self._search = FloatSpinBox(
-            label="search",
-            value=AnalysisOptions.search,
-            min=0.005,
-            max=OPTION_LIMITS["search"]["max"],
-            step=0.005,
-            tooltip=(
-                "How far from each reflection a local peak is searched, relative to |g| "
-                "(0.1 = ±10 %)."
-            ),
-        )
-        self._refine = CheckBox(
-            text="sub-bin peak refinement",
-            value=True,
-            tooltip="Refine every peak position below the FFT bin size (slower, precise).",
-        )
-        self._crystal_mask = CheckBox(
-            text="crystal mask (peak strength)",
-            value=True,
-            tooltip="Blank map pixels where the reflections do not stand out of the noise.",
-        )
-        self._crystal_threshold = FloatSpinBox(
-            label="peak threshold",
-            value=0.0,
-            min=0.0,
-            max=1e6,
-            step=0.5,
-            tooltip="Minimum peak strength over background; 0 = automatic.",
-        )
-        self._intensity_mask = CheckBox(
-            text="intensity mask",
-            value=False,
-            tooltip=(
-                "Blank map pixels outside the particle as seen in the smoothed image "
-                "intensity (e.g. vacuum or a thick support)."
-            ),
-        )
-        self._intensity_threshold = FloatSpinBox(
-            label="intensity threshold",
-            value=AnalysisOptions.intensity_threshold,
-            min=OPTION_LIMITS["intensity_threshold"]["min"],
-            max=OPTION_LIMITS["intensity_threshold"]["max"],
-            step=0.05,
-            tooltip=(
-                "Threshold on the smoothed intensity normalised to 0–1 (1st–99th "
-                "percentile of the image)."
-            ),
-        )
-        self._intensity_dark = CheckBox(
-            text="particle darker than background",
-            value=False,
-            tooltip="Keep pixels below the threshold instead of above it.",
-        )
-        self._smoothing = ComboBox(
-            label="smoothing",
-            choices=list(SMOOTHING_METHODS),
-            value="none",
-            tooltip="Smooth the maps after masking (NaN-aware).",
-        )
-        self._smoothing_size = SpinBox(
-            label="smoothing size",
-            value=AnalysisOptions.smoothing_size,
-            min=OPTION_LIMITS["smoothing_size"]["min"],
-            max=51,
-            tooltip="Smoothing size in map pixels.",
-        )
-        self._strain = CheckBox(
-            text="compute strain (exx, eyy, exy, rotation)",
-            value=True,
-            tooltip="Strain relative to the picked reflections; needs 2 non-collinear ones.",
-        )
-        self._method = ComboBox(
-            label="method",
-            choices=[
-                ("local FFT (rolling window)", "local_fft"),
-                ("GPA (geometric phase)", "gpa"),
-            ],
-            value="local_fft",
-            tooltip="GPA: a Gaussian mask around each reflection in the FFT of the whole image.",
-        )
-        self._resolution = FloatSpinBox(
-            label="GPA resolution (nm)",
-            value=0.0,
-            min=0.0,
-            max=1000.0,
-            step=0.1,
-            tooltip="FWHM of GPA's point-spread function in nm; 0 = matched to the window.",
-        )
+        self._analysis = AnalysisSection()
+        self._cleaning = CleaningSection()
         self._reference = ReferenceSection(self._viewer)
-        self._phase = CheckBox(
-            text="Phase & dislocations",
-            value=False,
-            tooltip=(
-                "Add the phase maps, the displacement (nm) and the dislocation cores "
-                "(points with their Burgers vectors)."
-            ),
-        )
-        self._frames = ComboBox(
-            label="frames",
-            choices=list(FRAME_MODES),
-            value="all frames",
-            tooltip=(
-                "Movies: the frame under the time slider, every frame, or a range. "
-                "Frames are analysed one after the other; Cancel stops after the "
-                "current frame."
-            ),
-        )
-        self._first = SpinBox(
-            label="first frame", value=0, min=0, max=0, tooltip="First frame of the range."
-        )
-        self._last = SpinBox(
-            label="last frame",
-            value=0,
-            min=0,
-            max=0,
-            tooltip="Last frame of the range (included).",
-        )
-        self._track = CheckBox(
-            text="track reflections from frame to frame",
-            value=False,
-            tooltip=(
-                "Each frame is demodulated at the lattice found in the previous one, so "
-                "that an expansion or rotation larger than the search range over the "
-                "movie is followed. Strain stays relative to the picked reflections."
-            ),
-        )
-        self._track_region = ComboBox(
-            label="track in",
-            choices=self._track_region_choices,
-            nullable=True,
-            tooltip=(
-                "Optional Shapes or Labels layer: the lattice is followed inside this "
-                "region (drawn on the first analysed frame). None: every window with a "
-                "lattice."
-            ),
-        )
-        self._drift = ComboBox(
-            label="drift",
-            choices=_DRIFT_CHOICES,
-            value="none",
-            tooltip=(
-                "Measure the specimen drift (phase correlation against the first analysed "
-                "frame). 'correct' adds a drift-corrected copy of the frames (lazy) and "
-                "maps it, so the particle stands still; 'measure' keeps the frames and "
-                "moves the tracking region and the time-trace region with the drift."
-            ),
-        )
-        self._movie_widgets = [
-            self._frames,
-            self._first,
-            self._last,
-            self._track,
-            self._track_region,
-            self._drift,
-        ]
-        self._run = PushButton(text="Run", tooltip="Start the analysis in the background.")
-        self._cancel = PushButton(text="Cancel", tooltip="Stop the running analysis.")
-        self._buttons = button_row(self._run, self._cancel)
-        self._progress = ProgressBar(
-            label="progress",
-            value=0,
-            min=0,
-            max=1,
-            tooltip="Image blocks done (an image) or frames done (a movie).",
-        )
-        self._status = Label(label="status", value="", tooltip="Outcome of the last run.")
-        # Warnings after a run are sentences: wrap them rather than widen the dock.
-        self._status.native.setWordWrap(True)
-        self._export_dir = FileEdit(
-            label="export to",
-            mode="d",
-            tooltip="Folder for the maps (TIFF), statistics (CSV) and parameters (JSON).",
-        )
-        self._export = PushButton(
-            text="Export maps and statistics",
-            tooltip="Save every result layer of the image, its statistics and parameters.",
-        )
+        self._phase_section = PhaseSection()
+        self._movie = MovieSection(self._track_region_choices)
+        self._runner = RunSection()
+        self._exporter = ExportSection()
+        # The fields under the names that scripts, the demo and tests use (same objects).
+        a, c, m = self._analysis, self._cleaning, self._movie
+        self._window, self._step, self._search, self._method = a.window, a.step, a.search, a.method
+        self._crystal_mask, self._smoothing = c.crystal_mask, c.smoothing
+        self._smoothing_size = c.smoothing_size
+        self._phase = self._phase_section.phase
+        self._frames, self._first, self._last = m.frames, m.first, m.last
+        self._track, self._track_region, self._drift = m.track, m.track_region, m.drift
+        self._run, self._cancel = self._runner.run, self._runner.cancel
+        self._progress, self._status = self._runner.progress, self._runner.status
+        self._export_dir, self._export = self._exporter.directory, self._exporter.export
 
     def _init_layout(self) -> None:
-        self.extend(
-            [
-                self._image,
-                self._calibration,
-                self._pixel_size,
-                self._reflections,
-                self._window,
-                self._step,
-                self._search,
-                self._refine,
-                self._crystal_mask,
-                self._crystal_threshold,
-                self._intensity_mask,
-                self._intensity_threshold,
-                self._intensity_dark,
-                self._smoothing,
-                self._smoothing_size,
-                self._strain,
-                self._method,
-                self._resolution,
-                self._reference,
-                self._phase,
-                *self._movie_widgets,
-                self._buttons,
-                self._progress,
-                self._status,
-                self._export_dir,
-                self._export,
-            ]
-        )
+        inputs = Container(labels=True)
+        inputs.margins = (0, 0, 0, 0)
+        inputs.extend([self._image, self._calibration, self._pixel_size, self._reflections])
+        sections = [inputs, self._analysis, self._cleaning, self._reference, self._phase_section]
+        sections += [self._movie]
+        sections += [self._runner, self._status, self._exporter]
+        self.extend(sections)
+        align_labels(sections)
 
     def _connect_events(self) -> None:
-        self._image.changed.connect(self._on_image_changed)
-        self._window.changed.connect(self._on_window_changed)
-        self._reflections.changed.connect(self._on_reflections_changed)
-        self._crystal_mask.changed.connect(self._on_options_changed)
-        self._intensity_mask.changed.connect(self._on_options_changed)
-        self._smoothing.changed.connect(self._on_options_changed)
-        self._method.changed.connect(self._on_options_changed)
-        self._frames.changed.connect(self._on_options_changed)
-        self._run.clicked.connect(self._on_run)
-        self._cancel.clicked.connect(self._on_cancel)
-        self._export.clicked.connect(self._on_export)
-        self._viewer.layers.selection.events.active.connect(self._on_active_layer)
+        for signal, slot in (
+            (self._image.changed, self._on_image_changed),
+            (self._reflections.changed, self._on_reflections_changed),
+            (self._run.clicked, self._on_run),
+            (self._cancel.clicked, self._on_cancel),
+            (self._export.clicked, self._on_export),
+            (self._viewer.layers.selection.events.active, self._on_active_layer),
+            (self.native.destroyed, self._disconnect),
+        ):
+            signal.connect(slot)
         disconnect_on_close(self, self._viewer)
-        self._on_options_changed()
+
+    def _disconnect(self, *_) -> None:
+        """Cut the dock's connection to the viewer when napari deletes the dock."""
+        try:
+            self._viewer.layers.selection.events.active.disconnect(self._on_active_layer)
+        except (RuntimeError, TypeError, ValueError):
+            pass  # the viewer went first
 
     # --------------------------------------------------------------- choices
 
@@ -475,23 +290,9 @@ class LatticeMapWidget(Container):
 
     def options(self) -> AnalysisOptions:
         """The options set in the widget (raises ValueError if inconsistent)."""
-        threshold = float(self._crystal_threshold.value)
-        resolution = float(self._resolution.value)
         return AnalysisOptions(
-            window=int(self._window.value),
-            step=int(self._step.value),
-            search=float(self._search.value),
-            refine=bool(self._refine.value),
-            compute_strain=bool(self._strain.value),
-            crystal_mask=bool(self._crystal_mask.value),
-            crystal_threshold=threshold if threshold > 0 else None,
-            intensity_mask=bool(self._intensity_mask.value),
-            intensity_threshold=float(self._intensity_threshold.value),
-            intensity_dark=bool(self._intensity_dark.value),
-            smoothing=str(self._smoothing.value),
-            smoothing_size=int(self._smoothing_size.value),
-            method=str(self._method.value),
-            resolution_nm=resolution if self._method.value == "gpa" and resolution > 0 else None,
+            **self._analysis.values(),
+            **self._cleaning.values(),
         )
 
     @property
@@ -500,28 +301,17 @@ class LatticeMapWidget(Container):
         return self.worker is not None
 
     def _set_running(self, running: bool) -> None:
-        self._run.enabled = not running
-        self._cancel.enabled = running
+        self._runner.set_running(running)
         self._export.enabled = not running
 
     # ----------------------------------------------------------------- events
 
     def _on_image_changed(self, event=None) -> None:
         layer = self._image.value
-        movie = layer is not None and layer.ndim == 3 and not layer.rgb
-        for widget in self._movie_widgets:
-            widget.visible = movie
-        if movie:
-            last = int(layer.data.shape[0]) - 1
-            self._first.max = self._last.max = last
-            self._last.value = last
-            self._first.value = 0
-        self._window.max = max_window(layer)
+        self._movie.set_image(layer)
+        self._analysis.set_image(layer)
         show_calibration(layer, self._calibration, self._pixel_size)
         self._on_reflections_changed()
-
-    def _on_window_changed(self, event=None) -> None:
-        self._step.max = int(self._window.value)
 
     def _on_reflections_changed(self, event=None) -> None:
         picked = self._picked()
@@ -531,18 +321,6 @@ class LatticeMapWidget(Container):
         self._window.value = picked.window
         if self._pixel_size.enabled:
             self._pixel_size.value = picked.pixel_size
-
-    def _on_options_changed(self, event=None) -> None:
-        self._crystal_threshold.enabled = bool(self._crystal_mask.value)
-        self._intensity_threshold.enabled = bool(self._intensity_mask.value)
-        self._intensity_dark.enabled = bool(self._intensity_mask.value)
-        self._smoothing_size.enabled = self._smoothing.value != "none"
-        self._resolution.enabled = self._method.value == "gpa"
-        mode = self._frames.value
-        self._first.enabled = self._last.enabled = mode == "range"
-        several = mode != "current frame"
-        self._track.enabled = self._drift.enabled = several
-        self._track_region.enabled = several
 
     def _on_active_layer(self, event=None) -> None:
         """Show the selected result layer alone, with its titled colour bar."""
@@ -597,16 +375,7 @@ class LatticeMapWidget(Container):
 
     def frames(self, image: Image) -> range:
         """Frame numbers of a movie layer that a run analyses, from the frames choice."""
-        mode = self._frames.value
-        if mode == "current frame":
-            k = self.current_frame(image)
-            return range(k, k + 1)
-        if mode == "all frames":
-            return range(int(image.data.shape[0]))
-        first, last = int(self._first.value), int(self._last.value)
-        if last < first:
-            raise ValueError(f"the last frame ({last}) is before the first ({first})")
-        return range(first, last + 1)
+        return self._movie.frame_range(int(image.data.shape[0]), self.current_frame(image))
 
     def _movie_inputs(self, image: Image, options: AnalysisOptions) -> dict:
         frames = self.frames(image)
@@ -688,10 +457,8 @@ class LatticeMapWidget(Container):
             functools.partial(_stop_worker, worker, self._cancel_event, self._worker_slots())
         )
         self.worker = worker
+        self._runner.started()
         self._set_running(True)
-        self._progress.max = 1
-        self._progress.value = 0
-        self._status.value = "running…"
         self._run_started = time.perf_counter()
         worker.start()
 
@@ -727,7 +494,7 @@ class LatticeMapWidget(Container):
             # between frames; quit() stops the worker at its next progress report.
             self._cancel_event.set()
             self.worker.quit()
-            self._status.value = "cancelling…"
+            self._runner.say("cancelling…")
 
     def _on_run(self, event=None) -> None:
         try:
@@ -739,14 +506,13 @@ class LatticeMapWidget(Container):
         self.cancel()
 
     def _on_progress(self, progress: Progress) -> None:
-        self._progress.max = max(progress.total, 1)
-        self._progress.value = progress.done
-        self._status.value = progress.message
+        self._runner.show_progress(progress)
 
     def _on_returned(self, result) -> None:
         pending, self._pending = self._pending, None
         if result is None or pending is None:
-            self._status.value = "cancelled; no layers added"
+            self._runner.finished(complete=False)
+            self._runner.say("cancelled; no layers added")
             return
         if isinstance(result, AnalysisFailure):
             self._on_errored(result.error)
@@ -783,31 +549,24 @@ class LatticeMapWidget(Container):
             maps = self._referred(maps, image)
             phase = bool(self._phase.value)
             added = self.add_result_layers(maps, image, **common, phase=phase)
-        seconds = time.perf_counter() - self._run_started
-        self._progress.value = self._progress.max
-        shape = "×".join(str(s) for s in maps.d_spacing.shape[-2:])
-        what = f"{maps.n_reflections} reflection(s), maps {shape}"
-        if isinstance(result, MovieResult):
-            n = len(result.frames)
-            frames = f"frame {result.frames[0]}" if n == 1 else f"{n} frames"
-            what = f"{frames}, {what}"
-            if result.blank_frames:
-                what += f"; no crystal in frame(s) {result.blank_frames}"
-        self._status.value = f"done in {seconds:.1f} s: {what}"
+        self._runner.finished(complete=True)
         warnings = empty_map_warnings(maps)
         if warnings:
-            self._status.value += " — " + " ".join(warnings)
             show_warning(" ".join(warnings))
+        seconds = time.perf_counter() - self._run_started
+        self._runner.say(run_summary(result, maps, seconds, warnings))
         return added
 
     def _on_errored(self, exc: Exception) -> None:
         self._pending = None
-        self._status.value = f"failed: {exc}"
+        self._runner.finished(complete=False)
+        self._runner.say(f"failed: {exc}")
         show_error(f"Lattice-map analysis failed: {exc}")
 
     def _on_aborted(self) -> None:
         self._pending = None
-        self._status.value = "cancelled; no layers added"
+        self._runner.finished(complete=False)
+        self._runner.say("cancelled; no layers added")
 
     def _on_finished(self) -> None:
         self.worker = None
@@ -862,8 +621,10 @@ class LatticeMapWidget(Container):
             units=tuple(str(u) for u in image.units),
             source=image.name,
             options=recorded,
-            kinds=("d_spacing", "angle", "amplitude", "strain", *(("phase",) if phase else ())),
+            kinds=self._cleaning.layer_kinds(phase=phase),
         )
+        for _, kwargs, _ in tuples:
+            kwargs["name"] = source_name(kwargs["name"], image.name)
         old = find_result_layers(self._viewer.layers, source=image.name)
         self._adding = True
         try:
@@ -935,19 +696,7 @@ class LatticeMapWidget(Container):
             target = self._add_corrected(run, image, scale, translate)
             # The maps are placed on the copy, which has this scale and translate.
             scale, translate = None, None
-        movie = {
-            "frames": np.asarray(frames).tolist(),
-            "track": run.tracked,
-            "drift_mode": run.drift_mode,
-            "drift_px": None if run.drift is None else run.drift.tolist(),
-            "reference_frame": int(frames[0]),
-            "analysed_layer": target.name,
-            "movie_layer": image.name,
-            "track_region_layer": region_layer,
-            "reflections_per_frame": run.reflections.tolist(),
-            "found_per_frame": run.found.tolist(),
-            "blank_frames": list(run.blank_frames),
-        }
+        movie = _movie_record(run, image.name, target.name, region_layer)
         return self.add_result_layers(
             run.maps,
             target,
@@ -1041,19 +790,13 @@ class LatticeMapWidget(Container):
             ) from None
 
     def _on_export(self, event=None) -> None:
-        directory = self._export_dir.value
-        if directory is None or str(directory) in ("", "."):
-            from qtpy.QtWidgets import QFileDialog
-
-            chosen = QFileDialog.getExistingDirectory(self.native, "Export lattice maps to")
-            if not chosen:
-                return
-            directory = Path(chosen)
-            self._export_dir.value = directory
+        directory = self._exporter.chosen_directory(self.native)
+        if directory is None:
+            return
         try:
             written = self.export(directory)
         except (ValueError, FileExistsError, OSError) as exc:
             show_error(f"Export failed: {exc}")
             return
         show_info(f"Exported {len(written)} files to {directory}")
-        self._status.value = f"exported {len(written)} files"
+        self._runner.say(f"exported {len(written)} files")

@@ -390,6 +390,47 @@ def _disc_footprint(radius: float) -> np.ndarray:
     return np.hypot(yy, xx) <= radius + 0.5
 
 
+def _disc_sum(values: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+    """``ndimage.convolve(values, footprint, mode="constant")`` of a symmetric footprint.
+
+    By FFT: the footprint of the crystal level spans two windows (33 × 33 map pixels at
+    window 128, step 8), where the direct sum cost seconds on a 4096² image.  The sums
+    agree with the direct ones to round-off (~1e-12 relative).
+    """
+    from scipy import fft  # not scipy.signal, whose import alone takes seconds
+
+    (h, w), (ky, kx) = values.shape, footprint.shape
+    shape = [fft.next_fast_len(n, real=True) for n in (h + ky - 1, w + kx - 1)]
+    full = fft.irfft2(
+        fft.rfft2(values, shape) * fft.rfft2(footprint.astype(np.float64), shape), shape
+    )
+    return full[ky // 2 : ky // 2 + h, kx // 2 : kx // 2 + w]
+
+
+def _percentile_at(
+    values: np.ndarray, percentile: float, footprint: np.ndarray, where: np.ndarray
+) -> np.ndarray:
+    """``ndimage.percentile_filter(..., mode="nearest")`` at the pixels ``where`` only.
+
+    Elsewhere the result is NaN; the rank is scipy's.  The crystal level is only read
+    next to film, a band along the crystal's edge: the filter over the whole map was
+    most of the time of a default run.
+    """
+    size = int(footprint.sum())
+    rank = size - 1 if percentile >= 100 else int(float(size) * percentile / 100.0)
+    ry, rx = (n // 2 for n in footprint.shape)
+    padded = np.pad(values, ((ry, ry), (rx, rx)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, footprint.shape)
+    out = np.full(values.shape, np.nan)
+    ys, xs = np.nonzero(where)
+    chunk = max(1, (1 << 22) // size)  # ~32 MB of float64 at a time
+    for start in range(0, ys.size, chunk):
+        y, x = ys[start : start + chunk], xs[start : start + chunk]
+        around = windows[y, x][:, footprint]
+        out[y, x] = np.partition(around, rank, axis=1)[:, rank]
+    return out
+
+
 def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndarray:
     """Where one reflection's amplitude map ``(my, mx)`` shows crystal (see step 1 of
     :func:`crystal_mask`); ``reach`` is ``window/2`` in map pixels.
@@ -415,18 +456,17 @@ def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndar
     # windows wholly in the crystal (no film within reach) within one window, or of all
     # of them where none is that close (so that a patch of film is judged against the
     # crystal, not against itself).
-    nearby = ndimage.percentile_filter(
-        np.where(peak, amp, 0.0), _LEVEL_PERCENTILE, footprint=disc, mode="nearest"
-    )
+    edge = peak & near_film  # where the level is read
+    nearby = _percentile_at(np.where(peak, amp, 0.0), _LEVEL_PERCENTILE, disc, edge)
     inner = peak & ~near_film
     log_amp = np.where(inner, np.log(np.where(inner, amp, 1.0)), 0.0)
-    wide = _disc_footprint(2 * reach).astype(np.float64)
-    total = ndimage.convolve(log_amp, wide, mode="constant")
-    count = ndimage.convolve(inner.astype(np.float64), wide, mode="constant")
+    wide = _disc_footprint(2 * reach)
+    total = _disc_sum(log_amp, wide)
+    count = _disc_sum(inner.astype(np.float64), wide)
     fallback = log_amp[inner].mean() if inner.any() else np.log(np.max(amp[peak], initial=1.0))
     with np.errstate(invalid="ignore", divide="ignore"):
         interior = np.exp(np.where(count > 0.5, total / np.maximum(count, 1.0), fallback))
-    level = np.maximum(nearby, interior)
+    level = np.fmax(nearby, interior)
     return peak & (~near_film | (amp >= _EDGE_POWER_FRACTION * level))
 
 
