@@ -105,7 +105,7 @@ def test_two_images_have_their_own_named_maps_and_a_rerun_replaces_only_its_own(
     other = viewer.add_image(image.data, name="PZO", scale=image.scale, units="nm")
     maps = open_docks(viewer, image, step=16)
     maps.run_blocking()
-    maps.choose_inputs(other, maps._reflections.value, window=64, step=16)
+    maps.choose_inputs(other, image, window=64, step=16)  # the reflections picked on Pd
     maps.run_blocking()
     mine = find_result_layers(viewer.layers, source="Pd")
     theirs = find_result_layers(viewer.layers, source="PZO")
