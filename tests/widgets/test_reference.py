@@ -40,7 +40,8 @@ def _maps_dock(viewer, data, reflections, *, scale=(PIXEL, PIXEL), translate=(0.
 
 
 def _layer(viewer, name):
-    return next(la for la in viewer.layers if la.name == name)
+    # Result layer names carry the analysed image: "exx · <image>".
+    return next(la for la in viewer.layers if la.name.split(" · ")[0] == name)
 
 
 def test_labels_reference_equals_the_rectangle(make_napari_viewer, core_shell):
