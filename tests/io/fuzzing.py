@@ -27,7 +27,8 @@ Outcomes (one per case):
 ``memory bomb``
     MemoryError under the cap, or a peak RSS growth above ``BOMB_BYTES``;
 ``slow hook``
-    the npe2 hook took more than 0.5 s (counted besides the read's outcome).
+    the npe2 hook took more than ``HOOK_LIMIT_S`` = 0.5 s in the report (counted
+    besides the read's outcome); the tests use the looser ``HOOK_GUARD_S``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,11 @@ OUTCOMES = (
 )
 MEMORY_CAP = 2 * 2**30  # address space of a worker
 BOMB_BYTES = 1 * 2**30  # peak RSS growth of one read counted as a memory bomb
-HOOK_LIMIT_S = 0.5
+HOOK_LIMIT_S = 0.5  # the report's figure, on a quiet machine
+# The tests' bound: a hook that checks cheaply answers in milliseconds, one that parses
+# the whole file takes seconds to minutes. A generous guard keeps that distinction on a
+# loaded CI machine without making the tests timing tests.
+HOOK_GUARD_S = 5.0
 EXTENSIONS = (
     ".dm3",
     ".dm4",
@@ -610,15 +615,16 @@ class _Worker:
 class Sandbox:
     """One capped worker that is replaced after a hang or a crash (for hypothesis)."""
 
-    def __init__(self, pythonpath: str = ""):
+    def __init__(self, pythonpath: str = "", hook_limit: float = HOOK_LIMIT_S):
         self.pythonpath = pythonpath or os.environ.get("PYTHONPATH", "")
+        self.hook_limit = hook_limit
         self.worker = _Worker(self.pythonpath)
 
     def run(self, case: Case, timeout: float = 30.0) -> dict:
         res = self.worker.run(case, timeout)
         if res["outcome"] in ("hang", "crash"):
             self.worker = _Worker(self.pythonpath)
-        if res.get("hook_s", 0.0) > HOOK_LIMIT_S:
+        if res.get("hook_s", 0.0) > self.hook_limit:
             res["slow_hook"] = True
         return res
 
@@ -626,8 +632,18 @@ class Sandbox:
         self.worker.close()
 
 
-def run_cases(cases, *, workers: int = 2, timeout: float = 30.0, pythonpath: str = "") -> list:
-    """Run every case in a pool of capped workers; returns ``(case, result)`` pairs."""
+def run_cases(
+    cases,
+    *,
+    workers: int = 2,
+    timeout: float = 30.0,
+    pythonpath: str = "",
+    hook_limit: float = HOOK_LIMIT_S,
+) -> list:
+    """Run every case in a pool of capped workers; returns ``(case, result)`` pairs.
+
+    A hook call slower than ``hook_limit`` seconds is flagged ``slow_hook``.
+    """
     pythonpath = pythonpath or os.environ.get("PYTHONPATH", "")
     todo = list(enumerate(cases))
     results: list = [None] * len(cases)
@@ -643,7 +659,7 @@ def run_cases(cases, *, workers: int = 2, timeout: float = 30.0, pythonpath: str
             res = w.run(case, timeout)
             if res["outcome"] in ("hang", "crash"):
                 w = _Worker(pythonpath)
-            if res.get("hook_s", 0.0) > HOOK_LIMIT_S:
+            if res.get("hook_s", 0.0) > hook_limit:
                 res["slow_hook"] = True
             results[i] = (case, res)
         w.close()

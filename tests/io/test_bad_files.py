@@ -32,7 +32,7 @@ def _flip(src: Path, dst: Path, pos: int, value: int) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox():
-    box = fuzzing.Sandbox()
+    box = fuzzing.Sandbox(hook_limit=fuzzing.HOOK_GUARD_S)
     yield box
     box.close()
 

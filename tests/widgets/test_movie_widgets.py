@@ -220,11 +220,9 @@ def test_cancel_in_the_gui_stops_after_the_current_frame(session, qtbot):
     read.clear()  # napari read the frame on display
     widget._run.clicked.emit()
     qtbot.waitUntil(lambda: widget._progress.value >= 1, timeout=10_000)
-    start = time.perf_counter()
     widget._cancel.clicked.emit()
-    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)  # a hang guard
     # The frame being analysed when Cancel was pressed finishes; no other starts.
-    assert time.perf_counter() - start < 1.5
     assert read in ([0], [0, 1])
     assert len(viewer.layers) == n_layers
     assert "cancelled" in widget._status.value and widget._run.enabled
