@@ -35,7 +35,7 @@ def test_pipeline_records_why_a_map_is_empty():
     assert diagnostics["2"].startswith("mostly below amplitude threshold")
     assert "larger window" in diagnostics["2"]
 
-    from napari_hrtem_fft._widgets._display import empty_map_warnings
+    from napari_hrtem_fft._napari.display import empty_map_warnings
 
     (warning,) = empty_map_warnings(maps)
     assert warning.startswith("Reflection 3 (d = ")

@@ -60,7 +60,7 @@ def test_maps_are_opaque(plugin_maps):
 
 
 def test_a_mostly_empty_reflection_is_named_with_what_to_try():
-    from napari_hrtem_fft._widgets._display import empty_map_warnings
+    from napari_hrtem_fft._napari.display import empty_map_warnings
     from napari_hrtem_fft.core.maps import LatticeMaps
 
     d = np.full((2, 20, 20), 0.2, dtype=np.float32)

@@ -6,6 +6,9 @@
 * :mod:`.calibration`: pixel size, world/pixel coordinates and the displayed plane of
   an image layer;
 * :mod:`.regions`: Shapes and Labels layers as masks on a map grid;
+* :mod:`.display`: which result layer is shown, its colour bar and unit, the canvas
+  overlay text and the warnings about mostly-empty maps;
+* :mod:`.phase`: the displacement and dislocation layers of "Phase & dislocations";
 * :mod:`.picking`: the reflection picker's layers (the FFT window on the image, the
   reflection points on the FFT canvas) and the scale calibration from them.
 

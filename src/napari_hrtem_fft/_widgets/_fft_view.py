@@ -16,8 +16,8 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from .._napari.calibration import camera_of
+from .._napari.display import canvas_overlay
 from ..core.reciprocal import g_angle, g_spacing
-from ._display import _overlay as canvas_overlay
 
 __all__ = ["FFTView"]
 

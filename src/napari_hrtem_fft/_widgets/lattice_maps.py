@@ -25,7 +25,15 @@ from magicgui.widgets import ComboBox, Container, Label, create_widget
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from .._napari.display import (
+    empty_map_warnings,
+    replace_result_layers,
+    run_summary,
+    show_map,
+    source_name,
+)
 from .._napari.layers import PICKER_KEY, find_result_layers, maps_to_layers
+from .._napari.phase import PHASE_KEY, phase_layer_tuples
 from .._napari.regions import labels_mask, region_choices, shapes_mask
 from ..core.calibration import CALIBRATION_KEY, calibrated_maps
 from ..core.maps import map_geometry
@@ -46,13 +54,6 @@ from ._common import (
     pixel_size_field,
     show_calibration,
 )
-from ._display import (
-    empty_map_warnings,
-    replace_result_layers,
-    run_summary,
-    show_map,
-    source_name,
-)
 from ._fit import fit_dock
 from ._map_sections import (
     FRAME_MODES,
@@ -64,7 +65,6 @@ from ._map_sections import (
     RunSection,
     align_labels,
 )
-from ._phase import PHASE_KEY, phase_layer_tuples
 from ._reference import ReferenceSection
 
 if TYPE_CHECKING:

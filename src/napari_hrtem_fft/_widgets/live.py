@@ -57,7 +57,7 @@ def live_steps(
     """
     from ..core.fft import find_reflections
     from ..core.live import Prepended, iter_live, regions_on_grid
-    from ..io._watch import watch_source
+    from ..io import watch_source
 
     source = watch_source(path)
     first = []

@@ -17,6 +17,7 @@ from napari.utils.notifications import show_info
 from qtpy.QtGui import QGuiApplication
 
 from .._napari.layers import find_result_layers, result_stacks
+from .._napari.phase import cores_text
 from .._napari.regions import watch_edits
 from ..core.statistics import COLUMNS, labels_on_map, reflection_statistics, statistics_text
 from ._common import (
@@ -26,7 +27,6 @@ from ._common import (
     maps_source_combo,
     read_only_table,
 )
-from ._phase import cores_text
 from ._plot import dark_canvas, style_axes, style_legend
 
 if TYPE_CHECKING:

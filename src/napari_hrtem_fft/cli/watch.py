@@ -113,8 +113,7 @@ def run(args) -> int:
     """Run the subcommand; return the exit code."""
     from ..core.live import LiveControl, Prepended, iter_live, regions_on_grid
     from ..core.reciprocal import as_reflections
-    from ..io import MicrographReadError
-    from ..io._watch import watch_source
+    from ..io import MicrographReadError, watch_source
 
     if bool(args.reflection) == (args.auto is not None):
         raise cli.CliError(

@@ -21,6 +21,7 @@ from ._atomic import (
 from ._micrograph import Micrograph, MicrographReadError, jsonable
 from ._read import EXTENSIONS, read_micrographs, sniff
 from ._units import UnitInfo, axis_times, parse_unit
+from ._watch import watch_source
 from ._write import sidecar_path, write_tiff
 
 __all__ = [
@@ -39,5 +40,6 @@ __all__ = [
     "sidecar_path",
     "sniff",
     "staged_outputs",
+    "watch_source",
     "write_tiff",
 ]

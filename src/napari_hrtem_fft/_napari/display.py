@@ -11,11 +11,12 @@ maps hold it, so that a value read off the colour bar is the value in the layer.
 
 from __future__ import annotations
 
-from .._napari.layers import RESULT_KEY, find_result_layers, result_info
 from ..core.quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from ..io import parse_unit
+from .layers import RESULT_KEY, find_result_layers, result_info
 
 __all__ = [
+    "canvas_overlay",
     "map_title",
     "replace_result_layers",
     "run_summary",
@@ -59,7 +60,7 @@ def map_title(layer) -> str | None:
     return f"{layer.name}{where} [{unit}]"
 
 
-def _overlay(viewer, name: str):
+def canvas_overlay(viewer, name: str):
     """A canvas overlay (``scale_bar``, ``text``): napari ≥ 0.9 keeps them on the canvas."""
     canvas = getattr(viewer, "canvas", None)
     overlays = getattr(canvas, "overlays", None)
@@ -75,7 +76,7 @@ def show_scale_bar(viewer, layer) -> None:
     """
     units = getattr(layer, "units", None)
     if units is not None and parse_unit(str(units[-1])).kind == "length":
-        _overlay(viewer, "scale_bar").visible = True
+        canvas_overlay(viewer, "scale_bar").visible = True
 
 
 def show_map(viewer, active) -> None:
@@ -97,7 +98,7 @@ def show_map(viewer, active) -> None:
     source = result_info(active).get("source")
     if source is not None and source in viewer.layers:
         viewer.layers[source].visible = True
-    overlay = _overlay(viewer, "text")
+    overlay = canvas_overlay(viewer, "text")
     overlay.text = title
     overlay.position = "top_left"  # the colour bar is top right
     overlay.font_size = 12
