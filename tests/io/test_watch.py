@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 import tifffile
 
+from napari_hrtem_fft.io import MicrographReadError
+from napari_hrtem_fft.io import _watch as watch_module
 from napari_hrtem_fft.io._watch import FileFrame, FolderFrames, GrowingStack, watch_source
 
 SHAPE = (48, 40)
@@ -163,6 +165,30 @@ def test_frames_after_the_first_are_read_only_when_asked(tmp_path):
     np.testing.assert_array_equal(np.asarray(third.data), frames[2])
     (folder / "frame_1.tif").unlink()  # e.g. the acquisition cleaned it up
     with pytest.raises(OSError):
+        np.asarray(second.data)
+
+
+def test_a_frame_touched_after_it_was_found_complete_is_read_again(tmp_path, monkeypatch):
+    # Writers touch a file once more after its bytes are complete (closing it,
+    # rewriting a tag); the frame is read as it is then, not lost. A file that never
+    # holds still while it is read is refused by name.
+    frames = _frames(3)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    for k, f in enumerate(frames[:2]):
+        (folder / f"frame_{k}.tif").write_bytes(_tiff_bytes([f]))
+    _, second = FolderFrames(folder).poll()
+    time.sleep(0.01)
+    (folder / "frame_1.tif").write_bytes(_tiff_bytes([frames[2]]))  # new time stamp
+    np.testing.assert_array_equal(np.asarray(second.data), frames[2])
+
+    _, second = FolderFrames(folder).poll()
+
+    def always_changing(*args):
+        raise watch_module._Changed("frame_1.tif changed while it was read")
+
+    monkeypatch.setattr(watch_module, "_read_frame", always_changing)
+    with pytest.raises(MicrographReadError, match=r"frame_1\.tif.*changed after"):
         np.asarray(second.data)
 
 

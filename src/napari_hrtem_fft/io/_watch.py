@@ -238,6 +238,12 @@ class FolderFrames:
         return frame
 
 
+#: Reads of a frame file that changed after it was found complete, and the pause (s)
+#: before reading it again.
+_REREADS = 4
+_REREAD_PAUSE_S = 0.05
+
+
 class _Changed(OSError):
     """The file changed while it was read."""
 
@@ -300,13 +306,20 @@ class FileFrame:
         MicrographReadError, OSError
             If the file is no longer the frame it was found to be (changed, removed).
         """
-        if self._data is None:
+        for _ in range(_REREADS):
+            if self._data is not None:
+                break
             try:
                 self._data = _read_frame(self.path, self.shape, self._stamp)[0]
-            except _Changed as exc:
-                raise MicrographReadError(
-                    self.path, "changed after it was found complete"
-                ) from exc
+            except _Changed:
+                # Writers touch a file once more after its bytes are complete (closing
+                # it, rewriting a tag): read it as it is now, if it holds still while
+                # it is read, rather than lose the frame.
+                time.sleep(_REREAD_PAUSE_S)
+                after = self.path.stat()
+                self._stamp = (after.st_size, after.st_mtime_ns)
+        if self._data is None:
+            raise MicrographReadError(self.path, "changed after it was found complete")
         return self._data
 
     @property
