@@ -124,6 +124,8 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from napari_hrtem_fft._widgets.demo import compact_png
+
     frames = acquisition_frames(min(n, distinct), size)
     baseline, _ = baselines(frames, dict(window=128, step=8, search=0.1))
     viewer = napari.Viewer(show=True)
@@ -170,6 +172,7 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
                 area.verticalScrollBar().setValue(area.verticalScrollBar().maximum())
             QApplication.processEvents()
             viewer.screenshot(str(path), canvas_only=False, flash=False)
+            compact_png(path)
         status = live._status.value
         live._stop.clicked.emit()
         while not live._start.enabled:
