@@ -20,13 +20,7 @@ from napari.utils.notifications import show_info
 from .._napari.layers import find_result_layers, maps_from_layers
 from .._napari.regions import watch_edits
 from ..core.profile import line_profile
-from ._common import (
-    ResultSourceDock,
-    debounce_timer,
-    disconnect_on_close,
-    maps_source_combo,
-)
-from ._fit import fit_dock
+from ._common import ResultSourceDock, maps_source_combo
 from ._plot import dark_canvas, style_axes, style_legend
 
 if TYPE_CHECKING:
@@ -73,15 +67,8 @@ class LineProfileWidget(ResultSourceDock):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        self._viewer = viewer
         self.profile: LineProfile | None = None
-        self._watched: list = []
-        self._init_widgets()
-        self._init_layout()
-        fit_dock(self)
-        self._connect_events()
-        self.reset_choices()
-        self.update_profile()
+        self._build(viewer)
 
     # ------------------------------------------------------------------ set-up
 
@@ -124,23 +111,13 @@ class LineProfileWidget(ResultSourceDock):
         self.native.setMinimumWidth(420)
 
     def _connect_events(self) -> None:
-        self._timer = debounce_timer(self, 150, self.update_profile)
-        self._source.changed.connect(self._on_input_changed)
         self._line.changed.connect(self._on_line_changed)
-        self._width.changed.connect(self._on_input_changed)
+        self._width.changed.connect(self._schedule)
         self._export.clicked.connect(self._on_export)
-        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self._viewer.layers.events.removed.connect(self._on_layers_changed)
         # Movies: the plot shows the frame under the time slider.
         self._viewer.dims.events.current_step.connect(self._on_frame_changed)
-        disconnect_on_close(self, self._viewer)
-
-    # --------------------------------------------------------------- choices
 
     # ----------------------------------------------------------------- events
-
-    def _on_input_changed(self, event=None) -> None:
-        self._schedule()
 
     def _on_frame_changed(self, event=None) -> None:
         if self.profile is not None and self.profile.values["d_spacing"].ndim > 2:
@@ -181,6 +158,9 @@ class LineProfileWidget(ResultSourceDock):
         with open(path, "x", encoding="utf-8", newline="") as f:
             f.write(self.profile.to_csv())
         return path
+
+    def _recompute(self) -> None:
+        self.update_profile()
 
     def update_profile(self) -> None:
         """Recompute the profile from the current layers and line, and plot it."""

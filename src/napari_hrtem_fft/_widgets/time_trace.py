@@ -37,13 +37,10 @@ from .._napari.regions import labels_mask, region_choices, shapes_mask, watch_ed
 from ._common import (
     ResultSourceDock,
     button_row,
-    debounce_timer,
-    disconnect_on_close,
     fill_table,
     maps_source_combo,
     read_only_table,
 )
-from ._fit import fit_dock
 from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
 from ._reference import ReferenceSection
 from .live import EVERYTHING, LiveSection
@@ -91,7 +88,6 @@ class TimeTraceWidget(ResultSourceDock):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        self._viewer = viewer
         self.trace = None
         self._x: np.ndarray | None = None
         self._geometry: dict | None = None
@@ -99,13 +95,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._curves: list[tuple] = []  # (line, band, axes, stat, k, factor, alpha)
         self._animated = False  # curves drawn over a saved background (live run)
         self._background = None
-        self._watched: list = []
-        self._init_widgets()
-        self._init_layout()
-        fit_dock(self)
-        self._connect_events()
-        self.reset_choices()
-        self.update_trace()
+        self._build(viewer)
 
     # ------------------------------------------------------------------ set-up
 
@@ -196,28 +186,14 @@ class TimeTraceWidget(ResultSourceDock):
         self.native.setMinimumWidth(480)
 
     def _connect_events(self) -> None:
-        self._source.changed.connect(self._schedule)
         self._region.changed.connect(self._on_region_changed)
         self._label.changed.connect(self._schedule)
         self._follow.changed.connect(self._schedule)
         self._reference.changed.connect(self._schedule)
         self._copy.clicked.connect(self._on_copy)
         self._export.clicked.connect(self._on_export)
-        self._viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self._viewer.dims.events.current_step.connect(self._draw_cursor)
         self._live_trace.changed.connect(self._on_live_trace_changed)
-        disconnect_on_close(self, self._viewer)
-        # Editing a region fires many events; recompute once it pauses.
-        self._timer = debounce_timer(self, 150, self.update_trace)
-        self.native.destroyed.connect(self._on_destroyed)
-
-    def _on_destroyed(self, *args) -> None:
-        """Disconnect from the viewer and the watched region layer when the dock goes."""
-        self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
-        self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
-        self._viewer.dims.events.current_step.disconnect(self._draw_cursor)
-        self._watched = watch_edits(self._watched, None, self._schedule)
 
     # --------------------------------------------------------------- choices
 
@@ -355,6 +331,9 @@ class TimeTraceWidget(ResultSourceDock):
         if not mask.any():
             note += " (holds no map pixel)"
         return mask, note
+
+    def _recompute(self) -> None:
+        self.update_trace()
 
     def update_trace(self) -> None:
         """Recompute the trace, the table and the plot from the current layers."""
