@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_hrtem_fft.core.maps import LatticeMaps, StrainMaps, map_geometry
+from napari_hrtem_fft.core.maps import LatticeMaps, StrainMaps, map_geometry, map_shape
 from napari_hrtem_fft.core.quantities import MAP_QUANTITIES, STRAIN_QUANTITIES
 from napari_hrtem_fft.layers import KINDS, RESULT_KEY, movie_maps_from_layers
 
@@ -60,6 +60,18 @@ def test_with_arrays_replaces_by_name_and_keeps_the_rest():
         maps.with_arrays({"d": new["d_spacing"]})
     with pytest.raises(ValueError, match="no strain"):
         _maps(strain=False).with_arrays({"exx": new["exx"]})
+
+
+def test_map_shape_has_one_pixel_per_step_up_to_the_last_image_pixel():
+    # 37 pixels at step 8: windows centred on 0, 8, 16, 24, 32 -> 5; 40 pixels: 0..32 -> 5.
+    assert map_shape((37, 40), 8) == (5, 5)
+    assert map_shape((41, 1), 8) == (6, 1)
+    assert map_shape((12, 3, 256, 255), 8) == (12, 3, 32, 32)  # leading axes kept
+    assert map_shape(np.zeros((7, 9)).shape, 1) == (7, 9)
+    with pytest.raises(ValueError, match="step >= 1"):
+        map_shape((10, 10), 0)
+    with pytest.raises(ValueError, match=r"\(\.\.\., h, w\)"):
+        map_shape((10,), 2)
 
 
 def test_geometry_of_image_maps_and_of_a_movie_on_some_frames():

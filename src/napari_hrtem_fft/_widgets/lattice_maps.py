@@ -36,7 +36,7 @@ from .._napari.layers import PICKER_KEY, find_result_layers, maps_to_layers
 from .._napari.phase import PHASE_KEY, phase_layer_tuples
 from .._napari.regions import labels_mask, region_choices, shapes_mask
 from ..core.calibration import CALIBRATION_KEY, calibrated_maps
-from ..core.maps import map_geometry
+from ..core.maps import map_geometry, map_shape
 from ..core.movie import MovieResult
 from ..core.picked import PICKED_KEY, PickedReflections
 from ..core.pipeline import (
@@ -394,14 +394,14 @@ class LatticeMapWidget(Container):
 
     def _map_region(self, layer, image: Image, step: int, frames: range) -> np.ndarray:
         """Tracking region on the map grid of ``image`` (2-D, or per analysed frame)."""
-        h, w = (int(s) for s in image.data.shape[-2:])
+        shape = map_shape(image.data.shape[-2:], step)
         geometry = map_geometry(image.scale, image.translate, step)
         grid = {"map_scale": geometry["scale"], "map_translate": geometry["translate"]}
         if isinstance(layer, Shapes):
-            mask = shapes_mask(layer, map_shape=(-(-h // step), -(-w // step)), **grid)
+            mask = shapes_mask(layer, map_shape=shape, **grid)
         else:
             t = int(image.data.shape[0])
-            mask = labels_mask(layer, map_shape=(t, -(-h // step), -(-w // step)), **grid)
+            mask = labels_mask(layer, map_shape=(t, *shape), **grid)
             if mask.ndim == 3:
                 mask = mask[frames.start : frames.stop : frames.step]
         if not mask.any():

@@ -36,7 +36,7 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from .engine import DEFAULT_MIN_AMPLITUDE, check_flag, check_image, check_int, check_real
-from .maps import LatticeMaps
+from .maps import LatticeMaps, map_shape
 from .reciprocal import as_reflections
 from .strain import has_two_directions, strain
 
@@ -313,7 +313,7 @@ def _numpy_frames(arr, freqs, opts):
     lead = arr.shape[:-2]
     h, w = arr.shape[-2:]
     step = opts["step"]
-    out_shape = (-(-h // step), -(-w // step))
+    out_shape = map_shape((h, w), step)
     flat = arr.reshape(-1, h, w)
     out = np.empty((6, freqs.shape[0], flat.shape[0], *out_shape), dtype=np.float32)
     for t, frame in enumerate(flat):
@@ -372,7 +372,7 @@ def _dask_frames(x, freqs, opts, depth, chunk):
             frame[~finite] = frame[finite].mean() if finite.any() else 0
         # Map pixels of the core, computed on the block's own grid whose origin is the
         # core's first pixel minus the context (a multiple of step).
-        full = (-(-frame.shape[0] // step), -(-frame.shape[1] // step))
+        full = map_shape(frame.shape, step)
         maps = _frame_maps(
             frame, finite, freqs, out_shape=full, origin=(oy0, ox0), image_shape=(h, w), **opts
         )

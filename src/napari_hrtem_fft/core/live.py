@@ -229,11 +229,11 @@ def regions_on_grid(polygons: Mapping, frame_shape, *, pixel_size: float, step: 
     ValueError
         If a region holds no map pixel (drawn outside the frame) or is not a polygon.
     """
-    from .maps import map_geometry
+    from .maps import map_geometry, map_shape
     from .movie import region_from_polygon
 
     geometry = map_geometry((pixel_size, pixel_size), (0.0, 0.0), int(step))
-    shape = tuple(-(-int(n) // int(step)) for n in frame_shape[-2:])
+    shape = map_shape(frame_shape[-2:], step)
     masks = {}
     for name, vertices in polygons.items():
         mask = region_from_polygon(vertices, shape, geometry["scale"], geometry["translate"])

@@ -19,7 +19,38 @@ import numpy as np
 
 from .quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 
-__all__ = ["LatticeMaps", "StrainMaps", "map_geometry"]
+__all__ = ["LatticeMaps", "StrainMaps", "map_geometry", "map_shape"]
+
+
+def map_shape(image_shape: Sequence[int], step: int) -> tuple[int, ...]:
+    """Shape of the maps of an image: ``ceil(n / step)`` map pixels on y and x.
+
+    Map pixel ``(i, j)`` is the window centred on image pixel ``(i·step, j·step)``, so
+    an axis of ``n`` image pixels has one map pixel per step up to pixel ``n - 1``.
+    Leading axes (frames of a movie) are kept.
+
+    Parameters
+    ----------
+    image_shape : sequence of int
+        Image shape ``(..., h, w)`` in pixels.
+    step : int
+        Step between windows in pixels, at least 1.
+
+    Returns
+    -------
+    tuple of int
+        ``(..., ceil(h / step), ceil(w / step))``.
+
+    Raises
+    ------
+    ValueError
+        If the shape has fewer than 2 axes or ``step`` is below 1.
+    """
+    shape = tuple(int(n) for n in image_shape)
+    step = int(step)
+    if len(shape) < 2 or step < 1:
+        raise ValueError(f"need an image shape (..., h, w) and a step >= 1, got {shape}, {step}")
+    return (*shape[:-2], -(-shape[-2] // step), -(-shape[-1] // step))
 
 
 def map_geometry(

@@ -16,6 +16,7 @@ from functools import partial
 
 import numpy as np
 
+from ..maps import map_shape
 from ._plan import (
     BlockPlan,
     Settings,
@@ -57,8 +58,7 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
     n, step = settings.given.shape[0], settings.step
     jobs = [(f, *block) for f in np.ndindex(*lead) for block in plan.blocks()]
     counter = _Counter(len(jobs) * (2 if refine else 1))
-    h, w = settings.shape
-    out = np.empty((6, n, *lead, -(-h // step), -(-w // step)), dtype=np.float32)
+    out = np.empty((6, n, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
     pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
     try:
         demod = None

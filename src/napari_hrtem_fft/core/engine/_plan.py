@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..maps import map_shape
 from ._frame import _frame_maps
 from ._survey import _refined, _survey_frame
 
@@ -219,7 +220,7 @@ def block_maps(block, origin, demod, settings: Settings):
     core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
     cut, context = within_image(origin, core, depth, settings.shape)
     n, step = settings.given.shape[0], settings.step
-    out = np.empty((6, n, *lead, -(-core[0] // step), -(-core[1] // step)), dtype=np.float32)
+    out = np.empty((6, n, *lead, *map_shape(core, step)), dtype=np.float32)
     for idx in np.ndindex(*lead):
         frame_demod = None if demod is None else demod[(slice(None), slice(None), *idx)]
         where = (slice(None), slice(None), *idx)

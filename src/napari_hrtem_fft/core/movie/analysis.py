@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..maps import LatticeMaps
+from ..maps import LatticeMaps, map_shape
 from ..reciprocal import as_reflections, g_from_spacing_angle
 from ..statistics import weighted_median
 from .result import MovieProgress, MovieResult
@@ -149,10 +149,6 @@ def _check_region(region, t_stack: int, idx: np.ndarray, map_shape):
     )
 
 
-def _map_shape(h: int, w: int, step: int) -> tuple[int, int]:
-    return -(-h // step), -(-w // step)
-
-
 @dataclass(frozen=True)
 class _MovieInputs:
     """Checked arguments of :func:`iter_analyze_movie`."""
@@ -191,7 +187,7 @@ def _check_movie_inputs(
         raise ValueError("lazy analyses every frame at once: it cannot track or post-process")
     if postprocess is not None and not callable(postprocess):
         raise TypeError(f"postprocess must be callable or None, got {type(postprocess).__name__}")
-    region_of, static_region = _check_region(region, t, idx, _map_shape(h, w, int(step)))
+    region_of, static_region = _check_region(region, t, idx, map_shape((h, w), step))
     compute_strain = analyze_options.get("compute_strain", True)
     if not isinstance(compute_strain, bool | np.bool_):
         raise TypeError(f"compute_strain must be True or False, got {compute_strain!r}")
