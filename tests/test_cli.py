@@ -167,7 +167,7 @@ def test_tiff_outputs_calibrated_with_record(tmp_path, lattice_tiff, fake_engine
     r1 = record["reflections"][0]
     assert r1["g_inv_nm"] == pytest.approx(REFL[0].tolist())
     assert r1["d_nm"] == pytest.approx(g_spacing(REFL[0]))
-    assert r1["d_angstrom"] == pytest.approx(10 * g_spacing(REFL[0]))
+    assert "d_angstrom" not in r1  # one unit for d: nm
     assert r1["angle_deg"] == pytest.approx(g_angle(REFL[0]))
     assert record["input"]["path"] == str(lattice_tiff.resolve())
     assert record["maps"]["scale"] == pytest.approx([16 * PIXEL] * 2)
@@ -327,7 +327,7 @@ def test_auto_on_noise_exits_5(tmp_path, capsys):
 def test_reflections_command_prints_table(lattice_tiff, capsys):
     assert main(["reflections", str(lattice_tiff), "--window", "128"]) == 0
     out = capsys.readouterr().out
-    assert "d (Å)" in out
+    assert "d (nm)" in out.splitlines()[1] and "Å" not in out  # one unit for d: nm
     paste = out.strip().splitlines()[-1].split()
     assert len(paste) == 3 and all(p.startswith("--reflection=") for p in paste)
     for row in out.splitlines()[2:5]:

@@ -110,8 +110,13 @@ def test_cluster_gives_the_same_maps_and_the_trace_matches_the_lattice(
     capsys.readouterr()
     trace = tmp_path / "trace.csv"
     assert main(["trace", str(remote), "--region", REGION, "--out", str(trace)]) == 0
-    assert str(trace) in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert str(trace) in printed.out
     rows = _read_csv(trace)
+    # stderr shows the median d in nm, as the CSV (one unit for d).
+    assert printed.err.startswith("# median d (nm)")
+    first = printed.err.splitlines()[2].split()
+    assert float(first[2]) == pytest.approx(float(rows[0]["d_median_g1_nm"]), abs=6e-6)
     assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
     np.testing.assert_allclose([float(r["time_s"]) for r in rows], np.arange(FRAMES) * INTERVAL)
     truth = true_d(range(FRAMES))

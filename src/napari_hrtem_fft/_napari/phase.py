@@ -16,7 +16,7 @@ __all__ = ["PHASE_KEY", "cores_text", "phase_layer_tuples"]
 #: Metadata key of the displacement and dislocation layers (their source image).
 PHASE_KEY = "napari_hrtem_fft_phase"
 
-# Burgers vectors are a few Å: drawn this many times longer.
+# Burgers vectors are a few tenths of a nm: drawn this many times longer.
 _VECTOR_SCALE = 5.0
 
 

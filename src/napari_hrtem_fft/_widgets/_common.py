@@ -112,7 +112,7 @@ def read_only_table(
     """An empty read-only table without row numbers.
 
     ``plain_cells``: show the cells as the dock formatted them (magicgui's default
-    delegate reformats numbers, e.g. a standard deviation of 0.0106 Å as 1.060e-02).
+    delegate reformats numbers, e.g. a standard deviation of 0.00106 nm as 1.060e-03).
     """
     table = Table(
         value={"data": [], "index": [], "columns": list(columns)}, label=label, tooltip=tooltip

@@ -226,8 +226,8 @@ def run(args) -> int:
         gy, gx = row["g_inv_nm"]
         cli.log(
             args,
-            f"g{row['index']}: ({gy:.4f}, {gx:.4f}) 1/nm, d = {row['d_nm']:.5f} nm "
-            f"({row['d_angstrom']:.4f} Å), angle {row['angle_deg']:.2f}°",
+            f"g{row['index']}: ({gy:.4f}, {gx:.4f}) 1/nm, d = {row['d_nm']:.5f} nm, "
+            f"angle {row['angle_deg']:.2f}°",
         )
 
     with _compute_on(args) as scheduler, _progress_bar(args):

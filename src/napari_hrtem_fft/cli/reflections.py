@@ -26,14 +26,14 @@ def run(args) -> int:
     mg, _, pixel_size, _ = cli.load(args)
     g = cli.suggest(args, cli.first_frame(mg.data), pixel_size, args.max_count, "", args.center)
     print(f"# {mg.name}: pixel {pixel_size:.6g} nm, window {args.window} px")
-    print(f"{'#':>2} {'gy (1/nm)':>10} {'gx (1/nm)':>10} {'d (nm)':>9} {'d (Å)':>8} {'angle':>8}")
+    print(f"{'#':>2} {'gy (1/nm)':>10} {'gx (1/nm)':>10} {'d (nm)':>9} {'angle':>8}")
     from ..core.export import reflection_rows
 
     for row in reflection_rows(g):
         gy, gx = row["g_inv_nm"]
         print(
             f"{row['index']:>2} {gy:>10.4f} {gx:>10.4f} {row['d_nm']:>9.5f} "
-            f"{row['d_angstrom']:>8.4f} {row['angle_deg']:>7.2f}°"
+            f"{row['angle_deg']:>7.2f}°"
         )
     print(" ".join(f"--reflection={gy:.5f},{gx:.5f}" for gy, gx in g))
     return cli.EXIT_OK

@@ -141,13 +141,13 @@ def run(args) -> int:
 
 
 def _print_trace(trace, where: str) -> None:
-    """Median d (Å) per frame and reflection on stderr."""
+    """Median d (nm) per frame and reflection on stderr."""
     n = trace.reflections.shape[0]
-    print(f"# median d (Å) inside {where}", file=sys.stderr)
+    print(f"# median d (nm) inside {where}", file=sys.stderr)
     head = f"{'frame':>6}" + (f" {'t (s)':>9}" if trace.times is not None else "")
     print(head + "".join(f" {f'g{k + 1}':>8} {'n':>6}" for k in range(n)), file=sys.stderr)
     for i, frame in enumerate(trace.frames):
         line = f"{int(frame):>6}" + (f" {trace.times[i]:>9.4g}" if trace.times is not None else "")
         for k in range(n):
-            line += f" {10 * trace['d_median'][i, k]:>8.4f} {int(trace['d_count'][i, k]):>6}"
+            line += f" {trace['d_median'][i, k]:>8.5f} {int(trace['d_count'][i, k]):>6}"
         print(line, file=sys.stderr)

@@ -162,7 +162,7 @@ def existing_outputs(plan: Mapping) -> list[Path]:
 
 
 def reflection_rows(g) -> list[dict]:
-    """One record per reflection: number, ``g`` (nm⁻¹), ``d`` (nm and Å), angle (°).
+    """One record per reflection: number, ``g`` (nm⁻¹), ``d`` (nm), angle (°).
 
     Parameters
     ----------
@@ -172,7 +172,7 @@ def reflection_rows(g) -> list[dict]:
     Returns
     -------
     list of dict
-        ``index`` (from 1), ``g_inv_nm``, ``d_nm``, ``d_angstrom``, ``angle_deg``.
+        ``index`` (from 1), ``g_inv_nm``, ``d_nm``, ``angle_deg``.
     """
     from .reciprocal import g_angle, g_spacing
 
@@ -184,7 +184,6 @@ def reflection_rows(g) -> list[dict]:
             "index": k + 1,
             "g_inv_nm": [float(g[k, 0]), float(g[k, 1])],
             "d_nm": float(d[k]),
-            "d_angstrom": float(10 * d[k]),
             "angle_deg": float(angle[k]),
         }
         for k in range(len(g))

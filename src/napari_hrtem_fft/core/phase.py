@@ -347,7 +347,7 @@ class Dislocations:
         Parameters
         ----------
         length_scale : float
-            Factor on the drawn vector length (Burgers vectors are a few Å long).
+            Factor on the drawn vector length (Burgers vectors are a few tenths of a nm long).
         """
         start = np.concatenate([self.frame.astype(np.float64), self.position], axis=1)
         direction = np.concatenate(

@@ -8,7 +8,7 @@ the finite values, in the units of the values (nm, degrees); angles on the circl
 tracked movie follows).
 
 :func:`reflection_statistics` gives one row per reflection and region as the dock shows
-them and the export writes them, d converted to Å for display only; usable from the
+them and the export writes them (d in nm, angles in degrees); usable from the
 console or a script on any :class:`~napari_hrtem_fft.core.maps.LatticeMaps`::
 
     rows = reflection_statistics(maps.d_spacing, maps.angle, regions=labels)
