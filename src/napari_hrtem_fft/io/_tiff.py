@@ -441,12 +441,28 @@ def _sidecar(path, tf, page, shape, cal, res) -> bool:
     return True
 
 
+def _vendor_metadata(tf, kind: str, cal, name: str) -> dict | None:
+    """The metadata tifffile parsed of a ``kind`` TIFF (``is_<kind>``), else None.
+
+    The vendor parsers start with it; it names the format in ``cal``.
+    """
+    if not getattr(tf, f"is_{kind}"):
+        return None
+    cal.fmt = f"TIFF ({name})"
+    return getattr(tf, f"{kind}_metadata") or {}
+
+
+def _uncalibrated(cal, why: str) -> bool:
+    """The vendor's file without a usable pixel size: say why; the parser is done."""
+    cal.notes.append(f"{why}: uncalibrated")
+    return True
+
+
 def _imagej(path, tf, page, shape, cal, res) -> bool:
-    if not tf.is_imagej:
+    ij = _vendor_metadata(tf, "imagej", cal, "ImageJ")
+    if ij is None:
         return False
-    ij = tf.imagej_metadata or {}
     unit = ij.get("unit")
-    cal.fmt = "TIFF (ImageJ)"
     cal.original["imagej"] = {
         k: v for k, v in ij.items() if k not in ("Info", "Labels", "Ranges", "LUTs")
     }
@@ -475,10 +491,9 @@ def _imagej(path, tf, page, shape, cal, res) -> bool:
 
 
 def _fei(path, tf, page, shape, cal, res) -> bool:
-    if not tf.is_fei:
+    md = _vendor_metadata(tf, "fei", cal, "FEI/TFS")
+    if md is None:
         return False
-    md = tf.fei_metadata or {}
-    cal.fmt = "TIFF (FEI/TFS)"
     cal.original["fei"] = md
     scan = md.get("Scan") or md.get("EScan") or {}
     try:
@@ -492,8 +507,7 @@ def _fei(path, tf, page, shape, cal, res) -> bool:
             py = float(beam["VFW"]) / float(image["ResolutionY"])
             source = "FEI/TFS TIFF tag HFW/ResolutionX (m → nm)"
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            cal.notes.append("FEI metadata without PixelWidth or HFW: uncalibrated")
-            return True
+            return _uncalibrated(cal, "FEI metadata without PixelWidth or HFW")
     cal.set_pixel_size(py, px, "m", source)
     try:
         rows = int(md["Image"]["ResolutionY"])
@@ -507,17 +521,15 @@ def _fei(path, tf, page, shape, cal, res) -> bool:
 
 
 def _zeiss(path, tf, page, shape, cal, res) -> bool:
-    if not tf.is_sem:
+    md = _vendor_metadata(tf, "sem", cal, "Zeiss SEM")
+    if md is None:
         return False
-    md = tf.sem_metadata or {}
-    cal.fmt = "TIFF (Zeiss SEM)"
     cal.original["zeiss"] = md
     width = shape[-1]
     try:
         stored = float(md[""][3])
     except (KeyError, IndexError, TypeError, ValueError):
-        cal.notes.append("Zeiss metadata without a pixel size: uncalibrated")
-        return True
+        return _uncalibrated(cal, "Zeiss metadata without a pixel size")
     candidates = {
         "CZ_SEM pixel size × 1024 / width": stored * 1024 / width,
         "CZ_SEM pixel size": stored,
@@ -542,18 +554,16 @@ def _zeiss(path, tf, page, shape, cal, res) -> bool:
 
 
 def _tvips(path, tf, page, shape, cal, res) -> bool:
-    if not tf.is_tvips:
+    md = _vendor_metadata(tf, "tvips", cal, "TVIPS")
+    if md is None:
         return False
-    md = tf.tvips_metadata or {}
-    cal.fmt = "TIFF (TVIPS)"
     cal.original["tvips"] = {
         k: v for k, v in md.items() if not isinstance(v, (bytes, np.ndarray)) or np.size(v) < 64
     }
     try:
         px, py = float(md["PixelSizeX"]), float(md["PixelSizeY"])
     except (KeyError, TypeError, ValueError):
-        cal.notes.append("TVIPS metadata without PixelSizeX: uncalibrated")
-        return True
+        return _uncalibrated(cal, "TVIPS metadata without PixelSizeX")
     cal.set_pixel_size(py, px, "nm", "TVIPS TIFF tag 37706 PixelSizeX/PixelSizeY (nm)")
     return True
 
@@ -576,8 +586,7 @@ def _dm(path, tf, page, shape, cal, res) -> bool:
         cal.x = FileAxis(float(value(65009, 1.0)), float(value(65006, 0.0)), value(65003), "x")
         cal.y = FileAxis(float(value(65010, 1.0)), float(value(65007, 0.0)), value(65004), "y")
     except (TypeError, ValueError):
-        cal.notes.append("unreadable DigitalMicrograph TIFF tags: uncalibrated")
-        return True
+        return _uncalibrated(cal, "unreadable DigitalMicrograph TIFF tags")
     cal.source = "DigitalMicrograph TIFF private tags 65003-65010 (unit, origin, scale)"
     return True
 
