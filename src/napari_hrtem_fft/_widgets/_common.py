@@ -16,6 +16,7 @@ from magicgui.widgets import (
     Container,
     FloatSpinBox,
     Label,
+    SpinBox,
     Table,
     Widget,
     create_widget,
@@ -35,6 +36,7 @@ __all__ = [
     "disconnect_dock",
     "disconnect_on_close",
     "fill_table",
+    "label_value_field",
     "layer_combo",
     "layer_or_override_pixel_size",
     "maps_source_combo",
@@ -43,6 +45,7 @@ __all__ = [
     "read_only_table",
     "result_sources",
     "show_calibration",
+    "suggest_count_field",
 ]
 
 
@@ -51,6 +54,20 @@ def pixel_size_field(tooltip: str) -> FloatSpinBox:
     return FloatSpinBox(
         label="pixel size (nm)", value=0.02, min=1e-5, max=1e3, step=1e-4, tooltip=tooltip
     )
+
+
+# Most reflections 'Suggest' (picker) and a live run's automatic choice may place.
+_MAX_SUGGESTED = 12
+
+
+def suggest_count_field(label: str, tooltip: str) -> SpinBox:
+    """How many of the strongest reflections to choose (one per ±g pair), 3 by default."""
+    return SpinBox(label=label, value=3, min=1, max=_MAX_SUGGESTED, tooltip=tooltip)
+
+
+def label_value_field(label: str, tooltip: str) -> SpinBox:
+    """The label of a Labels layer that a region uses; 0 means every label above 0."""
+    return SpinBox(label=label, value=0, min=0, max=2**31 - 1, tooltip=tooltip)
 
 
 # Largest window offered before an image is chosen (pixels).

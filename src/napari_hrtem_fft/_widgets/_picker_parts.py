@@ -23,7 +23,13 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView
 
 from ..core.calibration import MATERIALS, material_planes
 from ..core.pipeline import OPTION_LIMITS, AnalysisOptions
-from ._common import button_row, max_window, pixel_size_field, read_only_table
+from ._common import (
+    button_row,
+    max_window,
+    pixel_size_field,
+    read_only_table,
+    suggest_count_field,
+)
 
 __all__ = ["CalibrateSection", "PickSection", "RegionSection", "reflection_table"]
 
@@ -90,12 +96,9 @@ class PickSection(Container):
         self.extend([self.max_count, self.suggest, self.snap, self.buttons])
 
     def _init_widgets(self) -> None:
-        self.max_count = SpinBox(
-            label="suggest up to",
-            value=3,
-            min=1,
-            max=12,
-            tooltip="How many reflections 'Suggest' places (strongest first, one per ±g pair).",
+        self.max_count = suggest_count_field(
+            "suggest up to",
+            "How many reflections 'Suggest' places (strongest first, one per ±g pair).",
         )
         self.suggest = PushButton(
             text="Suggest reflections",

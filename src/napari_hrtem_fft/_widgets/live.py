@@ -34,7 +34,7 @@ from qtpy.QtCore import QTimer
 
 from .._napari.regions import shape_polygons
 from ..core.reciprocal import g_spacing
-from ._common import button_row
+from ._common import button_row, suggest_count_field
 
 if TYPE_CHECKING:
     import napari
@@ -139,10 +139,10 @@ class LiveSection(Container):
             label="pixel size (nm)", value=0.0, min=0.0, max=100.0, step=0.001,
             tooltip="0: from the files' calibration.",
         )  # fmt: skip
-        self._auto = SpinBox(
-            label="reflections", value=3, min=1, max=8, tooltip="Strongest reflections of "
-            "the first frame's centre, one per lattice-plane direction.",
-        )  # fmt: skip
+        self._auto = suggest_count_field(
+            "reflections",
+            "Strongest reflections of the first frame's centre, one per lattice-plane direction.",
+        )
         self._window = SpinBox(label="window (px)", value=128, min=16, max=1024, step=2)
         self._step = SpinBox(label="step (px)", value=8, min=1, max=256)
         self._regions = ComboBox(

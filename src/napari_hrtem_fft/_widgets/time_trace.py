@@ -26,7 +26,6 @@ from magicgui.widgets import (
     FileEdit,
     Label,
     PushButton,
-    SpinBox,
 )
 from napari.layers import Labels, Shapes
 from napari.utils.notifications import show_error, show_info
@@ -38,6 +37,7 @@ from ._common import (
     ResultSourceDock,
     button_row,
     fill_table,
+    label_value_field,
     maps_source_combo,
     read_only_table,
 )
@@ -113,12 +113,8 @@ class TimeTraceWidget(ResultSourceDock):
                 "in every frame) or a Labels layer."
             ),
         )
-        self._label = SpinBox(
-            label="label",
-            value=0,
-            min=0,
-            max=65535,
-            tooltip="Labels region: the label to use; 0 = every label above 0.",
+        self._label = label_value_field(
+            "label", "Labels region: the label to use; 0 = every label above 0."
         )
         self._follow = CheckBox(
             text="region follows the drift",
