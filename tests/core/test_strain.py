@@ -364,3 +364,37 @@ def test_shell_annulus_reference_gives_the_true_core_strain(method):
     for name in ("exx", "eyy"):
         value = np.nanmedian(getattr(rel.strain, name)[core])
         assert value == pytest.approx(1 / 1.035 - 1, abs=0.002), (name, value)
+
+
+def test_relative_to_region_per_frame_region():
+    """A (t, my, mx) region gives each frame its own reference.  Left half dilated by
+    1 %, right half by 3 %, in both frames; the region is the left half in frame 0 and
+    the right half in frame 1: the right half reads 1.03/1.01 - 1 in frame 0 and the
+    left half 1.01/1.03 - 1 in frame 1, exactly (the maps hold the analytic g)."""
+    from napari_hrtem_fft.core.strain import relative_to_region
+
+    base = _truth_maps(dilatation_mapping(1.01))
+    more = _truth_maps(dilatation_mapping(1.03))
+    g = base.g.copy()
+    g[:, :, 8:] = more.g[:, :, 8:]
+    movie = _fake_maps(np.stack([g, g], axis=1), base.reflections)  # (n, 2, 12, 16, 2)
+    region = np.zeros((2, 12, 16), bool)
+    region[0, 2:10, 1:6] = True  # left half
+    region[1, 2:10, 10:15] = True  # right half
+    rel = relative_to_region(movie, region, record="painted per frame")
+    left = np.arange(16) < 8
+    expected = np.stack(
+        [np.where(left, 0.0, 1.03 / 1.01 - 1), np.where(left, 1.01 / 1.03 - 1, 0.0)]
+    )
+    np.testing.assert_allclose(
+        rel.strain.exx, np.broadcast_to(expected[:, None], (2, 12, 16)), atol=TOL
+    )
+    np.testing.assert_allclose(rel.strain.eyy, rel.strain.exx, atol=TOL)
+    record = rel.parameters["reference"]
+    assert record["map_pixels"] == [40, 40] and record["region"] == "painted per frame"
+    np.testing.assert_allclose(record["reflections"][0], base.reflections / 1.01, atol=TOL)
+    np.testing.assert_allclose(record["reflections"][1], base.reflections / 1.03, atol=TOL)
+    # A frame without any region pixel is an error naming it (not NaN maps in silence).
+    region[1] = False
+    with pytest.raises(ValueError, match=r"no map pixel in frame\(s\) \[1\]"):
+        relative_to_region(movie, region)

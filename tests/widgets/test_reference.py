@@ -118,3 +118,67 @@ def test_movie_reference_applies_per_frame(make_napari_viewer):
     shapes.data = [box + 0.5]
     dock._timer.timeout.emit()
     assert dock.trace is not None
+
+
+def test_labels_reference_painted_per_frame(make_napari_viewer, core_shell):
+    """A (t, y, x) Labels reference: each frame its own region.  Three identical frames
+    of the core-shell particle; the label is on the shell in frames 0 and 2 and on the
+    core in frame 1.  Relative to it the core reads 1/1.035 - 1 = -3.38 % in frames 0
+    and 2 and 0 in frame 1, in the maps dock's layers and in the time-trace dock; a
+    range of frames picks the label frames at the same time."""
+    viewer = make_napari_viewer()
+    data, truth = core_shell
+    stack = np.stack([data] * 3)
+    _, widget = _maps_dock(viewer, stack, truth.reflections[:2], scale=(1.0, PIXEL, PIXEL))
+    labels = np.zeros(stack.shape, dtype=np.uint8)
+    shell = (slice(int(np.ceil(Y0 / PIXEL)), int(Y1 / PIXEL) + 1),
+             slice(int(np.ceil(X0 / PIXEL)), int(X1 / PIXEL) + 1))  # fmt: skip
+    core_px = (slice(350, 420), slice(350, 420))  # 7.0-8.4 nm: inside the 3 nm core
+    labels[(0, *shell)] = labels[(2, *shell)] = 1
+    labels[(1, *core_px)] = 1
+    painted = viewer.add_labels(labels, name="per frame", scale=(1.0, PIXEL, PIXEL))
+    widget.reset_choices()
+    widget._reference.layer = painted
+    widget.run_blocking()
+    exx = _layer(viewer, "exx")
+    record = result_info(exx)["parameters"]["reference"]
+    assert record["region"] == {"layer": "per frame", "kind": "labels", "label": 0,
+                                "per_frame": True}  # fmt: skip
+    assert record["map_pixels"] == [9, 81, 9]  # 3 × 3 in the shell, 9 × 9 in the core
+    c = np.arange(exx.data.shape[-1]) * 8 * PIXEL
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    core = np.hypot(yy - 7.68, xx - 7.68) < 1.5
+    data_exx = np.asarray(exx.data)
+    medians = [np.nanmedian(data_exx[t][core]) for t in range(3)]
+    # Measured: -3.47 %, 0.02 %, -3.47 % (median over the core disc).
+    np.testing.assert_allclose(medians, [CORE_VS_SHELL, 0.0, CORE_VS_SHELL], atol=0.01)
+    assert abs(medians[1]) < 1e-3  # the core against its own median lattice
+
+    # The time-trace dock, traced in the core, with the same reference.
+    box = np.array([[7.2, 7.2], [7.2, 8.2], [8.2, 8.2], [8.2, 7.2]])
+    core_box = viewer.add_shapes(box, shape_type="rectangle", name="core box", units="nm")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACE)
+    dock.reset_choices()
+    dock._region.value = core_box
+    dock._reference.layer = painted
+    dock.update_trace()
+    # Measured: -3.36 %, 0.14 %, -3.36 % (median over the 1 nm core box).
+    np.testing.assert_allclose(
+        dock.trace["exx_median"], [CORE_VS_SHELL, 0.0, CORE_VS_SHELL], atol=0.01
+    )
+
+    # Frames 1-2 only: map frame 0 is image frame 1 (core label), map frame 1 is frame 2.
+    widget._movie.frames.value = "range"
+    widget._movie.first.value, widget._movie.last.value = 1, 2
+    widget.run_blocking()
+    data_exx = np.asarray(_layer(viewer, "exx").data)
+    assert data_exx.shape[0] == 2
+    medians = [np.nanmedian(data_exx[t][core]) for t in range(2)]
+    np.testing.assert_allclose(medians, [0.0, CORE_VS_SHELL], atol=0.01)
+
+    # A frame without the label: a clear error naming it; per-frame labels need a movie.
+    painted.data[2] = 0
+    with pytest.raises(ValueError, match=r"holds no map pixel centre in frame\(s\) 2"):
+        widget.run_blocking()
+    with pytest.raises(ValueError, match="use a 2D Labels layer"):
+        widget._reference.mask((96, 96), (0.16, 0.16), (0.0, 0.0))

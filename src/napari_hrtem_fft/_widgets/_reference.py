@@ -1,7 +1,9 @@
 """A reference region for strain and phase, shared by the lattice-map and movie docks.
 
 The user chooses a Shapes layer (its closed shapes: rectangles, polygons, ellipses) or
-a Labels layer and a label value.  The section turns it into a mask on a map grid and
+a Labels layer and a label value: a 2D label image for every frame, or for a movie one
+label image per frame ``(t, y, x)``, e.g. painted on each frame of the movie layer.  The
+section turns it into a mask on a map grid and
 hands the maps to :func:`napari_hrtem_fft.core.strain.relative_to_region`: strain and
 phase relative to the median lattice inside the region, in each frame of a movie.  What
 was chosen is recorded in ``maps.parameters["reference"]``, which every result layer
@@ -13,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, SpinBox
+from magicgui.widgets import ComboBox, Container
 
 from .._napari.regions import labels_mask, region_choices, shapes_mask, watch_edits
+from ._common import label_value_field
 
 __all__ = ["ReferenceSection", "rectangle_nm"]
 
@@ -44,6 +47,13 @@ def rectangle_nm(layer, origin: Sequence[float]) -> list[float] | None:
     rel = world - np.asarray(origin, dtype=np.float64)[-2:]
     (y0, x0), (y1, x1) = rel.min(axis=0), rel.max(axis=0)
     return [float(y0), float(y1), float(x0), float(x1)]
+
+
+def _label_frames(layer, grid: dict, map_frames) -> list[int]:
+    """Frames of a ``(t, y, x)`` Labels layer sampled for the given map frames."""
+    world = grid["map_translate"][0] + np.asarray(map_frames) * grid["map_scale"][0]
+    index = np.rint((world - layer.translate[0]) / layer.scale[0]).astype(int)
+    return index.tolist()
 
 
 class ReferenceSection(Container):
@@ -84,12 +94,9 @@ class ReferenceSection(Container):
                 "relative to the reflections."
             ),
         )
-        self._label_value = SpinBox(
-            label="reference label",
-            value=0,
-            min=0,
-            max=2**31 - 1,
-            tooltip="Label value of the reference in the Labels layer; 0 = every label.",
+        self._label_value = label_value_field(
+            "reference label",
+            "Label value of the reference in the Labels layer; 0 = every label.",
         )
 
     def _init_layout(self) -> None:
@@ -146,47 +153,64 @@ class ReferenceSection(Container):
         Parameters
         ----------
         map_shape : sequence of int
-            Map shape; the last two entries ``(my, mx)`` are used.
+            Map shape ``(..., my, mx)`` without the reflection axis: ``(t, my, mx)``
+            for the maps of a movie.
         map_scale, map_translate : sequence of float
-            World size of a map pixel and world centre of map pixel ``(0, 0)``; the
-            last two entries ``(y, x)`` are used.
+            World size of a map pixel and world centre of map pixel ``(0, 0)``, per
+            map axis; at least ``(y, x)``, and the time axis ``(t, y, x)`` for a
+            per-frame Labels reference.
 
         Returns
         -------
         numpy.ndarray or None
             Boolean ``(my, mx)``: map pixels whose centres lie in a closed shape, or on
-            the label (nearest label pixel); None without a reference layer.
+            the label (nearest label pixel); ``(t, my, mx)`` for a Labels layer
+            ``(t, y, x)``, whose label frame for each map frame is the one at the same
+            world time (nearest); None without a reference layer.
 
         Raises
         ------
         ValueError
-            If the Labels layer is not 2D, or the region holds no map pixel.
+            If a ``(t, y, x)`` Labels layer is given for maps without a time axis, the
+            Labels layer has another number of axes, or the region holds no map pixel
+            (in some frame: those frames are named).
         """
         from napari.layers import Labels
 
         layer = self._layer.value
         if layer is None:
             return None
+        axes = 3 if isinstance(layer, Labels) and layer.ndim == 3 else 2
+        if isinstance(layer, Labels) and layer.ndim not in (2, 3):
+            raise ValueError(
+                f"the reference Labels layer {layer.name!r} must be 2D (y, x) or one label "
+                f"image per frame (t, y, x); it has {layer.ndim} axes"
+            )
+        if axes == 3 and min(len(map_shape), len(map_scale), len(map_translate)) < 3:
+            raise ValueError(
+                f"the reference Labels layer {layer.name!r} has a label image per frame "
+                "(t, y, x), but these maps are of one image: use a 2D Labels layer"
+            )
         grid = {
-            "map_shape": tuple(map_shape)[-2:],
-            "map_scale": tuple(map_scale)[-2:],
-            "map_translate": tuple(map_translate)[-2:],
+            "map_shape": tuple(map_shape)[-axes:],
+            "map_scale": tuple(map_scale)[-axes:],
+            "map_translate": tuple(map_translate)[-axes:],
         }
         if isinstance(layer, Labels):
-            if layer.ndim != 2:
-                raise ValueError(
-                    f"the reference Labels layer {layer.name!r} must be 2D (y, x); it has "
-                    f"{layer.ndim} axes"
-                )
             mask = labels_mask(layer, label=self.label_value, **grid)
         else:
             mask = shapes_mask(layer, **grid)
-        if not mask.any():
+        empty = ~mask.reshape(-1, *mask.shape[-2:]).any(axis=(-2, -1))
+        if empty.any():
             labels = isinstance(layer, Labels) and self.label_value
             what = f"label {self.label_value} of " if labels else ""
+            where = ""
+            if mask.ndim == 3:
+                frames = _label_frames(layer, grid, np.flatnonzero(empty))
+                where = f" in frame(s) {', '.join(str(f) for f in frames)}"
             raise ValueError(
-                f"the reference region ({what}{layer.name!r}) holds no map pixel centre: "
-                "draw it over the analysed crystal"
+                f"the reference region ({what}{layer.name!r}) holds no map pixel "
+                f"centre{where}: draw it over the analysed crystal"
             )
         return mask
 
@@ -212,7 +236,10 @@ class ReferenceSection(Container):
         if layer is None:
             return None
         if isinstance(layer, Labels):
-            return {"layer": layer.name, "kind": "labels", "label": self.label_value}
+            record = {"layer": layer.name, "kind": "labels", "label": self.label_value}
+            if layer.ndim == 3:
+                record["per_frame"] = True  # one label image per frame (t, y, x)
+            return record
         shapes = [
             {
                 "type": kind,
@@ -236,9 +263,11 @@ class ReferenceSection(Container):
         Parameters
         ----------
         maps : LatticeMaps
-            Maps of an image or a movie (the region applies to every frame).
+            Maps of an image or a movie (a 2D region applies to every frame, a
+            ``(t, y, x)`` Labels layer frame by frame).
         map_scale, map_translate : sequence of float
-            World placement of the map grid (see :meth:`mask`).
+            World placement of the map grid (see :meth:`mask`); with the time axis for
+            a per-frame Labels reference.
         origin : sequence of float, optional
             World ``(y, x)`` of the image origin (default ``map_translate``: map pixel
             ``(0, 0)`` is centred on image pixel ``(0, 0)``).
@@ -250,7 +279,7 @@ class ReferenceSection(Container):
         """
         from ..core.strain import relative_to_region
 
-        mask = self.mask(np.shape(maps.d_spacing), map_scale, map_translate)
+        mask = self.mask(np.shape(maps.d_spacing)[1:], map_scale, map_translate)
         if mask is None:
             return maps
         origin = tuple(map_translate)[-2:] if origin is None else origin

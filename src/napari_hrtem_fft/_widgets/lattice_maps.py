@@ -526,9 +526,16 @@ class LatticeMapWidget(Container):
         except ValueError as exc:  # e.g. a reference region outside the maps
             self._on_errored(exc)
 
-    def _referred(self, maps, image: Image):
-        """``maps`` relative to the reference region (its section), if one is chosen."""
-        grid = map_geometry(image.scale[-2:], image.translate[-2:], maps.step)
+    def _referred(self, maps, image: Image, frames: range | None = None):
+        """``maps`` relative to the reference region (its section), if one is chosen.
+
+        ``frames``: the analysed frames of a movie, whose time axis places a per-frame
+        (t, y, x) Labels reference.
+        """
+        if frames is None:
+            grid = map_geometry(image.scale[-2:], image.translate[-2:], maps.step)
+        else:
+            grid = map_geometry(image.scale, image.translate, maps.step, frames=frames)
         return self._reference.apply(
             maps, map_scale=grid["scale"], map_translate=grid["translate"]
         )
@@ -540,7 +547,7 @@ class LatticeMapWidget(Container):
         # Strain and phase relative to the reference region, per frame, if one is chosen.
         if isinstance(result, MovieResult):
             region_layer = inputs["movie"]["region_layer"]
-            result.maps = self._referred(result.maps, image)
+            result.maps = self._referred(result.maps, image, result.frames)
             added = self.add_movie_layers(result, image, region_layer=region_layer, **common)
             maps = result.maps
         else:

@@ -401,8 +401,9 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
     maps : LatticeMaps
         Maps of one image ``(n, my, mx)`` or a movie ``(n, ..., my, mx)``.
     region : array_like of bool
-        Map pixels of the region, broadcastable to the map shape ``(..., my, mx)`` (a
-        2D region applies to every frame).
+        Map pixels of the region, broadcastable to the map shape ``(..., my, mx)``: a
+        2D region applies to every frame, a ``(t, my, mx)`` region gives each frame of
+        a movie its own (e.g. painted per frame, or following the particle).
     record : object, optional
         How the region was given (e.g. a rectangle in nm, a layer name and label),
         JSON-friendly; stored in ``parameters["reference"]["region"]``.
@@ -418,8 +419,8 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
     Raises
     ------
     ValueError
-        If the region is empty, does not match the maps, or holds no valid value of a
-        reflection in any frame.
+        If the region is empty in some frame (the frames are named), does not match the
+        maps, or holds no valid value of a reflection in any frame.
     """
     import dataclasses
 
@@ -438,6 +439,11 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
             f"reference region of shape {np.shape(region)} does not match the map shape "
             f"{map_shape}"
         ) from None
+    empty = ~mask.reshape(-1, *map_shape[-2:]).any(axis=(-2, -1))
+    if empty.any() and not empty.all():
+        # A frame without a region would silently get NaN strain and phase.
+        frames = np.flatnonzero(empty).tolist()
+        raise ValueError(f"reference region holds no map pixel in frame(s) {frames} of the maps")
     g_ref = reference_from_maps(maps, mask, per_frame=True)
     fields = {}
     if _spans_plane(as_reflections(maps.reflections)):
