@@ -470,6 +470,58 @@ def _merge_fragments(groups, points, charges, g, pinv, max_residual, radius):
     return groups
 
 
+def _join_close(groups, points, charges, distance):
+    """The halves of a split higher winding joined again into one core.
+
+    A core that winds a phase twice (``n = (1, 1, 2)``) splits, in a filtered phase
+    field, into two sets of unit vortices that can each be a lattice vector on its own
+    (``(1, 0, 1)`` and ``(0, 1, 1)``), so that no repair of inconsistent groups joins
+    them.  Two groups are joined when their weighted centres are closer than
+    ``distance`` and their summed windings wind some phase more often than either does
+    alone (the signature of such a split; two cores that each already wind a phase
+    twice stay apart).  The halves lie up to ~0.6 window from each other (local FFT,
+    SNR 1-2).  Closest pairs first; groups whose windings sum to zero (noise pairs)
+    stay apart.
+    """
+    groups = [np.asarray(m) for m in groups]
+
+    def centre(members):
+        w = np.abs(charges[members]).sum(axis=1)
+        return (w @ points[members]) / w.sum()
+
+    while True:
+        live = [a for a in range(len(groups)) if charges[groups[a]].sum(axis=0).any()]
+        if len(live) < 2:
+            return groups
+        c = np.array([centre(groups[a]) for a in live])
+        n = np.array([charges[groups[a]].sum(axis=0) for a in live])
+        top = np.abs(n).max(axis=1)
+        dist = np.hypot(*(c[:, None] - c[None]).transpose(2, 0, 1))
+        split = np.abs(n[:, None] + n[None]).max(axis=2) > np.maximum(top[:, None], top[None])
+        dist[~split] = np.inf
+        dist[np.diag_indices(len(live))] = np.inf
+        i, j = np.unravel_index(np.argmin(dist), dist.shape)
+        if dist[i, j] >= distance:
+            return groups
+        a, b = live[i], live[j]
+        groups[a] = np.concatenate([groups[a], groups[b]])
+        del groups[b]
+
+
+def _window_nm(maps: LatticeMaps) -> float:
+    """The local-FFT window (nm) the maps' resolution amounts to.
+
+    Local-FFT maps: their window.  GPA maps: the window whose step response matches
+    their ``resolution_nm`` (:func:`napari_hrtem_fft.core.gpa.matched_resolution`).
+    """
+    from .gpa import matched_resolution
+
+    resolution = maps.parameters.get("resolution_nm")
+    if maps.parameters.get("method") == "gpa" and resolution:
+        return float(resolution) / matched_resolution(1, 1.0)
+    return maps.window * maps.pixel_size
+
+
 def find_dislocations(
     maps: LatticeMaps,
     *,
@@ -494,16 +546,20 @@ def find_dislocations(
         ``g_j·b + n_j`` above this, possible with three or more reflections) are dropped:
         noise vortices of single reflections.
     cluster_radius : float, optional
-        Windings of the different reflections closer than this (nm) belong to one core
-        (their singularities separate by a fraction of the resolution); default a
-        quarter of the maps' window (``window · pixel_size / 4``).
+        Windings of the different reflections closer than this (nm) to their weighted
+        centre belong to one core (their singularities separate by a fraction of the
+        resolution), and the halves of a split core closer than twice this are joined
+        (Notes); default 3/8 of the maps' window (``0.375 · window · pixel_size``; for
+        GPA maps the local-FFT window of matched resolution, ``resolution_nm / 0.443``).
 
     Returns
     -------
     Dislocations
         One row per core whose summed windings are not all zero (vortex pairs of noise
         cancel).  Two cores closer than ``cluster_radius`` are reported as one with the
-        sum of their Burgers vectors.
+        sum of their Burgers vectors, and so are two cores closer than
+        ``2 · cluster_radius`` whose sum winds a phase more often than either (what a
+        core winding a phase twice splits into).
 
     Notes
     -----
@@ -511,6 +567,8 @@ def find_dislocations(
     every NaN hole that does not reach the map's edge (its rim closes round it): a
     local-FFT map is NaN over a core, where the fringes of the window cancel, and a
     core in such a hole lies within about the hole's radius of the reported position.
+    (Since the engine keeps the phase wherever the amplitude is above ``min_amplitude``,
+    such holes are a few map pixels at most.)
 
     Raises
     ------
@@ -523,7 +581,7 @@ def find_dislocations(
     if min_quality is None:
         min_quality = float(maps.parameters.get("min_amplitude", 10.0))
     if cluster_radius is None:
-        cluster_radius = maps.window * maps.pixel_size / 4
+        cluster_radius = 0.375 * _window_nm(maps)
     radius_px = max(float(cluster_radius) / scale, 1.0)
     n = len(idx)
     lead = phase.shape[1:-2]
@@ -545,6 +603,7 @@ def find_dislocations(
         charges = wind[:, iy, ix].T  # (m, n)
         groups = _groups(points, np.abs(charges).sum(axis=1), radius_px)
         groups = _merge_fragments(groups, points, charges, g, pinv, max_residual, radius_px)
+        groups = _join_close(groups, points, charges, 2 * radius_px)
         for members in groups:
             n_j = charges[members].sum(axis=0)
             if not n_j.any():
