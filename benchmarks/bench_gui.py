@@ -15,6 +15,13 @@ Cases (issue 9 item 6; targets in brackets):
 - **Run** on a 4096² image at step 8 [≤ 2 × ``analyze()`` of the same image, same
   options, timed in this run, + 0.3 s].
 
+Reflections are stored with the image they were picked on (the maps dock reads "picked
+on this image" by default): the copies and the 4096² image are analysed with the
+reflections picked on the first image, chosen in the dock's reflections choice as a user
+would.  Every click is checked to have done its work (a new spectrum, suggested points,
+result layers of that image holding new data); a click that did not raises, so that a
+broken click never reports a fast time.
+
 Each is repeated ``--repeat`` times; every click time, the best and the median are
 printed, with ``analyze()`` of the same image timed in this run and the ratio of the
 median click to it.  The first click of each kind also pays one-time costs (imports,
@@ -58,6 +65,12 @@ def click(app, button, until=lambda: True) -> float:
     return time.perf_counter() - t0
 
 
+def check(done: bool, what: str) -> None:
+    """Fail loudly when a click did not do its work (its time would mean nothing)."""
+    if not done:
+        raise RuntimeError(f"the click did not work: {what}")
+
+
 def report(name: str, times: list[float], target: str, baseline: float | None = None) -> None:
     """Print every click time, the best and median (first click apart) and the target."""
     first, rest = times[0], times[1:] or times
@@ -78,7 +91,10 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from napari_hrtem_fft._napari.layers import find_result_layers
+    from napari_hrtem_fft._widgets.lattice_maps import PICKED
     from napari_hrtem_fft.core.engine import analyze
+    from napari_hrtem_fft.core.picked import PICKED_KEY, PickedReflections
     from napari_hrtem_fft.core.synthetic import pd_core_shell_sample
 
     small, _ = pd_core_shell_sample((1024, 1024), pixel_size=PIXEL)
@@ -97,24 +113,43 @@ def main() -> None:
     settle(app)
 
     fft_layers = picker.fft_viewer.layers
+
+    def spectrum():
+        return fft_layers[0].data if len(fft_layers) > 1 else None
+
     times = {"fft": [], "suggest": [], "run": [], "run4096": []}
     for k in range(args.repeat + 1):
         # A new place each time: Show FFT on an unchanged window returns at once.
         if "FFT region" in viewer.layers:
             viewer.layers["FFT region"].data = [[(6 + k) * PIXEL * 32] * 2]
-        times["fft"].append(click(app, picker._show_fft, lambda: len(fft_layers) > 1))
+        before = spectrum()
+        times["fft"].append(click(app, picker._show_fft, lambda b=before: spectrum() is not b))
+        check(spectrum() is not before, "Show FFT showed no new spectrum")
         picker.reflections_layer.data = np.empty((0, 2))
         times["suggest"].append(
             click(app, picker._suggest, lambda: len(picker.reflections_layer.data) > 0)
         )
+        check(len(picker.reflections_layer.data) > 0, "Suggest gave no reflection")
     g = np.asarray(picker.reflections_layer.data, float)
+    check(
+        PICKED_KEY in image.metadata and len(PickedReflections.from_metadata(image.metadata).g),
+        f"the picks are not stored with {image.name!r}",
+    )
 
     def run(layer, step):
-        maps.choose_inputs(layer, window=128, step=step)
+        # The picks of the first image, as a user chooses them for another image.
+        reflections = PICKED if layer is image else image
+        maps.choose_inputs(layer, reflections, window=128, step=step)
+        old = {id(lyr.data) for lyr in find_result_layers(viewer.layers, source=layer.name)}
         # start() sets the worker inside the click; it is None again once the layers are in.
         seconds = click(app, maps._run, lambda: maps.worker is None)
-        if not str(maps._status.value).startswith("done"):
-            raise RuntimeError(f"the run did not finish: {maps._status.value}")
+        new = find_result_layers(viewer.layers, source=layer.name)
+        check(
+            str(maps._status.value).startswith("done")
+            and len(new) > 0
+            and not old & {id(lyr.data) for lyr in new},
+            f"Run on {layer.name!r} made no new result layers (status: {maps._status.value!r})",
+        )
         return seconds
 
     def timed_analyze(data):
@@ -128,7 +163,9 @@ def main() -> None:
         analyze_small.append(timed_analyze(small))
     times["fresh"] = [times["run"][0]]
     for k in range(args.repeat):
-        copy = viewer.add_image(small, name=f"Pd 1024 copy {k + 1}", scale=(PIXEL, PIXEL))
+        copy = viewer.add_image(
+            small, name=f"Pd 1024 copy {k + 1}", scale=(PIXEL, PIXEL), units="nm"
+        )
         times["fresh"].append(run(copy, 8))
     for _ in range(args.repeat + 1):
         times["run4096"].append(run(big, 8))

@@ -11,11 +11,14 @@ maps hold it, so that a value read off the colour bar is the value in the layer.
 
 from __future__ import annotations
 
+import contextlib
+
 from ..core.quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from ..io import parse_unit
 from .layers import RESULT_KEY, find_result_layers, result_info
 
 __all__ = [
+    "batched",
     "canvas_overlay",
     "map_title",
     "replace_result_layers",
@@ -79,6 +82,17 @@ def show_scale_bar(viewer, layer) -> None:
         canvas_overlay(viewer, "scale_bar").visible = True
 
 
+def batched(viewer):
+    """A context in which layers are added, removed and shown or hidden as one change.
+
+    napari redraws the canvas (synchronously) after every layer added or removed and
+    every change of a layer's visibility; in ``viewer.layers.batched_update()`` the
+    scene graph is updated once, at the end.
+    """
+    batch = getattr(viewer.layers, "batched_update", None)
+    return contextlib.nullcontext() if batch is None else batch()
+
+
 def show_map(viewer, active) -> None:
     """Show ``active`` (a result layer) alone over its image, with its colour bar.
 
@@ -89,15 +103,24 @@ def show_map(viewer, active) -> None:
     title = map_title(active)
     if title is None:
         return
+    visible = []  # (layer, visibility to set): each change redraws the canvas
+    bars = []  # colour bars to switch
     for layer in find_result_layers(viewer.layers):
         show = same_layer(layer, active)
         if layer.visible != show:
-            layer.visible = show
+            visible.append((layer, show))
         if layer.colorbar.visible != show:
-            layer.colorbar.visible = show
+            bars.append((layer.colorbar, show))
     source = result_info(active).get("source")
-    if source is not None and source in viewer.layers:
-        viewer.layers[source].visible = True
+    if source is not None and source in viewer.layers and not viewer.layers[source].visible:
+        visible.append((viewer.layers[source], True))
+    # A batch redraws once but starts with a full garbage collection: worth it from
+    # three layers shown or hidden on.
+    with batched(viewer) if len(visible) > 2 else contextlib.nullcontext():
+        for layer, show in visible:
+            layer.visible = show
+    for bar, show in bars:
+        bar.visible = show
     overlay = canvas_overlay(viewer, "text")
     overlay.text = title
     overlay.position = "top_left"  # the colour bar is top right
@@ -133,19 +156,46 @@ def replace_result_layers(viewer, old: list, tuples: list) -> list:
         The layers of the run, in the order of ``tuples``.
     """
     reusable = {_key(result_info(layer)): layer for layer in old}
-    out = []
-    for data, kwargs, _ in tuples:
+    plan = []  # (tuple, the layer it updates or None)
+    for data, kwargs, kind in tuples:
         layer = reusable.pop(_key(kwargs["metadata"][RESULT_KEY]), None)
-        if layer is None or layer.ndim != data.ndim:
-            if layer is not None:
-                reusable[object()] = layer  # removed below
-            out.append(viewer.add_image(data, **kwargs))
-            continue
-        _update_layer(layer, data, kwargs)
-        out.append(layer)
-    for layer in reusable.values():
-        viewer.layers.remove(layer)
+        if layer is not None and layer.ndim != data.ndim:
+            reusable[object()] = layer  # removed below
+            layer = None
+        plan.append(((data, kwargs, kind), layer))
+    added = sum(layer is None for _, layer in plan)
+    # A batch ends with one scene-graph update, which napari starts with a full garbage
+    # collection (0.05-0.5 s): worth it from two layers added or removed on.
+    out = []
+    with batched(viewer) if added + len(reusable) > 1 else contextlib.nullcontext():
+        with _selection_quiet(viewer) if added > 1 else contextlib.nullcontext():
+            for (data, kwargs, _), layer in plan:
+                if layer is None:
+                    out.append(viewer.add_image(data, **kwargs))
+                else:
+                    _update_layer(layer, data, kwargs)
+                    out.append(layer)
+        for layer in reusable.values():
+            viewer.layers.remove(layer)
     return out
+
+
+@contextlib.contextmanager
+def _selection_quiet(viewer):
+    """Add layers without selecting each in turn; nothing is selected afterwards.
+
+    napari selects every layer it adds, and each selection rebuilds the layer controls
+    shown, the layer list's selection and every dock's view of the active layer
+    (~0.03 s a layer).  The selection is cleared before (so that the layer list follows)
+    and after (so that it is in step again); the caller selects the layer to show.
+    """
+    selection = viewer.layers.selection
+    selection.clear()
+    try:
+        with selection.events.blocker_all():
+            yield
+    finally:
+        selection.clear()
 
 
 def _update_layer(layer, data, kwargs: dict) -> None:

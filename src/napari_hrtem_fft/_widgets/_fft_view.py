@@ -23,6 +23,7 @@ __all__ = ["FFTView"]
 
 # The zero-frequency cross is this many FFT bins across.
 _ZERO_MARK_BINS = 3.0
+_ZERO_MARK_OPACITY = 0.8
 
 
 class _CloseWatcher(QObject):
@@ -70,6 +71,11 @@ class FFTView(QWidget):
         self._frame_timer.setSingleShot(True)
         self._frame_timer.setInterval(0)
         self._frame_timer.timeout.connect(self._apply_pending_frame)
+        # A child timer: it dies with this widget, never calling into a deleted one.
+        self._canvas_timer = QTimer(self)
+        self._canvas_timer.setSingleShot(True)
+        self._canvas_timer.setInterval(0)
+        self._canvas_timer.timeout.connect(self._make_canvas_if_shown)
         self._readout = QLabel("Show the FFT, then click reflections on it.")
         self._readout.setToolTip(
             "Reciprocal vector g = (gy, gx) under the mouse, its lattice spacing d = 1/|g| "
@@ -82,6 +88,18 @@ class FFTView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(240)
         self.viewer.cursor.events.position.connect(self._on_cursor)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._qt_viewer is None:
+            # Made right after the dock is first shown (~1 s, once), so that the first
+            # Show FFT only computes and draws the spectrum.
+            self._canvas_timer.start()
+
+    def _make_canvas_if_shown(self) -> None:
+        if self._qt_viewer is None and self.isVisible():
+            self.ensure_canvas()
+            self._prepare_layers()
 
     @property
     def has_canvas(self) -> bool:
@@ -104,28 +122,15 @@ class FFTView(QWidget):
     def show_spectrum(self, spectrum, *, name: str) -> None:
         """Show a :class:`~napari_hrtem_fft.core.fft_display.SpectrumImage`.
 
-        The first call adds the spectrum layer (below every other layer), the
-        zero-frequency mark and the nm⁻¹ scale bar; later calls update the layer's data,
+        The first call shows the spectrum layer (below every other layer), the
+        zero-frequency mark and the nm⁻¹ scale bar (made transparent with the canvas,
+        :meth:`_prepare_layers`, or here); later calls update the layer's data,
         calibration and contrast in place, which redraws without rebuilding it.
         """
         layer = self._spectrum_layer
         if layer is None:
-            layer = self.viewer.add_image(
-                spectrum.data,
-                name=name,
-                scale=spectrum.scale,
-                translate=spectrum.translate,
-                units="1/nm",
-                colormap="gray",
-                contrast_limits=spectrum.contrast_limits,
-                interpolation2d="linear",
-            )
-            self.viewer.layers.move(self.viewer.layers.index(layer), 0)
-            self._spectrum_layer = layer
-            self._add_zero_mark(spectrum.bin)
-            scale_bar = canvas_overlay(self.viewer, "scale_bar")
-            scale_bar.visible = True
-            scale_bar.box = True
+            self._add_layers(spectrum, name=name, opacity=1.0)
+            layer = self._spectrum_layer
         else:
             if tuple(layer.scale) != tuple(spectrum.scale):
                 layer.scale = spectrum.scale
@@ -138,8 +143,54 @@ class FFTView(QWidget):
             if self._zero_mark.current_size != size:
                 self._zero_mark.size = size
                 self._zero_mark.current_size = size
+        if layer.opacity != 1.0:
+            layer.opacity = 1.0
+            self._zero_mark.opacity = _ZERO_MARK_OPACITY
+        scale_bar = canvas_overlay(self.viewer, "scale_bar")
+        if not scale_bar.visible:
+            scale_bar.visible = True
+            scale_bar.box = True
 
-    def _add_zero_mark(self, bin_size: float) -> None:
+    def _prepare_layers(self) -> None:
+        """The spectrum layer and the zero mark, transparent until the first spectrum.
+
+        Made with the canvas, so that the first Show FFT does not build their layer
+        controls, visuals and shaders (~0.5 s).  The selection stays as it was.
+        """
+        if self._spectrum_layer is not None:
+            return
+        from types import SimpleNamespace
+
+        active = self.viewer.layers.selection.active
+        placeholder = SimpleNamespace(
+            data=np.zeros((2, 2), np.float32),
+            scale=(1.0, 1.0),
+            translate=(-1.0, -1.0),
+            contrast_limits=(0.0, 1.0),
+            bin=1.0,
+        )
+        self._add_layers(placeholder, name="FFT", opacity=0.0)
+        if active is not None:
+            self.viewer.layers.selection.active = active
+
+    def _add_layers(self, spectrum, *, name: str, opacity: float) -> None:
+        """Add the spectrum layer (at the bottom) and the zero mark above it."""
+        layer = self.viewer.add_image(
+            spectrum.data,
+            name=name,
+            scale=spectrum.scale,
+            translate=spectrum.translate,
+            units="1/nm",
+            colormap="gray",
+            contrast_limits=spectrum.contrast_limits,
+            interpolation2d="linear",
+            opacity=opacity,
+        )
+        self.viewer.layers.move(self.viewer.layers.index(layer), 0)
+        self._spectrum_layer = layer
+        self._add_zero_mark(spectrum.bin, opacity=_ZERO_MARK_OPACITY * opacity)
+
+    def _add_zero_mark(self, bin_size: float, *, opacity: float) -> None:
         """A cross at g = 0, drawn over the spectrum and under the reflections."""
         layer = self.viewer.add_points(
             np.zeros((1, 2)),
@@ -149,7 +200,7 @@ class FFTView(QWidget):
             size=_ZERO_MARK_BINS * bin_size,
             face_color="cyan",
             border_width=0,
-            opacity=0.8,
+            opacity=opacity,
             units="1/nm",
         )
         layer.editable = False

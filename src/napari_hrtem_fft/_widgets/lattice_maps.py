@@ -29,6 +29,7 @@ from .._napari.display import (
     empty_map_warnings,
     replace_result_layers,
     run_summary,
+    same_layer,
     show_map,
     source_name,
 )
@@ -644,8 +645,12 @@ class LatticeMapWidget(Container):
             self._adding = False
         self._replace_phase_layers(maps, image, options, phase)
         if added:
+            # Selecting the first map shows it (_on_active_layer); if it is selected
+            # already, nothing is emitted and it is shown here.
+            selected = same_layer(self._viewer.layers.selection.active, added[0])
             self._viewer.layers.selection.active = added[0]
-            self._on_active_layer()
+            if selected:
+                self._on_active_layer()
         return added
 
     def _replace_phase_layers(self, maps, image: Image, options, phase: bool) -> None:
