@@ -45,6 +45,7 @@ __all__ = [
     "read_only_table",
     "result_sources",
     "show_calibration",
+    "span_label_column",
     "suggest_count_field",
 ]
 
@@ -140,6 +141,17 @@ def read_only_table(
         table.native.setItemDelegate(QStyledItemDelegate(table.native))
     table.min_height = min_height
     return table
+
+
+def span_label_column(widget: Widget) -> None:
+    """Give a widget without a label the label column too (a wide table, a status line).
+
+    A labelled magicgui container keeps an empty label cell beside every widget; call
+    this after the widget is in its container.
+    """
+    labeled = widget._labeled_widget()
+    if labeled is not None:
+        labeled._label_widget.visible = False
 
 
 def fill_table(table: Table, rows: list, columns) -> None:

@@ -26,6 +26,7 @@ from ._common import (
     layer_combo,
     maps_source_combo,
     read_only_table,
+    span_label_column,
 )
 from ._plot import dark_canvas, style_axes, style_legend
 
@@ -34,17 +35,17 @@ if TYPE_CHECKING:
 
 __all__ = ["LatticeStatisticsWidget"]
 
-# Table headers: the CSV keeps the descriptive column names, the dock is narrow.
+# Table headers: the CSV keeps the descriptive column names; the dock is narrow, so the
+# reflection and its region share a column and the units go on a second header line.
 _HEADERS = (
-    "#",
-    "region",
+    "#\nregion",
     "n",
-    "d mean nm",
-    "d med. nm",
-    "d std nm",
-    "∠ mean °",
-    "∠ med. °",
-    "∠ std °",
+    "d mean\nnm",
+    "d med.\nnm",
+    "d std\nnm",
+    "∠ mean\n°",
+    "∠ med.\n°",
+    "∠ std\n°",
 )
 
 
@@ -107,6 +108,10 @@ class LatticeStatisticsWidget(ResultSourceDock):
         self.extend(
             [self._source, self._regions, self._table, self._copy, self._status, self._cores]
         )
+        # The table takes the full width (with the compact headers, its columns fit
+        # the dock's usual width without sideways scrolling).
+        for wide in (self._table, self._status, self._cores):
+            span_label_column(wide)
         self.native.layout().addWidget(self._canvas, 1)
         self.native.setMinimumWidth(480)
 
@@ -176,9 +181,11 @@ class LatticeStatisticsWidget(ResultSourceDock):
                 return value
             return f"{value:.5f}" if column.startswith("d ") else f"{value:.2f}"
 
-        fill_table(
-            self._table, [[cell(c, row[c]) for c in COLUMNS] for row in self.rows], _HEADERS
-        )
+        rows = [
+            [f"{row['reflection']} {row['region']}"] + [cell(c, row[c]) for c in COLUMNS[2:]]
+            for row in self.rows
+        ]
+        fill_table(self._table, rows, _HEADERS)
 
     def _draw_histogram(self, d, regions) -> None:
         ax = self._axes
