@@ -441,15 +441,19 @@ def _sidecar(path, tf, page, shape, cal, res) -> bool:
     return True
 
 
-def _vendor_metadata(tf, kind: str, cal, name: str) -> dict | None:
+def _vendor_metadata(tf, kind: str, cal, name: str, original: str | None = None):
     """The metadata tifffile parsed of a ``kind`` TIFF (``is_<kind>``), else None.
 
-    The vendor parsers start with it; it names the format in ``cal``.
+    The vendor parsers start with it; it names the format in ``cal`` and, with
+    ``original``, keeps the metadata under that key of ``cal.original``.
     """
     if not getattr(tf, f"is_{kind}"):
         return None
     cal.fmt = f"TIFF ({name})"
-    return getattr(tf, f"{kind}_metadata") or {}
+    md = getattr(tf, f"{kind}_metadata") or {}
+    if original is not None:
+        cal.original[original] = md
+    return md
 
 
 def _uncalibrated(cal, why: str) -> bool:
@@ -491,10 +495,9 @@ def _imagej(path, tf, page, shape, cal, res) -> bool:
 
 
 def _fei(path, tf, page, shape, cal, res) -> bool:
-    md = _vendor_metadata(tf, "fei", cal, "FEI/TFS")
+    md = _vendor_metadata(tf, "fei", cal, "FEI/TFS", original="fei")
     if md is None:
         return False
-    cal.original["fei"] = md
     scan = md.get("Scan") or md.get("EScan") or {}
     try:
         px, py = float(scan["PixelWidth"]), float(scan["PixelHeight"])
@@ -521,10 +524,9 @@ def _fei(path, tf, page, shape, cal, res) -> bool:
 
 
 def _zeiss(path, tf, page, shape, cal, res) -> bool:
-    md = _vendor_metadata(tf, "sem", cal, "Zeiss SEM")
+    md = _vendor_metadata(tf, "sem", cal, "Zeiss SEM", original="zeiss")
     if md is None:
         return False
-    cal.original["zeiss"] = md
     width = shape[-1]
     try:
         stored = float(md[""][3])
