@@ -1,5 +1,7 @@
 """Displacement and dislocation cores (core/phase.py) on synthetic edge dislocations."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -159,16 +161,9 @@ def test_records_and_layers(case):
     assert vec.shape == (k, 2, 2)
     np.testing.assert_allclose(vec[:, 1], 5.0 * found.burgers)
     # A stack of two frames: a frame column in front.
-    stacked = LatticeMaps(
-        **{
-            f: np.stack([getattr(maps, f)] * 2, axis=1)
-            for f in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma", "phase")
-        },
-        reflections=maps.reflections,
-        window=maps.window,
-        step=maps.step,
-        pixel_size=maps.pixel_size,
-        parameters=maps.parameters,
+    fields = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma", "phase")
+    stacked = dataclasses.replace(
+        maps, strain=None, **{f: np.stack([getattr(maps, f)] * 2, axis=1) for f in fields}
     )
     both = find_dislocations(stacked)
     assert len(both) == 2 * k
@@ -180,17 +175,7 @@ def test_records_and_layers(case):
 
 def test_errors(case):
     _, maps = case
-    no_phase = LatticeMaps(
-        d_spacing=maps.d_spacing,
-        angle=maps.angle,
-        amplitude=maps.amplitude,
-        d_sigma=maps.d_sigma,
-        angle_sigma=maps.angle_sigma,
-        reflections=maps.reflections,
-        window=maps.window,
-        step=maps.step,
-        pixel_size=maps.pixel_size,
-    )
+    no_phase = dataclasses.replace(maps, phase=None)
     with pytest.raises(ValueError, match="no phase"):
         displacement(no_phase)
     with pytest.raises(ValueError, match="no phase"):

@@ -196,16 +196,10 @@ def test_movie_maps_and_float32():
 def test_dask_stays_lazy_and_matches():
     da = pytest.importorskip("dask.array")
     maps = _truth_maps(rotation_mapping(2.0))
-    lazy = LatticeMaps(
+    lazy = dataclasses.replace(
+        maps,
         d_spacing=da.from_array(maps.d_spacing, chunks=(3, 6, 8)),
         angle=da.from_array(maps.angle, chunks=(3, 6, 8)),
-        amplitude=maps.amplitude,
-        d_sigma=maps.d_sigma,
-        angle_sigma=maps.angle_sigma,
-        reflections=maps.reflections,
-        window=128,
-        step=STEP,
-        pixel_size=PIXEL,
     )
     s = strain(lazy)
     assert isinstance(s.rotation, da.Array)
