@@ -537,6 +537,14 @@ def _as_float(value, name: str, unit: str) -> float:
     return float(value)
 
 
+def _in_range(value, name: str, unit: str, ok, allowed: str) -> float:
+    """A finite real option that passes ``ok``, else an error saying what is ``allowed``."""
+    number = _as_float(value, name, unit)
+    if not (np.isfinite(number) and ok(number)):
+        raise ValueError(f"{name} must be {allowed}, got {number!r}")
+    return number
+
+
 def find_reflections(
     image,
     *,
@@ -633,19 +641,18 @@ def find_reflections(
     if max_count < 1:
         raise ValueError(f"max_count must be at least 1, got {max_count}")
     if min_spacing is not None:
-        min_spacing = _as_float(min_spacing, "min_spacing", "nm")
-        if not (np.isfinite(min_spacing) and min_spacing > 0):
-            raise ValueError(f"min_spacing must be a positive number of nm, got {min_spacing!r}")
-    exclude_radius = _as_float(exclude_radius, "exclude_radius", "bins")
-    if not (np.isfinite(exclude_radius) and exclude_radius >= 0):
-        raise ValueError(f"exclude_radius must be >= 0 bins, got {exclude_radius!r}")
+        positive = "a positive number of nm"
+        min_spacing = _in_range(min_spacing, "min_spacing", "nm", lambda v: v > 0, positive)
+    exclude_radius = _in_range(
+        exclude_radius, "exclude_radius", "bins", lambda v: v >= 0, ">= 0 bins"
+    )
     if threshold is not None:
-        threshold = _as_float(threshold, "threshold", "power ratio")
-        if not (np.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be a positive ratio, got {threshold!r}")
-    min_strength = _as_float(min_strength, "min_strength", "fraction")
-    if not (0 <= min_strength <= 1):
-        raise ValueError(f"min_strength must be a fraction in [0, 1], got {min_strength!r}")
+        threshold = _in_range(
+            threshold, "threshold", "power ratio", lambda v: v > 0, "a positive ratio"
+        )
+    min_strength = _in_range(
+        min_strength, "min_strength", "fraction", lambda v: 0 <= v <= 1, "a fraction in [0, 1]"
+    )
     if not isinstance(independent, bool | np.bool_):
         raise TypeError(f"independent must be True or False, got {independent!r}")
     if center is not None:
