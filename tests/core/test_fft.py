@@ -402,6 +402,9 @@ def test_extreme_intensities_give_the_same_reflections(pd_image):
         ("min_strength", 2.0, ValueError),
         ("independent", "yes", TypeError),
         ("exclude_radius", None, TypeError),
+        ("exclude_radius", -1.0, ValueError),
+        ("min_strength", float("nan"), ValueError),
+        ("min_spacing", float("inf"), ValueError),
     ],
 )
 def test_find_reflections_rejects_bad_options_by_name(option, value, error):
