@@ -50,6 +50,24 @@ def test_show_fft_is_calibrated_in_reciprocal_nm(picker):
     np.testing.assert_allclose(side, [128 * PIXEL_SIZE] * 2, rtol=1e-6)  # float32
 
 
+def test_the_window_is_drawn_when_an_image_is_chosen_without_taking_the_selection(picker, qtbot):
+    viewer, image, widget = picker
+    viewer.layers.selection.active = image
+    widget._window.value = 64  # a change: the outline follows within the debounce
+    qtbot.waitUntil(lambda: "FFT window" in viewer.layers, timeout=5_000)
+    outline = viewer.layers["FFT window"]
+    qtbot.waitUntil(lambda: np.ptp(outline.data[0][:, 0]) < 100 * PIXEL_SIZE, timeout=5_000)
+    # A 64 px square around the 'FFT region' point, before any Show FFT.
+    side = np.ptp(outline.data[0], axis=0)
+    np.testing.assert_allclose(side, [64 * PIXEL_SIZE] * 2, rtol=1e-6)  # float32
+    region = viewer.layers["FFT region"]
+    centre = outline.data[0].mean(axis=0)
+    np.testing.assert_allclose(centre, region.data[0], atol=PIXEL_SIZE)
+    # The user's layer stays selected: the mouse still pans and zooms the image.
+    assert viewer.layers.selection.active is image
+    assert widget._fft_context is None
+
+
 def test_show_fft_again_on_the_same_window_keeps_the_layer(picker):
     _, _, widget = picker
     widget._show_fft.clicked.emit()

@@ -13,6 +13,7 @@ forwards to these.  No Qt; napari only inside the functions that use it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -91,6 +92,21 @@ def _image_extent(image) -> float:
     return float(np.max(np.asarray(image.data.shape[-2:]) * np.abs(image.scale[-2:])))
 
 
+@contextlib.contextmanager
+def _selection_kept(viewer):
+    """Add a layer without taking the user's selection (napari selects what it adds).
+
+    The picker draws its window when an image is chosen; the user's active layer, and
+    with it the mouse's pan and zoom on the image, stay as they were.
+    """
+    active = viewer.layers.selection.active
+    try:
+        yield
+    finally:
+        if active is not None and active in viewer.layers:
+            viewer.layers.selection.active = active
+
+
 class WindowOnImage:
     """The FFT window on the image: the 'FFT region' point and the outline drawn.
 
@@ -118,7 +134,14 @@ class WindowOnImage:
         layer = self._find("region")
         if layer is not None or not create:
             return layer
-        layer = self._viewer.add_points(
+        with _selection_kept(self._viewer):
+            layer = self._add_region_point(image)
+        layer.events.data.connect(self._on_moved)
+        layer.mode = "select"
+        return layer
+
+    def _add_region_point(self, image):
+        return self._viewer.add_points(
             [camera_of(self._viewer).center[-2:]],
             name=REGION_LAYER,
             ndim=2,
@@ -130,9 +153,6 @@ class WindowOnImage:
             units=tuple(str(u) for u in image.units[-2:]),
             metadata={PICKER_KEY: "region"},
         )
-        layer.events.data.connect(self._on_moved)
-        layer.mode = "select"
-        return layer
 
     def center(self, image, window: int, *, at_point: bool) -> tuple[int, int]:
         """Window centre in image pixels (y, x), clamped inside the current plane.
@@ -164,12 +184,13 @@ class WindowOnImage:
             outline.data = [corners]
             return
         if outline is None:
-            outline = self._viewer.add_shapes(
-                name=OUTLINE_LAYER,
-                ndim=2,
-                units=tuple(str(u) for u in image.units[-2:]),
-                metadata={PICKER_KEY: "outline"},
-            )
+            with _selection_kept(self._viewer):
+                outline = self._viewer.add_shapes(
+                    name=OUTLINE_LAYER,
+                    ndim=2,
+                    units=tuple(str(u) for u in image.units[-2:]),
+                    metadata={PICKER_KEY: "outline"},
+                )
             # The outline only shows where the window is; it moves with the point.
             outline.editable = False
         with outline.events.data.blocker():

@@ -335,17 +335,19 @@ class ReflectionPickerWidget(Container):
         self._points.snap = bool(self._snap.value)
 
     def _refresh(self) -> None:
-        """Redraw the outline, and the FFT when one is shown."""
+        """Redraw the outline, and the FFT when one is shown.
+
+        The window is drawn (and the 'FFT region' point made) as soon as an image is
+        chosen: the user sees where the FFT will come from, and the first Show FFT
+        does not build these layers.
+        """
         image = self._image.value
         if image is None:
             return
         try:
             if self._fft_context is not None:
                 self.show_fft()
-            elif (
-                self._region.value == "view"
-                or self._on_image_window.region_point(image, create=False) is not None
-            ):
+            else:
                 self._on_image_window.draw(self._window_center(image), self._window_size(), image)
         except (ValueError, TypeError) as exc:
             self._status.value = str(exc)
