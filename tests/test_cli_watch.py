@@ -55,7 +55,7 @@ def test_watch_prints_a_line_per_frame_and_ends_cleanly_on_sigint(tmp_path):
         sys.executable, "-m", "napari_hrtem_fft", "watch", str(folder), *refl,
         "--pixel-size", str(PIXEL), "--window", "64", "--step", "8", "--out", str(out),
         "--trace", str(trace), "--every-frame", "--renamed", "--poll", "0.02",
-        "--region", "1.8:3.3,1.8:3.3",
+        "--region", "1.8:3.3,1.8:3.3", "--reference", "2.2:2.9,2.2:2.9",
     ]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -102,6 +102,14 @@ def test_watch_prints_a_line_per_frame_and_ends_cleanly_on_sigint(tmp_path):
     counts = [int(r["d_count_g1"]) for r in region]
     assert all(50 <= c <= 81 for c in counts), counts
     assert all(c < int(r["d_count_g1"]) for c, r in zip(counts, table, strict=True))
+    # --reference: strain relative to the lattice in the particle's centre in each
+    # frame, so the region around it stays near 0 while the lattice expands by 3 %.
+    recorded = maps.parameters["reference"]
+    assert recorded["region"] == [2.2, 2.9, 2.2, 2.9]
+    assert np.isfinite(np.asarray(recorded["reflections"], dtype=float)).all()
+    assert np.shape(recorded["reflections"]) == (5, 3, 2)
+    exx = np.array([float(r["exx_median"]) for r in region])
+    np.testing.assert_allclose(exx, 0, atol=3e-3)
 
 
 def test_watch_usage_errors(tmp_path, capsys):
@@ -126,6 +134,11 @@ def test_watch_region_outside_the_frame_is_a_usage_error(tmp_path, capsys):
                  "--out", str(tmp_path / "o.zarr"), "--region", "10:11,10:11"])  # fmt: skip
     assert code == 2
     assert "--region: region 'region1' holds no map pixel of the frame" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
+    code = main(["watch", str(folder), *refl, "--pixel-size", "0.02", "--window", "32",
+                 "--out", str(tmp_path / "o.zarr"), "--reference", "10:11,10:11"])  # fmt: skip
+    assert code == 2
+    assert "--reference: region 'reference' holds no map pixel" in capsys.readouterr().err
     assert not (tmp_path / "o.zarr").exists()
 
 

@@ -158,3 +158,107 @@ def test_bad_input(tmp_path):
     with pytest.raises(TypeError, match="boolean"):
         iter_live(ListSource([]), REFL, pixel_size=PIXEL, store=tmp_path / "w.zarr",
                   trace_regions={"a": np.ones((3, 3))})  # fmt: skip
+    with pytest.raises(TypeError, match="boolean"):
+        iter_live(ListSource([]), REFL, pixel_size=PIXEL, store=tmp_path / "v.zarr",
+                  reference=np.ones((3, 3)))  # fmt: skip
+
+
+def _region(my, rows, cols):
+    mask = np.zeros((my, my), bool)
+    mask[rows, cols] = True
+    return mask
+
+
+def test_with_a_reference_region_strain_is_zero_there_in_every_frame(tmp_path):
+    from napari_hrtem_fft.core.drift import shift_region
+    from napari_hrtem_fft.core.strain import relative_to_region
+
+    stack, _ = _movie()
+    my = -(-stack.shape[1] // 8)
+    particle = _region(my, slice(10, 22), slice(10, 22))
+    reference = _region(my, slice(13, 19), slice(13, 19))  # the particle's centre
+    store = tmp_path / "ref.zarr"
+    record = {"rectangle_nm": [2.08, 3.04, 2.08, 3.04]}
+    gen = iter_live(
+        ListSource(stack), REFL, pixel_size=PIXEL, store=store, region=particle,
+        reference=reference, reference_record=record, trace_regions={"ref": reference},
+        skip=False, poll_interval=0.001, **OPTIONS,
+    )  # fmt: skip
+    updates = _run_to_end(gen, len(stack))
+    live = read_zarr_maps(store)
+    drift = np.stack([u.drift for u in updates])
+    moved = shift_region(reference, drift, step=8)  # (t, my, mx): where it is in each frame
+    for k in range(len(stack)):
+        for name in ("exx", "eyy"):
+            values = np.asarray(getattr(live.strain, name))[k][moved[k]]
+            # Relative to the median lattice there (componentwise median of g, not the
+            # median of the strain: equal within a fraction of the pixels' spread of
+            # ~1 %), where without the reference the lattice expands by up to 3 %.
+            assert abs(np.nanmedian(values)) < 2e-3, (k, name)
+    trace = updates[-1].traces["ref"]
+    np.testing.assert_allclose(trace["exx_median"], 0, atol=2e-3)
+    # Recorded in the store, with the reference lattice of each frame.
+    recorded = live.parameters["reference"]
+    assert recorded["region"] == record
+    assert np.shape(recorded["reflections"]) == (len(stack), 3, 2)
+    # The offline analysis of the same frames, relative to the same moving region.
+    offline = analyze_movie(
+        stack, REFL, pixel_size=PIXEL, track=True, region=particle, drift=drift, **OPTIONS
+    )
+    offline = relative_to_region(offline.maps, moved)
+    # Phase: flat with zero circular mean in the region, in each frame (relative to the
+    # lattice each frame was demodulated at; the offline movie's maps carry only the
+    # first frame's reflections, so its phase is not compared here).
+    phase = np.asarray(live.phase)
+    for k in range(len(stack)):
+        mean = np.angle(np.nanmean(np.exp(1j * phase[:, k][:, moved[k]]), axis=-1))
+        np.testing.assert_allclose(mean, 0, atol=1e-5)
+    for name in ("exx", "eyy", "exy", "rotation", "d_spacing"):
+        ref = offline.arrays()[name]
+        got = np.asarray(live.arrays()[name])
+        np.testing.assert_allclose(got, np.asarray(ref, np.float32), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)  # fmt: skip
+    np.testing.assert_allclose(
+        recorded["reflections"], offline.parameters["reference"]["reflections"], rtol=1e-7
+    )
+
+
+def test_regions_changed_during_a_run_count_from_the_next_frame(tmp_path):
+    stack, _ = _movie()
+    my = -(-stack.shape[1] // 8)
+    first = _region(my, slice(10, 22), slice(10, 22))
+    added = _region(my, slice(4, 12), slice(16, 28))
+    reference = _region(my, slice(13, 19), slice(13, 19))
+    control = LiveControl()
+    gen = iter_live(
+        ListSource(stack), REFL, pixel_size=PIXEL, store=tmp_path / "r.zarr",
+        trace_regions={"first": first}, control=control, skip=False, poll_interval=0.001,
+        **OPTIONS,
+    )  # fmt: skip
+    updates = []
+    for update in gen:
+        if update.kind != "frame":
+            continue
+        updates.append(update)
+        if update.frame == 2:
+            # Drawn while frame 2 is shown: a new region, one gone, and a reference.
+            control.set_regions({"added": added, "all": None}, reference=reference)
+        if len(updates) == len(stack):
+            break
+    gen.close()
+    traces = updates[-1].traces
+    assert set(traces) == {"added", "all"}
+    assert traces["added"].frames.tolist() == [3, 4, 5]
+    assert "first" in updates[2].traces and "first" not in updates[3].traces
+    drift = np.stack([u.drift for u in updates])
+    offline = analyze_movie(stack, REFL, pixel_size=PIXEL, track=True, drift=drift, **OPTIONS)
+    offline_trace = time_trace(offline, added)  # moves with the drift
+    np.testing.assert_allclose(traces["added"]["d_median"], offline_trace["d_median"][3:],
+                               rtol=1e-6)  # fmt: skip
+    # Strain relative to the reference from frame 3 on, to the reflections before.
+    live = read_zarr_maps(tmp_path / "r.zarr")
+    recorded = np.asarray(live.parameters["reference"]["reflections"], dtype=float)  # NaN: null
+    assert np.isnan(recorded[:3]).all() and np.isfinite(recorded[3:]).all()
+    np.testing.assert_array_equal(
+        np.asarray(live.strain.exx)[:3], np.asarray(offline.maps.strain.exx, np.float32)[:3]
+    )

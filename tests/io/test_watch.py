@@ -252,3 +252,26 @@ def test_growing_mrc_counts_frames_by_bytes_not_by_the_header_count(tmp_path):
 def test_watch_source_refuses_what_cannot_grow(tmp_path):
     with pytest.raises(ValueError, match="neither a folder"):
         watch_source(tmp_path / "movie.dm4")
+
+
+def test_a_tiff_whose_header_is_written_first_is_polled_without_messages(tmp_path, caplog):
+    # tifffile.imwrite writes the header with the first IFD offset still 0, then the
+    # image: tifffile warns "<TiffFile 'frame.tif'> contains no pages" on such a file.
+    # A live source parses it at every poll while it is written: nothing must be said.
+    import logging
+
+    frame = _frames(1)[0]
+    data = _tiff_bytes([frame])
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    path = folder / "frame_0000.tif"
+    path.write_bytes(data[:4] + b"\0\0\0\0")
+    source = FolderFrames(folder)
+    with caplog.at_level(logging.DEBUG):
+        assert source.poll() == []
+        assert source.poll() == []
+        path.write_bytes(data)
+        got = source.poll()
+    assert [r.getMessage() for r in caplog.records if r.name == "tifffile"] == []
+    assert [f.index for f in got] == [0]
+    np.testing.assert_array_equal(np.asarray(got[0].data), frame)

@@ -15,7 +15,8 @@ DESCRIPTION = (
     "or a growing multi-frame TIFF/MRC file: every new frame is registered against the "
     "previous one (drift), analysed with the lattice found in the previous frame, "
     "appended to a zarr store and to the time trace; one line per frame (frame, time, "
-    "median d per reflection, everywhere and in each --region, which follows the drift). "
+    "median d per reflection, everywhere and in each --region, which follows the drift; "
+    "with --reference, strain relative to the lattice in that rectangle in each frame). "
     "When the analysis is slower than the acquisition it "
     "skips to the newest frame and says which frames it skipped. Ctrl-C ends the run "
     "with a complete store."
@@ -44,6 +45,14 @@ def configure(parser) -> None:
         metavar="Y0:Y1,X0:X1",
         help="trace region: a rectangle in nm on the first frame (world coordinates, as in "
         "napari); it follows the drift; repeatable (region1, region2, ...)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=cli.rectangle,
+        metavar="Y0:Y1,X0:X1",
+        help="strain and phase relative to the median lattice inside this rectangle (nm on "
+        "the first frame, as --region; it follows the drift), in each frame, instead of "
+        "the reflections of the first frame; recorded in the store",
     )
     parser.add_argument(
         "--trace",
@@ -101,12 +110,23 @@ def _outputs(args) -> tuple[Path, dict[str, Path]]:
     return out, traces
 
 
+def _polygon(rectangle) -> list[list[float]]:
+    """A rectangle ``(y0, y1, x0, x1)`` in nm as the polygon of its corners ``(y, x)``."""
+    y0, y1, x0, x1 = rectangle
+    return [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
+
+
 def _rectangles(args) -> dict[str, list[list[float]]]:
     """The ``--region`` rectangles as polygons ``(y, x)`` in nm, by trace name."""
     return {
-        name: [[y0, x0], [y0, x1], [y1, x1], [y1, x0]]
-        for name, (y0, y1, x0, x1) in zip(_region_names(args)[1:], args.region, strict=True)
+        name: _polygon(rectangle)
+        for name, rectangle in zip(_region_names(args)[1:], args.region, strict=True)
     }
+
+
+def _reference_record(args) -> list[float] | None:
+    """How ``--reference`` was given, for the store's record (as ``trace --reference``)."""
+    return None if args.reference is None else [float(v) for v in args.reference]
 
 
 def run(args) -> int:
@@ -154,6 +174,15 @@ def run(args) -> int:
         )
     except ValueError as err:
         raise cli.CliError(f"--region: {err}", cli.EXIT_USAGE) from None
+    reference = None
+    if args.reference is not None:
+        try:
+            reference = regions_on_grid(
+                {"reference": _polygon(args.reference)}, first[0].data.shape,
+                pixel_size=pixel_size, step=args.step,
+            )["reference"]  # fmt: skip
+        except ValueError as err:
+            raise cli.CliError(f"--reference: {err}", cli.EXIT_USAGE) from None
     control = LiveControl()
     previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
     try:
@@ -161,6 +190,7 @@ def run(args) -> int:
             Prepended(first, source), refl, pixel_size=pixel_size, store=out,
             overwrite=args.overwrite, skip=not args.every_frame, control=control,
             poll_interval=args.poll, trace_regions={"all": None, **regions},
+            reference=reference, reference_record=_reference_record(args),
             window=args.window, step=args.step, search=args.search, refine=args.refine,
         )  # fmt: skip
         result = _follow(live, refl, trace_paths, args)

@@ -2,13 +2,16 @@
 
 :func:`iter_live` follows a frame source (anything with ``poll() -> list of frames``,
 such as :class:`napari_hrtem_fft.io._watch.FolderFrames`): for every new frame it
-registers the drift against the previous analysed frame (the regions follow it),
-analyses the frame with the movie analysis (:func:`~napari_hrtem_fft.core.movie.
-analyze_movie` on that one frame, with the lattice found in the previous frame: the
-tracking of the offline analysis, one code path), appends the maps to a zarr store on
-disk and adds a row to the time trace of each region.  Only the newest frames' maps are
-kept in memory: a background thread writes each frame's maps to the store while the
-next frame is analysed (:class:`LiveStore`), so the write is not part of the latency.
+analyses the frame with the engine while a helper thread registers its drift against
+the previous analysed frame (the regions follow it), then finds the lattice in it and
+its strain with the step of the offline movie analysis
+(:func:`~napari_hrtem_fft.core.movie.frame_lattice`: the tracking of
+:func:`~napari_hrtem_fft.core.movie.analyze_movie`, one code path), makes strain and
+phase relative to a reference region if one is given, appends the maps to a zarr store
+on disk and adds a row to the time trace of each region.  Only the newest frames' maps
+are kept in memory: a background thread writes each frame's maps to the store while
+the next frame is analysed (:class:`LiveStore`), so the write is not part of the
+latency.  Regions can be changed during the run (:meth:`LiveControl.set_regions`).
 
 It keeps up rather than falling behind: when several frames are waiting, the newest is
 analysed and the others are skipped, and the update says which (the very first frame,
@@ -39,7 +42,6 @@ from .maps import LatticeMaps
 from .movie import (
     MovieResult,
     TimeTrace,
-    analyze_movie,
     movie_parameters,
     read_zarr_maps,
     time_trace,
@@ -78,12 +80,23 @@ class Prepended:
         return frames
 
 
+#: ``LiveControl.set_regions`` argument left as it is.
+_KEEP = object()
+
+
 class LiveControl:
-    """Pause, resume and stop a live run from another thread (a button, a signal handler)."""
+    """Pause, resume and stop a live run, and change its regions, from another thread.
+
+    A button, a signal handler or an edited Shapes layer acts between frames: the frame
+    being analysed is finished as it was started.
+    """
 
     def __init__(self) -> None:
         self._paused = threading.Event()
         self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._regions: dict = {}
+        self._given = threading.Event()
 
     def pause(self) -> None:
         """Stop analysing; frames written meanwhile are skipped when resumed (newest first)."""
@@ -97,6 +110,48 @@ class LiveControl:
         """End the run after the frame being analysed; the store is then completed."""
         self._stopped.set()
 
+    def set_regions(self, trace_regions=_KEEP, *, reference=_KEEP, reference_record=None):
+        """Trace regions and reference region of the next frames analysed.
+
+        Both are masks on the first frame's map grid, as the arguments of
+        :func:`iter_live`, and follow the drift.  A region left out keeps its value.
+
+        Parameters
+        ----------
+        trace_regions : mapping of str to (array_like of bool or None), optional
+            The new trace regions (replacing all of them); a trace that a region no
+            longer has ends, a new region's trace starts at the next frame.
+        reference : array_like of bool or None, optional
+            The new reference region (None: strain relative to the reflections).
+        reference_record : object, optional
+            How the reference was given (JSON-friendly), for the store's record.
+
+        Raises
+        ------
+        TypeError
+            If a region is not a boolean mask ``(my, mx)`` (or None).
+        """
+        change = {}
+        if trace_regions is not _KEEP:
+            regions = {"all": None} if trace_regions is None else dict(trace_regions)
+            change["regions"] = {str(k): _checked_mask(k, v) for k, v in regions.items()}
+        if reference is not _KEEP:
+            change["reference"] = (_checked_mask("reference", reference), reference_record)
+        with self._lock:
+            self._regions.update(change)
+        self._given.set()
+
+    def take_regions(self) -> dict:
+        """The regions set since the last call (``"regions"``, ``"reference"``), emptied."""
+        with self._lock:
+            regions, self._regions = self._regions, {}
+        return regions
+
+    @property
+    def regions_given(self) -> bool:
+        """Whether :meth:`set_regions` was called (a front end that sets them at start)."""
+        return self._given.is_set()
+
     @property
     def paused(self) -> bool:
         """Whether the run is paused."""
@@ -106,6 +161,15 @@ class LiveControl:
     def stopped(self) -> bool:
         """Whether the run was asked to stop."""
         return self._stopped.is_set()
+
+
+def _checked_mask(name, mask) -> np.ndarray | None:
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype != bool or arr.ndim != 2:
+        raise TypeError(f"region {name!r} must be a boolean mask (my, mx) or None")
+    return arr
 
 
 @dataclass
@@ -252,6 +316,8 @@ def iter_live(
     overwrite: bool = False,
     region=None,
     trace_regions: Mapping | None = None,
+    reference=None,
+    reference_record=None,
     register: bool = True,
     skip: bool = True,
     control: LiveControl | None = None,
@@ -284,6 +350,17 @@ def iter_live(
     trace_regions : mapping of str to (array_like of bool or None), optional
         Regions of the time traces, ``(my, mx)`` on the first frame's map grid (they
         move with the drift); None for every finite value.  Default ``{"all": None}``.
+        :meth:`LiveControl.set_regions` changes them from the next frame on.
+    reference : array_like of bool, optional
+        Reference region of the strain and phase, ``(my, mx)`` on the first frame's map
+        grid (it moves with the drift): in each frame they are relative to the median
+        lattice inside it (:func:`~napari_hrtem_fft.core.strain.relative_to_region`),
+        so the strain there is 0 whatever the lattice does.  Default: relative to
+        ``reflections``.  A frame whose region holds no valid value has NaN strain.
+    reference_record : object, optional
+        How the reference was given (e.g. a rectangle in nm), JSON-friendly; stored
+        with the reference lattice of each frame in the store's
+        ``parameters["reference"]``.
     register : bool
         Register each frame's drift against the previous analysed frame
         (:class:`~napari_hrtem_fft.core.drift.PreviousFrameRegistration`: frames binned
@@ -329,15 +406,15 @@ def iter_live(
     if poll_interval <= 0:
         raise ValueError(f"poll_interval must be > 0 s, got {poll_interval}")
     regions = {"all": None} if trace_regions is None else dict(trace_regions)
-    for name, mask in [("region", region), *regions.items()]:
-        if mask is not None and (np.asarray(mask).dtype != bool or np.ndim(mask) != 2):
-            raise TypeError(f"region {name!r} must be a boolean mask (my, mx) or None")
+    region = _checked_mask("region", region)
+    regions = {str(k): _checked_mask(k, v) for k, v in regions.items()}
+    reference = _checked_mask("reference", reference)
     store = Path(store)
     root = _open_store(store, overwrite)
     run = _LiveRun(
-        refl, pixel_size, root, store, region, regions, bool(register), min_windows,
-        analyze_options,
+        refl, pixel_size, root, store, region, bool(register), min_windows, analyze_options,
     )  # fmt: skip
+    run.set_regions({"regions": regions, "reference": (reference, reference_record)})
     return _live(source, run, bool(skip), control or LiveControl(), poll_interval)
 
 
@@ -350,49 +427,88 @@ def _open_store(store: Path, overwrite: bool):
 
 
 class _LiveRun:
-    """State of a live run: tracked lattice, drift, store and traces."""
+    """State of a live run: tracked lattice, drift, regions, store and traces."""
 
-    def __init__(
-        self, refl, pixel_size, root, store, region, regions, register, min_windows, options
-    ):  # fmt: skip
+    def __init__(self, refl, pixel_size, root, store, region, register, min_windows, options):
+        import inspect
+
         from .drift import PreviousFrameRegistration
+        from .engine import analyze
+        from .strain import has_two_directions
 
-        self.reference = refl
+        self.reflections = refl
         self.g = refl.copy()
-        self.options = {"pixel_size": float(pixel_size), "min_windows": min_windows, **options}
+        defaults = inspect.signature(analyze).parameters
+        self.step = int(options.get("step", defaults["step"].default))
+        self.options = {"pixel_size": float(pixel_size), **options, "compute_strain": False}
+        compute = options.get("compute_strain", defaults["compute_strain"].default)
+        self.with_strain = bool(compute) and has_two_directions(refl)
+        self.min_windows = min_windows
         self.root, self.store = root, store
         self.maps_store = LiveStore(root)
-        self.region = None if region is None else np.asarray(region)
-        self.regions = {k: None if v is None else np.asarray(v) for k, v in regions.items()}
+        self.region = region
+        self.regions: dict[str, np.ndarray | None] = {}
+        self.reference: np.ndarray | None = None
+        self.reference_record = None
         self.first: LatticeMaps | None = None
         # The tracked lattice stays within the search region of the reflections: the
         # binning of the registration must resolve their fringes up to its edge.
         fringes = float(np.hypot(*refl.T).max()) * pixel_size * (1 + options.get("search", 0.1))
         self.registration = PreviousFrameRegistration(max_frequency=fringes) if register else None
+        # The registration of a frame runs beside its analysis (it needs only the pixels;
+        # the drift moves the regions once the maps are there).
+        self._helper = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-register")
+            if register
+            else None
+        )
         self.drift = np.zeros(2)
         self.frames, self.times, self.drifts, self.used, self.found = [], [], [], [], []
+        self.references: list[np.ndarray] = []  # reference lattice (n, 2) of each frame
         self.skipped: list[int] = []
         self.traces: dict[str, TimeTrace] = {}
 
-    def analyse(self, frame, data: np.ndarray) -> LatticeMaps:
-        """One frame (``data``, its pixels): drift, maps (stored), traces; its maps."""
+    def set_regions(self, change: dict) -> None:
+        """Apply :meth:`LiveControl.take_regions` from the next frame on."""
+        if "regions" in change:
+            self.regions = dict(change["regions"])
+            # A region's trace restarts when the region is gone (or renamed).
+            self.traces = {k: v for k, v in self.traces.items() if k in self.regions}
+        if "reference" in change:
+            self.reference, self.reference_record = change["reference"]
+
+    def _on_grid(self, mask, name: str, shape) -> np.ndarray | None:
+        """``mask`` moved with the drift (None stays None)."""
         from .drift import shift_region
 
-        if self.registration is not None:
-            step = self.registration(data)
-            if np.all(np.isfinite(step)):
-                self.drift = self.drift + step
-        drift = self.drift[None]
-        movie = analyze_movie(
-            data[None], self.g, track=True, region=self.region, drift=drift,
-            strain_reference=self.reference, **self.options,
-        )  # fmt: skip
-        maps = movie.maps.with_arrays(
-            {k: np.asarray(a)[:, 0] if a.ndim == 4 else np.asarray(a)[0]
-             for k, a in movie.maps.arrays().items()}
-        )  # fmt: skip
-        found = movie.found[0]
-        maps.parameters["found"] = found.tolist()
+        if mask is None:
+            return None
+        if mask.shape != tuple(shape):
+            raise ValueError(
+                f"region {name!r} of shape {mask.shape} does not match the map grid {tuple(shape)}"
+            )
+        return shift_region(mask, self.drift[None], step=self.step)[0]
+
+    def analyse(self, frame, data: np.ndarray) -> LatticeMaps:
+        """One frame (``data``, its pixels): drift, maps (stored), traces; its maps."""
+        from .engine import analyze
+        from .movie import frame_lattice
+
+        helper = self._helper
+        registering = None if helper is None else helper.submit(self.registration, data)
+        try:
+            maps = analyze(data, self.g, **self.options)
+        finally:
+            step = None if registering is None else registering.result()
+        if step is not None and np.all(np.isfinite(step)):
+            self.drift = self.drift + step
+        shape = np.shape(maps.d_spacing)[-2:]
+        mask = self._on_grid(self.region, "region", shape)
+        reference = self.reflections if self.with_strain else None
+        maps = frame_lattice(maps, mask, reference=reference, min_windows=self.min_windows,
+                             frame=frame.index)  # fmt: skip
+        maps = self._relative(maps, self._on_grid(self.reference, "reference", shape))
+        found = np.asarray(maps.parameters["found"], dtype=np.float64)
         # The tracking rule of the offline analysis: a lattice not found keeps its value.
         self.g = np.where(np.isfinite(found).all(axis=1)[:, None], found, self.g)
         if self.first is None:
@@ -401,31 +517,62 @@ class _LiveRun:
         self.frames.append(int(frame.index))
         self.times.append(float(frame.time))
         self.drifts.append(self.drift.copy())
-        self.used.append(movie.reflections[0])
+        self.used.append(np.asarray(maps.reflections, dtype=np.float64))
         self.found.append(found)
-        for name, mask in self.regions.items():
-            if mask is not None:
-                mask = shift_region(mask, drift, step=maps.step)[0]
-            row = time_trace(maps, region=mask, times=np.array([frame.time]))
+        for name, region in self.regions.items():
+            row = time_trace(maps, region=self._on_grid(region, name, shape),
+                             times=np.array([frame.time]))  # fmt: skip
             row.frames = np.array([frame.index])
             self.traces[name] = _append(self.traces.get(name), row)
         return maps
 
+    def _relative(self, maps: LatticeMaps, reference) -> LatticeMaps:
+        """Strain and phase relative to the reference region (moved with the drift)."""
+        from .strain import relative_to_region
+
+        n = np.shape(maps.d_spacing)[0]
+        if reference is None:
+            self.references.append(np.full((n, 2), np.nan))
+            return maps
+        try:
+            maps = relative_to_region(maps, reference, record=self.reference_record)
+        except ValueError as exc:
+            # Drifted off the crystal, or the lattice is not found there in this frame.
+            logger.warning("reference region: %s; strain is NaN in this frame", exc)
+            strain = {k: a for k, a in maps.arrays().items() if k not in LatticeMaps.FIELDS}
+            maps = maps.with_arrays({k: np.full_like(a, np.nan) for k, a in strain.items()})
+            self.references.append(np.full((n, 2), np.nan))
+            return maps
+        self.references.append(np.asarray(maps.parameters["reference"]["reflections"]))
+        return maps
+
     def finish(self) -> LiveResult:
         """Cut the store to the frames analysed and write its record (completion marker)."""
-        self.maps_store.close()
+        try:
+            self.maps_store.close()
+        finally:
+            if self._helper is not None:
+                self._helper.shutdown(wait=True)
         times = np.asarray(self.times, dtype=np.float64)
         n = len(self.frames)
         if n == 0:
             _remove_store(self.root, self.store)
             return LiveResult(None, self.traces, self.skipped, times, None)
         maps = self.first.with_arrays({name: self.root[name] for name in self.first.arrays()})
-        maps.reflections = self.reference
+        maps.reflections = self.reflections
         maps.parameters = {
             **movie_parameters(self.first.parameters),
             "movie": {"track": True, "frames": self.frames, "drift_mode": "follow"},
             "live": {"times_s": times.tolist(), "skipped": self.skipped},
         }
+        maps.parameters.pop("reference", None)
+        if any(np.isfinite(r).any() for r in self.references):
+            maps.parameters["reference"] = {
+                "region": self.reference_record,
+                "reflections": [np.round(r, 9).tolist() for r in self.references],
+                "convention": "strain and phase relative to the median local g inside the "
+                "region (moved with the drift), per frame; NaN: no reference in that frame",
+            }
         result = MovieResult(
             maps=maps,
             reflections=np.stack(self.used),
@@ -445,7 +592,9 @@ class LiveStore:
 
     Each map of :meth:`LatticeMaps.arrays` is a float32 array of the group in the layout
     of :func:`~napari_hrtem_fft.core.movie.to_zarr` (``(n, t, my, mx)`` per reflection,
-    ``(t, my, mx)`` for strain), one chunk per frame.  The arrays grow by
+    ``(t, my, mx)`` for strain), one chunk per frame, uncompressed (compressing a
+    frame's maps costs the thread as much CPU time as writing them, taken from the
+    analysis on a 2-core machine).  The arrays grow by
     :attr:`BLOCK` frames at a time (a resize rewrites every array's metadata) and are cut
     to the frames analysed by :meth:`close`; until then their frames past
     :attr:`count` are NaN.  A frame's maps stay in memory until they are written, at
@@ -498,7 +647,7 @@ class LiveStore:
                 self._arrays[name] = self.group.create_array(
                     name, shape=(*a.shape[:axis], 0, *a.shape[axis:]),
                     chunks=(*a.shape[:axis], 1, *a.shape[axis:]), dtype="float32",
-                    fill_value=float("nan"),
+                    fill_value=float("nan"), compressors=None,
                 )  # fmt: skip
         if position >= self._capacity:
             self._resize(self._capacity + self.BLOCK)
@@ -632,6 +781,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
             else:
                 batches = [([], f) for f in waiting]
             for skipped, frame in batches:
+                run.set_regions(control.take_regions())
                 try:
                     # A source may read a frame's pixels only now (only those analysed).
                     data = np.asarray(frame.data)

@@ -260,7 +260,8 @@ def _read_frame(path: Path, frame_shape, stamp) -> tuple[np.ndarray, float | Non
     """
     from ._read import read_micrographs
 
-    images = read_micrographs(path)
+    with _quiet_tifffile():
+        images = read_micrographs(path)
     if len(images) != 1 or len(images[0].data.shape) != 2:
         raise MicrographReadError(path, f"holds {len(images)} image(s), not one frame (y, x)")
     shape = tuple(images[0].data.shape)
@@ -519,10 +520,16 @@ class GrowingStack:
 
 
 class _quiet_tifffile:
-    """Hide tifffile's log records about IFD offsets past the end of a growing file."""
+    """Hide tifffile's log records while it parses a file that may still be written.
+
+    A file being written is often not a valid TIFF yet (tifffile warns, e.g., that it
+    "contains no pages" while the header's first IFD offset is still 0, or about IFD
+    offsets past the end); the completeness checks say so by their result, and a file
+    that stays broken is refused with its error later.  Nothing is printed meanwhile.
+    """
 
     def filter(self, record) -> bool:
-        return "offset" not in record.getMessage()
+        return False
 
     def __enter__(self):
         logging.getLogger("tifffile").addFilter(self)

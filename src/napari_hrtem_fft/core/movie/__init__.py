@@ -21,7 +21,7 @@ loop), :mod:`.traces` (time traces and their CSV), :mod:`.storage` (collection, 
 
 from __future__ import annotations
 
-from .analysis import analyze_movie, iter_analyze_movie
+from .analysis import analyze_movie, frame_lattice, iter_analyze_movie
 from .regions import region_from_polygon
 from .result import MovieProgress, MovieResult
 from .storage import (
@@ -42,6 +42,7 @@ __all__ = [
     "TimeTrace",
     "analyze_movie",
     "compute_maps",
+    "frame_lattice",
     "iter_analyze_movie",
     "movie_parameters",
     "read_zarr_maps",

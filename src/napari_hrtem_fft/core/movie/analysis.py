@@ -36,7 +36,7 @@ from .storage import (
     write_zarr_record,
 )
 
-__all__ = ["analyze_movie", "iter_analyze_movie"]
+__all__ = ["analyze_movie", "frame_lattice", "iter_analyze_movie"]
 
 logger = logging.getLogger(__name__)
 
@@ -395,7 +395,6 @@ def _analyse_frame(frame, g, k, inputs, options, follow, min_windows):
     """One frame's maps demodulated at ``g``, with the lattice found in its region."""
     from ..drift import shift_region
     from ..engine import analyze
-    from ..strain import strain as strain_maps
 
     maps = analyze(frame, g, **{**options, "compute_strain": False})
     mask = None
@@ -403,14 +402,45 @@ def _analyse_frame(frame, g, k, inputs, options, follow, min_windows):
         mask = inputs.region_of(k)
         if follow is not None:
             mask = shift_region(mask, follow[k : k + 1], step=options["step"])[0]
+    reference = inputs.reference if inputs.with_strain else None
+    return frame_lattice(maps, mask, reference=reference, min_windows=min_windows, frame=k)
+
+
+def frame_lattice(maps, mask, *, reference, min_windows: int, frame=None) -> LatticeMaps:
+    """One frame's maps (from ``analyze``) with the lattice found in them and their strain.
+
+    The step of the movie analysis after the engine, shared with the live analysis
+    (:mod:`napari_hrtem_fft.core.live`), which runs the engine itself.
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps ``(n, my, mx)`` of the frame, without strain.
+    mask : numpy.ndarray or None
+        Where the lattice is followed, ``(my, mx)``, already moved with the drift.
+    reference : numpy.ndarray or None
+        Strain reference ``(n, 2)`` in nm⁻¹; None: no strain.
+    min_windows : int
+        As for :func:`iter_analyze_movie`.
+    frame : int, optional
+        The frame's number, for the warning when a reflection is lost.
+
+    Returns
+    -------
+    LatticeMaps
+        ``maps`` with ``parameters["found"]`` (the lattice found, ``(n, 2)`` nm⁻¹, NaN
+        where not found) and ``strain`` relative to ``reference``.
+    """
+    from ..strain import strain as strain_maps
+
     found = _found_g(maps, mask, min_windows)
     maps.parameters["found"] = found.tolist()
-    if inputs.with_strain:
-        maps.strain = strain_maps(maps, reference=inputs.reference)
+    if reference is not None:
+        maps.strain = strain_maps(maps, reference=reference)
     lost = ~np.all(np.isfinite(found), axis=1)
     if lost.any():
         lost_labels = ", ".join(f"g{i + 1}" for i in np.flatnonzero(lost))
-        logger.warning("frame %s: %s not found; keeping the previous value", k, lost_labels)
+        logger.warning("frame %s: %s not found; keeping the previous value", frame, lost_labels)
     return maps
 
 
