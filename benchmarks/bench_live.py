@@ -31,10 +31,11 @@ writer cycles through them and deletes files 200 frames old, so a
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import queue
 import resource
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -60,35 +61,88 @@ def acquisition_frames(n_distinct: int, size: int) -> np.ndarray:
     return np.clip(stack * 10000, 0, 65535).astype(np.uint16)
 
 
-class Writer(threading.Thread):
-    """Writes ``n`` frames at ``rate`` frames/s; records when each file was complete."""
+def _write_frames(folder: Path, frames: np.ndarray, n: int, rate: float, renamed: bool,
+                  queue) -> None:  # fmt: skip
+    """Write ``n`` frames at ``rate`` frames/s; put ``(name, time.monotonic())`` on
+    ``queue`` as each file is complete, then ``("late", count)``."""
+    late = 0
+    start = time.monotonic()
+    for k in range(n):
+        due = start + k / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        elif wait < -0.5 / rate:
+            late += 1
+        name = f"frame_{k:05d}.tif"
+        target = folder / (name + ".part" if renamed else name)
+        tifffile.imwrite(target, frames[k % len(frames)])
+        if renamed:
+            target.rename(folder / name)
+        queue.put((name, time.monotonic()))
+        # Keep the last 200 files (1.6 GB): a frame deleted before the live run listed
+        # it would be neither analysed nor skipped.
+        if k >= 200:
+            (folder / f"frame_{k - 200:05d}.tif").unlink(missing_ok=True)
+    queue.put(("late", late))
+
+
+class Writer:
+    """Writes ``n`` frames at ``rate`` frames/s from another process, as the acquisition
+    software does (a writer thread of this process would take the GIL from the live
+    run, which a camera's software does not); records when each file was complete.
+
+    ``time.monotonic()`` is the system's monotonic clock on Linux: the writer's times
+    compare with this process's.
+    """
 
     def __init__(self, folder: Path, frames: np.ndarray, n: int, rate: float, renamed=False):
-        super().__init__(daemon=True)
-        self.folder, self.frames, self.n, self.rate = folder, frames, n, rate
-        self.renamed = renamed
-        self.complete: dict[str, float] = {}
-        self.late = 0  # frames the writer itself wrote late (the machine was busy)
+        context = multiprocessing.get_context("spawn")
+        self._queue = context.Queue()
+        self._process = context.Process(
+            target=_write_frames, args=(folder, frames, n, rate, renamed, self._queue),
+            daemon=True,
+        )  # fmt: skip
+        self._complete: dict[str, float] = {}
+        self._late = 0  # frames the writer itself wrote late (the machine was busy)
 
-    def run(self) -> None:
-        start = time.monotonic()
-        for k in range(self.n):
-            due = start + k / self.rate
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            elif wait < -0.5 / self.rate:
-                self.late += 1
-            name = f"frame_{k:05d}.tif"
-            target = self.folder / (name + ".part" if self.renamed else name)
-            tifffile.imwrite(target, self.frames[k % len(self.frames)])
-            if self.renamed:
-                target.rename(self.folder / name)
-            self.complete[name] = time.monotonic()
-            # Keep the last 200 files (1.6 GB): a frame deleted before the live run listed
-            # it would be neither analysed nor skipped.
-            if k >= 200:
-                (self.folder / f"frame_{k - 200:05d}.tif").unlink(missing_ok=True)
+    def start(self) -> None:
+        """Start writing."""
+        self._process.start()
+
+    def join(self) -> None:
+        """Wait for the last frame."""
+        while self._process.is_alive() or not self._queue.empty():
+            self._drain(timeout=0.1)
+        self._process.join()
+        self._drain()
+
+    def _drain(self, timeout: float | None = None) -> None:
+        try:
+            while True:
+                name, value = self._queue.get(timeout=timeout) if timeout else (
+                    self._queue.get_nowait()
+                )  # fmt: skip
+                if name == "late":
+                    self._late = value
+                else:
+                    self._complete[name] = value
+                timeout = None
+        except queue.Empty:
+            pass
+
+    def completed(self, name: str) -> float:
+        """``time.monotonic()`` when file ``name`` was complete (waits for the writer's
+        message, which follows the file by a few microseconds)."""
+        deadline = time.monotonic() + 10.0
+        while name not in self._complete and time.monotonic() < deadline:
+            self._drain(timeout=0.01)
+        return self._complete[name]
+
+    @property
+    def late(self) -> int:
+        """Frames written late (known once the writer ended)."""
+        return self._late
 
 
 def baselines(frames: np.ndarray, options: dict) -> tuple[float, float]:
@@ -164,6 +218,7 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
         for _ in range(20):
             QApplication.processEvents()
             time.sleep(0.05)
+        writer.join()
         if path is not None:
             from qtpy.QtWidgets import QScrollArea
 
@@ -180,8 +235,8 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
             time.sleep(0.02)
     viewer.close()
     # The first frame also creates the layers and picks the reflections: apart.
-    first = live.shown[0][1] - writer.complete[live.shown[0][0]]
-    lat = np.array([t - writer.complete[name] for name, t in live.shown[1:]])
+    first = live.shown[0][1] - writer.completed(live.shown[0][0])
+    lat = np.array([t - writer.completed(name) for name, t in live.shown[1:]])
     print(f"bench_live --gui: {n} frames of {size}² written at {rate:g}/s into the "
           f"time-trace dock's Live section, window 128, step 8, 3 reflections")  # fmt: skip
     print(f"baseline  analyze() of one frame in this run: {baseline:.3f} s")
@@ -237,7 +292,7 @@ def main(argv=None) -> int:
         # The newest frame is always analysed, so the run ends with the last one.
         for update in live:
             if update.kind == "frame":
-                latencies.append(time.monotonic() - writer.complete[update.name])
+                latencies.append(time.monotonic() - writer.completed(update.name))
                 analysed.append(update.frame)
                 skipped += update.skipped
                 if update.name == last:

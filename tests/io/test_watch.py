@@ -188,6 +188,7 @@ def test_a_frame_touched_after_it_was_found_complete_is_read_again(tmp_path, mon
         raise watch_module._Changed("frame_1.tif changed while it was read")
 
     monkeypatch.setattr(watch_module, "_read_frame", always_changing)
+    monkeypatch.setattr(FileFrame, "_read_block", always_changing)
     with pytest.raises(MicrographReadError, match=r"frame_1\.tif.*changed after"):
         np.asarray(second.data)
 
@@ -275,3 +276,30 @@ def test_a_tiff_whose_header_is_written_first_is_polled_without_messages(tmp_pat
     assert [r.getMessage() for r in caplog.records if r.name == "tifffile"] == []
     assert [f.index for f in got] == [0]
     np.testing.assert_array_equal(np.asarray(got[0].data), frame)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, ">u2"])
+def test_a_plain_tiff_proven_complete_is_read_from_where_its_pixels_are(tmp_path, dtype):
+    # Its completeness check found the pixels' place: one plain read of those bytes,
+    # not a second parse, gives what the reader gives (big-endian files included).
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 60000, SHAPE).astype(dtype) for _ in range(2)]
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    for k, frame in enumerate(frames):
+        tifffile.imwrite(folder / f"f_{k}.tif", frame, byteorder=">" if dtype == ">u2" else "<")
+    got = FolderFrames(folder).poll()
+    assert isinstance(got[1].data, FileFrame) and got[1].data._layout is not None
+    for frame, truth in zip(got, frames, strict=True):
+        data = np.asarray(frame.data)
+        assert data.dtype.isnative and data.dtype == np.dtype(dtype).newbyteorder("=")
+        np.testing.assert_array_equal(data, truth)
+    # Rewritten after it was found complete (same size, another time stamp): parsed
+    # again, as it is now.
+    third = rng.integers(0, 60000, SHAPE).astype(dtype)
+    tifffile.imwrite(folder / "f_2.tif", third, byteorder=">" if dtype == ">u2" else "<")
+    source = FolderFrames(folder)
+    late = source.poll()[2].data
+    time.sleep(0.02)
+    tifffile.imwrite(folder / "f_2.tif", frames[0], byteorder=">" if dtype == ">u2" else "<")
+    np.testing.assert_array_equal(np.asarray(late), frames[0])

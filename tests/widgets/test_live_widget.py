@@ -115,3 +115,63 @@ def test_closing_the_time_trace_dock_disconnects_it_from_the_viewer(make_napari_
     dock.native.deleteLater()
     qtbot.waitUntil(lambda: bool(destroyed), timeout=10_000)
     assert _slots_of(emitters, docks) == []
+
+
+def test_live_regions_drawn_during_a_run_and_a_reference(make_napari_viewer, qtbot, tmp_path):
+    stack, truth = synthetic_movie(
+        4, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
+        amorphous=0.1, expansion_total=0.03, drift=1.5, radius=256 * PIXEL * 0.3, lazy=False,
+    )  # fmt: skip
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    viewer = make_napari_viewer()
+    shapes = viewer.add_shapes([RECT], shape_type="rectangle", name="regions")
+    centre = np.array([[2.2, 2.2], [2.2, 2.9], [2.9, 2.9], [2.9, 2.2]])  # the particle's
+    reference = viewer.add_shapes([centre], shape_type="rectangle", name="reference")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    live = dock._live
+    live._source.value = folder
+    live._pixel.value = PIXEL
+    live._window.value = 64
+    live._store.value = tmp_path / "live.zarr"
+    live._regions.value = shapes
+    live._reference.layer = reference
+    _write(folder, 0, stack[0])
+    _write(folder, 1, stack[1])
+    live._start.clicked.emit()
+    qtbot.waitUntil(lambda: live.shown and live.shown[-1][0].endswith("001.tif"),
+                    timeout=60_000)  # fmt: skip
+    assert dock._live_trace.choices == ("everything", "region 1")
+    # Drawn on the newest frame while the run goes on: counts from the next frame.  The
+    # region layers moved with the drift of the frame shown, so the new shape is drawn
+    # where the particle's centre is now.
+    drift_nm = truth.drift[1] - truth.drift[0]  # (dy, dx) px, first frame at 0
+    np.testing.assert_allclose(shapes.translate[-2:], drift_nm * PIXEL, atol=0.15 * PIXEL)
+    np.testing.assert_allclose(reference.translate[-2:], drift_nm * PIXEL, atol=0.15 * PIXEL)
+    shapes.add_rectangles(centre + shapes.translate[-2:])
+    for k in (2, 3):
+        _write(folder, k, stack[k])
+        qtbot.waitUntil(lambda k=k: live.shown and live.shown[-1][0].endswith(f"{k:03d}.tif"),
+                        timeout=60_000)  # fmt: skip
+    assert dock._live_trace.choices == ("everything", "region 1", "region 2")
+    live._stop.clicked.emit()
+    qtbot.waitUntil(lambda: live._start.enabled, timeout=60_000)
+    result = dock._live_result
+    added = result.traces["region 2"]
+    np.testing.assert_array_equal(added.frames, [2, 3])
+    # The same place on the first frame as the reference: strain 0 there, while the
+    # lattice has expanded by 2-3 % since the first frame.
+    np.testing.assert_allclose(added["exx_median"], 0, atol=3e-3)
+    assert truth.expansion[3] > 0.02
+    # Where it was drawn: the particle's centre on the first frame, moved with the drift.
+    from napari_hrtem_fft.core.live import regions_on_grid
+    from napari_hrtem_fft.core.movie import time_trace
+
+    mask = regions_on_grid({"c": centre}, (256, 256), pixel_size=PIXEL, step=8)["c"]
+    offline = time_trace(result.movie, mask)
+    np.testing.assert_allclose(added["d_median"], offline["d_median"][2:], rtol=1e-6)
+    np.testing.assert_array_equal(added["d_count"], offline["d_count"][2:])
+    recorded = read_zarr_maps(tmp_path / "live.zarr").parameters["reference"]
+    assert recorded["region"]["layer"] == "reference"
+    np.testing.assert_allclose(recorded["region"]["rectangle_nm"], [2.2, 2.9, 2.2, 2.9],
+                               atol=1e-9)  # fmt: skip

@@ -1,20 +1,27 @@
 """Live section of the time-trace dock: maps and traces of an acquisition being recorded.
 
 Follows a folder of frames or a growing multi-frame file
-(:func:`napari_hrtem_fft.io._watch.watch_source`) with
+(:func:`napari_hrtem_fft.io.watch_source`) with
 :func:`napari_hrtem_fft.core.live.iter_live` in a napari ``thread_worker``.  Shows the
 newest frame and the d-spacing and strain maps of every frame analysed so far (layers
 ``(t, my, mx)`` read frame by frame from the store, so napari's time slider scrolls
 through them without holding them in memory) and hands each frame's time traces to the
-dock that holds the section, which plots them.  Trace regions are the closed shapes
-of a Shapes layer drawn on the first frame; they follow the drift.  Pause, Resume and
-Stop act between frames; Stop completes the store.
+dock that holds the section, which plots them.  Trace regions are the closed shapes of
+a Shapes layer, the strain reference a Shapes or Labels layer
+(:class:`~._reference.ReferenceSection`); both layers move with the drift, so that
+they stay on the content, and shapes drawn or edited during the run count from the next
+frame on.  Pause, Resume and Stop act between frames; Stop completes the store.
+
+The GUI thread keeps up with the analysis: frames that arrive faster than they are
+drawn are drawn once, the newest; the status line changes at most twice a second (a
+wrapped label's new text lays the dock out again).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,31 +39,69 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
-from .._napari.regions import shape_polygons
+from .._napari.regions import shape_polygons, watch_edits
 from ..core.reciprocal import g_spacing
 from ._common import button_row, suggest_count_field
+from ._reference import ReferenceSection
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["EVERYTHING", "LiveSection", "live_steps"]
+__all__ = ["EVERYTHING", "LiveGrid", "LiveSection", "live_steps"]
 
 #: Name of the trace over every valid map pixel.
 EVERYTHING = "everything"
 
 
-def live_steps(
-    path, *, pixel_size, auto, store, control, window, step, search=0.1, polygons=None
-):  # fmt: skip
+@dataclass(frozen=True)
+class LiveGrid:
+    """The first frame's map grid, yielded by :func:`live_steps` before the analysis.
+
+    The front end answers with the regions on that grid
+    (:meth:`~napari_hrtem_fft.core.live.LiveControl.set_regions`).
+
+    Attributes
+    ----------
+    frame_shape : tuple of int
+        Frame shape ``(y, x)`` in pixels.
+    pixel_size : float
+        Pixel size in nm.
+    step : int
+        Map step in pixels.
+    """
+
+    frame_shape: tuple[int, int]
+    pixel_size: float
+    step: int
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """Map grid shape ``(my, mx)``."""
+        return tuple(-(-int(n) // self.step) for n in self.frame_shape)
+
+    def placement(self, offset=(0.0, 0.0)) -> tuple[tuple, tuple]:
+        """``(scale, translate)`` of the map grid in nm, the frame moved by ``offset`` nm."""
+        from ..core.maps import map_geometry
+
+        geometry = map_geometry((self.pixel_size,) * 2, tuple(offset), self.step)
+        return geometry["scale"], geometry["translate"]
+
+
+#: Seconds between updates that are not frames (waiting, paused) handed to the GUI.
+_IDLE_UPDATES_S = 0.5
+
+
+def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0.1):
     """The live run of the dock, as a generator of updates.
 
     Waits for the first frame, picks ``auto`` reflections on it
-    (:func:`napari_hrtem_fft.find_reflections`), turns ``polygons`` (name → vertices in
-    nm) into trace regions on its map grid, then yields the updates of
-    :func:`napari_hrtem_fft.core.live.iter_live` (None while waiting for the first frame).
+    (:func:`napari_hrtem_fft.find_reflections`), yields a :class:`LiveGrid` and waits
+    until the regions on that grid are set on ``control``, then yields the frame
+    updates of :func:`napari_hrtem_fft.core.live.iter_live` (None while waiting, at most
+    every 0.5 s: the GUI thread has nothing to do with them).
     """
     from ..core.fft import find_reflections
-    from ..core.live import Prepended, iter_live, regions_on_grid
+    from ..core.live import Prepended, iter_live
     from ..io import watch_source
 
     source = watch_source(path)
@@ -74,16 +119,25 @@ def live_steps(
     refl = find_reflections(first[0].data, pixel_size=size, window=window, max_count=auto)
     if len(refl) == 0:
         raise ValueError(f"no significant reflection found in {first[0].name}")
-    regions = {EVERYTHING: None}
-    regions.update(
-        regions_on_grid(polygons or {}, first[0].data.shape, pixel_size=size, step=step)
-    )
+    yield LiveGrid(tuple(np.shape(first[0].data)[-2:]), float(size), int(step))
+    while not control.regions_given:
+        if control.stopped:
+            return None
+        time.sleep(0.02)
+        yield None
     live = iter_live(
         Prepended(first, source), refl, pixel_size=size, store=store, overwrite=True,
-        control=control, trace_regions=regions, poll_interval=0.02, window=window,
-        step=step, search=search,
+        control=control, poll_interval=0.02, window=window, step=step, search=search,
     )  # fmt: skip
-    return (yield from live)
+    said = time.monotonic()
+    while True:
+        try:
+            update = next(live)
+        except StopIteration as end:
+            return end.value
+        if update.kind == "frame" or time.monotonic() - said > _IDLE_UPDATES_S:
+            said = time.monotonic()
+            yield update
 
 
 class LiveSection(Container):
@@ -103,6 +157,9 @@ class LiveSection(Container):
         error or a stop before the first frame).
     """
 
+    #: Milliseconds between changes of the status line during a run.
+    STATUS_MS = 500
+
     def __init__(
         self,
         viewer: napari.viewer.Viewer,
@@ -117,6 +174,11 @@ class LiveSection(Container):
         self._control = None
         self._latest = None
         self._skipped = 0
+        self._grid: LiveGrid | None = None
+        self._offset = np.zeros(2)  # drift of the newest frame shown, nm
+        self._moved: dict[int, tuple[object, np.ndarray]] = {}  # layer id -> (layer, base)
+        self._watched: list = []
+        self._status_text: str | None = None
         #: ``(file name, time.monotonic())`` when each shown frame's layers were updated.
         self.shown: list[tuple[str, float]] = []
         self._init_widgets()
@@ -149,8 +211,15 @@ class LiveSection(Container):
             label="trace regions",
             choices=self._shapes_choices,
             nullable=True,
-            tooltip="Shapes layer whose rectangles and polygons (drawn on the first frame, "
-            "in nm) are traced; they follow the drift.  Empty: every valid pixel only.",
+            tooltip="Shapes layer whose rectangles and polygons (in nm) are traced.  The "
+            "layer moves with the drift; shapes drawn or edited during the run count from "
+            "the next frame.  Empty: every valid pixel only.",
+        )
+        self._reference = ReferenceSection(self._viewer)
+        self._reference._layer.tooltip = (
+            "Optional Shapes or Labels layer: strain and phase of every frame relative to "
+            "the median lattice inside it (it moves with the drift; edits count from the "
+            "next frame).  None: relative to the reflections of the first frame."
         )
         self._store = FileEdit(
             label="store", mode="w", filter="*.zarr", value="live.zarr",
@@ -164,11 +233,15 @@ class LiveSection(Container):
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
+        self._status_timer = QTimer(self.native)
+        self._status_timer.setSingleShot(True)
+        self._status_timer.setInterval(self.STATUS_MS)
 
     def _init_layout(self) -> None:
         self.extend([
             self._source, self._pixel, self._auto, self._window, self._step, self._regions,
-            self._store, button_row(self._start, self._pause, self._stop), self._status,
+            self._reference, self._store, button_row(self._start, self._pause, self._stop),
+            self._status,
         ])  # fmt: skip
 
     def _connect_events(self) -> None:
@@ -176,6 +249,9 @@ class LiveSection(Container):
         self._pause.changed.connect(self._on_pause)
         self._stop.changed.connect(self._on_stop)
         self._timer.timeout.connect(self._show_latest)
+        self._status_timer.timeout.connect(self._flush_status)
+        self._regions.changed.connect(self._on_regions_changed)
+        self._reference.changed.connect(self._on_regions_changed)
         self._viewer.layers.events.inserted.connect(self._on_layers_changed)
         self._viewer.layers.events.removed.connect(self._on_layers_changed)
         self.native.destroyed.connect(self._on_destroyed)
@@ -185,6 +261,7 @@ class LiveSection(Container):
         if self._control is not None:
             self._control.stop()
             self._control.resume()
+        self._watched = watch_edits(self._watched, None, self._on_regions_changed)
         self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
         self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
 
@@ -193,15 +270,33 @@ class LiveSection(Container):
 
     def _on_layers_changed(self, event=None) -> None:
         self._regions.reset_choices()
+        self._reference.reset_choices()
 
     # ------------------------------------------------------------------ callbacks
 
     def polygons(self) -> dict[str, np.ndarray]:
-        """Trace regions of the chosen Shapes layer: ``"region k"`` → vertices (nm)."""
+        """Trace regions of the chosen Shapes layer: ``"region k"`` → vertices (nm).
+
+        Where the shapes are on the first frame: during a run, minus the drift the
+        layer was moved by.
+        """
         layer = self._regions.value
         if layer is None:
             return {}
-        return {f"region {k + 1}": p for k, p in enumerate(shape_polygons(layer))}
+        offset = self._offset if self.running else np.zeros(2)
+        return {f"region {k + 1}": p - offset for k, p in enumerate(shape_polygons(layer))}
+
+    def _say(self, text: str) -> None:
+        """Show ``text`` in the status line, at most every STATUS_MS during a run."""
+        self._status_text = text
+        if not self._status_timer.isActive():
+            self._flush_status()
+
+    def _flush_status(self) -> None:
+        text, self._status_text = self._status_text, None
+        if text is not None:
+            self._status.value = text
+            self._status_timer.start()
 
     def _on_start(self) -> None:
         from ..core.live import LiveControl
@@ -211,13 +306,13 @@ class LiveSection(Container):
             str(self._source.value), pixel_size=float(self._pixel.value) or None,
             auto=int(self._auto.value), store=str(self._store.value),
             control=self._control, window=int(self._window.value), step=int(self._step.value),
-            polygons=self.polygons(),
         )  # fmt: skip
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_finished)
         worker.errored.connect(self._on_error)
         self._worker = worker
-        self.shown, self._skipped = [], 0
+        self.shown, self._skipped, self._grid = [], 0, None
+        self._offset, self._moved = np.zeros(2), {}
         self._start.enabled = False
         self._pause.enabled = self._stop.enabled = True
         self._status.value = f"waiting for frames in {self._source.value}"
@@ -247,6 +342,8 @@ class LiveSection(Container):
 
     def _on_finished(self, result) -> None:
         self._show_latest()
+        self._status_timer.stop()
+        self._status_text = None
         self._start.enabled = True
         self._pause.enabled = self._stop.enabled = False
         self._pause.text = "Pause"
@@ -258,10 +355,15 @@ class LiveSection(Container):
         elif result is not None:
             self._status.value = "stopped before the first frame: nothing stored"
         self._worker = None
+        self._watched = watch_edits(self._watched, None, self._on_regions_changed)
         self._on_finished_cb(result)
 
     def _on_yielded(self, update) -> None:
         """Keep the newest frame; draw it once the queued updates are taken."""
+        if isinstance(update, LiveGrid):
+            self._grid = update
+            self._send_regions()
+            return
         if update is None or update.kind != "frame":
             return
         self._skipped += len(update.skipped)
@@ -269,12 +371,67 @@ class LiveSection(Container):
         self._latest = update
         self._timer.start()
 
+    # ------------------------------------------------------------------ regions
+
+    def _on_regions_changed(self, *args) -> None:
+        """A region layer chosen or edited: its regions count from the next frame."""
+        if self.running and self._grid is not None:
+            self._send_regions()
+
+    def _region_layers(self) -> list:
+        return [layer for layer in (self._regions.value, self._reference.layer) if layer]
+
+    def _send_regions(self) -> None:
+        """The regions as masks on the first frame's map grid, to the run (GUI thread)."""
+        grid = self._grid
+        layers = self._region_layers()
+        # A layer no longer chosen stays where it is.
+        self._moved = {k: v for k, v in self._moved.items() if any(v[0] is x for x in layers)}
+        for layer in layers:
+            if id(layer) not in self._moved:
+                # First used now: drawn on the newest frame shown, so it moves with the
+                # drift from there.
+                base = np.asarray(layer.translate, dtype=float)[-2:] - self._offset
+                self._moved[id(layer)] = (layer, base)
+        self._watched = watch_edits(self._watched, self._regions.value, self._on_regions_changed)
+        scale, translate = grid.placement(self._offset)
+        try:
+            from ..core.live import regions_on_grid
+
+            shape, size = grid.frame_shape, grid.pixel_size
+            drawn = regions_on_grid(self.polygons(), shape, pixel_size=size, step=grid.step)
+            regions = {EVERYTHING: None, **drawn}
+            reference = self._reference.mask(grid.map_shape, scale, translate)
+            record = self._reference.record(origin=tuple(self._offset))
+        except ValueError as exc:
+            if not self._control.regions_given:
+                # Before the first frame: the run cannot start with these regions.
+                show_error(f"Live: {exc}")
+                self._on_stop()
+                return
+            show_error(f"Live: {exc}; the regions are unchanged")
+            return
+        self._control.set_regions(regions, reference=reference, reference_record=record)
+
+    def _follow_drift(self, drift_px, pixel_size: float) -> None:
+        """Move the region layers with the drift of the newest frame shown."""
+        self._offset = np.asarray(drift_px, dtype=float) * pixel_size
+        for layer, base in list(self._moved.values()):
+            if layer not in self._viewer.layers:
+                continue
+            translate = np.asarray(layer.translate, dtype=float).copy()
+            target = base + self._offset
+            if not np.allclose(translate[-2:], target, rtol=0, atol=1e-6):
+                translate[-2:] = target
+                layer.translate = translate
+
     def _show_latest(self) -> None:
         update, self._latest = self._latest, None
         if update is None:
             return
         text = f"{update.message}; latency {update.latency:.2f} s"
-        self._status.value = f"{text}; {update.analysed} analysed, {self._skipped} skipped"
+        self._say(f"{text}; {update.analysed} analysed, {self._skipped} skipped")
+        self._follow_drift(update.drift, update.maps.pixel_size)
         self._show_frame(update)
         self._on_update_cb(update)
         self.shown.append((update.name, time.monotonic()))

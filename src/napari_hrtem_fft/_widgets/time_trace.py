@@ -252,7 +252,11 @@ class TimeTraceWidget(ResultSourceDock):
         self.trace = update.traces[name]
         # The live maps' time axis is the index of the analysed frame.
         self._geometry = {"scale": (1.0,), "translate": (0.0,)}
-        self._status.value = f"live: {update.analysed} frames; trace of {name}"
+        # The frame count is in the Live section's status line: a label whose text
+        # changes every frame lays the dock out again every frame.
+        text = f"live: trace of {name}"
+        if self._status.value != text:
+            self._status.value = text
         if self._curves and len(self._curves) == self._curve_count():
             self._update_curves()
         else:

@@ -29,6 +29,11 @@ _WINDOWS = ("hann", "tukey")
 _PEAK_FACTOR = 10.0
 # Fraction of the lowest Bragg frequency kept for registration.
 _PEAK_CUTOFF = 0.85
+# Multiply-adds per matrix product up to which OpenBLAS keeps it on the calling thread.
+# Beyond, it starts threads of its own, which spin: beside the engine's threads (a live
+# run registers a frame while the engine analyses it) that made the registration's
+# small DFT ten times slower in thread time and slowed the analysis down.
+_BLAS_ONE_THREAD = 2**16
 
 
 def _check_stack(stack, name: str = "stack") -> tuple[int, int, int]:
@@ -169,7 +174,7 @@ def _correlate(moving: np.ndarray, ref: np.ndarray, upsample: int, max_shift) ->
         kx = np.fft.fftfreq(w)
         ey = np.exp(2j * np.pi * (shift[0] + offsets)[:, None] * ky[None, :])
         ex = np.exp(2j * np.pi * (shift[1] + offsets)[:, None] * kx[None, :])
-        fine = np.abs(ey @ cross @ ex.T)
+        fine = np.abs(_dft_near_peak(ey, cross, ex))
         jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
         # A parabola through the peak and its neighbours places it between grid points.
         shift += (
@@ -177,6 +182,22 @@ def _correlate(moving: np.ndarray, ref: np.ndarray, upsample: int, max_shift) ->
             (jx - size // 2 + _vertex(fine[jy, jx - 1 : jx + 2])) / upsample,
         )
     return shift
+
+
+def _dft_near_peak(ey: np.ndarray, cross: np.ndarray, ex: np.ndarray) -> np.ndarray:
+    """``ey @ cross @ ex.T`` in products small enough to stay on the calling thread."""
+    r, c = cross.shape
+    m, n = ex.shape[0], ey.shape[0]
+    dtype = np.result_type(ey, cross, ex)
+    right = np.empty((r, m), dtype=dtype)
+    rows = max(1, _BLAS_ONE_THREAD // max(c * m, 1))
+    for r0 in range(0, r, rows):
+        np.matmul(cross[r0 : r0 + rows], ex.T, out=right[r0 : r0 + rows])
+    out = np.zeros((n, m), dtype=dtype)
+    inner = max(1, _BLAS_ONE_THREAD // max(n * m, 1))
+    for r0 in range(0, r, inner):
+        out += ey[:, r0 : r0 + inner] @ right[r0 : r0 + inner]
+    return out
 
 
 def _weighted_cross(moving, ref, snr_m, snr_r) -> np.ndarray:
@@ -482,7 +503,7 @@ class PreviousFrameRegistration:
             twice = np.where((kx > 0) & (kx < 0.5), 2.0, 1.0)
             ey = np.exp(2j * np.pi * (shift[0] + offsets)[:, None] * ky[None, :])
             ex = np.exp(2j * np.pi * (shift[1] + offsets)[:, None] * kx[None, :])
-            fine = np.real(ey @ (cross[np.ix_(rows, cols)] * twice) @ ex.T)
+            fine = np.real(_dft_near_peak(ey, cross[np.ix_(rows, cols)] * twice, ex))
             jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
             shift += (
                 (jy - size // 2 + _vertex(fine[jy - 1 : jy + 2, jx])) / up,

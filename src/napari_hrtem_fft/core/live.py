@@ -600,6 +600,11 @@ class LiveStore:
     :attr:`count` are NaN.  A frame's maps stay in memory until they are written, at
     most :attr:`QUEUE` frames: :meth:`stack` reads either.
 
+    While the live run analyses a frame (:meth:`hold`), the thread writes only when
+    :attr:`QUEUE` frames wait: otherwise it waits for the run to be idle
+    (:meth:`release`), so that its work (much of it Python, holding the GIL) does not
+    slow the analysis down when the run keeps up with the acquisition.
+
     Parameters
     ----------
     group : zarr.Group
@@ -622,6 +627,22 @@ class LiveStore:
         self._pending: dict[int, dict[str, np.ndarray]] = {}
         self._writes: deque = deque()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-store")
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closing = False
+
+    def hold(self) -> None:
+        """A frame is being analysed: write only when :attr:`QUEUE` frames wait."""
+        self._idle.clear()
+
+    def release(self) -> None:
+        """The run is idle (waiting for frames): write what waits."""
+        self._idle.set()
+
+    def _gate(self) -> None:
+        """Wait until the run is idle, the queue is full or the store is closed."""
+        while not (self._idle.is_set() or self._closing or len(self._pending) >= self.QUEUE):
+            self._idle.wait(0.01)
 
     @property
     def names(self) -> list[str]:
@@ -652,6 +673,7 @@ class LiveStore:
         if position >= self._capacity:
             self._resize(self._capacity + self.BLOCK)
         for name, a in arrays.items():
+            self._gate()
             where = (slice(None), position) if name in LatticeMaps.FIELDS else position
             self._arrays[name][where] = a
         # Only once written: a reader that misses it here finds it in the store.
@@ -685,6 +707,8 @@ class LiveStore:
 
     def close(self) -> None:
         """Finish the writes and cut the arrays to the frames stored."""
+        self._closing = True
+        self._idle.set()
         try:
             while self._writes:
                 self._writes.popleft().result()
@@ -762,11 +786,13 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
     try:
         while not control.stopped:
             if control.paused:
+                run.maps_store.release()
                 time.sleep(poll_interval)
                 yield LiveUpdate("paused", analysed=len(run.frames), traces=run.traces)
                 continue
             waiting = list(source.poll())
             if not waiting:
+                run.maps_store.release()
                 time.sleep(poll_interval)
                 yield LiveUpdate("waiting", analysed=len(run.frames), traces=run.traces)
                 continue
@@ -780,6 +806,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                 batches.append(([int(f.index) for f in waiting[:-1]], waiting[-1]))
             else:
                 batches = [([], f) for f in waiting]
+            run.maps_store.hold()
             for skipped, frame in batches:
                 run.set_regions(control.take_regions())
                 try:

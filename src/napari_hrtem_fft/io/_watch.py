@@ -190,12 +190,12 @@ class FolderFrames:
             if not stable:
                 self._stable_since[entry.name] = time.monotonic()
             path = Path(entry.path)
-            proven = None if stable else complete_by_its_sizes(path, st.st_size)
+            proven, layout = (None, None) if stable else _proven(path, st.st_size)
             if st.st_size == 0 or not (stable or self.renamed or proven):
                 continue
             if proven is not None and proven == self.frame_shape:
                 # Read only if analysed (the first frame was read: shape, calibration).
-                data = FileFrame(path, self.frame_shape, stamp)
+                data = FileFrame(path, self.frame_shape, stamp, layout=layout)
                 frames.append(self._frame(entry.name, data, st.st_mtime, self._pixel_size))
                 continue
             frame = self._read(path, st.st_mtime, stamp)
@@ -291,13 +291,28 @@ class FileFrame:
         The frame shape ``(y, x)``.
     stamp : tuple of int
         ``(size, st_mtime_ns)`` when it was found complete.
+    layout : tuple, optional
+        ``(offset, dtype)``: the pixels are one block of ``shape`` at ``offset`` (a plain
+        uncompressed TIFF, as its completeness check found it).  They are then read with
+        one plain read instead of parsing the file again, and the file must still keep
+        its size and modification time; otherwise (or if it changed) it is parsed.
     """
 
     ndim = 2
 
-    def __init__(self, path: Path, shape, stamp) -> None:
+    def __init__(self, path: Path, shape, stamp, *, layout=None) -> None:
         self.path, self.shape, self._stamp = Path(path), tuple(shape), tuple(stamp)
+        self._layout = layout
         self._data: np.ndarray | None = None
+
+    def _read_block(self) -> np.ndarray:
+        """The pixels from their known place (raises ``_Changed`` if the file changed)."""
+        offset, dtype = self._layout
+        out = read_exact(self.path, offset, np.empty(self.shape, dtype))
+        after = self.path.stat()
+        if (after.st_size, after.st_mtime_ns) != self._stamp:
+            raise _Changed(f"{self.path.name} changed while it was read")
+        return out if dtype.isnative else out.astype(dtype.newbyteorder("="))
 
     def read(self) -> np.ndarray:
         """The pixels (read once).
@@ -311,8 +326,13 @@ class FileFrame:
             if self._data is not None:
                 break
             try:
-                self._data = _read_frame(self.path, self.shape, self._stamp)[0]
+                if self._layout is not None:
+                    self._data = self._read_block()
+                else:
+                    self._data = _read_frame(self.path, self.shape, self._stamp)[0]
             except _Changed:
+                # Its layout may have changed with it: parse it from now on.
+                self._layout = None
                 # Writers touch a file once more after its bytes are complete (closing
                 # it, rewriting a tag): read it as it is now, if it holds still while
                 # it is read, rather than lose the frame.
@@ -354,39 +374,64 @@ def complete_by_its_sizes(path: Path, size: int) -> tuple[int, ...] | None:
     size : int
         Its size in bytes, measured before this call.
     """
+    return _proven(path, size)[0]
+
+
+def _proven(path: Path, size: int) -> tuple[tuple[int, ...] | None, tuple | None]:
+    """:func:`complete_by_its_sizes`, and where the pixels of a plain TIFF image are.
+
+    The second item is ``(offset, dtype)`` of one contiguous block of the shape for an
+    uncompressed TIFF of one single-sample image, else None.
+    """
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
             return _tiff_complete(path, size)
         if suffix in (".mrc", ".mrcs"):
-            return _mrc_complete(path, size)
+            return _mrc_complete(path, size), None
     except (OSError, ValueError, IndexError, KeyError, struct.error):
-        return None
-    return None
+        return None, None
+    return None, None
 
 
-def _tiff_complete(path: Path, size: int) -> bool:
+def _tiff_complete(path: Path, size: int) -> tuple[tuple[int, ...] | None, tuple | None]:
     import tifffile
 
     with _quiet_tifffile():
         try:
             tf = tifffile.TiffFile(path)
         except tifffile.TiffFileError:
-            return False
+            return None, None
         with tf:
             pages = list(tf.pages)
             if not pages:
-                return None
+                return None, None
             for page in pages:
                 if page is None or page.compression != 1:
-                    return None
+                    return None, None
                 tags = page.tags.values()
                 ends = [t.valueoffset + t.valuebytecount for t in tags]
                 ends += [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
                 if max(ends) > size or sum(page.databytecounts) < page.nbytes:
-                    return None
-            shape = tuple(pages[0].shape) if len(pages) == 1 else (len(pages),)
-    return shape
+                    return None, None
+            if len(pages) > 1:
+                return (len(pages),), None
+            page = pages[0]
+            layout = None
+            dtype = page.dtype
+            offsets, counts = np.asarray(page.dataoffsets), np.asarray(page.databytecounts)
+            if (
+                len(page.shape) == 2
+                and page.samplesperpixel == 1
+                and dtype is not None
+                and dtype.kind in "iuf"
+                and page.bitspersample == 8 * dtype.itemsize
+                and counts.sum() == page.nbytes
+                and np.array_equal(offsets[1:], offsets[:-1] + counts[:-1])
+            ):
+                # The pixels as tifffile would give them: one block in the file's order.
+                layout = (int(offsets[0]), dtype.newbyteorder(tf.byteorder))
+    return tuple(page.shape), layout
 
 
 def _mrc_complete(path: Path, size: int) -> bool:
