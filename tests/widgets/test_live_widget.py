@@ -139,7 +139,7 @@ def test_live_regions_drawn_during_a_run_and_a_reference(make_napari_viewer, qtb
     _write(folder, 0, stack[0])
     _write(folder, 1, stack[1])
     live._start.clicked.emit()
-    qtbot.waitUntil(lambda: live.shown and live.shown[-1][0].endswith("001.tif"),
+    qtbot.waitUntil(lambda: bool(live.shown) and live.shown[-1][0].endswith("001.tif"),
                     timeout=60_000)  # fmt: skip
     assert dock._live_trace.choices == ("everything", "region 1")
     # Drawn on the newest frame while the run goes on: counts from the next frame.  The
@@ -151,7 +151,8 @@ def test_live_regions_drawn_during_a_run_and_a_reference(make_napari_viewer, qtb
     shapes.add_rectangles(centre + shapes.translate[-2:])
     for k in (2, 3):
         _write(folder, k, stack[k])
-        qtbot.waitUntil(lambda k=k: live.shown and live.shown[-1][0].endswith(f"{k:03d}.tif"),
+        name = f"frame_{k:03d}.tif"
+        qtbot.waitUntil(lambda name=name: bool(live.shown) and live.shown[-1][0] == name,
                         timeout=60_000)  # fmt: skip
     assert dock._live_trace.choices == ("everything", "region 1", "region 2")
     live._stop.clicked.emit()
