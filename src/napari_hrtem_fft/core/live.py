@@ -204,6 +204,9 @@ class LiveUpdate:
         The analysed frame ``(y, x)``.
     store : LiveStore or None
         The maps of every frame analysed so far (:meth:`LiveStore.stack`).
+    work : float or None
+        Seconds the run spent on this frame (reading it, registration, analysis,
+        traces): the latency without the wait for the frame analysed before it.
     """
 
     kind: str
@@ -218,6 +221,7 @@ class LiveUpdate:
     traces: dict[str, TimeTrace] = field(default_factory=dict)
     image: np.ndarray | None = None
     store: LiveStore | None = None
+    work: float | None = None
 
     @property
     def message(self) -> str:
@@ -809,6 +813,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
             run.maps_store.hold()
             for skipped, frame in batches:
                 run.set_regions(control.take_regions())
+                started = time.monotonic()
                 try:
                     # A source may read a frame's pixels only now (only those analysed).
                     data = np.asarray(frame.data)
@@ -822,7 +827,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                     "frame", int(frame.index), float(frame.time), str(frame.name), maps,
                     run.drift.copy(), sorted(unreadable + skipped),
                     time.monotonic() - frame.complete, len(run.frames), run.traces, data,
-                    run.maps_store,
+                    run.maps_store, time.monotonic() - started,
                 )  # fmt: skip
                 unreadable = []
                 if control.stopped:
