@@ -19,14 +19,10 @@ def _write(folder, k, frame):
     tifffile.imwrite(folder / f"frame_{k:03d}.tif", frame)
 
 
-def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, qtbot, tmp_path):
-    stack, truth = synthetic_movie(
-        4, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
-        amorphous=0.1, expansion_total=0.03, lazy=False,
-    )  # fmt: skip
+def _live_dock(viewer, tmp_path):
+    """The time-trace dock's Live section set up on a folder, with a regions layer."""
     folder = tmp_path / "acq"
     folder.mkdir()
-    viewer = make_napari_viewer()
     shapes = viewer.add_shapes([RECT], shape_type="rectangle", name="regions")
     _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
     live = dock._live
@@ -35,6 +31,17 @@ def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, q
     live._window.value = 64
     live._store.value = tmp_path / "live.zarr"
     live._regions.value = shapes
+    return dock, folder, shapes
+
+
+def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, qtbot, tmp_path):
+    stack, truth = synthetic_movie(
+        4, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
+        amorphous=0.1, expansion_total=0.03, lazy=False,
+    )  # fmt: skip
+    viewer = make_napari_viewer()
+    dock, folder, _ = _live_dock(viewer, tmp_path)
+    live = dock._live
     _write(folder, 0, stack[0])
     live._start.clicked.emit()
     qtbot.waitUntil(lambda: "live frame" in viewer.layers, timeout=60_000)
@@ -122,19 +129,11 @@ def test_live_regions_drawn_during_a_run_and_a_reference(make_napari_viewer, qtb
         4, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
         amorphous=0.1, expansion_total=0.03, drift=1.5, radius=256 * PIXEL * 0.3, lazy=False,
     )  # fmt: skip
-    folder = tmp_path / "acq"
-    folder.mkdir()
     viewer = make_napari_viewer()
-    shapes = viewer.add_shapes([RECT], shape_type="rectangle", name="regions")
     centre = np.array([[2.2, 2.2], [2.2, 2.9], [2.9, 2.9], [2.9, 2.2]])  # the particle's
     reference = viewer.add_shapes([centre], shape_type="rectangle", name="reference")
-    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    dock, folder, shapes = _live_dock(viewer, tmp_path)
     live = dock._live
-    live._source.value = folder
-    live._pixel.value = PIXEL
-    live._window.value = 64
-    live._store.value = tmp_path / "live.zarr"
-    live._regions.value = shapes
     live._reference.layer = reference
     _write(folder, 0, stack[0])
     _write(folder, 1, stack[1])
