@@ -343,9 +343,19 @@ def test_dask_input_is_lazy_and_equals_numpy():
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         if name in ("d_spacing", "angle"):
             # Another block layout means other FFT sizes and frame means, hence other
-            # float32 round-off (~1e-7 of a coefficient); in the weakest windows of this
-            # noisy image it moves the estimates by up to ~6e-6 relative (measured).
-            np.testing.assert_allclose(got, want, rtol=2e-5, atol=0, equal_nan=True)
+            # float32 round-off (~1e-7 of a coefficient), and other pixels under the
+            # band-limited window's tails beyond its footprint (7e-5 of its weight,
+            # docs/method.md): the data of the neighbouring block or the zero padding.
+            # In the weakest windows of this noisy image (whose own noise is ~1 %) they
+            # move d by up to 2.3e-5 relative and the angle by up to 1e-3° (measured;
+            # 6e-6 relative with the whole Hann spectrum).
+            np.testing.assert_allclose(
+                got,
+                want,
+                rtol=5e-5 if name == "d_spacing" else 0,
+                atol=0 if name == "d_spacing" else 2e-3,
+                equal_nan=True,
+            )
         else:
             # The amplitude's background is measured in each block's spectrum: blocks
             # of 200 × 264 pixels against the numpy path's full-width strips give

@@ -18,7 +18,6 @@ from ._checks import (
 from ._drivers import Progress, dask_maps, numpy_maps
 from ._frame import _NOISE_ARC, _NOISE_OWN_LOBE, _NOISE_WIDTH, _NOISE_ZERO, DEFAULT_MIN_AMPLITUDE
 from ._plan import BlockPlan, Settings, auto_chunk, compatible, numpy_chunks
-from ._survey import _survey_binning
 
 _FIELDS = ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma")
 
@@ -254,7 +253,6 @@ def _request(arguments: dict) -> _Request:
         min_amplitude=min_amplitude,
         search=search,
         background=background,
-        binning=_survey_binning(given, window, step, search),
     )
     import dask.array as da
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -17,6 +18,7 @@ from functools import partial
 import numpy as np
 
 from ..maps import map_shape
+from ._frame import survey_step
 from ._plan import (
     BlockPlan,
     Settings,
@@ -24,11 +26,17 @@ from ._plan import (
     block_survey,
     frame_maps,
     frame_survey,
+    spectrum_of,
     within_image,
 )
 from ._survey import _refined, _survey_modes, _weighted_modes
 
 logger = logging.getLogger(__name__)
+
+# The spectra of the survey's blocks are kept for their maps up to this many bytes in all
+# (256 MB: those of 14 frames of 2048², 18 MB each); the blocks beyond it are transformed
+# again for their maps.
+_KEEP_SPECTRA_BYTES = 2**28
 
 
 @dataclass(frozen=True)
@@ -60,23 +68,45 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
     counter = _Counter(len(jobs) * (2 if refine else 1))
     out = np.empty((6, n, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
     pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
+    kept = _Spectra(_KEEP_SPECTRA_BYTES)
     try:
         demod = None
         if refine:
-            demod = yield from _numpy_survey(pool, arr, jobs, plan, settings, work, counter)
+            demod = yield from _numpy_survey(pool, arr, jobs, plan, settings, work, counter, kept)
 
         def maps(job):
             f, (y0, y1), (x0, x1) = job
-            frame, context = _cut(arr, job, settings, work)
+            spec, context = kept.pop(job) or _spectrum(arr, job, settings, work)
             rows, cols = slice(y0 // step, -(-y1 // step)), slice(x0 // step, -(-x1 // step))
             frame_demod = None if demod is None else demod[(slice(None), slice(None), *f)]
-            frame_maps(frame, context, (y0, x0), frame_demod, settings, out[(..., *f, rows, cols)])
+            frame_maps(spec, context, (y0, x0), frame_demod, settings, out[(..., *f, rows, cols)])
 
         for _ in pool.map(maps, jobs):
             yield counter.step("maps")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return out, demod
+
+
+class _Spectra:
+    """The spectra of surveyed blocks, kept for their maps up to a number of bytes."""
+
+    def __init__(self, budget: int):
+        self.budget, self.held, self.lock, self.items = budget, 0, threading.Lock(), {}
+
+    def keep(self, job, item):
+        with self.lock:
+            size = item[0].nbytes
+            if self.held + size <= self.budget:
+                self.items[job] = item
+                self.held += size
+
+    def pop(self, job):
+        with self.lock:
+            item = self.items.pop(job, None)
+            if item is not None:
+                self.held -= item[0].nbytes
+            return item
 
 
 class _Counter:
@@ -100,16 +130,26 @@ def _cut(arr, job, settings: Settings, work):
     return arr[(*f, rows, cols)].astype(work, copy=False), context
 
 
-def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, counter):
-    """Generator of progress per surveyed block; returns the refined ``(n, 4, *lead)``."""
+def _spectrum(arr, job, settings: Settings, work):
+    """The spectrum of a job's frame, and the context before its core."""
+    frame, context = _cut(arr, job, settings, work)
+    return spectrum_of(frame, settings), context
+
+
+def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, counter, kept):
+    """Generator of progress per surveyed block; returns the refined ``(n, 4, *lead)``.
+
+    The blocks' spectra go to ``kept`` for the maps, as far as it takes them.
+    """
     lead = arr.shape[:-2]
     demod = np.empty((settings.given.shape[0], 4, *lead))
     modes = partial(_survey_modes, window=settings.window)
 
     def survey(job):
-        frame, context = _cut(arr, job, settings, work)
+        spec, context = _spectrum(arr, job, settings, work)
+        kept.keep(job, (spec, context))
         _, (y0, y1), (x0, x1) = job
-        return frame_survey(frame, context, (y0, x0), (y1 - y0, x1 - x0), settings)
+        return frame_survey(spec, context, (y0, x0), (y1 - y0, x1 - x0), settings)
 
     pieces = pool.map(survey, jobs)
     for f in np.ndindex(*lead):
@@ -148,7 +188,8 @@ def dask_maps(x, plan: BlockPlan, settings: Settings, refine: bool):
         return da.concatenate(pieces, axis=2)
     if not refine:
         return _overlap_pass(x, plan, settings, _maps_of_block, 6, plan.map_chunks)
-    survey = _overlap_pass(x, plan, settings, _survey_of_block, 3, _coarse_chunks(plan))
+    coarse = _coarse_chunks(plan, survey_step(settings.window, settings.step))
+    survey = _overlap_pass(x, plan, settings, _survey_of_block, 3, coarse)
     lead_ind = tuple(f"l{i}" for i in range(x.ndim - 2))
     demod = da.blockwise(
         partial(_weighted_modes, window=settings.window),
@@ -197,9 +238,8 @@ def _survey_of_block(block, *, settings, plan, block_id=None):
     return block_survey(block, plan.origin(block_id), settings)
 
 
-def _coarse_chunks(plan: BlockPlan):
-    """Survey windows per block and axis: the global grid of every second map pixel."""
-    coarse = 2 * plan.step
+def _coarse_chunks(plan: BlockPlan, coarse: int):
+    """Survey windows per block and axis: the global grid of every ``coarse`` pixels."""
     return tuple(
         tuple(len(range(-(-a // coarse) * coarse, b, coarse)) for a, b in bounds)
         for bounds in (plan.rows, plan.cols)

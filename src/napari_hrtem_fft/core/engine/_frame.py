@@ -1,21 +1,31 @@
 """Per-frame numerics: windowed Fourier coefficients of every window of a 2D frame at once.
 
-One 2D FFT of the frame serves all reflections; per reflection the spectrum is multiplied
-by the analytic kernel spectrum of one axis and folded (its ``step`` aliases summed), then
-the same along the other axis, so that a small inverse 2D FFT yields exactly the
-coefficients on the step grid.  The local frequency follows in closed form from the phase
-difference of the windows at ``c`` and ``c - e``; see ``docs/method.md``.
+One real 2D FFT of the frame serves all reflections; per reflection the box of the
+spectrum where its band-limited kernel is non-zero is multiplied by the kernel and
+folded onto the map grid (its ``step`` aliases summed), so that a small inverse 2D FFT
+yields exactly the coefficients on the step grid.  The local frequency follows in closed
+form from the phase difference of the windows at ``c`` and ``c - e``; see
+``docs/method.md``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage
 
-from .._windows import hann_dtft, hann_taps, kernel_spectra, lag_one_correlation
+from .._windows import (
+    BAND_CUT,
+    band_bins,
+    band_response,
+    hann_taps,
+    kernel_band,
+    lag_one_correlation,
+)
 
 #: Default threshold on the amplitude (peak power over the background power expected
 #: at ``g``).  For noise without lattice the ratio follows an exponential law of mean 1
@@ -40,15 +50,6 @@ _NOISE_SAMPLES = 2**16
 # move d by about 1e-6 at most (measured on noise-free lattices), 50 times below the
 # accuracy target, and skipping them saves a pass over the maps each.
 _LEAKAGE_NEGLIGIBLE = 1e-6
-
-
-# Multiply-adds per matrix product of the first fold (half of OpenBLAS's threshold for
-# starting threads of its own).
-_BLAS_ONE_THREAD = 2**15
-
-# Bytes of the first folds of one chunk of rows: they are folded again along x while they
-# sit in the CPU cache, so that the first folds never travel to memory.
-_FOLD_CHUNK_BYTES = 2**21
 
 
 def _window_centres(shape, window: int, step: int, start, count):
@@ -83,12 +84,62 @@ def _clean_windows(finite, window: int, step: int, start, count):
     return inside & ndimage.minimum_filter1d(rows, window, axis=0)[ys].astype(bool)
 
 
-def _prepare(frame, window: int, step: int, start, count):
-    """Offset-free float32 frame (NaN → 0), the mask of clean windows, and the mask of
-    finite pixels (``None`` when all are finite).
+@dataclass(frozen=True)
+class FrameSpectrum:
+    """The real 2D FFT of one prepared frame, shared by the survey and the maps.
 
-    Windows are centred on ``start + (i, j)·step``, ``(i, j) < count``; a clean window
-    lies inside the frame and holds no NaN/inf pixel.
+    ``spectrum`` is the real FFT (complex64) of the offset-free frame zero-padded to
+    ``lengths`` (multiples of the survey's spacing, so that both the survey's grid and
+    the maps' fold exactly), or ``None`` if the frame has no finite pixel; ``shape`` is the
+    frame's; ``finite`` its mask of finite pixels, ``None`` when all are.
+    """
+
+    spectrum: np.ndarray | None
+    lengths: tuple[int, int]
+    shape: tuple[int, int]
+    finite: np.ndarray | None
+
+    @property
+    def nbytes(self) -> int:
+        extra = 0 if self.finite is None else self.finite.nbytes
+        return extra + (0 if self.spectrum is None else self.spectrum.nbytes)
+
+    def clean(self, window: int, step: int, start, count):
+        """Whether the window centred on ``start + (i, j)·step`` is clean, ``(i, j) < count``.
+
+        Clean: inside the frame, holding no NaN/inf pixel.
+        """
+        if self.spectrum is None:
+            return np.zeros(count, dtype=bool)
+        if self.finite is None:
+            return _window_centres(self.shape, window, step, start, count)[1]
+        return _clean_windows(self.finite, window, step, start, count)
+
+
+def survey_step(window: int, step: int) -> int:
+    """The survey's grid spacing in pixels: a multiple of ``step``, at least ``2·step``,
+    else about ``window/8`` (neighbouring survey windows share 7/8 of their width, so
+    that a finer grid would add little to its medians).
+    """
+    return step * max(2, window // (8 * step))
+
+
+def frame_spectrum(frame, window: int, step: int, workers: int) -> FrameSpectrum:
+    """The :class:`FrameSpectrum` of a 2D frame for the survey and maps on a grid of
+    ``step`` pixels (lengths multiples of the survey's spacing, so that both fold exactly).
+    """
+    grid = survey_step(window, step)
+    lengths = tuple(grid * sfft.next_fast_len(-(-n // grid)) for n in frame.shape)
+    data, finite = _prepare(frame, lengths)
+    if data is None:
+        return FrameSpectrum(None, lengths, frame.shape, finite)
+    spectrum = sfft.rfft2(data, workers=workers)
+    return FrameSpectrum(spectrum, lengths, frame.shape, finite)
+
+
+def _prepare(frame, lengths):
+    """Offset-free float32 frame zero-padded to ``lengths`` (NaN → 0; ``None`` if no pixel
+    is finite) and the mask of finite pixels (``None`` when all are finite).
 
     Removing an offset near the frame mean (in the frame's precision) first keeps the
     FFT's round-off relative to the fringes.  The frame is then scaled by a power of two
@@ -97,10 +148,15 @@ def _prepare(frame, window: int, step: int, start, count):
     its round-off moves ``d`` by up to ~1e-6 relative on noise-free lattices (measured,
     ``docs/method.md``), 40 times below the accuracy target.
     """
-    finite = np.isfinite(frame)
-    n_finite = np.count_nonzero(finite)
-    if n_finite == 0:
-        return None, np.zeros(count, dtype=bool), finite
+    # A finite sum means finite pixels (NaN and inf propagate), in one cheap pass.
+    if np.isfinite(np.sum(frame, dtype=np.float64)):
+        finite = None
+    else:
+        finite = np.isfinite(frame)
+        if not finite.any():
+            return None, finite
+        if finite.all():
+            finite = None
     # Any offset near the mean serves (each window's own mean is removed exactly
     # later): that of every 4th pixel, or of all finite pixels if that has none.
     sample = frame[::4, ::4]
@@ -109,18 +165,19 @@ def _prepare(frame, window: int, step: int, start, count):
         sample = frame[finite]
     offset = sample.mean(dtype=np.float64)
     scale = _unit_scale(sample, offset)
+    data = np.zeros(lengths, dtype=np.float32)
+    inside = data[: frame.shape[0], : frame.shape[1]]
     if 2.0**-60 <= scale <= 2.0**60:
         # The subtraction in the frame's own precision, then single precision.
-        data = np.subtract(frame, frame.dtype.type(offset)).astype(np.float32, copy=False)
-        data *= np.float32(scale)
+        np.subtract(frame, frame.dtype.type(offset), out=inside, casting="unsafe")
+        inside *= np.float32(scale)
     else:
         # Intensities far from 1 (below ~1e-18 or above ~1e18): scaled in double
         # precision first, so that float32 neither underflows nor overflows.
-        data = ((frame.astype(np.float64) - offset) * scale).astype(np.float32)
-    if n_finite == finite.size:
-        return data, _window_centres(frame.shape, window, step, start, count)[1], None
-    np.copyto(data, 0.0, where=~finite)
-    return data, _clean_windows(finite, window, step, start, count), finite
+        inside[...] = (frame.astype(np.float64) - offset) * scale
+    if finite is not None:
+        np.copyto(inside, 0.0, where=~finite)
+    return data, finite
 
 
 def _unit_scale(sample, offset) -> float:
@@ -135,50 +192,66 @@ def _unit_scale(sample, offset) -> float:
 
 
 def _coefficients(
-    data, demod, *, window, step, start, count, background, noise, workers, noise_count=None
+    spec: FrameSpectrum,
+    demod,
+    *,
+    window,
+    step,
+    start,
+    count,
+    background,
+    noise: bool,
+    workers,
+    noise_count=None,
+    cut=BAND_CUT,
 ):
     """Windowed Fourier coefficients at c, c - e_y and c - e_x, and the background power.
 
-    ``data`` is a mean-removed float32 2D frame; ``noise`` is False (no background
-    wanted), True, or the frame's mask of finite pixels when some are not; windows are
-    centred on local pixels ``start + (i, j)·step`` for ``(i, j) < count``; ``demod``
-    is ``(k, 2)`` in cycles/pixel.  Returns ``coef (3, k, my, mx)`` (complex64, phase
-    referred to each window's centre) and the background ``|Z|²`` expected at each
-    reflection ``(k, 1, 1)`` (or ``None``; only for the first ``noise_count`` rows of
+    ``spec`` is the frame's spectrum; windows are centred on local pixels
+    ``start + (i, j)·step`` for ``(i, j) < count``; ``demod`` is ``(k, 2)`` in
+    cycles/pixel.  Returns ``coef (3, k, my, mx)`` (complex64, phase referred to each
+    window's centre) and, with ``noise``, the background ``|Z|²`` expected at each
+    reflection ``(k, 1, 1)`` (else ``None``; only for the first ``noise_count`` rows of
     ``demod`` if given, the others being second demodulations of the same reflections).
+    ``cut``: the kernels' band in window bins (``_windows.band_taper``).
     """
-    h, w = data.shape
-    # One 2D spectrum serves every kernel: fold along one axis with the first-axis
-    # kernels, then along the other with the second-axis ones; one small batched
-    # inverse 2D FFT then gives every coefficient map on the step grid.
-    lengths = tuple(step * sfft.next_fast_len(-(-n // step)) for n in (h, w))
-    spectrum = sfft.fft2(data, s=lengths, workers=workers)
-    if noise is False:
-        noise = None
-    elif noise is True:
-        energy = _apodised_energy(lengths, data.shape)
-        noise = _spectral_noise(spectrum, demod, window, energy, noise_count)
-    else:
+    # One real 2D spectrum serves every kernel: per kernel, the band of the spectrum
+    # where its (band-limited) kernel spectrum is non-zero is multiplied by it and folded
+    # onto the map grid; one small batched inverse 2D FFT then gives every coefficient
+    # map on the step grid.
+    spectrum, lengths = spec.spectrum, spec.lengths
+    if noise:
         # Missing pixels are zeros here: they count for nothing in the energy.  Their
         # holes in the fringes spread some fringe power near g, which makes the
         # amplitude of that frame conservative (docs/method.md).
-        energy = _apodised_energy(lengths, data.shape, noise)
-        noise = _spectral_noise(spectrum, demod, window, energy, noise_count)
-    kernels = _Kernels(window, step, lengths, start, spectrum.dtype)
-    folded = _folds(spectrum, demod, kernels, background)
-    del spectrum
+        energy = _apodised_energy(lengths, spec.shape, spec.finite)
+        noise = _spectral_noise(spectrum, lengths, demod, window, energy, noise_count)
+    else:
+        noise = None
+    means = background and _mean_leaks(demod, window)
+    folded = _band_folds(spectrum, lengths, demod, window, step, start, means, cut)
     # The inverse along y, then along x for the map rows only.
     my, mx = count
     grid = sfft.ifft(folded, axis=-2, overwrite_x=True, workers=workers)[:, :my]
     grid = sfft.ifft(grid, axis=-1, workers=workers)[..., :mx]
-    n_mean = 2 if background else 0
+    n_mean = 2 if means else 0
     coef = grid[n_mean:].reshape(demod.shape[0], 3, my, mx).transpose(1, 0, 2, 3)
-    if background:
+    if means:
         _subtract_means(grid[:2], coef, demod, window)
     return coef, noise
 
 
-def _spectral_noise(spectrum, demod, window: int, h2: float, count=None):
+def _mean_leaks(demod, window: int) -> bool:
+    """Whether a window's mean leaks into any coefficient by ``_LEAKAGE_NEGLIGIBLE`` or more.
+
+    Through the band-limited kernel's response at the reflection, relative to its peak:
+    none at all for a reflection beyond the band along either axis.
+    """
+    leak = np.abs(_response2(window, demod)) / _response2(window, np.zeros(2))
+    return bool(np.any(leak >= _LEAKAGE_NEGLIGIBLE))
+
+
+def _spectral_noise(spectrum, lengths, demod, window: int, h2: float, count=None):
     """The noise power ``E|Z|²`` of a window at each reflection, ``(k, 1, 1)`` float32.
 
     Only the first ``count`` rows of ``demod`` if given; the main lobes of all are kept
@@ -193,13 +266,13 @@ def _spectral_noise(spectrum, demod, window: int, h2: float, count=None):
     estimates that whatever sparse peaks the lattice puts there.  Floored at 1e-30 of the frame's
     mean power, so that a noise-free lattice gives a large but finite amplitude.
     """
-    shape = np.array(spectrum.shape)
+    shape = np.array(lengths)
     w2 = float(np.sum(hann_taps(window)[1] ** 2)) ** 2
     out = np.empty(demod.shape[0] if count is None else count)
     for r, f0 in enumerate(demod[: out.size]):
         idx, keep = _noise_bins(f0, demod, shape, window)
         rows, cols = np.nonzero(keep)
-        near = _apodised(spectrum, idx[0][rows], idx[1][cols])
+        near = _apodised(spectrum, lengths, idx[0][rows], idx[1][cols])
         power = near.real.astype(np.float64) ** 2 + near.imag.astype(np.float64) ** 2
         out[r] = np.quantile(power, _NOISE_QUANTILE)
     floor = 1e-30 * max(float(np.mean(np.abs(spectrum[::7, ::7]) ** 2)), 1e-30)
@@ -226,25 +299,60 @@ def _noise_bins(f0, demod, shape, window: int):
     keep = np.abs(radial - np.hypot(*f0) * window) <= _NOISE_WIDTH
     keep &= (from_g <= _NOISE_ARC) & (radial >= _NOISE_ZERO)
     for g in (*demod, *-demod):
+        apart = (g - f0 + 0.5) % 1.0 - 0.5
+        if np.hypot(*apart) * window > _NOISE_ARC + _NOISE_OWN_LOBE + 1.0:
+            continue  # its lobe lies beyond the arc
         keep &= np.hypot(alias[0][:, None] - g[0], alias[1][None, :] - g[1]) * window >= (
             _NOISE_OWN_LOBE
         )
     return idx, keep
 
 
-def _apodised(spectrum, rows, cols):
+def _apodised(spectrum, lengths, rows, cols):
     """The spectrum of the Hann-apodised frame at the bins ``(rows[i], cols[i])``.
 
-    A periodic Hann window ``½ - ½cos(2πn/L)`` multiplies the frame: its spectrum is
-    convolved with ``(-¼, ½, -¼)`` along each axis.
+    ``spectrum`` is the real FFT of the frame padded to ``lengths``.  A periodic Hann
+    window ``½ - ½cos(2πn/L)`` multiplies the frame: its spectrum is convolved with
+    ``(-¼, ½, -¼)`` along each axis.
     """
-    ly, lx = spectrum.shape
     taps = (-0.25, 0.5, -0.25)
     out = np.zeros(rows.shape, dtype=np.complex128)
     for dy, ty in zip((-1, 0, 1), taps, strict=True):
-        r = (rows + dy) % ly
         for dx, tx in zip((-1, 0, 1), taps, strict=True):
-            out += (ty * tx) * spectrum[r, (cols + dx) % lx]
+            out += (ty * tx) * _bins_at(spectrum, lengths, rows + dy, cols + dx)
+    return out
+
+
+def _bins_at(spectrum, lengths, rows, cols):
+    """The full 2D DFT at integer bins ``(rows[i], cols[i])`` (any sign) from its real FFT.
+
+    Bins beyond the real FFT's half are the conjugates of their mirror (real frame).
+    """
+    ly, lx = lengths
+    c = cols % lx
+    direct = c <= lx // 2
+    values = spectrum[np.where(direct, rows, -rows) % ly, np.where(direct, c, (lx - c) % lx)]
+    return np.where(direct, values, np.conj(values))
+
+
+def _band(spectrum, lengths, rows, cols):
+    """The full 2D DFT on the box of bins ``rows × cols`` (consecutive integers, any
+    sign) from its real FFT, ``(rows.size, cols.size)``.
+
+    Columns are read in runs, directly or (beyond the real FFT's half) as the conjugate
+    of their mirror, so that only the box is copied.
+    """
+    ly, lx = lengths
+    out = np.empty((rows.size, cols.size), dtype=spectrum.dtype)
+    c = cols % lx
+    direct = c <= lx // 2
+    edges = [0, *(np.flatnonzero(np.diff(direct)) + 1), cols.size]
+    for a, b in itertools.pairwise(edges):
+        if direct[a]:
+            out[:, a:b] = spectrum[rows % ly, c[a] : c[b - 1] + 1]
+        else:
+            mirror = spectrum[(-rows) % ly, lx - c[b - 1] : lx - c[a] + 1]
+            np.conjugate(mirror[:, ::-1], out=out[:, a:b])
     return out
 
 
@@ -259,93 +367,84 @@ def _apodised_energy(lengths, data_shape, finite=None) -> float:
     return float(squares[0] @ finite.astype(np.float64) @ squares[1])
 
 
-class _Kernels:
-    """Kernel spectra along one axis of the padded frame, in the spectrum's precision."""
+def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: bool, cut):
+    """Every kernel times its band of the spectrum, folded onto the map grid.
 
-    def __init__(self, window, step, lengths, start, ctype):
-        self.window, self.step, self.lengths, self.start = window, step, lengths, start
-        self.ctype = ctype
+    ``spectrum`` is the real FFT of the frame padded to ``lengths``; returns the planes
+    ``(n_mean + 3k, L_y/step, L_x/step)`` of the small inverse FFT: with ``means``, the
+    window means at c (real) and c - e_y (imaginary), at c - e_x (real); then per
+    reflection the windows at c, c - e_y and c - e_x.
 
-    def __call__(self, axis, freqs, shifts):
-        spectra = kernel_spectra(self.window, self.lengths[axis], freqs, shifts)
-        return (spectra / self.step).astype(self.ctype)
-
-    def pair(self, axis, freq):
-        """The kernels of the windows at ``c`` and ``c - e`` along ``axis``."""
-        pos = self.start[axis]
-        return self(axis, [freq, freq], [pos, pos - 1])
-
-
-def _folds(spectrum, demod, kernels, background):
-    """Every kernel folded along y then x: the planes of the small inverse FFT.
-
-    Planes: the window means at c (real) and c - e_y (imaginary), at c - e_x (real);
-    then per reflection the windows at c, c - e_y and c - e_x.
-
-    Along y, every kernel at once, as a batched matrix product over the ``M = L_y/step``
-    folded rows: row ``m`` of kernel ``j`` is ``Σ_a ky_j[m + a·M]·S[m + a·M]``, one read
-    of the spectrum for all kernels (the means at c and c - e_y travel as the real and
-    imaginary part of one kernel: the f = 0 kernels are Hermitian and their results
-    real).  Then, chunk by chunk of rows while they sit in the CPU cache, along x: the
-    c - e_x kernel is the c kernel times ``exp(-2πi ν/L_x)``, which at ``ν = b·P + p``
-    (``P = L_x/step``) is ``exp(-2πi b/step)·exp(-2πi p/L_x)``, so that one product with
-    the c kernel serves both, reduced over the aliases ``b`` with weights 1 and
-    ``exp(-2πi b/step)`` (the ``exp(-2πi p/L_x)`` is applied to the folded plane).
+    A kernel is separable, ``K_y(ν_y)·K_x(ν_x)``, and zero beyond ``BAND_CUT`` window
+    bins of its frequency (``cut``, ``_windows.band_response``): only that box of the spectrum is
+    read (Hermitian symmetry gives the half the real FFT leaves out), multiplied, and
+    added into the grid at ``ν mod (L/step)`` (folding: summing the ``step`` aliases of
+    each bin makes the inverse transform of the small grid the full one sampled every
+    ``step`` pixels).  The f = 0 kernels are Hermitian and their results real, so the
+    means at c and c - e_y travel as the real and imaginary part of one plane.
     """
-    s = kernels.step
-    ly, lx = spectrum.shape
-    m, p = ly // s, lx // s
-    k = demod.shape[0]
-    n_mean = 2 if background else 0
-    y_rows, x_kernels = [], []
-    if background:
-        mean = kernels.pair(0, 0.0)
-        y_rows.append(mean[0] + 1j * mean[1])
-        x_kernels.append(kernels(1, [0.0], [kernels.start[1]])[0])
-    for r in range(k):
-        y_rows.extend(kernels.pair(0, demod[r, 0]))
-        x_kernels.append(kernels(1, [demod[r, 1]], [kernels.start[1]])[0])
-    n_y = len(y_rows)
-    ker = np.stack(y_rows).astype(kernels.ctype, copy=False)
-    ker = np.ascontiguousarray(ker.reshape(n_y, s, m).transpose(2, 0, 1))  # (M, n_y, s)
-    spec = spectrum.reshape(s, m, lx).transpose(1, 0, 2)  # (M, s, L_x)
-    weights = np.stack([np.ones(s), np.exp(-2j * np.pi * np.arange(s) / s)])
-    weights = weights.astype(kernels.ctype)
-    folded = np.empty((n_mean + 3 * k, m, p), dtype=kernels.ctype)
-    # Column strips small enough that BLAS keeps each product on the calling thread:
-    # OpenBLAS starts threads of its own from 2^16 multiply-adds per product, which in
-    # the engine's thread pool (and beside other jobs) made 8 or more kernels 50 times
-    # slower.
-    cols = max(1, _BLAS_ONE_THREAD // (n_y * s))
-    rows = max(1, _FOLD_CHUNK_BYTES // (n_y * lx * spectrum.itemsize))
-    first = np.empty((rows, n_y, lx), dtype=kernels.ctype)
-    product = np.empty((rows, lx), dtype=kernels.ctype)
-    for r0 in range(0, m, rows):
-        r1 = min(m, r0 + rows)
-        part, prod = first[: r1 - r0], product[: r1 - r0]
-        for x0 in range(0, lx, cols):
-            x1 = x0 + cols
-            np.matmul(ker[r0:r1], spec[r0:r1, :, x0:x1], out=part[:, :, x0:x1])
-        # (plane of the first fold, x kernel, first output plane, with c - e_x?)
-        jobs = [(0, 0, 0, True)] if background else []
-        for r in range(k):
-            c, i = n_mean // 2 + 2 * r, n_mean + 3 * r
-            jobs += [(c, n_mean // 2 + r, i, True), (c + 1, n_mean // 2 + r, i + 1, False)]
-        for j, kx, i, both in jobs:
-            np.multiply(part[:, j], x_kernels[kx], out=prod)
-            alias = prod.reshape(-1, s, p)
-            if both:
-                # c into plane i, c - e_x into plane i + 1 (means) or i + 2 (reflections)
-                step_out = 1 if (background and j == 0) else 2
-                out = folded[i : i + step_out + 1 : step_out, r0:r1].transpose(1, 0, 2)
-                np.matmul(weights, alias, out=out)
-            else:
-                np.matmul(weights[:1], alias, out=folded[i : i + 1, r0:r1].transpose(1, 0, 2))
-    ramp = np.exp(-2j * np.pi * np.arange(p) / lx).astype(kernels.ctype)
-    if background:
-        folded[1] *= ramp
-    folded[n_mean + 2 :: 3] *= ramp
-    return folded
+    n_mean = 2 if means else 0
+    grid = (lengths[0] // step, lengths[1] // step)
+    planes = np.zeros((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
+
+    def kernels(axis, freq):
+        bins = band_bins(window, lengths[axis], freq, cut)
+        shifts = (start[axis], start[axis] - 1)
+        pair = kernel_band(window, lengths[axis], freq, shifts, bins, cut)
+        return bins, (pair / step).astype(spectrum.dtype)
+
+    def box(freqs, planes):
+        """Fold the c, c - e_y, c - e_x products of one kernel box into ``planes``."""
+        (rows, (y_c, y_e)), (cols, (x_c, x_e)) = kernels(0, freqs[0]), kernels(1, freqs[1])
+        first = (rows[0], cols[0])
+        values = _band(spectrum, lengths, rows, cols)
+        along_y = values * y_c[:, None]
+        values *= y_e[:, None]  # now along y for c - e_y
+        if len(planes) == 2:
+            # The means: c (real part) and c - e_y (imaginary part) in one plane.
+            _fold_product(planes[0], values * np.complex64(1j) + along_y, x_c, first)
+            _fold_product(planes[1], along_y, x_e, first)
+            return
+        _fold_product(planes[0], along_y, x_c, first)
+        _fold_product(planes[1], values, x_c, first)
+        _fold_product(planes[2], along_y, x_e, first)
+
+    if means:
+        box((0.0, 0.0), planes[:2])
+    for r, freqs in enumerate(demod):
+        box(freqs, planes[n_mean + 3 * r : n_mean + 3 * r + 3])
+    return planes
+
+
+def _fold_product(plane, values, row, first):
+    """Add ``values · row`` (bins ``first + (i, j)``; ``row`` along the columns) into the
+    zero-initialised ``plane`` modulo its shape.
+
+    The first ``plane.shape`` of the box is written in place, the rest (a box larger
+    than the plane) added.
+    """
+    size = plane.shape
+    for r0 in range(0, values.shape[0], size[0]):
+        for c0 in range(0, values.shape[1], size[1]):
+            part = values[r0 : r0 + size[0], c0 : c0 + size[1]]
+            factor = row[c0 : c0 + size[1]]
+            at = ((first[0] + r0) % size[0], (first[1] + c0) % size[1])
+            for rows, src_rows in _wrapped(at[0], part.shape[0], size[0]):
+                for cols, src_cols in _wrapped(at[1], part.shape[1], size[1]):
+                    if r0 == c0 == 0:
+                        np.multiply(
+                            part[src_rows, src_cols], factor[src_cols], out=plane[rows, cols]
+                        )
+                    else:
+                        plane[rows, cols] += part[src_rows, src_cols] * factor[src_cols]
+
+
+def _wrapped(at: int, n: int, size: int):
+    """Destination and source slices of ``n <= size`` items added at ``at`` modulo ``size``."""
+    head = min(n, size - at)
+    yield slice(at, at + head), slice(0, head)
+    if head < n:
+        yield slice(0, n - head), slice(head, n)
 
 
 def _subtract_means(means, coef, demod, window):
@@ -354,10 +453,9 @@ def _subtract_means(means, coef, demod, window):
     ``means`` holds the mean at c (real) and c - e_y (imaginary) in plane 0 and at
     c - e_x in plane 1; the mean leaks into each coefficient through the window DTFT.
     """
-    norm = np.float32(1.0 / hann_dtft(window, 0.0) ** 2)
+    norm = np.float32(1.0 / band_response(window, 0.0) ** 2)
     m_c, m_ey, m_ex = means[0].real * norm, means[0].imag * norm, means[1].real * norm
-    w_y, w_x = hann_dtft(window, demod[:, 0]), hann_dtft(window, demod[:, 1])
-    s_main = (w_y * w_x).astype(np.float32)
+    s_main = _response2(window, demod).astype(np.float32)
     for r in range(demod.shape[0]):
         coef[0, r] -= m_c * s_main[r]
         coef[1, r] -= m_ey * s_main[r]
@@ -365,7 +463,7 @@ def _subtract_means(means, coef, demod, window):
 
 
 def _frame_maps(
-    frame,
+    spec: FrameSpectrum,
     demod,
     given,
     out,
@@ -380,7 +478,8 @@ def _frame_maps(
     background: bool,
     workers: int,
 ):
-    """The six maps of one 2D frame for ``k`` reflections, into ``out (6, k, my, mx)``.
+    """The six maps of one 2D frame (its spectrum) for ``k`` reflections, into
+    ``out (6, k, my, mx)``.
 
     Map pixel ``(i, j)`` is the window centred on local pixel ``start + (i, j)·step``,
     image pixel ``origin + (i, j)·step`` (the phase is referred to the image origin);
@@ -390,7 +489,7 @@ def _frame_maps(
     two lattices; each window then takes the one nearer to its own estimate.
     """
     count = out.shape[-2:]
-    data, clean, finite = _prepare(frame, window, step, start, count)
+    clean = spec.clean(window, step, start, count)
     if not clean.any():
         out[...] = np.nan
         return out
@@ -399,35 +498,32 @@ def _frame_maps(
     second = demod[:, 2:4] if demod.shape[1] > 2 else np.full((k, 2), np.nan)
     two = np.nonzero(np.all(np.isfinite(second), axis=1))[0]
     coef, noise = _coefficients(
-        data,
+        spec,
         np.concatenate([first, second[two]]),
         window=window,
         step=step,
         start=start,
         count=count,
         background=background,
-        noise=True if finite is None else finite,
+        noise=True,
         workers=workers,
         noise_count=k,
     )
-    # The first modes, then the second ones where there are.  The leakage of the other
-    # reflections is removed within each set of demodulations (the two modes of a
-    # reflection are one and the same fringe); a reflection with one mode is the same
-    # source in both sets.
-    z = coef[:, :k]
-    if two.size:
-        alt, alt_demod = z.copy(), first.copy()
-        alt[:, two], alt_demod[two] = coef[:, k:], second[two]
-    sources = {}
-    z = _remove_leakage(z, first, window, background, sources=sources)
+    # The first modes, then the second ones where there are.  The leakage of every
+    # picked fringe, measured at its first mode, is removed from both.
+    z, alt = coef[:, :k], coef[:, k:]
+    terms = _leakage_terms(range(k), first, first, window, background)
+    alt_terms = _leakage_terms(two, second[two], first, window, background)
+    sources = _leakage_sources(z, first, {term[1] for term in terms + alt_terms})
+    _remove_leakage(z, terms, sources)
+    _remove_leakage(alt, alt_terms, sources)
+    del sources
     fy, fx = _phase_frequencies(z)
-    z0, d32 = z[0], first.astype(np.float32).T[:, :, None, None]
+    d32 = first.astype(np.float32)
+    oy, ox = fy - d32[:, 0, None, None], fx - d32[:, 1, None, None]
     if two.size:
-        shared = {j: v for j, v in sources.items() if j not in two}
-        alt = _remove_leakage(alt, alt_demod, window, background, targets=two, sources=shared)
-        z0, fy, fx, d32 = _nearest_mode(
-            (z0, fy, fx, d32), (alt[:, two], second[two].astype(np.float32)), two
-        )
+        _nearest_mode((z[0], fy, fx, oy, ox), (alt, second[two].astype(np.float32)), two)
+    z0 = z[0]
     power = z0.real**2 + z0.imag**2
     with np.errstate(divide="ignore", invalid="ignore"):
         amp = np.where(power > 0, power / noise, np.float32(0.0))
@@ -438,8 +534,8 @@ def _frame_maps(
     rho = lag_one_correlation(window)
     a_eff = np.float32(4 * np.pi**2) * np.maximum(amp - np.float32(1.0), np.float32(1e-12))
     one_minus, two_rho, pi = np.float32(1.0 - rho), np.float32(2 * rho), np.float32(np.pi)
-    vy = (one_minus + two_rho * np.sin(pi * (fy - d32[0])) ** 2) / a_eff
-    vx = (one_minus + two_rho * np.sin(pi * (fx - d32[1])) ** 2) / a_eff
+    vy = (one_minus + two_rho * np.sin(pi * oy) ** 2) / a_eff
+    vx = (one_minus + two_rho * np.sin(pi * ox) ** 2) / a_eff
     _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search)
     return _geometric_phase(out, z0, given, origin, step, min_amplitude)
 
@@ -447,29 +543,22 @@ def _frame_maps(
 def _nearest_mode(first, second, two):
     """Per window and reflection, the estimate of the demodulation nearest to it.
 
-    ``first`` holds ``z, fy, fx`` ``(k, my, mx)`` (overwritten) at the first
-    demodulation ``(2, k, 1, 1)``; ``second`` the coefficients ``(3, m, my, mx)`` of the
-    reflections ``two`` at their second demodulation ``(m, 2)``.  The phase difference is
-    unbiased at any offset inside the main lobe, but its variance grows as ``1 + 3β²``
-    with the offset ``β``: the nearer demodulation gives the better estimate.  Returns
-    ``z, fy, fx`` and the demodulation of each window, ``(2, k, my, mx)``.
+    ``first`` holds ``z, fy, fx`` and the offsets ``oy, ox`` of ``fy, fx`` from the
+    first demodulation, each ``(k, my, mx)`` (overwritten); ``second`` the coefficients
+    ``(3, m, my, mx)`` of the reflections ``two`` at their second demodulation
+    ``(m, 2)``.  The phase difference is unbiased at any offset inside the main lobe,
+    but its variance grows as ``1 + 3β²`` with the offset ``β``: the nearer
+    demodulation gives the better estimate.
     """
-    z, fy, fx, d = first
+    z, fy, fx, oy, ox = first
     coef, d2 = second
     fy2, fx2 = _phase_frequencies(coef)
-    d2 = d2.T[:, :, None, None]
-    off1 = np.square(fy[two] - d[0, two]) + np.square(fx[two] - d[1, two])
-    off2 = np.square(fy2 - d2[0]) + np.square(fx2 - d2[1])
-    use = off2 < off1
-    demod = np.empty((2, *fy.shape), dtype=np.float32)
-    demod[...] = d
+    oy2, ox2 = fy2 - d2[:, 0, None, None], fx2 - d2[:, 1, None, None]
     for i, r in enumerate(two):
-        np.copyto(z[r], coef[0, i], where=use[i])
-        np.copyto(fy[r], fy2[i], where=use[i])
-        np.copyto(fx[r], fx2[i], where=use[i])
-        for axis in range(2):
-            np.copyto(demod[axis, r], d2[axis, i], where=use[i])
-    return z, fy, fx, demod
+        use = np.square(oy2[i]) + np.square(ox2[i]) < np.square(oy[r]) + np.square(ox[r])
+        np.copyto(z[r], coef[0, i], where=use)
+        for mine, theirs in ((fy, fy2), (fx, fx2), (oy, oy2), (ox, ox2)):
+            np.copyto(mine[r], theirs[i], where=use)
 
 
 def _geometric_phase(out, z, given, origin, step: int, min_amplitude: float):
@@ -502,60 +591,77 @@ def _phase_frequencies(coef):
     return fy, fx
 
 
-def _hann2(window: int, f) -> np.ndarray:
-    """2D window DTFT ``Ŵ(fy)·Ŵ(fx)`` at frequencies ``f (..., 2)``."""
+def _response2(window: int, f) -> np.ndarray:
+    """2D kernel response ``R(fy)·R(fx)`` at frequency offsets ``f (..., 2)``."""
     f = np.asarray(f, dtype=np.float64)
-    return hann_dtft(window, f[..., 0]) * hann_dtft(window, f[..., 1])
+    return band_response(window, f[..., 0]) * band_response(window, f[..., 1])
 
 
-def _remove_leakage(coef, demod, window: int, background: bool, targets=None, sources=None):
-    """Subtract from each coefficient (in place) the leakage of the other picked components.
+def _leakage_terms(targets, target_demod, source_demod, window: int, background: bool):
+    """The leakage of every picked component into each target coefficient.
 
-    ``targets``: the reflections to correct (default all).  ``sources``: a dict that
-    holds, per reflection ``j``, its uncorrected coefficients and their first-order
-    offsets; entries given are used as they are (the same coefficients at the same
-    demodulation), the others are computed and added.
+    ``targets`` are the reflection indices of the target coefficients, demodulated at
+    ``target_demod (m, 2)``; ``source_demod (k, 2)`` the demodulations of the
+    coefficients that measure the sources (the picked fringes).  Returns
+    ``(target position, source j, conjugate?, c0, gradient)`` per term of at least
+    ``_LEAKAGE_NEGLIGIBLE``.
 
     Each real fringe ``j`` is a pair of components ``a_j exp(2πi f_j·r)`` and its
     conjugate at ``-f_j``; through the window's side lobes both add
     ``a_j C(f0_k - f_j)`` and ``conj(a_j) C(f0_k + f_j)`` to the coefficient of
-    reflection ``k`` (``C`` the window DTFT, minus the part removed with the window
+    reflection ``k`` (``C`` the kernel response, minus the part removed with the window
     mean).  With ``a_j`` from the measured coefficient ``Z_j / C(f0_j - f_j)`` and
     the ratios expanded to first order in the local offset ``f_j - f0_j``, one
     correction leaves a residual of second order in the leakage (about 1e-8 instead
-    of 1e-4 for reflections 10 bins apart in a 64-pixel window).
+    of 1e-4 for reflections 10 bins apart in a 64-pixel window).  A fringe measured at
+    one demodulation serves targets at any other (a reflection's second mode is the
+    same fringe).
     """
-    k = demod.shape[0]
-    targets = range(k) if targets is None else targets
-    sources = {} if sources is None else sources
-    w0 = _hann2(window, np.zeros(2))
+    w0 = _response2(window, np.zeros(2))
     h = 1e-3 / window
     probes = np.array([[0.0, 0.0], [h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]])
-    terms = []  # (target k, source j, conjugate?, c0, gradient)
-    for j in range(k):
-        f = demod[j] + probes  # (5, 2) candidate true frequencies of component j
-        mean_part = _hann2(window, f) / w0 if background else np.zeros(len(f))
-        own = _hann2(window, demod[j] - f) - mean_part * _hann2(window, demod[j])
-        for kk in targets:
-            for sign in (-1.0, 1.0):
-                if sign < 0 and kk == j:
-                    continue
-                cross = _hann2(window, demod[kk] + sign * f)
-                ratio = (cross - mean_part * _hann2(window, demod[kk])) / own
-                grad = np.array([ratio[1] - ratio[2], ratio[3] - ratio[4]]) / (2 * h)
-                if abs(ratio[0]) + np.abs(grad).sum() * 0.5 / window >= _LEAKAGE_NEGLIGIBLE:
-                    terms.append((kk, j, sign > 0, ratio[0], grad))
-    if not terms:
-        return coef
-    # Uncorrected copies of the sources and their first-order local frequency offsets
-    # (single precision, as the coefficients: the correction itself is below 1e-3).
+    terms = []
+    targets = np.asarray(targets, dtype=int)
+    signs = np.array([-1.0, 1.0])
+    at_targets = _response2(window, target_demod)[:, None, None]
+    for j, f0 in enumerate(source_demod):
+        f = f0 + probes  # (5, 2) candidate true frequencies of component j
+        mean_part = _response2(window, f) / w0 if background else np.zeros(len(f))
+        own = _response2(window, f0 - f) - mean_part * _response2(window, f0)
+        # (target, sign, probe): the components at ±f seen at each target's demodulation
+        seen = target_demod[:, None, None, :] + signs[None, :, None, None] * f
+        ratio = (_response2(window, seen) - mean_part * at_targets) / own
+        grad = np.stack([ratio[..., 1] - ratio[..., 2], ratio[..., 3] - ratio[..., 4]], -1)
+        grad /= 2 * h
+        size = np.abs(ratio[..., 0]) + np.abs(grad).sum(axis=-1) * 0.5 / window
+        for t, kk in enumerate(targets):
+            for i, sign in enumerate(signs):
+                if (sign > 0 or kk != j) and size[t, i] >= _LEAKAGE_NEGLIGIBLE:
+                    terms.append((t, j, sign > 0, ratio[t, i, 0], grad[t, i]))
+    return terms
+
+
+def _leakage_sources(coef, demod, needed):
+    """Uncorrected copies of the sources ``needed`` of ``coef (3, k, ...)`` and their
+    first-order local frequency offsets from ``demod (k, 2)``.
+
+    Single precision, as the coefficients: the correction itself is below 1e-3.
+    """
     d32 = demod.astype(np.float32)
-    for j in sorted({term[1] for term in terms} - set(sources)):
+    sources = {}
+    for j in sorted(needed):
         source = coef[:, j].copy()
         fy, fx = _phase_frequencies(source)
         sources[j] = (source, (fy - d32[j, 0], fx - d32[j, 1]))
+    return sources
+
+
+def _remove_leakage(coef, terms, sources):
+    """Subtract the leakage ``terms`` (:func:`_leakage_terms`) from ``coef`` (in place)."""
+    if not terms:
+        return coef
     product = np.empty_like(coef[:, 0])
-    for kk, j, conjugate, c0, grad in terms:
+    for t, j, conjugate, c0, grad in terms:
         source, offset = sources[j]
         factor = np.float32(grad[0]) * offset[0]
         factor += np.float32(grad[1]) * offset[1]
@@ -564,7 +670,7 @@ def _remove_leakage(coef, demod, window: int, background: bool, targets=None, so
         np.multiply(source, factor, out=product)
         if conjugate:
             np.conjugate(product, out=product)
-        coef[:, kk] -= product
+        coef[:, t] -= product
     return coef
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maps import map_shape
-from ._frame import _frame_maps
+from ._frame import FrameSpectrum, _frame_maps, frame_spectrum
 from ._survey import _refined, _survey_frame
 
 # Auto chunking: spatial chunk side between these bounds, 8 windows where possible, so
@@ -28,7 +28,7 @@ class Settings:
     """Everything a block needs, validated: frequencies in cycles/pixel, sizes in pixels.
 
     ``given`` is ``(n, 2)``; ``shape`` the image's 2D shape; ``depth`` the context
-    (``window/2`` rounded up to a multiple of ``step``); ``binning`` that of the survey.
+    (``window/2`` rounded up to a multiple of ``step``).
     """
 
     given: np.ndarray
@@ -40,7 +40,6 @@ class Settings:
     min_amplitude: float
     search: float
     background: bool
-    binning: int
 
     def frame_options(self) -> dict:
         """Keyword arguments of the per-frame maps (one FFT thread per task)."""
@@ -60,7 +59,6 @@ class Settings:
             given=self.given,
             window=self.window,
             step=self.step,
-            binning=self.binning,
             search=self.search,
             workers=1,
         )
@@ -188,10 +186,16 @@ def within_image(origin, core, depth: int, shape):
 # ------------------------------------------------------------------ work on a block
 
 
-def frame_maps(frame, context, origin, demod, settings: Settings, out):
+def spectrum_of(frame, settings: Settings) -> FrameSpectrum:
+    """The spectrum of one 2D frame (core plus context), for its survey and its maps."""
+    return frame_spectrum(frame, settings.window, settings.step, workers=1)
+
+
+def frame_maps(spec: FrameSpectrum, context, origin, demod, settings: Settings, out):
     """The maps ``(6, n, my, mx)`` of one 2D frame (core plus context) into ``out``.
 
-    The frame's core starts on image pixel ``origin``.
+    ``spec`` is the frame's spectrum (:func:`spectrum_of`); its core starts on image
+    pixel ``origin``.
     ``demod`` is ``None`` (demodulate at the given reflections) or the survey's modes
     ``(n, 4)``; a reflection whose first mode moved by less than the tolerance, or that
     has none, is demodulated at its given frequency, and also at its second mode if it
@@ -200,13 +204,13 @@ def frame_maps(frame, context, origin, demod, settings: Settings, out):
     given = settings.given
     freqs = given if demod is None else _refined(demod, given, settings.window)
     return _frame_maps(
-        frame, freqs, given, out, start=context, origin=origin, **settings.frame_options()
+        spec, freqs, given, out, start=context, origin=origin, **settings.frame_options()
     )
 
 
-def frame_survey(frame, context, origin, core, settings: Settings):
-    """The survey ``(3, n, cy, cx)`` of one 2D frame (core plus context)."""
-    return _survey_frame(frame, origin, context, core, **settings.survey_options())
+def frame_survey(spec: FrameSpectrum, context, origin, core, settings: Settings):
+    """The survey ``(3, n, cy, cx)`` of one 2D frame (core plus context) from its spectrum."""
+    return _survey_frame(spec, origin, context, core, **settings.survey_options())
 
 
 def block_maps(block, origin, demod, settings: Settings):
@@ -224,7 +228,8 @@ def block_maps(block, origin, demod, settings: Settings):
     for idx in np.ndindex(*lead):
         frame_demod = None if demod is None else demod[(slice(None), slice(None), *idx)]
         where = (slice(None), slice(None), *idx)
-        frame_maps(block[idx][cut], context, origin, frame_demod, settings, out[where])
+        spec = spectrum_of(block[idx][cut], settings)
+        frame_maps(spec, context, origin, frame_demod, settings, out[where])
     return out
 
 
@@ -234,7 +239,8 @@ def block_survey(block, origin, settings: Settings):
     core = (block.shape[-2] - 2 * depth, block.shape[-1] - 2 * depth)
     cut, context = within_image(origin, core, depth, settings.shape)
     parts = [
-        frame_survey(block[idx][cut], context, origin, core, settings) for idx in np.ndindex(*lead)
+        frame_survey(spectrum_of(block[idx][cut], settings), context, origin, core, settings)
+        for idx in np.ndindex(*lead)
     ]
     n, count = settings.given.shape[0], parts[0].shape[-2:]
     return np.stack(parts, axis=2).reshape(3, n, *lead, *count)

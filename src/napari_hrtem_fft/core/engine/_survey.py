@@ -1,9 +1,9 @@
 """The survey for the refinement: where each reflection sits in each frame.
 
-A light first pass (the frame binned 2×2 where the reflections allow, every second map
-pixel, no background or leakage terms) gives the power-weighted median frequency of each
-reflection and frame; the maps are then demodulated there, which keeps uniform lattice
-changes and rotations in the centre of the window's main lobe.
+A light first pass (from the frame's spectrum that the maps use too, on a grid of about
+``window/8`` pixels, no background or leakage terms) gives the power-weighted median
+frequency of each reflection and frame; the maps are then demodulated there, which keeps
+uniform lattice changes and rotations in the centre of the window's main lobe.
 
 A frame may hold two lattices of one reflection (a core and a shell, two phases): when
 windows of at least ``_MODE_SHARE`` of the survey's power lie more than
@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._frame import _coefficients, _in_search, _phase_frequencies, _prepare
+from ._frame import (
+    FrameSpectrum,
+    _coefficients,
+    _in_search,
+    _phase_frequencies,
+    survey_step,
+)
 
 # A reflection is demodulated at its refined frequency only if that moved by more than
 # this many bins (1/N): at an offset β (bins) the phase-difference variance grows by
@@ -37,6 +43,11 @@ _MODE_SHARE = 0.05
 # only sort the noise into two clusters.
 _MODE_CONTRAST = 5.0
 
+# The survey's kernels keep ±8 window bins of the spectrum (the maps' ±16): a quarter
+# of the work, and its window differs from the Hann window by ~10⁻³ of its peak, which
+# changes nothing in its medians (the phase difference is exact for any window).
+_SURVEY_BAND_CUT = 8.0
+
 
 def _refined(demod, given, window: int):
     """The demodulation ``(n, 4)`` of each reflection from the survey's modes ``(n, 4)``.
@@ -50,14 +61,17 @@ def _refined(demod, given, window: int):
     return np.concatenate([np.where(use[:, None], first, given), second], axis=1)
 
 
-def _survey_frame(frame, origin, context, core, *, given, window, step, binning, search, workers):
-    """The survey ``(3, n, cy, cx)`` of one 2D frame (see :func:`_survey_block`).
+def _survey_frame(
+    spec: FrameSpectrum, origin, context, core, *, given, window, step, search, workers
+):
+    """The survey ``(3, n, cy, cx)`` of one 2D frame from its spectrum.
 
     The frame's core (``core`` pixels from ``context`` on, image pixel ``origin``) holds
-    the window centres; the frame starts on an even image pixel (planning ensures it).
+    the window centres, every :func:`survey_step` pixels of the image's grid.  Fields: the local
+    ``fy``, ``fx`` (NaN outside the search region or where the window is not clean)
+    and the peak power (0 there).
     """
-    b = binning
-    coarse = 2 * step
+    coarse = survey_step(window, step)
     n = given.shape[0]
     first = [-(-o // coarse) * coarse for o in origin]
     count = tuple(
@@ -67,40 +81,29 @@ def _survey_frame(frame, origin, context, core, *, given, window, step, binning,
     out[:2] = np.nan
     if not all(count):
         return out
-    local = tuple((f - o + p) // b for f, o, p in zip(first, origin, context, strict=True))
-    win, st = window // b, coarse // b
-    data, clean, _ = _prepare(_binned(frame, b), win, st, local, count)
+    local = tuple(f - o + p for f, o, p in zip(first, origin, context, strict=True))
+    clean = spec.clean(window, coarse, local, count)
     if not clean.any():
         return out
     coef, _ = _coefficients(
-        data,
-        given * b,
-        window=win,
-        step=st,
+        spec,
+        given,
+        window=window,
+        step=coarse,
         start=local,
         count=count,
         background=False,
         noise=False,
         workers=workers,
+        cut=_SURVEY_BAND_CUT,
     )
     fy, fx = _phase_frequencies(coef)
-    fy, fx = fy / np.float32(b), fx / np.float32(b)
     ok = _in_search(fy, fx, np.hypot(fy, fx), given, search)
     ok &= clean
     out[0] = np.where(ok, fy, np.nan)
     out[1] = np.where(ok, fx, np.nan)
     out[2] = np.where(ok, coef[0].real ** 2 + coef[0].imag ** 2, 0.0)
     return out
-
-
-def _binned(frame, b: int):
-    """Sum of ``b × b`` pixel blocks (NaN propagates); the frame itself for ``b = 1``."""
-    if b == 1:
-        return frame
-    hb, wb = frame.shape[0] // b, frame.shape[1] // b
-    frame = frame[: hb * b, : wb * b]
-    rows = sum(frame[i::b] for i in range(1, b)) + frame[0::b]
-    return sum(rows[:, j::b] for j in range(1, b)) + rows[:, 0::b]
 
 
 def _weighted_modes(survey, window: int):
@@ -184,9 +187,3 @@ def _weighted_median(values, weights):
     order = np.argsort(values)
     cum = below + np.cumsum(weights[order])
     return values[order][min(np.searchsorted(cum, half), values.size - 1)]
-
-
-def _survey_binning(given, window: int, step: int, search: float) -> int:
-    """2 when a 2×2-binned frame still holds the reflections well below Nyquist."""
-    fits = 2 * (1 + search) * np.max(np.abs(given)) <= 0.4
-    return 2 if (step % 2 == 0 and window % 4 == 0 and window >= 64 and fits) else 1
