@@ -31,16 +31,9 @@ from napari_hrtem_fft.core.engine import _survey
 from napari_hrtem_fft.core.profile import line_profile, step_width
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "core"))
+from lattices import PX, REFL, ellipse, noisy_particle
+from real_images import REAL_FILES, real_image, real_maps
 from reference import periodogram_peak
-
-PX = 0.02
-REFL = syn.pd_110_reflections(10.0)
-
-
-def ellipse(shape, fraction=0.45):
-    cy, cx = shape[0] * PX / 2, shape[1] * PX / 2
-    ry, rx = fraction * shape[0] * PX, fraction * shape[1] * PX
-    return lambda y, x: ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
 
 
 def clean_row(label, shape, window, step=8, mapping=None, where=None, px=PX, **kw):
@@ -119,16 +112,7 @@ def main():
     print("|---|---|---|---|---|---|")
     for window in (64, 128):
         shape = (768, 1024)
-        image, truth = syn.synthetic_lattice(
-            shape,
-            pixel_size=PX,
-            reflections=REFL,
-            amplitudes=0.2,
-            noise=0.2,
-            amorphous=0.1,
-            particle=ellipse(shape),
-            seed=3,
-        )
+        image, truth = noisy_particle(shape, seed=3)
         maps = analyze(image, REFL, pixel_size=PX, window=window, step=8, compute_strain=False)
         inside = truth.interior(window)[::8, ::8]
         d_err, a_err = truth.map_errors(maps, inside)
@@ -414,22 +398,12 @@ def no_lattice():
         print(f"| {label} | {' | '.join(cells)} |")
 
 
-REAL = [
-    "ncem_emd/Acquisition_18.emd",
-    "tia/16_STOimage.emi",
-    "dm3/example_Se_implanted_MoS2.dm3",
-    "dm3/PZO.dm3",
-    "dm4/PTO100-40nm-HAADF.dm4",
-]
-
-
 def real_images():
     """Amplitude test on the real lattice images of ../shared/data (skipped if absent)."""
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     if not data.is_dir():
         print(f"\n(real images: {data} not found, skipped)")
         return
-    import napari_hrtem_fft as hf
 
     print(
         "\nReal lattice images, crystalline throughout: windows inside the image that pass "
@@ -438,21 +412,13 @@ def real_images():
     )
     print("| file | d (nm) | window 64 | window 128 | window 256 |")
     print("|---|---|---|---|---|")
-    for name in REAL:
-        (mg, *_) = hf.read_micrographs(data / name)
-        image = np.asarray(mg.data, dtype=np.float32)
-        px = float(np.atleast_1d(mg.scale)[-1])
-        window0 = 256 if min(image.shape) >= 384 else 128
-        refl = hf.find_reflections(image, pixel_size=px, window=window0)[:3]
+    for name in REAL_FILES:
+        image, px, refl = real_image(data / name)
         cells = []
-        for window in (64, 128, 256):
-            usable = np.hypot(refl[:, 0], refl[:, 1]) * window * px >= 2
-            if window > 2 / 3 * min(image.shape):
+        for _, maps in real_maps(image, px, refl, (64, 128, 256)):
+            if maps is None:
                 cells.append("—")
                 continue
-            maps = analyze(
-                image, refl[usable], pixel_size=px, window=window, step=8, compute_strain=False
-            )
             amp = maps.amplitude[:, np.isfinite(maps.amplitude[0])]
             passed = ", ".join(f"{v * 100:.1f}" for v in np.mean(amp >= 10, axis=1))
             cells.append(f"{passed} % (A {np.median(amp):.3g})")

@@ -22,7 +22,10 @@ resolution matched to the window: ``--repeat`` alternating runs of each, with an
 strain; the ratio of the medians is the figure of issue 10 (target <= 1.5).
 
 Run:  .venv/bin/python benchmarks/bench_engine.py [--repeat 7] [--orig-repeat 2] [--windows 36]
-      [--only-gpa] [--before REV]
+      [--only-gpa] [--before REV] [--steps 4,8]
+
+The GPA comparison runs at step 4 (issue 10) and step 8 (the live mode's grid, issue 12:
+a 2048² frame within 0.3 s).
 
 ``--before REV`` also times ``analyze`` of git revision REV (extracted and imported under
 another name) in the same alternation: the cost of a change measured in one run.
@@ -118,10 +121,10 @@ def engine_at(rev: str):
     return importlib.import_module("hrtem_before.core.engine").analyze
 
 
-def versus_gpa(image, refl, repeat: int, before: str | None = None) -> None:
+def versus_gpa(image, refl, repeat: int, before: str | None = None, step: int = STEP) -> None:
     """Median wall and CPU time of ``analyze`` and ``analyze_gpa`` (and of ``analyze`` at
-    revision ``before``), alternating, and their ratios."""
-    options = dict(pixel_size=PIXEL, window=WINDOW, step=STEP)
+    revision ``before``), alternating, and their ratios, on the grid of ``step`` pixels."""
+    options = dict(pixel_size=PIXEL, window=WINDOW, step=step)
     runs = {"analyze": analyze, "analyze_gpa": analyze_gpa}
     if before:
         runs[f"analyze at {before}"] = engine_at(before)
@@ -129,7 +132,7 @@ def versus_gpa(image, refl, repeat: int, before: str | None = None) -> None:
         run(image[:512, :512], refl, **options)
     print(
         f"local FFT (analyze) vs GPA (analyze_gpa, resolution matched to window {WINDOW}), "
-        f"same image and grid, {repeat} alternating runs each; median wall (CPU) time:"
+        f"same image, step {step}, {repeat} alternating runs each; median wall (CPU) time:"
     )
     for strain in (True, False):
         walls = {name: [] for name in runs}
@@ -166,6 +169,11 @@ def main():
     parser.add_argument(
         "--before", metavar="REV", help="also time analyze of this git revision (same run)"
     )
+    parser.add_argument(
+        "--steps",
+        default=f"{STEP},8",
+        help="grid steps of the GPA comparison, comma-separated (8: the live mode's case)",
+    )
     args = parser.parse_args()
 
     image, truth = make_image()
@@ -176,7 +184,8 @@ def main():
         f"{n_windows} windows, {len(refl)} reflections, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    versus_gpa(image, refl, args.repeat, args.before)
+    for step in (int(s) for s in args.steps.split(",")):
+        versus_gpa(image, refl, args.repeat, args.before, step)
     if args.only_gpa:
         return
     print()

@@ -13,6 +13,8 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+from lattices import PX, REFL, ellipse, noisy_particle
+from real_images import REAL_FILES, real_image, real_maps
 from reference import periodogram_peak
 
 from napari_hrtem_fft.core import synthetic as syn
@@ -24,18 +26,9 @@ from napari_hrtem_fft.core.engine import (
     iter_analyze,
 )
 
-PX = 0.02  # nm per pixel
-REFL = syn.pd_110_reflections(10.0)  # (1-11), (-111), (002) of Pd [110]
-
 # Accuracy targets on noise-free lattices (max abs error over the particle interior).
 D_TOL = 5e-5  # relative, i.e. 0.005 %
 ANGLE_TOL = 5e-3  # degrees
-
-
-def _ellipse(shape, fraction=0.45):
-    cy, cx = shape[0] * PX / 2, shape[1] * PX / 2
-    ry, rx = fraction * shape[0] * PX, fraction * shape[1] * PX
-    return lambda y, x: ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
 
 
 def _assert_clean_accuracy(maps, truth, window, step, where=None):
@@ -58,7 +51,7 @@ def _assert_clean_accuracy(maps, truth, window, step, where=None):
 def test_clean_lattice_interior_accuracy(shape, window, n_refl):
     refl = np.vstack([REFL, REFL[0] + REFL[2]])[:n_refl]
     image, truth = syn.synthetic_lattice(
-        shape, pixel_size=PX, reflections=refl, particle=_ellipse(shape)
+        shape, pixel_size=PX, reflections=refl, particle=ellipse(shape)
     )
     step = 8
     maps = analyze(image, refl, pixel_size=PX, window=window, step=step, compute_strain=False)
@@ -69,7 +62,7 @@ def test_clean_lattice_interior_accuracy(shape, window, n_refl):
 def test_float32_image_meets_the_same_targets():
     shape = (384, 448)
     image, truth = syn.synthetic_lattice(
-        shape, pixel_size=PX, reflections=REFL, particle=_ellipse(shape), dtype=np.float32
+        shape, pixel_size=PX, reflections=REFL, particle=ellipse(shape), dtype=np.float32
     )
     maps = analyze(image, REFL, pixel_size=PX, window=128, step=8, compute_strain=False)
     assert maps.d_spacing.dtype == np.float32
@@ -89,7 +82,7 @@ def test_float32_image_meets_the_same_targets():
 def test_lattice_changes_are_followed_from_the_unstrained_reflections(mapping):
     shape = (512, 400)
     image, truth = syn.synthetic_lattice(
-        shape, pixel_size=PX, reflections=REFL, mapping=mapping, particle=_ellipse(shape)
+        shape, pixel_size=PX, reflections=REFL, mapping=mapping, particle=ellipse(shape)
     )
     maps = analyze(image, REFL, pixel_size=PX, window=96, step=8, compute_strain=False)
     _assert_clean_accuracy(maps, truth, 96, 8)
@@ -137,16 +130,7 @@ def test_noise_rms_close_to_reference_estimator_and_unbiased():
     # Fringe amplitude 0.2 = white-noise std 0.2 (SNR 1 per pixel), on an amorphous film.
     shape = (768, 1024)
     window, step = 128, 8
-    image, truth = syn.synthetic_lattice(
-        shape,
-        pixel_size=PX,
-        reflections=REFL,
-        amplitudes=0.2,
-        noise=0.2,
-        amorphous=0.1,
-        particle=_ellipse(shape),
-        seed=3,
-    )
+    image, truth = noisy_particle(shape, seed=3)
     maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
     inside = truth.interior(window)[::step, ::step]
     d_err, a_err = truth.map_errors(maps, inside)
@@ -178,7 +162,7 @@ def test_sigma_predicts_the_scatter_under_white_noise():
     shape = (640, 768)
     window, step = 64, 8
     image, truth = syn.synthetic_lattice(
-        shape, pixel_size=PX, reflections=REFL, noise=0.4, particle=_ellipse(shape), seed=5
+        shape, pixel_size=PX, reflections=REFL, noise=0.4, particle=ellipse(shape), seed=5
     )
     maps = analyze(image, REFL, pixel_size=PX, window=window, step=step, compute_strain=False)
     inside = truth.interior(window)[::step, ::step]
@@ -235,7 +219,7 @@ def test_uniform_dilatation_gives_isotropic_strain():
         pixel_size=PX,
         reflections=REFL,
         mapping=syn.dilatation_mapping(1.02, center=(4.0, 4.0)),
-        particle=_ellipse(shape),
+        particle=ellipse(shape),
     )
     maps = analyze(image, REFL, pixel_size=PX, window=96, step=8)
     assert maps.strain is not None
@@ -422,31 +406,18 @@ def test_amplitude_threshold_blanks_spacing_but_keeps_amplitude():
 
 def test_parameters_record_every_option():
     image, _ = syn.synthetic_lattice((256, 256), pixel_size=PX, reflections=REFL)
-    maps = analyze(
-        image,
-        REFL,
-        pixel_size=PX,
+    options = dict(
         window=64,
         step=8,
         search=0.05,
         min_amplitude=20.0,
         refine=False,
         compute_strain=False,
-        chunks=128,
         background=True,
     )
+    maps = analyze(image, REFL, pixel_size=PX, chunks=128, **options)
     p = maps.parameters
-    for key, value in dict(
-        pixel_size=PX,
-        window=64,
-        step=8,
-        search=0.05,
-        min_amplitude=20.0,
-        refine=False,
-        compute_strain=False,
-        chunks=(128, 128),
-        background=True,
-    ).items():
+    for key, value in dict(pixel_size=PX, chunks=(128, 128), **options).items():
         assert p[key] == value, key
     np.testing.assert_allclose(p["reflections"], REFL)
     assert (maps.window, maps.step, maps.pixel_size) == (64, 8, PX)
@@ -589,15 +560,6 @@ def test_dense_lattice_passes_the_amplitude_test_everywhere(window):
     np.testing.assert_allclose(d[1], a / np.sqrt(2), rtol=2e-3)
 
 
-REAL_FILES = [
-    "ncem_emd/Acquisition_18.emd",
-    "tia/16_STOimage.emi",
-    "dm3/example_Se_implanted_MoS2.dm3",
-    "dm3/PZO.dm3",
-    "dm4/PTO100-40nm-HAADF.dm4",
-]
-
-
 @pytest.mark.parametrize("name", REAL_FILES)
 def test_real_lattice_images_pass_the_amplitude_test(shared_data, name):
     # The files are crystalline throughout; their strongest low-order reflections (as
@@ -606,24 +568,12 @@ def test_real_lattice_images_pass_the_amplitude_test(shared_data, name):
     # window up to 2/3 of the image.  Measured minimum 99.2 % (16_STOimage, window 64,
     # whose {110} lie 2.3 bins from the centre); the windows that fail in MoS2 are
     # centred on a ~0.8 nm hole in the layer.  Before: PTO 0 % at windows 64 and 128.
-    import napari_hrtem_fft as hf
-
-    (mg, *_) = hf.read_micrographs(shared_data / name)
-    image = np.asarray(mg.data, dtype=np.float32)
-    px = float(np.atleast_1d(mg.scale)[-1])
-    refl = hf.find_reflections(
-        image, pixel_size=px, window=256 if min(image.shape) >= 384 else 128
-    )
-    refl = refl[:3]
+    image, px, refl = real_image(shared_data / name)
     spacing = 1 / np.hypot(refl[:, 0], refl[:, 1])
     assert np.all((spacing > 0.19) & (spacing < 0.43)), spacing  # low orders (README)
-    for window in (64, 128, 256):
-        if window > 2 / 3 * min(image.shape):
+    for window, maps in real_maps(image, px, refl, (64, 128, 256)):
+        if maps is None:
             continue
-        usable = np.hypot(refl[:, 0], refl[:, 1]) * window * px >= 2  # engine's limit
-        maps = analyze(
-            image, refl[usable], pixel_size=px, window=window, step=8, compute_strain=False
-        )
         inside = np.isfinite(maps.amplitude[0])
         passed = np.mean(maps.amplitude[:, inside] >= 10, axis=1)
         assert np.all(passed >= 0.99), (window, passed)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from real_images import REAL_FILES, real_image, real_maps
 from reference import periodogram_peak
-from test_engine import REAL_FILES
 
 from napari_hrtem_fft.core import synthetic as syn
 from napari_hrtem_fft.core.engine import analyze
@@ -109,17 +109,6 @@ def test_real_one_phase_images_keep_a_single_demodulation(shared_data, name):
     # One phase each: the survey's scatter of a weak reflection (PZO's 0.426 nm one at
     # window 64 spreads 0.11 bin, enough to put 5 % of its power 0.25 bin from the
     # median) must not split it into two modes.
-    import napari_hrtem_fft as hf
-
-    (mg, *_) = hf.read_micrographs(shared_data / name)
-    image = np.asarray(mg.data, dtype=np.float32)
-    px = float(np.atleast_1d(mg.scale)[-1])
-    refl = hf.find_reflections(
-        image, pixel_size=px, window=256 if min(image.shape) >= 384 else 128
-    )[:3]
-    for window in (64, 128):
-        usable = np.hypot(refl[:, 0], refl[:, 1]) * window * px >= 2
-        maps = analyze(
-            image, refl[usable], pixel_size=px, window=window, step=8, compute_strain=False
-        )
+    image, px, refl = real_image(shared_data / name)
+    for window, maps in real_maps(image, px, refl, (64, 128)):
         assert "second_demodulation" not in maps.parameters, window

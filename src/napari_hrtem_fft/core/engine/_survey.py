@@ -139,16 +139,17 @@ def _survey_modes(survey, window: int):
         return out
     f = np.stack([survey[0].ravel()[use], survey[1].ravel()[use]], axis=1)
     weight = weight[use].astype(np.float64)
-    out[:2] = _median2(f, weight)
+    median2 = _Medians(f, weight)
+    out[:2] = median2()
     far = np.hypot(*(f - out[:2]).T) * window > _MODE_SEPARATION
     if weight[far].sum() < _MODE_SHARE * weight.sum():
         return out
-    seeds = np.stack([out[:2], _median2(f[far], weight[far])])
-    nearer = np.argmin([np.hypot(*(f - m).T) for m in seeds], axis=0)
-    groups = [nearer == k for k in range(2)]
+    seeds = np.stack([out[:2], median2(far)])
+    second = np.hypot(*(f - seeds[1]).T) < np.hypot(*(f - seeds[0]).T)
+    groups = [~second, second]
     if any(weight[g].sum() < _MODE_SHARE * weight.sum() for g in groups):
         return out
-    modes = np.stack([_median2(f[g], weight[g]) for g in groups])
+    modes = np.stack([median2(g) for g in groups])
     separation = np.hypot(*(modes[0] - modes[1])) * window
     own = np.min([np.hypot(*(f - m).T) for m in modes], axis=0) * window
     if separation < max(_MODE_SEPARATION, _MODE_CONTRAST * _weighted_median(own, weight)):
@@ -157,9 +158,28 @@ def _survey_modes(survey, window: int):
     return modes[order].ravel()
 
 
-def _median2(f, weight):
-    """Component-wise weighted median of ``f (m, 2)``."""
-    return np.array([_weighted_median(f[:, c], weight) for c in range(2)])
+class _Medians:
+    """Component-wise weighted medians of ``f (m, 2)`` and of subsets of it.
+
+    Each component is sorted once; the median of a subset (a mask with some weight) is
+    then one cumulative sum over the sorted order, as :func:`_weighted_median` defines
+    it.
+    """
+
+    def __init__(self, f, weight):
+        # Ties hold one value, so that their order does not matter.
+        self.orders = [np.argsort(f[:, c]) for c in range(2)]
+        self.values = [f[order, c] for c, order in enumerate(self.orders)]
+        self.weights = [weight[order] for order in self.orders]
+
+    def __call__(self, mask=None):
+        out = np.empty(2)
+        for c, (order, values, weights) in enumerate(
+            zip(self.orders, self.values, self.weights, strict=True)
+        ):
+            cum = np.cumsum(weights if mask is None else np.where(mask[order], weights, 0.0))
+            out[c] = values[min(np.searchsorted(cum, 0.5 * cum[-1]), values.size - 1)]
+        return out
 
 
 def _weighted_median(values, weights):
