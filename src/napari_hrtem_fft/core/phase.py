@@ -640,8 +640,8 @@ def find_dislocations(
     every NaN hole that does not reach the map's edge (its rim closes round it): a
     local-FFT map is NaN over a core, where the fringes of the window cancel, and a
     core in such a hole lies within about the hole's radius of the reported position.
-    (Since the engine keeps the phase wherever the amplitude is above ``min_amplitude``,
-    such holes are a few map pixels at most.)
+    (The engine keeps the local-FFT phase wherever the window is clean, as GPA does, so
+    such holes now come from masks.)
 
     Raises
     ------

@@ -555,7 +555,7 @@ def _frame_maps(
     vy = (one_minus + two_rho * np.sin(pi * oy) ** 2) / a_eff
     vx = (one_minus + two_rho * np.sin(pi * ox) ** 2) / a_eff
     _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search)
-    return _geometric_phase(out, z0, given, origin, step, min_amplitude)
+    return _geometric_phase(out, z0, given, origin, step)
 
 
 def _nearest_mode(first, second, two):
@@ -579,15 +579,16 @@ def _nearest_mode(first, second, two):
             np.copyto(mine[r], theirs[i], where=use)
 
 
-def _geometric_phase(out, z, given, origin, step: int, min_amplitude: float):
+def _geometric_phase(out, z, given, origin, step: int):
     """The phase of each coefficient relative to its given ``g`` into ``out[5]``.
 
     For a fringe ``A cos(2π g·r + P(r))`` the coefficient of the window centred on ``c``
     is ``(A/2)·Ŵ·exp(i(2π g·c + P(c)))`` with ``Ŵ > 0`` in the main lobe, whatever the
     demodulation frequency: ``P(c) = arg(Z(c)·exp(-2πi g·c))``, ``c`` in image pixels
     from the image origin (as GPA's, ``docs/gpa.md``), in (-π, π].  NaN where the
-    amplitude is NaN or below ``min_amplitude``; kept where only the local ``g`` left the
-    search region (round a dislocation core, where the phase winds), as GPA keeps it.
+    amplitude is (the window is not clean); kept where the local ``g`` left the search
+    region or the amplitude is low (round a dislocation core, where the phase winds, and
+    on the film next to a core near the crystal's edge), as GPA keeps it.
     """
     my, mx = z.shape[-2:]
     centres = [o + step * np.arange(m) for o, m in zip(origin, (my, mx), strict=True)]
@@ -597,7 +598,7 @@ def _geometric_phase(out, z, given, origin, step: int, min_amplitude: float):
         ex = np.exp(-2j * np.pi * ((gx * centres[1]) % 1.0)).astype(np.complex64)
         out[5, r] = np.angle(z[r] * ey[:, None] * ex[None, :])
     np.copyto(out[5], np.float32(np.pi), where=out[5] <= -np.pi)
-    out[5] += _blank(out[2] >= min_amplitude)
+    out[5] += _blank(~np.isnan(out[2]))
     return out
 
 
