@@ -122,24 +122,13 @@ def dislocations(seeds: int) -> None:
 def random_layouts(count: int, seed: int = 1) -> None:
     """Random orientation, 2-5 cores >= 1.8 nm apart within 7.8 nm of the centre, random
     lattice-translation Burgers vectors, random noise seed; pass = every target met."""
-    rng = np.random.default_rng(seed)
+    from dislocations import random_layouts as draw  # the same layouts, one generator
+
     print(f"\n## Dislocations on {count} random layouts (seed {seed})")
     passed = 0
-    for trial in range(count):
-        rot = rng.uniform(-90, 90)
-        a1, a2 = lattice_translations(pd_110_reflections(rot))
-        choices = [a1, a2, a1 - a2, a1 + a2]
-        k = int(rng.integers(2, 6))
-        cores = []
-        while len(cores) < k:
-            r, t = 7.8 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
-            c = np.array([10.24 + r * np.sin(t), 10.24 + r * np.cos(t)])
-            if all(np.hypot(*(c - o)) > 1.8 for o in cores):
-                cores.append(c)
-        burgers = np.array([choices[rng.integers(4)] * rng.choice([-1, 1]) for _ in range(k)])
-        img, truth = dislocation_sample(
-            cores=np.array(cores), burgers=burgers, rotation=rot, seed=int(rng.integers(1000))
-        )
+    for trial, (img, truth) in enumerate(draw(count, seed)):
+        k = len(truth.cores)
+        rot = float(np.degrees(np.arctan2(-truth.reflections[2, 0], truth.reflections[2, 1])))
         maps = hf.analyze_gpa(img, truth.reflections, pixel_size=PIXEL, step=4)
         found = hf.find_dislocations(maps)
         inside = np.hypot(*(found.position - 10.24).T) < 9.0 - maps.parameters["resolution_nm"]
