@@ -139,7 +139,9 @@ def replace_result_layers(viewer, old: list, tuples: list) -> list:
     A layer of the same kind and reflection gets the new data, placement, display and
     metadata in place; new kinds are added and kinds the run no longer has are removed.
     Updating in place is what makes a re-run fast: napari collects garbage on every
-    layer removal and builds a canvas visual and controls on every addition.
+    layer removal and builds a canvas visual and controls on every addition.  Several
+    layers are added in one batch (one scene-graph update) without selecting each; the
+    selection is then empty, and the caller selects the layer to show.
 
     Parameters
     ----------
