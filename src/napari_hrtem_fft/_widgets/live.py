@@ -77,7 +77,9 @@ class LiveGrid:
     @property
     def map_shape(self) -> tuple[int, int]:
         """Map grid shape ``(my, mx)``."""
-        return tuple(-(-int(n) // self.step) for n in self.frame_shape)
+        from ..core.maps import map_shape
+
+        return map_shape(self.frame_shape, self.step)
 
     def placement(self, offset=(0.0, 0.0)) -> tuple[tuple, tuple]:
         """``(scale, translate)`` of the map grid in nm, the frame moved by ``offset`` nm."""
