@@ -205,14 +205,21 @@ def test_with_a_reference_region_strain_is_zero_there_in_every_frame(tmp_path):
     offline = analyze_movie(
         stack, REFL, pixel_size=PIXEL, track=True, region=particle, drift=drift, **OPTIONS
     )
-    offline = relative_to_region(offline.maps, moved)
+    # The region drawn on the first frame follows the recorded drift offline too.
+    offline = relative_to_region(offline.maps, reference)
+    assert offline.parameters["reference"]["follows_drift"] is True
     # Phase: flat with zero circular mean in the region, in each frame (relative to the
-    # lattice each frame was demodulated at; the offline movie's maps carry only the
-    # first frame's reflections, so its phase is not compared here).
+    # lattice each frame was demodulated at, offline as live).
     phase = np.asarray(live.phase)
     for k in range(len(stack)):
         mean = np.angle(np.nanmean(np.exp(1j * phase[:, k][:, moved[k]]), axis=-1))
         np.testing.assert_allclose(mean, 0, atol=1e-5)
+    # Equal offline (float64) and live (stored float32), compared modulo 2π.
+    other = np.asarray(offline.phase)
+    np.testing.assert_array_equal(np.isnan(phase), np.isnan(other))
+    finite = np.isfinite(phase)
+    assert finite.any()
+    np.testing.assert_allclose(np.angle(np.exp(1j * (phase - other)))[finite], 0, atol=1e-5)
     for name in ("exx", "eyy", "exy", "rotation", "d_spacing"):
         ref = offline.arrays()[name]
         got = np.asarray(live.arrays()[name])

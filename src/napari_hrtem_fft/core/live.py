@@ -566,7 +566,13 @@ class _LiveRun:
         maps.reflections = self.reflections
         maps.parameters = {
             **movie_parameters(self.first.parameters),
-            "movie": {"track": True, "frames": self.frames, "drift_mode": "follow"},
+            "movie": {
+                "track": True,
+                "frames": self.frames,
+                "drift_mode": "follow",
+                "drift_px": np.stack(self.drifts).tolist(),
+                "reflections_per_frame": np.stack(self.used).tolist(),
+            },
             "live": {"times_s": times.tolist(), "skipped": self.skipped},
         }
         maps.parameters.pop("reference", None)

@@ -34,6 +34,7 @@ __all__ = [
     "Dislocations",
     "displacement",
     "find_dislocations",
+    "phase_reflections",
     "phase_windings",
     "relative_phase",
 ]
@@ -62,13 +63,49 @@ def _phases(maps: LatticeMaps, reflections) -> tuple[np.ndarray, np.ndarray, lis
     return phase, g, idx
 
 
+def phase_reflections(maps: LatticeMaps) -> np.ndarray:
+    """The reflections each frame's phase is measured against.
+
+    ``maps.reflections``, unless the maps record others per frame: a tracked movie
+    demodulates each frame at the lattice found in the previous one
+    (``parameters["movie"]["reflections_per_frame"]``), and
+    :func:`~napari_hrtem_fft.core.strain.relative_to_region` re-refers the phase to the
+    region's lattice (``parameters["reference"]["reflections"]``; a frame whose
+    reference is NaN keeps the movie's reflections).
+
+    Parameters
+    ----------
+    maps : LatticeMaps
+        Maps of one image ``(n, my, mx)`` or a movie ``(n, ..., my, mx)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., n, 2)`` float64 ``(gy, gx)`` in nm⁻¹, the maps' leading axes first
+        (``(n, 2)`` for one image).
+    """
+    g = np.asarray(maps.reflections, dtype=np.float64)
+    lead = tuple(np.shape(maps.d_spacing)[1:-2])
+    out = np.broadcast_to(g, (*lead, *g.shape))
+    for key, name in (("movie", "reflections_per_frame"), ("reference", "reflections")):
+        record = maps.parameters.get(key)
+        if not isinstance(record, dict) or record.get(name) is None:
+            continue
+        # JSON records hold NaN as null: float arrays read it back as NaN.
+        recorded = np.asarray(record[name], dtype=np.float64)
+        if recorded.shape in (g.shape, out.shape):
+            out = np.where(np.isfinite(recorded), recorded, out)
+    return np.array(out)
+
+
 def relative_phase(maps: LatticeMaps, reference, region) -> np.ndarray:
     """The phase maps re-referred to other reflections, with zero mean in a region.
 
     Parameters
     ----------
     maps : LatticeMaps
-        Maps with ``phase`` (relative to ``maps.reflections``).
+        Maps with ``phase``, relative to :func:`phase_reflections` (in a tracked movie
+        each frame's own).
     reference : array_like
         ``(n, 2)`` reflections ``g_ref`` in nm⁻¹, or ``(..., n, 2)`` one set per frame of
         the maps' leading axes (NaN sets give NaN frames), e.g. the median local ``g``
@@ -81,7 +118,8 @@ def relative_phase(maps: LatticeMaps, reference, region) -> np.ndarray:
     -------
     array
         ``(n, ..., my, mx)`` float, radians in (-π, π]:
-        ``P'_j(c) = P_j(c) - 2π (g_ref,j - g_j)·c - φ_j`` with ``c`` the window centre in
+        ``P'_j(c) = P_j(c) - 2π (g_ref,j - g_j)·c - φ_j`` with ``g_j`` the reflection
+        the frame's phase is measured against, ``c`` the window centre in
         nm from the image origin and ``φ_j`` the circular mean of the rest over the
         region; i.e. the phase of the image's fringes against ``g_ref`` (the GPA
         phase of ``g_ref``, whose gradient is ``2π`` times the local ``g - g_ref``).
@@ -92,16 +130,16 @@ def relative_phase(maps: LatticeMaps, reference, region) -> np.ndarray:
     phase = maps.phase
     if type(phase).__module__.split(".")[0] != "dask":
         phase = np.asarray(phase, dtype=np.float64)
-    g = np.asarray(maps.reflections, dtype=np.float64)
+    g = phase_reflections(maps)
     g_ref = np.asarray(reference, dtype=np.float64)
     lead = tuple(np.shape(phase)[1:-2])
-    if g_ref.shape[-2:] != g.shape or g_ref.shape[:-2] not in ((), lead):
+    if g_ref.shape[-2:] != g.shape[-2:] or g_ref.shape[:-2] not in ((), lead):
         raise ValueError(
-            f"reference must be (n, 2) = {g.shape} or (*frames, n, 2) with frames {lead}, "
+            f"reference must be (n, 2) = {g.shape[-2:]} or (*frames, n, 2) with frames {lead}, "
             f"got {g_ref.shape}"
         )
     my, mx = np.shape(phase)[-2:]
-    dg = np.moveaxis(np.broadcast_to(g_ref - g, (*lead, *g.shape)), -2, 0)  # (n, ..., 2)
+    dg = np.moveaxis(np.broadcast_to(g_ref - g, (*lead, *g.shape[-2:])), -2, 0)  # (n, ..., 2)
     yy = np.arange(my) * maps.map_scale
     xx = np.arange(mx) * maps.map_scale
     ramp = (

@@ -387,14 +387,24 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
     return StrainMaps(**comps, reference=g_ref)
 
 
-def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps:
+def relative_to_region(
+    maps: LatticeMaps, region, *, record=None, follow_drift: bool = True
+) -> LatticeMaps:
     """Maps whose strain and phase are relative to the lattice inside a region.
 
     The reference lattice ``g_ref`` is the median local ``g`` of each reflection in the
     region, in each frame of a movie separately (:func:`reference_from_maps` with
     ``per_frame=True``).  Strain is computed against it (:func:`strain`), and the phase
-    is re-referred to it (:func:`~napari_hrtem_fft.core.phase.relative_phase`): flat,
-    with zero circular mean, inside the region.
+    is re-referred to it (:func:`~napari_hrtem_fft.core.phase.relative_phase`, from
+    the reflections each frame was demodulated at, which a tracked movie records per
+    frame): flat, with zero circular mean, inside the region.
+
+    A movie analysed with its drift followed (``parameters["movie"]`` with
+    ``drift_mode == "follow"`` and ``drift_px``, as
+    :func:`~napari_hrtem_fft.core.movie.analyze_movie` and the live run record it) is
+    on the original frames, where the crystal moves: a 2D region, drawn on the first
+    analysed frame, moves with the drift as in the live run
+    (:func:`~napari_hrtem_fft.core.drift.shift_region`).
 
     Parameters
     ----------
@@ -407,6 +417,9 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
     record : object, optional
         How the region was given (e.g. a rectangle in nm, a layer name and label),
         JSON-friendly; stored in ``parameters["reference"]["region"]``.
+    follow_drift : bool
+        Move a 2D region with the recorded drift of a movie (see above); False uses
+        it as given in every frame.
 
     Returns
     -------
@@ -414,7 +427,8 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
         A copy with ``strain`` (when the reflections span the plane) and ``phase`` (when
         the maps have one) relative to the region, and ``parameters["reference"]``:
         ``region`` (the record), ``reflections`` (``g_ref``, nm⁻¹, ``(n, 2)`` or
-        ``(..., n, 2)``) and ``map_pixels`` (pixels of the region per frame).
+        ``(..., n, 2)``), ``map_pixels`` (pixels of the region per frame) and
+        ``follows_drift`` (whether the region moved with the drift).
 
     Raises
     ------
@@ -439,6 +453,9 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
             f"reference region of shape {np.shape(region)} does not match the map shape "
             f"{map_shape}"
         ) from None
+    moved = _moved_with_drift(maps, np.asarray(region), follow_drift)
+    if moved is not None:
+        mask = moved
     empty = ~mask.reshape(-1, *map_shape[-2:]).any(axis=(-2, -1))
     if empty.any() and not empty.all():
         # A frame without a region would silently get NaN strain and phase.
@@ -455,7 +472,29 @@ def relative_to_region(maps: LatticeMaps, region, *, record=None) -> LatticeMaps
         "region": record,
         "reflections": np.round(g_ref, 9).tolist(),
         "map_pixels": np.sum(mask, axis=(-2, -1)).tolist(),
+        "follows_drift": moved is not None,
         "convention": "strain and phase relative to the median local g inside the region, "
         "per frame; the phase has zero circular mean there",
     }
     return dataclasses.replace(maps, **fields, parameters=params)
+
+
+def _moved_with_drift(maps: LatticeMaps, region: np.ndarray, follow: bool):
+    """A 2D region moved with a movie's followed drift, ``(t, my, mx)``.
+
+    None when the region is used as given (not asked, not 2D, no drift followed).
+    """
+    from .drift import shift_region
+
+    movie = maps.parameters.get("movie")
+    lead = tuple(np.shape(maps.d_spacing)[1:-2])
+    if not follow or region.ndim != 2 or len(lead) != 1 or not isinstance(movie, dict):
+        return None
+    if movie.get("drift_mode") != "follow" or movie.get("drift_px") is None:
+        return None
+    drift = np.asarray(movie["drift_px"], dtype=np.float64)
+    if drift.shape != (lead[0], 2):
+        raise ValueError(
+            f"the maps' movie record has a drift of shape {drift.shape} for {lead[0]} frames"
+        )
+    return shift_region(region, drift, step=maps.step)

@@ -348,11 +348,15 @@ def _analysis(
         follow[idx] = drift
     done = total - idx.size
     record = {"track": track, "frames": idx.tolist(), "drift_mode": mode}
+    # What relative_to_region needs to refer a frame's phase (each frame's own
+    # reflections) and to move a reference region drawn on the first frame.
+    record["drift_px"] = None if drift is None else np.asarray(drift).tolist()
 
     if lazy:
         maps = _untracked(source, inputs, options, correct)
         maps.parameters["movie"] = record
         used = np.broadcast_to(inputs.refl, (idx.size, *inputs.refl.shape)).copy()
+        record["reflections_per_frame"] = used.tolist()
         result = MovieResult(maps, used, None, idx, drift, False, mode, corrected)
         yield MovieProgress(total, total, f"{idx.size} frames analysed")
         if store is not None:
@@ -381,6 +385,7 @@ def _analysis(
         )
         if track:
             g = np.where(np.isfinite(lattice).all(axis=1)[:, None], lattice, g)
+    record["reflections_per_frame"] = np.stack(used).tolist()
     maps = collected.maps(reflections=inputs.refl, parameters={"movie": record})
     result = MovieResult(
         maps, np.stack(used), np.stack(found), idx, drift, track, mode, corrected, blank
