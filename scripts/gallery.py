@@ -175,15 +175,14 @@ def screenshots(key: str, out: Path) -> dict:
     shots["suggest"] = out / f"{key}_suggest.png"
     screenshot(viewer, shots["suggest"])
     maps.choose_inputs(image, window=WINDOW)
-    added = maps.run_blocking()
+    (layer,) = maps.run_blocking()  # one layer, showing d-spacing 1
     focus_dock(viewer, maps, show=maps._status)
-    for what, layer in (
-        ("d", added[0]),
-        ("exx", next((a for a in added if a.name.startswith("exx")), None)),
-    ):
-        if layer is None:
+    available = [key for _, key in maps._map_choices()]
+    for what, shown in (("d", ("d_spacing", 0)), ("exx", ("exx", None))):
+        if shown not in available:
             continue
-        viewer.layers.selection.active = layer
+        maps._map.value = shown  # the dock's "map" chooser, as a user flips maps
+        settle()
         shots[what] = out / f"{key}_{what}.png"
         screenshot(viewer, shots[what])
     viewer.close()

@@ -67,13 +67,14 @@ def picker_shot(path: Path) -> None:
 def maps_shot(path: Path, statistics_path: Path) -> None:
     viewer = new_viewer()
     widgets = build_demo(viewer)
-    d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 2"))
-    viewer.layers.selection.active = d_layer
+    # The run's one layer, switched to d-spacing 2 with the dock's "map" chooser.
+    widgets["maps"]._map.value = ("d_spacing", 1)
+    d_layer = viewer.layers.selection.active
     for layer in viewer.layers:
-        if layer.name.startswith("d-spacing 1") or layer.name.startswith("FFT"):
+        if layer.name.startswith("FFT"):
             layer.visible = False
     viewer.reset_view()
-    focus_dock(viewer, widgets["maps"], show=widgets["maps"]._status)
+    focus_dock(viewer, widgets["maps"], show=widgets["maps"]._map)
     screenshot(viewer, path)
 
     regions = next(layer for layer in viewer.layers if layer.name.startswith("regions"))
@@ -158,8 +159,8 @@ def time_trace_shot(path: Path) -> None:
     traces.reset_choices()
     traces._region.value = particle
     traces.update_trace()
-    d_layer = next(layer for layer in viewer.layers if layer.name.startswith("d-spacing 1"))
-    viewer.layers.selection.active = d_layer
+    maps._map.value = ("d_spacing", 0)
+    viewer.layers.selection.active = maps._record_layer()
     viewer.dims.set_current_step(0, 8)
     viewer.reset_view()
     focus_dock(viewer, traces, others=150, show=traces._canvas)

@@ -7,7 +7,7 @@ import pytest
 
 from napari_hrtem_fft.core.calibration import CALIBRATION_KEY
 from napari_hrtem_fft.core.reciprocal import g_spacing
-from napari_hrtem_fft.layers import find_result_layers
+from napari_hrtem_fft.layers import result_maps
 
 
 def test_mos2_affine_calibration_reaches_the_maps(make_napari_viewer, shared_data):
@@ -35,7 +35,7 @@ def test_mos2_affine_calibration_reaches_the_maps(make_napari_viewer, shared_dat
     maps.run_blocking()
     d_layers = [
         layer
-        for layer in find_result_layers(viewer.layers, source=image.name)
+        for layer in result_maps(viewer.layers, source=image.name)
         if layer.metadata["napari_hrtem_fft"]["kind"] == "d_spacing"
     ]
     assert len(d_layers) == 3

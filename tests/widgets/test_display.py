@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_hrtem_fft.layers import find_result_layers
+from napari_hrtem_fft._napari.display import add_map_layers, choose_map, show_map
+from napari_hrtem_fft.layers import find_result_layers, result_maps
 
 PICKER = "Reflection picker (FFT)"
 MAPS = "Lattice maps (d-spacing, angle, strain)"
@@ -34,22 +35,23 @@ def plugin_maps(viewer_with_sample):
 
 
 def test_selected_map_shows_alone_with_titled_colour_bar(plugin_maps):
-    viewer, image, results = plugin_maps
-    exx = next(layer for layer in results if layer.metadata["napari_hrtem_fft"]["kind"] == "exx")
-    viewer.layers.selection.active = exx
-    assert exx.visible and exx.colorbar.visible
-    others = [layer for layer in results if layer is not exx]
-    assert not any(layer.visible or layer.colorbar.visible for layer in others)
+    viewer, image, (layer,) = plugin_maps
+    choose_map(layer, ("exx", None))
+    show_map(viewer, layer)
+    assert layer.name == "exx · Pd" and layer.visible and layer.colorbar.visible
     assert image.visible
     overlays = viewer.canvas.overlays
     assert overlays["text"].visible
-    assert overlays["text"].text.endswith("[dimensionless]")
+    assert overlays["text"].text == "exx · Pd [dimensionless]"
     assert overlays["scale_bar"].visible
 
-    d1 = next(layer for layer in results if layer.name.startswith("d-spacing 1"))
+    # Every map as a layer: selecting one shows it alone, the others hidden.
+    singles = add_map_layers(viewer, layer)
+    d1 = next(la for la in singles if la.name.startswith("d-spacing 1"))
     viewer.layers.selection.active = d1
     assert d1.visible and d1.colorbar.visible
-    assert not exx.visible and not exx.colorbar.visible
+    assert not layer.visible and not layer.colorbar.visible
+    assert not any(la.visible for la in singles if la is not d1)
     assert overlays["text"].text.startswith(d1.name)
     assert overlays["text"].text.endswith("[nm]")
 
@@ -107,22 +109,24 @@ def test_two_images_have_their_own_named_maps_and_a_rerun_replaces_only_its_own(
     maps.run_blocking()
     maps.choose_inputs(other, image, window=64, step=16)  # the reflections picked on Pd
     maps.run_blocking()
-    mine = find_result_layers(viewer.layers, source="Pd")
-    theirs = find_result_layers(viewer.layers, source="PZO")
+    mine = result_maps(viewer.layers, source="Pd")
+    theirs = result_maps(viewer.layers, source="PZO")
     assert len(mine) == len(theirs) > 0
-    assert all(layer.name.endswith(" · Pd") for layer in mine)
-    assert all(layer.name.endswith(" · PZO") for layer in theirs)
-    assert {layer.name for layer in mine}.isdisjoint(layer.name for layer in theirs)
-    # A re-run of PZO at another step: its layers change, those of Pd stay as they were.
-    before = {layer.name: layer.data.copy() for layer in mine}
+    assert all(m.name.endswith(" · Pd") for m in mine)
+    assert all(m.name.endswith(" · PZO") for m in theirs)
+    assert {m.name for m in mine}.isdisjoint(m.name for m in theirs)
+    # One layer each, each named after its image.
+    (pd_layer,) = find_result_layers(viewer.layers, source="Pd")
+    (pzo_layer,) = find_result_layers(viewer.layers, source="PZO")
+    assert pd_layer.name.endswith(" · Pd") and pzo_layer.name.endswith(" · PZO")
+    # A re-run of PZO at another step: its maps change, those of Pd stay as they were.
+    before = {m.name: np.array(m.data) for m in mine}
     maps._step.value = 32
     maps.run_blocking()
-    assert all(
-        layer.data.shape == (32, 32) for layer in find_result_layers(viewer.layers, source="PZO")
-    )
-    after = find_result_layers(viewer.layers, source="Pd")
-    assert [layer.name for layer in after] == list(before)
-    for layer in after:
-        np.testing.assert_array_equal(layer.data, before[layer.name])
+    assert all(m.data.shape == (32, 32) for m in result_maps(viewer.layers, source="PZO"))
+    after = result_maps(viewer.layers, source="Pd")
+    assert [m.name for m in after] == list(before)
+    for m in after:
+        np.testing.assert_array_equal(m.data, before[m.name])
     # The status line wraps and holds the whole text as its tooltip.
     assert maps._status.value.startswith("done") and maps._status.tooltip == maps._status.value

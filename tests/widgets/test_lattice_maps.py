@@ -19,7 +19,13 @@ from napari_hrtem_fft._widgets.demo import core_shell_regions
 from napari_hrtem_fft._widgets.lattice_maps import PICKED
 from napari_hrtem_fft.core.picked import PickedReflections
 from napari_hrtem_fft.core.reciprocal import g_spacing
-from napari_hrtem_fft.layers import PICKER_KEY, find_result_layers
+from napari_hrtem_fft.layers import (
+    MAPS_KEY,
+    PICKER_KEY,
+    find_result_layers,
+    result_info,
+    result_maps,
+)
 
 # Every name carries the analysed image ("Pd"), so that two images' maps differ.
 EXPECTED_NAMES = {
@@ -28,12 +34,21 @@ EXPECTED_NAMES = {
         "angle 1",
         "angle 2",
         "angle 3",
+        "amplitude 1",
+        "amplitude 2",
+        "amplitude 3",
         "exx",
         "eyy",
         "exy",
         "rotation (°)",
     )
 }
+N_MAPS = 3 + len(EXPECTED_NAMES)  # the three d-spacing maps and the rest
+
+
+def _map(viewer, name):
+    """The result map named ``name`` (e.g. ``"exx · Pd"``), a layer or in a record."""
+    return next(m for m in result_maps(viewer.layers) if m.name == name)
 
 
 @pytest.fixture
@@ -79,48 +94,76 @@ def test_picker_reflections_are_handed_over_with_the_image_and_the_window_follow
     assert not any(getattr(value, "metadata", {}).get(PICKER_KEY) for value in choices)
 
 
-def test_run_adds_calibrated_layers_and_rerun_replaces_them(docked, qtbot):
+def test_run_adds_one_calibrated_layer_and_rerun_replaces_it(docked, qtbot):
     viewer, image, _, maps, _ = docked
+    n_layers = len(viewer.layers)
     _run(qtbot, maps)
-    layers = find_result_layers(viewer.layers, source="Pd")
-    names = {layer.name for layer in layers}
+    # One layer for the image; every map of the run is in its record.
+    (layer,) = find_result_layers(viewer.layers, source="Pd")
+    assert len(viewer.layers) == n_layers + 1
+    every = result_maps(viewer.layers, source="Pd")
+    names = {m.name for m in every}
     d_names = sorted(n for n in names if n.startswith("d-spacing"))
-    assert len(d_names) == 3
+    assert len(d_names) == 3 and len(every) == N_MAPS
     for k, name in enumerate(d_names, start=1):
         assert re.fullmatch(rf"d-spacing {k} \(0\.(19[45]|22[45]) nm\) · Pd", name), name
     assert names - set(d_names) == EXPECTED_NAMES
-    for layer in layers:
-        assert layer.data.shape == (128, 128)  # ceil(1024 / 8)
-        np.testing.assert_allclose(layer.scale, [8 * PIXEL_SIZE] * 2)
-        np.testing.assert_allclose(layer.translate, image.translate)
-        assert str(layer.units[-1]) == "nanometer"
-        info = layer.metadata["napari_hrtem_fft"]
+    for m in every:
+        assert m.data.shape == (128, 128)  # ceil(1024 / 8)
+        info = result_info(m)
         assert info["parameters"]["window"] == 64 and info["parameters"]["step"] == 8
         assert info["source"] == "Pd"
         assert info["options"]["reflections_layer"] == "picked on 'Pd'"
         assert info["options"]["crystal_mask"] is True
         # Every value once: the window is in the parameters only.
         assert "window" not in info and "window" not in info["options"]
+    np.testing.assert_allclose(layer.scale, [8 * PIXEL_SIZE] * 2)
+    np.testing.assert_allclose(layer.translate, image.translate)
+    assert str(layer.units[-1]) == "nanometer"
     # The first d-spacing map is shown, selected, with its colour bar.
-    active = viewer.layers.selection.active
-    assert active.name == d_names[0] and active.visible
-    assert active.colorbar.visible
-    assert sum(layer.colorbar.visible for layer in layers) == 1
+    assert viewer.layers.selection.active is layer
+    assert layer.name == d_names[0] and layer.visible and layer.colorbar.visible
+    assert maps._map.value == ("d_spacing", 0)
     assert "done" in maps._status.value
 
+    # The chooser swaps the map in place: data, colour map, range, name, title.
+    combo = maps._map.native
+    labels = [combo.itemText(i) for i in range(combo.count())]
+    assert d_names[0].removesuffix(" · Pd") in labels and "exx" in labels
+    assert len([label for label in labels if label.strip("-")]) == N_MAPS
+    maps._map.value = ("exx", None)
+    assert len(viewer.layers) == n_layers + 1
+    assert layer.name == "exx · Pd" and result_info(layer)["kind"] == "exx"
+    np.testing.assert_array_equal(layer.data, _map(viewer, "exx · Pd").data)
+    assert layer.colormap.name == "coolwarm"
+    low, high = layer.contrast_limits
+    assert low == pytest.approx(-high) and high > 0
+    assert viewer.canvas.overlays["text"].text == "exx · Pd [dimensionless]"
+    assert layer.visible and layer.colorbar.visible
+
+    # A re-run updates the same layer, still showing exx.
     maps._step.value = 16
     _run(qtbot, maps)
-    layers = find_result_layers(viewer.layers, source="Pd")
-    assert len(layers) == 3 + len(EXPECTED_NAMES)  # replaced, not added
-    assert {layer.name for layer in layers} == names  # no "[1]" copies
-    assert all(layer.data.shape == (64, 64) for layer in layers)
-    np.testing.assert_allclose(layers[0].scale, [16 * PIXEL_SIZE] * 2)
+    assert find_result_layers(viewer.layers, source="Pd") == [layer]
+    assert layer.name == "exx · Pd" and layer.data.shape == (64, 64)
+    np.testing.assert_allclose(layer.scale, [16 * PIXEL_SIZE] * 2)
+    assert all(m.data.shape == (64, 64) for m in result_maps(viewer.layers, source="Pd"))
 
-    # The peak-strength maps are layers on request (fewer layers by default).
-    maps._cleaning.amplitude_layers.value = True
+    # Every map as a layer of its own on request; a re-run updates them in place.
+    maps._add_all.clicked.emit()
+    layers = find_result_layers(viewer.layers, source="Pd")
+    assert len(layers) == N_MAPS and {la.name for la in layers} == names | {"exx · Pd"}
+    assert [la for la in layers if la.visible] == [layer]
+    assert sum(MAPS_KEY in la.metadata for la in layers) == 1
+    singles = {la.name: la for la in layers if la is not layer}
+    maps._step.value = 8
     _run(qtbot, maps)
-    amplitude = {la.name for la in find_result_layers(viewer.layers, source="Pd")} - names
-    assert amplitude == {f"amplitude {k} · Pd" for k in (1, 2, 3)}
+    again = find_result_layers(viewer.layers, source="Pd")
+    assert len(again) == N_MAPS
+    for la in again[1:]:
+        assert singles[la.name] is la and la.data.shape == (128, 128)
+    d1 = singles[d_names[0]]
+    np.testing.assert_array_equal(d1.data, _map(viewer, d_names[0]).data)
 
 
 def test_cancel_stops_the_run_and_adds_nothing(docked, qtbot):
@@ -147,7 +190,7 @@ def test_cancel_stops_the_run_and_adds_nothing(docked, qtbot):
     # The viewer and the widget are usable: a new (short) run completes.
     maps._image.value = image
     _run(qtbot, maps)
-    assert len(find_result_layers(viewer.layers, source="Pd")) == 3 + len(EXPECTED_NAMES)
+    assert len(result_maps(viewer.layers, source="Pd")) == N_MAPS
 
 
 def test_errors_become_notifications(docked, qtbot, monkeypatch):
@@ -185,7 +228,9 @@ def test_statistics_match_the_core_and_shell_of_the_sample(docked, qtbot):
     rows = {(r["reflection"], r["region"]): r for r in stats.rows}
     assert set(rows) == {(k, region) for k in (1, 2, 3) for region in ("1", "2")}
     # The statistics are those of the layers' data (exactly) ...
-    d_layer = next(la for la in viewer.layers if la.name.startswith(f"d-spacing {k111[0]} "))
+    d_layer = next(
+        m for m in result_maps(viewer.layers) if m.name.startswith(f"d-spacing {k111[0]} ")
+    )
     y, x = np.indices(d_layer.data.shape) * 8
     r = np.hypot(y - 512, x - 512) * PIXEL_SIZE
     core = r < 3.0
@@ -200,7 +245,9 @@ def test_statistics_match_the_core_and_shell_of_the_sample(docked, qtbot):
         assert rows[(k, "1")]["d median (nm)"] == pytest.approx(D_111, rel=5e-3)
         assert rows[(k, "2")]["d median (nm)"] == pytest.approx(shell_d, rel=5e-3)
     d111 = [
-        la.data for la in viewer.layers if any(la.name.startswith(f"d-spacing {k} ") for k in k111)
+        m.data
+        for m in result_maps(viewer.layers)
+        if any(m.name.startswith(f"d-spacing {k} ") for k in k111)
     ]
     pooled = {
         region: np.nanmedian(np.concatenate([d[mask] for d in d111]))
@@ -242,7 +289,7 @@ def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_
     assert "Pd_statistics.csv" in names and "Pd.json" in names
 
     (mg,) = read_micrographs(out / "Pd_d_spacing_g2.tif")
-    layer = next(la for la in viewer.layers if la.name.startswith("d-spacing 2 "))
+    layer = next(m for m in result_maps(viewer.layers) if m.name.startswith("d-spacing 2 "))
     np.testing.assert_allclose(mg.scale[-2:], layer.scale, rtol=1e-6)
     np.testing.assert_allclose(mg.translate[-2:], layer.translate, atol=1e-9)
     np.testing.assert_array_equal(np.asarray(mg.data), layer.data)

@@ -14,7 +14,7 @@ from napari_hrtem_fft.core.movie import region_from_polygon, trace_text
 from napari_hrtem_fft.core.pipeline import AnalysisOptions, run_movie_analysis
 from napari_hrtem_fft.core.reciprocal import g_spacing
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
-from napari_hrtem_fft.layers import find_result_layers
+from napari_hrtem_fft.layers import find_result_layers, result_maps
 
 PIXEL = 0.02  # nm
 FRAMES = 6
@@ -68,7 +68,7 @@ def _run(qtbot, widget, timeout=30_000):
 
 
 def _d_layers(viewer, source="movie"):
-    layers = find_result_layers(viewer.layers, source=source)
+    layers = result_maps(viewer.layers, source=source)
     return [la for la in layers if la.metadata["napari_hrtem_fft"]["kind"] == "d_spacing"]
 
 
@@ -110,8 +110,9 @@ def test_current_frame_and_range_sit_on_their_frames(session, qtbot, movie):
     widget._frames.value = "current frame"
     assert widget.frames(image) == range(3, 4)
     _run(qtbot, widget)
-    layers = find_result_layers(viewer.layers, source="movie")
-    assert len(layers) == 3 + 3 + 4  # d and angle per reflection; strain
+    assert len(find_result_layers(viewer.layers, source="movie")) == 1
+    layers = result_maps(viewer.layers, source="movie")
+    assert len(layers) == 3 * 3 + 4  # d, angle and amplitude per reflection; strain
     for layer in layers:
         assert layer.data.shape == (1, *MAP_SHAPE)
         np.testing.assert_allclose(layer.scale, [1.0, STEP * PIXEL, STEP * PIXEL])
@@ -124,8 +125,8 @@ def test_current_frame_and_range_sit_on_their_frames(session, qtbot, movie):
     widget._frames.value = "range"
     widget._first.value, widget._last.value = 2, 4
     _run(qtbot, widget)
-    layers = find_result_layers(viewer.layers, source="movie")
-    assert len(layers) == 10  # replaced, not added
+    assert len(find_result_layers(viewer.layers, source="movie")) == 1  # replaced
+    assert len(result_maps(viewer.layers, source="movie")) == 13
     d1 = _d_layers(viewer)[0]
     assert d1.data.shape == (3, *MAP_SHAPE)
     np.testing.assert_allclose(d1.translate, [2.0, 0.0, 0.0])
@@ -133,7 +134,7 @@ def test_current_frame_and_range_sit_on_their_frames(session, qtbot, movie):
     # frame there has the spacing of image frame k.
     for k in (2, 3, 4):
         assert image.world_to_data((k, 1.0, 1.0))[0] == pytest.approx(k)
-        assert d1.world_to_data((k, 1.0, 1.0))[0] == pytest.approx(k - 2)
+        assert d1.layer.world_to_data((k, 1.0, 1.0))[0] == pytest.approx(k - 2)
     np.testing.assert_allclose(_medians(d1), true_d([2, 3, 4])[:, 0], rtol=1e-3)
     movie_info = d1.metadata["napari_hrtem_fft"]["options"]["movie"]
     assert movie_info["frames"] == [2, 3, 4] and movie_info["track"] is False
@@ -161,7 +162,7 @@ def test_all_frames_tracked_follow_the_lattice_beyond_the_search_range(session, 
     found = np.asarray(info["found_per_frame"])  # (t, n, 2) lattice found per frame
     np.testing.assert_allclose(g_spacing(found[-1]), true_d([FRAMES - 1])[0], rtol=1e-3)
     # exx of the last frame is the expansion (relative to the picked reflections).
-    exx = next(la for la in viewer.layers if la.name == "exx · movie")
+    exx = next(m for m in result_maps(viewer.layers) if m.name == "exx · movie")
     mask = region_from_polygon(RECT, MAP_SHAPE, STEP * PIXEL)
     assert np.nanmedian(np.asarray(exx.data)[-1][mask]) == pytest.approx(EXPANSION, abs=1e-3)
 

@@ -16,7 +16,7 @@ from napari_hrtem_fft.core.export import map_names
 from napari_hrtem_fft.core.pipeline import AnalysisOptions, postprocess, run_analysis, run_to_end
 from napari_hrtem_fft.core.synthetic import pd_110_reflections
 from napari_hrtem_fft.io import write_tiff
-from napari_hrtem_fft.layers import find_result_layers, result_info
+from napari_hrtem_fft.layers import find_result_layers, result_info, result_maps
 
 OPTIONS = AnalysisOptions(window=64, step=16, crystal_mask=True, smoothing="block")
 
@@ -78,8 +78,10 @@ def test_console_pipeline_cli_and_widget_give_identical_maps(
     widget._smoothing.value = "block"
     widget._smoothing_size.value = 3
     added = widget.run_blocking()
-    assert {result_info(la)["kind"] for la in added} >= {"d_spacing", "angle", "exx"}
-    for la in find_result_layers(viewer.layers, source="pd"):
+    assert find_result_layers(viewer.layers, source="pd") == added
+    every = result_maps(viewer.layers, source="pd")
+    assert {result_info(m)["kind"] for m in every} >= {"d_spacing", "angle", "exx"}
+    for la in every:
         _same(la.data, _layer_array(maps, result_info(la)))
 
     # ... and its Export writes the command line's layout with the same content.

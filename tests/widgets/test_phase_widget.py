@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from napari_hrtem_fft.core.synthetic import dislocation_sample, pd_core_shell_sample
-from napari_hrtem_fft.layers import find_result_layers, result_info
+from napari_hrtem_fft.layers import result_info, result_maps
 
 NAME = "Lattice maps (d-spacing, angle, strain)"
 PIXEL = 0.02  # nm
@@ -30,8 +30,8 @@ def test_phase_and_dislocations_layers(make_napari_viewer):
     assert not widget._phase.enabled or widget._method.value == "gpa"
     widget._phase.value = True
     widget.run_blocking()
-    phase = [la for la in find_result_layers(viewer.layers) if result_info(la)["kind"] == "phase"]
-    assert len(phase) == 3 and phase[0].colormap.name.startswith("twilight")
+    phase = [m for m in result_maps(viewer.layers) if result_info(m)["kind"] == "phase"]
+    assert len(phase) == 3 and phase[0].kwargs["colormap"].startswith("twilight")
     names = [la.name for la in viewer.layers]
     assert "disl: displacement ux (nm)" in names and "disl: displacement uy (nm)" in names
     cores = viewer.layers["disl: dislocations"]
@@ -72,7 +72,7 @@ def test_reference_rectangle_from_a_shapes_layer(make_napari_viewer):
     widget.reset_choices()
     widget._reference.layer = shapes
     widget.run_blocking()
-    exx = next(la for la in viewer.layers if la.name == "exx · cs")
+    exx = next(m for m in result_maps(viewer.layers) if m.name == "exx · cs")
     region = result_info(exx)["parameters"]["reference"]["region"]
     assert region["rectangle_nm"] == pytest.approx([7.38, 7.98, 2.6, 3.2])
     c = np.arange(exx.data.shape[-1]) * 8 * PIXEL

@@ -13,7 +13,7 @@ from napari_hrtem_fft.core.synthetic import (
     pd_core_shell_sample,
     synthetic_movie,
 )
-from napari_hrtem_fft.layers import result_info
+from napari_hrtem_fft.layers import result_info, result_maps
 
 MAPS = "Lattice maps (d-spacing, angle, strain)"
 TRACE = "Time traces (d, strain vs time)"
@@ -41,7 +41,7 @@ def _maps_dock(viewer, data, reflections, *, scale=(PIXEL, PIXEL), translate=(0.
 
 def _layer(viewer, name):
     # Result layer names carry the analysed image: "exx · <image>".
-    return next(la for la in viewer.layers if la.name.split(" · ")[0] == name)
+    return next(m for m in result_maps(viewer.layers) if m.name.split(" · ")[0] == name)
 
 
 def test_labels_reference_equals_the_rectangle(make_napari_viewer, core_shell):

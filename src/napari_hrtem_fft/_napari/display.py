@@ -1,5 +1,11 @@
 """How result maps are shown: one map at a time, with a titled colour bar and a scale bar.
 
+A run of the lattice-map dock is ONE layer per analysed image (:func:`show_result`):
+it shows one map and holds every map of the run in its result record
+(:data:`~.layers.MAPS_KEY`); :func:`choose_map` swaps the map it shows in place
+(data, colour map, contrast limits, name and title), :func:`add_map_layers` adds every
+map as a layer of its own for users who want to blend or compare them.
+
 napari hands plugin widgets a ``PublicOnlyProxy`` of the viewer, whose layers are
 proxies too: two proxies of one layer are different objects, so layers are compared
 through :func:`same_layer` (the proxied object), never with ``is``.
@@ -15,16 +21,21 @@ import contextlib
 
 from ..core.quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from ..io import parse_unit
-from .layers import RESULT_KEY, find_result_layers, result_info
+from .layers import MAPS_KEY, RESULT_KEY, find_result_layers, map_key, result_info
 
 __all__ = [
+    "add_map_layers",
     "batched",
     "canvas_overlay",
+    "choose_map",
+    "map_choices",
     "map_title",
+    "record_layer",
     "replace_result_layers",
     "run_summary",
     "same_layer",
     "show_map",
+    "show_result",
     "show_scale_bar",
     "source_name",
 ]
@@ -225,6 +236,139 @@ def _update_layer(layer, data, kwargs: dict) -> None:
     layer.metadata = kwargs["metadata"]
     if layer.name != kwargs["name"]:
         layer.name = kwargs["name"]
+
+
+def record_layer(layers, source: str):
+    """The layer showing the maps of ``source``'s run (holding its record), or None."""
+    for layer in find_result_layers(layers, source=source):
+        if layer.metadata.get(MAPS_KEY):
+            return layer
+    return None
+
+
+def _record_kwargs(record: list, key) -> tuple:
+    """Data and layer kwargs of the map ``key`` of ``record``, holding the record."""
+    for data, kwargs, _ in record:
+        if map_key(kwargs["metadata"][RESULT_KEY]) == key:
+            metadata = {**kwargs["metadata"], MAPS_KEY: record}
+            return data, {**kwargs, "visible": True, "metadata": metadata}
+    raise KeyError(f"the run has no map {key}")
+
+
+def show_result(viewer, tuples: list, source: str, *, shown=None) -> list:
+    """Put a run's maps in the viewer: one layer shows one map and holds them all.
+
+    The image's layer of an earlier run is updated in place, showing the same map if
+    the run has it; layers of single maps the user added (:func:`add_map_layers`) get
+    the new maps too, and those the run no longer has are removed.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it).
+    tuples : list of (data, kwargs, "image")
+        Every map of the run, from :func:`napari_hrtem_fft.layers.maps_to_layers`.
+    source : str
+        Name of the analysed image layer.
+    shown : tuple, optional
+        ``(kind, reflection)`` of the map to show (default: the earlier run's, else the
+        first map).
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The layer showing the run, then the layers of single maps.
+    """
+    old = find_result_layers(viewer.layers, source=source)
+    holders = [layer for layer in old if layer.metadata.get(MAPS_KEY)]
+    singles = [layer for layer in old if not layer.metadata.get(MAPS_KEY)]
+    keys = [map_key(kwargs["metadata"][RESULT_KEY]) for _, kwargs, _ in tuples]
+    if shown is None and holders:
+        shown = map_key(result_info(holders[0]))
+    if shown not in keys:
+        shown = keys[0]
+    data, kwargs = _record_kwargs(tuples, shown)
+    kept = {map_key(result_info(layer)) for layer in singles}
+    with batched(viewer) if len(holders) + len(singles) > 2 else contextlib.nullcontext():
+        for extra in holders[1:]:
+            viewer.layers.remove(extra)
+        if holders:
+            layer = holders[0]
+            _update_layer(layer, data, kwargs)
+        else:
+            layer = viewer.add_image(data, **kwargs)
+        again = [t for t, key in zip(tuples, keys, strict=True) if key in kept]
+        singles = replace_result_layers(viewer, singles, again) if singles else []
+    return [layer, *singles]
+
+
+def choose_map(layer, key) -> None:
+    """Show the map ``key`` (``(kind, reflection)``) of ``layer``'s run in ``layer``.
+
+    Data, colour map, contrast limits, name and metadata are swapped in place (no new
+    layer); :func:`show_map` then gives the colour bar and the title.
+
+    Raises
+    ------
+    KeyError
+        If the run has no such map.
+    """
+    record = layer.metadata.get(MAPS_KEY)
+    if not record or map_key(result_info(layer)) == key:
+        return
+    data, kwargs = _record_kwargs(record, key)
+    _update_layer(layer, data, kwargs)
+
+
+def map_choices(layer) -> list[tuple[str, tuple]]:
+    """``(label, key)`` of every map of ``layer``'s run, e.g. ``("exx", ("exx", None))``.
+
+    The label is the map's layer name without its image (the layer name says it).
+    """
+    out = []
+    for _, kwargs, _ in (layer.metadata.get(MAPS_KEY) or []) if layer is not None else []:
+        info = kwargs["metadata"][RESULT_KEY]
+        name, source = str(kwargs["name"]), info.get("source")
+        if source and name.endswith(f" · {source}"):
+            name = name[: -len(f" · {source}")]
+        out.append((name, map_key(info)))
+    return out
+
+
+def add_map_layers(viewer, layer) -> list:
+    """Every map of ``layer``'s run but the one it shows as a layer of its own, hidden.
+
+    For blending, side-by-side views or comparing maps; the image's earlier layers of
+    single maps are updated in place.  Each layer has the placement (scale,
+    translate, units, affine) of ``layer``.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The layers of single maps, in the order of the run.
+    """
+    record = layer.metadata.get(MAPS_KEY) or []
+    shown = map_key(result_info(layer))
+    source = result_info(layer).get("source")
+    placement = {
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "units": tuple(str(u) for u in layer.units),
+    }
+    tuples = [
+        (data, {**kwargs, **placement, "visible": False}, kind)
+        for data, kwargs, kind in record
+        if map_key(kwargs["metadata"][RESULT_KEY]) != shown
+    ]
+    old = [
+        other
+        for other in find_result_layers(viewer.layers, source=source)
+        if not other.metadata.get(MAPS_KEY)
+    ]
+    added = replace_result_layers(viewer, old, tuples)
+    for single in added:
+        single.affine = layer.affine
+    return added
 
 
 def run_summary(result, maps, seconds: float, warnings: list[str]) -> str:

@@ -1,8 +1,16 @@
 """LatticeMaps as napari layer data tuples, and result layers read back as maps.
 
 :func:`maps_to_layers` makes the layers; :func:`find_result_layers`,
-:func:`result_stacks`, :func:`maps_from_layers` and :func:`movie_maps_from_layers`
-read them back.
+:func:`result_maps`, :func:`result_stacks`, :func:`maps_from_layers` and
+:func:`movie_maps_from_layers` read them back.
+
+The lattice-map dock shows a run as ONE layer per analysed image, which shows one map
+at a time: napari spends 0.1-0.2 s on every layer it adds (its controls, a canvas
+visual, selection events), so a layer per map made a Run cost seconds.  That layer's
+``metadata[MAPS_KEY]`` is the run's result record: the layer tuples of every map of
+the run, as :func:`maps_to_layers` made them.  :func:`result_maps` reads the maps of
+such records and of layers that show one map each (the console's, or the dock's "Add
+all maps as layers") alike, so every reader takes both.
 
 The same function serves the lattice-map widget and napari's console, so a map looks
 and is calibrated the same whichever way it was made::
@@ -33,22 +41,30 @@ from ..core.records import jsonable
 
 __all__ = [
     "KINDS",
+    "MAPS_KEY",
     "PICKER_KEY",
     "RESULT_KEY",
+    "ResultMap",
     "contrast_limits",
     "file_stem",
     "find_result_layers",
     "layer_values",
+    "map_key",
     "maps_from_layers",
     "maps_to_layers",
     "movie_maps_from_layers",
     "result_info",
+    "result_maps",
     "result_stacks",
     "run_options",
 ]
 
 #: Key of the plugin's entry in a result layer's ``metadata``.
 RESULT_KEY = "napari_hrtem_fft"
+
+#: Metadata key of a run's result record on the layer that shows its maps: the list of
+#: layer tuples ``(data, kwargs, "image")`` of every map of the run (:func:`result_maps`).
+MAPS_KEY = "napari_hrtem_fft_maps"
 
 #: Metadata key marking the reflection picker's own layers (its value says which:
 #: ``"reflections"``, ``"region"``, ``"outline"``, ``"fft"``).
@@ -377,6 +393,100 @@ def find_result_layers(layers, *, source: str | None = None) -> list:
     return found
 
 
+class ResultMap:
+    """One map of a run's result record, read as a result layer is read.
+
+    It has what the readers take from a layer: ``data``, ``name``, ``metadata`` (the
+    map's own :data:`RESULT_KEY` record), ``ndim`` and the placement (``scale``,
+    ``translate``, ``units``) of the layer that holds the record.
+
+    Parameters
+    ----------
+    data : array_like
+        The map (numpy or dask).
+    kwargs : dict
+        The map's layer keyword arguments (:func:`maps_to_layers`).
+    layer : napari layer
+        The layer holding the record.
+    """
+
+    def __init__(self, data, kwargs: Mapping, layer) -> None:
+        self.data = data
+        self.kwargs = kwargs
+        self.name = str(kwargs["name"])
+        self.metadata = {RESULT_KEY: kwargs["metadata"][RESULT_KEY]}
+        self.layer = layer
+
+    @property
+    def ndim(self) -> int:
+        """Number of axes of the map."""
+        return int(np.ndim(self.data))
+
+    @property
+    def scale(self):
+        """World size of a map pixel per axis (the holding layer's)."""
+        return self.layer.scale
+
+    @property
+    def translate(self):
+        """World position of map pixel 0 per axis (the holding layer's)."""
+        return self.layer.translate
+
+    @property
+    def units(self):
+        """World units per axis (the holding layer's)."""
+        return self.layer.units
+
+    def __repr__(self) -> str:
+        return f"ResultMap({self.name!r}, shape={np.shape(self.data)})"
+
+
+def map_key(info: Mapping) -> tuple:
+    """What a map is within its run: ``(kind, reflection)``, e.g. ``("exx", None)``."""
+    return (info.get("kind"), info.get("reflection"))
+
+
+def result_maps(layers, *, source: str | None = None) -> list:
+    """Every result map among ``layers``, from result records and one-map layers alike.
+
+    A layer holding a run's record (:data:`MAPS_KEY`) gives every map of the run as a
+    :class:`ResultMap`; any other result layer is its own map.  A map found twice (the
+    record and a layer of the same image, kind and reflection) is given once, the
+    first found.
+
+    Parameters
+    ----------
+    layers : iterable of napari layers
+        E.g. ``viewer.layers``, or result layers of one image.
+    source : str, optional
+        Name of the analysed image layer.
+
+    Returns
+    -------
+    list
+        :class:`ResultMap` objects and layers; each has ``data``, ``name``,
+        ``metadata``, ``ndim``, ``scale``, ``translate`` and ``units``.
+
+    Examples
+    --------
+    The exx map of the image "Pd" in napari's console::
+
+        exx = next(m for m in result_maps(viewer.layers, source="Pd")
+                   if result_info(m)["kind"] == "exx")
+    """
+    out, seen = [], set()
+    for layer in find_result_layers(layers, source=source):
+        record = layer.metadata.get(MAPS_KEY)
+        found = [ResultMap(d, kw, layer) for d, kw, _ in record] if record else [layer]
+        for item in found:
+            info = result_info(item)
+            key = (info.get("source"), *map_key(info))
+            if key not in seen:
+                seen.add(key)
+                out.append(item)
+    return out
+
+
 def file_stem(info: Mapping) -> str:
     """A file-name stem for a result layer from its metadata: ``d_spacing_1``, ``exx``."""
     kind = str(info["kind"])
@@ -408,8 +518,9 @@ def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
     Parameters
     ----------
     layers : sequence of napari image layers
-        Result layers (see :func:`result_info`) of one source
-        image; other kinds (amplitude, strain) are ignored.
+        Result layers (see :func:`result_info`) of one source image, holding result
+        records or one map each (:func:`result_maps`); other kinds (amplitude,
+        strain) are ignored.
 
     Returns
     -------
@@ -424,7 +535,7 @@ def result_stacks(layers) -> tuple[np.ndarray, np.ndarray, dict]:
         If there is no d-spacing layer, or the d-spacing and angle layers do not pair up.
     """
     by_kind: dict[str, dict[int, object]] = {"d_spacing": {}, "angle": {}}
-    for layer in layers:
+    for layer in result_maps(layers):
         info = result_info(layer)
         if info is not None and info["kind"] in by_kind:
             by_kind[info["kind"]][int(info["reflection"])] = layer
@@ -453,7 +564,8 @@ def maps_from_layers(layers, *, missing: str = "nan"):
     Parameters
     ----------
     layers : sequence of napari image layers
-        Result layers of one analysed image or movie (same ``source``).
+        Result layers of one analysed image or movie (same ``source``), holding
+        result records or one map each (:func:`result_maps`).
     missing : {"nan", "none"}
         A map without layers for all reflections: NaN arrays, or None (left out of
         :meth:`LatticeMaps.arrays`, e.g. for an export).  Optional maps such as
@@ -476,6 +588,7 @@ def maps_from_layers(layers, *, missing: str = "nan"):
     """
     from ..core.maps import StrainMaps
 
+    layers = result_maps(layers)
     d, angle, geometry = result_stacks(layers)
     by_kind: dict[str, dict] = {}
     first = None

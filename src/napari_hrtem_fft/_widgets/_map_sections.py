@@ -2,11 +2,12 @@
 
 :class:`~._widgets.lattice_maps.LatticeMapWidget` stacks them: what to analyse
 (image, calibration, reflections, in the dock itself), :class:`AnalysisSection` (window,
-step, search, method, strain), :class:`CleaningSection` (masks, smoothing, which maps
-become layers), :class:`PhaseSection` (strain reference, phase and dislocations),
-:class:`MovieSection` (frames, tracking, drift), :class:`RunSection` (Run, Cancel,
-progress, status) and :class:`ExportSection`.  A section builds its widgets in
-``_init_widgets``, lays them out in ``_init_layout``, connects its own widgets in
+step, search, method, strain), :class:`CleaningSection` (masks, smoothing),
+:class:`PhaseSection` (strain reference, phase and dislocations), :class:`MovieSection`
+(frames, tracking, drift), :class:`RunSection` (Run, Cancel, progress, status),
+:class:`MapSection` (the map shown, all maps as layers) and :class:`ExportSection`.
+A section builds its widgets in ``_init_widgets``, lays them out in
+``_init_layout``, connects its own widgets in
 ``_connect_events`` (``_on_*`` callbacks) and gives its part of the options; none of
 them knows the viewer.
 
@@ -40,6 +41,7 @@ __all__ = [
     "AnalysisSection",
     "CleaningSection",
     "ExportSection",
+    "MapSection",
     "MovieSection",
     "PhaseSection",
     "RunSection",
@@ -210,7 +212,7 @@ class AnalysisSection(_Section):
 
 
 class CleaningSection(_Section):
-    """Crystal and intensity masks, smoothing, and which maps become layers."""
+    """Crystal and intensity masks and smoothing."""
 
     def _init_widgets(self) -> None:
         self.crystal_mask = CheckBox(
@@ -255,20 +257,11 @@ class CleaningSection(_Section):
         self.smoothing_size = option_field(
             "smoothing_size", "smoothing size", "Smoothing size in map pixels.", max=51
         )
-        self.amplitude_layers = CheckBox(
-            text="peak-strength maps as layers",
-            value=False,
-            tooltip=(
-                "Also add the amplitude map of each reflection (what the crystal mask "
-                "reads) as layers. Off: fewer layers, a faster Run; the masks are "
-                "the same."
-            ),
-        )
 
     def _init_layout(self) -> None:
         self.extend([self.crystal_mask, self.crystal_threshold, self.intensity_mask])
         self.extend([self.intensity_threshold, self.intensity_dark, self.smoothing])
-        self.extend([self.smoothing_size, self.amplitude_layers])
+        self.append(self.smoothing_size)
 
     def _connect_events(self) -> None:
         for widget in (self.crystal_mask, self.intensity_mask, self.smoothing):
@@ -294,10 +287,14 @@ class CleaningSection(_Section):
             "smoothing_size": int(self.smoothing_size.value),
         }
 
-    def layer_kinds(self, *, phase: bool) -> tuple[str, ...]:
-        """Kinds of :func:`napari_hrtem_fft.layers.maps_to_layers` made into layers."""
-        amplitude = ("amplitude",) if self.amplitude_layers.value else ()
-        return ("d_spacing", "angle", *amplitude, "strain", *(("phase",) if phase else ()))
+    @staticmethod
+    def layer_kinds(*, phase: bool) -> tuple[str, ...]:
+        """Kinds of :func:`napari_hrtem_fft.layers.maps_to_layers` a run keeps.
+
+        All are in the run's record (one layer shows them, :class:`MapSection`), so
+        the peak-strength (amplitude) maps cost no layer.
+        """
+        return ("d_spacing", "angle", "amplitude", "strain", *(("phase",) if phase else ()))
 
 
 class PhaseSection(_Section):
@@ -489,6 +486,35 @@ class RunSection(_Section):
         """Enable Cancel while a run is going, Run otherwise."""
         self.run.enabled = not running
         self.cancel.enabled = running
+
+
+class MapSection(_Section):
+    """Which map of the run the image's result layer shows, and all maps as layers."""
+
+    def __init__(self, choices) -> None:
+        self._choices = choices
+        super().__init__()
+
+    def _init_widgets(self) -> None:
+        self.map = ComboBox(
+            label="map",
+            nullable=True,
+            tooltip=(
+                "The map the image's result layer shows (d-spacing and angle per "
+                "reflection, peak strength, strain, phase); switching is instant."
+            ),
+        )
+        self.map.choices = self._choices
+        self.add_all = PushButton(
+            text="Add all maps as layers",
+            tooltip=(
+                "Every other map of the run as a layer of its own (hidden), to blend, "
+                "compare or view side by side. A Run does not need them."
+            ),
+        )
+
+    def _init_layout(self) -> None:
+        self.extend([self.map, self.add_all])
 
 
 class ExportSection(_Section):

@@ -5,8 +5,12 @@ The analysis runs in a napari ``thread_worker`` over the module-level generator
 block) or, for a movie ``(t, y, x)``,
 :func:`~napari_hrtem_fft.core.pipeline.run_movie_analysis` (frame by frame: the current
 frame, a range or all frames, optionally tracking the lattice and correcting the
-drift); the result becomes Image layers through
-:func:`napari_hrtem_fft.layers.maps_to_layers` — the same helper as in the console.
+drift); the result becomes ONE Image layer per analysed image, made through
+:func:`napari_hrtem_fft.layers.maps_to_layers` (the same helper as in the console):
+it shows the map chosen under "map" and holds every map of the run in its metadata
+(:func:`~napari_hrtem_fft._napari.display.show_result`), because napari spends
+0.1-0.2 s on each layer it adds.  "Add all maps as layers" gives each map its own
+layer on request.
 Maps of a movie keep its time axis, placed on the analysed frames, so that napari's
 time slider moves the image and its maps together.
 """
@@ -26,14 +30,24 @@ from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from .._napari.display import (
+    add_map_layers,
+    choose_map,
     empty_map_warnings,
-    replace_result_layers,
+    map_choices,
+    record_layer,
     run_summary,
     same_layer,
     show_map,
+    show_result,
     source_name,
 )
-from .._napari.layers import PICKER_KEY, find_result_layers, maps_to_layers
+from .._napari.layers import (
+    PICKER_KEY,
+    find_result_layers,
+    map_key,
+    maps_to_layers,
+    result_info,
+)
 from .._napari.phase import PHASE_KEY, phase_layer_tuples
 from .._napari.regions import labels_mask, region_choices, shapes_mask
 from ..core.calibration import CALIBRATION_KEY, calibrated_maps
@@ -61,6 +75,7 @@ from ._map_sections import (
     AnalysisSection,
     CleaningSection,
     ExportSection,
+    MapSection,
     MovieSection,
     PhaseSection,
     RunSection,
@@ -80,6 +95,11 @@ DRIFT_KEY = "napari_hrtem_fft_drift"
 #: (stored with it by the reflection picker, :mod:`napari_hrtem_fft.core.picked`);
 #: the picks of another image are offered as that Image layer.
 PICKED = "picked on this image (FFT picker)"
+
+
+def _corrected(name: str) -> str:
+    """Name of the drift-corrected copy of the movie layer ``name``."""
+    return f"{name} (drift-corrected)"
 
 
 def _source_description(layer: Image, pixel_size: float) -> dict:
@@ -181,6 +201,7 @@ class LatticeMapWidget(Container):
         self._phase_section = PhaseSection()
         self._movie = MovieSection(self._track_region_choices)
         self._runner = RunSection()
+        self._shown = MapSection(self._map_choices)
         self._exporter = ExportSection()
         # The fields under the names that scripts, the demo and tests use (same objects).
         a, c, m = self._analysis, self._cleaning, self._movie
@@ -193,6 +214,7 @@ class LatticeMapWidget(Container):
         self._run, self._cancel = self._runner.run, self._runner.cancel
         self._progress, self._status = self._runner.progress, self._runner.status
         self._export_dir, self._export = self._exporter.directory, self._exporter.export
+        self._map, self._add_all = self._shown.map, self._shown.add_all
 
     def _init_layout(self) -> None:
         inputs = Container(labels=True)
@@ -200,7 +222,7 @@ class LatticeMapWidget(Container):
         inputs.extend([self._image, self._calibration, self._pixel_size, self._reflections])
         sections = [inputs, self._analysis, self._cleaning, self._reference, self._phase_section]
         sections += [self._movie]
-        sections += [self._runner, self._status, self._exporter]
+        sections += [self._runner, self._status, self._shown, self._exporter]
         self.extend(sections)
         align_labels(sections)
 
@@ -211,6 +233,8 @@ class LatticeMapWidget(Container):
             (self._run.clicked, self._on_run),
             (self._cancel.clicked, self._on_cancel),
             (self._export.clicked, self._on_export),
+            (self._map.changed, self._on_map_chosen),
+            (self._add_all.clicked, self._on_add_all),
             (self._viewer.layers.selection.events.active, self._on_active_layer),
             (self.native.destroyed, self._disconnect),
         ):
@@ -250,6 +274,19 @@ class LatticeMapWidget(Container):
         if not isinstance(image, Image):
             return None
         return PickedReflections.from_metadata(image.metadata)
+
+    def _map_choices(self, widget=None) -> list[tuple[str, tuple]]:
+        """The maps of the chosen image's run: ``(label, (kind, reflection))``."""
+        return map_choices(self._record_layer())
+
+    def _record_layer(self):
+        """The layer showing the chosen image's run (holding its maps), or None."""
+        image = self._image.value
+        if image is None:
+            return None
+        # A movie's maps may belong to its drift-corrected copy.
+        layers = self._viewer.layers
+        return record_layer(layers, image.name) or record_layer(layers, _corrected(image.name))
 
     def _track_region_choices(self, widget=None) -> list[tuple[str, object]]:
         return region_choices(self._viewer.layers)
@@ -313,6 +350,40 @@ class LatticeMapWidget(Container):
         self._analysis.set_image(layer)
         show_calibration(layer, self._calibration, self._pixel_size)
         self._on_reflections_changed()
+        self._show_map_choice()
+
+    def _show_map_choice(self) -> None:
+        """Offer the chosen image's maps, with the one its layer shows chosen."""
+        layer = self._record_layer()
+        with self._map.changed.blocked():
+            self._map.reset_choices()
+            self._map.value = None if layer is None else map_key(result_info(layer))
+        self._add_all.enabled = layer is not None
+
+    def _on_map_chosen(self, event=None) -> None:
+        """Show the chosen map in the image's result layer (in place, no new layer)."""
+        layer, key = self._record_layer(), self._map.value
+        if layer is None or key is None:
+            return
+        choose_map(layer, key)
+        if same_layer(self._viewer.layers.selection.active, layer):
+            show_map(self._viewer, layer)
+        else:
+            self._viewer.layers.selection.active = layer
+
+    def _on_add_all(self, event=None) -> None:
+        """Every other map of the chosen image's run as a layer of its own."""
+        layer = self._record_layer()
+        if layer is None:
+            show_error("Run the analysis first: there are no maps of this image.")
+            return
+        self._adding = True
+        try:
+            added = add_map_layers(self._viewer, layer)
+        finally:
+            self._adding = False
+        self._viewer.layers.selection.active = layer
+        self._runner.say(f"added {len(added)} map layers of {result_info(layer)['source']!r}")
 
     def _on_reflections_changed(self, event=None) -> None:
         picked = self._picked()
@@ -327,6 +398,7 @@ class LatticeMapWidget(Container):
         """Show the selected result layer alone, with its titled colour bar."""
         if not self._adding:
             show_map(self._viewer, self._viewer.layers.selection.active)
+            self._show_map_choice()
 
     # -------------------------------------------------------------------- run
 
@@ -592,7 +664,11 @@ class LatticeMapWidget(Container):
         extra: dict | None = None,
         phase: bool = False,
     ) -> list:
-        """Replace the image's earlier result layers by layers of ``maps``.
+        """Show ``maps`` in the image's result layer, replacing its earlier run.
+
+        One layer shows one map (the one shown before, else the first d-spacing) and
+        holds every map in its record; the image's layers of single maps ("Add all
+        maps as layers") get the new maps too.
 
         Parameters
         ----------
@@ -616,7 +692,7 @@ class LatticeMapWidget(Container):
         Returns
         -------
         list of napari.layers.Image
-            The new layers, in the order of :func:`maps_to_layers`.
+            The layer showing the run, then the image's layers of single maps.
         """
         recorded = {"reflections_layer": points}
         if options is not None:
@@ -633,10 +709,9 @@ class LatticeMapWidget(Container):
         )
         for _, kwargs, _ in tuples:
             kwargs["name"] = source_name(kwargs["name"], image.name)
-        old = find_result_layers(self._viewer.layers, source=image.name)
         self._adding = True
         try:
-            added = replace_result_layers(self._viewer, old, tuples)
+            added = show_result(self._viewer, tuples, image.name)
             if CALIBRATION_KEY in image.metadata:
                 # The image's residual stretch (scan distortion) places its maps too.
                 for layer in added:
@@ -644,13 +719,14 @@ class LatticeMapWidget(Container):
         finally:
             self._adding = False
         self._replace_phase_layers(maps, image, options, phase)
-        if added:
-            # Selecting the first map shows it (_on_active_layer); if it is selected
-            # already, nothing is emitted and it is shown here.
-            selected = same_layer(self._viewer.layers.selection.active, added[0])
-            self._viewer.layers.selection.active = added[0]
-            if selected:
-                self._on_active_layer()
+        # Selecting the layer shows it (_on_active_layer); if it is selected already,
+        # nothing is emitted and it is shown here.
+        selected = same_layer(self._viewer.layers.selection.active, added[0])
+        self._viewer.layers.selection.active = added[0]
+        if selected:
+            self._on_active_layer()
+        if same_layer(image, self._image.value):
+            self._show_map_choice()
         return added
 
     def _replace_phase_layers(self, maps, image: Image, options, phase: bool) -> None:
@@ -721,7 +797,7 @@ class LatticeMapWidget(Container):
 
     def _add_corrected(self, run: MovieResult, image: Image, scale, translate) -> Image:
         """Add (or replace) the lazy drift-corrected copy of the analysed frames."""
-        name = f"{image.name} (drift-corrected)"
+        name = _corrected(image.name)
         for layer in list(self._viewer.layers):
             info = layer.metadata.get(DRIFT_KEY) if isinstance(layer.metadata, dict) else None
             if isinstance(info, dict) and layer.name == name:
