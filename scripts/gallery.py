@@ -175,7 +175,7 @@ def screenshots(key: str, out: Path) -> dict:
     shots["suggest"] = out / f"{key}_suggest.png"
     screenshot(viewer, shots["suggest"])
     maps.choose_inputs(image, window=WINDOW)
-    (layer,) = maps.run_blocking()  # one layer, showing d-spacing 1
+    maps.run_blocking()  # one layer, showing d-spacing 1
     focus_dock(viewer, maps, show=maps._status)
     available = [key for _, key in maps._map_choices()]
     for what, shown in (("d", ("d_spacing", 0)), ("exx", ("exx", None))):
