@@ -175,3 +175,56 @@ def test_live_regions_drawn_during_a_run_and_a_reference(make_napari_viewer, qtb
     assert recorded["region"]["layer"] == "reference"
     np.testing.assert_allclose(recorded["region"]["rectangle_nm"], [2.2, 2.9, 2.2, 2.9],
                                atol=1e-9)  # fmt: skip
+
+
+def test_live_layers_bounded_per_frame_hidden_binned_and_slider(make_napari_viewer, qtbot,
+                                                               tmp_path):  # fmt: skip
+    """Per frame the dock updates only what is shown: a hidden map layer gets the newest
+    maps when it is shown, the frame is 2×2-binned while the run goes on (full size when
+    paused or stopped), and the time slider follows the newest frame only if it was on
+    the frame shown before."""
+    stack, _ = synthetic_movie(
+        4, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
+        amorphous=0.1, lazy=False,
+    )  # fmt: skip
+    viewer = make_napari_viewer()
+    dock, folder, _ = _live_dock(viewer, tmp_path)
+    live = dock._live
+    live.LIVE_FRAME_PX = 128  # 256² frames count as large here
+    _write(folder, 0, stack[0])
+    live._start.clicked.emit()
+    qtbot.waitUntil(lambda: "live frame" in viewer.layers, timeout=60_000)
+    frame = viewer.layers["live frame"]
+    binned = stack[0].reshape(128, 2, 128, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(frame.data, binned, rtol=1e-6)
+    np.testing.assert_allclose(frame.scale, [2 * PIXEL, 2 * PIXEL])
+    # The binned pixel (0, 0) is centred between image pixels 0 and 1.
+    np.testing.assert_allclose(frame.translate, [PIXEL / 2, PIXEL / 2])
+
+    shown, hidden = viewer.layers["live d g1 (nm)"], viewer.layers["live d g2 (nm)"]
+    assert shown.visible and not hidden.visible
+    _write(folder, 1, stack[1])
+    qtbot.waitUntil(lambda: "frame 1 " in live._status.value, timeout=60_000)
+    assert shown.data.shape[0] == 2 and hidden.data.shape[0] == 1  # not given while hidden
+    hidden.visible = True
+    assert hidden.data.shape[0] == 2  # the newest maps once shown
+    np.testing.assert_array_equal(hidden.data[1], live._newest.store.frame("d_spacing", 1)[1])
+
+    # The user looks at frame 0: the slider stays there while frames arrive.
+    viewer.dims.set_current_step(0, 0)
+    _write(folder, 2, stack[2])
+    qtbot.waitUntil(lambda: "frame 2 " in live._status.value, timeout=60_000)
+    assert shown.data.shape[0] == 3 and viewer.dims.current_step[0] == 0
+    # Back on the newest frame: the slider follows again.
+    viewer.dims.set_current_step(0, 2)
+    _write(folder, 3, stack[3])
+    qtbot.waitUntil(lambda: "frame 3 " in live._status.value, timeout=60_000)
+    assert viewer.dims.current_step[0] == 3
+
+    live._pause.clicked.emit()  # paused: the newest frame at full size
+    np.testing.assert_array_equal(frame.data, stack[3])
+    np.testing.assert_allclose(frame.scale, [PIXEL, PIXEL])
+    np.testing.assert_allclose(frame.translate, [0.0, 0.0])
+    live._stop.clicked.emit()
+    qtbot.waitUntil(lambda: live._start.enabled, timeout=60_000)
+    np.testing.assert_array_equal(frame.data, stack[3])

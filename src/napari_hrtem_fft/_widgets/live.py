@@ -161,6 +161,10 @@ class LiveSection(Container):
 
     #: Milliseconds between changes of the status line during a run.
     STATUS_MS = 500
+    #: Frames larger than this many pixels a side are shown 2×2-binned while a run goes
+    #: on (full size when paused or stopped): uploading and drawing a 2048² texture every
+    #: frame takes the GUI thread longer than the analysis under software OpenGL.
+    LIVE_FRAME_PX = 1024
 
     def __init__(
         self,
@@ -181,6 +185,9 @@ class LiveSection(Container):
         self._moved: dict[int, tuple[object, np.ndarray]] = {}  # layer id -> (layer, base)
         self._watched: list = []
         self._status_text: str | None = None
+        self._newest = None  # the newest update shown
+        self._frames_shown = 0  # frames on the time axis of the live maps
+        self._live_layers: list = []  # layers made by the run, watched for being shown
         #: ``(file name, time.monotonic())`` when each shown frame's layers were updated.
         self.shown: list[tuple[str, float]] = []
         self._init_widgets()
@@ -266,6 +273,9 @@ class LiveSection(Container):
         self._watched = watch_edits(self._watched, None, self._on_regions_changed)
         self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
         self._viewer.layers.events.removed.disconnect(self._on_layers_changed)
+        for layer in self._live_layers:
+            layer.events.visible.disconnect(self._on_layer_shown)
+        self._live_layers = []
 
     def _shapes_choices(self, widget=None) -> list[tuple[str, object]]:
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Shapes)]
@@ -315,6 +325,7 @@ class LiveSection(Container):
         self._worker = worker
         self.shown, self._skipped, self._grid = [], 0, None
         self._offset, self._moved = np.zeros(2), {}
+        self._newest, self._frames_shown = None, 0
         self._start.enabled = False
         self._pause.enabled = self._stop.enabled = True
         self._status.value = f"waiting for frames in {self._source.value}"
@@ -331,6 +342,7 @@ class LiveSection(Container):
             self._control.pause()
             self._pause.text = "Resume"
             self._status.value = "paused: frames written meanwhile will be skipped"
+            self._show_full_frame()
 
     def _on_stop(self) -> None:
         if self._control is not None:
@@ -357,8 +369,14 @@ class LiveSection(Container):
         elif result is not None:
             self._status.value = "stopped before the first frame: nothing stored"
         self._worker = None
+        self._show_full_frame()
         self._watched = watch_edits(self._watched, None, self._on_regions_changed)
         self._on_finished_cb(result)
+
+    def _show_full_frame(self) -> None:
+        """The newest frame at full size (paused or stopped)."""
+        if self._newest is not None and "live frame" in self._viewer.layers:
+            self._show_frame(self._newest, only="live frame")
 
     def _on_yielded(self, update) -> None:
         """Keep the newest frame; draw it once the queued updates are taken."""
@@ -441,17 +459,54 @@ class LiveSection(Container):
     # ------------------------------------------------------------------ display
 
     def _layer(self, name: str, data, **kwargs):
-        """The layer ``name`` with new data (in place), or a new image layer."""
+        """The layer ``name`` with new data, or a new image layer.
+
+        Data is set in place; a hidden layer keeps its data until it is shown.
+        """
         if name in self._viewer.layers:
             layer = self._viewer.layers[name]
-            layer.data = data
+            if layer.visible:
+                layer.data = data
             return layer
-        return self._viewer.add_image(data, name=name, **kwargs)
+        layer = self._viewer.add_image(data, name=name, **kwargs)
+        layer.events.visible.connect(self._on_layer_shown)
+        self._live_layers.append(layer)
+        return layer
 
-    def _show_frame(self, update) -> None:
-        """The newest frame and the maps of every frame so far, on the newest frame."""
+    def _on_layer_shown(self, event=None) -> None:
+        """A live layer made visible: it gets the newest frame's data it was not given."""
+        if self._newest is not None and getattr(event, "source", None) is not None:
+            if event.source.visible:
+                self._show_frame(self._newest, only=event.source.name)
+
+    def _frame_image(self, update):
+        """The newest frame and its ``(scale, translate)`` in nm.
+
+        2×2-binned while a run goes on (not paused) if larger than :attr:`LIVE_FRAME_PX`.
+        """
+        px = update.maps.pixel_size
+        image = np.asarray(update.image)
+        if self.running and not self._control.paused and max(image.shape) > self.LIVE_FRAME_PX:
+            ny, nx = (n // 2 * 2 for n in image.shape)
+            # The mean of each 2×2 block from four strided views (a reshaped mean takes
+            # ten times longer).
+            binned = image[0:ny:2, 0:nx:2].astype(np.float32)
+            for dy, dx in ((0, 1), (1, 0), (1, 1)):
+                binned += image[dy:ny:2, dx:nx:2]
+            binned *= 0.25
+            # A binned pixel is centred between the four it averages.
+            return binned, (2 * px, 2 * px), (0.5 * px, 0.5 * px)
+        return image, (px, px), (0.0, 0.0)
+
+    def _show_frame(self, update, only: str | None = None) -> None:
+        """The newest frame and the maps of every frame so far, on the newest frame.
+
+        Only visible layers are given new data (a hidden one when it is shown, or
+        ``only``: that layer alone); the time slider follows the newest frame if it
+        was on the frame shown before.
+        """
+        self._newest = update
         maps = update.maps
-        px = maps.pixel_size
         geometry = maps.geometry()
         placement = dict(
             scale=(1.0, *geometry["scale"]),
@@ -459,15 +514,22 @@ class LiveSection(Container):
             units=("", "nm", "nm"),
             opacity=0.6,
         )
-        new = "live frame" not in self._viewer.layers
-        frame = self._layer(
-            "live frame", np.asarray(update.image), scale=(px, px), units=("nm", "nm"),
-            metadata={"live": True},
-        )  # fmt: skip
-        frame.metadata.update({"frame": update.frame, "time_s": update.time, "file": update.name})
+        layers = self._viewer.layers
+        new = "live frame" not in layers
+        if only in (None, "live frame"):
+            image, scale, translate = self._frame_image(update)
+            frame = self._layer(
+                "live frame", image, scale=scale, translate=translate, units=("nm", "nm"),
+                metadata={"live": True},
+            )  # fmt: skip
+            if frame.visible and tuple(frame.scale) != scale:
+                frame.scale, frame.translate = scale, translate
+            where = {"frame": update.frame, "time_s": update.time, "file": update.name}
+            frame.metadata.update(where)
         # One map shown at a time over the frame (the others a click away).  d spans
         # ±3 % of the reflection's spacing, strain ±5 %: expansion shows as a colour
-        # change rather than being rescaled away.
+        # change rather than being rescaled away.  Fixed limits: none is computed from
+        # the data, neither when the layer is made nor when its data grows.
         d_ref = g_spacing(maps.reflections)
         shown = [
             (f"live d g{k + 1} (nm)", "d_spacing", k, "turbo", (0.97 * d, 1.03 * d))
@@ -475,8 +537,11 @@ class LiveSection(Container):
         ]
         if maps.strain is not None:
             shown.append(("live exx", "exx", None, "RdBu_r", (-0.05, 0.05)))
+        following = self._viewer.dims.current_step[0] >= self._frames_shown - 1
         maps_layers = []
         for i, (name, field, k, colormap, limits) in enumerate(shown):
+            if only not in (None, name):
+                continue
             # What the layer holds: the map, its reflection and unit, the store it reads.
             record = {
                 "live": True,
@@ -490,9 +555,12 @@ class LiveSection(Container):
                 visible=i == 0, metadata=record, **placement,
             )  # fmt: skip
             maps_layers.append(layer)
-        if new:
+        if new and only is None:
             # Frame at the bottom, its maps just above it: the user's regions stay on top.
             for position, layer in enumerate([frame, *maps_layers]):
-                self._viewer.layers.move(self._viewer.layers.index(layer), position)
-            self._viewer.layers.selection.active = maps_layers[0]
-        self._viewer.dims.set_current_step(0, update.analysed - 1)
+                layers.move(layers.index(layer), position)
+            layers.selection.active = maps_layers[0]
+        if only is None:
+            self._frames_shown = update.analysed
+            if following:
+                self._viewer.dims.set_current_step(0, update.analysed - 1)

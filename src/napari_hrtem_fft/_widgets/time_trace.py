@@ -16,6 +16,7 @@ as layers, and the plot of the trace of a chosen region updated as frames arrive
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Labels, Shapes
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtGui import QGuiApplication
 
 from .._napari.layers import find_result_layers, movie_maps_from_layers
@@ -85,6 +87,10 @@ class TimeTraceWidget(ResultSourceDock):
     """
 
     source_ndim = 3  # the maps of movies only
+
+    #: Seconds at least between full draws of the live plot (axes, ticks and layout;
+    #: between them only the curves are drawn, over the saved axes).
+    FULL_DRAW_S = 2.0
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
@@ -155,6 +161,10 @@ class TimeTraceWidget(ResultSourceDock):
             self._viewer, on_update=self._on_live_update, on_finished=self._on_live_finished
         )
         self._canvas.mpl_connect("draw_event", self._on_canvas_draw)
+        # A full draw of the live plot put off by FULL_DRAW_S (its limits must grow).
+        self._deferred = QTimer(self._canvas)
+        self._deferred.setSingleShot(True)
+        self._full_drawn = -np.inf  # time.monotonic() of the last full live draw
         self._live_trace = ComboBox(
             label="live trace of",
             choices=[EVERYTHING],
@@ -190,6 +200,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._export.clicked.connect(self._on_export)
         self._viewer.dims.events.current_step.connect(self._draw_cursor)
         self._live_trace.changed.connect(self._on_live_trace_changed)
+        self._deferred.timeout.connect(self._on_deferred)
 
     # --------------------------------------------------------------- choices
 
@@ -466,8 +477,11 @@ class TimeTraceWidget(ResultSourceDock):
         for artist in self._animated_artists():
             artist.axes.draw_artist(artist)
 
-    def _grow_limits(self, axes) -> bool:
-        """Widen the axis limits (with headroom) to the data; whether any changed."""
+    def _grow_limits(self, axes, *, apply: bool = True) -> bool:
+        """Widen the axis limits (with headroom) to the data; whether any changed.
+
+        With ``apply=False``: whether any would change, leaving them.
+        """
         changed = False
         for ax in axes:
             ax.relim()
@@ -479,9 +493,12 @@ class TimeTraceWidget(ResultSourceDock):
                 a, b = get()
                 if not (np.isfinite(lo) and np.isfinite(hi)) or (a <= lo and hi <= b):
                     continue
-                span = max(hi - lo, 1e-3 * abs(hi), 1e-9)
-                set_(min(a, lo - _HEADROOM * span), max(b, hi + _HEADROOM * span))
                 changed = True
+                if apply:
+                    span = max(hi - lo, 1e-3 * abs(hi), 1e-9)
+                    # Time only grows: room for as many frames again as are plotted.
+                    low, high = (0.0, 1.0) if set_ == ax.set_xlim else (_HEADROOM,) * 2
+                    set_(min(a, lo - low * span), max(b, hi + high * span))
         return changed
 
     def _curve_values(self, stat: str, k: int | None, factor: float):
@@ -505,20 +522,47 @@ class TimeTraceWidget(ResultSourceDock):
         for line, band, ax, stat, k, factor, alpha in curves:
             median, low, high = self._curve_values(stat, k, factor)
             line.set_data(self._x, median)
-            band.remove()
-            band = ax.fill_between(self._x, low, high, color=line.get_color(), alpha=alpha)
-            band.set_animated(self._animated)
+            band.set_data(self._x, low, high)
             self._curves.append((line, band, ax, stat, k, factor, alpha))
         self._place_cursor()
         # Drawn now, not when the event loop gets to it: the frame counts as shown once
-        # its trace is on the plot.  Within the limits only the curves are redrawn.
+        # its trace is on the plot.  Within the limits only the curves are redrawn over
+        # the saved axes (a few ms); a full draw (axes, ticks, layout: ~0.3 s of the GUI
+        # thread under software rendering) at most every FULL_DRAW_S, the points past
+        # the old limits clipped until then.
         axes = list(dict.fromkeys(curve[2] for curve in curves))
-        if self._grow_limits(axes) or self._background is None or not self._animated:
-            self._canvas.draw()
+        wait = self._full_drawn + self.FULL_DRAW_S - time.monotonic()
+        if self._background is None or not self._animated:
+            self._full_draw()
+        elif self._grow_limits(axes, apply=False) and wait <= 0:
+            self._full_draw()
         else:
-            self._canvas.restore_region(self._background)
-            self._draw_animated()
-            self._canvas.blit(self._figure.bbox)
+            if self._grow_limits(axes, apply=False) and not self._deferred.isActive():
+                self._deferred.start(int(1000 * wait) + 1)
+            self._blit()
+
+    def _full_draw(self) -> None:
+        """The whole figure now, its axis limits grown to the curves."""
+        self._deferred.stop()
+        self._grow_limits(list(dict.fromkeys(curve[2] for curve in self._curves)))
+        self._full_drawn = time.monotonic()
+        self._canvas.draw()
+
+    def _on_deferred(self) -> None:
+        if self._animated and self._curves:
+            self._full_draw()
+
+    def _blit(self) -> None:
+        """The curves and cursors over the saved background (a live run).
+
+        Drawn into the canvas's image now and painted with the viewer's next repaint:
+        ``canvas.blit`` repaints at once, and every repaint of a window that holds
+        napari's OpenGL canvas composes the whole window again (~0.1 s under software
+        OpenGL), so one repaint per frame for the layers and the plot together.
+        """
+        self._canvas.restore_region(self._background)
+        self._draw_animated()
+        self._canvas.update()
 
     def _cursor_x(self) -> float | None:
         """The slider's frame on the plot's x axis, or None outside the maps."""
@@ -544,4 +588,9 @@ class TimeTraceWidget(ResultSourceDock):
         if not self._cursors:
             return
         self._place_cursor()
-        self._canvas.draw_idle()
+        if self._animated and self._background is not None:
+            # A live run moves the slider every frame: the cursor is one of the curves
+            # drawn over the saved background, not a reason to draw the whole figure.
+            self._blit()
+        else:
+            self._canvas.draw_idle()
