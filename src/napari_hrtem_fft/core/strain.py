@@ -120,12 +120,16 @@ def check_independent(reflections, *, name: str = "reflections") -> None:
 
 
 def _local_components(maps: LatticeMaps):
-    """Local ``gy, gx`` (each ``(n, ..., my, mx)``, lazy for dask) in nm⁻¹.
+    """Local ``gy, gx`` (each ``(n, ..., my, mx)``, lazy for dask) in nm⁻¹."""
+    return _g_components(maps.d_spacing, maps.angle)
+
+
+def _g_components(d, angle):
+    """``gy, gx`` from spacing (nm) and angle (degrees) maps, elementwise.
 
     In the maps' precision, at least float32: the float32 maps of ``analyze`` resolve
     6e-8 relative, far below their noise, and single precision halves the cost.
     """
-    d, angle = maps.d_spacing, maps.angle
     if not _is_dask(d):
         d, angle = np.asarray(d), np.asarray(angle)
     dtype = np.result_type(d.dtype, angle.dtype, np.float32)
@@ -283,11 +287,13 @@ def strain_from_g(gy, gx, reference) -> dict:
     # In the components' precision (float32 maps give float32 strain).
     dtype = np.result_type(getattr(gy, "dtype", np.float64), np.float32)
     if g_ref.ndim == 2:
+        # Explicit sums (no BLAS call: its threads contend with the engine's on a busy
+        # machine, and a product of four (n, my, mx) maps needs none).
         pinv = np.linalg.pinv(g_ref).astype(dtype)  # (2, n)
-        a00 = np.tensordot(pinv[0], gy, axes=(0, 0))
-        a01 = np.tensordot(pinv[0], gx, axes=(0, 0))
-        a10 = np.tensordot(pinv[1], gy, axes=(0, 0))
-        a11 = np.tensordot(pinv[1], gx, axes=(0, 0))
+        a00 = _combination(pinv[0], gy)
+        a01 = _combination(pinv[0], gx)
+        a10 = _combination(pinv[1], gy)
+        a11 = _combination(pinv[1], gx)
     else:
         # One pinv per frame, (n, ..., 2, 1, 1) against (n, ..., my, mx); a NaN frame
         # gets zeros, hence det 0 and NaN strain below.
@@ -297,22 +303,43 @@ def strain_from_g(gy, gx, reference) -> dict:
         a01 = (w[..., 0, :, :] * gx).sum(axis=0)
         a10 = (w[..., 1, :, :] * gy).sum(axis=0)
         a11 = (w[..., 1, :, :] * gx).sum(axis=0)
+    return _polar_strain(a00, a01, a10, a11)
+
+
+def _combination(weights, comps):
+    """``Σ_j weights[j]·comps[j]`` over the first axis (numpy in place, dask lazy)."""
+    out = comps[0] * weights[0]
+    for j in range(1, len(weights)):
+        if _is_dask(out):
+            out = out + comps[j] * weights[j]
+        else:
+            out += comps[j] * weights[j]
+    return out
+
+
+def _polar_strain(a00, a01, a10, a11) -> dict:
+    """Strain and rotation of ``F = A⁻¹`` from the four maps of ``A = F⁻¹``.
+
+    Polar decomposition ``F = V R``, ``R = [[c, -s], [s, c]]`` in (y, x) order (a
+    counter-clockwise rotation on screen, y down), in closed form: with
+    ``F = adj(A)/det``, ``P = a00 + a11`` and ``Q = a01 - a10``, the rotation is
+    ``θ = atan2(Q/det, P/det)`` and ``V = F Rᵀ`` has, with ``k = 1/(|det|·hypot(P, Q))``,
+    ``v00 = (a11 P + a01 Q) k``, ``v11 = (a00 P - a10 Q) k`` and
+    ``v01 + v10 = ((a11 - a00) Q - (a01 + a10) P) k`` (no sine or cosine per pixel).
+    ``det = 0`` (a frame without reference) gives NaN.
+    """
     with np.errstate(all="ignore"):
         det = a00 * a11 - a01 * a10
-        f00, f01, f10, f11 = a11 / det, -a01 / det, -a10 / det, a00 / det
-        # Polar decomposition F = V R with R = [[c, -s], [s, c]] in (y, x) order, which is
-        # a counter-clockwise rotation on screen (y down).
-        theta = np.arctan2(f10 - f01, f00 + f11)
-        c, s = np.cos(theta), np.sin(theta)
-        v00 = f00 * c - f01 * s
-        v01 = f00 * s + f01 * c
-        v10 = f10 * c - f11 * s
-        v11 = f10 * s + f11 * c
+        p = a00 + a11
+        q = a01 - a10
+        inv = 1.0 / det
+        theta = np.arctan2(q * inv, p * inv)
+        k = 1.0 / (abs(det) * np.sqrt(p * p + q * q))
         return {
-            "exx": v11 - 1.0,
-            "eyy": v00 - 1.0,
-            "exy": 0.5 * (v01 + v10),
-            "rotation": np.degrees(theta),
+            "exx": (a00 * p - a10 * q) * k - 1.0,
+            "eyy": (a11 * p + a01 * q) * k - 1.0,
+            "exy": 0.5 * ((a11 - a00) * q - (a01 + a10) * p) * k,
+            "rotation": theta * (180.0 / np.pi),
         }
 
 
@@ -380,11 +407,32 @@ def strain(maps: LatticeMaps, reference=None) -> StrainMaps:
                 f"got {g_ref.shape}"
             )
     g_ref = _check_reference(g_ref, tuple(np.shape(maps.d_spacing)[1:-2]))
-    gy, gx = _local_components(maps)
-    comps = strain_from_g(gy, gx, g_ref)
-    dtype = np.result_type(getattr(maps.d_spacing, "dtype", np.float64), np.float32)
-    comps = {k: v.astype(dtype, copy=False) for k, v in comps.items()}
+    comps = strain_of_spacing(maps.d_spacing, maps.angle, g_ref)
     return StrainMaps(**comps, reference=g_ref)
+
+
+def strain_of_spacing(d_spacing, angle, reference) -> dict:
+    """Strain and rotation from local spacing and angle maps (what :func:`strain` computes).
+
+    Pixel by pixel: a block of the maps gives that block of the strain (the engine
+    computes it so, block by block beside the maps).
+
+    Parameters
+    ----------
+    d_spacing, angle : array_like
+        ``(n, ..., my, mx)`` spacing in nm and angle in degrees (numpy or dask).
+    reference : array_like
+        Reference reflections as :func:`strain_from_g` takes them.
+
+    Returns
+    -------
+    dict
+        ``exx, eyy, exy, rotation`` in the maps' floating dtype (at least float32).
+    """
+    gy, gx = _g_components(d_spacing, angle)
+    comps = strain_from_g(gy, gx, reference)
+    dtype = np.result_type(getattr(d_spacing, "dtype", np.float64), np.float32)
+    return {k: v.astype(dtype, copy=False) for k, v in comps.items()}
 
 
 def relative_to_region(

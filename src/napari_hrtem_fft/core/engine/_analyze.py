@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..maps import LatticeMaps
+from ..maps import LatticeMaps, StrainMaps
 from ._checks import (
     _check_chunks,
     _check_numbers,
@@ -293,13 +293,20 @@ def _plan(image, settings: Settings, user_chunks, lazy: bool, work):
 
 def _run(request: _Request):
     """The generator behind :func:`iter_analyze`."""
+    from ..strain import has_two_directions
+    from ..strain import strain as _strain
+
     settings = request.settings
-    demod = None
+    demod = strain = None
+    with_strain = request.compute_strain and has_two_directions(request.reflections)
     if request.lazy:
         packed = dask_maps(request.image, request.plan, settings, request.refine)
     else:
-        packed, demod = yield from numpy_maps(
-            request.image, request.plan, settings, request.work, request.refine
+        # Strain block by block beside the maps (in the blocks' tasks), relative to the
+        # given reflections as strain() computes it.
+        reference = request.reflections if with_strain else None
+        packed, demod, strain = yield from numpy_maps(
+            request.image, request.plan, settings, request.work, request.refine, reference
         )
     maps = LatticeMaps(
         **{name: packed[i] for i, name in enumerate(_FIELDS)},
@@ -310,12 +317,10 @@ def _run(request: _Request):
         pixel_size=settings.pixel_size,
         parameters=_parameters(request, demod),
     )
-    if request.compute_strain:
-        from ..strain import has_two_directions
-        from ..strain import strain as _strain
-
-        if has_two_directions(request.reflections):
-            maps.strain = _strain(maps)
+    if strain is not None:
+        maps.strain = StrainMaps(**strain, reference=request.reflections)
+    elif with_strain:
+        maps.strain = _strain(maps)
     return maps
 
 

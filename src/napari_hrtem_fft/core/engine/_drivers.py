@@ -33,6 +33,8 @@ from ._survey import _refined, _survey_modes, _weighted_modes
 
 logger = logging.getLogger(__name__)
 
+STRAIN_NAMES = ("exx", "eyy", "exy", "rotation")
+
 # The spectra of the survey's blocks are kept for their maps up to this many bytes in all
 # (256 MB: those of 14 frames of 2048², 18 MB each); the blocks beyond it are transformed
 # again for their maps.
@@ -51,22 +53,31 @@ class Progress:
 # ------------------------------------------------------------------------ numpy input
 
 
-def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
-    """Generator of :class:`Progress` per block; returns the maps and the demodulation.
+def numpy_maps(
+    arr, plan: BlockPlan, settings: Settings, work, refine: bool, strain_reference=None
+):
+    """Generator of :class:`Progress` per block; returns maps, demodulation and strain.
 
     The blocks of the plan are cut straight from the array (views where the dtype
     allows), with their context inside the image only: windows reaching beyond the
     image are NaN anyway, so that padding would only cost FFT and fold work.  Returns
     ``(6, n, *lead, my, mx)`` maps and the refined demodulation ``(n, 4, *lead)`` in
     cycles/pixel (two modes, the second NaN where there is none; ``None`` without
-    refinement).  Closing the generator cancels the
-    blocks not yet started.
+    refinement), and with ``strain_reference`` (``(n, 2)`` in nm⁻¹) the strain
+    components ``exx, eyy, exy, rotation`` as a dict of ``(*lead, my, mx)`` float32 maps
+    (else ``None``): computed pixel by pixel, so each block's in its own task, beside
+    its maps.  Closing the generator cancels the blocks not yet started.
     """
+    from ..strain import strain_of_spacing
+
     lead = arr.shape[:-2]
     n, step = settings.given.shape[0], settings.step
     jobs = [(f, *block) for f in np.ndindex(*lead) for block in plan.blocks()]
     counter = _Counter(len(jobs) * (2 if refine else 1))
     out = np.empty((6, n, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
+    strain = None
+    if strain_reference is not None:
+        strain = np.empty((4, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
     pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
     kept = _Spectra(_KEEP_SPECTRA_BYTES)
     try:
@@ -79,13 +90,20 @@ def numpy_maps(arr, plan: BlockPlan, settings: Settings, work, refine: bool):
             spec, context = kept.pop(job) or _spectrum(arr, job, settings, work)
             rows, cols = slice(y0 // step, -(-y1 // step)), slice(x0 // step, -(-x1 // step))
             frame_demod = None if demod is None else demod[(slice(None), slice(None), *f)]
-            frame_maps(spec, context, (y0, x0), frame_demod, settings, out[(..., *f, rows, cols)])
+            block = out[(..., *f, rows, cols)]
+            frame_maps(spec, context, (y0, x0), frame_demod, settings, block)
+            if strain is not None:
+                comps = strain_of_spacing(block[0], block[1], strain_reference)
+                for i, name in enumerate(STRAIN_NAMES):
+                    strain[(i, *f, rows, cols)] = comps[name]
 
         for _ in pool.map(maps, jobs):
             yield counter.step("maps")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return out, demod
+    if strain is not None:
+        strain = dict(zip(STRAIN_NAMES, strain, strict=True))
+    return out, demod, strain
 
 
 class _Spectra:
