@@ -229,11 +229,17 @@ def _coefficients(
     else:
         noise = None
     means = background and _mean_leaks(demod, window)
-    folded = _band_folds(spectrum, lengths, demod, window, step, start, means, cut)
-    # The inverse along y, then along x for the map rows only.
     my, mx = count
-    grid = sfft.ifft(folded, axis=-2, overwrite_x=True, workers=workers)[:, :my]
-    grid = sfft.ifft(grid, axis=-1, workers=workers)[..., :mx]
+    boxes = [(0.0, 0.0)] * bool(means) + [tuple(f) for f in demod]
+    along_x = [_axis_kernels(window, lengths, 1, f[1], start, step, cut, True) for f in boxes]
+    if all(bins.size <= lengths[1] // step for bins, _ in along_x):
+        grid = _shared_inverse(spectrum, lengths, boxes, along_x, window, step, start, cut,
+                               means, my, workers)  # fmt: skip
+    else:
+        folded = _band_folds(spectrum, lengths, demod, window, step, start, means, cut)
+        # The inverse along y, then along x for the map rows only.
+        grid = sfft.ifft(folded, axis=-2, overwrite_x=True, workers=workers)[:, :my]
+    grid = sfft.ifft(grid, axis=-1, overwrite_x=True, workers=workers)[..., :mx]
     n_mean = 2 if means else 0
     coef = grid[n_mean:].reshape(demod.shape[0], 3, my, mx).transpose(1, 0, 2, 3)
     if means:
@@ -434,9 +440,67 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     return planes
 
 
-def _fold_product(plane, values, row, first):
-    """Add ``values · row`` (bins ``first + (i, j)``; ``row`` along the columns) into the
-    zero-initialised ``plane`` modulo its shape.
+def _shared_inverse(
+    spectrum, lengths, boxes, along_x, window, step, start, cut, means, my, workers
+):
+    """The planes of :func:`_band_folds` after their inverse along y, first ``my`` rows.
+
+    ``boxes`` are the kernels' frequencies (the means' first if ``means``), ``along_x``
+    their bins and x-kernels at ``c`` and ``c - e_x`` where non-zero, each band no wider
+    than the map grid (no aliases along x).  The x factor of a separable kernel then
+    multiplies whole columns of the folded grid, which the inverse along y leaves as
+    they are: the windows at ``c`` and ``c - e_x`` share their y-kernel, so each kernel
+    box needs two inverses along y (``y_c``, ``y_e``) instead of three, and the x factors
+    are applied to the ``my`` map rows after them.
+    """
+    grid = (lengths[0] // step, lengths[1] // step)
+    n_mean = 2 if means else 0
+    halves = np.zeros((2 * len(boxes), *grid), dtype=spectrum.dtype)
+    columns = np.zeros((len(boxes), 2, grid[1]), dtype=spectrum.dtype)
+    for b, (freqs, (cols, (x_c, x_e))) in enumerate(zip(boxes, along_x, strict=True)):
+        rows, (y_c, y_e) = _axis_kernels(window, lengths, 0, freqs[0], start, step, cut)
+        values = _band(spectrum, lengths, rows, cols)
+        first = (rows[0], cols[0])
+        _fold_product(halves[2 * b], values, None, first, column=y_c)
+        _fold_product(halves[2 * b + 1], values, None, first, column=y_e)
+        columns[b, 0, cols % grid[1]] = x_c
+        columns[b, 1, cols % grid[1]] = x_e
+    halves = sfft.ifft(halves, axis=-2, overwrite_x=True, workers=workers)[:, :my]
+    at_c, at_e = halves[0::2], halves[1::2]  # (boxes, my, width): y-kernel c and c - e_y
+    x_c, x_e = columns[:, 0, None, :], columns[:, 1, None, :]
+    planes = np.empty((n_mean + 3 * (len(boxes) - n_mean // 2), my, grid[1]), spectrum.dtype)
+    if means:
+        # The means: c (real part) and c - e_y (imaginary part) in one plane, as
+        # _band_folds packs them (both real).
+        np.multiply(at_e[0], np.complex64(1j), out=planes[0])
+        planes[0] += at_c[0]
+        planes[0] *= x_c[0]
+        np.multiply(at_c[0], x_e[0], out=planes[1])
+    m = n_mean // 2
+    np.multiply(at_c[m:], x_c[m:], out=planes[n_mean::3])
+    np.multiply(at_e[m:], x_c[m:], out=planes[n_mean + 1 :: 3])
+    np.multiply(at_c[m:], x_e[m:], out=planes[n_mean + 2 :: 3])
+    return planes
+
+
+def _axis_kernels(window, lengths, axis, freq, start, step, cut, nonzero=False):
+    """Bins along ``axis`` and the kernels there for windows at ``c`` and ``c - e``.
+
+    ``nonzero``: without the band's end bins where the taper is exactly zero.
+    """
+    bins = band_bins(window, lengths[axis], freq, cut)
+    shifts = (start[axis], start[axis] - 1)
+    pair = kernel_band(window, lengths[axis], freq, shifts, bins, cut)
+    if nonzero:
+        keep = np.flatnonzero(pair[0] != 0)
+        bins, pair = bins[keep[0] : keep[-1] + 1], pair[:, keep[0] : keep[-1] + 1]
+    return bins, (pair / step).astype(np.complex64)
+
+
+def _fold_product(plane, values, row, first, column=None):
+    """Add ``values · row`` (bins ``first + (i, j)``; ``row`` along the columns, or
+    ``column`` along the rows instead) into the zero-initialised ``plane`` modulo its
+    shape.
 
     The first ``plane.shape`` of the box is written in place, the rest (a box larger
     than the plane) added.
@@ -445,16 +509,19 @@ def _fold_product(plane, values, row, first):
     for r0 in range(0, values.shape[0], size[0]):
         for c0 in range(0, values.shape[1], size[1]):
             part = values[r0 : r0 + size[0], c0 : c0 + size[1]]
-            factor = row[c0 : c0 + size[1]]
+            if column is None:
+                factor = row[None, c0 : c0 + size[1]]
+            else:
+                factor = column[r0 : r0 + size[0], None]
             at = ((first[0] + r0) % size[0], (first[1] + c0) % size[1])
             for rows, src_rows in _wrapped(at[0], part.shape[0], size[0]):
                 for cols, src_cols in _wrapped(at[1], part.shape[1], size[1]):
+                    f = factor[src_rows if column is not None else slice(None),
+                               src_cols if column is None else slice(None)]  # fmt: skip
                     if r0 == c0 == 0:
-                        np.multiply(
-                            part[src_rows, src_cols], factor[src_cols], out=plane[rows, cols]
-                        )
+                        np.multiply(part[src_rows, src_cols], f, out=plane[rows, cols])
                     else:
-                        plane[rows, cols] += part[src_rows, src_cols] * factor[src_cols]
+                        plane[rows, cols] += part[src_rows, src_cols] * f
 
 
 def _wrapped(at: int, n: int, size: int):
