@@ -542,9 +542,10 @@ def _subtract_means(means, coef, demod, window):
     m_c, m_ey, m_ex = means[0].real * norm, means[0].imag * norm, means[1].real * norm
     s_main = _response2(window, demod).astype(np.float32)
     for r in range(demod.shape[0]):
-        coef[0, r] -= m_c * s_main[r]
-        coef[1, r] -= m_ey * s_main[r]
-        coef[2, r] -= m_ex * s_main[r]
+        # The means and the response are real: only the real parts change.
+        for plane, mean in zip(coef[:, r], (m_c, m_ey, m_ex), strict=True):
+            part = plane.real
+            part -= mean * s_main[r]
 
 
 def _frame_maps(
