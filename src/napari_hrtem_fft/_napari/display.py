@@ -38,6 +38,7 @@ __all__ = [
     "show_result",
     "show_scale_bar",
     "source_name",
+    "warm_overlays",
 ]
 
 _UNITS = {
@@ -91,6 +92,42 @@ def show_scale_bar(viewer, layer) -> None:
     units = getattr(layer, "units", None)
     if units is not None and parse_unit(str(units[-1])).kind == "length":
         canvas_overlay(viewer, "scale_bar").visible = True
+
+
+# The characters of map titles and scale bars: napari draws text from a glyph atlas
+# that it fills one character at a time, on the first draw that needs it.
+_GLYPHS = (
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ·()[]°σ-_.,:/'"
+)
+
+
+def warm_overlays(viewer):
+    """Have napari build the title's visual and glyphs now, unseen; return an undo.
+
+    napari builds an overlay's canvas visual (shaders) the first time the overlay is
+    made visible and loads each character of a text on the first draw that shows it:
+    ~1 s that the first :func:`show_map` of a session paid.  Here the text overlay,
+    holding every character of titles and scale bars, is made visible fully
+    transparent; after the next canvas draw the returned function puts it back as it
+    was, unless a map was shown meanwhile (then only its opacity is restored).  A
+    visible text overlay is left alone.  (The scale bar's visual is left to the first
+    map: it stays connected to the viewer's dims and camera once built.)
+    """
+    text = canvas_overlay(viewer, "text")
+    if text.visible:
+        return lambda: None
+    before, opacity = text.text, text.opacity
+    text.opacity = 0.0
+    text.text = _GLYPHS
+    text.visible = True
+
+    def undo() -> None:
+        text.opacity = opacity
+        if text.text == _GLYPHS:  # no map shown since
+            text.text = before
+            text.visible = False
+
+    return undo
 
 
 def batched(viewer):

@@ -28,6 +28,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, create_widget
 from napari.layers import Image, Points, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 
 from .._napari.display import (
     add_map_layers,
@@ -40,6 +41,7 @@ from .._napari.display import (
     show_map,
     show_result,
     source_name,
+    warm_overlays,
 )
 from .._napari.layers import (
     PICKER_KEY,
@@ -95,6 +97,9 @@ DRIFT_KEY = "napari_hrtem_fft_drift"
 #: (stored with it by the reflection picker, :mod:`napari_hrtem_fft.core.picked`);
 #: the picks of another image are offered as that Image layer.
 PICKED = "picked on this image (FFT picker)"
+
+# Milliseconds the overlays stay transparent after the warm-up (a canvas draw or two).
+_WARM_UNDO_MS = 200
 
 
 def _corrected(name: str) -> str:
@@ -173,6 +178,8 @@ class LatticeMapWidget(Container):
         self._connect_events()
         self._on_image_changed()
         self._set_running(False)
+        # After the dock is shown, in the event loop: never while napari opens it.
+        QTimer.singleShot(0, self._warm_up)
 
     # ------------------------------------------------------------------ set-up
 
@@ -240,6 +247,18 @@ class LatticeMapWidget(Container):
         ):
             signal.connect(slot)
         disconnect_on_close(self, self._viewer)
+
+    def _warm_up(self) -> None:
+        """Build now what the first map shown would build (title, scale bar, glyphs).
+
+        The overlays are drawn once, transparent, and put back ~0.2 s later (a plain
+        function: it runs even if the dock is closed meanwhile).
+        """
+        try:
+            undo = warm_overlays(self._viewer)
+        except RuntimeError:  # the viewer was closed before the event loop ran
+            return
+        QTimer.singleShot(_WARM_UNDO_MS, undo)
 
     def _disconnect(self, *_) -> None:
         """Cut the dock's connection to the viewer when napari deletes the dock."""
