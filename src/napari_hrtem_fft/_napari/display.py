@@ -96,9 +96,7 @@ def show_scale_bar(viewer, layer) -> None:
 
 # The characters of map titles and scale bars: napari draws text from a glyph atlas
 # that it fills one character at a time, on the first draw that needs it.
-_GLYPHS = (
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ·()[]°σ-_.,:/'"
-)
+_GLYPHS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ·()[]°σ-_.,:/'"
 
 
 def warm_overlays(viewer):
