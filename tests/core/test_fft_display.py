@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_hrtem_fft.core.fft import region_fft
-from napari_hrtem_fft.core.fft_display import display_size, display_spectrum
+from napari_hrtem_fft.core.fft_display import blank_spectrum, display_size, display_spectrum
 from napari_hrtem_fft.core.synthetic import synthetic_lattice
 
 PIXEL = 0.02  # nm
@@ -65,3 +65,16 @@ def test_flat_window_gives_a_finite_display_and_bad_input_a_clear_error():
         display_spectrum(np.ones((32, 32)), window=64, pixel_size=PIXEL)
     with pytest.raises(ValueError, match="pixel_size"):
         display_spectrum(np.ones((64, 64)), window=64, pixel_size=0)
+
+
+def test_blank_spectrum_has_the_shape_and_calibration_of_the_spectrum():
+    image = np.random.default_rng(0).normal(size=(300, 300))
+    for window in (64, 128, 256):
+        blank = blank_spectrum(window, 0.05)
+        real = display_spectrum(image, window=window, pixel_size=0.05)
+        assert blank.data.shape == real.data.shape and blank.data.dtype == real.data.dtype
+        assert not blank.data.any()
+        assert blank.scale == real.scale and blank.translate == real.translate
+        assert blank.bin == real.bin
+    with pytest.raises(ValueError, match="pixel_size"):
+        blank_spectrum(128, 0.0)

@@ -7,6 +7,7 @@ import pytest
 from widget_sample import D_002, D_111, PIXEL_SIZE
 
 from napari_hrtem_fft._widgets import ReflectionPickerWidget
+from napari_hrtem_fft.core.fft_display import display_spectrum
 from napari_hrtem_fft.core.picked import PICKED_KEY, PickedReflections
 from napari_hrtem_fft.core.reciprocal import g_spacing
 
@@ -177,3 +178,38 @@ def test_picks_are_stored_with_their_image_and_come_back_with_it(picker, qtbot):
     assert len(widget.reflections) == 0 and PICKED_KEY not in other.metadata
     widget._image.value = image
     np.testing.assert_array_equal(widget.reflections, [*record.g.tolist(), [3.0, 3.0]])
+
+
+def test_the_fft_canvas_is_ready_for_the_spectrum_before_the_first_show_fft(
+    make_napari_viewer, sample, qtbot
+):
+    # A shown window (the canvas is made once the dock is shown), the dock opened from
+    # the Plugins menu, as a user does.
+    viewer = make_napari_viewer(show=True)
+    image = viewer.add_image(sample[0], name="Pd", scale=(PIXEL_SIZE, PIXEL_SIZE), units="nm")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", "Reflection picker (FFT)")
+    widget._image.value = image
+    widget._window.value = 128
+    layers = widget.fft_viewer.layers
+    scale = 1 / (512 * PIXEL_SIZE)  # 128 px padded to 512 display pixels
+    # Once the dock is shown and the image chosen: the spectrum layer and the zero mark
+    # exist, transparent, with the spectrum's shape and calibration; so does the scale bar.
+    qtbot.waitUntil(lambda: widget._fft_view.has_canvas and len(layers) == 3, timeout=10_000)
+    fft, zero = layers[0], layers["g = 0"]
+    qtbot.waitUntil(lambda: np.isclose(fft.scale[-1], scale, rtol=1e-12), timeout=5_000)
+    assert fft.data.shape == (512, 512) and fft.opacity == 0 and zero.opacity == 0
+    scale_bar = widget.fft_viewer.canvas.overlays["scale_bar"]
+    assert scale_bar.visible and scale_bar.opacity == 0
+    # The first Show FFT fills the same layers: opaque, the spectrum of the window.
+    widget._show_fft.clicked.emit()
+    assert layers[0] is fft and layers["g = 0"] is zero and len(layers) == 3
+    assert fft.name == "FFT (Pd)" and fft.opacity == 1 and zero.opacity > 0
+    assert scale_bar.opacity == 1
+    np.testing.assert_allclose(fft.scale, [scale, scale], rtol=1e-12)
+    np.testing.assert_allclose(fft.data_to_world([256, 256]), [0, 0], atol=1e-12)
+    ctx = widget._fft_context
+    expected = display_spectrum(ctx["plane"], ctx["center"], window=128, pixel_size=PIXEL_SIZE)
+    np.testing.assert_array_equal(fft.data, expected.data)
+    assert tuple(fft.contrast_limits) == pytest.approx(expected.contrast_limits)
+    # The reflection rings are sized for this window's FFT bins (2.5 bins across).
+    assert widget.reflections_layer.current_size == pytest.approx(2.5 / (128 * PIXEL_SIZE))

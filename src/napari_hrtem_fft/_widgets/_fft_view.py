@@ -63,6 +63,10 @@ class FFTView(QWidget):
         self._qt_viewer = None
         self._spectrum_layer = None
         self._zero_mark = None
+        # The blank spectrum the canvas is laid out for (:meth:`expect`), and whether
+        # a real one has been shown.
+        self._expected = None
+        self._shown = False
         self._watcher: _CloseWatcher | None = None
         # Radius (1/nm) to frame once the canvas has its real size: right after it is
         # made, the canvas is not laid out yet and its size means nothing.
@@ -122,54 +126,83 @@ class FFTView(QWidget):
     def show_spectrum(self, spectrum, *, name: str) -> None:
         """Show a :class:`~napari_hrtem_fft.core.fft_display.SpectrumImage`.
 
-        The first call shows the spectrum layer (below every other layer), the
-        zero-frequency mark and the nm⁻¹ scale bar (made transparent with the canvas,
-        :meth:`_prepare_layers`, or here); later calls update the layer's data,
-        calibration and contrast in place, which redraws without rebuilding it.
+        The spectrum layer, the zero-frequency mark and the nm⁻¹ scale bar are made
+        transparent with the canvas (:meth:`_prepare_layers`) and laid out for the
+        spectrum to come (:meth:`expect`); the first call makes them opaque.  Every
+        call updates the layer's data, calibration and contrast in place, which
+        redraws without rebuilding it.
         """
-        layer = self._spectrum_layer
-        if layer is None:
+        if self._spectrum_layer is None:
             self._add_layers(spectrum, name=name, opacity=1.0)
-            layer = self._spectrum_layer
         else:
-            if tuple(layer.scale) != tuple(spectrum.scale):
-                layer.scale = spectrum.scale
-                layer.translate = spectrum.translate
-            layer.data = spectrum.data
-            layer.contrast_limits = spectrum.contrast_limits
-            if layer.name != name:
-                layer.name = name
-            size = _ZERO_MARK_BINS * spectrum.bin
-            if self._zero_mark.current_size != size:
-                self._zero_mark.size = size
-                self._zero_mark.current_size = size
+            self._update_layers(spectrum, name=name)
+        layer = self._spectrum_layer
         if layer.opacity != 1.0:
             layer.opacity = 1.0
             self._zero_mark.opacity = _ZERO_MARK_OPACITY
+        self._show_scale_bar(opacity=1.0)
+        self._shown = True
+
+    def expect(self, spectrum) -> None:
+        """Lay the canvas out for a spectrum like ``spectrum`` until one is shown.
+
+        ``spectrum`` is a :func:`~napari_hrtem_fft.core.fft_display.blank_spectrum`
+        of the window and pixel size that Show FFT will use.  Changing a layer's shape
+        or calibration makes napari recompute the canvas's extent and sliders
+        (~0.1 s); done here, when the image or window is chosen, the first Show FFT
+        only replaces the data.  Nothing changes once a spectrum is shown.
+        """
+        if self._shown:
+            return
+        self._expected = spectrum
+        if self._spectrum_layer is not None:
+            self._update_layers(spectrum, name=self._spectrum_layer.name)
+
+    def _update_layers(self, spectrum, *, name: str) -> None:
+        """The spectrum layer and zero mark moved to ``spectrum``, changing only what differs."""
+        layer = self._spectrum_layer
+        if tuple(layer.scale) != tuple(spectrum.scale):
+            layer.scale = spectrum.scale
+            layer.translate = spectrum.translate
+        layer.data = spectrum.data
+        layer.contrast_limits = spectrum.contrast_limits
+        if layer.name != name:
+            layer.name = name
+        size = _ZERO_MARK_BINS * spectrum.bin
+        if self._zero_mark.current_size != size:
+            self._zero_mark.size = size
+            self._zero_mark.current_size = size
+
+    def _show_scale_bar(self, *, opacity: float) -> None:
+        """The nm⁻¹ scale bar, with a box; transparent until the first spectrum.
+
+        napari builds a scale bar's visual (and renders its text) when it is first
+        made visible: a transparent one made with the canvas keeps that off the first
+        Show FFT.
+        """
         scale_bar = canvas_overlay(self.viewer, "scale_bar")
         if not scale_bar.visible:
-            scale_bar.visible = True
             scale_bar.box = True
+            scale_bar.visible = True
+        if scale_bar.opacity != opacity:
+            scale_bar.opacity = opacity
 
     def _prepare_layers(self) -> None:
-        """The spectrum layer and the zero mark, transparent until the first spectrum.
+        """The spectrum layer, the zero mark and the scale bar, transparent.
 
         Made with the canvas, so that the first Show FFT does not build their layer
-        controls, visuals and shaders (~0.5 s).  The selection stays as it was.
+        controls, visuals and shaders (~0.5 s); laid out as :meth:`expect` was last
+        told (a 128-px window of 1-nm pixels before that).  The selection stays as it
+        was.
         """
         if self._spectrum_layer is not None:
             return
-        from types import SimpleNamespace
+        from ..core.fft_display import blank_spectrum
 
         active = self.viewer.layers.selection.active
-        placeholder = SimpleNamespace(
-            data=np.zeros((2, 2), np.float32),
-            scale=(1.0, 1.0),
-            translate=(-1.0, -1.0),
-            contrast_limits=(0.0, 1.0),
-            bin=1.0,
-        )
-        self._add_layers(placeholder, name="FFT", opacity=0.0)
+        spectrum = self._expected or blank_spectrum(128, 1.0)
+        self._add_layers(spectrum, name="FFT", opacity=0.0)
+        self._show_scale_bar(opacity=0.0)
         if active is not None:
             self.viewer.layers.selection.active = active
 

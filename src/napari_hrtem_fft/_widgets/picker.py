@@ -24,6 +24,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from .._napari.calibration import camera_of, current_plane
 from .._napari.picking import ReflectionPoints, WindowOnImage, calibrate_image
 from ..core.calibration import ScaleCorrection
+from ..core.fft_display import blank_spectrum, display_spectrum
 from ..core.picked import PICKED_KEY, PickedReflections
 from ..core.pipeline import check_option
 from ..core.reciprocal import g_angle, g_spacing
@@ -178,8 +179,6 @@ class ReflectionPickerWidget(Container):
         Nothing is recomputed or redrawn when the window, its place, the frame and the
         pixel size are those of the spectrum already shown.
         """
-        from ..core.fft_display import display_spectrum
-
         image = self._image.value
         if image is None:
             raise ValueError("choose an image layer first")
@@ -338,8 +337,9 @@ class ReflectionPickerWidget(Container):
         """Redraw the outline, and the FFT when one is shown.
 
         The window is drawn (and the 'FFT region' point made) as soon as an image is
-        chosen: the user sees where the FFT will come from, and the first Show FFT
-        does not build these layers.
+        chosen, and the FFT canvas laid out for its spectrum: the user sees where the
+        FFT will come from, and the first Show FFT does not build these layers nor
+        resize the canvas's world.
         """
         image = self._image.value
         if image is None:
@@ -348,7 +348,11 @@ class ReflectionPickerWidget(Container):
             if self._fft_context is not None:
                 self.show_fft()
             else:
-                self._on_image_window.draw(self._window_center(image), self._window_size(), image)
+                window = self._window_size()
+                self._on_image_window.draw(self._window_center(image), window, image)
+                blank = blank_spectrum(window, self.pixel_size())
+                self._fft_view.expect(blank)
+                self._points.fit_to_bins(blank.bin)
         except (ValueError, TypeError) as exc:
             self._status.value = str(exc)
 

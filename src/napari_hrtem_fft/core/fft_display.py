@@ -28,7 +28,7 @@ from .fft import (
     hann_window,
 )
 
-__all__ = ["SpectrumImage", "display_size", "display_spectrum"]
+__all__ = ["SpectrumImage", "blank_spectrum", "display_size", "display_spectrum"]
 
 # Smallest side of the displayed spectrum (pixels): a 64- or 128-px window is padded
 # to it (8× or 4× finer than the FFT bins), which is fine enough for a dock-sized
@@ -100,6 +100,41 @@ def display_size(window: int) -> int:
     """
     window = int(window)
     return window * max(1, -(-_MIN_DISPLAY // window))
+
+
+def blank_spectrum(window: int, pixel_size: float) -> SpectrumImage:
+    """A flat spectrum with the shape and calibration of a ``window``-pixel one.
+
+    What the FFT canvas is laid out with before the first spectrum: the spectrum of
+    that window then replaces its data only, and napari does not recompute the canvas's
+    extent and sliders on the user's click.
+
+    Parameters
+    ----------
+    window : int
+        Window side in pixels.
+    pixel_size : float
+        Image pixel size in nm.
+
+    Returns
+    -------
+    SpectrumImage
+        Zeros of :func:`display_size`, the calibration :func:`display_spectrum` gives
+        that window, contrast limits (0, 1), the Nyquist radius, and the centre of a
+        window at the image's corner (no image is read).
+    """
+    window = int(window)
+    pixel_size = _check_pixel_size(pixel_size)
+    size = display_size(window)
+    scale = 1.0 / (size * pixel_size)
+    return SpectrumImage(
+        data=np.zeros((size, size), np.float32),
+        scale=(scale, scale),
+        contrast_limits=(0.0, 1.0),
+        radius=0.5 / pixel_size,
+        bin=1.0 / (window * pixel_size),
+        center=(window // 2, window // 2),
+    )
 
 
 def _radial_bins(window: int) -> np.ndarray:
