@@ -112,9 +112,9 @@ def blank_spectrum(window: int, pixel_size: float) -> SpectrumImage:
     Parameters
     ----------
     window : int
-        Window side in pixels.
+        Side (pixels) of the windows whose spectra will be shown.
     pixel_size : float
-        Image pixel size in nm.
+        Their image's pixel size (nm).
 
     Returns
     -------
