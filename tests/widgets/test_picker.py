@@ -194,12 +194,13 @@ def test_the_fft_canvas_is_ready_for_the_spectrum_before_the_first_show_fft(
     scale = 1 / (512 * PIXEL_SIZE)  # 128 px padded to 512 display pixels
     # Once the dock is shown and the image chosen: the spectrum layer and the zero mark
     # exist, transparent, with the spectrum's shape and calibration; so does the scale bar.
-    qtbot.waitUntil(lambda: widget._fft_view.has_canvas and len(layers) == 3, timeout=10_000)
+    # (made in steps, one per turn of the event loop).
+    scale_bar = widget.fft_viewer.canvas.overlays["scale_bar"]
+    qtbot.waitUntil(lambda: scale_bar.visible and len(layers) == 3, timeout=10_000)
     fft, zero = layers[0], layers["g = 0"]
     qtbot.waitUntil(lambda: np.isclose(fft.scale[-1], scale, rtol=1e-12), timeout=5_000)
     assert fft.data.shape == (512, 512) and fft.opacity == 0 and zero.opacity == 0
-    scale_bar = widget.fft_viewer.canvas.overlays["scale_bar"]
-    assert scale_bar.visible and scale_bar.opacity == 0
+    assert widget._fft_view.has_canvas and scale_bar.opacity == 0
     # The first Show FFT fills the same layers: opaque, the spectrum of the window.
     widget._show_fft.clicked.emit()
     assert layers[0] is fft and layers["g = 0"] is zero and len(layers) == 3

@@ -10,6 +10,8 @@ be floated out of the main window to make the FFT as large as wanted.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from napari.components import ViewerModel
 from qtpy.QtCore import QEvent, QObject, QTimer
@@ -21,6 +23,11 @@ from ..core.reciprocal import g_angle, g_spacing
 
 __all__ = ["FFTView"]
 
+# Warm-up steps after the dock is shown: this far apart (ms); a step that fires later
+# than this (s) waits for the next turn, at most this many times in a row.
+_STEP_MS = 30
+_BUSY_S = 0.05
+_MAX_WAITS = 10
 # The zero-frequency cross is this many FFT bins across.
 _ZERO_MARK_BINS = 3.0
 _ZERO_MARK_OPACITY = 0.8
@@ -76,10 +83,14 @@ class FFTView(QWidget):
         self._frame_timer.setInterval(0)
         self._frame_timer.timeout.connect(self._apply_pending_frame)
         # A child timer: it dies with this widget, never calling into a deleted one.
+        # Its steps are 30 ms apart, and wait while the event loop is busy (other work
+        # the dock scheduled): the GUI answers between the steps.
         self._canvas_timer = QTimer(self)
         self._canvas_timer.setSingleShot(True)
-        self._canvas_timer.setInterval(0)
+        self._canvas_timer.setInterval(_STEP_MS)
         self._canvas_timer.timeout.connect(self._make_canvas_if_shown)
+        self._step_started = 0.0
+        self._waited = 0
         self._readout = QLabel("Show the FFT, then click reflections on it.")
         self._readout.setToolTip(
             "Reciprocal vector g = (gy, gx) under the mouse, its lattice spacing d = 1/|g| "
@@ -95,15 +106,39 @@ class FFTView(QWidget):
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._qt_viewer is None:
-            # Made right after the dock is first shown (~1 s, once), so that the first
-            # Show FFT only computes and draws the spectrum.
-            self._canvas_timer.start()
+        # The canvas and its layers are made right after the dock is first shown
+        # (~1 s, once, in steps), so that the first Show FFT only computes and draws
+        # the spectrum.  Shown again, the steps left (if any) are done.
+        self._next_step()
+
+    def _next_step(self) -> None:
+        self._step_started = time.perf_counter()
+        self._canvas_timer.start()
 
     def _make_canvas_if_shown(self) -> None:
-        if self._qt_viewer is None and self.isVisible():
+        """One step of the warm-up per turn of the event loop, while the dock is shown.
+
+        The canvas, then the transparent layers, then the transparent scale bar: the
+        GUI answers between the steps instead of freezing for all three at once.
+        """
+        if not self.isVisible():
+            return
+        late = time.perf_counter() - self._step_started - _STEP_MS / 1000.0
+        if late > _BUSY_S and self._waited < _MAX_WAITS:
+            # The event loop was busy: let it answer first.
+            self._waited += 1
+            self._next_step()
+            return
+        self._waited = 0
+        if self._qt_viewer is None:
             self.ensure_canvas()
+        elif self._spectrum_layer is None:
             self._prepare_layers()
+        else:
+            if not self._shown:
+                self._show_scale_bar(opacity=0.0)
+            return
+        self._next_step()
 
     @property
     def has_canvas(self) -> bool:
@@ -188,12 +223,11 @@ class FFTView(QWidget):
             scale_bar.opacity = opacity
 
     def _prepare_layers(self) -> None:
-        """The spectrum layer, the zero mark and the scale bar, transparent.
+        """The spectrum layer and the zero mark, transparent.
 
-        Made with the canvas, so that the first Show FFT does not build their layer
-        controls, visuals and shaders (~0.5 s); laid out as :meth:`expect` was last
-        told (a 128-px window of 1-nm pixels before that).  The selection stays as it
-        was.
+        Made after the canvas, so that the first Show FFT does not build their
+        visuals and shaders (~0.5 s); laid out as :meth:`expect` was last told (a
+        128-px window of 1-nm pixels before that).  The selection stays as it was.
         """
         if self._spectrum_layer is not None:
             return
@@ -202,7 +236,6 @@ class FFTView(QWidget):
         active = self.viewer.layers.selection.active
         spectrum = self._expected or blank_spectrum(128, 1.0)
         self._add_layers(spectrum, name="FFT", opacity=0.0)
-        self._show_scale_bar(opacity=0.0)
         if active is not None:
             self.viewer.layers.selection.active = active
 

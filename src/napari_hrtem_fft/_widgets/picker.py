@@ -347,6 +347,14 @@ class ReflectionPickerWidget(Container):
         try:
             if self._fft_context is not None:
                 self.show_fft()
+            elif (
+                self._region.value == "point"
+                and self._on_image_window.region_point(image, create=False) is None
+            ):
+                # The first time: the region point now, the outline at the next turn of
+                # the event loop (each builds a layer, ~0.3 s, once).
+                self._on_image_window.region_point(image, create=True)
+                self._refresh_timer.start()
             else:
                 window = self._window_size()
                 self._on_image_window.draw(self._window_center(image), window, image)
