@@ -91,8 +91,11 @@ def phase_reflections(maps: LatticeMaps) -> np.ndarray:
         record = maps.parameters.get(key)
         if not isinstance(record, dict) or record.get(name) is None:
             continue
-        # JSON records hold NaN as null: float arrays read it back as NaN.
-        recorded = np.asarray(record[name], dtype=np.float64)
+        try:
+            # JSON records hold NaN as null or "NaN": float arrays read both back as NaN.
+            recorded = np.asarray(record[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # not a record of reflections (e.g. a shortened description)
         if recorded.shape in (g.shape, out.shape):
             out = np.where(np.isfinite(recorded), recorded, out)
     return np.array(out)

@@ -422,6 +422,9 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
         (rows, (y_c, y_e)), (cols, (x_c, x_e)) = kernels(0, freqs[0]), kernels(1, freqs[1])
         first = (rows[0], cols[0])
         values = _band(spectrum, lengths, rows, cols)
+        if rows.size > grid[0]:
+            _fold_rows_first(planes, values, (y_c, y_e), (x_c, x_e), first, grid[0])
+            return
         along_y = values * y_c[:, None]
         values *= y_e[:, None]  # now along y for c - e_y
         if len(planes) == 2:
@@ -438,6 +441,33 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     for r, freqs in enumerate(demod):
         box(freqs, planes[n_mean + 3 * r : n_mean + 3 * r + 3])
     return planes
+
+
+def _fold_rows_first(planes, values, y_kernels, x_kernels, first, height: int):
+    """:func:`_band_folds`'s products of one box whose rows alias (more than ``height``).
+
+    The y-kernels first, each product folded along y onto the grid's ``height`` rows;
+    then the x-kernels on those rows, folded along x: two products over the box and three
+    over the folded rows, instead of five over the box.
+    """
+    (y_c, y_e), (x_c, x_e) = y_kernels, x_kernels
+    width = values.shape[1]
+    if len(planes) == 2:
+        # The means: c (real part) and c - e_y (imaginary part) in one plane.
+        factors = (y_c + np.complex64(1j) * y_e, y_c)
+    else:
+        factors = (y_c, y_e)
+    folded = np.zeros((2, height, width), dtype=values.dtype)
+    for out, factor in zip(folded, factors, strict=True):
+        _fold_product(out, values, None, (first[0], 0), column=factor)
+    at = (0, first[1])
+    if len(planes) == 2:
+        _fold_product(planes[0], folded[0], x_c, at)
+        _fold_product(planes[1], folded[1], x_e, at)
+        return
+    _fold_product(planes[0], folded[0], x_c, at)
+    _fold_product(planes[1], folded[1], x_c, at)
+    _fold_product(planes[2], folded[0], x_e, at)
 
 
 def _shared_inverse(
