@@ -165,6 +165,11 @@ class TimeTraceWidget(ResultSourceDock):
         self._deferred = QTimer(self._canvas)
         self._deferred.setSingleShot(True)
         self._full_drawn = -np.inf  # time.monotonic() of the last full live draw
+        # The cursor moved during a live run: drawn at the next event-loop turn unless
+        # a frame's curves are drawn first.
+        self._cursor_blit = QTimer(self._canvas)
+        self._cursor_blit.setSingleShot(True)
+        self._cursor_blit.setInterval(0)
         self._live_trace = ComboBox(
             label="live trace of",
             choices=[EVERYTHING],
@@ -201,6 +206,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._viewer.dims.events.current_step.connect(self._draw_cursor)
         self._live_trace.changed.connect(self._on_live_trace_changed)
         self._deferred.timeout.connect(self._on_deferred)
+        self._cursor_blit.timeout.connect(self._on_cursor_blit)
 
     # --------------------------------------------------------------- choices
 
@@ -552,6 +558,10 @@ class TimeTraceWidget(ResultSourceDock):
         if self._animated and self._curves:
             self._full_draw()
 
+    def _on_cursor_blit(self) -> None:
+        if self._animated and self._background is not None:
+            self._blit()
+
     def _blit(self) -> None:
         """The curves and cursors over the saved background (a live run).
 
@@ -560,6 +570,7 @@ class TimeTraceWidget(ResultSourceDock):
         napari's OpenGL canvas composes the whole window again (~0.1 s under software
         OpenGL), so one repaint per frame for the layers and the plot together.
         """
+        self._cursor_blit.stop()
         self._canvas.restore_region(self._background)
         self._draw_animated()
         self._canvas.update()
@@ -590,7 +601,8 @@ class TimeTraceWidget(ResultSourceDock):
         self._place_cursor()
         if self._animated and self._background is not None:
             # A live run moves the slider every frame: the cursor is one of the curves
-            # drawn over the saved background, not a reason to draw the whole figure.
-            self._blit()
+            # drawn over the saved background, not a reason to draw the whole figure,
+            # and drawn with the frame's curves when the slider moved to a new frame.
+            self._cursor_blit.start()
         else:
             self._canvas.draw_idle()
