@@ -206,8 +206,19 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
         live._store.value = Path(tmp) / "live.zarr"
         live._regions.value = regions
         writer = Writer(folder, frames, n, rate)
+        # The worker's own latency of each frame the dock draws (file complete -> maps
+        # and trace row in the worker): the rest of the dock's latency is the GUI's.
+        worker_latency = []
+        hand_on = live._on_update_cb
+
+        def on_update(update):
+            worker_latency.append(update.latency)
+            hand_on(update)
+
+        live._on_update_cb = on_update
         live._start.clicked.emit()
         writer.start()
+        cpu, wall, process = time.thread_time(), time.monotonic(), time.process_time()
         last = f"frame_{n - 1:05d}.tif"
         deadline = time.monotonic() + 60 * n
         named = False
@@ -217,6 +228,8 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
                 dock._live_trace.value = "region 1"
                 named = True
             time.sleep(0.005)
+        cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
+        process = time.process_time() - process
         for _ in range(20):
             QApplication.processEvents()
             time.sleep(0.05)
@@ -246,6 +259,14 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
         f"latency   file complete -> layers and plot updated: median {np.median(lat):.3f} s, "
         f"p95 {np.percentile(lat, 95):.3f} s over {lat.size} frames shown after the first "
         f"(median {np.median(lat) / baseline:.2f}x the baseline); first frame {first:.2f} s"
+    )
+    shown = len(live.shown)
+    print(
+        f"where     the worker's own latency (file complete -> maps and trace row) of the "
+        f"frames drawn: median {np.median(worker_latency[1:]):.3f} s; GUI thread CPU "
+        f"{cpu:.1f} s in {wall:.1f} s of run ({100 * cpu / wall:.0f} % of a core), "
+        f"{cpu / shown:.3f} s per frame drawn ({shown} drawn); the whole process (worker, "
+        f"its helpers, software OpenGL's threads) {process / wall:.2f} cores"
     )
     print(f"status    {status}")
     if path is not None:
