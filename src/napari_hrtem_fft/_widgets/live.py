@@ -161,9 +161,10 @@ class LiveSection(Container):
 
     #: Milliseconds between changes of the status line during a run.
     STATUS_MS = 500
-    #: Frames larger than this many pixels a side are shown 2×2-binned while a run goes
-    #: on (full size when paused or stopped): uploading and drawing a 2048² texture every
-    #: frame takes the GUI thread longer than the analysis under software OpenGL.
+    #: Frames larger than this many pixels a side are shown binned to at most this size
+    #: while a run goes on (full size when paused or stopped): uploading and drawing a
+    #: 2048² texture every frame takes the GUI thread longer than the analysis under
+    #: software OpenGL.
     LIVE_FRAME_PX = 1024
 
     def __init__(
@@ -482,21 +483,23 @@ class LiveSection(Container):
     def _frame_image(self, update):
         """The newest frame and its ``(scale, translate)`` in nm.
 
-        2×2-binned while a run goes on (not paused) if larger than :attr:`LIVE_FRAME_PX`.
+        Binned while a run goes on (not paused) to at most :attr:`LIVE_FRAME_PX` a side:
+        the mean of each ``f × f`` block, ``f`` the smallest integer that fits.
         """
         px = update.maps.pixel_size
         image = np.asarray(update.image)
-        if self.running and not self._control.paused and max(image.shape) > self.LIVE_FRAME_PX:
-            ny, nx = (n // 2 * 2 for n in image.shape)
-            # The mean of each 2×2 block from four strided views (a reshaped mean takes
-            # ten times longer).
-            binned = image[0:ny:2, 0:nx:2].astype(np.float32)
-            for dy, dx in ((0, 1), (1, 0), (1, 1)):
-                binned += image[dy:ny:2, dx:nx:2]
-            binned *= 0.25
-            # A binned pixel is centred between the four it averages.
-            return binned, (2 * px, 2 * px), (0.5 * px, 0.5 * px)
-        return image, (px, px), (0.0, 0.0)
+        f = -(-max(image.shape) // self.LIVE_FRAME_PX)
+        if not self.running or self._control.paused or f < 2:
+            return image, (px, px), (0.0, 0.0)
+        ny, nx = (n // f * f for n in image.shape)
+        # Summed from f² strided views (a reshaped mean takes ten times longer).
+        binned = np.zeros((ny // f, nx // f), dtype=np.float32)
+        for dy in range(f):
+            for dx in range(f):
+                binned += image[dy:ny:f, dx:nx:f]
+        binned *= 1.0 / f**2
+        # A binned pixel is centred where the f × f pixels it averages are.
+        return binned, (f * px, f * px), ((f - 1) * px / 2, (f - 1) * px / 2)
 
     def _show_frame(self, update, only: str | None = None) -> None:
         """The newest frame and the maps of every frame so far, on the newest frame.
