@@ -123,7 +123,10 @@ def main() -> None:
     _, maps = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
     settle(app)
     picker._image.value = image
-    settle(app)
+    # A user reads the docks for a few seconds before the first click; their one-time
+    # set-up after being shown (the FFT canvas, the window outline) runs meanwhile.
+    ready = time.perf_counter() + 3.0
+    settle(app, lambda: time.perf_counter() > ready)
 
     fft_layers = picker.fft_viewer.layers
 
