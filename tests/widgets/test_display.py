@@ -88,6 +88,36 @@ def test_a_mostly_empty_reflection_is_named_with_what_to_try():
     assert empty_map_warnings(maps) == []
 
 
+def test_maps_emptied_by_the_crystal_mask_share_one_message_naming_the_mask():
+    # A particle on an amorphous film: the engine's maps were full enough (no
+    # diagnosis), the crystal mask removed the film.  One message for all reflections,
+    # naming the mask, not the amplitude threshold.
+    from napari_hrtem_fft._napari.display import empty_map_warnings
+    from napari_hrtem_fft.core.maps import LatticeMaps
+
+    d = np.full((3, 20, 20), 0.2, dtype=np.float32)
+    d[:2, :, :13] = np.nan  # reflections 1 and 2: 12 of 18 inner columns empty
+    maps = LatticeMaps(
+        d_spacing=d,
+        angle=np.zeros_like(d),
+        amplitude=np.ones_like(d),
+        d_sigma=np.zeros_like(d),
+        angle_sigma=np.zeros_like(d),
+        reflections=np.array([[0.0, 5.0], [-4.0, 0.0], [3.0, 4.0]]),
+        window=32,
+        step=16,
+        pixel_size=0.02,
+        parameters={"masks": ["crystal mask"], "diagnostics": {}},
+    )
+    (message,) = empty_map_warnings(maps)
+    assert message.startswith("Reflections 1, 2 (d = 0.2000, 0.2500 nm): 67 % of the map")
+    assert "outside the crystal mask" in message and "amplitude" not in message
+    maps.parameters["diagnostics"] = {"1": "mostly below amplitude threshold"}
+    engine, mask = empty_map_warnings(maps)
+    assert engine.startswith("Reflection 2 (d = 0.2500 nm): 67 % of its map")
+    assert mask.startswith("Reflection 1 (d = 0.2000 nm): 67 % of the map")
+
+
 def test_closing_the_viewer_during_a_run_leaves_python_running(viewer_with_sample, qtbot):
     # Issue 9 item 4: closing the viewer while a run is in progress used to raise
     # "wrapped C/C++ object ... has been deleted" from the worker's slots.

@@ -436,17 +436,19 @@ def empty_map_warnings(maps) -> list[str]:
     """Say which reflections left their maps more than half empty inside the image.
 
     Only map pixels whose window lies inside the image count (windows beyond the edge
-    are NaN by definition).  The engine's own diagnosis, when it gives one
-    (``maps.parameters["diagnostics"]``, a text per reflection), is quoted.
+    are NaN by definition).  Where the engine's own maps were mostly empty, its
+    diagnosis (``maps.parameters["diagnostics"]``, a text per reflection) is quoted,
+    one message per reflection.  Where they were not, the NaN came from the masks of
+    the post-processing (``maps.parameters["masks"]``): a particle on an amorphous
+    film or in vacuum is that way by design, so those reflections share one short
+    message naming the mask, instead of blaming the amplitude threshold.
 
     Returns
     -------
     list of str
-        One message per such reflection, or one for a run with no finite value at all.
+        The messages, or one for a run with no finite value at all.
     """
     import numpy as np
-
-    from ..core.reciprocal import g_spacing
 
     d = np.asarray(maps.d_spacing)
     margin = -(-maps.window // (2 * maps.step))  # map pixels whose window leaves the image
@@ -463,14 +465,35 @@ def empty_map_warnings(maps) -> list[str]:
             "threshold or outside the search region everywhere. Try a larger window, a "
             "lower peak threshold or no crystal mask, or pick the reflections again."
         ]
-    out = []
+    masks = list(maps.parameters.get("masks") or [])
+    out, masked = [], []
     for k in np.flatnonzero(empty > 0.5):
         why = diagnostics.get(str(k)) or diagnostics.get(int(k))
+        if why is None and masks:
+            masked.append(int(k))
+            continue
         why = why or "its peak is below the amplitude threshold or outside the search region"
         out.append(
-            f"Reflection {k + 1} (d = {g_spacing(maps.reflections[k]):.4f} nm): "
-            f"{100 * empty[k]:.0f} % of its map is empty inside the image; {why}. Try a "
-            "larger window, a lower peak threshold or no crystal mask, or remove it "
-            "(strain needs every reflection)."
+            f"{_reflections_named(maps, [k])}: {100 * empty[k]:.0f} % of its map is "
+            f"empty inside the image; {why}. Try a larger window, a lower peak "
+            "threshold or no crystal mask, or remove it (strain needs every reflection)."
+        )
+    if masked:
+        low, high = (f"{100 * v:.0f}" for v in (empty[masked].min(), empty[masked].max()))
+        share = f"{low} %" if low == high else f"{low}–{high} %"
+        out.append(
+            f"{_reflections_named(maps, masked)}: {share} of the map inside the image "
+            f"is outside the {' and '.join(masks)} (no lattice found there). If that "
+            f"is crystal, lower the peak threshold or turn the {masks[0]} off."
         )
     return out
+
+
+def _reflections_named(maps, indices) -> str:
+    """'Reflection 2 (d = 0.2500 nm)' or 'Reflections 1, 2 (d = 0.2247, 0.1946 nm)'."""
+    from ..core.reciprocal import g_spacing
+
+    numbers = ", ".join(str(k + 1) for k in indices)
+    spacings = ", ".join(f"{g_spacing(maps.reflections[k]):.4f}" for k in indices)
+    plural = "s" if len(indices) > 1 else ""
+    return f"Reflection{plural} {numbers} (d = {spacings} nm)"

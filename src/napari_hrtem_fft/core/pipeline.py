@@ -330,6 +330,10 @@ def check_image_shape(shape, window: int) -> None:
 # ------------------------------------------------------------ post-processing
 
 
+#: The masks of :func:`postprocess_steps` as users see them, and their option.
+MASK_NAMES = {"crystal mask": "crystal_mask", "intensity mask": "intensity_mask"}
+
+
 def postprocess_steps(maps, image, options: AnalysisOptions) -> Generator[str, None, object]:
     """The post-processing of ``options``, one step at a time.
 
@@ -373,6 +377,7 @@ def postprocess_steps(maps, image, options: AnalysisOptions) -> Generator[str, N
         yield "outliers removed"
     if options.crystal_mask or options.intensity_mask:
         mask = np.ones(np.shape(maps.d_spacing)[1:], dtype=bool)
+        names = [n for n, on in MASK_NAMES.items() if getattr(options, on)]
         if options.crystal_mask:
             mask &= np.asarray(post.crystal_mask(maps, threshold=options.crystal_threshold))
             yield "crystal mask"
@@ -383,6 +388,9 @@ def postprocess_steps(maps, image, options: AnalysisOptions) -> Generator[str, N
             mask &= np.asarray(post.mask_to_map(image_mask, options.step))
             yield "intensity mask"
         maps = post.apply_mask(maps, mask)
+        # Said with the maps: NaN a mask added is not an engine failure (display's
+        # empty_map_warnings tells the two apart).
+        maps.parameters["masks"] = names
     if options.smoothing != "none":
         maps = post.smooth(maps, options.smoothing_size, method=options.smoothing)
         yield f"{options.smoothing} smoothing"
