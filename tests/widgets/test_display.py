@@ -61,23 +61,30 @@ def test_maps_are_opaque(plugin_maps):
     assert all(layer.opacity == 1.0 for layer in results)
 
 
-def test_a_mostly_empty_reflection_is_named_with_what_to_try():
-    from napari_hrtem_fft._napari.display import empty_map_warnings
+def _flat_maps(d, reflections):
+    """Maps of spacing ``d`` (window 32, step 16, 0.02 nm/px), other fields flat."""
     from napari_hrtem_fft.core.maps import LatticeMaps
 
-    d = np.full((2, 20, 20), 0.2, dtype=np.float32)
-    d[1, :, :15] = np.nan  # reflection 2: 75 % empty
-    maps = LatticeMaps(
+    flat = np.zeros_like(d)
+    return LatticeMaps(
         d_spacing=d,
-        angle=np.zeros_like(d),
+        angle=flat,
         amplitude=np.ones_like(d),
-        d_sigma=np.zeros_like(d),
-        angle_sigma=np.zeros_like(d),
-        reflections=np.array([[0.0, 5.0], [-4.0, 0.0]]),
+        d_sigma=flat,
+        angle_sigma=flat,
+        reflections=np.array(reflections),
         window=32,
         step=16,
         pixel_size=0.02,
     )
+
+
+def test_a_mostly_empty_reflection_is_named_with_what_to_try():
+    from napari_hrtem_fft._napari.display import empty_map_warnings
+
+    d = np.full((2, 20, 20), 0.2, dtype=np.float32)
+    d[1, :, :15] = np.nan  # reflection 2: 75 % empty
+    maps = _flat_maps(d, [[0.0, 5.0], [-4.0, 0.0]])
     (message,) = empty_map_warnings(maps)
     assert message.startswith("Reflection 2 (d = 0.2500 nm)")
     assert "amplitude threshold" in message and "Try a larger window" in message
@@ -93,22 +100,11 @@ def test_maps_emptied_by_the_crystal_mask_share_one_message_naming_the_mask():
     # diagnosis), the crystal mask removed the film.  One message for all reflections,
     # naming the mask, not the amplitude threshold.
     from napari_hrtem_fft._napari.display import empty_map_warnings
-    from napari_hrtem_fft.core.maps import LatticeMaps
 
     d = np.full((3, 20, 20), 0.2, dtype=np.float32)
     d[:2, :, :13] = np.nan  # reflections 1 and 2: 12 of 18 inner columns empty
-    maps = LatticeMaps(
-        d_spacing=d,
-        angle=np.zeros_like(d),
-        amplitude=np.ones_like(d),
-        d_sigma=np.zeros_like(d),
-        angle_sigma=np.zeros_like(d),
-        reflections=np.array([[0.0, 5.0], [-4.0, 0.0], [3.0, 4.0]]),
-        window=32,
-        step=16,
-        pixel_size=0.02,
-        parameters={"masks": ["crystal mask"], "diagnostics": {}},
-    )
+    maps = _flat_maps(d, [[0.0, 5.0], [-4.0, 0.0], [3.0, 4.0]])
+    maps.parameters.update(masks=["crystal mask"], diagnostics={})
     (message,) = empty_map_warnings(maps)
     assert message.startswith("Reflections 1, 2 (d = 0.2000, 0.2500 nm): 67 % of the map")
     assert "outside the crystal mask" in message and "amplitude" not in message
