@@ -161,6 +161,8 @@ class LiveSection(Container):
 
     #: Milliseconds between changes of the status line during a run.
     STATUS_MS = 500
+    #: Seconds at least between moves of the region layers with the drift during a run.
+    MOVE_S = 0.5
     #: Frames larger than this many pixels a side are shown binned to at most this size
     #: while a run goes on (full size when paused or stopped): uploading and drawing a
     #: 2048² texture every frame takes the GUI thread longer than the analysis under
@@ -187,6 +189,7 @@ class LiveSection(Container):
         self._watched: list = []
         self._status_text: str | None = None
         self._newest = None  # the newest update shown
+        self._moved_at = -np.inf  # time.monotonic() the region layers last moved
         self._frames_shown = 0  # frames on the time axis of the live maps
         self._live_layers: list = []  # layers made by the run, watched for being shown
         #: ``(file name, time.monotonic())`` when each shown frame's layers were updated.
@@ -326,7 +329,7 @@ class LiveSection(Container):
         self._worker = worker
         self.shown, self._skipped, self._grid = [], 0, None
         self._offset, self._moved = np.zeros(2), {}
-        self._newest, self._frames_shown = None, 0
+        self._newest, self._frames_shown, self._moved_at = None, 0, -np.inf
         self._start.enabled = False
         self._pause.enabled = self._stop.enabled = True
         self._status.value = f"waiting for frames in {self._source.value}"
@@ -375,8 +378,11 @@ class LiveSection(Container):
         self._on_finished_cb(result)
 
     def _show_full_frame(self) -> None:
-        """The newest frame at full size (paused or stopped)."""
-        if self._newest is not None and "live frame" in self._viewer.layers:
+        """The newest frame at full size and the regions on it (paused or stopped)."""
+        if self._newest is None:
+            return
+        self._follow_drift(self._newest.drift, self._newest.maps.pixel_size, now=True)
+        if "live frame" in self._viewer.layers:
             self._show_frame(self._newest, only="live frame")
 
     def _on_yielded(self, update) -> None:
@@ -434,9 +440,20 @@ class LiveSection(Container):
             return
         self._control.set_regions(regions, reference=reference, reference_record=record)
 
-    def _follow_drift(self, drift_px, pixel_size: float) -> None:
-        """Move the region layers with the drift of the newest frame shown."""
-        self._offset = np.asarray(drift_px, dtype=float) * pixel_size
+    def _follow_drift(self, drift_px, pixel_size: float, *, now: bool = False) -> None:
+        """Move the region layers with the drift of the newest frame shown.
+
+        During a run at most every :attr:`MOVE_S` and only by half a pixel or more
+        (``now``: at once): moving a Shapes layer makes napari build its shaders
+        again, a tenth of the GUI thread's time per frame under software OpenGL.
+        The regions sent to the run count from where the layers are
+        (:attr:`_offset`), so they are right wherever the layers lag.
+        """
+        offset = np.asarray(drift_px, dtype=float) * pixel_size
+        moved = np.abs(offset - self._offset).max() / pixel_size
+        if not now and (moved < 0.5 or time.monotonic() - self._moved_at < self.MOVE_S):
+            return
+        self._offset, self._moved_at = offset, time.monotonic()
         for layer, base in list(self._moved.values()):
             if layer not in self._viewer.layers:
                 continue
