@@ -14,6 +14,7 @@ import weakref
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QTimer
 from widget_sample import PIXEL_SIZE
 
 from napari_hrtem_fft._napari.calibration import camera_of
@@ -100,6 +101,9 @@ def test_closing_a_dock_leaves_no_connection_behind(busy_viewer, qtbot, name):
 
     viewer.window.remove_dock_widget(dock)
     assert _bound_to(viewer, widget) == []
+    # Nor does it run later: no timer of it is left pending (a debounced update would
+    # draw a plot of a dock that is being deleted).
+    assert [t for t in widget.native.findChildren(QTimer) if t.isActive()] == []
     after = _callback_counts(viewer, layers)
     left = {k: (before[k], after[k]) for k in before if after.get(k) != before[k]}
     assert not left, f"{name}: callbacks (before, after closing): {left}"

@@ -252,8 +252,9 @@ def disconnect_on_close(dock, viewer) -> None:
 
     The one mechanism of every dock (called once, in ``_connect_events``): when the dock
     is removed from the window or the viewer closes, :func:`disconnect_dock` cuts every
-    viewer and layer callback bound to it, so that a closed dock neither runs nor is kept
-    alive by the viewer.  Connections between the dock's own widgets die with it.
+    viewer and layer callback bound to it and the dock's timers are stopped, so that a
+    closed dock neither runs nor is kept alive by the viewer.  Connections between the
+    dock's own widgets die with it.
 
     Parameters
     ----------
@@ -268,6 +269,14 @@ def disconnect_on_close(dock, viewer) -> None:
         widget = ref()
         if widget is not None:
             disconnect_dock(widget, viewer)
+            # Nor does it run later: a pending debounced update would redraw a plot of
+            # a widget being deleted ("FigureCanvasQTAgg has been deleted").
+            try:
+                timers = widget.native.findChildren(QTimer)
+            except RuntimeError:  # being destroyed: its timers go with it
+                timers = []
+            for timer in timers:
+                timer.stop()
 
     _CloseWatcher(dock.native, close)
     dock.native.destroyed.connect(close)
