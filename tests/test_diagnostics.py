@@ -40,6 +40,7 @@ def test_pipeline_records_why_a_map_is_empty():
     (warning,) = empty_map_warnings(maps)
     assert warning.startswith("Reflection 3 (d = ")
     assert "mostly below amplitude threshold" in warning
+    assert warning.count("larger window") == 1  # the diagnosis's advice, said once
 
 
 def test_record_diagnostics_is_quiet_when_the_maps_are_full():

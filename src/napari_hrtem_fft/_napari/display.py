@@ -472,11 +472,17 @@ def empty_map_warnings(maps) -> list[str]:
         if why is None and masks:
             masked.append(int(k))
             continue
+        # The engine's diagnosis carries its own advice; the guess does not.
+        advice = (
+            "Or remove it (strain needs every reflection)."
+            if why
+            else "Try a larger window, a lower peak threshold or no crystal mask, or "
+            "remove it (strain needs every reflection)."
+        )
         why = why or "its peak is below the amplitude threshold or outside the search region"
         out.append(
             f"{_reflections_named(maps, [k])}: {100 * empty[k]:.0f} % of its map is "
-            f"empty inside the image; {why}. Try a larger window, a lower peak "
-            "threshold or no crystal mask, or remove it (strain needs every reflection)."
+            f"empty inside the image; {why}. {advice}"
         )
     if masked:
         low, high = (f"{100 * v:.0f}" for v in (empty[masked].min(), empty[masked].max()))
