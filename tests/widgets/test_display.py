@@ -106,12 +106,22 @@ def test_maps_emptied_by_the_crystal_mask_share_one_message_naming_the_mask():
     maps = _flat_maps(d, [[0.0, 5.0], [-4.0, 0.0], [3.0, 4.0]])
     maps.parameters.update(masks=["crystal mask"], diagnostics={})
     (message,) = empty_map_warnings(maps)
-    assert message.startswith("Reflections 1, 2 (d = 0.2000, 0.2500 nm): 67 % of the map")
+    assert message.startswith("Reflections 1, 2 (d = 0.2000, 0.2500 nm): 67 % of each map")
     assert "outside the crystal mask" in message and "amplitude" not in message
     maps.parameters["diagnostics"] = {"1": "mostly below amplitude threshold"}
-    engine, mask = empty_map_warnings(maps)
+    mask, engine = empty_map_warnings(maps)  # in the order of the reflections
     assert engine.startswith("Reflection 2 (d = 0.2500 nm): 67 % of its map")
-    assert mask.startswith("Reflection 1 (d = 0.2000 nm): 67 % of the map")
+    assert mask.startswith("Reflection 1 (d = 0.2000 nm): 67 % of its map")
+    maps.parameters["diagnostics"] = {
+        "0": "mostly below amplitude threshold (60%; median amplitude 2.83): weak",
+        "1": "mostly below amplitude threshold (67%; median amplitude 2.95): weak",
+    }
+    (both,) = empty_map_warnings(maps)
+    assert both == (
+        "Reflections 1, 2 (d = 0.2000, 0.2500 nm): 67 % of each map is empty inside the "
+        "image; mostly below amplitude threshold: weak. Or remove them (strain needs "
+        "every reflection)."
+    )
 
 
 def test_closing_the_viewer_during_a_run_leaves_python_running(viewer_with_sample, qtbot):

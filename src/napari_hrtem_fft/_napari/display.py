@@ -18,6 +18,7 @@ maps hold it, so that a value read off the colour bar is the value in the layer.
 from __future__ import annotations
 
 import contextlib
+import re
 
 from ..core.quantities import MAP_QUANTITIES, OPTIONAL_QUANTITIES, STRAIN_QUANTITIES
 from ..io import parse_unit
@@ -437,11 +438,12 @@ def empty_map_warnings(maps) -> list[str]:
 
     Only map pixels whose window lies inside the image count (windows beyond the edge
     are NaN by definition).  Where the engine's own maps were mostly empty, its
-    diagnosis (``maps.parameters["diagnostics"]``, a text per reflection) is quoted,
-    one message per reflection.  Where they were not, the NaN came from the masks of
-    the post-processing (``maps.parameters["masks"]``): a particle on an amorphous
-    film or in vacuum is that way by design, so those reflections share one short
-    message naming the mask, instead of blaming the amplitude threshold.
+    diagnosis (``maps.parameters["diagnostics"]``, a text per reflection) is quoted.
+    Where they were not, the NaN came from the masks of the post-processing
+    (``maps.parameters["masks"]``): a particle on an amorphous film or in vacuum is
+    that way by design, so the message names the mask instead of blaming the amplitude
+    threshold.  Reflections empty for the same reason share one message (the
+    per-reflection figures of the diagnosis are then left out).
 
     Returns
     -------
@@ -466,32 +468,41 @@ def empty_map_warnings(maps) -> list[str]:
             "lower peak threshold or no crystal mask, or pick the reflections again."
         ]
     masks = list(maps.parameters.get("masks") or [])
-    out, masked = [], []
+    # Reflections failing for the same reason share one message (three near-identical
+    # paragraphs for a particle on a film say less than one).
+    groups: dict[str, list[int]] = {}
     for k in np.flatnonzero(empty > 0.5):
         why = diagnostics.get(str(k)) or diagnostics.get(int(k))
-        if why is None and masks:
-            masked.append(int(k))
-            continue
-        # The engine's diagnosis carries its own advice; the guess does not.
-        advice = (
-            "Or remove it (strain needs every reflection)."
-            if why
-            else "Try a larger window, a lower peak threshold or no crystal mask, or "
-            "remove it (strain needs every reflection)."
-        )
-        why = why or "its peak is below the amplitude threshold or outside the search region"
-        out.append(
-            f"{_reflections_named(maps, [k])}: {100 * empty[k]:.0f} % of its map is "
-            f"empty inside the image; {why}. {advice}"
-        )
-    if masked:
-        low, high = (f"{100 * v:.0f}" for v in (empty[masked].min(), empty[masked].max()))
+        if why is None:
+            key = "mask" if masks else ""
+        else:  # the same cause and advice, whatever the per-reflection figures
+            key = re.sub(r" \([^)]*\)", "", why)
+        groups.setdefault(key, []).append(int(k))
+    out = []
+    for key, ks in groups.items():
+        low, high = (f"{100 * v:.0f}" for v in (empty[ks].min(), empty[ks].max()))
         share = f"{low} %" if low == high else f"{low}–{high} %"
-        out.append(
-            f"{_reflections_named(maps, masked)}: {share} of the map inside the image "
-            f"is outside the {' and '.join(masks)} (no lattice found there). If that "
-            f"is crystal, lower the peak threshold or turn the {masks[0]} off."
-        )
+        head = f"{_reflections_named(maps, ks)}: {share} of {'its' if len(ks) == 1 else 'each'}"
+        them = "it" if len(ks) == 1 else "them"
+        if key == "mask":
+            out.append(
+                f"{head} map inside the image is outside the {' and '.join(masks)} (no "
+                f"lattice found there). If that is crystal, lower the peak threshold or "
+                f"turn the {masks[0]} off."
+            )
+        elif key:  # the engine's diagnosis carries its own advice
+            why = (diagnostics.get(str(ks[0])) or diagnostics.get(ks[0])) if len(ks) == 1 else key
+            out.append(
+                f"{head} map is empty inside the image; {why}. Or remove {them} (strain "
+                "needs every reflection)."
+            )
+        else:
+            out.append(
+                f"{head} map is empty inside the image; the peak is below the amplitude "
+                "threshold or outside the search region. Try a larger window, a lower "
+                f"peak threshold or no crystal mask, or remove {them} (strain needs every "
+                "reflection)."
+            )
     return out
 
 
