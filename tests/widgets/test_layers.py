@@ -102,6 +102,20 @@ def test_contrast_limits_are_robust_percentiles_and_ignore_nan():
     assert contrast_limits(np.array([-0.01, 0.03]), symmetric=True)[0] < 0
 
 
+def test_a_map_flatter_than_hrtem_resolves_is_shown_flat_not_stretched():
+    # PTO's d map varies by 0.0001 nm (0.03 %): its percentiles would stretch that
+    # ripple over the whole colour map.  The range is at least 0.2 % of d, centred.
+    from napari_hrtem_fft._napari.layers import _display
+
+    ripple = 0.28365 + 0.00005 * np.sin(np.arange(1000.0))
+    _, (low, high) = _display("d_spacing", ripple)
+    assert high - low == pytest.approx(2e-3 * 0.28365, rel=1e-3)
+    assert (low + high) / 2 == pytest.approx(0.28365, abs=1e-5)
+    wide = np.linspace(0.20, 0.24, 1001)  # a 3.5 % core-shell step keeps its range
+    assert _display("d_spacing", wide)[1] == pytest.approx((0.2004, 0.2396), abs=1e-4)
+    assert contrast_limits(np.full(9, 1e-5), symmetric=True, min_span=2e-3) == (-1e-3, 1e-3)
+
+
 def test_angle_map_small_spread_is_centred_large_spread_cyclic():
     from napari_hrtem_fft._napari.layers import _angle_display
 

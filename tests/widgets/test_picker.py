@@ -135,9 +135,13 @@ def test_snapping_can_be_turned_off_and_delete_updates_the_table(picker):
 
 def test_uncalibrated_image_enables_the_pixel_size_field(make_napari_viewer, sample):
     viewer = make_napari_viewer()
+    calibrated = viewer.add_image(sample[0], name="cal", scale=(0.0125, 0.0125), units="nm")
     image = viewer.add_image(sample[0], name="raw")  # no scale: 1 pixel
     widget = ReflectionPickerWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    widget._image.value = calibrated
+    # The greyed field shows the layer's calibration, not its default of 0.02 nm.
+    assert not widget._pixel_size.enabled and widget._pixel_size.value == 0.0125
     widget._image.value = image
     assert widget._pixel_size.enabled
     widget._pixel_size.value = 0.04

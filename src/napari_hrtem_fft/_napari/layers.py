@@ -82,6 +82,13 @@ _STRAIN_NAMES = {"exx": "exx", "eyy": "eyy", "exy": "exy", "rotation": "rotation
 # particle edge do not squash the colour scale.
 _PERCENTILES = (1.0, 99.0)
 
+# The narrowest colour ranges shown.  A map that varies less than HRTEM resolves
+# (strain and relative d changes of ~1e-3, rotations of ~0.1°) would otherwise have
+# its noise or the window-position ripple of a perfect lattice stretched over the
+# whole colour map (PTO: 0.2836-0.2837 nm, a checkerboard of nothing); it then shows
+# as uniform, its colour mid-scale, and the colour bar says how flat it is.
+_MIN_SPAN = {"d_spacing": 2e-3, "strain": 2e-3, "angle": 0.2, "rotation": 0.2}
+
 # Values used for the display range at most; a strided subset keeps this fast for
 # movies and lazy (dask) maps.
 _MAX_SAMPLES = 1 << 20
@@ -103,7 +110,9 @@ def _sample(values) -> np.ndarray:
     return sub[np.isfinite(sub)]
 
 
-def contrast_limits(values, *, symmetric: bool = False) -> tuple[float, float]:
+def contrast_limits(
+    values, *, symmetric: bool = False, min_span: float = 0.0, relative: bool = False
+) -> tuple[float, float]:
     """Robust display range of a map: its 1st and 99th percentiles, NaNs ignored.
 
     Parameters
@@ -113,6 +122,12 @@ def contrast_limits(values, *, symmetric: bool = False) -> tuple[float, float]:
     symmetric : bool
         Return ``(-m, m)`` with ``m`` the larger absolute percentile, for signed
         quantities such as strain shown with a diverging colour map.
+    min_span : float
+        Narrowest range shown (``high - low``), in the map's unit, or as a fraction of
+        the range's middle when ``relative``; a narrower range is widened about its
+        middle (about 0 when ``symmetric``).
+    relative : bool
+        ``min_span`` is a fraction of the middle of the range (e.g. of d, in nm).
 
     Returns
     -------
@@ -125,10 +140,14 @@ def contrast_limits(values, *, symmetric: bool = False) -> tuple[float, float]:
         return (-1.0, 1.0) if symmetric else (0.0, 1.0)
     low, high = (float(v) for v in np.percentile(finite, _PERCENTILES))
     if symmetric:
-        m = max(abs(low), abs(high))
+        m = max(abs(low), abs(high), min_span / 2)
         if m == 0:
             m = 1e-6
         return (-m, m)
+    middle = (low + high) / 2
+    span = min_span * abs(middle) if relative else min_span
+    if high - low < span:
+        low, high = middle - span / 2, middle + span / 2
     if high <= low:
         # A constant map (e.g. a perfect crystal): widen by a relative epsilon so
         # napari accepts the range and the colour sits mid-scale.
@@ -148,7 +167,7 @@ def _angle_display(values) -> tuple[str, tuple[float, float]]:
         # the full circle on a cyclic colour map.
         return "twilight_shifted", (-180.0, 180.0)
     median = float(np.median(finite))
-    half = max(float(high) - median, median - float(low), 1e-3)
+    half = max(float(high) - median, median - float(low), _MIN_SPAN["angle"] / 2)
     return "coolwarm", (median - half, median + half)
 
 
@@ -193,7 +212,9 @@ def _display(kind: str, data) -> tuple[str, tuple[float, float]]:
         return _angle_display(data)
     if kind == "phase":
         return "twilight_shifted", (-np.pi, np.pi)
-    return ("viridis" if kind == "d_spacing" else "magma"), contrast_limits(data)
+    if kind == "d_spacing":
+        return "viridis", contrast_limits(data, min_span=_MIN_SPAN[kind], relative=True)
+    return "magma", contrast_limits(data)
 
 
 def _run_record(maps, source, options) -> dict:
@@ -346,7 +367,8 @@ def maps_to_layers(
             if maps.strain is None:
                 continue
             for comp, data in maps.strain.components().items():
-                limits = contrast_limits(data, symmetric=True)
+                least = _MIN_SPAN["rotation" if comp == "rotation" else "strain"]
+                limits = contrast_limits(data, symmetric=True, min_span=least)
                 out.append(layer(data, _STRAIN_NAMES[comp], comp, "coolwarm", limits))
             continue
         stack = getattr(maps, kind)

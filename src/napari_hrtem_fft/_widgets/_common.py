@@ -109,6 +109,9 @@ def show_calibration(layer, label: Label, override: FloatSpinBox) -> None:
         label.value = "none: enter the pixel size below"
     else:
         label.value = f"{calibrated:.5g} nm/pixel (from the layer)"
+        # The greyed field showed its default (0.02) beside the true calibration.
+        if override.min <= calibrated <= override.max:
+            override.value = calibrated
 
 
 def layer_or_override_pixel_size(layer, override: FloatSpinBox) -> float:
