@@ -55,8 +55,19 @@ def test_cli_warns_on_stderr(tmp_path, capsys):
     path = tmp_path / "lattice.tif"
     tifffile.imwrite(path, _image())
     argv = [
-        "analyze", str(path), "--pixel-size", str(PIXEL), "--window", "64", "--step", "8",
-        "-r=0,4", "-r=4,0", "-r=3,3", "--out", str(tmp_path / "maps.tif"),
+        "analyze",
+        str(path),
+        "--pixel-size",
+        str(PIXEL),
+        "--window",
+        "64",
+        "--step",
+        "8",
+        "-r=0,4",
+        "-r=4,0",
+        "-r=3,3",
+        "--out",
+        str(tmp_path / "maps.tif"),
     ]
     assert main(argv) == 0
     err = capsys.readouterr().err

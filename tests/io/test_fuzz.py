@@ -32,9 +32,7 @@ def test_mutated_and_crafted_files_end_in_a_read_or_a_clean_error(shared_data, t
     cases = fuzzing.build_cases(shared_data, tmp_path, quick=True, seed=11)
     kinds = {c.kind for c in cases}
     assert {"byte flip", "huge header dims", "hdf5 links", "crafted", "truncation"} <= kinds
-    results = fuzzing.run_cases(
-        cases, workers=2, timeout=30.0, hook_limit=fuzzing.HOOK_GUARD_S
-    )
+    results = fuzzing.run_cases(cases, workers=2, timeout=30.0, hook_limit=fuzzing.HOOK_GUARD_S)
     assert _problems(results) == []
     # Data stored in other files is refused by default, not read.
     links = [r for c, r in results if c.kind == "hdf5 links"]

@@ -81,9 +81,7 @@ def busy_viewer(make_napari_viewer, sample):
         ):
             viewer.add_image(data, **kwargs)
     viewer.add_points(refl, name="reflections")
-    viewer.add_shapes(
-        [np.array([[1.0, 1.0], [3.0, 3.0]])], shape_type="rectangle", name="regions"
-    )
+    viewer.add_shapes([np.array([[1.0, 1.0], [3.0, 3.0]])], shape_type="rectangle", name="regions")
     viewer.add_labels(np.zeros(crop.shape, dtype=np.uint8), name="labels", scale=scale)
     return viewer
 
