@@ -274,12 +274,18 @@ def _update_layer(layer, data, kwargs: dict) -> None:
         layer.name = kwargs["name"]
 
 
+def _result_layers_of(layers, source: str) -> tuple[list, list]:
+    """``source``'s result layers: those holding a run's record, and those of one map."""
+    holders, singles = [], []
+    for layer in find_result_layers(layers, source=source):
+        (holders if layer.metadata.get(MAPS_KEY) else singles).append(layer)
+    return holders, singles
+
+
 def record_layer(layers, source: str):
     """The layer showing the maps of ``source``'s run (holding its record), or None."""
-    for layer in find_result_layers(layers, source=source):
-        if layer.metadata.get(MAPS_KEY):
-            return layer
-    return None
+    holders, _ = _result_layers_of(layers, source)
+    return holders[0] if holders else None
 
 
 def _record_kwargs(record: list, key) -> tuple:
@@ -315,9 +321,7 @@ def show_result(viewer, tuples: list, source: str, *, shown=None) -> list:
     list of napari.layers.Image
         The layer showing the run, then the layers of single maps.
     """
-    old = find_result_layers(viewer.layers, source=source)
-    holders = [layer for layer in old if layer.metadata.get(MAPS_KEY)]
-    singles = [layer for layer in old if not layer.metadata.get(MAPS_KEY)]
+    holders, singles = _result_layers_of(viewer.layers, source)
     keys = [map_key(kwargs["metadata"][RESULT_KEY]) for _, kwargs, _ in tuples]
     if shown is None and holders:
         shown = map_key(result_info(holders[0]))
@@ -396,11 +400,7 @@ def add_map_layers(viewer, layer) -> list:
         for data, kwargs, kind in record
         if map_key(kwargs["metadata"][RESULT_KEY]) != shown
     ]
-    old = [
-        other
-        for other in find_result_layers(viewer.layers, source=source)
-        if not other.metadata.get(MAPS_KEY)
-    ]
+    _, old = _result_layers_of(viewer.layers, source)
     added = replace_result_layers(viewer, old, tuples)
     for single in added:
         single.affine = layer.affine
@@ -471,8 +471,9 @@ def empty_map_warnings(maps) -> list[str]:
     # Reflections failing for the same reason share one message (three near-identical
     # paragraphs for a particle on a film say less than one).
     groups: dict[str, list[int]] = {}
+    reasons = {}
     for k in np.flatnonzero(empty > 0.5):
-        why = diagnostics.get(str(k)) or diagnostics.get(int(k))
+        why = reasons[int(k)] = diagnostics.get(str(k)) or diagnostics.get(int(k))
         if why is None:
             key = "mask" if masks else ""
         else:  # the same cause and advice, whatever the per-reflection figures
@@ -491,7 +492,7 @@ def empty_map_warnings(maps) -> list[str]:
                 f"turn the {masks[0]} off."
             )
         elif key:  # the engine's diagnosis carries its own advice
-            why = (diagnostics.get(str(ks[0])) or diagnostics.get(ks[0])) if len(ks) == 1 else key
+            why = reasons[ks[0]] if len(ks) == 1 else key
             out.append(
                 f"{head} map is empty inside the image; {why}. Or remove {them} (strain "
                 "needs every reflection)."
