@@ -672,9 +672,23 @@ def _nearest_mode(first, second, two):
     oy2, ox2 = fy2 - d2[:, 0, None, None], fx2 - d2[:, 1, None, None]
     for i, r in enumerate(two):
         use = np.square(oy2[i]) + np.square(ox2[i]) < np.square(oy[r]) + np.square(ox[r])
-        np.copyto(z[r], coef[0, i], where=use)
+        _select(z[r], coef[0, i], use)
         for mine, theirs in ((fy, fy2), (fx, fx2), (oy, oy2), (ox, ox2)):
-            np.copyto(mine[r], theirs[i], where=use)
+            _select(mine[r], theirs[i], use)
+
+
+def _select(dst, src, use):
+    """``dst[use] = src[use]`` (same dtype, 4 or 8 bytes per item), in place, bit for bit.
+
+    On the bits, without a branch per item: ``dst ^= (dst ^ src) & mask``.  A masked copy
+    is six times slower where the mask is scattered, as it is where no lattice chooses
+    between the two modes (measured: 1.4 against 0.23 ms for 512² float32).
+    """
+    kind = np.int32 if dst.itemsize == 4 else np.int64
+    bits = dst.view(kind)
+    flip = np.bitwise_xor(bits, src.view(kind))
+    flip &= np.negative(use, dtype=kind)
+    bits ^= flip
 
 
 def _geometric_phase(out, z, given, origin, step: int):
@@ -737,24 +751,32 @@ def _leakage_terms(targets, target_demod, source_demod, window: int, background:
     w0 = _response2(window, np.zeros(2))
     h = 1e-3 / window
     probes = np.array([[0.0, 0.0], [h, 0.0], [-h, 0.0], [0.0, h], [0.0, -h]])
-    terms = []
     targets = np.asarray(targets, dtype=int)
     signs = np.array([-1.0, 1.0])
     at_targets = _response2(window, target_demod)[:, None, None]
-    for j, f0 in enumerate(source_demod):
-        f = f0 + probes  # (5, 2) candidate true frequencies of component j
-        mean_part = _response2(window, f) / w0 if background else np.zeros(len(f))
-        own = _response2(window, f0 - f) - mean_part * _response2(window, f0)
-        # (target, sign, probe): the components at ±f seen at each target's demodulation
-        seen = target_demod[:, None, None, :] + signs[None, :, None, None] * f
-        ratio = (_response2(window, seen) - mean_part * at_targets) / own
-        grad = np.stack([ratio[..., 1] - ratio[..., 2], ratio[..., 3] - ratio[..., 4]], -1)
-        grad /= 2 * h
-        size = np.abs(ratio[..., 0]) + np.abs(grad).sum(axis=-1) * 0.5 / window
+    # Every source j at once: (j, probe) candidate true frequencies of component j.
+    f0 = np.asarray(source_demod, dtype=np.float64)[:, None, :]
+    f = f0 + probes
+    if background:
+        mean_part = _response2(window, f) / w0
+    else:
+        mean_part = np.zeros(f.shape[:-1])
+    own = _response2(window, f0 - f) - mean_part * _response2(window, f0)
+    # (j, target, sign, probe): the components at ±f seen at each target's demodulation
+    seen = (
+        target_demod[None, :, None, None, :] + signs[None, None, :, None, None] * f[:, None, None]
+    )
+    ratio = _response2(window, seen) - mean_part[:, None, None] * at_targets
+    ratio /= own[:, None, None]
+    grad = np.stack([ratio[..., 1] - ratio[..., 2], ratio[..., 3] - ratio[..., 4]], -1)
+    grad /= 2 * h
+    size = np.abs(ratio[..., 0]) + np.abs(grad).sum(axis=-1) * 0.5 / window
+    terms = []
+    for j in range(f.shape[0]):
         for t, kk in enumerate(targets):
             for i, sign in enumerate(signs):
-                if (sign > 0 or kk != j) and size[t, i] >= _LEAKAGE_NEGLIGIBLE:
-                    terms.append((t, j, sign > 0, ratio[t, i, 0], grad[t, i]))
+                if (sign > 0 or kk != j) and size[j, t, i] >= _LEAKAGE_NEGLIGIBLE:
+                    terms.append((t, j, sign > 0, ratio[j, t, i, 0], grad[j, t, i]))
     return terms
 
 
