@@ -203,9 +203,19 @@ def test_live_layers_bounded_per_frame_hidden_binned_and_slider(make_napari_view
 
     shown, hidden = viewer.layers["live d g1 (nm)"], viewer.layers["live d g2 (nm)"]
     assert shown.visible and not hidden.visible
+    buffer, redrawn, replaced = frame.data, [], []
+    frame.events.set_data.connect(redrawn.append)
+    frame.events.data.connect(replaced.append)
     _write(folder, 1, stack[1])
     qtbot.waitUntil(lambda: "frame 1 " in live._status.value, timeout=60_000)
     assert shown.data.shape[0] == 2 and hidden.data.shape[0] == 1  # not given while hidden
+    # The next binned frame is written into the array the layer shows and redrawn,
+    # without new data (which would make napari recompute the viewer's dimensions).
+    assert frame.data is buffer and redrawn and not replaced
+    binned = stack[1].reshape(128, 2, 128, 2).mean(axis=(1, 3))
+    np.testing.assert_allclose(frame.data, binned, rtol=1e-6)
+    frame.events.set_data.disconnect(redrawn.append)
+    frame.events.data.disconnect(replaced.append)
     hidden.visible = True
     assert hidden.data.shape[0] == 2  # the newest maps once shown
     np.testing.assert_array_equal(hidden.data[1], live._newest.store.frame("d_spacing", 1)[1])
@@ -220,6 +230,17 @@ def test_live_layers_bounded_per_frame_hidden_binned_and_slider(make_napari_view
     _write(folder, 3, stack[3])
     qtbot.waitUntil(lambda: "frame 3 " in live._status.value, timeout=60_000)
     assert viewer.dims.current_step[0] == 3
+
+    # The status line never gets shorter during a run (the plot below it would move
+    # and be drawn again from scratch), and is free again once the run stops.
+    label = live._status.native
+    held = []
+    for text in ("a long status line " * 20, "short"):
+        live._status_timer.stop()
+        live._say(text)
+        held.append(label.minimumHeight())
+    # (380 characters wrap to several lines in the dock)
+    assert held[0] >= 3 * label.fontMetrics().height() and held[1] == held[0]
 
     live._pause.clicked.emit()  # paused: the newest frame at full size
     np.testing.assert_array_equal(frame.data, stack[3])

@@ -192,6 +192,7 @@ class LiveSection(Container):
         self._moved_at = -np.inf  # time.monotonic() the region layers last moved
         self._frames_shown = 0  # frames on the time axis of the live maps
         self._live_layers: list = []  # layers made by the run, watched for being shown
+        self._frame_buffer = None  # the binned frame the "live frame" layer shows
         #: ``(file name, time.monotonic())`` when each shown frame's layers were updated.
         self.shown: list[tuple[str, float]] = []
         self._init_widgets()
@@ -313,6 +314,11 @@ class LiveSection(Container):
         if text is not None:
             self._status.value = text
             self._status_timer.start()
+            # The line only grows during a run: a wrapped line one row shorter or
+            # longer than the one before resizes the trace plot below it, which then
+            # draws everything again (a third of a second under software rendering).
+            label = self._status.native
+            label.setMinimumHeight(max(label.minimumHeight(), label.heightForWidth(label.width())))
 
     def _on_start(self) -> None:
         from ..core.live import LiveControl
@@ -361,6 +367,7 @@ class LiveSection(Container):
     def _on_finished(self, result) -> None:
         self._show_latest()
         self._status_timer.stop()
+        self._status.native.setMinimumHeight(0)
         self._status_text = None
         self._start.enabled = True
         self._pause.enabled = self._stop.enabled = False
@@ -497,11 +504,12 @@ class LiveSection(Container):
             if event.source.visible:
                 self._show_frame(self._newest, only=event.source.name)
 
-    def _frame_image(self, update):
+    def _frame_image(self, update, out=None):
         """The newest frame and its ``(scale, translate)`` in nm.
 
         Binned while a run goes on (not paused) to at most :attr:`LIVE_FRAME_PX` a side:
-        the mean of each ``f × f`` block, ``f`` the smallest integer that fits.
+        the mean of each ``f × f`` block, ``f`` the smallest integer that fits, written
+        into ``out`` when it is a float32 array of the binned shape.
         """
         px = update.maps.pixel_size
         image = np.asarray(update.image)
@@ -509,11 +517,13 @@ class LiveSection(Container):
         if not self.running or self._control.paused or f < 2:
             return image, (px, px), (0.0, 0.0)
         ny, nx = (n // f * f for n in image.shape)
+        shape = (ny // f, nx // f)
+        fits = isinstance(out, np.ndarray) and out.shape == shape and out.dtype == np.float32
+        binned = out if fits else np.empty(shape, dtype=np.float32)
         # Summed from f² strided views (a reshaped mean takes ten times longer).
-        binned = np.zeros((ny // f, nx // f), dtype=np.float32)
-        for dy in range(f):
-            for dx in range(f):
-                binned += image[dy:ny:f, dx:nx:f]
+        np.copyto(binned, image[0:ny:f, 0:nx:f])
+        for k in range(1, f * f):
+            binned += image[k // f : ny : f, k % f : nx : f]
         binned *= 1.0 / f**2
         # A binned pixel is centred where the f × f pixels it averages are.
         return binned, (f * px, f * px), ((f - 1) * px / 2, (f - 1) * px / 2)
@@ -537,13 +547,24 @@ class LiveSection(Container):
         layers = self._viewer.layers
         new = "live frame" not in layers
         if only in (None, "live frame"):
-            image, scale, translate = self._frame_image(update)
-            frame = self._layer(
-                "live frame", image, scale=scale, translate=translate, units=("nm", "nm"),
-                metadata={"live": True},
-            )  # fmt: skip
-            if frame.visible and tuple(frame.scale) != scale:
-                frame.scale, frame.translate = scale, translate
+            frame = layers["live frame"] if not new else None
+            # The binned frame is written into the array the layer shows and the layer
+            # refreshed: setting new data of the same shape would make napari
+            # recompute the viewer's dimensions, layer list and slider every frame.
+            buffer = self._frame_buffer if frame is not None and frame.visible else None
+            own = buffer is not None and frame.data is buffer
+            image, scale, translate = self._frame_image(update, out=buffer if own else None)
+            if own and image is buffer and tuple(frame.scale) == scale:
+                frame.refresh()
+            else:
+                frame = self._layer(
+                    "live frame", image, scale=scale, translate=translate, units=("nm", "nm"),
+                    metadata={"live": True},
+                )  # fmt: skip
+                if frame.visible and tuple(frame.scale) != scale:
+                    frame.scale, frame.translate = scale, translate
+                binned = image is not update.image and frame.data is image
+                self._frame_buffer = image if binned else None
             where = {"frame": update.frame, "time_s": update.time, "file": update.name}
             frame.metadata.update(where)
         # One map shown at a time over the frame (the others a click away).  d spans

@@ -540,10 +540,12 @@ class TimeTraceWidget(ResultSourceDock):
         wait = self._full_drawn + self.FULL_DRAW_S - time.monotonic()
         if self._background is None or not self._animated:
             self._full_draw()
-        elif self._grow_limits(axes, apply=False) and wait <= 0:
+            return
+        outside = self._grow_limits(axes, apply=False)
+        if outside and wait <= 0:
             self._full_draw()
         else:
-            if self._grow_limits(axes, apply=False) and not self._deferred.isActive():
+            if outside and not self._deferred.isActive():
                 self._deferred.start(int(1000 * wait) + 1)
             self._blit()
 
