@@ -45,7 +45,8 @@ import numpy as np
 import tifffile
 
 from napari_hrtem_fft.core.engine import analyze
-from napari_hrtem_fft.core.live import iter_live
+from napari_hrtem_fft.core.live import LiveControl, iter_live
+from napari_hrtem_fft.core.live_process import PROCESS_NAME, LiveGrid, live_in_process
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
 from napari_hrtem_fft.io._watch import FolderFrames
 
@@ -168,7 +169,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: int) -> None:
+class ChildMemory:
+    """Peak resident memory of the live analysis process (the dock runs the analysis in
+    a child process): its ``VmHWM``, read while it runs (call :meth:`look` often)."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+
+    def look(self) -> None:
+        """Read the child's peak so far."""
+        for child in multiprocessing.active_children():
+            if child.name != PROCESS_NAME:
+                continue
+            try:
+                text = Path(f"/proc/{child.pid}/status").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
+
+
+def in_thread(path, *, control, **options):
+    """The dock's live run in its worker thread, as before it ran in a child process
+    (``--in-thread``: the same run for comparison)."""
+    from napari_hrtem_fft.core.live_process import live_session
+
+    return live_session(path, control=control, **options)
+
+
+def screenshot(
+    path: Path | None, *, n: int, size: int, rate: float, distinct: int, thread: bool = False
+) -> None:
     """The viewer (1920×1080) with the time-trace dock's Live section during a run.
 
     Frames of the synthetic acquisition are written at ``rate``; the run follows them
@@ -181,6 +213,11 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
     from qtpy.QtWidgets import QApplication
 
     from napari_hrtem_fft._widgets.demo import compact_png
+
+    if thread:
+        import napari_hrtem_fft.core.live_process as live_process
+
+        live_process.live_in_process = in_thread
 
     frames = acquisition_frames(min(n, distinct), size)
     baseline, _ = baselines(frames, dict(window=128, step=8, search=0.1))
@@ -220,6 +257,7 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
         after_first = []
 
         live._on_update_cb = on_update
+        child = ChildMemory()
         live._start.clicked.emit()
         writer.start()
         cpu, wall, process = time.thread_time(), time.monotonic(), time.process_time()
@@ -228,6 +266,7 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
         named = False
         while (not live.shown or live.shown[-1][0] != last) and time.monotonic() < deadline:
             QApplication.processEvents()
+            child.look()
             if not named and "region 1" in dock._live_trace.choices:
                 dock._live_trace.value = "region 1"
                 named = True
@@ -274,9 +313,27 @@ def screenshot(path: Path | None, *, n: int, size: int, rate: float, distinct: i
         f"the whole process (worker, its helpers, software OpenGL's threads) "
         f"{process / wall:.2f} cores"
     )
+    where = "in the dock's worker thread" if thread else "in a child process"
+    print(f"memory    peak RSS {peak_rss_mb():.0f} MB (napari) + {child.peak_mb:.0f} MB (the "
+          f"live analysis process); analysis {where}")  # fmt: skip
     print(f"status    {status}")
     if path is not None:
         print(f"screenshot of the time-trace dock's Live section after {n} frames: {path}")
+
+
+def _dock_run(folder: Path, store: Path, options: dict):
+    """The dock's live run in a child process, headless: its frame updates."""
+    control = LiveControl()
+    live = live_in_process(folder, control=control, pixel_size=PIXEL, auto=len(REFL),
+                           store=store, **options)  # fmt: skip
+    try:
+        for item in live:
+            if isinstance(item, LiveGrid):
+                control.set_regions(None)
+            elif item is not None:
+                yield item
+    finally:
+        live.close()
 
 
 def main(argv=None) -> int:
@@ -290,14 +347,23 @@ def main(argv=None) -> int:
     parser.add_argument("--renamed", action="store_true", help="write, then rename into place")
     parser.add_argument("--screenshot", type=Path, help="save the viewer during a live run")
     parser.add_argument(
+        "--in-thread", action="store_true", help="--gui: run the analysis in the dock's "
+        "worker thread instead of a child process (for comparison)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--process", action="store_true", help="headless: the dock's run in a child process "
+        "(reflections picked on the first frame) instead of iter_live in this process",
+    )  # fmt: skip
+    parser.add_argument(
         "--gui", action="store_true", help="measure in the napari dock (xvfb-run): latency "
         "to the layers and plot updated",
     )  # fmt: skip
     args = parser.parse_args(argv)
     if args.screenshot is not None or args.gui:
         screenshot(
-            args.screenshot, n=args.frames, size=args.size, rate=args.rate, distinct=args.distinct
-        )
+            args.screenshot, n=args.frames, size=args.size, rate=args.rate,
+            distinct=args.distinct, thread=args.in_thread,
+        )  # fmt: skip
         return 0
 
     frames = acquisition_frames(args.distinct, args.size)
@@ -309,17 +375,22 @@ def main(argv=None) -> int:
         folder = Path(tmp) / "acquisition"
         folder.mkdir()
         writer = Writer(folder, frames, args.frames, args.rate, renamed=args.renamed)
-        source = FolderFrames(folder, renamed=args.renamed)
-        live = iter_live(
-            source, REFL, pixel_size=PIXEL, store=Path(tmp) / "live.zarr", poll_interval=0.01,
-            **options,
-        )  # fmt: skip
+        child = ChildMemory()
+        if args.process:
+            live = _dock_run(folder, Path(tmp) / "live.zarr", options)
+        else:
+            source = FolderFrames(folder, renamed=args.renamed)
+            live = iter_live(
+                source, REFL, pixel_size=PIXEL, store=Path(tmp) / "live.zarr",
+                poll_interval=0.01, **options,
+            )  # fmt: skip
         latencies, analysed, skipped, work = [], [], [], []
         started = time.monotonic()
         writer.start()
         last = f"frame_{args.frames - 1:05d}.tif"
         # The newest frame is always analysed, so the run ends with the last one.
         for update in live:
+            child.look()
             if update.kind == "frame":
                 latencies.append(time.monotonic() - writer.completed(update.name))
                 analysed.append(update.frame)
@@ -361,8 +432,10 @@ def main(argv=None) -> int:
         f"rate      analysed {len(analysed)} of {args.frames} frames in {elapsed:.1f} s "
         f"({len(analysed) / elapsed:.2f}/s), skipped {len(skipped)} (said in each update)"
     )
+    mode = "the dock's run in a child process" if args.process else "iter_live in this process"
     print(f"memory    peak RSS {peak_rss_mb():.0f} MB (after the rendered frames: "
-          f"{rss_before:.0f} MB)")  # fmt: skip
+          f"{rss_before:.0f} MB) + {child.peak_mb:.0f} MB (the live analysis process): "
+          f"{mode}")  # fmt: skip
     return 0
 
 

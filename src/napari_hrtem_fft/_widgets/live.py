@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +39,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
 
 from .._napari.regions import shape_polygons, watch_edits
+from ..core.live_process import LiveGrid
 from ..core.reciprocal import g_spacing
 from ._common import button_row, suggest_count_field
 from ._reference import ReferenceSection
@@ -53,42 +53,6 @@ __all__ = ["EVERYTHING", "LiveGrid", "LiveSection", "live_steps"]
 EVERYTHING = "everything"
 
 
-@dataclass(frozen=True)
-class LiveGrid:
-    """The first frame's map grid, yielded by :func:`live_steps` before the analysis.
-
-    The front end answers with the regions on that grid
-    (:meth:`~napari_hrtem_fft.core.live.LiveControl.set_regions`).
-
-    Attributes
-    ----------
-    frame_shape : tuple of int
-        Frame shape ``(y, x)`` in pixels.
-    pixel_size : float
-        Pixel size in nm.
-    step : int
-        Map step in pixels.
-    """
-
-    frame_shape: tuple[int, int]
-    pixel_size: float
-    step: int
-
-    @property
-    def map_shape(self) -> tuple[int, int]:
-        """Map grid shape ``(my, mx)``."""
-        from ..core.maps import map_shape
-
-        return map_shape(self.frame_shape, self.step)
-
-    def placement(self, offset=(0.0, 0.0)) -> tuple[tuple, tuple]:
-        """``(scale, translate)`` of the map grid in nm, the frame moved by ``offset`` nm."""
-        from ..core.maps import map_geometry
-
-        geometry = map_geometry((self.pixel_size,) * 2, tuple(offset), self.step)
-        return geometry["scale"], geometry["translate"]
-
-
 #: Seconds between updates that are not frames (waiting, paused) handed to the GUI.
 _IDLE_UPDATES_S = 0.5
 
@@ -96,40 +60,20 @@ _IDLE_UPDATES_S = 0.5
 def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0.1):
     """The live run of the dock, as a generator of updates.
 
-    Waits for the first frame, picks ``auto`` reflections on it
-    (:func:`napari_hrtem_fft.find_reflections`), yields a :class:`LiveGrid` and waits
-    until the regions on that grid are set on ``control``, then yields the frame
-    updates of :func:`napari_hrtem_fft.core.live.iter_live` (None while waiting, at most
-    every 0.5 s: the GUI thread has nothing to do with them).
+    :func:`napari_hrtem_fft.core.live_process.live_session` (first frame, ``auto``
+    reflections picked on it, a :class:`LiveGrid` answered with the regions on
+    ``control``, then the frame updates of
+    :func:`napari_hrtem_fft.core.live.iter_live`) runs in a separate process
+    (:func:`~napari_hrtem_fft.core.live_process.live_in_process`), so that the GUI
+    thread does not take the GIL and a core from the analysis; this generator relays
+    its updates and forwards ``control``.  None while waiting, at most every 0.5 s: the
+    GUI thread has nothing to do with them.
     """
-    from ..core.fft import find_reflections
-    from ..core.live import Prepended, iter_live
-    from ..io import watch_source
+    from ..core.live_process import live_in_process
 
-    source = watch_source(path)
-    first = []
-    while not first:
-        if control.stopped:
-            return None
-        first = source.poll()
-        if not first:
-            time.sleep(0.02)
-            yield None
-    size = pixel_size or first[0].pixel_size
-    if not size:
-        raise ValueError(f"{first[0].name} has no pixel-size calibration: set the pixel size")
-    refl = find_reflections(first[0].data, pixel_size=size, window=window, max_count=auto)
-    if len(refl) == 0:
-        raise ValueError(f"no significant reflection found in {first[0].name}")
-    yield LiveGrid(tuple(np.shape(first[0].data)[-2:]), float(size), int(step))
-    while not control.regions_given:
-        if control.stopped:
-            return None
-        time.sleep(0.02)
-        yield None
-    live = iter_live(
-        Prepended(first, source), refl, pixel_size=size, store=store, overwrite=True,
-        control=control, poll_interval=0.02, window=window, step=step, search=search,
+    live = live_in_process(
+        path, control=control, pixel_size=pixel_size, auto=auto, store=store, window=window,
+        step=step, search=search,
     )  # fmt: skip
     said = time.monotonic()
     while True:
@@ -137,7 +81,7 @@ def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0
             update = next(live)
         except StopIteration as end:
             return end.value
-        if update.kind == "frame" or time.monotonic() - said > _IDLE_UPDATES_S:
+        if update is not None or time.monotonic() - said > _IDLE_UPDATES_S:
             said = time.monotonic()
             yield update
 

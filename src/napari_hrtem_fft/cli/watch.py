@@ -214,6 +214,7 @@ def _follow(live, refl, trace_paths: dict[str, Path], args):
 
     import numpy as np
 
+    from ..core.live_process import last_row
     from ..core.movie import trace_text, trace_to_csv
 
     names = _region_names(args)
@@ -242,17 +243,4 @@ def _follow(live, refl, trace_paths: dict[str, Path], args):
             else:
                 # The new row only, below the rows written: trace_text's row under its header.
                 with path.open("a", encoding="utf-8", newline="") as fh:
-                    fh.write(trace_text(_last_row(trace)).split("\n", 1)[1])
-
-
-def _last_row(trace):
-    """The time trace of the newest frame only."""
-    import dataclasses
-
-    last = slice(-1, None)
-    return dataclasses.replace(
-        trace,
-        frames=trace.frames[last],
-        times=None if trace.times is None else trace.times[last],
-        stats={k: v[last] for k, v in trace.stats.items()},
-    )
+                    fh.write(trace_text(last_row(trace)).split("\n", 1)[1])

@@ -137,6 +137,10 @@ class LiveControl:
             change["regions"] = {str(k): _checked_mask(k, v) for k, v in regions.items()}
         if reference is not _KEEP:
             change["reference"] = (_checked_mask("reference", reference), reference_record)
+        self.give_regions(change)
+
+    def give_regions(self, change: dict) -> None:
+        """Regions taken from another control (:meth:`take_regions`), e.g. in another process."""
         with self._lock:
             self._regions.update(change)
         self._given.set()
@@ -631,6 +635,8 @@ class LiveStore:
         #: Where the group is stored (its store's root, as text).
         self.path = str(getattr(group.store, "root", group.store))
         self.count = 0
+        #: Frames completely written to the group (the first ones, in order).
+        self.written = 0
         self._capacity = 0
         self._arrays: dict = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -688,6 +694,7 @@ class LiveStore:
             self._arrays[name][where] = a
         # Only once written: a reader that misses it here finds it in the store.
         del self._pending[position]
+        self.written = position + 1
 
     def _resize(self, t: int) -> None:
         for name, array in self._arrays.items():

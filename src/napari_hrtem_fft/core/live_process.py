@@ -1,0 +1,552 @@
+"""The dock's live run, and the same run in a separate process.
+
+:func:`live_session` is the live run of a front end that picks the reflections on the
+first frame and draws the regions on its map grid (napari's Live dock): it waits for
+the first frame, picks the reflections, yields the map grid (:class:`LiveGrid`),
+waits until the regions are set on its :class:`~napari_hrtem_fft.core.live.LiveControl`,
+then yields the updates of :func:`~napari_hrtem_fft.core.live.iter_live`.
+
+:func:`live_in_process` runs :func:`live_session` in a child process and yields the
+same items.  In napari's process the GUI thread (and software OpenGL's threads) take
+the GIL and the cores from a worker thread: a frame the worker analyses in 0.12 s on its
+own took it 0.34-0.40 s there.  The child has its own GIL; it is started with the
+"spawn" method (forking a process that runs Qt is unsafe) and imports only the core
+and io.  Per analysed frame it sends a small message (the trace row of each region,
+the drift, the maps' record) and puts the bulky part, the frame and the frame's maps
+(float32, as stored), in shared memory, which the parent copies out in one go: a
+several-MB message through a pipe would be read in 64 kB pieces, each of which takes
+the GIL again from the GUI thread.  The parent's layers read the store where the child
+has written it (:class:`LiveStoreReader`), the newest frames from memory.
+
+Pause, resume, stop and new regions set on the parent's ``LiveControl`` are forwarded
+to the child's while the parent iterates.  The child ends when the parent closes the
+generator (the store is then completed), when the parent process ends (the control
+pipe closes), and an error in the child is raised in the parent with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+import time
+import traceback
+import types
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .live import LiveControl, LiveResult, LiveStack, LiveUpdate, _append
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PROCESS_NAME",
+    "LiveGrid",
+    "LiveProcessError",
+    "LiveStoreReader",
+    "last_row",
+    "live_in_process",
+    "live_session",
+]
+
+#: Name of the child process (``multiprocessing.active_children()``).
+PROCESS_NAME = "napari-hrtem-fft live"
+#: Seconds the parent waits for a stopped child to complete the store before killing it.
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class LiveGrid:
+    """The first frame's map grid, yielded by :func:`live_session` before the analysis.
+
+    The front end answers with the regions on that grid
+    (:meth:`~napari_hrtem_fft.core.live.LiveControl.set_regions`).
+
+    Attributes
+    ----------
+    frame_shape : tuple of int
+        Frame shape ``(y, x)`` in pixels.
+    pixel_size : float
+        Pixel size in nm.
+    step : int
+        Map step in pixels.
+    """
+
+    frame_shape: tuple[int, int]
+    pixel_size: float
+    step: int
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """Map grid shape ``(my, mx)``."""
+        from .maps import map_shape
+
+        return map_shape(self.frame_shape, self.step)
+
+    def placement(self, offset=(0.0, 0.0)) -> tuple[tuple, tuple]:
+        """``(scale, translate)`` of the map grid in nm, the frame moved by ``offset`` nm."""
+        from .maps import map_geometry
+
+        geometry = map_geometry((self.pixel_size,) * 2, tuple(offset), self.step)
+        return geometry["scale"], geometry["translate"]
+
+
+class LiveProcessError(RuntimeError):
+    """The live analysis process ended without a result (crashed or was killed)."""
+
+
+def live_session(
+    path, *, pixel_size, auto, store, control, window, step, search=0.1, poll_interval=0.02
+):
+    """The live run of a front end that draws the regions on the first frame.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        Folder of frames or growing stack (:func:`napari_hrtem_fft.io.watch_source`).
+    pixel_size : float or None
+        Pixel size in nm; None: the first frame's calibration.
+    auto : int
+        Reflections picked on the first frame
+        (:func:`~napari_hrtem_fft.core.fft.find_reflections`).
+    store : str or pathlib.Path
+        Zarr store of the maps (replaced).
+    control : LiveControl
+        Pause, resume, stop and the regions; the run starts once they are set.
+    window, step : int
+        FFT window and map step in pixels.
+    search : float
+        Relative search radius of the reflections.
+    poll_interval : float
+        Seconds between looks at the source while nothing is new.
+
+    Yields
+    ------
+    None, LiveGrid or LiveUpdate
+        None while waiting for the first frame or the regions, the grid once, then the
+        updates of :func:`~napari_hrtem_fft.core.live.iter_live`.
+
+    Returns
+    -------
+    LiveResult or None
+        None if stopped before the run started.
+
+    Raises
+    ------
+    ValueError
+        If the first frame has no calibration and none is given, or shows no reflection.
+    """
+    from ..io import watch_source
+    from .fft import find_reflections
+    from .live import Prepended, iter_live
+
+    source = watch_source(path)
+    first = []
+    while not first:
+        if control.stopped:
+            return None
+        first = source.poll()
+        if not first:
+            time.sleep(poll_interval)
+            yield None
+    size = pixel_size or first[0].pixel_size
+    if not size:
+        raise ValueError(f"{first[0].name} has no pixel-size calibration: set the pixel size")
+    refl = find_reflections(first[0].data, pixel_size=size, window=window, max_count=auto)
+    if len(refl) == 0:
+        raise ValueError(f"no significant reflection found in {first[0].name}")
+    yield LiveGrid(tuple(np.shape(first[0].data)[-2:]), float(size), int(step))
+    while not control.regions_given:
+        if control.stopped:
+            return None
+        time.sleep(poll_interval)
+        yield None
+    live = iter_live(
+        Prepended(first, source), refl, pixel_size=size, store=store, overwrite=True,
+        control=control, poll_interval=poll_interval, window=window, step=step, search=search,
+    )  # fmt: skip
+    return (yield from live)
+
+
+def last_row(trace):
+    """The time trace of the newest frame only."""
+    last = slice(-1, None)
+    return replace(
+        trace,
+        frames=trace.frames[last],
+        times=None if trace.times is None else trace.times[last],
+        stats={k: v[last] for k, v in trace.stats.items()},
+    )
+
+
+# ---------------------------------------------------------------------- the child
+
+
+def _child(updates, controls, options: dict) -> None:
+    """The child process: :func:`live_session` with its updates sent to the parent."""
+    import signal
+
+    # Ctrl-C in the terminal that started napari reaches the whole process group: the
+    # parent decides (it stops the run or ends, which ends this process).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    control = LiveControl()
+    threading.Thread(target=_listen, args=(controls, control), daemon=True).start()
+    try:
+        session = live_session(control=control, **options)
+        while True:
+            try:
+                item = next(session)
+            except StopIteration as end:
+                updates.send(("result", _shipped_result(end.value)))
+                break
+            if isinstance(item, LiveGrid):
+                updates.send(("grid", item))
+            elif item is not None and item.kind == "frame":
+                updates.send(("frame", _shipped(item)))
+    except BaseException as exc:  # every failure goes to the parent
+        with contextlib.suppress(OSError):
+            updates.send(("error", _picklable(exc), traceback.format_exc()))
+    finally:
+        updates.close()
+
+
+def _listen(controls, control: LiveControl) -> None:
+    """Apply the parent's pause / resume / stop / regions; stop when the parent is gone."""
+    try:
+        while True:
+            kind, value = controls.recv()
+            if kind == "regions":
+                control.give_regions(value)
+            else:
+                getattr(control, kind)()
+    except (EOFError, OSError):
+        control.stop()
+        control.resume()
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # any that does not survive pickling
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _shipped(update: LiveUpdate) -> dict:
+    """A frame update as a small message; the frame and its maps in shared memory."""
+    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in update.maps.arrays().items()}
+    shared = _to_shared({"image": np.asarray(update.image), **arrays})
+    return {
+        "frame": update.frame, "time": update.time, "name": update.name,
+        "maps": update.maps.with_arrays(dict.fromkeys(arrays)), "drift": update.drift,
+        "skipped": update.skipped, "complete": time.monotonic() - update.latency,
+        "analysed": update.analysed, "work": update.work, "shared": shared,
+        "rows": {name: last_row(trace) for name, trace in update.traces.items()},
+        "store": str(update.store.path), "written": update.store.written,
+    }  # fmt: skip
+
+
+def _shipped_result(result: LiveResult | None):
+    """The result without the maps read from the store (the parent reads them)."""
+    if result is None or result.movie is None:
+        return result
+    return replace(result, movie=replace(result.movie, maps=None))
+
+
+def _to_shared(arrays: dict) -> tuple[str, list]:
+    """``arrays`` copied into a new shared-memory block: its name and their layout."""
+    from multiprocessing import shared_memory
+
+    layout, offset = [], 0
+    for key, a in arrays.items():
+        layout.append((key, offset, a.shape, a.dtype.str))
+        offset += -(-a.nbytes // 64) * 64
+    block = shared_memory.SharedMemory(create=True, size=max(offset, 1))
+    try:
+        for (_, start, shape, dtype), a in zip(layout, arrays.values(), strict=True):
+            view = np.ndarray(shape, dtype, buffer=block.buf, offset=start)
+            view[...] = a
+            del view
+    finally:
+        block.close()
+    return block.name, layout
+
+
+def _from_shared(shared: tuple[str, list], *, read: bool = True) -> dict:
+    """The arrays of a shared-memory block (copied), which is then removed."""
+    from multiprocessing import shared_memory
+
+    name, layout = shared
+    block = shared_memory.SharedMemory(name=name)
+    try:
+        if not read:
+            return {}
+        return {
+            key: np.ndarray(shape, dtype, buffer=block.buf, offset=start).copy()
+            for key, start, shape, dtype in layout
+        }
+    finally:
+        block.close()
+        block.unlink()
+
+
+# ---------------------------------------------------------------------- the parent
+
+
+class LiveStoreReader:
+    """The maps store of a live run written by another process, read where written.
+
+    The same reading interface as :class:`~napari_hrtem_fft.core.live.LiveStore`
+    (:meth:`frame`, :meth:`stack`, :attr:`path`, :attr:`count`): the frames the writer
+    has not written yet are read from the maps the updates carried, the others from
+    the zarr store (its arrays are opened again when they have grown).
+
+    Parameters
+    ----------
+    path : str
+        The zarr store.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        self.count = 0
+        #: Frames the writer has completely written.
+        self.written = 0
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._memory: dict[int, dict[str, np.ndarray]] = {}
+        self._arrays: dict = {}
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the stored maps (empty before the first frame)."""
+        return list(self._shapes)
+
+    def add(self, position: int, arrays: dict[str, np.ndarray], written: int) -> None:
+        """Maps of frame ``position``; the writer has written the frames before ``written``."""
+        if not self._shapes:
+            self._shapes = {name: a.shape for name, a in arrays.items()}
+        self._memory[position] = arrays
+        self.count = max(self.count, position + 1)
+        self.written = max(self.written, written)
+        self._memory = {p: a for p, a in self._memory.items() if p >= self.written}
+
+    def finish(self) -> None:
+        """The writer completed the store: every frame is read from it."""
+        self.written = self.count
+        self._memory = {}
+
+    def frame(self, name: str, position: int) -> np.ndarray:
+        """One frame's map ``name`` (``(n, my, mx)`` or ``(my, mx)``)."""
+        from .maps import LatticeMaps
+
+        if not 0 <= position < self.count:
+            raise IndexError(f"frame position {position} of {self.count} stored")
+        memory = self._memory.get(position)
+        if memory is not None:
+            return memory[name]
+        axis = 1 if name in LatticeMaps.FIELDS else 0
+        array = self._arrays.get(name)
+        if array is None or array.shape[axis] <= position:
+            array = self._arrays[name] = self._open(name)
+        where = (slice(None), position) if axis else position
+        return np.asarray(array[where])
+
+    def _open(self, name: str):
+        import zarr
+
+        # The writer may be rewriting the array's metadata (it grows by blocks).
+        for attempt in range(20):
+            try:
+                return zarr.open_array(store=self.path, path=name, mode="r")
+            except (ValueError, OSError, KeyError):
+                if attempt == 19:
+                    raise
+                time.sleep(0.01)
+        raise AssertionError  # unreachable
+
+    def stack(self, name: str, reflection: int | None = None) -> LiveStack:
+        """Map ``name`` of every frame so far as an array ``(t, my, mx)`` (read lazily)."""
+        if name not in self._shapes:
+            raise KeyError(f"no map {name!r} stored (maps: {', '.join(self._shapes)})")
+        return LiveStack(self, name, reflection, self.count)
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start a "spawn" child without the parent's ``__main__``.
+
+    The child would run it first (napari's launcher imports napari); it needs nothing
+    from it.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def live_in_process(path, *, control: LiveControl, poll: float = 0.02, **options):
+    """:func:`live_session` in a separate process; the same items are yielded.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        As for :func:`live_session`.
+    control : LiveControl
+        Pause, resume, stop and regions set on it are forwarded to the child while the
+        generator is iterated.
+    poll : float
+        Seconds the parent waits for a message before yielding None.
+    **options
+        The other arguments of :func:`live_session` (``pixel_size``, ``auto``,
+        ``store``, ``window``, ``step``, ``search``).
+
+    Yields
+    ------
+    None, LiveGrid or LiveUpdate
+        As :func:`live_session` (None also while no message came); a frame update's
+        ``store`` is a :class:`LiveStoreReader`, its ``traces`` the traces so far.
+
+    Returns
+    -------
+    LiveResult or None
+        As :func:`live_session`; closing the generator stops the run and waits for
+        the child to complete the store.
+
+    Raises
+    ------
+    Exception
+        The child's error, its traceback in the message's notes.
+    LiveProcessError
+        If the child ended without a result.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    updates, child_updates = context.Pipe(duplex=False)
+    child_controls, controls = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child, args=(child_updates, child_controls, {"path": str(path), **options}),
+        name=PROCESS_NAME, daemon=True,
+    )  # fmt: skip
+    with _main_module_hidden():
+        process.start()
+    child_updates.close()
+    child_controls.close()
+    relay = _Relay(controls)
+    try:
+        while True:
+            relay.forward(control)
+            if not updates.poll(poll):
+                if not process.is_alive() and not updates.poll(0):
+                    raise LiveProcessError(_ended(process))
+                yield None
+                continue
+            try:
+                kind, *message = updates.recv()
+            except EOFError:
+                process.join(1.0)
+                raise LiveProcessError(_ended(process)) from None
+            if kind == "grid":
+                yield message[0]
+            elif kind == "frame":
+                yield relay.update(message[0])
+            elif kind == "error":
+                error, text = message
+                error.add_note(f"in the live analysis process:\n{text}")
+                raise error
+            else:
+                relay.done = True
+                return relay.result(message[0])
+    finally:
+        _end(process, updates, controls, relay.done)
+
+
+def _ended(process) -> str:
+    code = process.exitcode
+    how = "was killed" if code is not None and code < 0 else f"ended with code {code}"
+    return f"the live analysis process {how} without a result"
+
+
+class _Relay:
+    """The parent's side: forwards the control, rebuilds the updates."""
+
+    def __init__(self, controls) -> None:
+        self.controls = controls
+        self.sent = {"pause": False, "stop": False}
+        self.reader: LiveStoreReader | None = None
+        self.traces: dict = {}
+        self.done = False
+
+    def forward(self, control: LiveControl) -> None:
+        """Send what changed on ``control`` since the last call."""
+        regions = control.take_regions()
+        if regions:
+            self.controls.send(("regions", regions))
+        if control.paused != self.sent["pause"]:
+            self.sent["pause"] = control.paused
+            self.controls.send(("pause" if control.paused else "resume", None))
+        if control.stopped and not self.sent["stop"]:
+            self.sent["stop"] = True
+            self.controls.send(("stop", None))
+            self.controls.send(("resume", None))
+
+    def update(self, message: dict) -> LiveUpdate:
+        """The frame update of a message, its maps and frame copied from shared memory."""
+        arrays = _from_shared(message["shared"])
+        image = arrays.pop("image")
+        if self.reader is None:
+            self.reader = LiveStoreReader(message["store"])
+        self.reader.add(message["analysed"] - 1, arrays, message["written"])
+        self.traces = {
+            name: _append(self.traces.get(name), row) for name, row in message["rows"].items()
+        }
+        return LiveUpdate(
+            "frame", message["frame"], message["time"], message["name"],
+            message["maps"].with_arrays(arrays), message["drift"], message["skipped"],
+            time.monotonic() - message["complete"], message["analysed"], self.traces, image,
+            self.reader, message["work"],
+        )  # fmt: skip
+
+    def result(self, result: LiveResult | None) -> LiveResult | None:
+        """The child's result with its maps read from the completed store."""
+        from .movie import read_zarr_maps
+
+        if self.reader is not None:
+            self.reader.finish()
+        if result is None or result.movie is None:
+            return result
+        result.movie.maps = read_zarr_maps(result.store)
+        return result
+
+
+def _end(process, updates, controls, done: bool) -> None:
+    """Stop the child, let it complete the store, free what it sent; kill it if stuck."""
+    if not done:
+        with contextlib.suppress(OSError):
+            controls.send(("stop", None))
+            controls.send(("resume", None))
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while True:
+        try:
+            if not updates.poll(0.05):
+                if not process.is_alive() or time.monotonic() > deadline:
+                    break
+                continue
+            kind, *message = updates.recv()
+        except (EOFError, OSError):
+            break
+        if kind == "frame":
+            _from_shared(message[0]["shared"], read=False)
+    process.join(max(0.0, deadline - time.monotonic()))
+    if process.is_alive():
+        logger.warning("the live analysis process did not stop in time: killed")
+        process.kill()
+        process.join(5.0)
+    updates.close()
+    controls.close()
