@@ -89,9 +89,7 @@ def test_run_in_a_process_equals_offline_analysis_and_stops_cleanly(tmp_path):
     # Read where the child wrote it: every frame from the completed store.
     stored = read_zarr_maps(tmp_path / "live.zarr")
     assert stored.d_spacing.shape == (3, 4, my, my)
-    np.testing.assert_array_equal(
-        reader.stack("d_spacing", 1)[:], np.asarray(stored.d_spacing)[1]
-    )
+    np.testing.assert_array_equal(reader.stack("d_spacing", 1)[:], np.asarray(stored.d_spacing)[1])
     # The store equals the offline analysis of the frames with the drift the run measured.
     drift = np.stack([u.drift for u in updates])
     offline = analyze_movie(
@@ -138,7 +136,7 @@ def test_errors_of_the_child_reach_the_parent(tmp_path):
     _write(folder, 0, _movie(n=1)[0])  # no pixel-size calibration in the file
     live = live_in_process(folder, control=LiveControl(), pixel_size=None,
                            store=tmp_path / "e.zarr", **OPTIONS)  # fmt: skip
-    with pytest.raises(ValueError, match="frame_000.tif has no pixel-size calibration") as err:
+    with pytest.raises(ValueError, match=r"frame_000\.tif has no pixel-size calibration") as err:
         list(live)
     assert "in the live analysis process" in "\n".join(err.value.__notes__)
     assert not _children()

@@ -601,7 +601,50 @@ class _LiveRun:
         return LiveResult(result, self.traces, self.skipped, times, self.store)
 
 
-class LiveStore:
+class _StoredFrames:
+    """Maps of a live run's frames by position, from memory or from the zarr store.
+
+    What :class:`LiveStore` and a reader of its store in another process
+    (:class:`~napari_hrtem_fft.core.live_process.LiveStoreReader`) share: a subclass
+    says which frames it holds in memory (:meth:`_held`) and gives the store's array
+    that holds a frame (:meth:`_array`).
+    """
+
+    count: int
+    _shapes: dict[str, tuple[int, ...]]
+
+    def _held(self, position: int) -> dict[str, np.ndarray] | None:
+        raise NotImplementedError
+
+    def _array(self, name: str, position: int):
+        raise NotImplementedError
+
+    @property
+    def names(self) -> list[str]:
+        """Names of the stored maps (empty before the first frame)."""
+        return list(self._shapes)
+
+    def frame(self, name: str, position: int) -> np.ndarray:
+        """One frame's map ``name`` (``(n, my, mx)`` or ``(my, mx)``), from memory or the store."""
+        if not 0 <= position < self.count:
+            raise IndexError(f"frame position {position} of {self.count} stored")
+        held = self._held(position)
+        if held is not None:
+            return held[name]
+        where = (slice(None), position) if name in LatticeMaps.FIELDS else position
+        return np.asarray(self._array(name, position)[where])
+
+    def stack(self, name: str, reflection: int | None = None) -> LiveStack:
+        """Map ``name`` of every frame stored so far as an array ``(t, my, mx)``.
+
+        ``reflection``: which reflection of a per-reflection map (from 0).
+        """
+        if name not in self._shapes:
+            raise KeyError(f"no map {name!r} stored (maps: {', '.join(self._shapes)})")
+        return LiveStack(self, name, reflection, self.count)
+
+
+class LiveStore(_StoredFrames):
     """The maps of a live run's frames: written to a zarr group by a background thread.
 
     Each map of :meth:`LatticeMaps.arrays` is a float32 array of the group in the layout
@@ -660,11 +703,6 @@ class LiveStore:
         while not (self._idle.is_set() or self._closing or len(self._pending) >= self.QUEUE):
             self._idle.wait(0.01)
 
-    @property
-    def names(self) -> list[str]:
-        """Names of the stored maps (empty before the first frame)."""
-        return list(self._shapes)
-
     def add(self, maps: LatticeMaps) -> None:
         """Queue one frame's maps ``(n, my, mx)`` for writing; raises a failed write's error."""
         arrays = {name: np.asarray(a, dtype=np.float32) for name, a in maps.arrays().items()}
@@ -703,24 +741,11 @@ class LiveStore:
             array.resize(tuple(shape))
         self._capacity = t
 
-    def frame(self, name: str, position: int) -> np.ndarray:
-        """One frame's map ``name`` (``(n, my, mx)`` or ``(my, mx)``), from memory or the store."""
-        if not 0 <= position < self.count:
-            raise IndexError(f"frame position {position} of {self.count} stored")
-        pending = self._pending.get(position)
-        if pending is not None:
-            return pending[name]
-        where = (slice(None), position) if name in LatticeMaps.FIELDS else position
-        return np.asarray(self._arrays[name][where])
+    def _held(self, position: int) -> dict[str, np.ndarray] | None:
+        return self._pending.get(position)
 
-    def stack(self, name: str, reflection: int | None = None) -> LiveStack:
-        """Map ``name`` of every frame stored so far as an array ``(t, my, mx)``.
-
-        ``reflection``: which reflection of a per-reflection map (from 0).
-        """
-        if name not in self._shapes:
-            raise KeyError(f"no map {name!r} stored (maps: {', '.join(self._shapes)})")
-        return LiveStack(self, name, reflection, self.count)
+    def _array(self, name: str, position: int):
+        return self._arrays[name]
 
     def close(self) -> None:
         """Finish the writes and cut the arrays to the frames stored."""

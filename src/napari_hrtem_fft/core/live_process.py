@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .live import LiveControl, LiveResult, LiveStack, LiveUpdate, _append
+from .live import LiveControl, LiveResult, LiveUpdate, _append, _StoredFrames
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def _from_shared(shared: tuple[str, list], *, read: bool = True) -> dict:
 # ---------------------------------------------------------------------- the parent
 
 
-class LiveStoreReader:
+class LiveStoreReader(_StoredFrames):
     """The maps store of a live run written by another process, read where written.
 
     The same reading interface as :class:`~napari_hrtem_fft.core.live.LiveStore`
@@ -320,11 +320,6 @@ class LiveStoreReader:
         self._memory: dict[int, dict[str, np.ndarray]] = {}
         self._arrays: dict = {}
 
-    @property
-    def names(self) -> list[str]:
-        """Names of the stored maps (empty before the first frame)."""
-        return list(self._shapes)
-
     def add(self, position: int, arrays: dict[str, np.ndarray], written: int) -> None:
         """Maps of frame ``position``; the writer has written the frames before ``written``."""
         if not self._shapes:
@@ -339,21 +334,17 @@ class LiveStoreReader:
         self.written = self.count
         self._memory = {}
 
-    def frame(self, name: str, position: int) -> np.ndarray:
-        """One frame's map ``name`` (``(n, my, mx)`` or ``(my, mx)``)."""
+    def _held(self, position: int) -> dict[str, np.ndarray] | None:
+        return self._memory.get(position)
+
+    def _array(self, name: str, position: int):
+        """The store's array ``name``, opened again if it has grown past ``position``."""
         from .maps import LatticeMaps
 
-        if not 0 <= position < self.count:
-            raise IndexError(f"frame position {position} of {self.count} stored")
-        memory = self._memory.get(position)
-        if memory is not None:
-            return memory[name]
-        axis = 1 if name in LatticeMaps.FIELDS else 0
         array = self._arrays.get(name)
-        if array is None or array.shape[axis] <= position:
+        if array is None or array.shape[1 if name in LatticeMaps.FIELDS else 0] <= position:
             array = self._arrays[name] = self._open(name)
-        where = (slice(None), position) if axis else position
-        return np.asarray(array[where])
+        return array
 
     def _open(self, name: str):
         import zarr
@@ -367,12 +358,6 @@ class LiveStoreReader:
                     raise
                 time.sleep(0.01)
         raise AssertionError  # unreachable
-
-    def stack(self, name: str, reflection: int | None = None) -> LiveStack:
-        """Map ``name`` of every frame so far as an array ``(t, my, mx)`` (read lazily)."""
-        if name not in self._shapes:
-            raise KeyError(f"no map {name!r} stored (maps: {', '.join(self._shapes)})")
-        return LiveStack(self, name, reflection, self.count)
 
 
 @contextlib.contextmanager
