@@ -36,7 +36,8 @@ from magicgui.widgets import (
 from napari.layers import Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QEvent, QObject, QTimer
+from qtpy.QtWidgets import QDockWidget
 
 from .._napari.regions import shape_polygons, watch_edits
 from ..core.live_process import LiveGrid
@@ -86,6 +87,39 @@ def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0
             yield update
 
 
+class _Undocked(QObject):
+    """Calls ``callback`` when the plugin widget holding ``section`` leaves its dock.
+
+    napari's close button of a dock takes the plugin's widget out of it
+    (``setParent(None)``) rather than destroying it: the run must stop then.  Nothing
+    is watched when ``section`` is not in a dock.
+    """
+
+    def __init__(self, section, callback: Callable[[], None]) -> None:
+        super().__init__(section)
+        self._callback = callback
+        widget = section
+        while widget.parentWidget() is not None and not isinstance(
+            widget.parentWidget(), QDockWidget
+        ):
+            widget = widget.parentWidget()
+        self._watched = widget if widget.parentWidget() is not None else None
+        if self._watched is not None:
+            self._watched.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        """A parent change that leaves the plugin widget without one: undocked."""
+        if event.type() == QEvent.Type.ParentChange and watched.parentWidget() is None:
+            self._callback()
+        return False
+
+    def remove(self) -> None:
+        """Stop watching."""
+        if self._watched is not None:
+            self._watched.removeEventFilter(self)
+            self._watched = None
+
+
 class LiveSection(Container):
     """Controls of a live run and the layers of its newest frame and maps.
 
@@ -125,6 +159,7 @@ class LiveSection(Container):
         self._on_update_cb, self._on_finished_cb = on_update, on_finished
         self._worker = None
         self._control = None
+        self._undocked: _Undocked | None = None
         self._latest = None
         self._skipped = 0
         self._grid: LiveGrid | None = None
@@ -277,6 +312,7 @@ class LiveSection(Container):
         worker.returned.connect(self._on_finished)
         worker.errored.connect(self._on_error)
         self._worker = worker
+        self._undocked = _Undocked(self.native, self._on_stop)
         self.shown, self._skipped, self._grid = [], 0, None
         self._offset, self._moved = np.zeros(2), {}
         self._newest, self._frames_shown, self._moved_at = None, 0, -np.inf
@@ -324,6 +360,9 @@ class LiveSection(Container):
         elif result is not None:
             self._status.value = "stopped before the first frame: nothing stored"
         self._worker = None
+        if self._undocked is not None:
+            self._undocked.remove()
+            self._undocked = None
         self._show_full_frame()
         self._watched = watch_edits(self._watched, None, self._on_regions_changed)
         self._on_finished_cb(result)

@@ -29,7 +29,7 @@ import numbers
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +88,8 @@ class LiveControl:
     """Pause, resume and stop a live run, and change its regions, from another thread.
 
     A button, a signal handler or an edited Shapes layer acts between frames: the frame
-    being analysed is finished as it was started.
+    being analysed is finished as it was started.  A run in another process follows a
+    control of its own, told each change (:meth:`listen`).
     """
 
     def __init__(self) -> None:
@@ -97,18 +98,40 @@ class LiveControl:
         self._lock = threading.Lock()
         self._regions: dict = {}
         self._given = threading.Event()
+        self._listeners: list[Callable[[str, object], None]] = []
+
+    def listen(self, callback: Callable[[str, object], None]) -> Callable[[], None]:
+        """Call ``callback(kind, value)`` at every change, in the thread that made it.
+
+        ``kind`` is the method called (``"pause"``, ``"resume"``, ``"stop"``) with
+        value None, or ``"give_regions"`` with the change (:meth:`give_regions`).
+
+        Returns
+        -------
+        callable
+            Ends the calls.
+        """
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def _tell(self, kind: str, value=None) -> None:
+        for callback in list(self._listeners):
+            callback(kind, value)
 
     def pause(self) -> None:
         """Stop analysing; frames written meanwhile are skipped when resumed (newest first)."""
         self._paused.set()
+        self._tell("pause")
 
     def resume(self) -> None:
         """Analyse again, starting with the newest frame."""
         self._paused.clear()
+        self._tell("resume")
 
     def stop(self) -> None:
         """End the run after the frame being analysed; the store is then completed."""
         self._stopped.set()
+        self._tell("stop")
 
     def set_regions(self, trace_regions=_KEEP, *, reference=_KEEP, reference_record=None):
         """Trace regions and reference region of the next frames analysed.
@@ -144,6 +167,7 @@ class LiveControl:
         with self._lock:
             self._regions.update(change)
         self._given.set()
+        self._tell("give_regions", change)
 
     def take_regions(self) -> dict:
         """The regions set since the last call (``"regions"``, ``"reference"``), emptied."""

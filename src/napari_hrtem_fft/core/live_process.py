@@ -18,10 +18,12 @@ several-MB message through a pipe would be read in 64 kB pieces, each of which t
 the GIL again from the GUI thread.  The parent's layers read the store where the child
 has written it (:class:`LiveStoreReader`), the newest frames from memory.
 
-Pause, resume, stop and new regions set on the parent's ``LiveControl`` are forwarded
-to the child's while the parent iterates.  The child ends when the parent closes the
-generator (the store is then completed), when the parent process ends (the control
-pipe closes), and an error in the child is raised in the parent with its traceback.
+Pause, resume, stop and new regions set on the parent's ``LiveControl`` are sent to
+the child's as they are made (:meth:`~napari_hrtem_fft.core.live.LiveControl.listen`),
+so that regions drawn before a frame is written count from that frame.  The child
+ends when the parent closes the generator (the store is then completed) or when the
+parent process ends (the control pipe closes); an error in the child is raised in the
+parent with its traceback.
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ def _listen(controls, control: LiveControl) -> None:
     try:
         while True:
             kind, value = controls.recv()
-            if kind == "regions":
+            if kind == "give_regions":
                 control.give_regions(value)
             else:
                 getattr(control, kind)()
@@ -383,8 +385,7 @@ def live_in_process(path, *, control: LiveControl, poll: float = 0.02, **options
     path : str or pathlib.Path
         As for :func:`live_session`.
     control : LiveControl
-        Pause, resume, stop and regions set on it are forwarded to the child while the
-        generator is iterated.
+        Pause, resume, stop and regions set on it are sent to the child as they are made.
     poll : float
         Seconds the parent waits for a message before yielding None.
     **options
@@ -424,9 +425,16 @@ def live_in_process(path, *, control: LiveControl, poll: float = 0.02, **options
     child_updates.close()
     child_controls.close()
     relay = _Relay(controls)
+    # What was set before the child started, then every change as it is made.
+    if control.regions_given:
+        relay.send("give_regions", control.take_regions())
+    if control.paused:
+        relay.send("pause")
+    unlisten = control.listen(relay.send)
+    if control.stopped:
+        relay.send("stop")
     try:
         while True:
-            relay.forward(control)
             if not updates.poll(poll):
                 if not process.is_alive() and not updates.poll(0):
                     raise LiveProcessError(_ended(process))
@@ -449,7 +457,8 @@ def live_in_process(path, *, control: LiveControl, poll: float = 0.02, **options
                 relay.done = True
                 return relay.result(message[0])
     finally:
-        _end(process, updates, controls, relay.done)
+        unlisten()
+        _end(process, relay, updates, controls)
 
 
 def _ended(process) -> str:
@@ -459,27 +468,19 @@ def _ended(process) -> str:
 
 
 class _Relay:
-    """The parent's side: forwards the control, rebuilds the updates."""
+    """The parent's side: sends the control's changes, rebuilds the updates."""
 
     def __init__(self, controls) -> None:
         self.controls = controls
-        self.sent = {"pause": False, "stop": False}
+        self._lock = threading.Lock()  # the GUI thread and the relay's thread send
         self.reader: LiveStoreReader | None = None
         self.traces: dict = {}
         self.done = False
 
-    def forward(self, control: LiveControl) -> None:
-        """Send what changed on ``control`` since the last call."""
-        regions = control.take_regions()
-        if regions:
-            self.controls.send(("regions", regions))
-        if control.paused != self.sent["pause"]:
-            self.sent["pause"] = control.paused
-            self.controls.send(("pause" if control.paused else "resume", None))
-        if control.stopped and not self.sent["stop"]:
-            self.sent["stop"] = True
-            self.controls.send(("stop", None))
-            self.controls.send(("resume", None))
+    def send(self, kind: str, value=None) -> None:
+        """Tell the child's control (nothing if the child is gone)."""
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self.controls.send((kind, value))
 
     def update(self, message: dict) -> LiveUpdate:
         """The frame update of a message, its maps and frame copied from shared memory."""
@@ -510,12 +511,11 @@ class _Relay:
         return result
 
 
-def _end(process, updates, controls, done: bool) -> None:
+def _end(process, relay: _Relay, updates, controls) -> None:
     """Stop the child, let it complete the store, free what it sent; kill it if stuck."""
-    if not done:
-        with contextlib.suppress(OSError):
-            controls.send(("stop", None))
-            controls.send(("resume", None))
+    if not relay.done:
+        relay.send("stop")
+        relay.send("resume")
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while True:
         try:
@@ -534,4 +534,5 @@ def _end(process, updates, controls, done: bool) -> None:
         process.kill()
         process.join(5.0)
     updates.close()
-    controls.close()
+    with relay._lock:
+        controls.close()
