@@ -152,3 +152,31 @@ def test_a_killed_child_is_a_clear_error(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     with pytest.raises(LiveProcessError, match="live analysis process was killed"):
         list(live)
+
+
+def test_regions_drawn_before_a_frame_count_from_it_and_sigterm_completes_the_store(tmp_path):
+    stack = _movie(n=2)
+    folder = tmp_path / "acq"
+    folder.mkdir()
+    control = LiveControl()
+    live = live_in_process(
+        folder, control=control, pixel_size=PIXEL, store=tmp_path / "t.zarr", **OPTIONS
+    )
+    _write(folder, 0, stack[0])
+    next(item for item in live if isinstance(item, LiveGrid))
+    control.set_regions(None)
+    _next_frame(live)
+    new = np.zeros((32, 32), bool)
+    new[8:24, 8:24] = True
+    # Set in this process, then the frame is written at once: the child has it.
+    control.set_regions({"all": None, "new": new})
+    _write(folder, 1, stack[1])
+    assert _next_frame(live).traces["new"].frames.tolist() == [1]
+    # multiprocessing terminates a daemon child when this process exits normally.
+    (child,) = _children()
+    child.terminate()
+    with pytest.raises(StopIteration) as end:
+        while True:
+            next(live)
+    assert end.value.value.movie.frames.tolist() == [0, 1]
+    assert read_zarr_maps(tmp_path / "t.zarr").d_spacing.shape[1] == 2

@@ -190,11 +190,13 @@ def _child(updates, controls, options: dict) -> None:
     """The child process: :func:`live_session` with its updates sent to the parent."""
     import signal
 
+    control = _PipeControl(controls)
     # Ctrl-C in the terminal that started napari reaches the whole process group: the
     # parent decides (it stops the run or ends, which ends this process).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    control = LiveControl()
-    threading.Thread(target=_listen, args=(controls, control), daemon=True).start()
+    # multiprocessing terminates a daemon child when the parent exits normally (and
+    # waits for it): complete the store first; a second SIGTERM ends at once.
+    signal.signal(signal.SIGTERM, lambda *_: control.end())
     try:
         session = live_session(control=control, **options)
         while True:
@@ -214,18 +216,60 @@ def _child(updates, controls, options: dict) -> None:
         updates.close()
 
 
-def _listen(controls, control: LiveControl) -> None:
-    """Apply the parent's pause / resume / stop / regions; stop when the parent is gone."""
-    try:
-        while True:
-            kind, value = controls.recv()
-            if kind == "give_regions":
-                control.give_regions(value)
-            else:
-                getattr(control, kind)()
-    except (EOFError, OSError):
-        control.stop()
-        control.resume()
+class _PipeControl(LiveControl):
+    """The child's control: the parent's changes, read whenever the run looks at it.
+
+    A change the parent made before a frame's file was complete is in the pipe when the
+    run takes the regions for that frame: it counts from that frame, as in-process.  A
+    closed pipe (the parent is gone) stops the run.
+    """
+
+    def __init__(self, controls) -> None:
+        super().__init__()
+        self._controls = controls
+
+    def _read(self) -> None:
+        try:
+            while self._controls.poll(0):
+                kind, value = self._controls.recv()
+                if kind == "give_regions":
+                    self.give_regions(value)
+                else:
+                    getattr(self, kind)()
+        except (EOFError, OSError):
+            self.end()
+
+    def end(self) -> None:
+        """Stop (and resume a paused run, so that it ends); the next SIGTERM kills."""
+        import signal
+
+        self.stop()
+        self.resume()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def take_regions(self) -> dict:
+        """The regions set since the last call, the parent's new ones included."""
+        self._read()
+        return super().take_regions()
+
+    @property
+    def regions_given(self) -> bool:
+        """Whether the parent set the regions."""
+        self._read()
+        return super().regions_given
+
+    @property
+    def paused(self) -> bool:
+        """Whether the parent paused the run."""
+        self._read()
+        return super().paused
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the parent stopped the run (or is gone)."""
+        self._read()
+        return super().stopped
 
 
 def _picklable(exc: BaseException) -> BaseException:
