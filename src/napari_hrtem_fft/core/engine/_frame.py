@@ -302,19 +302,25 @@ def _noise_bins(f0, demod, shape, window: int):
         for c, rad in zip(f0 * shape, radius, strict=True)
     ]
     freq = [i / n for i, n in zip(idx, shape, strict=True)]  # cycles/pixel
-    from_g = np.hypot(freq[0][:, None] - f0[0], freq[1][None, :] - f0[1]) * window
     alias = [(f + 0.5) % 1.0 - 0.5 for f in freq]
     radial = np.hypot(alias[0][:, None], alias[1][None, :]) * window
     keep = np.abs(radial - np.hypot(*f0) * window) <= _NOISE_WIDTH
-    keep &= (from_g <= _NOISE_ARC) & (radial >= _NOISE_ZERO)
+    keep &= radial >= _NOISE_ZERO
+    # The ring is a small part of the box: the other tests only on its bins.
+    rows, cols = np.nonzero(keep)
+    ok = np.hypot(freq[0][rows] - f0[0], freq[1][cols] - f0[1]) * window <= _NOISE_ARC
     for g in (*demod, *-demod):
         apart = (g - f0 + 0.5) % 1.0 - 0.5
         if np.hypot(*apart) * window > _NOISE_ARC + _NOISE_OWN_LOBE + 1.0:
             continue  # its lobe lies beyond the arc
-        keep &= np.hypot(alias[0][:, None] - g[0], alias[1][None, :] - g[1]) * window >= (
-            _NOISE_OWN_LOBE
-        )
-    return idx, keep
+        lobe = np.hypot(alias[0][rows] - g[0], alias[1][cols] - g[1]) * window
+        ok &= lobe >= _NOISE_OWN_LOBE
+    keep[rows[~ok], cols[~ok]] = False
+    if not ok.any():
+        return idx, keep
+    # Only the box round the bins kept is read from the spectrum.
+    (r0, r1), (c0, c1) = ((a[ok].min(), a[ok].max() + 1) for a in (rows, cols))
+    return [idx[0][r0:r1], idx[1][c0:c1]], keep[r0:r1, c0:c1]
 
 
 def _apodised(spectrum, lengths, rows, cols):

@@ -138,20 +138,31 @@ def _survey_modes(survey, window: int):
     if not use.any():
         return out
     f = np.stack([survey[0].ravel()[use], survey[1].ravel()[use]], axis=1)
+    fy, fx = f[:, 0].astype(np.float64), f[:, 1].astype(np.float64)
     weight = weight[use].astype(np.float64)
+
+    def distance2(at):
+        """Squared distance (cycles/pixel) of every window's estimate to ``at``."""
+        dy, dx = fy - at[0], fx - at[1]
+        dy *= dy
+        dx *= dx
+        dy += dx
+        return dy
+
     median2 = _Medians(f, weight)
     out[:2] = median2()
-    far = np.hypot(*(f - out[:2]).T) * window > _MODE_SEPARATION
+    far = distance2(out[:2]) > (_MODE_SEPARATION / window) ** 2
     if weight[far].sum() < _MODE_SHARE * weight.sum():
         return out
     seeds = np.stack([out[:2], median2(far)])
-    second = np.hypot(*(f - seeds[1]).T) < np.hypot(*(f - seeds[0]).T)
+    to_first = distance2(seeds[0])
+    second = distance2(seeds[1]) < to_first
     groups = [~second, second]
     if any(weight[g].sum() < _MODE_SHARE * weight.sum() for g in groups):
         return out
     modes = np.stack([median2(g) for g in groups])
     separation = np.hypot(*(modes[0] - modes[1])) * window
-    own = np.min([np.hypot(*(f - m).T) for m in modes], axis=0) * window
+    own = np.sqrt(np.minimum(distance2(modes[0]), distance2(modes[1]))) * window
     if separation < max(_MODE_SEPARATION, _MODE_CONTRAST * _weighted_median(own, weight)):
         return out
     order = np.argsort([-weight[g].sum() for g in groups], kind="stable")
