@@ -154,8 +154,11 @@ def _prepare(frame, lengths):
     its round-off moves ``d`` by up to ~1e-6 relative on noise-free lattices (measured,
     ``docs/method.md``), 40 times below the accuracy target.
     """
-    # A finite sum means finite pixels (NaN and inf propagate), in one cheap pass.
-    if np.isfinite(np.sum(frame, dtype=np.float64)):
+    # A finite sum means finite pixels (NaN and inf propagate), in one cheap pass (in
+    # the frame's precision: a sum that overflows only sends it to the exact test).
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(frame)
+    if np.isfinite(total):
         finite = None
     else:
         finite = np.isfinite(frame)
@@ -454,10 +457,9 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     planes = np.zeros((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
 
     def kernels(axis, freq):
-        bins = band_bins(window, lengths[axis], freq, cut)
-        shifts = (start[axis], start[axis] - 1)
-        pair = kernel_band(window, lengths[axis], freq, shifts, bins, cut)
-        return bins, (pair / step).astype(spectrum.dtype)
+        # Without the band's end bins, where the taper is 0: a box of 2·16·L/N + 1
+        # rows would fold in three parts, the last of one row.
+        return _axis_kernels(window, lengths, axis, freq, start, step, cut, nonzero=True)
 
     def box(freqs, planes):
         """Fold the c, c - e_y, c - e_x products of one kernel box into ``planes``."""
