@@ -623,12 +623,12 @@ def _subtract_means(means, coef, demod, window):
     """
     norm = np.float32(1.0 / band_response(window, 0.0) ** 2)
     m_c, m_ey, m_ex = means[0].real * norm, means[0].imag * norm, means[1].real * norm
-    s_main = _response2(window, demod).astype(np.float32)
-    for r in range(demod.shape[0]):
-        # The means and the response are real: only the real parts change.
-        for plane, mean in zip(coef[:, r], (m_c, m_ey, m_ex), strict=True):
-            part = plane.real
-            part -= mean * s_main[r]
+    s_main = _response2(window, demod).astype(np.float32)[:, None, None]
+    for planes, mean in zip(coef, (m_c, m_ey, m_ex), strict=True):
+        # The means and the response are real: only the real parts change (a complex
+        # minus a real leaves the imaginary part as it is, and reads the planes
+        # contiguously).
+        np.subtract(planes, mean * s_main, out=planes)
 
 
 def _frame_maps(
