@@ -790,8 +790,9 @@ def _phase_frequencies(coef):
 
 def _response2(window: int, f) -> np.ndarray:
     """2D kernel response ``R(fy)·R(fx)`` at frequency offsets ``f (..., 2)``."""
-    f = np.asarray(f, dtype=np.float64)
-    return band_response(window, f[..., 0]) * band_response(window, f[..., 1])
+    # Both axes in one call: the leakage terms evaluate many small arrays.
+    response = band_response(window, np.asarray(f, dtype=np.float64))
+    return response[..., 0] * response[..., 1]
 
 
 def _leakage_terms(targets, target_demod, source_demod, window: int, background: bool):
