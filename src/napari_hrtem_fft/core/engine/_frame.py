@@ -342,12 +342,18 @@ def _noise_bins(f0, demod, shape, window: int):
     ]
     freq = [i / n for i, n in zip(idx, shape, strict=True)]  # cycles/pixel
     alias = [(f + 0.5) % 1.0 - 0.5 for f in freq]
-    radial = np.hypot(alias[0][:, None], alias[1][None, :]) * window
-    keep = np.abs(radial - np.hypot(*f0) * window) <= _NOISE_WIDTH
-    keep &= radial >= _NOISE_ZERO
-    # The ring is a small part of the box: the other tests only on its bins.
+    # The ring is a small part of the box: squared radii with a margin of 10⁻⁹ bin find
+    # its bins, on which the exact tests then run.
+    ring = np.hypot(*f0) * window
+    inner, outer = max(ring - _NOISE_WIDTH, 0.0) - 1e-9, ring + _NOISE_WIDTH + 1e-9
+    squares = [np.square(a * window) for a in alias]
+    radial2 = squares[0][:, None] + squares[1][None, :]
+    keep = (radial2 >= inner * inner * (inner > 0)) & (radial2 <= outer * outer)
     rows, cols = np.nonzero(keep)
-    ok = np.hypot(freq[0][rows] - f0[0], freq[1][cols] - f0[1]) * window <= _NOISE_ARC
+    radial = np.hypot(alias[0][rows], alias[1][cols]) * window
+    ok = np.abs(radial - ring) <= _NOISE_WIDTH
+    ok &= radial >= _NOISE_ZERO
+    ok &= np.hypot(freq[0][rows] - f0[0], freq[1][cols] - f0[1]) * window <= _NOISE_ARC
     for g in (*demod, *-demod):
         apart = (g - f0 + 0.5) % 1.0 - 0.5
         if np.hypot(*apart) * window > _NOISE_ARC + _NOISE_OWN_LOBE + 1.0:
