@@ -250,10 +250,15 @@ class LiveSection(Container):
         self.native.destroyed.connect(self._on_destroyed)
 
     def _on_destroyed(self, *args) -> None:
-        """Stop a run and disconnect from the viewer when the dock goes."""
+        """Stop a run and disconnect from the viewer and the run when the dock goes."""
         if self._control is not None:
             self._control.stop()
             self._control.resume()
+        if self._worker is not None:
+            # The run ends after the dock: its last updates and end have nowhere to go.
+            self._worker.yielded.disconnect(self._on_yielded)
+            self._worker.returned.disconnect(self._on_finished)
+            self._worker.errored.disconnect(self._on_error)
         self._watched = watch_edits(self._watched, None, self._on_regions_changed)
         self._viewer.layers.events.inserted.disconnect(self._on_layers_changed)
         self._viewer.layers.events.removed.disconnect(self._on_layers_changed)

@@ -198,6 +198,7 @@ def _child(updates, controls, options: dict) -> None:
     # waits for it): complete the store first; a second SIGTERM ends at once.
     signal.signal(signal.SIGTERM, lambda *_: control.end())
     try:
+        _warm_up(options)
         session = live_session(control=control, **options)
         while True:
             try:
@@ -270,6 +271,34 @@ class _PipeControl(LiveControl):
         """Whether the parent stopped the run (or is gone)."""
         self._read()
         return super().stopped
+
+
+def _warm_up(options: dict) -> None:
+    """Analyse a small synthetic lattice once, before the first frame comes.
+
+    A new process's first analysis loads the engine's modules and builds its caches
+    (0.25 s more than the next ones for a 2048² frame): paid here while the
+    acquisition has not started or its first file is being written.  Then a full
+    garbage collection of what the imports left, rather than during the first frames.
+    """
+    import gc
+
+    from .engine import analyze
+    from .fft import find_reflections
+    from .synthetic import pd_110_reflections, synthetic_lattice
+
+    window, pixel = int(options["window"]), 0.02
+    g = pd_110_reflections(10.0)
+    size = window + 4 * min(int(options["step"]), window)  # the caches, not the work
+    image, _ = synthetic_lattice((size, size), pixel_size=pixel, reflections=g,
+                                 dtype=np.float32)  # fmt: skip
+    try:
+        refl = find_reflections(image, pixel_size=pixel, window=window, max_count=len(g))
+        analyze(image, refl if len(refl) else g, pixel_size=pixel, window=window,
+                step=int(options["step"]), search=options.get("search", 0.1))  # fmt: skip
+    except (ValueError, TypeError):
+        pass  # options this small lattice does not take: the run reports them itself
+    gc.collect()
 
 
 def _picklable(exc: BaseException) -> BaseException:
