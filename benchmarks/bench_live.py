@@ -15,7 +15,13 @@ renamed into place when complete); ``iter_live`` follows the folder.  Printed:
   the frame analysed before it), against ``analyze()``: the live run's overhead;
 - rate: frames written, analysed and skipped (the live run skips to the newest frame
   when it is behind, so its latency must not grow through the run);
-- memory: peak resident memory of the process over the run.
+- memory: peak resident memory of the process over the run, plus that of the live
+  analysis process when the run is in one (the dock's, ``--gui``; ``--process``).
+
+The dock runs the analysis in a child process
+(:func:`napari_hrtem_fft.core.live_process.live_in_process`); ``--gui --in-thread``
+runs the same session in the dock's worker thread instead, for comparison in the same
+window; ``--process`` measures the dock's child-process run without the GUI.
 
 Only a few distinct frames are rendered (rendering costs more than analysing); the
 writer cycles through them and deletes files 200 frames old, so a
@@ -25,6 +31,7 @@ writer cycles through them and deletes files 200 frames old, so a
     python benchmarks/bench_live.py --frames 30     # a short run
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --gui --frames 50                            # latency to the dock's layers and plot
+    python benchmarks/bench_live.py --process       # the dock's child process, no GUI
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --frames 20 --size 1024 --rate 0.5 --distinct 20 \
         --screenshot docs/images/live.png            # the Live section during a run
@@ -175,16 +182,23 @@ class ChildMemory:
 
     def __init__(self) -> None:
         self.peak_mb = 0.0
+        #: CPU seconds (user + system) the child had used when last looked at.
+        self.cpu_s = 0.0
 
     def look(self) -> None:
-        """Read the child's peak so far."""
+        """Read the child's peak memory and CPU time so far."""
+        import os
+
         for child in multiprocessing.active_children():
             if child.name != PROCESS_NAME:
                 continue
             try:
                 text = Path(f"/proc/{child.pid}/status").read_text()
+                stat = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
+            ticks = os.sysconf("SC_CLK_TCK")
+            self.cpu_s = max(self.cpu_s, (int(stat[11]) + int(stat[12])) / ticks)
             for line in text.splitlines():
                 if line.startswith("VmHWM:"):
                     self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
@@ -311,7 +325,8 @@ def screenshot(
         f"{cpu:.1f} s in {wall:.1f} s of run ({100 * cpu / wall:.0f} % of a core), "
         f"{steady / (shown - 1):.3f} s per frame drawn after the first ({shown} drawn); "
         f"the whole process (worker, its helpers, software OpenGL's threads) "
-        f"{process / wall:.2f} cores"
+        f"{process / wall:.2f} cores; the live analysis process {child.cpu_s / wall:.2f} "
+        f"cores (over the whole run, start included)"
     )
     where = "in the dock's worker thread" if thread else "in a child process"
     print(f"memory    peak RSS {peak_rss_mb():.0f} MB (napari) + {child.peak_mb:.0f} MB (the "
