@@ -22,13 +22,16 @@ resolution matched to the window: ``--repeat`` alternating runs of each, with an
 strain; the ratio of the medians is the figure of issue 10 (target <= 1.5).
 
 Run:  .venv/bin/python benchmarks/bench_engine.py [--repeat 7] [--orig-repeat 2] [--windows 36]
-      [--only-gpa] [--before REV] [--steps 4,8]
+      [--only-gpa] [--before REV] [--steps 4,8] [--one-phase]
 
 The GPA comparison runs at step 4 (issue 10) and step 8 (the live mode's grid, issue 12:
 a 2048² frame within 0.3 s).
 
 ``--before REV`` also times ``analyze`` of git revision REV (extracted and imported under
 another name) in the same alternation: the cost of a change measured in one run.
+
+``--one-phase`` repeats the GPA comparison on the same particle without the shell's
+expansion (one lattice: every reflection has one demodulation), after the two-phase one.
 """
 
 from __future__ import annotations
@@ -53,10 +56,17 @@ BOX = 8  # half-size in bins of the fitted box [i - BOX, i + BOX) around each re
 RADIUS, CORE_RADIUS = 18.0, 10.0  # nm
 
 
-def make_image():
-    """Pd particle of 18 nm radius (core 10 nm, shell +3.5 %) filling most of the image."""
+def make_image(expansion: float = 0.035):
+    """Pd particle of 18 nm radius (core 10 nm, shell +3.5 %) filling most of the image;
+    ``expansion=0``: one lattice throughout."""
     return pd_core_shell_sample(
-        SHAPE, pixel_size=PIXEL, radius=RADIUS, core_radius=CORE_RADIUS, rotation=10.0, seed=1
+        SHAPE,
+        pixel_size=PIXEL,
+        radius=RADIUS,
+        core_radius=CORE_RADIUS,
+        expansion=expansion,
+        rotation=10.0,
+        seed=1,
     )
 
 
@@ -121,18 +131,22 @@ def engine_at(rev: str):
     return importlib.import_module("hrtem_before.core.engine").analyze
 
 
-def versus_gpa(image, refl, repeat: int, before: str | None = None, step: int = STEP) -> None:
+def versus_gpa(
+    image, refl, repeat: int, before=None, step: int = STEP, label: str = "two-phase"
+) -> None:
     """Median wall and CPU time of ``analyze`` and ``analyze_gpa`` (and of ``analyze`` at
-    revision ``before``), alternating, and their ratios, on the grid of ``step`` pixels."""
+    revision ``before``: its ``analyze`` function), alternating, and their ratios, on the
+    grid of ``step`` pixels."""
     options = dict(pixel_size=PIXEL, window=WINDOW, step=step)
     runs = {"analyze": analyze, "analyze_gpa": analyze_gpa}
     if before:
-        runs[f"analyze at {before}"] = engine_at(before)
+        runs[f"analyze at {before[0]}"] = before[1]
     for run in runs.values():  # warm-up (imports, FFT plans)
         run(image[:512, :512], refl, **options)
     print(
         f"local FFT (analyze) vs GPA (analyze_gpa, resolution matched to window {WINDOW}), "
-        f"same image, step {step}, {repeat} alternating runs each; median wall (CPU) time:"
+        f"same {label} image, step {step}, {repeat} alternating runs each; median wall (CPU) "
+        f"time:"
     )
     for strain in (True, False):
         walls = {name: [] for name in runs}
@@ -153,7 +167,7 @@ def versus_gpa(image, refl, repeat: int, before: str | None = None, step: int = 
             f"{cpu['analyze'] / cpu['analyze_gpa']:.2f} CPU (target <= 1.5, aim 1)"
         )
         if before:
-            name = f"analyze at {before}"
+            name = f"analyze at {before[0]}"
             print(
                 f"    analyze / {name}: {wall['analyze'] / wall[name]:.2f} wall, "
                 f"{cpu['analyze'] / cpu[name]:.2f} CPU"
@@ -174,6 +188,11 @@ def main():
         default=f"{STEP},8",
         help="grid steps of the GPA comparison, comma-separated (8: the live mode's case)",
     )
+    parser.add_argument(
+        "--one-phase",
+        action="store_true",
+        help="also compare with GPA on the particle without the shell's expansion",
+    )
     args = parser.parse_args()
 
     image, truth = make_image()
@@ -184,8 +203,13 @@ def main():
         f"{n_windows} windows, {len(refl)} reflections, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    for step in (int(s) for s in args.steps.split(",")):
-        versus_gpa(image, refl, args.repeat, args.before, step)
+    before = (args.before, engine_at(args.before)) if args.before else None
+    cases = [("two-phase", image)]
+    if args.one_phase:
+        cases.append(("one-phase", make_image(expansion=0.0)[0]))
+    for label, picture in cases:
+        for step in (int(s) for s in args.steps.split(",")):
+            versus_gpa(picture, refl, args.repeat, before, step, label)
     if args.only_gpa:
         return
     print()
