@@ -3,6 +3,8 @@ a time trace as they arrive."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tifffile
 
@@ -63,6 +65,22 @@ def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, q
     assert len(lines) == 3 and all(len(line.get_xdata()) == 3 for line in lines)
     np.testing.assert_allclose(lines[0].get_ydata(), truth.d_spacing[:3, 0], rtol=2e-3)
     assert "0 skipped" in live._status.value
+    # A frame draws again only the pixel columns of its own rows over the plot kept
+    # from the frame before: the picture of the whole curves drawn again, to within a
+    # few pixels (at most a column where the pieces meet: the whole curves are drawn
+    # again every FULL_DRAW_S).
+    full = dock.trace
+    dock.trace = dataclasses.replace(full, frames=full.frames[:2], times=full.times[:2],
+                                     stats={k: v[:2] for k, v in full.stats.items()})  # fmt: skip
+    dock._x = dock._x_values()[0]
+    dock._blit(0)  # rows 0 and 1 whole
+    dock.trace = full
+    dock._x = dock._x_values()[0]
+    dock._blit(2)  # row 2 as pieces
+    pieces = np.asarray(dock._canvas.buffer_rgba()).copy()
+    dock._blit(0)
+    differ = np.any(pieces != np.asarray(dock._canvas.buffer_rgba()), axis=-1)
+    assert differ.mean() < 0.005
 
     live._pause.clicked.emit()
     assert live._pause.text == "Resume"

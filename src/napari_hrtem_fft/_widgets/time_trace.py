@@ -28,6 +28,8 @@ from magicgui.widgets import (
     Label,
     PushButton,
 )
+from matplotlib.lines import Line2D
+from matplotlib.transforms import Bbox
 from napari.layers import Labels, Shapes
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
@@ -64,9 +66,19 @@ _BAND_STD = 1.0
 # the curves over the saved background of the axes (blitting).
 _HEADROOM = 0.25
 
+# Pixels at most from a point to the edge of its marker or of the line through it.
+_REACH_PX = 12
+
 # Markers per curve, so that curves on top of each other (equivalent reflections, or
 # exx and eyy of an isotropic expansion) stay distinguishable.
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _finite_range(values) -> tuple[float, float]:
+    """Smallest and largest finite value (NaN, NaN if none)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    return (values.min(), values.max()) if values.size else (np.nan, np.nan)
 
 
 def _curve_style(k: int) -> dict:
@@ -99,8 +111,16 @@ class TimeTraceWidget(ResultSourceDock):
         self._geometry: dict | None = None
         self._cursors: list = []
         self._curves: list[tuple] = []  # (line, band, axes, stat, k, factor, alpha)
+        # Per curve, the line that draws the newest rows' piece of it in a live run.
+        self._pieces: list = []
         self._animated = False  # curves drawn over a saved background (live run)
-        self._background = None
+        self._background = None  # the axes without curves and cursors (live run)
+        # The background with the curves' first _drawn_rows rows drawn, and whose trace
+        # they are: a frame draws only its own row's piece of each curve.
+        self._curves_background = None
+        self._drawn_rows = 0
+        self._drawn_name: str | None = None
+        self._whole_drawn = -np.inf  # time.monotonic() the curves were last drawn whole
         self._build(viewer)
 
     # ------------------------------------------------------------------ set-up
@@ -266,6 +286,8 @@ class TimeTraceWidget(ResultSourceDock):
         if list(self._live_trace.choices) != names:
             self._live_trace.choices = names
         name = self._live_trace.value if self._live_trace.value in names else EVERYTHING
+        if name != self._drawn_name:
+            self._drawn_rows, self._drawn_name = 0, name  # another region's curves
         self.trace = update.traces[name]
         # The live maps' time axis is the index of the analysed frame.
         self._geometry = {"scale": (1.0,), "translate": (0.0,)}
@@ -274,7 +296,8 @@ class TimeTraceWidget(ResultSourceDock):
         text = f"live: trace of {name}"
         if self._status.value != text:
             self._status.value = text
-        if self._curves and len(self._curves) == self._curve_count():
+        # A run after another starts with a new figure (the stopped run's is not blitted).
+        if self._curves and self._animated and len(self._curves) == self._curve_count():
             self._update_curves()
         else:
             self._draw()
@@ -440,7 +463,7 @@ class TimeTraceWidget(ResultSourceDock):
         from ..core.reciprocal import g_spacing
 
         self._figure.clear()
-        self._cursors, self._curves = [], []
+        self._cursors, self._curves, self._pieces = [], [], []
         trace = self.trace
         strain = trace is not None and "exx_median" in trace.stats
         axes = self._figure.subplots(2 if strain else 1, 1, sharex=True, squeeze=False)[:, 0]
@@ -464,6 +487,7 @@ class TimeTraceWidget(ResultSourceDock):
             ]
             self._draw_cursor()
         self._animated, self._background = self._live.running, None
+        self._curves_background, self._drawn_rows = None, 0
         for artist in self._animated_artists():
             artist.set_animated(self._animated)
         self._canvas.draw_idle()
@@ -477,23 +501,74 @@ class TimeTraceWidget(ResultSourceDock):
         if not self._animated:
             return
         self._background = self._canvas.copy_from_bbox(self._figure.bbox)
-        self._draw_animated()
+        self._draw_rows(0)
+        self._draw_cursors()
 
-    def _draw_animated(self) -> None:
-        for artist in self._animated_artists():
-            artist.axes.draw_artist(artist)
+    def _draw_rows(self, start: int) -> None:
+        """The curves from row ``start`` on over the saved background, kept as the next one.
+
+        Over the background with the first ``start`` rows drawn, only the pixel columns
+        from the one of row ``start - 1`` on are drawn again (the band there and the
+        segments and markers that reach them): a frame costs the same at the thousandth
+        frame as at the tenth (drawing whole curves of 1,000 points takes 0.1 s).  The
+        picture is the one of the whole curves but for, at times, the column where the
+        pieces meet (antialiased pixels cut by the clip box): the curves are drawn
+        whole again at least every :attr:`FULL_DRAW_S`.
+        """
+        rows = 0 if self._x is None else self._x.size
+        start = start if 0 < start <= rows and self._curves_background is not None else 0
+        self._update_bands()
+        if start:
+            self._canvas.restore_region(self._curves_background)
+            x1, y1, x2, y2 = self._background.get_extents()
+            px = self._curves[0][2].transData.transform(np.c_[self._x, self._x])[:, 0]
+            left = float(np.floor(px[start - 1]))
+            # The plain axes from that column on (all the figure's height).
+            self._canvas.restore_region(self._background, bbox=(left, y1, x2, y2), xy=(x1, y1))
+            # Rows whose markers or segments reach the column (markers are ~6 pixels).
+            first = max(int(np.searchsorted(px, left - _REACH_PX)) - 1, 0)
+        else:
+            self._canvas.restore_region(self._background)
+            self._whole_drawn = time.monotonic()
+        for (line, band, ax, stat, k, factor, _), piece in zip(
+            self._curves, self._pieces or [None] * len(self._curves), strict=True
+        ):
+            if not start:
+                ax.draw_artist(band)
+                ax.draw_artist(line)
+                continue
+            clip = Bbox.from_extents(left, ax.bbox.y0, ax.bbox.x1, ax.bbox.y1)
+            band.set_clip_box(clip)
+            ax.draw_artist(band)
+            band.set_clip_box(None)
+            piece.set_data(self._x[first:], self._curve_values(stat, k, factor)[0][first:])
+            piece.set_clip_box(clip)
+            ax.draw_artist(piece)
+        self._curves_background = self._canvas.copy_from_bbox(self._figure.bbox)
+        self._drawn_rows = rows
+
+    def _update_bands(self) -> None:
+        """The bands' polygons from the trace."""
+        for _, band, _, stat, k, factor, _ in self._curves:
+            _, low, high = self._curve_values(stat, k, factor)
+            band.set_data(self._x, low, high)
+
+    def _draw_cursors(self) -> None:
+        for cursor in self._cursors:
+            cursor.axes.draw_artist(cursor)
 
     def _grow_limits(self, axes, *, apply: bool = True) -> bool:
-        """Widen the axis limits (with headroom) to the data; whether any changed.
+        """Widen the axis limits (with headroom) to the curves and bands; whether any changed.
 
         With ``apply=False``: whether any would change, leaving them.
         """
         changed = False
         for ax in axes:
-            ax.relim()
+            values = [self._curve_values(c[3], c[4], c[5]) for c in self._curves if c[2] is ax]
+            y = np.concatenate([np.concatenate(v[1:]) for v in values]) if values else []
             limits = (
-                (ax.dataLim.intervalx, ax.get_xlim, ax.set_xlim),
-                (ax.dataLim.intervaly, ax.get_ylim, ax.set_ylim),
+                (_finite_range(self._x), ax.get_xlim, ax.set_xlim),
+                (_finite_range(y), ax.get_ylim, ax.set_ylim),
             )
             for (lo, hi), get, set_ in limits:
                 a, b = get()
@@ -520,15 +595,20 @@ class TimeTraceWidget(ResultSourceDock):
         (line,) = ax.plot(self._x, median, label=label, **_curve_style(style))
         band = ax.fill_between(self._x, low, high, color=line.get_color(), alpha=alpha)
         self._curves.append((line, band, ax, stat, k, factor, alpha))
+        if not self._live.running:
+            return  # drawn whole, not frame by frame
+        piece = Line2D([], [])
+        piece.update_from(line)
+        piece.set(label="_piece", animated=True)
+        ax.add_artist(piece)
+        self._pieces.append(piece)
 
     def _update_curves(self) -> None:
         """New points on the existing curves (a live run): no new figure, one redraw."""
         self._x, _ = self._x_values()
         curves, self._curves = self._curves, []
         for line, band, ax, stat, k, factor, alpha in curves:
-            median, low, high = self._curve_values(stat, k, factor)
-            line.set_data(self._x, median)
-            band.set_data(self._x, low, high)
+            line.set_data(self._x, self._curve_values(stat, k, factor)[0])
             self._curves.append((line, band, ax, stat, k, factor, alpha))
         self._place_cursor()
         # Drawn now, not when the event loop gets to it: the frame counts as shown once
@@ -547,12 +627,14 @@ class TimeTraceWidget(ResultSourceDock):
         else:
             if outside and not self._deferred.isActive():
                 self._deferred.start(int(1000 * wait) + 1)
-            self._blit()
+            whole = time.monotonic() - self._whole_drawn > self.FULL_DRAW_S
+            self._blit(0 if whole else self._drawn_rows)
 
     def _full_draw(self) -> None:
         """The whole figure now, its axis limits grown to the curves."""
         self._deferred.stop()
         self._grow_limits(list(dict.fromkeys(curve[2] for curve in self._curves)))
+        self._update_bands()
         self._full_drawn = time.monotonic()
         self._canvas.draw()
 
@@ -562,10 +644,10 @@ class TimeTraceWidget(ResultSourceDock):
 
     def _on_cursor_blit(self) -> None:
         if self._animated and self._background is not None:
-            self._blit()
+            self._blit(self._drawn_rows)
 
-    def _blit(self) -> None:
-        """The curves and cursors over the saved background (a live run).
+    def _blit(self, start: int) -> None:
+        """The curves (from row ``start`` on) and cursors over the saved background.
 
         Drawn into the canvas's image now and painted with the viewer's next repaint:
         ``canvas.blit`` repaints at once, and every repaint of a window that holds
@@ -573,8 +655,12 @@ class TimeTraceWidget(ResultSourceDock):
         OpenGL), so one repaint per frame for the layers and the plot together.
         """
         self._cursor_blit.stop()
-        self._canvas.restore_region(self._background)
-        self._draw_animated()
+        rows = 0 if self._x is None else self._x.size
+        if start == rows and self._curves_background is not None:
+            self._canvas.restore_region(self._curves_background)  # the cursor moved
+        else:
+            self._draw_rows(start)
+        self._draw_cursors()
         self._canvas.update()
 
     def _cursor_x(self) -> float | None:
