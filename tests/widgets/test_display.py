@@ -6,10 +6,13 @@ The docks are opened with ``add_plugin_dock_widget`` so that they get napari's
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
-from napari_hrtem_fft._napari.display import add_map_layers, choose_map, show_map
+from napari_hrtem_fft._napari.display import PENDING_KEY, add_map_layers, choose_map, show_map
+from napari_hrtem_fft._widgets._common import hold_collections
 from napari_hrtem_fft.layers import find_result_layers, result_maps
 
 PICKER = "Reflection picker (FFT)"
@@ -166,3 +169,47 @@ def test_two_images_have_their_own_named_maps_and_a_rerun_replaces_only_its_own(
         np.testing.assert_array_equal(m.data, before[m.name])
     # The status line wraps and holds the whole text as its tooltip.
     assert maps._status.value.startswith("done") and maps._status.tooltip == maps._status.value
+
+
+def test_a_new_image_gets_its_layer_at_the_click_and_the_maps_fill_it(viewer_with_sample, qtbot):
+    # napari's set-up of a new layer (controls, visuals, shaders) overlaps the analysis:
+    # the layer is added at the click, empty and unseen, and the maps fill that layer.
+    viewer, image = viewer_with_sample
+    maps = open_docks(viewer, image, step=16)
+    n_layers = len(viewer.layers)
+    maps.start()
+    # Until the maps are drawn, the garbage collector does not start on its own.
+    assert not gc.isenabled()
+    prepared = viewer.layers[-1]
+    assert len(viewer.layers) == n_layers + 1
+    assert prepared.metadata == {PENDING_KEY: "Pd"} and prepared.name == "computing maps… · Pd"
+    assert prepared.opacity == 0 and prepared.colorbar.visible
+    assert prepared.colorbar.opacity == 0
+    assert prepared.data.shape == (64, 64) and np.isnan(prepared.data).all()  # 1024 / 16
+    assert find_result_layers(viewer.layers) == []  # no reader takes it for maps
+    qtbot.waitUntil(lambda: not maps.running, timeout=30_000)
+    (layer,) = find_result_layers(viewer.layers, source="Pd")
+    assert layer is prepared and len(viewer.layers) == n_layers + 1
+    assert PENDING_KEY not in layer.metadata and layer.name.startswith("d-spacing 1 (")
+    assert layer.opacity == 1 and layer.colorbar.visible and layer.colorbar.opacity == 1
+    assert np.isfinite(layer.data).any() and layer.colormap.name == "viridis"
+    np.testing.assert_allclose(layer.scale, 16 * np.asarray(image.scale))
+    # A re-run updates that layer in place: nothing is added at the click.
+    maps.start()
+    assert len(viewer.layers) == n_layers + 1
+    qtbot.waitUntil(lambda: not maps.running, timeout=30_000)
+    assert find_result_layers(viewer.layers, source="Pd") == [layer]
+    qtbot.waitUntil(gc.isenabled, timeout=2_000)
+
+
+def test_holding_collections_pauses_the_collector_until_released():
+    assert gc.isenabled()
+    release = hold_collections()
+    assert not gc.isenabled()
+    # A second hold leaves the first (or the application's own choice) alone.
+    hold_collections()()
+    assert not gc.isenabled()
+    release()
+    assert gc.isenabled()
+    release()  # again: nothing
+    assert gc.isenabled()

@@ -37,11 +37,13 @@ from .._napari.display import (
     choose_map,
     empty_map_warnings,
     map_choices,
+    pending_result_layer,
     record_layer,
     run_summary,
     same_layer,
     show_map,
     show_result,
+    show_scale_bar,
     source_name,
     warm_overlays,
 )
@@ -69,6 +71,7 @@ from ..core.pipeline import (
 )
 from ._common import (
     disconnect_on_close,
+    hold_collections,
     layer_or_override_pixel_size,
     pixel_size_field,
     show_calibration,
@@ -103,9 +106,18 @@ PICKED = "picked on this image (FFT picker)"
 # Milliseconds the overlays stay transparent after the warm-up (a canvas draw or two).
 _WARM_UNDO_MS = 200
 
+# Garbage collection is held (hold_collections) from the click on an image's Run until
+# this many milliseconds after its layers are in (the canvas draws them first), and
+# never longer than the second: a longer run is not one a user waits on at the button.
+_GC_AFTER_MS, _GC_HOLD_MAX_MS = 100, 1000
+
 # The warm-up analysis: a synthetic lattice of this many windows a side, at this window
 # and step (pixels) and pixel size (nm): ~0.02 s once the code is loaded.
 _WARM_WINDOWS, _WARM_WINDOW, _WARM_STEP, _WARM_PIXEL = 2, 64, 16, 0.02
+
+
+def _nothing() -> None:
+    """Nothing to release."""
 
 
 def _corrected(name: str) -> str:
@@ -180,8 +192,12 @@ def warm_analysis(options: AnalysisOptions) -> None:
     gc.collect()
 
 
-def _stop_worker(worker, cancel: threading.Event, slots: list, *_) -> None:
-    """Cancel a running analysis and disconnect the dock's slots from its signals."""
+def _stop_worker(worker, cancel: threading.Event, slots: list, release, *_) -> None:
+    """Cancel a running analysis, disconnect the dock's slots from its signals.
+
+    ``release`` ends the run's hold on garbage collection.
+    """
+    release()
     cancel.set()
     for name, slot in slots:
         try:
@@ -208,6 +224,10 @@ class LatticeMapWidget(Container):
         self._cancel_event = threading.Event()
         self._run_started = 0.0
         self._pending: dict | None = None
+        # Ends the running analysis' hold on garbage collection.
+        self._release_collections = _nothing
+        # The layer added for a new image's maps while they are computed (or None).
+        self._prepared: Image | None = None
         # True while result layers are being added (each insert changes the active
         # layer; the colour bars are set once at the end).
         self._adding = False
@@ -596,16 +616,58 @@ class LatticeMapWidget(Container):
         worker.errored.connect(self._on_errored)
         worker.aborted.connect(self._on_aborted)
         worker.finished.connect(self._on_finished)
+        # From the click until the maps are drawn (released after _on_finished) of an
+        # image: a movie's run is long work.
+        release = hold_collections() if inputs["movie"] is None else _nothing
+        self._release_collections = release
+        QTimer.singleShot(_GC_HOLD_MAX_MS, release)
         # Closing the viewer deletes this dock while the worker runs: stop the worker and
         # cut its signals, so that no slot touches a deleted Qt widget.
         self.native.destroyed.connect(
-            functools.partial(_stop_worker, worker, self._cancel_event, self._worker_slots())
+            functools.partial(
+                _stop_worker, worker, self._cancel_event, self._worker_slots(), release
+            )
         )
         self.worker = worker
         self._runner.started()
         self._set_running(True)
         self._run_started = time.perf_counter()
         worker.start()
+        # napari's work on a new layer, and on the scale bar the maps are shown with,
+        # overlaps the analysis (the worker's results arrive through the event loop,
+        # after this).
+        self._prepared = self._prepare_layer(inputs)
+        show_scale_bar(self._viewer, inputs["image"])
+
+    def _prepare_layer(self, inputs: dict) -> Image | None:
+        """The layer for a new image's maps, added empty and unseen while they compute.
+
+        None for a movie, or an image whose layer of an earlier run is updated in place
+        (:func:`~napari_hrtem_fft._napari.display.show_result` fills the layer).
+        """
+        image = inputs["image"]
+        if inputs["movie"] is not None or record_layer(self._viewer.layers, image.name):
+            return None
+        step = inputs["options"].step
+        grid = map_geometry(image.scale[-2:], image.translate[-2:], step)
+        self._adding = True  # not a result layer yet: nothing to show
+        try:
+            return pending_result_layer(
+                self._viewer,
+                image.name,
+                shape=map_shape(image.data.shape[-2:], step),
+                scale=grid["scale"],
+                translate=grid["translate"],
+                units=tuple(str(u) for u in image.units[-2:]),
+            )
+        finally:
+            self._adding = False
+
+    def _discard_prepared(self) -> None:
+        """Remove the layer prepared for a run that gave no maps."""
+        layer, self._prepared = self._prepared, None
+        if layer is not None and layer in self._viewer.layers:
+            self._viewer.layers.remove(layer)
 
     def _worker_slots(self) -> list:
         return [
@@ -656,6 +718,7 @@ class LatticeMapWidget(Container):
     def _on_returned(self, result) -> None:
         pending, self._pending = self._pending, None
         if result is None or pending is None:
+            self._discard_prepared()
             self._runner.finished(complete=False)
             self._runner.say("cancelled; no layers added")
             return
@@ -664,6 +727,7 @@ class LatticeMapWidget(Container):
             return
         image = pending["image"]
         if image not in self._viewer.layers:
+            self._discard_prepared()
             show_error(f"The image {image.name!r} was removed during the analysis.")
             return
         try:
@@ -700,7 +764,8 @@ class LatticeMapWidget(Container):
             maps = calibrated_maps(result, image.metadata.get(CALIBRATION_KEY))
             maps = self._referred(maps, image)
             phase = bool(self._phase.value)
-            added = self.add_result_layers(maps, image, **common, phase=phase)
+            added = self.add_result_layers(maps, image, **common, phase=phase, into=self._prepared)
+            self._prepared = None
         self._runner.finished(complete=True)
         warnings = empty_map_warnings(maps)
         if warnings:
@@ -711,18 +776,22 @@ class LatticeMapWidget(Container):
 
     def _on_errored(self, exc: Exception) -> None:
         self._pending = None
+        self._discard_prepared()
         self._runner.finished(complete=False)
         self._runner.say(f"failed: {exc}")
         show_error(f"Lattice-map analysis failed: {exc}")
 
     def _on_aborted(self) -> None:
         self._pending = None
+        self._discard_prepared()
         self._runner.finished(complete=False)
         self._runner.say("cancelled; no layers added")
 
     def _on_finished(self) -> None:
         self.worker = None
         self._set_running(False)
+        release, self._release_collections = self._release_collections, _nothing
+        QTimer.singleShot(_GC_AFTER_MS, release)
 
     def add_result_layers(
         self,
@@ -735,6 +804,7 @@ class LatticeMapWidget(Container):
         scale=None,
         extra: dict | None = None,
         phase: bool = False,
+        into=None,
     ) -> list:
         """Show ``maps`` in the image's result layer, replacing its earlier run.
 
@@ -760,6 +830,10 @@ class LatticeMapWidget(Container):
         phase : bool
             Also the phase maps, the displacement and the dislocation cores (maps with
             ``phase``, see :mod:`._phase`).
+        into : napari.layers.Image, optional
+            A layer added while the maps were computed
+            (:func:`~napari_hrtem_fft._napari.display.pending_result_layer`), filled
+            with them if the image has no layer of an earlier run.
 
         Returns
         -------
@@ -783,7 +857,7 @@ class LatticeMapWidget(Container):
             kwargs["name"] = source_name(kwargs["name"], image.name)
         self._adding = True
         try:
-            added = show_result(self._viewer, tuples, image.name)
+            added = show_result(self._viewer, tuples, image.name, pending=into)
             if CALIBRATION_KEY in image.metadata:
                 # The image's residual stretch (scan distortion) places its maps too.
                 for layer in added:
