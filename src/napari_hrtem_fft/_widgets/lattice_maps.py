@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import re
 import threading
 import time
@@ -165,10 +164,6 @@ def warm_analysis(options: AnalysisOptions) -> None:
     The first analysis of a session loads the engine's modules and builds its caches
     (~0.2 s that the first Run paid): done here with the dock's options (masks,
     smoothing, strain), at a small window, so that every step a Run takes is loaded.
-    Then a full garbage collection, while the user reads the dock: napari's start-up
-    and this warm-up leave ~10⁵ young objects, and the collector would otherwise examine
-    them all during the first Run (0.15-0.3 s).  It only chooses when the collection
-    happens; nothing is frozen or switched off.
 
     Parameters
     ----------
@@ -189,7 +184,6 @@ def warm_analysis(options: AnalysisOptions) -> None:
         run_to_end(run_analysis(image, g, pixel_size=_WARM_PIXEL, options=options))
     except (ValueError, TypeError):
         pass  # options this small lattice does not take: the Run reports them itself
-    gc.collect()
 
 
 def _stop_worker(worker, cancel: threading.Event, slots: list, release, *_) -> None:
