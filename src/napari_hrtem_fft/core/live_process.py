@@ -100,8 +100,9 @@ class LiveProcessError(RuntimeError):
 
 
 def live_session(
-    path, *, pixel_size, auto, store, control, window, step, search=0.1, poll_interval=0.02
-):
+    path, *, pixel_size, auto, store, control, window, step, search=0.1, poll_interval=0.02,
+    warm_up=False,
+):  # fmt: skip
     """The live run of a front end that draws the regions on the first frame.
 
     Parameters
@@ -123,6 +124,9 @@ def live_session(
         Relative search radius of the reflections.
     poll_interval : float
         Seconds between looks at the source while nothing is new.
+    warm_up : bool
+        If no frame is there at the first look, analyse a small synthetic lattice once
+        meanwhile (a new process's one-time costs, not paid by the first frame).
 
     Yields
     ------
@@ -150,6 +154,10 @@ def live_session(
         if control.stopped:
             return None
         first = source.poll()
+        if not first and warm_up:
+            warm_up = False
+            _warm_up(window, step, search)
+            continue
         if not first:
             time.sleep(poll_interval)
             yield None
@@ -198,8 +206,7 @@ def _child(updates, controls, options: dict) -> None:
     # waits for it): complete the store first; a second SIGTERM ends at once.
     signal.signal(signal.SIGTERM, lambda *_: control.end())
     try:
-        _warm_up(options)
-        session = live_session(control=control, **options)
+        session = live_session(control=control, warm_up=True, **options)
         while True:
             try:
                 item = next(session)
@@ -273,13 +280,13 @@ class _PipeControl(LiveControl):
         return super().stopped
 
 
-def _warm_up(options: dict) -> None:
-    """Analyse a small synthetic lattice once, before the first frame comes.
+def _warm_up(window: int, step: int, search: float) -> None:
+    """Analyse a small synthetic lattice once, while no frame has come yet.
 
     A new process's first analysis loads the engine's modules and builds its caches
     (0.25 s more than the next ones for a 2048² frame): paid here while the
-    acquisition has not started or its first file is being written.  Then a full
-    garbage collection of what the imports left, rather than during the first frames.
+    acquisition has not started.  Then a full garbage collection of what the imports
+    left, rather than during the first frames.
     """
     import gc
 
@@ -287,15 +294,15 @@ def _warm_up(options: dict) -> None:
     from .fft import find_reflections
     from .synthetic import pd_110_reflections, synthetic_lattice
 
-    window, pixel = int(options["window"]), 0.02
+    window, step, pixel = int(window), int(step), 0.02
     g = pd_110_reflections(10.0)
-    size = window + 4 * min(int(options["step"]), window)  # the caches, not the work
+    size = window + 4 * min(step, window)  # the caches, not the work
     image, _ = synthetic_lattice((size, size), pixel_size=pixel, reflections=g,
                                  dtype=np.float32)  # fmt: skip
     try:
         refl = find_reflections(image, pixel_size=pixel, window=window, max_count=len(g))
         analyze(image, refl if len(refl) else g, pixel_size=pixel, window=window,
-                step=int(options["step"]), search=options.get("search", 0.1))  # fmt: skip
+                step=step, search=search)  # fmt: skip
     except (ValueError, TypeError):
         pass  # options this small lattice does not take: the run reports them itself
     gc.collect()
