@@ -56,6 +56,9 @@ def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, q
     d = viewer.layers["live d g1 (nm)"]
     assert d is first  # updated in place
     assert d.data.shape == (3, 32, 32)  # every frame so far, read from the store
+    # Values are read off the shown map's colour bar, lengths off the scale bar.
+    assert d.visible and d.colorbar.visible
+    assert viewer.scale_bar.visible
     assert viewer.dims.current_step[0] == 2  # on the newest frame
     np.testing.assert_array_equal(viewer.layers["live frame"].data, stack[2])
     # The plot: d (nm) of each reflection in the region, one point per frame.

@@ -39,6 +39,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import QDockWidget
 
+from .._napari.display import show_scale_bar
 from .._napari.regions import shape_polygons, watch_edits
 from ..core.live_process import LiveGrid
 from ..core.reciprocal import g_spacing
@@ -583,8 +584,13 @@ class LiveSection(Container):
                 name, update.store.stack(field, k), colormap=colormap, contrast_limits=limits,
                 visible=i == 0, metadata=record, **placement,
             )  # fmt: skip
+            # The value of a pixel is read off the colour bar (napari draws the bars
+            # of visible layers only); the layer's name gives the map and its unit.
+            if not layer.colorbar.visible:
+                layer.colorbar.visible = True
             maps_layers.append(layer)
         if new and only is None:
+            show_scale_bar(self._viewer, frame)
             # Frame at the bottom, its maps just above it: the user's regions stay on top.
             for position, layer in enumerate([frame, *maps_layers]):
                 layers.move(layers.index(layer), position)
