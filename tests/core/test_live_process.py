@@ -112,18 +112,26 @@ def test_run_in_a_process_equals_offline_analysis_and_stops_cleanly(tmp_path):
     assert result.movie.frames.tolist() == [0, 1, 2, 3]
 
 
-def test_closing_the_generator_stops_the_child_with_a_complete_store(tmp_path):
-    stack = _movie(n=2)
+def _running(tmp_path, first, store: str):
+    """A live run in a child process on a new folder, its frame 0 (``first``) analysed.
+
+    Returns ``(live, control, folder)``.
+    """
     folder = tmp_path / "acq"
     folder.mkdir()
     control = LiveControl()
     live = live_in_process(
-        folder, control=control, pixel_size=PIXEL, store=tmp_path / "s.zarr", **OPTIONS
+        folder, control=control, pixel_size=PIXEL, store=tmp_path / store, **OPTIONS
     )
-    _write(folder, 0, stack[0])
+    _write(folder, 0, first)
     next(item for item in live if isinstance(item, LiveGrid))
     control.set_regions(None)
     _next_frame(live)
+    return live, control, folder
+
+
+def test_closing_the_generator_stops_the_child_with_a_complete_store(tmp_path):
+    live, _, _ = _running(tmp_path, _movie(n=2)[0], "s.zarr")
     (child,) = _children()
     live.close()  # as the dock's worker when the viewer closes
     assert not child.is_alive()
@@ -156,16 +164,7 @@ def test_a_killed_child_is_a_clear_error(tmp_path):
 
 def test_regions_drawn_before_a_frame_count_from_it_and_sigterm_completes_the_store(tmp_path):
     stack = _movie(n=2)
-    folder = tmp_path / "acq"
-    folder.mkdir()
-    control = LiveControl()
-    live = live_in_process(
-        folder, control=control, pixel_size=PIXEL, store=tmp_path / "t.zarr", **OPTIONS
-    )
-    _write(folder, 0, stack[0])
-    next(item for item in live if isinstance(item, LiveGrid))
-    control.set_regions(None)
-    _next_frame(live)
+    live, control, folder = _running(tmp_path, stack[0], "t.zarr")
     new = np.zeros((32, 32), bool)
     new[8:24, 8:24] = True
     # Set in this process, then the frame is written at once: the child has it.
