@@ -177,6 +177,8 @@ def test_a_new_image_gets_its_layer_at_the_click_and_the_maps_fill_it(viewer_wit
     viewer, image = viewer_with_sample
     maps = open_docks(viewer, image, step=16)
     n_layers = len(viewer.layers)
+    viewer.mouse_over_canvas = True
+    viewer.cursor.position = (5.0, 5.0)  # nm: over the particle
     maps.start()
     # Until the maps are drawn, the garbage collector does not start on its own.
     assert not gc.isenabled()
@@ -191,6 +193,10 @@ def test_a_new_image_gets_its_layer_at_the_click_and_the_maps_fill_it(viewer_wit
     (layer,) = find_result_layers(viewer.layers, source="Pd")
     assert layer is prepared and len(viewer.layers) == n_layers + 1
     assert PENDING_KEY not in layer.metadata and layer.name.startswith("d-spacing 1 (")
+    # The status bar names the map under the cursor, not the layer being computed.
+    # (A string or, in some napari versions, a dict of its parts.)
+    status = str(viewer.status)
+    assert layer.name in status and "computing" not in status
     assert layer.opacity == 1 and layer.colorbar.visible and layer.colorbar.opacity == 1
     assert np.isfinite(layer.data).any() and layer.colormap.name == "viridis"
     np.testing.assert_allclose(layer.scale, 16 * np.asarray(image.scale))

@@ -179,6 +179,11 @@ def show_map(viewer, active) -> None:
     overlay.font_size = 12
     overlay.visible = True
     show_scale_bar(viewer, active)
+    # napari's status bar names the layer under the cursor only when the mouse moves:
+    # it kept the map shown before, or "computing maps…" of the layer being filled.
+    update_status = getattr(viewer, "update_status_from_cursor", None)  # not in every napari
+    if update_status is not None:
+        update_status()
 
 
 def _key(info) -> tuple:
