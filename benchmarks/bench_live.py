@@ -204,6 +204,31 @@ class ChildMemory:
                     self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
 
 
+def stage_table(updates, writer: Writer) -> list[str]:
+    """Median wall and CPU ms of each stage of the analysed frames (after the first).
+
+    ``found``: from the writer's file complete to the run finding it (the poll's
+    wait); then the stages the run records (``LiveUpdate.stages``), in order.  CPU is
+    the process's over the stage (every thread), ``register (beside)`` its own thread's
+    (it runs beside ``analyse``, whose CPU excludes it), ``store write (behind)`` the
+    store thread's for the frame before.
+    """
+    # In the order of the run (a frame found in the same poll as another has no poll).
+    order = max((list(u.stages) for u in updates[1:]), key=len, default=[])
+    rows: dict[str, list[tuple[float, float]]] = {"found": [], **{k: [] for k in order}}
+    for update in updates[1:]:
+        found = update.complete - writer.completed(update.name)
+        rows["found"].append((found, float("nan")))
+        for name, value in update.stages.items():
+            rows.setdefault(name, []).append(value)
+    lines = [f"{'stage':<22}{'wall ms':>9}{'CPU ms':>9}   (median over {len(updates) - 1} "
+             f"frames)"]  # fmt: skip
+    for name, values in rows.items():
+        wall, cpu = np.median(np.array(values), axis=0) * 1e3
+        lines.append(f"{name:<22}{wall:9.1f}{cpu:9.1f}")
+    return lines
+
+
 def in_thread(path, *, control, **options):
     """The dock's live run in its worker thread, as before it ran in a child process
     (``--in-thread``: the same run for comparison)."""
@@ -262,8 +287,11 @@ def screenshot(
         worker_latency = []
         hand_on = live._on_update_cb
 
+        drawn = []
+
         def on_update(update):
             worker_latency.append(update.latency)
+            drawn.append(update)
             hand_on(update)
             if len(worker_latency) == 1:  # the first frame also makes the layers: apart
                 after_first.append(time.thread_time())
@@ -302,6 +330,7 @@ def screenshot(
             viewer.screenshot(str(path), canvas_only=False, flash=False)
             compact_png(path)
         status = live._status.value
+        stages = stage_table(drawn, writer)
         live._stop.clicked.emit()
         while not live._start.enabled:
             QApplication.processEvents()
@@ -328,6 +357,14 @@ def screenshot(
         f"{process / wall:.2f} cores; the live analysis process {child.cpu_s / wall:.2f} "
         f"cores (over the whole run, start included)"
     )
+    analysed = drawn[-1].analysed if drawn else 0
+    print(
+        f"CPU       per analysed frame ({analysed} analysed): napari process "
+        f"{process / max(analysed, 1):.3f} s, live analysis process "
+        f"{child.cpu_s / max(analysed, 1):.3f} s (start included)"
+    )
+    print("stages    of the frames drawn, in the live analysis process then the relay:")
+    print("\n".join("          " + line for line in stages))
     where = "in the dock's worker thread" if thread else "in a child process"
     print(f"memory    peak RSS {peak_rss_mb():.0f} MB (napari) + {child.peak_mb:.0f} MB (the "
           f"live analysis process); analysis {where}")  # fmt: skip
@@ -399,8 +436,8 @@ def main(argv=None) -> int:
                 source, REFL, pixel_size=PIXEL, store=Path(tmp) / "live.zarr",
                 poll_interval=0.01, **options,
             )  # fmt: skip
-        latencies, analysed, skipped, work = [], [], [], []
-        started = time.monotonic()
+        latencies, analysed, skipped, work, updates = [], [], [], [], []
+        started, cpu = time.monotonic(), time.process_time()
         writer.start()
         last = f"frame_{args.frames - 1:05d}.tif"
         # The newest frame is always analysed, so the run ends with the last one.
@@ -410,12 +447,15 @@ def main(argv=None) -> int:
                 latencies.append(time.monotonic() - writer.completed(update.name))
                 analysed.append(update.frame)
                 work.append(update.work)
+                updates.append(update)
                 skipped += update.skipped
                 if update.name == last:
                     break
         live.close()
         elapsed = time.monotonic() - started
+        cpu = time.process_time() - cpu
         writer.join()
+        stages = stage_table(updates, writer)
     # The same baselines after the run: the load of the machine may have changed.
     after, register_after = baselines(frames, options)
 
@@ -447,6 +487,12 @@ def main(argv=None) -> int:
         f"rate      analysed {len(analysed)} of {args.frames} frames in {elapsed:.1f} s "
         f"({len(analysed) / elapsed:.2f}/s), skipped {len(skipped)} (said in each update)"
     )
+    print(
+        f"CPU       per analysed frame: this process {cpu / max(len(analysed), 1):.3f} s, "
+        f"the live analysis process {child.cpu_s / max(len(analysed), 1):.3f} s"
+    )
+    print("stages    of the analysed frames:")
+    print("\n".join("          " + line for line in stages))
     mode = "the dock's run in a child process" if args.process else "iter_live in this process"
     print(f"memory    peak RSS {peak_rss_mb():.0f} MB (after the rendered frames: "
           f"{rss_before:.0f} MB) + {child.peak_mb:.0f} MB (the live analysis process): "

@@ -74,6 +74,14 @@ def test_run_in_a_process_equals_offline_analysis_and_stops_cleanly(tmp_path):
         updates.append(_next_frame(live))
     assert [u.frame for u in updates] == [0, 1, 2, 3]
     assert all(u.skipped == [] for u in updates)
+    # Each stage's wall and CPU seconds, from the child's reading to the parent's copy.
+    stages = updates[-1].stages
+    child = ["poll", "read", "analyse", "register (beside)", "lattice", "store queue", "traces"]
+    assert list(stages)[: len(child)] == child
+    assert {"store write (behind)", "ship", "pipe", "unship"} <= set(stages)
+    assert all(wall >= 0 for wall, _ in stages.values())
+    assert 0 < stages["analyse"][0] < updates[-1].latency
+    assert updates[-1].complete <= time.monotonic() - updates[-1].latency + 1e-6
     # The frame and its maps came through shared memory.
     np.testing.assert_array_equal(updates[-1].image, stack[3])
     reader = updates[-1].store

@@ -59,6 +59,7 @@ __all__ = [
     "LiveStore",
     "LiveUpdate",
     "Prepended",
+    "Stages",
     "iter_live",
     "regions_on_grid",
 ]
@@ -235,6 +236,11 @@ class LiveUpdate:
     work : float or None
         Seconds the run spent on this frame (reading it, registration, analysis,
         traces): the latency without the wait for the frame analysed before it.
+    complete : float or None
+        ``time.monotonic()`` when the frame's file was found complete.
+    stages : dict of str to (float, float)
+        Wall and CPU seconds of each stage of this frame (:class:`Stages`), in order;
+        for benchmarks, as cheap to record as a clock read per stage.
     """
 
     kind: str
@@ -250,6 +256,8 @@ class LiveUpdate:
     image: np.ndarray | None = None
     store: LiveStore | None = None
     work: float | None = None
+    complete: float | None = None
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def message(self) -> str:
@@ -260,6 +268,41 @@ class LiveUpdate:
         if self.skipped:
             text += f"; skipped {_ranges(self.skipped)} (analysis behind the acquisition)"
         return text
+
+
+class Stages:
+    """Wall and CPU seconds of the stages of one frame of a live run, in order.
+
+    :meth:`mark` ends a stage: the time since the previous mark (or the start).  CPU
+    time is the process's (every thread: the engine's threads, the helpers), so a
+    stage's CPU can exceed its wall time; :meth:`add` records one measured elsewhere
+    (a helper thread's own).
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, tuple[float, float]] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def mark(self, name: str, *, minus_cpu: float = 0.0) -> None:
+        """End stage ``name`` now; ``minus_cpu``: CPU seconds already counted elsewhere."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.times[name] = (wall - self._wall, cpu - self._cpu - minus_cpu)
+        self._wall, self._cpu = wall, cpu
+
+    def add(self, name: str, wall: float, cpu: float) -> None:
+        """A stage measured elsewhere (it does not move the start of the next)."""
+        self.times[name] = (float(wall), float(cpu))
+
+
+def _timed(function):
+    """``function`` returning ``(its result, (wall s, thread CPU s))`` (a helper thread's)."""
+
+    def timed(*args):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = function(*args)
+        return result, (time.perf_counter() - wall, time.thread_time() - cpu)
+
+    return timed
 
 
 @dataclass
@@ -521,17 +564,26 @@ class _LiveRun:
             )
         return shift_region(mask, self.drift[None], step=self.step)[0]
 
-    def analyse(self, frame, data: np.ndarray) -> LatticeMaps:
-        """One frame (``data``, its pixels): drift, maps (stored), traces; its maps."""
+    def analyse(self, frame, data: np.ndarray, stages: Stages | None = None) -> LatticeMaps:
+        """One frame (``data``, its pixels): drift, maps (stored), traces; its maps.
+
+        ``stages``: where the wall and CPU time of each step is recorded.
+        """
         from .engine import analyze
         from .movie import frame_lattice
 
+        stages = stages or Stages()
         helper = self._helper
-        registering = None if helper is None else helper.submit(self.registration, data)
+        registering = None
+        if helper is not None:
+            registering = helper.submit(_timed(self.registration), data)
         try:
             maps = analyze(data, self.g, **self.options)
         finally:
-            step = None if registering is None else registering.result()
+            step, took = (None, (0.0, 0.0)) if registering is None else registering.result()
+        # The registration ran in its own thread beside the analysis: its CPU apart.
+        stages.mark("analyse", minus_cpu=took[1])
+        stages.add("register (beside)", *took)
         if step is not None and np.all(np.isfinite(step)):
             self.drift = self.drift + step
         shape = np.shape(maps.d_spacing)[-2:]
@@ -543,9 +595,11 @@ class _LiveRun:
         found = np.asarray(maps.parameters["found"], dtype=np.float64)
         # The tracking rule of the offline analysis: a lattice not found keeps its value.
         self.g = np.where(np.isfinite(found).all(axis=1)[:, None], found, self.g)
+        stages.mark("lattice")
         if self.first is None:
             self.first = maps
         self.maps_store.add(maps)
+        stages.mark("store queue")
         self.frames.append(int(frame.index))
         self.times.append(float(frame.time))
         self.drifts.append(self.drift.copy())
@@ -556,6 +610,7 @@ class _LiveRun:
                              times=np.array([frame.time]))  # fmt: skip
             row.frames = np.array([frame.index])
             self.traces[name] = _append(self.traces.get(name), row)
+        stages.mark("traces")
         return maps
 
     def _relative(self, maps: LatticeMaps, reference) -> LatticeMaps:
@@ -713,6 +768,8 @@ class LiveStore(_StoredFrames):
         self._idle = threading.Event()
         self._idle.set()
         self._closing = False
+        #: Wall and CPU seconds of the last frame written (its thread's, waits included).
+        self.last_write = (0.0, 0.0)
 
     def hold(self) -> None:
         """A frame is being analysed: write only when :attr:`QUEUE` frames wait."""
@@ -740,6 +797,7 @@ class LiveStore(_StoredFrames):
         self._writes.append(self._pool.submit(self._write, position, arrays))
 
     def _write(self, position: int, arrays: dict[str, np.ndarray]) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
         if not self._arrays:
             for name, a in arrays.items():
                 axis = 1 if name in LatticeMaps.FIELDS else 0
@@ -757,6 +815,7 @@ class LiveStore(_StoredFrames):
         # Only once written: a reader that misses it here finds it in the store.
         del self._pending[position]
         self.written = position + 1
+        self.last_write = (time.perf_counter() - wall, time.thread_time() - cpu)
 
     def _resize(self, t: int) -> None:
         for name, array in self._arrays.items():
@@ -856,7 +915,9 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                 time.sleep(poll_interval)
                 yield LiveUpdate("paused", analysed=len(run.frames), traces=run.traces)
                 continue
+            polled = Stages()
             waiting = list(source.poll())
+            polled.mark("poll")
             if not waiting:
                 run.maps_store.release()
                 time.sleep(poll_interval)
@@ -874,6 +935,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                 batches = [([], f) for f in waiting]
             run.maps_store.hold()
             for skipped, frame in batches:
+                stages, polled = polled, Stages()
                 run.set_regions(control.take_regions())
                 started = time.monotonic()
                 try:
@@ -884,12 +946,15 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                     run.skipped.append(int(frame.index))
                     unreadable.append(int(frame.index))
                     continue
-                maps = run.analyse(frame, data)
+                stages.mark("read")
+                maps = run.analyse(frame, data, stages)
+                # The frame written before this one, by the store's thread.
+                stages.add("store write (behind)", *run.maps_store.last_write)
                 yield LiveUpdate(
                     "frame", int(frame.index), float(frame.time), str(frame.name), maps,
                     run.drift.copy(), sorted(unreadable + skipped),
                     time.monotonic() - frame.complete, len(run.frames), run.traces, data,
-                    run.maps_store, time.monotonic() - started,
+                    run.maps_store, time.monotonic() - started, frame.complete, stages.times,
                 )  # fmt: skip
                 unreadable = []
                 if control.stopped:

@@ -216,7 +216,12 @@ def _child(updates, controls, options: dict) -> None:
             if isinstance(item, LiveGrid):
                 updates.send(("grid", item))
             elif item is not None and item.kind == "frame":
-                updates.send(("frame", _shipped(item)))
+                wall, cpu = time.perf_counter(), time.process_time()
+                message = _shipped(item)
+                message["stages"]["ship"] = (time.perf_counter() - wall,
+                                             time.process_time() - cpu)  # fmt: skip
+                message["sent"] = time.monotonic()
+                updates.send(("frame", message))
     except BaseException as exc:  # every failure goes to the parent
         with contextlib.suppress(OSError):
             updates.send(("error", _picklable(exc), traceback.format_exc()))
@@ -327,6 +332,7 @@ def _shipped(update: LiveUpdate) -> dict:
         "maps": update.maps.with_arrays(dict.fromkeys(arrays)), "drift": update.drift,
         "skipped": update.skipped, "complete": time.monotonic() - update.latency,
         "analysed": update.analysed, "work": update.work, "shared": shared,
+        "stages": dict(update.stages),
         "rows": {name: last_row(trace) for name, trace in update.traces.items()},
         "store": str(update.store.path), "written": update.store.written,
     }  # fmt: skip
@@ -564,6 +570,10 @@ class _Relay:
 
     def update(self, message: dict) -> LiveUpdate:
         """The frame update of a message, its maps and frame copied from shared memory."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        stages = message["stages"]
+        # From the child's send to here: the pipe and this thread waiting for the GIL.
+        stages["pipe"] = (time.monotonic() - message["sent"], float("nan"))
         arrays = _from_shared(message["shared"])
         image = arrays.pop("image")
         if self.reader is None:
@@ -572,11 +582,13 @@ class _Relay:
         self.traces = {
             name: _append(self.traces.get(name), row) for name, row in message["rows"].items()
         }
+        maps = message["maps"].with_arrays(arrays)
+        stages["unship"] = (time.perf_counter() - wall, time.thread_time() - cpu)
         return LiveUpdate(
-            "frame", message["frame"], message["time"], message["name"],
-            message["maps"].with_arrays(arrays), message["drift"], message["skipped"],
-            time.monotonic() - message["complete"], message["analysed"], self.traces, image,
-            self.reader, message["work"],
+            "frame", message["frame"], message["time"], message["name"], maps,
+            message["drift"], message["skipped"], time.monotonic() - message["complete"],
+            message["analysed"], self.traces, image, self.reader, message["work"],
+            message["complete"], stages,
         )  # fmt: skip
 
     def result(self, result: LiveResult | None) -> LiveResult | None:
