@@ -180,10 +180,13 @@ class ChildMemory:
     """Peak resident memory of the live analysis process (the dock runs the analysis in
     a child process): its ``VmHWM``, read while it runs (call :meth:`look` often)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpus=None) -> None:
         self.peak_mb = 0.0
         #: CPU seconds (user + system) the child had used when last looked at.
         self.cpu_s = 0.0
+        #: CPUs the child is confined to when first seen (``--child-cpus``), or None.
+        self.cpus = cpus
+        self._confined: set[int] = set()
 
     def look(self) -> None:
         """Read the child's peak memory and CPU time so far."""
@@ -192,6 +195,10 @@ class ChildMemory:
         for child in multiprocessing.active_children():
             if child.name != PROCESS_NAME:
                 continue
+            if self.cpus is not None and child.pid not in self._confined:
+                # Before its first frame: the threads it starts later inherit it.
+                os.sched_setaffinity(child.pid, self.cpus)
+                self._confined.add(child.pid)
             try:
                 text = Path(f"/proc/{child.pid}/status").read_text()
                 stat = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -238,8 +245,9 @@ def in_thread(path, *, control, **options):
 
 
 def screenshot(
-    path: Path | None, *, n: int, size: int, rate: float, distinct: int, thread: bool = False
-) -> None:
+    path: Path | None, *, n: int, size: int, rate: float, distinct: int, thread: bool = False,
+    child_cpus=None,
+) -> None:  # fmt: skip
     """The viewer (1920×1080) with the time-trace dock's Live section during a run.
 
     Frames of the synthetic acquisition are written at ``rate``; the run follows them
@@ -299,7 +307,7 @@ def screenshot(
         after_first = []
 
         live._on_update_cb = on_update
-        child = ChildMemory()
+        child = ChildMemory(child_cpus)
         live._start.clicked.emit()
         writer.start()
         cpu, wall, process = time.thread_time(), time.monotonic(), time.process_time()
@@ -373,13 +381,14 @@ def screenshot(
         print(f"screenshot of the time-trace dock's Live section after {n} frames: {path}")
 
 
-def _dock_run(folder: Path, store: Path, options: dict):
+def _dock_run(folder: Path, store: Path, options: dict, child: ChildMemory):
     """The dock's live run in a child process, headless: its frame updates."""
     control = LiveControl()
     live = live_in_process(folder, control=control, pixel_size=PIXEL, auto=len(REFL),
                            store=store, **options)  # fmt: skip
     try:
         for item in live:
+            child.look()
             if isinstance(item, LiveGrid):
                 control.set_regions(None)
             elif item is not None:
@@ -407,6 +416,10 @@ def main(argv=None) -> int:
         "(reflections picked on the first frame) instead of iter_live in this process",
     )  # fmt: skip
     parser.add_argument(
+        "--child-cpus", type=lambda text: {int(c) for c in text.split(",")}, default=None,
+        help="confine the live analysis process to these CPUs (e.g. 1), as taskset",
+    )  # fmt: skip
+    parser.add_argument(
         "--gui", action="store_true", help="measure in the napari dock (xvfb-run): latency "
         "to the layers and plot updated",
     )  # fmt: skip
@@ -414,7 +427,7 @@ def main(argv=None) -> int:
     if args.screenshot is not None or args.gui:
         screenshot(
             args.screenshot, n=args.frames, size=args.size, rate=args.rate,
-            distinct=args.distinct, thread=args.in_thread,
+            distinct=args.distinct, thread=args.in_thread, child_cpus=args.child_cpus,
         )  # fmt: skip
         return 0
 
@@ -427,9 +440,9 @@ def main(argv=None) -> int:
         folder = Path(tmp) / "acquisition"
         folder.mkdir()
         writer = Writer(folder, frames, args.frames, args.rate, renamed=args.renamed)
-        child = ChildMemory()
+        child = ChildMemory(args.child_cpus)
         if args.process:
-            live = _dock_run(folder, Path(tmp) / "live.zarr", options)
+            live = _dock_run(folder, Path(tmp) / "live.zarr", options, child)
         else:
             source = FolderFrames(folder, renamed=args.renamed)
             live = iter_live(

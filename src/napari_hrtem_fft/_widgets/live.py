@@ -19,6 +19,8 @@ wrapped label's new text lays the dock out again).
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EVERYTHING", "LiveGrid", "LiveSection", "live_steps"]
 
+logger = logging.getLogger(__name__)
+
 #: Name of the trace over every valid map pixel.
 EVERYTHING = "everything"
 
@@ -59,7 +63,9 @@ EVERYTHING = "everything"
 _IDLE_UPDATES_S = 0.5
 
 
-def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0.1):
+def live_steps(
+    path, *, pixel_size, auto, store, control, window, step, search=0.1, gone=None
+):  # fmt: skip
     """The live run of the dock, as a generator of updates.
 
     :func:`napari_hrtem_fft.core.live_process.live_session` (first frame, ``auto``
@@ -70,8 +76,17 @@ def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0
     thread does not take the GIL and a core from the analysis; this generator relays
     its updates and forwards ``control``.  None while waiting, at most every 0.5 s: the
     GUI thread has nothing to do with them.
+
+    ``gone`` (a ``threading.Event``) is set when the dock is gone: the run is then
+    stopped (its store completed) and the steps end with None, without an error, which
+    the worker could only hand to signals and a window that no longer exist (an error
+    emitted on a deleted Qt object aborts Python).  An error of the run that is a
+    ``RuntimeError`` is raised as a
+    :class:`~napari_hrtem_fft.core.live_process.LiveProcessError`: superqt's worker
+    takes a RuntimeError out of its generator for a sign that the worker itself was
+    deleted, and only warns.
     """
-    from ..core.live_process import live_in_process
+    from ..core.live_process import LiveProcessError, live_in_process
 
     live = live_in_process(
         path, control=control, pixel_size=pixel_size, auto=auto, store=store, window=window,
@@ -79,10 +94,21 @@ def live_steps(path, *, pixel_size, auto, store, control, window, step, search=0
     )  # fmt: skip
     said = time.monotonic()
     while True:
+        if gone is not None and gone.is_set():
+            live.close()
+            return None
         try:
             update = next(live)
         except StopIteration as end:
             return end.value
+        except Exception as exc:
+            if gone is not None and gone.is_set():
+                logger.warning("the live run ended after its dock was closed: %s", exc)
+                live.close()
+                return None
+            if isinstance(exc, RuntimeError) and not isinstance(exc, LiveProcessError):
+                raise LiveProcessError(f"{type(exc).__name__}: {exc}") from exc
+            raise
         if update is not None or time.monotonic() - said > _IDLE_UPDATES_S:
             said = time.monotonic()
             yield update
@@ -160,6 +186,7 @@ class LiveSection(Container):
         self._on_update_cb, self._on_finished_cb = on_update, on_finished
         self._worker = None
         self._control = None
+        self._gone = threading.Event()  # set when the dock is destroyed: the run ends quietly
         self._undocked: _Undocked | None = None
         self._latest = None
         self._skipped = 0
@@ -252,6 +279,7 @@ class LiveSection(Container):
 
     def _on_destroyed(self, *args) -> None:
         """Stop a run and disconnect from the viewer and the run when the dock goes."""
+        self._gone.set()
         if self._control is not None:
             self._control.stop()
             self._control.resume()
@@ -313,6 +341,7 @@ class LiveSection(Container):
             str(self._source.value), pixel_size=float(self._pixel.value) or None,
             auto=int(self._auto.value), store=str(self._store.value),
             control=self._control, window=int(self._window.value), step=int(self._step.value),
+            gone=self._gone,
         )  # fmt: skip
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_finished)

@@ -97,8 +97,12 @@ class LiveGrid:
         return geometry["scale"], geometry["translate"]
 
 
-class LiveProcessError(RuntimeError):
-    """The live analysis process ended without a result (crashed or was killed)."""
+class LiveProcessError(Exception):
+    """The live analysis process ended without a result (crashed or was killed).
+
+    Not a ``RuntimeError``: a thread worker of napari (superqt) takes one out of its
+    generator for a sign that the worker was deleted and does not report it.
+    """
 
 
 def live_session(
