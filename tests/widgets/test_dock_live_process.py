@@ -4,6 +4,8 @@ dock is closed and when the viewer is closed, leaving a complete store."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 
 import numpy as np
 import tifffile
@@ -73,3 +75,17 @@ def test_closing_the_viewer_during_a_run_ends_the_child(make_napari_viewer, qtbo
     viewer.close()
     qtbot.waitUntil(lambda: not _children(), timeout=60_000)
     assert read_zarr_maps(tmp_path / "live.zarr").d_spacing.shape[1] == 1
+
+
+def test_a_killed_analysis_process_is_reported_in_the_dock(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    _, dock, _, _ = _running_dock(viewer, qtbot, tmp_path)
+    live = dock._live
+    (child,) = _children()
+    # napari's worker also hands the error to its notifications (raised in tests).
+    with qtbot.capture_exceptions() as caught:
+        os.kill(child.pid, signal.SIGKILL)
+        # A RuntimeError would be taken by the worker for its own deletion, and dropped.
+        qtbot.waitUntil(lambda: live._start.enabled, timeout=60_000)
+    assert live._status.value == "error: the live analysis process was killed without a result"
+    assert [type(error).__name__ for _, error, _ in caught] == ["LiveProcessError"]
