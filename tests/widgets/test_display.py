@@ -7,11 +7,19 @@ The docks are opened with ``add_plugin_dock_widget`` so that they get napari's
 from __future__ import annotations
 
 import gc
+import re
 
 import numpy as np
 import pytest
 
-from napari_hrtem_fft._napari.display import PENDING_KEY, add_map_layers, choose_map, show_map
+from napari_hrtem_fft._napari.display import (
+    PENDING_KEY,
+    add_map_layers,
+    choose_map,
+    show_map,
+    warm_overlays,
+)
+from napari_hrtem_fft._napari.shaders import speed_up_comment_stripping, strip_comments
 from napari_hrtem_fft._widgets._common import hold_collections
 from napari_hrtem_fft.layers import find_result_layers, result_maps
 
@@ -219,3 +227,76 @@ def test_holding_collections_pauses_the_collector_until_released(qtbot):
     assert gc.isenabled()
     release()  # again: nothing
     assert gc.isenabled()
+
+
+def test_opening_the_maps_dock_warms_the_scale_bar_unseen(viewer_with_sample, qtbot):
+    # The first map of a calibrated image shows napari's scale bar, whose visual (text
+    # program, line) was built inside that Run: the dock builds it when it opens,
+    # transparent, and puts the bar back as it was once it is drawn.
+    viewer, image = viewer_with_sample
+    bar = viewer.canvas.overlays["scale_bar"]
+    assert not bar.visible and str(image.units[-1]) == "nanometer"
+    viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
+    qtbot.waitUntil(lambda: bar.visible, timeout=5_000)
+    assert bar.opacity == 0
+    qtbot.waitUntil(lambda: not bar.visible, timeout=5_000)
+    assert bar.opacity == 1
+
+
+def test_the_warm_scale_bar_stays_when_a_map_is_shown_meanwhile(viewer_with_sample):
+    viewer, image = viewer_with_sample
+    maps = open_docks(viewer, image, step=16)
+    bar, text = viewer.canvas.overlays["scale_bar"], viewer.canvas.overlays["text"]
+    bar.visible = text.visible = False
+    undo = warm_overlays(viewer, image)
+    assert bar.visible and bar.opacity == 0 and text.visible and text.opacity == 0
+    maps.run_blocking()  # a Run before the warm-up is undone
+    undo()
+    assert bar.visible and bar.opacity == 1
+    assert text.visible and text.opacity == 1 and text.text.startswith("d-spacing 1")
+
+
+def test_an_uncalibrated_image_leaves_the_scale_bar_alone(viewer_with_sample):
+    viewer, _ = viewer_with_sample
+    pixels = viewer.add_image(np.zeros((64, 64), np.float32), name="pixels")
+    bar = viewer.canvas.overlays["scale_bar"]
+    bar.visible = False
+    undo = warm_overlays(viewer, pixels)
+    assert not bar.visible
+    undo()
+    assert not bar.visible and bar.opacity == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "void main() { // a comment\n  gl_Position = vec4(0.0); }\n",
+        "a // b // c\n// whole line\nno comment\n\n//\n  x = 1; //// y",
+        "uniform float u_x; // http://example.org/a//b\r\nvarying vec2 v; //",
+        "",
+    ],
+)
+def test_vispy_comment_stripping_is_done_linearly_with_the_same_result(code):
+    assert strip_comments(code) == re.sub(r"(.*)(//.*)", r"\1", code, flags=re.M)
+
+
+def test_vispy_shader_programs_parse_the_same_variables_after_the_dock_opens(viewer_with_sample):
+    # The dock gives vispy's shader module linear comment stripping; a program parses
+    # the same uniforms, attributes and varyings as with the regex, on vispy's own
+    # (long, commented) text-visual shaders.
+    from vispy.gloo import Program, program
+    from vispy.visuals.text import text as vispy_text
+
+    viewer, _ = viewer_with_sample
+    viewer.window.add_plugin_dock_widget("napari-hrtem-fft", MAPS)
+    assert speed_up_comment_stripping()
+    vertex, fragment = vispy_text._VERTEX_SHADER, vispy_text._FRAGMENT_SHADER
+    code = f"{vertex}\n\n{fragment}"
+    assert "//" in code
+    assert program.re.sub(r"(.*)(//.*)", r"\1", code, flags=re.M) == re.sub(
+        r"(.*)(//.*)", r"\1", code, flags=re.M
+    )
+    assert program.re.finditer is re.finditer  # every other use of re is re's
+    variables = Program(vertex, fragment).variables
+    assert ("uniform", "sampler2D", "u_font_atlas") in variables
+    assert ("attribute", "vec2", "a_texcoord") in variables

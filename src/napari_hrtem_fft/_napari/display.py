@@ -90,13 +90,18 @@ def canvas_overlay(viewer, name: str):
     return getattr(viewer, "scale_bar" if name == "scale_bar" else "text_overlay")
 
 
+def _in_length_units(layer) -> bool:
+    """True when ``layer`` is calibrated in a length unit (napari's scale bar reads it)."""
+    units = getattr(layer, "units", None)
+    return units is not None and parse_unit(str(units[-1])).kind == "length"
+
+
 def show_scale_bar(viewer, layer) -> None:
     """Turn napari's scale bar on when ``layer`` is calibrated in a length unit.
 
     napari takes the bar's unit from the layers' ``units``.
     """
-    units = getattr(layer, "units", None)
-    if units is not None and parse_unit(str(units[-1])).kind == "length":
+    if _in_length_units(layer):
         canvas_overlay(viewer, "scale_bar").visible = True
 
 
@@ -105,31 +110,64 @@ def show_scale_bar(viewer, layer) -> None:
 _GLYPHS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ·()[]°σ-_.,:/'"
 
 
-def warm_overlays(viewer):
-    """Have napari build the title's visual and glyphs now, unseen; return an undo.
+def warm_overlays(viewer, image=None):
+    """Have napari build the title's and scale bar's visuals and glyphs now, unseen.
 
     napari builds an overlay's canvas visual (shaders) the first time the overlay is
     made visible and loads each character of a text on the first draw that shows it:
     ~1 s that the first :func:`show_map` of a session paid.  Here the text overlay,
     holding every character of titles and scale bars, is made visible fully
-    transparent; after the next canvas draw the returned function puts it back as it
-    was, unless a map was shown meanwhile (then only its opacity is restored).  A
-    visible text overlay is left alone.  (The scale bar's visual is left to the first
-    map: it stays connected to the viewer's dims and camera once built.)
+    transparent, and so is the scale bar when ``image`` is calibrated in a length unit
+    (the first map of it shows the bar: 0.05-0.1 s of that map's Run, its text program
+    and line).  After the next canvas draw the returned function puts them back as
+    they were, unless a map was shown meanwhile (then only their opacity is restored:
+    the map shows both).  A visible overlay is left alone.  The scale bar's visual,
+    once built, follows the camera's zoom while hidden, as it does after the first map
+    shows it.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer (or napari's proxy of it).
+    image : napari.layers.Image, optional
+        The image the dock will analyse.
+
+    Returns
+    -------
+    callable
+        The undo, a plain function (it may run after the dock is closed).
     """
+    undos = []
     text = canvas_overlay(viewer, "text")
-    if text.visible:
-        return lambda: None
-    before, opacity = text.text, text.opacity
-    text.opacity = 0.0
-    text.text = _GLYPHS
-    text.visible = True
+    if not text.visible:
+        before, opacity = text.text, text.opacity
+        text.opacity = 0.0
+        text.text = _GLYPHS
+        text.visible = True
+
+        def undo_text() -> None:
+            text.opacity = opacity
+            if text.text == _GLYPHS:  # no map shown since
+                text.text = before
+                text.visible = False
+
+        undos.append(undo_text)
+    bar = canvas_overlay(viewer, "scale_bar")
+    if image is not None and not bar.visible and _in_length_units(image):
+        bar_opacity = bar.opacity
+        bar.opacity = 0.0
+        bar.visible = True
+
+        def undo_bar() -> None:
+            bar.opacity = bar_opacity
+            if not any(layer.visible for layer in find_result_layers(viewer.layers)):
+                bar.visible = False
+
+        undos.append(undo_bar)
 
     def undo() -> None:
-        text.opacity = opacity
-        if text.text == _GLYPHS:  # no map shown since
-            text.text = before
-            text.visible = False
+        for step in undos:
+            step()
 
     return undo
 

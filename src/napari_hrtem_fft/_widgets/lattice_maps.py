@@ -55,6 +55,7 @@ from .._napari.layers import (
 )
 from .._napari.phase import PHASE_KEY, phase_layer_tuples
 from .._napari.regions import labels_mask, region_choices, shapes_mask
+from .._napari.shaders import speed_up_comment_stripping
 from ..core.calibration import CALIBRATION_KEY, calibrated_maps
 from ..core.maps import map_geometry, map_shape
 from ..core.movie import MovieResult
@@ -225,6 +226,9 @@ class LatticeMapWidget(Container):
         # True while result layers are being added (each insert changes the active
         # layer; the colour bars are set once at the end).
         self._adding = False
+        # Every shader program napari builds from now on (a new map layer and its
+        # colour bar: ~10) parses its code in linear time (0.05-0.09 s less per Run).
+        speed_up_comment_stripping()
         self._init_widgets()
         self._init_layout()
         fit_dock(self)
@@ -304,11 +308,10 @@ class LatticeMapWidget(Container):
     def _warm_up(self) -> None:
         """Pay now, after the dock is shown, the one-time costs of the first Run.
 
-        The title overlay is drawn once, transparent, and put back ~0.2 s later (a
-        plain function: it runs even if the dock is closed meanwhile); the analysis is
-        run once on a small lattice in a background thread (:func:`warm_analysis`, pure
-        numpy: it touches no Qt object).  (The scale bar's visual is left to the first
-        map: it stays connected to the viewer's dims and camera once built.)
+        The title overlay, and the scale bar of a calibrated image, are drawn once,
+        transparent, and put back ~0.2 s later (a plain function: it runs even if the
+        dock is closed meanwhile); the analysis is run once on a small lattice in a
+        background thread (:func:`warm_analysis`, pure numpy: it touches no Qt object).
         """
         try:
             options = self.options()
@@ -317,7 +320,7 @@ class LatticeMapWidget(Container):
         except (ValueError, TypeError):  # options the Run will refuse with a message
             options = None
         try:
-            undo = warm_overlays(self._viewer)
+            undo = warm_overlays(self._viewer, self._image.value)
         except RuntimeError:  # the viewer was closed before the event loop ran
             return
         QTimer.singleShot(_WARM_UNDO_MS, undo)
