@@ -18,6 +18,7 @@ from qtpy.QtCore import QTimer
 from widget_sample import PIXEL_SIZE
 
 from napari_hrtem_fft._napari.calibration import camera_of
+from napari_hrtem_fft._napari.display import canvas_overlay
 from napari_hrtem_fft._napari.layers import maps_to_layers
 from napari_hrtem_fft.core.engine import analyze
 from napari_hrtem_fft.core.synthetic import pd_110_reflections
@@ -83,6 +84,9 @@ def busy_viewer(make_napari_viewer, sample):
     viewer.add_points(refl, name="reflections")
     viewer.add_shapes([np.array([[1.0, 1.0], [3.0, 3.0]])], shape_type="rectangle", name="regions")
     viewer.add_labels(np.zeros(crop.shape, dtype=np.uint8), name="labels", scale=scale)
+    # Maps are shown with napari's scale bar, whose visual then follows the camera and
+    # dims (napari's connections, not a dock's); the maps dock builds it on opening.
+    canvas_overlay(viewer, "scale_bar").visible = True
     return viewer
 
 
