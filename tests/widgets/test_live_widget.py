@@ -84,6 +84,7 @@ def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, q
     dock._blit(0)
     differ = np.any(pieces != np.asarray(dock._canvas.buffer_rgba()), axis=-1)
     assert differ.mean() < 0.005
+    _plot_grows_rarely_and_is_laid_out_once(dock, live)
 
     live._pause.clicked.emit()
     assert live._pause.text == "Resume"
@@ -107,6 +108,53 @@ def test_live_section_follows_a_folder_with_a_drawn_region(make_napari_viewer, q
     assert len(dock._table.value["data"]) == 4
     assert dock._table.value["columns"][2] == "d1 med. nm"
     assert dock.copy_text().splitlines()[0].startswith("frame\ttime_s\td_mean_g1_nm")
+
+
+def _plot_grows_rarely_and_is_laid_out_once(dock, live) -> None:
+    """During a run the plot's axes grow by doubling steps and its layout is held.
+
+    200 more frames of a lattice expanding by 3.5 % (with the noise of the frames
+    seen) are handed to the plot: every point stays inside the axes, which grew in a
+    few full draws; the figure is laid out again only when a tick label got longer,
+    and when the canvas is resized.
+    """
+    layout = dock._figure.get_layout_engine()
+    assert layout.held
+    laid_out = layout.count
+    dock._full_draw()  # nothing grew: the layout is kept
+    assert layout.count == laid_out
+    from qtpy.QtCore import QSize
+    from qtpy.QtGui import QResizeEvent
+    from qtpy.QtWidgets import QApplication
+
+    size = dock._canvas.size()
+    wider = QResizeEvent(QSize(size.width() + 40, size.height()), size)
+    QApplication.sendEvent(dock._canvas, wider)
+    dock._canvas.draw()
+    assert layout.count == laid_out + 1
+
+    base = dock.trace
+    full_draws = []  # blits draw no figure
+    watch = dock._canvas.mpl_connect("draw_event", full_draws.append)
+    dock.FULL_DRAW_S = 0.0  # every growth drawn at once: counted
+    for n in range(4, 204):
+        growth = 1 + 0.035 * np.arange(n) / 200
+        stats = {k: np.resize(v, (n, *v.shape[1:])) for k, v in base.stats.items()}
+        stats["d_median"] = stats["d_median"] * growth[:, None]
+        stats["exx_median"] = stats["exx_median"] + growth - 1
+        trace = dataclasses.replace(base, frames=np.arange(n), times=np.arange(n) / 5.0,
+                                    stats=stats)  # fmt: skip
+        dock._on_live_update(dataclasses.replace(live._newest, traces={"region 1": trace}))
+    d_axes, strain_axes = dock._figure.axes[:2]
+    for ax, values in ((d_axes, stats["d_median"]), (strain_axes, 100 * stats["exx_median"])):
+        low, high = ax.get_ylim()
+        assert low < np.nanmin(values) and np.nanmax(values) < high
+    assert d_axes.get_xlim()[1] >= trace.times[-1]
+    # x: 10 s, 20 s, 40 s; d and strain: a few doublings each.
+    assert len(full_draws) <= 12
+    assert layout.count - laid_out - 1 <= len(full_draws)
+    dock._canvas.mpl_disconnect(watch)
+    dock.FULL_DRAW_S = type(dock).FULL_DRAW_S
 
 
 def _slots_of(emitters, docks) -> list[str]:

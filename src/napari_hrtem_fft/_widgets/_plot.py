@@ -8,12 +8,50 @@ from __future__ import annotations
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-__all__ = ["BACKGROUND", "FOREGROUND", "dark_canvas", "style_axes", "style_legend"]
+__all__ = [
+    "BACKGROUND",
+    "FOREGROUND",
+    "HeldLayout",
+    "dark_canvas",
+    "style_axes",
+    "style_legend",
+]
 
 # napari's default dark theme.
 BACKGROUND = "#262930"
 FOREGROUND = "#d1d2d4"
+
+
+class HeldLayout(ConstrainedLayoutEngine):
+    """Matplotlib's constrained layout, which can be held: then laid out only when asked.
+
+    Laying a figure out measures every text of it: it takes as long as drawing it.  A
+    plot drawn again and again with the same labels (a live run's) holds its layout
+    (:attr:`held`) and asks for it again (:meth:`invalidate`) when its tick labels grow;
+    the canvas asks when it is resized (:func:`dark_canvas`).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        #: Whether a draw lays the figure out only when :meth:`invalidate` was called.
+        self.held = False
+        self._stale = True
+        #: Figures laid out so far (a measure for tests).
+        self.count = 0
+
+    def invalidate(self, *args) -> None:
+        """Lay the figure out at its next draw."""
+        self._stale = True
+
+    def execute(self, fig):
+        """Lay ``fig`` out unless the layout is held and nothing asked for it."""
+        if self.held and not self._stale:
+            return None
+        self._stale = False
+        self.count += 1
+        return super().execute(fig)
 
 
 def dark_canvas(
@@ -33,9 +71,13 @@ def dark_canvas(
     Returns
     -------
     (Figure, FigureCanvasQTAgg)
+        The figure is laid out by a :class:`HeldLayout`, laid out again whenever the
+        canvas is resized.
     """
-    figure = Figure(figsize=figsize, facecolor=BACKGROUND, layout="constrained")
+    layout = HeldLayout()
+    figure = Figure(figsize=figsize, facecolor=BACKGROUND, layout=layout)
     canvas = FigureCanvasQTAgg(figure)
+    canvas.mpl_connect("resize_event", layout.invalidate)
     canvas.setMinimumHeight(min_height)
     if tooltip:
         canvas.setToolTip(tooltip)

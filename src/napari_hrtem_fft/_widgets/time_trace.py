@@ -61,10 +61,14 @@ _STRAIN = ("exx", "eyy", "exy", "rotation")
 # Band around each median curve: ± this many sample standard deviations.
 _BAND_STD = 1.0
 
-# Margin added to the live plot's axis limits when a new point falls outside them, as a
-# fraction of the data range: the limits grow by steps, so that most frames only redraw
-# the curves over the saved background of the axes (blitting).
-_HEADROOM = 0.25
+# Margin added on each side of the live plot's value axes when a new point falls outside
+# them, as a fraction of the data range (the range shown doubles): the limits grow by
+# generous steps, so that most frames only redraw the curves over the saved background
+# of the axes (blitting) and a full draw (~0.1-0.2 s) is rare.
+_HEADROOM = 0.5
+# Smallest value range the live plot's axes grow to: d (nm) as a fraction of d, strain
+# in %, time in its unit (s or frames).  A first frame's range is nought.
+_MIN_SPAN = {"d": 4e-3, "strain": 0.4, "x": 10.0}
 
 # Pixels at most from a point to the edge of its marker or of the line through it.
 _REACH_PX = 12
@@ -121,6 +125,8 @@ class TimeTraceWidget(ResultSourceDock):
         self._drawn_rows = 0
         self._drawn_name: str | None = None
         self._whole_drawn = -np.inf  # time.monotonic() the curves were last drawn whole
+        # Longest tick labels when the plot was last laid out (_tick_label_sizes).
+        self._label_sizes: tuple = ()
         self._build(viewer)
 
     # ------------------------------------------------------------------ set-up
@@ -490,7 +496,25 @@ class TimeTraceWidget(ResultSourceDock):
         self._curves_background, self._drawn_rows = None, 0
         for artist in self._animated_artists():
             artist.set_animated(self._animated)
+        # A live run's plot is laid out when made, and again only when its tick labels
+        # get longer or the canvas is resized (laying out takes as long as drawing).
+        layout = self._figure.get_layout_engine()
+        layout.held = self._animated
+        layout.invalidate()
+        if self._animated and trace is not None:
+            self._grow_limits(list(axes), fresh=True)
+        self._label_sizes = self._tick_label_sizes(list(axes))
         self._canvas.draw_idle()
+
+    @staticmethod
+    def _tick_label_sizes(axes) -> tuple:
+        """Longest tick label and offset text of each axis, in characters."""
+        sizes = []
+        for axis in (a for ax in axes for a in (ax.xaxis, ax.yaxis)):
+            formatter = axis.get_major_formatter()
+            labels = formatter.format_ticks(axis.get_majorticklocs())
+            sizes.append((max(map(len, labels), default=0), len(formatter.get_offset())))
+        return tuple(sizes)
 
     def _animated_artists(self) -> list:
         bands_and_lines = [a for curve in self._curves for a in (curve[1], curve[0])]
@@ -557,29 +581,37 @@ class TimeTraceWidget(ResultSourceDock):
         for cursor in self._cursors:
             cursor.axes.draw_artist(cursor)
 
-    def _grow_limits(self, axes, *, apply: bool = True) -> bool:
+    def _grow_limits(self, axes, *, apply: bool = True, fresh: bool = False) -> bool:
         """Widen the axis limits (with headroom) to the curves and bands; whether any changed.
 
-        With ``apply=False``: whether any would change, leaving them.
+        With ``apply=False``: whether any would change, leaving them; ``fresh``: set
+        them from the curves alone (a new figure of a live run).
         """
         changed = False
         for ax in axes:
-            values = [self._curve_values(c[3], c[4], c[5]) for c in self._curves if c[2] is ax]
+            curves = [c for c in self._curves if c[2] is ax]
+            values = [self._curve_values(c[3], c[4], c[5]) for c in curves]
             y = np.concatenate([np.concatenate(v[1:]) for v in values]) if values else []
+            d = any(c[3] == "d" for c in curves)
             limits = (
                 (_finite_range(self._x), ax.get_xlim, ax.set_xlim),
                 (_finite_range(y), ax.get_ylim, ax.set_ylim),
             )
             for (lo, hi), get, set_ in limits:
-                a, b = get()
+                a, b = (np.inf, -np.inf) if fresh else get()
                 if not (np.isfinite(lo) and np.isfinite(hi)) or (a <= lo and hi <= b):
                     continue
                 changed = True
-                if apply:
-                    span = max(hi - lo, 1e-3 * abs(hi), 1e-9)
+                if not apply:
+                    continue
+                if set_ == ax.set_xlim:
                     # Time only grows: room for as many frames again as are plotted.
-                    low, high = (0.0, 1.0) if set_ == ax.set_xlim else (_HEADROOM,) * 2
-                    set_(min(a, lo - low * span), max(b, hi + high * span))
+                    set_(min(a, lo), max(b, lo + 2 * max(hi - lo, _MIN_SPAN["x"])))
+                    continue
+                span = max(hi - lo, _MIN_SPAN["d"] * abs(hi) if d else _MIN_SPAN["strain"])
+                middle = (lo + hi) / 2
+                set_(min(a, middle - (0.5 + _HEADROOM) * span),
+                     max(b, middle + (0.5 + _HEADROOM) * span))  # fmt: skip
         return changed
 
     def _curve_values(self, stat: str, k: int | None, factor: float):
@@ -631,9 +663,17 @@ class TimeTraceWidget(ResultSourceDock):
             self._blit(0 if whole else self._drawn_rows)
 
     def _full_draw(self) -> None:
-        """The whole figure now, its axis limits grown to the curves."""
+        """The whole figure now, its axis limits grown to the curves.
+
+        Laid out again only if a tick label got longer.
+        """
         self._deferred.stop()
-        self._grow_limits(list(dict.fromkeys(curve[2] for curve in self._curves)))
+        axes = list(dict.fromkeys(curve[2] for curve in self._curves))
+        self._grow_limits(axes)
+        sizes = self._tick_label_sizes(axes)
+        if sizes != self._label_sizes:
+            self._figure.get_layout_engine().invalidate()
+            self._label_sizes = sizes
         self._update_bands()
         self._full_drawn = time.monotonic()
         self._canvas.draw()
