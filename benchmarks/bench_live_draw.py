@@ -167,6 +167,26 @@ def thread_cpu() -> dict[int, tuple[str, float]]:
     return out
 
 
+def paint_counter():
+    """An event filter counting the plot's paints and the window's update requests."""
+    from qtpy.QtCore import QEvent, QObject
+
+    class Counter(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.counts: dict[str, int] = {}
+
+        def eventFilter(self, watched, event) -> bool:
+            kind = event.type()
+            if kind == QEvent.Type.Paint and not watched.isWindow():
+                self.counts["plot"] = self.counts.get("plot", 0) + 1
+            elif kind == QEvent.Type.UpdateRequest and watched.isWindow():
+                self.counts["window"] = self.counts.get("window", 0) + 1
+            return False
+
+    return Counter()
+
+
 def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None = None) -> dict:
     """Replay ``n`` frames into the dock; the figures of this run."""
     import napari
@@ -199,6 +219,12 @@ def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None 
         canvas = viewer.window._qt_viewer.canvas._scene_canvas
         canvas.events.draw.connect(lambda event: painted.append(time.monotonic()),
                                    position="last")  # fmt: skip
+        # Paints of the plot and compositions of the whole window (a QOpenGLWidget's
+        # window is composed again, with software OpenGL, whenever any widget of it
+        # is repainted).
+        paints = paint_counter()
+        dock._canvas.installEventFilter(paints)
+        viewer.window._qt_window.installEventFilter(paints)
         live._start.clicked.emit()
         # The first frame makes the layers and the figure: measured from the second.
         while len(live.shown) < 1:
@@ -216,6 +242,8 @@ def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None 
             profiler = cProfile.Profile()
             profiler.enable()
         threads0, gui0 = thread_cpu(), time.thread_time()
+        paints.counts.clear()
+        vispy0 = len(painted)
         process0, wall0 = time.process_time(), time.monotonic()
         first = len(live.shown)
         last = f"frame_{n - 1:05d}.tif"
@@ -231,6 +259,7 @@ def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None 
         gui = time.thread_time() - gui0
         process, wall = time.process_time() - process0, time.monotonic() - wall0
         threads1 = thread_cpu()
+        counts = dict(paints.counts, vispy=len(painted) - vispy0)
         if profile:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -256,7 +285,7 @@ def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None 
     return {
         "yielded": n - first, "drawn": len(shown), "wall": wall, "gui": gui,
         "process": process, "drawn_s": drawn, "on_screen_s": np.array(on_screen),
-        "threads": busy,
+        "threads": busy, "paints": counts,
     }
 
 
@@ -271,6 +300,9 @@ def report(label: str, r: dict) -> None:
                   f"{np.percentile(values, 95):.3f} s")  # fmt: skip
     print(f"  CPU per frame drawn: GUI thread {r['gui'] / k:.3f} s, napari process "
           f"{r['process'] / k:.3f} s ({r['process'] / r['wall']:.2f} cores)")  # fmt: skip
+    paints = r["paints"]
+    print(f"  paints per frame drawn: napari canvas {paints.get('vispy', 0) / k:.2f}, plot "
+          f"{paints.get('plot', 0) / k:.2f}, window updates {paints.get('window', 0) / k:.2f}")
     busy = sorted(r["threads"].items(), key=lambda item: -item[1])
     print("  threads (CPU s per frame drawn): " + ", ".join(
         f"{name} {cpu / k:.3f}" for name, cpu in busy if cpu / k >= 0.002
