@@ -47,6 +47,11 @@ TRACES = "Time traces (d, strain vs time)"
 EXPANSION = 0.035
 
 
+def region(half: float) -> np.ndarray:
+    """The trace region of ``bench_live --gui``: the particle's centre part (nm)."""
+    return half + 4 * np.array([[-1, -1], [-1, 1], [1, 1], [1, -1]])
+
+
 def recorded_run(folder: Path, store: Path, distinct: int, size: int):
     """The grid and the frame updates of a live run over ``distinct`` frames."""
     import tifffile
@@ -61,18 +66,15 @@ def recorded_run(folder: Path, store: Path, distinct: int, size: int):
     # One at a time: the run skips to the newest frame written.
     tifffile.imwrite(folder / "frame_00000.tif", frames[0])
     control = LiveControl()
-    half = size * PIXEL / 2
-    box = np.array([[half - 4, half - 4], [half - 4, half + 4], [half + 4, half + 4],
-                    [half + 4, half - 4]])  # fmt: skip
     grid, updates = None, []
     run = live_session(folder, pixel_size=PIXEL, auto=len(REFL), store=store,
                        control=control, window=128, step=8)  # fmt: skip
     for item in run:
         if isinstance(item, LiveGrid):
             grid = item
-            region = regions_on_grid({"region 1": box}, grid.frame_shape,
-                                     pixel_size=PIXEL, step=8)  # fmt: skip
-            control.set_regions({"everything": None, **region})
+            box = {"region 1": region(size * PIXEL / 2)}
+            masks = regions_on_grid(box, grid.frame_shape, pixel_size=PIXEL, step=8)
+            control.set_regions({"everything": None, **masks})
         elif item is not None and item.kind == "frame":
             updates.append(item)
             if len(updates) == distinct:
@@ -203,13 +205,10 @@ def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None 
         live_module.live_steps = replay(grid, updates, n=n, rate=rate, sent=sent, ready=ready)
         viewer = napari.Viewer(show=True)
         viewer.window._qt_window.resize(1920, 1080)
-        half = size * updates[0].maps.pixel_size / 2
-        box = np.array([[half - 4, half - 4], [half - 4, half + 4], [half + 4, half + 4],
-                        [half + 4, half - 4]])  # fmt: skip
-        regions = viewer.add_shapes(
-            [box], shape_type="rectangle", name="trace regions", edge_color="white",
-            face_color="transparent", edge_width=0.3, units=("nm", "nm"),
-        )  # fmt: skip
+        box = region(size * updates[0].maps.pixel_size / 2)
+        style = {"edge_color": "white", "face_color": "transparent", "edge_width": 0.3}
+        regions = viewer.add_shapes([box], shape_type="rectangle", name="trace regions",
+                                    units=("nm", "nm"), **style)  # fmt: skip
         _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
         live = dock._live
         live._source.value = folder
