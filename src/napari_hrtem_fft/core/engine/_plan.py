@@ -187,8 +187,14 @@ def within_image(origin, core, depth: int, shape):
 
 
 def spectrum_of(frame, settings: Settings) -> FrameSpectrum:
-    """The spectrum of one 2D frame (core plus context), for its survey and its maps."""
-    return frame_spectrum(frame, settings.window, settings.step, workers=1)
+    """The spectrum of one 2D frame (core plus context), for its survey and its maps.
+
+    Every demodulation lies in the search region of a given reflection (the survey's
+    modes are component-wise medians of estimates inside it), so its ``|f_x|`` is at
+    most ``(1 + search)·|g|``.
+    """
+    reach = (1.0 + settings.search) * float(np.max(np.hypot(*settings.given.T)))
+    return frame_spectrum(frame, settings.window, settings.step, workers=1, reach=reach)
 
 
 def frame_maps(spec: FrameSpectrum, context, origin, demod, settings: Settings, out):
