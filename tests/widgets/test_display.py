@@ -300,3 +300,38 @@ def test_vispy_shader_programs_parse_the_same_variables_after_the_dock_opens(vie
     variables = Program(vertex, fragment).variables
     assert ("uniform", "sampler2D", "u_font_atlas") in variables
     assert ("attribute", "vec2", "a_texcoord") in variables
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "events"),
+    [
+        ((0.0, 1.0), (0.2, 0.25), 1),  # the new range clips the limits to itself
+        ((0.2, 0.25), (-0.01, 0.01), 1),  # disjoint: napari resets them to the range
+        ((0.0, 1.0), (0.5, 2.0), 2),  # clipped to (0.5, 1.0) first
+    ],
+)
+def test_a_layer_updated_in_place_gets_the_new_limits_without_repeats(old, new, events):
+    # The colour bar redraws its ticks on every contrast-limits event: none is repeated.
+    from napari.layers import Image
+
+    from napari_hrtem_fft._napari.display import _update_layer
+
+    layer = Image(np.zeros((4, 4), np.float32), contrast_limits=old)
+    layer.contrast_limits_range = old
+    emitted = []
+    layer.events.contrast_limits.connect(
+        lambda event: emitted.append(tuple(layer.contrast_limits))
+    )
+    kwargs = {
+        "scale": (1.0, 1.0),
+        "translate": (0.0, 0.0),
+        "units": layer.units,
+        "colormap": layer.colormap.name,
+        "contrast_limits": new,
+        "opacity": 1.0,
+        "metadata": {},
+        "name": layer.name,
+    }
+    _update_layer(layer, np.ones((4, 4), np.float32), kwargs)
+    assert tuple(layer.contrast_limits) == new and tuple(layer.contrast_limits_range) == new
+    assert emitted[-1] == new and len(emitted) == events

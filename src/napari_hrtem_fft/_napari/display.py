@@ -314,7 +314,10 @@ def _update_layer(layer, data, kwargs: dict) -> None:
     limits = tuple(kwargs["contrast_limits"])
     if tuple(layer.contrast_limits) != limits:
         layer.contrast_limits_range = limits
-        layer.contrast_limits = limits
+        # The new range clips the limits, often to the range itself: setting them
+        # again would redo the colour bar's ticks and the thumbnail for nothing.
+        if tuple(layer.contrast_limits) != limits:
+            layer.contrast_limits = limits
     if layer.opacity != kwargs["opacity"]:
         layer.opacity = kwargs["opacity"]
     for name in ("blending", "interpolation2d"):
