@@ -82,6 +82,8 @@ def test_run_in_a_process_equals_offline_analysis_and_stops_cleanly(tmp_path):
     assert all(wall >= 0 for wall, _ in stages.values())
     assert 0 < stages["analyse"][0] < updates[-1].latency
     assert updates[-1].complete <= time.monotonic() - updates[-1].latency + 1e-6
+    # The child's own CPU clock: it analysed three frames between the first and last.
+    assert updates[-1].cpu - updates[0].cpu >= stages["analyse"][1] > 0
     # The frame and its maps came through shared memory.
     np.testing.assert_array_equal(updates[-1].image, stack[3])
     reader = updates[-1].store

@@ -241,6 +241,9 @@ class LiveUpdate:
     stages : dict of str to (float, float)
         Wall and CPU seconds of each stage of this frame (:class:`Stages`), in order;
         for benchmarks, as cheap to record as a clock read per stage.
+    cpu : float or None
+        CPU seconds the analysing process had used when the update was made
+        (``time.process_time()``): between two updates, its CPU per frame.
     """
 
     kind: str
@@ -258,6 +261,7 @@ class LiveUpdate:
     work: float | None = None
     complete: float | None = None
     stages: dict[str, tuple[float, float]] = field(default_factory=dict)
+    cpu: float | None = None
 
     @property
     def message(self) -> str:
@@ -955,6 +959,7 @@ def _live(source, run: _LiveRun, skip, control, poll_interval):
                     run.drift.copy(), sorted(unreadable + skipped),
                     time.monotonic() - frame.complete, len(run.frames), run.traces, data,
                     run.maps_store, time.monotonic() - started, frame.complete, stages.times,
+                    time.process_time(),
                 )  # fmt: skip
                 unreadable = []
                 if control.stopped:

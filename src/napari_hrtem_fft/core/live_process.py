@@ -344,7 +344,7 @@ def _shipped(update: LiveUpdate, blocks: _Blocks) -> dict:
         "maps": update.maps.with_arrays(dict.fromkeys(arrays)), "drift": update.drift,
         "skipped": update.skipped, "complete": time.monotonic() - update.latency,
         "analysed": update.analysed, "work": update.work, "shared": shared,
-        "stages": dict(update.stages),
+        "stages": dict(update.stages), "cpu": update.cpu,
         "rows": {name: last_row(trace) for name, trace in update.traces.items()},
         "store": str(update.store.path), "written": update.store.written,
     }  # fmt: skip
@@ -363,8 +363,9 @@ class _Blocks:
     A new block's pages are faulted in by both processes at first touch (14 MB a frame:
     more CPU time than the copies themselves, 25-190 ms under load); the same few
     blocks, already mapped on both sides, cost only the copies.  A block is in use from
-    :meth:`ship` until the parent says it is copied (:meth:`returned`); the blocks are
-    removed when the child ends (:meth:`close`).
+    :meth:`ship` until the parent says it is copied (:meth:`returned`).  The parent
+    removes them (:meth:`_Attached.close`) once the child has ended; if both end
+    abruptly, multiprocessing's resource tracker does.
     """
 
     def __init__(self) -> None:
@@ -398,11 +399,9 @@ class _Blocks:
             self._free.append(name)
 
     def close(self) -> None:
-        """Remove every block (a parent still attached keeps its mapping until it closes)."""
+        """Unmap every block (the parent removes them)."""
         for block in self._blocks.values():
             block.close()
-            with contextlib.suppress(FileNotFoundError):
-                block.unlink()
         self._blocks, self._free = {}, []
 
 
@@ -411,28 +410,38 @@ class _Attached:
 
     def __init__(self) -> None:
         self._blocks: dict = {}
+        self._names: set[str] = set()
 
-    def copy(self, shared: tuple[str, list]) -> dict:
-        """The arrays of a block, copied."""
-        from multiprocessing import resource_tracker, shared_memory
+    def _block(self, name: str):
+        from multiprocessing import shared_memory
 
-        name, layout = shared
         block = self._blocks.get(name)
         if block is None:
             block = self._blocks[name] = shared_memory.SharedMemory(name=name)
-            # The child created and removes it: this process must not remove it at exit
-            # (Python < 3.13 registers an attached block as if it had created it).
-            resource_tracker.unregister(block._name, "shared_memory")
+        return block
+
+    def copy(self, shared: tuple[str, list]) -> dict:
+        """The arrays of a block, copied."""
+        name, layout = shared
+        self._names.add(name)
+        block = self._block(name)
         return {
             key: np.ndarray(shape, dtype, buffer=block.buf, offset=start).copy()
             for key, start, shape, dtype in layout
         }
 
+    def seen(self, shared: tuple[str, list]) -> None:
+        """A block of a message not read (the run ended): removed by :meth:`close`."""
+        self._names.add(shared[0])
+
     def close(self) -> None:
-        """Unmap every block."""
-        for block in self._blocks.values():
-            block.close()
-        self._blocks = {}
+        """Unmap and remove every block seen (the child has ended)."""
+        for name in self._names:
+            with contextlib.suppress(FileNotFoundError):
+                block = self._block(name)
+                block.close()
+                block.unlink()
+        self._blocks, self._names = {}, set()
 
 
 # ---------------------------------------------------------------------- the parent
@@ -643,7 +652,7 @@ class _Relay:
             "frame", message["frame"], message["time"], message["name"], maps,
             message["drift"], message["skipped"], time.monotonic() - message["complete"],
             message["analysed"], self.traces, image, self.reader, message["work"],
-            message["complete"], stages,
+            message["complete"], stages, message["cpu"],
         )  # fmt: skip
 
     def result(self, result: LiveResult | None) -> LiveResult | None:
@@ -673,7 +682,8 @@ def _end(process, relay: _Relay, updates, controls) -> None:
             kind, *message = updates.recv()
         except (EOFError, OSError):
             break
-        del kind, message  # the child removes its shared blocks when it ends
+        if kind == "frame":
+            relay.attached.seen(message[0]["shared"])
     process.join(max(0.0, deadline - time.monotonic()))
     if process.is_alive():
         logger.warning("the live analysis process did not stop in time: killed")
