@@ -32,6 +32,7 @@ writer cycles through them and deletes files 200 frames old, so a
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --gui --frames 50                            # latency to the dock's layers and plot
     python benchmarks/bench_live.py --process       # the dock's child process, no GUI
+    python benchmarks/bench_live.py --ship          # shared-memory copies of a frame only
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --frames 20 --size 1024 --rate 0.5 --distinct 20 \
         --screenshot docs/images/live.png            # the Live section during a run
@@ -394,6 +395,44 @@ def screenshot(
         print(f"screenshot of the time-trace dock's Live section after {n} frames: {path}")
 
 
+def shipping(size: int, step: int, n: int = 30) -> None:
+    """CPU and wall time of carrying one frame and its maps through shared memory.
+
+    The child's copy in (``_Blocks.ship``) and the parent's copy out
+    (``_Attached.copy``), both in this process, ``n`` frames: with the blocks used again
+    (the live run) against a new block per frame (before), alternating.
+    """
+    from napari_hrtem_fft.core.live_process import _Attached, _Blocks
+
+    frame = acquisition_frames(1, size)[0]
+    maps = analyze(frame, REFL, pixel_size=PIXEL, window=128, step=step, search=0.1)
+    arrays = {"image": frame, **{k: np.asarray(a, np.float32) for k, a in maps.arrays().items()}}
+    megabytes = sum(a.nbytes for a in arrays.values()) / 2**20
+    reused, attached = _Blocks(), _Attached()
+    times: dict[str, list] = {"new block per frame": [], "blocks used again": []}
+    for _ in range(n):
+        for mode, record in times.items():
+            blocks, parent = (_Blocks(), _Attached()) if mode.startswith("new") else (
+                reused, attached)  # fmt: skip
+            wall, cpu = time.perf_counter(), time.process_time()
+            shared = blocks.ship(arrays)
+            shipped = (time.perf_counter() - wall, time.process_time() - cpu)
+            parent.copy(shared)
+            blocks.returned(shared[0])
+            record.append((*shipped, time.perf_counter() - wall, time.process_time() - cpu))
+            if mode.startswith("new"):
+                blocks.close()
+                parent.close()
+    reused.close()
+    attached.close()
+    print(f"bench_live --ship: a {size}² frame and its maps at step {step} ({megabytes:.1f} "
+          f"MB) through shared memory, {n} frames, alternating (medians, ms)")  # fmt: skip
+    print(f"{'':<22}{'ship wall':>10}{'ship CPU':>10}{'both wall':>10}{'both CPU':>10}")
+    for mode, record in times.items():
+        values = np.median(np.array(record[1:]), axis=0) * 1e3
+        print(f"{mode:<22}" + "".join(f"{v:10.1f}" for v in values))
+
+
 def _dock_run(folder: Path, store: Path, options: dict, child: ChildMemory):
     """The dock's live run in a child process, headless: its frame updates."""
     control = LiveControl()
@@ -436,7 +475,14 @@ def main(argv=None) -> int:
         "--gui", action="store_true", help="measure in the napari dock (xvfb-run): latency "
         "to the layers and plot updated",
     )  # fmt: skip
+    parser.add_argument(
+        "--ship", action="store_true", help="only the shared-memory copies of a frame and "
+        "its maps (child's in, parent's out), blocks used again against a new one per frame",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.ship:
+        shipping(args.size, args.step)
+        return 0
     if args.screenshot is not None or args.gui:
         screenshot(
             args.screenshot, n=args.frames, size=args.size, rate=args.rate,
