@@ -131,6 +131,22 @@ def engine_at(rev: str):
     return importlib.import_module("hrtem_before.core.engine").analyze
 
 
+def _cold(run):
+    """``run`` with the engine's set-up caches emptied first, as for the first analysis of
+    an image with its own reflections (a movie frame, a new image): the bench analyses one
+    image over and over, which a user's first Run does not."""
+    from napari_hrtem_fft.core.engine import _frame
+
+    caches = [f for f in vars(_frame).values() if callable(getattr(f, "cache_clear", None))]
+
+    def cold(*args, **kwargs):
+        for cache in caches:
+            cache.cache_clear()
+        return run(*args, **kwargs)
+
+    return cold
+
+
 def versus_gpa(
     image, refl, repeat: int, before=None, step: int = STEP, label: str = "two-phase"
 ) -> None:
@@ -138,7 +154,7 @@ def versus_gpa(
     revision ``before``: its ``analyze`` function), alternating, and their ratios, on the
     grid of ``step`` pixels."""
     options = dict(pixel_size=PIXEL, window=WINDOW, step=step)
-    runs = {"analyze": analyze, "analyze_gpa": analyze_gpa}
+    runs = {"analyze": analyze, "analyze, cold caches": _cold(analyze), "analyze_gpa": analyze_gpa}
     if before:
         runs[f"analyze at {before[0]}"] = before[1]
     for run in runs.values():  # warm-up (imports, FFT plans)
@@ -162,10 +178,11 @@ def versus_gpa(
         print(f"  strain {'on' if strain else 'off'}:")
         for name in runs:
             print(f"    {name:24s} {wall[name]:.3f} s ({cpu[name]:.3f} s CPU)")
-        print(
-            f"    analyze / analyze_gpa: {wall['analyze'] / wall['analyze_gpa']:.2f} wall, "
-            f"{cpu['analyze'] / cpu['analyze_gpa']:.2f} CPU (target <= 1.5, aim 1)"
-        )
+        for name in ("analyze", "analyze, cold caches"):
+            print(
+                f"    {name} / analyze_gpa: {wall[name] / wall['analyze_gpa']:.2f} wall, "
+                f"{cpu[name] / cpu['analyze_gpa']:.2f} CPU (target <= 1.5, aim 1)"
+            )
         if before:
             name = f"analyze at {before[0]}"
             print(
