@@ -9,13 +9,11 @@ import signal
 
 import numpy as np
 import tifffile
+from live_dock import PIXEL, live_dock
 
 from napari_hrtem_fft.core.live_process import PROCESS_NAME
 from napari_hrtem_fft.core.movie import read_zarr_maps
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
-
-TRACES = "Time traces (d, strain vs time)"
-PIXEL = 0.02  # nm
 
 
 def _children() -> list:
@@ -28,16 +26,9 @@ def _running_dock(viewer, qtbot, tmp_path):
         2, (256, 256), pixel_size=PIXEL, reflections=pd_110_reflections(10.0), noise=0.05,
         amorphous=0.1, lazy=False,
     )  # fmt: skip
-    folder = tmp_path / "acq"
-    folder.mkdir()
+    widget, dock, folder = live_dock(viewer, tmp_path)
     tifffile.imwrite(folder / "frame_000.tif", stack[0])
-    widget, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
-    live = dock._live
-    live._source.value = folder
-    live._pixel.value = PIXEL
-    live._window.value = 64
-    live._store.value = tmp_path / "live.zarr"
-    live._start.clicked.emit()
+    dock._live._start.clicked.emit()
     qtbot.waitUntil(lambda: "live frame" in viewer.layers, timeout=60_000)
     assert len(_children()) == 1  # the analysis, not the dock's thread
     return widget, dock, folder, stack

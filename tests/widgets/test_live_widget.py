@@ -7,12 +7,11 @@ import dataclasses
 
 import numpy as np
 import tifffile
+from live_dock import PIXEL, TRACES, live_dock
 
 from napari_hrtem_fft.core.movie import read_zarr_maps
 from napari_hrtem_fft.core.synthetic import pd_110_reflections, synthetic_movie
 
-TRACES = "Time traces (d, strain vs time)"
-PIXEL = 0.02  # nm
 # Trace region over the particle on the first frame (nm): 9 × 9 map pixels of 0.16 nm.
 RECT = np.array([[1.8, 1.8], [1.8, 3.3], [3.3, 3.3], [3.3, 1.8]])
 
@@ -22,17 +21,9 @@ def _write(folder, k, frame):
 
 
 def _live_dock(viewer, tmp_path):
-    """The time-trace dock's Live section set up on a folder, with a regions layer."""
-    folder = tmp_path / "acq"
-    folder.mkdir()
+    """The Live section set up on a folder, with a regions layer."""
     shapes = viewer.add_shapes([RECT], shape_type="rectangle", name="regions")
-    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
-    live = dock._live
-    live._source.value = folder
-    live._pixel.value = PIXEL
-    live._window.value = 64
-    live._store.value = tmp_path / "live.zarr"
-    live._regions.value = shapes
+    _, dock, folder = live_dock(viewer, tmp_path, regions=shapes)
     return dock, folder, shapes
 
 
