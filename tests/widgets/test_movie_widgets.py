@@ -4,7 +4,6 @@ and the time-trace dock against the known lattice of a synthetic expanding movie
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -203,10 +202,13 @@ def test_cancel_in_the_gui_stops_after_the_current_frame(session, qtbot):
 
     viewer, image, widget = session
     read = []
+    cancel_pressed = threading.Event()
 
     def slow(block, block_info=None):
-        read.append(block_info[0]["chunk-location"][0])
-        time.sleep(0.3)
+        frame = block_info[0]["chunk-location"][0]
+        read.append(frame)
+        if frame >= 1:  # the second frame is still being read when Cancel is pressed
+            cancel_pressed.wait(timeout=10)
         return block
 
     data = np.asarray(image.data)
@@ -222,6 +224,7 @@ def test_cancel_in_the_gui_stops_after_the_current_frame(session, qtbot):
     widget._run.clicked.emit()
     qtbot.waitUntil(lambda: widget._progress.value >= 1, timeout=10_000)
     widget._cancel.clicked.emit()
+    cancel_pressed.set()
     qtbot.waitUntil(lambda: not widget.running, timeout=5_000)  # a hang guard
     # The frame being analysed when Cancel was pressed finishes; no other starts.
     assert read in ([0], [0, 1])
