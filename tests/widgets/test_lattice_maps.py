@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from widget_sample import D_111, PIXEL_SIZE, SHELL_EXPANSION
 
-from napari_hrtem_fft._napari.display import PENDING_KEY
 from napari_hrtem_fft._widgets import (
     LatticeMapWidget,
     LatticeStatisticsWidget,
@@ -210,8 +209,6 @@ def test_errors_become_notifications(docked, qtbot, monkeypatch):
     assert len(shown) == 2 and "Nyquist" in shown[1]
     assert maps._status.value.startswith("failed") and maps._run.enabled
     assert find_result_layers(viewer.layers) == []
-    # Nor is the layer added for the maps at the click left behind.
-    assert not any(PENDING_KEY in layer.metadata for layer in viewer.layers)
 
 
 def test_statistics_match_the_core_and_shell_of_the_sample(docked, qtbot):

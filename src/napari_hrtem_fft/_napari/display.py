@@ -31,7 +31,6 @@ __all__ = [
     "choose_map",
     "map_choices",
     "map_title",
-    "pending_result_layer",
     "record_layer",
     "replace_result_layers",
     "run_summary",
@@ -42,10 +41,6 @@ __all__ = [
     "source_name",
     "warm_overlays",
 ]
-
-#: Metadata key of the layer added while a run computes (:func:`pending_result_layer`);
-#: its value is the analysed image's name.  It holds no result record until filled.
-PENDING_KEY = "napari_hrtem_fft_pending"
 
 _UNITS = {
     name: unit
@@ -218,7 +213,7 @@ def show_map(viewer, active) -> None:
     overlay.visible = True
     show_scale_bar(viewer, active)
     # napari's status bar names the layer under the cursor only when the mouse moves:
-    # it kept the map shown before, or "computing maps…" of the layer being filled.
+    # after a new image's Run it still named the map shown before.
     update_status = getattr(viewer, "update_status_from_cursor", None)  # not in every napari
     if update_status is not None:
         update_status()
@@ -351,54 +346,7 @@ def _record_kwargs(record: list, key) -> tuple:
     raise KeyError(f"the run has no map {key}")
 
 
-def pending_result_layer(viewer, source: str, *, shape, scale, translate, units):
-    """Add, while a run computes, the layer that will show its maps: empty and unseen.
-
-    napari spends ~0.3 s on a new layer (its controls, its canvas visual, then at its
-    first draw the shaders of the layer and of its colour bar).  Added when the run
-    starts, that time overlaps the analysis instead of following it;
-    :func:`show_result` then fills the layer in place.  Until then it is transparent,
-    its colour bar too (built and drawn, unseen), and it carries no result record, so
-    readers of result layers pass it by; its name says the maps are being computed.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-        The viewer (or napari's proxy of it).
-    source : str
-        Name of the analysed image layer.
-    shape : tuple of int
-        Shape of the maps ``(my, mx)``.
-    scale, translate, units : sequence
-        Placement of the maps (:func:`napari_hrtem_fft.core.maps.map_geometry`).
-
-    Returns
-    -------
-    napari.layers.Image
-        The new layer, to pass to :func:`show_result` (or to remove if the run fails).
-    """
-    import numpy as np
-
-    layer = viewer.add_image(
-        np.full(shape, np.nan, dtype=np.float32),
-        name=source_name("computing maps…", source),
-        scale=scale,
-        translate=translate,
-        units=units,
-        # As maps_to_layers shows the first map of a new image's run (a d-spacing map).
-        colormap="viridis",
-        contrast_limits=(0.0, 1.0),
-        blending="translucent",
-        interpolation2d="nearest",
-        opacity=0.0,
-        metadata={PENDING_KEY: source},
-    )
-    layer.colorbar.opacity = 0.0
-    layer.colorbar.visible = True
-    return layer
-
-
-def show_result(viewer, tuples: list, source: str, *, shown=None, pending=None) -> list:
+def show_result(viewer, tuples: list, source: str, *, shown=None) -> list:
     """Put a run's maps in the viewer: one layer shows one map and holds them all.
 
     The image's layer of an earlier run is updated in place, showing the same map if
@@ -416,9 +364,6 @@ def show_result(viewer, tuples: list, source: str, *, shown=None, pending=None) 
     shown : tuple, optional
         ``(kind, reflection)`` of the map to show (default: the earlier run's, else the
         first map).
-    pending : napari.layers.Image, optional
-        The layer added while the run computed (:func:`pending_result_layer`): it
-        shows the run if the image had no layer of an earlier run, else it is removed.
 
     Returns
     -------
@@ -429,12 +374,6 @@ def show_result(viewer, tuples: list, source: str, *, shown=None, pending=None) 
     keys = [map_key(kwargs["metadata"][RESULT_KEY]) for _, kwargs, _ in tuples]
     if shown is None and holders:
         shown = map_key(result_info(holders[0]))
-    if pending is not None and pending not in viewer.layers:
-        pending = None  # removed by the user meanwhile
-    filled = pending is not None and not holders
-    if pending is not None:
-        # The run's layer, or removed below with any extra layer.
-        holders = [pending] if filled else [*holders, pending]
     if shown not in keys:
         shown = keys[0]
     data, kwargs = _record_kwargs(tuples, shown)
@@ -445,8 +384,6 @@ def show_result(viewer, tuples: list, source: str, *, shown=None, pending=None) 
         if holders:
             layer = holders[0]
             _update_layer(layer, data, kwargs)
-            if filled:
-                layer.colorbar.opacity = 1.0
         else:
             layer = viewer.add_image(data, **kwargs)
         again = [t for t, key in zip(tuples, keys, strict=True) if key in kept]
