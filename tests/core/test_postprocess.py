@@ -418,3 +418,16 @@ def test_crystal_level_filters_match_scipy_direct_filters():
         assert np.isnan(got[~where]).all()
         summed = ndimage.convolve(values, disc.astype(float), mode="constant")
         np.testing.assert_allclose(_disc_sum(values, disc), summed, rtol=0, atol=1e-11)
+
+
+def test_near_is_the_dilation_by_the_disc():
+    # The crystal mask finds film within reach by a distance transform: it must be the
+    # binary dilation by the disc footprint, pixel for pixel, at any radius and density.
+    from napari_hrtem_fft.core.postprocess import _disc_footprint, _near
+
+    rng = np.random.default_rng(5)
+    for radius in (0.5, 1.0, 2.67, 3.5, 8.0, 8.3, 16.0):
+        for density in (0.0, 0.002, 0.05, 0.5, 1.0):
+            where = rng.random((97, 131)) < density
+            dilated = ndimage.binary_dilation(where, structure=_disc_footprint(radius))
+            np.testing.assert_array_equal(_near(where, radius), dilated)
