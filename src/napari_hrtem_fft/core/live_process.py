@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .live import LiveControl, LiveResult, LiveUpdate, _append, _StoredFrames
+from .live import LiveControl, LiveResult, LiveUpdate, Stages, _append, _StoredFrames
 
 logger = logging.getLogger(__name__)
 
@@ -223,10 +223,10 @@ def _child(updates, controls, options: dict) -> None:
             if isinstance(item, LiveGrid):
                 updates.send(("grid", item))
             elif item is not None and item.kind == "frame":
-                wall, cpu = time.perf_counter(), time.process_time()
+                shipping = Stages()
                 message = _shipped(item, blocks)
-                message["stages"]["ship"] = (time.perf_counter() - wall,
-                                             time.process_time() - cpu)  # fmt: skip
+                shipping.mark("ship")
+                message["stages"].update(shipping.times)
                 message["sent"] = time.monotonic()
                 updates.send(("frame", message))
     except BaseException as exc:  # every failure goes to the parent
