@@ -129,14 +129,16 @@ def band_bins(window: int, length: int, freq: float, cut: float = BAND_CUT) -> n
 
 
 def kernel_band(
-    window: int, length: int, freq: float, shifts, bins, cut: float = BAND_CUT
+    window: int, length: int, freq, shifts, bins, cut: float = BAND_CUT
 ) -> np.ndarray:
     """The band-limited kernel spectra at DFT ``bins``: ``R(ν/L − f)·exp(2πiνp/L)``.
 
     Multiplying a signal's DFT by one and inverse transforming gives the windowed
     Fourier coefficient at ``f`` of the window centred on ``q + p`` (circularly), for the
     tapered window of :func:`band_response`, on the bins of :func:`band_bins`; one row
-    per shift ``p``.  Returns ``(len(shifts), len(bins))`` complex128.
+    per shift ``p``.  ``freq`` (cycles/pixel) is one frequency, or one per bin (the
+    kernels of several frequencies side by side).  Returns ``(len(shifts), len(bins))``
+    complex128.
     """
     bins = np.asarray(bins, dtype=np.int64)
     response = band_response(window, bins / length - freq, cut)
