@@ -403,25 +403,33 @@ def test_mask_to_map_and_apply_mask():
 
 
 def test_crystal_level_filters_match_scipy_direct_filters():
-    # The crystal mask's level is read through an FFT disc sum and a percentile taken
-    # only where it is used; both must be scipy's direct filters (to round-off).
-    from napari_hrtem_fft.core.postprocess import _disc_footprint, _disc_sum, _percentile_at
+    # The crystal mask's level is read only where it is used, through running sums and a
+    # count; both must be scipy's direct filters (the sums to round-off, the percentile
+    # test exactly, bounds equal to the percentile included).
+    from napari_hrtem_fft.core.postprocess import (
+        _disc_footprint,
+        _disc_sums_at,
+        _percentile_at_most,
+    )
 
     rng = np.random.default_rng(3)
     values = rng.random((61, 47))
     where = rng.random(values.shape) > 0.4
-    for radius in (1.0, 4.0, 8.0):
+    ys, xs = np.nonzero(where)
+    for radius in (1.0, 4.0, 8.0, 16.0):
         disc = _disc_footprint(radius)
         direct = ndimage.percentile_filter(values, 90, footprint=disc, mode="nearest")
-        got = _percentile_at(values, 90, disc, where)
-        np.testing.assert_array_equal(got[where], direct[where])
-        assert np.isnan(got[~where]).all()
-        summed = ndimage.convolve(values, disc.astype(float), mode="constant")
-        np.testing.assert_allclose(_disc_sum(values, disc), summed, rtol=0, atol=1e-11)
+        for bound in (direct, np.nextafter(direct, 0), np.full_like(values, 0.5)):
+            got = _percentile_at_most(values, 90, disc, where, bound)
+            np.testing.assert_array_equal(got, where & (direct <= bound))
+        stack = np.stack([values, (values > 0.3).astype(float)])
+        summed = [ndimage.convolve(v, disc.astype(float), mode="constant") for v in stack]
+        got = _disc_sums_at(stack, disc, ys, xs)
+        np.testing.assert_allclose(got, np.stack(summed)[:, ys, xs], rtol=0, atol=1e-11)
 
 
 def test_near_is_the_dilation_by_the_disc():
-    # The crystal mask finds film within reach by a distance transform: it must be the
+    # The crystal mask finds film within reach row by row of the disc: it must be the
     # binary dilation by the disc footprint, pixel for pixel, at any radius and density.
     from napari_hrtem_fft.core.postprocess import _disc_footprint, _near
 

@@ -392,57 +392,85 @@ def _disc_footprint(radius: float) -> np.ndarray:
     return np.hypot(yy, xx) <= radius + 0.5
 
 
-def _disc_sum(values: np.ndarray, footprint: np.ndarray) -> np.ndarray:
-    """``ndimage.convolve(values, footprint, mode="constant")`` of a symmetric footprint.
+def _disc_rows(footprint: np.ndarray) -> list[tuple[int, int]]:
+    """``(dy, half width)`` of each row of a disc footprint that is not empty.
 
-    By FFT: the footprint of the crystal level spans two windows (33 × 33 map pixels at
-    window 128, step 8), where the direct sum cost seconds on a 4096² image.  The sums
-    agree with the direct ones to round-off (~1e-12 relative).
+    ``dy`` is the row's offset from the centre; a disc's row is one run of pixels
+    centred on the column of the centre, ``2 · half + 1`` long.
     """
-    from scipy import fft  # not scipy.signal, whose import alone takes seconds
+    r = footprint.shape[0] // 2
+    counts = footprint.sum(axis=1)
+    return [(dy, int(n) // 2) for dy, n in zip(range(-r, r + 1), counts, strict=True) if n]
 
-    (h, w), (ky, kx) = values.shape, footprint.shape
-    shape = [fft.next_fast_len(n, real=True) for n in (h + ky - 1, w + kx - 1)]
-    full = fft.irfft2(
-        fft.rfft2(values, shape) * fft.rfft2(footprint.astype(np.float64), shape), shape
-    )
-    return full[ky // 2 : ky // 2 + h, kx // 2 : kx // 2 + w]
+
+def _disc_sums_at(values: np.ndarray, footprint: np.ndarray, ys, xs) -> np.ndarray:
+    """``ndimage.convolve(v, footprint, mode="constant")[ys, xs]`` of each map ``v``.
+
+    ``values`` is ``(k, h, w)``; returns ``(k, len(ys))``.  Row by row of the disc, from
+    running sums along x: the footprint of the crystal level spans two windows (33 × 33
+    map pixels at window 128, step 8) and is read only along the crystal's edge.  The
+    sums agree with the direct ones to round-off (~1e-12 relative).
+    """
+    r = footprint.shape[0] // 2
+    # One zero column more on the left: a row's sum is a difference of running sums.
+    running = np.cumsum(np.pad(values, ((0, 0), (r, r), (r + 1, r))), axis=-1)
+    out = np.zeros((values.shape[0], len(ys)))
+    for dy, half in _disc_rows(footprint):
+        y = ys + r + dy
+        out += running[:, y, xs + r + half + 1]
+        out -= running[:, y, xs + r - half]
+    return out
 
 
 def _near(where: np.ndarray, radius: float) -> np.ndarray:
     """``ndimage.binary_dilation(where, structure=_disc_footprint(radius))``, exactly.
 
-    A pixel is within the disc of a ``where`` pixel when its distance to the nearest
-    one is at most ``radius + 0.5`` (no distance between pixels equals a half-integer
-    bound, so there are no ties).  The distance transform costs the same at any radius;
-    the dilation with a disc of 17 × 17 pixels took 17 ms on a 512² map.
+    Row by row of the disc: ``where`` dilated along x by the row's half width (a running
+    maximum, the same cost at any width), shifted by the row's offset along y.  Faster
+    than the distance transform it replaces (~3 ms against ~12 ms on a 512² map).
     """
+    out = np.zeros_like(where, dtype=bool)
     if not where.any():
-        return np.zeros_like(where, dtype=bool)
-    return ndimage.distance_transform_edt(~where) <= radius + 0.5
+        return out
+    h = where.shape[0]
+    source = where.astype(np.uint8)
+    along_x = {}
+    for dy, half in _disc_rows(_disc_footprint(radius)):
+        if half not in along_x:
+            along_x[half] = ndimage.maximum_filter1d(
+                source, 2 * half + 1, axis=1, mode="constant", cval=0
+            ).astype(bool)
+        spread = along_x[half]
+        if dy >= 0:
+            out[dy:] |= spread[: h - dy]
+        else:
+            out[:dy] |= spread[-dy:]
+    return out
 
 
-def _percentile_at(
-    values: np.ndarray, percentile: float, footprint: np.ndarray, where: np.ndarray
+def _percentile_at_most(
+    values: np.ndarray, percentile: float, footprint: np.ndarray, where: np.ndarray, bound
 ) -> np.ndarray:
-    """``ndimage.percentile_filter(..., mode="nearest")`` at the pixels ``where`` only.
+    """``ndimage.percentile_filter(values, ..., mode="nearest") <= bound`` at ``where``.
 
-    Elsewhere the result is NaN; the rank is scipy's.  The crystal level is only read
-    next to film, a band along the crystal's edge: the filter over the whole map was
-    most of the time of a default run.
+    False elsewhere; ``bound`` is an array of ``values``' shape.  The ``rank``-th
+    smallest value of a footprint (scipy's rank) is at most ``bound`` exactly when at
+    least ``rank + 1`` of its values are: a count, row by row of the disc, at the
+    pixels ``where`` only (the band along a crystal's edge where the level is read),
+    instead of a partition of each footprint.
     """
     size = int(footprint.sum())
     rank = size - 1 if percentile >= 100 else int(float(size) * percentile / 100.0)
-    ry, rx = (n // 2 for n in footprint.shape)
-    padded = np.pad(values, ((ry, ry), (rx, rx)), mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, footprint.shape)
-    out = np.full(values.shape, np.nan)
+    r = footprint.shape[0] // 2
+    padded = np.pad(values, r, mode="edge")
     ys, xs = np.nonzero(where)
-    chunk = max(1, (1 << 22) // size)  # ~32 MB of float64 at a time
-    for start in range(0, ys.size, chunk):
-        y, x = ys[start : start + chunk], xs[start : start + chunk]
-        around = windows[y, x][:, footprint]
-        out[y, x] = np.partition(around, rank, axis=1)[:, rank]
+    limit = np.asarray(bound)[ys, xs][:, None]
+    count = np.zeros(ys.size, dtype=np.int64)
+    for dy, half in _disc_rows(footprint):
+        rows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1, axis=1)
+        count += np.count_nonzero(rows[ys + r + dy, xs + r - half] <= limit, axis=1)
+    out = np.zeros(values.shape, dtype=bool)
+    out[ys, xs] = count >= rank + 1
     return out
 
 
@@ -461,28 +489,36 @@ def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndar
         )
     )
     peak = finite & (amp > significant)
-    disc = _disc_footprint(reach)
     # Film (a window without a significant peak) within reach: the edge test applies.
     near_film = _near(finite & ~peak, reach)
-    if not near_film.any():
-        return peak
-    # Crystal level, the larger of two estimates: the strong windows within reach (the
-    # 90th percentile, film counting as 0), and the geometric mean amplitude of the
-    # windows wholly in the crystal (no film within reach) within one window, or of all
-    # of them where none is that close (so that a patch of film is judged against the
-    # crystal, not against itself).
     edge = peak & near_film  # where the level is read
-    nearby = _percentile_at(np.where(peak, amp, 0.0), _LEVEL_PERCENTILE, disc, edge)
+    if not edge.any():
+        return peak
+    # A window at the edge must reach a quarter of the crystal level, the larger of two
+    # estimates (so: a quarter of each): the geometric mean amplitude of the windows
+    # wholly in the crystal (no film within reach) within one window, or of all of them
+    # where none is that close (so that a patch of film is judged against the crystal,
+    # not against itself); and the strong windows within reach (the 90th percentile,
+    # film counting as 0).  Both are read at the edge only.
     inner = peak & ~near_film
     log_amp = np.where(inner, np.log(np.where(inner, amp, 1.0)), 0.0)
-    wide = _disc_footprint(2 * reach)
-    total = _disc_sum(log_amp, wide)
-    count = _disc_sum(inner.astype(np.float64), wide)
+    ys, xs = np.nonzero(edge)
+    total, count = _disc_sums_at(
+        np.stack([log_amp, inner.astype(np.float64)]), _disc_footprint(2 * reach), ys, xs
+    )
     fallback = log_amp[inner].mean() if inner.any() else np.log(np.max(amp[peak], initial=1.0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        interior = np.exp(np.where(count > 0.5, total / np.maximum(count, 1.0), fallback))
-    level = np.fmax(nearby, interior)
-    return peak & (~near_film | (amp >= _EDGE_POWER_FRACTION * level))
+    interior = np.exp(np.where(count > 0.5, total / np.maximum(count, 1.0), fallback))
+    reaches = np.zeros_like(edge)
+    reaches[ys, xs] = amp[ys, xs] >= _EDGE_POWER_FRACTION * interior
+    # The percentile at most amp / fraction (a power of two: exact).
+    nearby = _percentile_at_most(
+        np.where(peak, amp, 0.0),
+        _LEVEL_PERCENTILE,
+        _disc_footprint(reach),
+        reaches,
+        amp / _EDGE_POWER_FRACTION,
+    )
+    return peak & (~near_film | nearby)
 
 
 def crystal_mask(
