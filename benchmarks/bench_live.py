@@ -33,6 +33,7 @@ writer cycles through them and deletes files 200 frames old, so a
         --gui --frames 50                            # latency to the dock's layers and plot
     python benchmarks/bench_live.py --process       # the dock's child process, no GUI
     python benchmarks/bench_live.py --ship          # shared-memory copies of a frame only
+    python benchmarks/bench_live.py --store         # the store's write of a frame's maps only
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --frames 20 --size 1024 --rate 0.5 --distinct 20 \
         --screenshot docs/images/live.png            # the Live section during a run
@@ -443,6 +444,46 @@ def shipping(size: int, step: int, n: int = 30) -> None:
         print(f"{mode:<22}" + "".join(f"{v:10.1f}" for v in values))
 
 
+def store_writes(size: int, step: int, n: int = 40) -> None:
+    """CPU and wall time of the live store's write of one frame's maps.
+
+    :class:`~napari_hrtem_fft.core.live.LiveStore` writing each chunk as its file (the
+    live run) against zarr writing it, ``n`` frames, alternating; each frame queued,
+    then written while the run is idle, waited for.  CPU is the process's (zarr's event
+    loop and I/O threads included).
+    """
+    import zarr
+
+    from napari_hrtem_fft.core.live import LiveStore
+
+    frame = acquisition_frames(1, size)[0]
+    maps = analyze(frame, REFL, pixel_size=PIXEL, window=128, step=step, search=0.1)
+    times: dict[str, list] = {"chunk files": [], "zarr's write": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {}
+        for k, mode in enumerate(times):
+            stores[mode] = LiveStore(zarr.open_group(f"{tmp}/{k}.zarr", mode="w"))
+            if mode.startswith("zarr"):
+                stores[mode]._chunk_path = lambda *_: None
+        for _ in range(n):
+            for mode, store in stores.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                store.add(maps)
+                store.release()
+                while store.written < store.count:
+                    time.sleep(0.0005)
+                times[mode].append((time.perf_counter() - wall, time.process_time() - cpu))
+        for store in stores.values():
+            store.close()
+    print(f"bench_live --store: the maps of a {size}² frame at step {step} "
+          f"({len(maps.arrays())} arrays) written to the live store, {n} frames, "
+          f"alternating (medians after the first two, ms)")  # fmt: skip
+    print(f"{'':<16}{'wall':>8}{'CPU':>8}")
+    for mode, record in times.items():
+        values = np.median(np.array(record[2:]), axis=0) * 1e3
+        print(f"{mode:<16}" + "".join(f"{v:8.1f}" for v in values))
+
+
 def _dock_run(folder: Path, store: Path, options: dict, child: ChildMemory):
     """The dock's live run in a child process, headless: its frame updates."""
     control = LiveControl()
@@ -489,9 +530,16 @@ def main(argv=None) -> int:
         "--ship", action="store_true", help="only the shared-memory copies of a frame and "
         "its maps (child's in, parent's out), blocks used again against a new one per frame",
     )  # fmt: skip
+    parser.add_argument(
+        "--store", action="store_true", help="only the live store's write of a frame's "
+        "maps, chunk files against zarr's write",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.ship:
         shipping(args.size, args.step)
+        return 0
+    if args.store:
+        store_writes(args.size, args.step)
         return 0
     if args.screenshot is not None or args.gui:
         screenshot(

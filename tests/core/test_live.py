@@ -269,3 +269,44 @@ def test_regions_changed_during_a_run_count_from_the_next_frame(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(live.strain.exx)[:3], np.asarray(offline.maps.strain.exx, np.float32)[:3]
     )
+
+
+@pytest.mark.parametrize("where", ["files", "memory"])
+def test_live_store_chunks_read_back_exactly_by_zarr(tmp_path, monkeypatch, where):
+    """The store's chunks written as files (local store) or by zarr (any other store)
+    read back bit for bit, NaN where a map is missing, across a growth of the arrays."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    import napari_hrtem_fft.core.live as live
+    from napari_hrtem_fft.core.engine import analyze
+    from napari_hrtem_fft.core.live import LiveStore
+
+    files = []
+    write_file = live._write_file
+    monkeypatch.setattr(live, "_write_file", lambda *a: (files.append(a[0]), write_file(*a)))
+
+    stack, _ = _movie(n=1, size=128)
+    maps = analyze(stack[0], REFL, pixel_size=PIXEL, **OPTIONS)
+    group = zarr.open_group(tmp_path / "s.zarr" if where == "files" else MemoryStore(), mode="w")
+    store = LiveStore(group)
+    rng = np.random.default_rng(0)
+    sent = []
+    for _ in range(LiveStore.BLOCK + 3):  # grows once
+        arrays = {k: rng.normal(size=np.shape(a)).astype(np.float32)
+                  for k, a in maps.arrays().items()}  # fmt: skip
+        arrays["d_spacing"][0, 2, 3] = np.nan
+        sent.append(arrays)
+        store.add(maps.with_arrays(arrays))
+        store.release()
+    store.close()
+    root = zarr.open_group(tmp_path / "s.zarr", mode="r") if where == "files" else group
+    for name in sent[0]:
+        stored = np.asarray(root[name])
+        axis = 1 if name in maps.FIELDS else 0
+        assert stored.shape[axis] == len(sent)
+        expected = np.stack([a[name] for a in sent], axis=axis)
+        np.testing.assert_array_equal(stored, expected)
+    assert len(files) == (len(sent) * len(sent[0]) if where == "files" else 0)
+    if where == "files":  # no temporary file left beside a chunk
+        assert not list((tmp_path / "s.zarr").rglob("*.part"))
