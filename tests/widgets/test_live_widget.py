@@ -296,8 +296,9 @@ def test_live_layers_bounded_per_frame_hidden_binned_and_slider(make_napari_view
     label = live._status.native
     held = []
     for text in ("a long status line " * 20, "short"):
-        live._status_timer.stop()
+        live._status_at = -np.inf  # the last change long ago: shown at once
         live._say(text)
+        assert live._status.value == text
         held.append(label.minimumHeight())
     # (380 characters wrap to several lines in the dock)
     assert held[0] >= 3 * label.fontMetrics().height() and held[1] == held[0]

@@ -38,8 +38,8 @@ from magicgui.widgets import (
 from napari.layers import Shapes
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, QObject, QTimer
-from qtpy.QtWidgets import QDockWidget
+from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer
+from qtpy.QtWidgets import QAbstractItemView, QDockWidget
 
 from .._napari.display import show_scale_bar
 from .._napari.regions import shape_polygons, watch_edits
@@ -61,6 +61,51 @@ EVERYTHING = "everything"
 
 #: Seconds between updates that are not frames (waiting, paused) handed to the GUI.
 _IDLE_UPDATES_S = 0.5
+
+#: Widget levels at most between a widget whose size hint changed and its window: a
+#: layout request climbs one level per pass of the event loop (see :func:`settle`).
+_LAYOUT_DEPTH = 16
+
+
+def settle(window, views: list | None = None) -> list:
+    """Lay ``window`` out now where its widgets asked to be, so it is painted once.
+
+    A widget whose text or range changed (napari's time slider as it grows, its status
+    bar, a status line) asks its parent to be laid out again, by an event that the
+    parent handles at the next turn of the event loop, and that asks the grandparent,
+    and so on up to the window; a layer list whose rows changed lays them out on a
+    timer.  Each of those turns repaints part of the window after the frame's own
+    repaint, and every repaint of a window holding napari's OpenGL canvas composes the
+    whole window again (~25 ms of CPU under software OpenGL).  Sending the layout
+    requests now, level after level, and doing the item views' delayed layouts now
+    puts all of it into the frame's one repaint.
+
+    Parameters
+    ----------
+    window : QWidget
+        The top-level window.
+    views : list of QAbstractItemView, optional
+        The window's item views whose delayed layout can be run from Python (napari's
+        layer list); None: found in ``window``.
+
+    Returns
+    -------
+    list of QAbstractItemView
+        ``views`` without those that cannot be (a view made by Qt itself, as a combo
+        box's popup, does not let Python run its delayed layout) or are gone.
+    """
+    for _ in range(_LAYOUT_DEPTH):
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    if views is None:
+        views = window.findChildren(QAbstractItemView)
+    kept = []
+    for view in views:
+        try:
+            view.executeDelayedItemsLayout()
+        except RuntimeError:  # made by Qt (protected), or deleted
+            continue
+        kept.append(view)
+    return kept
 
 
 def live_steps(
@@ -164,7 +209,8 @@ class LiveSection(Container):
         error or a stop before the first frame).
     """
 
-    #: Milliseconds between changes of the status line during a run.
+    #: Milliseconds at least between changes of the status line during a run; a text
+    #: not shown yet is shown with a later frame, or after twice this without frames.
     STATUS_MS = 500
     #: Seconds at least between moves of the region layers with the drift during a run.
     MOVE_S = 0.5
@@ -195,6 +241,8 @@ class LiveSection(Container):
         self._moved: dict[int, tuple[object, np.ndarray]] = {}  # layer id -> (layer, base)
         self._watched: list = []
         self._status_text: str | None = None
+        self._status_at = -np.inf  # time.monotonic() the status line last changed
+        self._views: list | None = None  # item views laid out with each frame (settle)
         self._newest = None  # the newest update shown
         self._moved_at = -np.inf  # time.monotonic() the region layers last moved
         self._frames_shown = 0  # frames on the time axis of the live maps
@@ -256,7 +304,7 @@ class LiveSection(Container):
         self._timer.setInterval(0)
         self._status_timer = QTimer(self.native)
         self._status_timer.setSingleShot(True)
-        self._status_timer.setInterval(self.STATUS_MS)
+        self._status_timer.setInterval(2 * self.STATUS_MS)
 
     def _init_layout(self) -> None:
         self.extend([
@@ -317,16 +365,25 @@ class LiveSection(Container):
         return {f"region {k + 1}": p - offset for k, p in enumerate(shape_polygons(layer))}
 
     def _say(self, text: str) -> None:
-        """Show ``text`` in the status line, at most every STATUS_MS during a run."""
+        """Show ``text`` in the status line, at most every STATUS_MS during a run.
+
+        Called while a frame is drawn: the line changes in the frame's repaint of the
+        window (one repaint costs as much as the frame's layers under software OpenGL),
+        with a later frame if the line changed less than STATUS_MS ago, or on its own
+        after 2 × STATUS_MS without a frame.
+        """
         self._status_text = text
-        if not self._status_timer.isActive():
+        if time.monotonic() - self._status_at >= self.STATUS_MS / 1000:
             self._flush_status()
+        elif not self._status_timer.isActive():
+            self._status_timer.start()
 
     def _flush_status(self) -> None:
+        self._status_timer.stop()
         text, self._status_text = self._status_text, None
         if text is not None:
             self._status.value = text
-            self._status_timer.start()
+            self._status_at = time.monotonic()
             # The line only grows during a run: a wrapped line one row shorter or
             # longer than the one before resizes the trace plot below it, which then
             # draws everything again (a third of a second under software rendering).
@@ -351,6 +408,7 @@ class LiveSection(Container):
         self.shown, self._skipped, self._grid = [], 0, None
         self._offset, self._moved = np.zeros(2), {}
         self._newest, self._frames_shown, self._moved_at = None, 0, -np.inf
+        self._status_at, self._views = -np.inf, None
         self._start.enabled = False
         self._pause.enabled = self._stop.enabled = True
         self._status.value = f"waiting for frames in {self._source.value}"
@@ -497,6 +555,7 @@ class LiveSection(Container):
         self._follow_drift(update.drift, update.maps.pixel_size)
         self._show_frame(update)
         self._on_update_cb(update)
+        self._views = settle(self.native.window(), self._views)
         self.shown.append((update.name, time.monotonic()))
 
     # ------------------------------------------------------------------ display
