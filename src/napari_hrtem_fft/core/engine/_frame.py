@@ -59,6 +59,10 @@ _LEAKAGE_NEGLIGIBLE = 1e-6
 # slower (measured on the 2048² bench image).
 _BAND_WINDOWS = 2**17
 
+# The frame's real FFT along x runs over blocks of this many rows (2048 pixels wide:
+# 0.5 MB in, 0.5 MB out, which stay in the cache).
+_FFT_ROWS = 64
+
 
 def _window_centres(shape, window: int, step: int, start, count):
     """Local window centres ``(ys, xs)`` and whether each footprint lies inside ``shape``."""
@@ -146,19 +150,27 @@ def frame_spectrum(frame, window: int, step: int, workers: int, reach=None) -> F
     """
     grid = survey_step(window, step)
     lengths = tuple(grid * sfft.next_fast_len(-(-n // grid)) for n in frame.shape)
-    data, finite = _prepare(frame, lengths)
-    if data is None:
-        return FrameSpectrum(None, lengths, frame.shape, finite)
+    prepared = _Prepared.of(frame)
+    if prepared is None:
+        return FrameSpectrum(None, lengths, frame.shape, _finite(frame))
     columns = spectrum_columns(window, lengths[1], reach)
     # The real FFT along x, then the complex one along y for the columns read only: the
     # kernels of a 2048-pixel-wide frame reach ~45 % of them (a quarter less work).
-    spectrum = sfft.rfft(data, axis=1, workers=workers)
-    if columns < spectrum.shape[1]:
-        spectrum = np.ascontiguousarray(spectrum[:, :columns])
+    # Along x in blocks of rows, each prepared (offset, scale, padding) just before its
+    # transform: the padded frame and the whole real FFT are never held, only blocks
+    # that stay in the cache (20 MB less memory written and read per 1024 × 2048
+    # strip); every row's transform is the same.
+    spectrum = np.empty((lengths[0], columns), dtype=np.complex64)
+    spectrum[frame.shape[0] :] = 0  # the transform of the zero padding
+    block = np.empty((min(_FFT_ROWS, frame.shape[0]), lengths[1]), dtype=np.float32)
+    for r0 in range(0, frame.shape[0], block.shape[0]):
+        rows = prepared.rows(r0, r0 + block.shape[0], block)
+        half = sfft.rfft(rows, axis=1, workers=workers)
+        spectrum[r0 : r0 + rows.shape[0]] = half[:, :columns]
     spectrum = sfft.fft(spectrum, axis=0, overwrite_x=True, workers=workers)
-    sample = data[: frame.shape[0] : 4, : frame.shape[1] : 4]
+    sample = prepared.sample(4)
     power = float(np.mean(np.square(sample, dtype=np.float64))) * frame.size
-    return FrameSpectrum(spectrum, lengths, frame.shape, finite, power)
+    return FrameSpectrum(spectrum, lengths, frame.shape, prepared.finite, power)
 
 
 def spectrum_columns(window: int, length: int, reach) -> int:
@@ -172,53 +184,80 @@ def spectrum_columns(window: int, length: int, reach) -> int:
     return min(half, math.ceil(reach * length + BAND_CUT * length / window) + 2)
 
 
-def _prepare(frame, lengths):
-    """Offset-free float32 frame zero-padded to ``lengths`` (NaN → 0; ``None`` if no pixel
-    is finite) and the mask of finite pixels (``None`` when all are finite).
-
-    Removing an offset near the frame mean (in the frame's precision) first keeps the
-    FFT's round-off relative to the fringes.  The frame is then scaled by a power of two
-    (exact) to an RMS near 1, so that ``|Z|²`` stays far from the float32 range limits
-    for any intensity unit; every output is scale-free.  Single precision from here:
-    its round-off moves ``d`` by up to ~1e-6 relative on noise-free lattices (measured,
-    ``docs/method.md``), 40 times below the accuracy target.
-    """
+def _finite(frame):
+    """The mask of finite pixels, ``None`` when all are finite."""
     # A finite sum means finite pixels (NaN and inf propagate), in one cheap pass (in
     # the frame's precision: a sum that overflows only sends it to the exact test).
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.sum(frame)
     if np.isfinite(total):
-        finite = None
-    else:
-        finite = np.isfinite(frame)
-        if not finite.any():
-            return None, finite
-        if finite.all():
-            finite = None
-    # Any offset near the mean serves (each window's own mean is removed exactly
-    # later): that of every 4th pixel, or of all finite pixels if that has none.
-    sample = frame[::4, ::4]
-    sample = sample[np.isfinite(sample)]
-    if not sample.size:
-        sample = frame[finite]
-    offset = sample.mean(dtype=np.float64)
-    scale = _unit_scale(sample, offset)
-    # Only the padding is zeroed: the frame's part is written below (one pass less).
-    data = np.empty(lengths, dtype=np.float32)
-    data[frame.shape[0] :] = 0.0
-    data[: frame.shape[0], frame.shape[1] :] = 0.0
-    inside = data[: frame.shape[0], : frame.shape[1]]
-    if 2.0**-60 <= scale <= 2.0**60:
-        # The subtraction in the frame's own precision, then single precision.
-        np.subtract(frame, frame.dtype.type(offset), out=inside, casting="unsafe")
-        inside *= np.float32(scale)
-    else:
-        # Intensities far from 1 (below ~1e-18 or above ~1e18): scaled in double
-        # precision first, so that float32 neither underflows nor overflows.
-        inside[...] = (frame.astype(np.float64) - offset) * scale
-    if finite is not None:
-        np.copyto(inside, 0.0, where=~finite)
-    return data, finite
+        return None
+    finite = np.isfinite(frame)
+    return None if finite.all() else finite
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A frame made offset-free and scaled, block by block of rows, in float32.
+
+    Removing an offset near the frame mean (in the frame's precision) first keeps the
+    FFT's round-off relative to the fringes.  The frame is then scaled by a power of two
+    (exact) to an RMS near 1, so that ``|Z|²`` stays far from the float32 range limits
+    for any intensity unit; every output is scale-free.  NaN/inf pixels become 0 (their
+    mask is ``finite``, ``None`` when all are finite).  Single precision from here: its
+    round-off moves ``d`` by up to ~1e-6 relative on noise-free lattices (measured,
+    ``docs/method.md``), 40 times below the accuracy target.
+    """
+
+    frame: np.ndarray
+    finite: np.ndarray | None
+    offset: float
+    scale: float
+
+    @classmethod
+    def of(cls, frame) -> _Prepared | None:
+        """The prepared ``frame``, or ``None`` if no pixel is finite."""
+        finite = _finite(frame)
+        if finite is not None and not finite.any():
+            return None
+        # Any offset near the mean serves (each window's own mean is removed exactly
+        # later): that of every 4th pixel, or of all finite pixels if that has none.
+        sample = frame[::4, ::4]
+        sample = sample[np.isfinite(sample)]
+        if not sample.size:
+            sample = frame[finite]
+        offset = sample.mean(dtype=np.float64)
+        return cls(frame, finite, offset, _unit_scale(sample, offset))
+
+    def rows(self, r0: int, r1: int, out):
+        """Rows ``r0 … r1 - 1`` (within the frame) into ``out``, zero-padded along x to
+        its width; returns the part of ``out`` they fill.
+        """
+        frame = self.frame[r0:r1]
+        out = out[: frame.shape[0]]
+        out[:, frame.shape[1] :] = 0.0
+        finite = None if self.finite is None else self.finite[r0:r1]
+        self._into(frame, finite, out[:, : frame.shape[1]])
+        return out
+
+    def sample(self, stride: int):
+        """Every ``stride``-th pixel of each axis, prepared."""
+        finite = None if self.finite is None else self.finite[::stride, ::stride]
+        frame = self.frame[::stride, ::stride]
+        return self._into(frame, finite, np.empty(frame.shape, dtype=np.float32))
+
+    def _into(self, frame, finite, out):
+        if 2.0**-60 <= self.scale <= 2.0**60:
+            # The subtraction in the frame's own precision, then single precision.
+            np.subtract(frame, frame.dtype.type(self.offset), out=out, casting="unsafe")
+            out *= np.float32(self.scale)
+        else:
+            # Intensities far from 1 (below ~1e-18 or above ~1e18): scaled in double
+            # precision first, so that float32 neither underflows nor overflows.
+            out[...] = (frame.astype(np.float64) - self.offset) * self.scale
+        if finite is not None:
+            np.copyto(out, 0.0, where=~finite)
+        return out
 
 
 def _unit_scale(sample, offset) -> float:
@@ -527,7 +566,9 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     """
     n_mean = 2 if means else 0
     grid = (lengths[0] // step, lengths[1] // step)
-    planes = np.zeros((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
+    # Every box writes its part of the grid (_zero_uncovered zeroes the rest): no pass
+    # that zeroes it all first.
+    planes = np.empty((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
 
     boxes = [(0.0, 0.0)] * bool(means) + [tuple(f) for f in demod]
     # Without the band's end bins, where the taper is 0: a box of 2·16·L/N + 1 rows
@@ -542,6 +583,7 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
         (rows, (y_c, y_e)), (cols, (x_c, x_e)) = along[0][b], along[1][b]
         first = (rows[0], cols[0])
         values = _band(spectrum, lengths, rows, cols)
+        _zero_uncovered(planes, first, values.shape)
         if rows.size > grid[0]:
             _fold_rows_first(planes, values, (y_c, y_e), (x_c, x_e), first, grid[0])
             return
@@ -577,7 +619,8 @@ def _fold_rows_first(planes, values, y_kernels, x_kernels, first, height: int):
         factors = (y_c + np.complex64(1j) * y_e, y_c)
     else:
         factors = (y_c, y_e)
-    folded = np.zeros((2, height, width), dtype=values.dtype)
+    # More rows than the height: the first fold writes every element.
+    folded = np.empty((2, height, width), dtype=values.dtype)
     for out, factor in zip(folded, factors, strict=True):
         _fold_product(out, values, None, (first[0], 0), column=factor)
     at = (0, first[1])
@@ -604,7 +647,7 @@ def _shared_inverse(spectrum, lengths, boxes, along_x, window, step, start, cut,
     ``(2·boxes, my, width)`` and the x-kernels ``(boxes, 2, 1, width)``.
     """
     grid = (lengths[0] // step, lengths[1] // step)
-    halves = np.zeros((2 * len(boxes), *grid), dtype=spectrum.dtype)
+    halves = np.empty((2 * len(boxes), *grid), dtype=spectrum.dtype)
     columns = np.zeros((len(boxes), 2, 1, grid[1]), dtype=spectrum.dtype)
     along_y = _axis_kernels(window, lengths, 0, [f[0] for f in boxes], start, step, cut)
     for b, ((rows, (y_c, y_e)), (cols, (x_c, x_e))) in enumerate(
@@ -612,6 +655,7 @@ def _shared_inverse(spectrum, lengths, boxes, along_x, window, step, start, cut,
     ):
         values = _band(spectrum, lengths, rows, cols)
         first = (rows[0], cols[0])
+        _zero_uncovered(halves[2 * b : 2 * b + 2], first, values.shape)
         _fold_product(halves[2 * b], values, None, first, column=y_c)
         _fold_product(halves[2 * b + 1], values, None, first, column=y_e)
         columns[b, 0, 0, cols % grid[1]] = x_c
@@ -710,6 +754,22 @@ def _fold_product(plane, values, row, first, column=None):
                         plane[rows, cols] += part[src_rows, src_cols] * f
 
 
+def _zero_uncovered(planes, first, extent):
+    """Zero what a box of ``extent`` bins from bin ``first`` leaves out of ``planes
+    (..., H, W)`` when folded onto it (:func:`_fold_product` writes the rest).
+
+    The rows it does not reach (over every column) and the columns it does not reach.
+    """
+    for axis, (at, n) in enumerate(zip(first, extent, strict=True)):
+        size = planes.shape[axis - 2]
+        if n >= size:
+            continue
+        # The complement of ``at … at + n - 1`` modulo ``size``: from its end, wrapped.
+        for dst, _ in _wrapped((at + n) % size, size - n, size):
+            index = (Ellipsis, dst, slice(None)) if axis == 0 else (Ellipsis, dst)
+            planes[index] = 0
+
+
 def _wrapped(at: int, n: int, size: int):
     """Destination and source slices of ``n <= size`` items added at ``at`` modulo ``size``."""
     head = min(n, size - at)
@@ -719,19 +779,24 @@ def _wrapped(at: int, n: int, size: int):
 
 
 def _subtract_means(means, coef, demod, window):
-    """Remove each window's Hann-weighted mean from its coefficients (in place).
+    """Remove each window's Hann-weighted mean from its coefficients (in place), from
+    those of the demodulations where it leaks by ``_LEAKAGE_NEGLIGIBLE`` or more.
 
     ``means`` holds the mean at c (real) and c - e_y (imaginary) in plane 0 and at
     c - e_x in plane 1; the mean leaks into each coefficient through the window DTFT.
     """
     norm = np.float32(1.0 / band_response(window, 0.0) ** 2)
     m_c, m_ey, m_ex = means[0].real * norm, means[0].imag * norm, means[1].real * norm
-    s_main = _response2(window, demod).astype(np.float32)[:, None, None]
+    response = _response2(window, demod)
+    # Only where the mean leaks by _LEAKAGE_NEGLIGIBLE or more, as for the whole frame
+    # (_mean_leaks): a reflection beyond a few bins of zero along both axes receives less.
+    leaks = np.abs(response) >= _LEAKAGE_NEGLIGIBLE * _response2(window, np.zeros(2))
     for planes, mean in zip(coef, (m_c, m_ey, m_ex), strict=True):
-        # The means and the response are real: only the real parts change (a complex
-        # minus a real leaves the imaginary part as it is, and reads the planes
-        # contiguously).
-        np.subtract(planes, mean * s_main, out=planes)
+        for r in np.flatnonzero(leaks):
+            # The means and the response are real: only the real parts change (a
+            # complex minus a real leaves the imaginary part as it is, and reads the
+            # plane contiguously).
+            np.subtract(planes[r], mean * np.float32(response[r]), out=planes[r])
 
 
 def _frame_maps(
