@@ -34,6 +34,7 @@ writer cycles through them and deletes files 200 frames old, so a
     python benchmarks/bench_live.py --process       # the dock's child process, no GUI
     python benchmarks/bench_live.py --ship          # shared-memory copies of a frame only
     python benchmarks/bench_live.py --store         # the store's write of a frame's maps only
+    python benchmarks/bench_live.py --steps         # CPU of each step of a frame, by thread
     xvfb-run -a -s "-screen 0 1920x1080x24" python benchmarks/bench_live.py \
         --frames 20 --size 1024 --rate 0.5 --distinct 20 \
         --screenshot docs/images/live.png            # the Live section during a run
@@ -484,6 +485,62 @@ def store_writes(size: int, step: int, n: int = 40) -> None:
         print(f"{mode:<16}" + "".join(f"{v:8.1f}" for v in values))
 
 
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds of each thread of this process (Linux ``/proc``), by thread id."""
+    import os
+
+    ticks, out = os.sysconf("SC_CLK_TCK"), {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(stat[11]) + int(stat[12])) / ticks
+    return out
+
+
+def step_costs(size: int, step: int, n: int = 10) -> None:
+    """CPU of each step of a live run's frame, one after the other in this process.
+
+    The process's CPU per call, and the part of it taken by threads that were there
+    before the first call and are not Python's (OpenBLAS's: compare a run with
+    ``OPENBLAS_NUM_THREADS=1``, as the dock's live analysis process has it).
+    """
+    import os
+    import threading
+
+    from napari_hrtem_fft.core.drift import PreviousFrameRegistration
+    from napari_hrtem_fft.core.movie import frame_lattice, time_trace
+
+    frames = acquisition_frames(4, size)
+    options = dict(pixel_size=PIXEL, window=128, step=step, search=0.1)
+    register = PreviousFrameRegistration(max_frequency=1.1 * PIXEL * np.hypot(*REFL.T).max())
+    maps = analyze(frames[0], REFL, **options)
+    python = {t.native_id for t in threading.enumerate()}
+    steps = {
+        "analyze": lambda k: analyze(frames[k % 4], REFL, **options),
+        "register": lambda k: register(frames[k % 4]),
+        "lattice": lambda k: frame_lattice(maps, None, reference=REFL, min_windows=5, frame=k),
+        "traces": lambda k: time_trace(maps, region=None, times=np.array([0.0])),
+    }
+    print(
+        f"bench_live --steps: {size}² frames, step {step}, {n} calls each "
+        f"(OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})"
+    )
+    for name, call in steps.items():
+        call(0)
+        before, cpu = _thread_cpu(), time.process_time()
+        for k in range(n):
+            call(k)
+        cpu = (time.process_time() - cpu) / n
+        after = _thread_cpu()
+        other = sum(after[t] - before[t] for t in after if t in before and t not in python) / n
+        print(
+            f"{name:<10} process CPU {cpu * 1e3:6.1f} ms per call, of which threads "
+            f"not Python's (BLAS) {other * 1e3:5.1f} ms"
+        )
+
+
 def _dock_run(folder: Path, store: Path, options: dict, child: ChildMemory):
     """The dock's live run in a child process, headless: its frame updates."""
     control = LiveControl()
@@ -531,6 +588,10 @@ def main(argv=None) -> int:
         "its maps (child's in, parent's out), blocks used again against a new one per frame",
     )  # fmt: skip
     parser.add_argument(
+        "--steps", action="store_true", help="only the CPU of each step of a frame, and "
+        "of BLAS's threads",
+    )  # fmt: skip
+    parser.add_argument(
         "--store", action="store_true", help="only the live store's write of a frame's "
         "maps, chunk files against zarr's write",
     )  # fmt: skip
@@ -540,6 +601,9 @@ def main(argv=None) -> int:
         return 0
     if args.store:
         store_writes(args.size, args.step)
+        return 0
+    if args.steps:
+        step_costs(args.size, args.step)
         return 0
     if args.screenshot is not None or args.gui:
         screenshot(

@@ -60,6 +60,7 @@ def test_run_in_a_process_equals_offline_analysis_and_stops_cleanly(tmp_path):
     particle = np.zeros((my, my), bool)
     particle[10:22, 10:22] = True
     control = LiveControl()
+    blas = os.environ.get("OPENBLAS_NUM_THREADS")
     live = live_in_process(
         folder, control=control, pixel_size=PIXEL, store=tmp_path / "live.zarr", **OPTIONS
     )
@@ -68,6 +69,11 @@ def test_run_in_a_process_equals_offline_analysis_and_stops_cleanly(tmp_path):
     assert grid.map_shape == (my, my) and grid.pixel_size == PIXEL
     control.set_regions({"all": None, "particle": particle})
     assert len(_children()) == 1
+    # The child's BLAS on one thread (its own threads run beside it), this process's
+    # environment as it was.
+    environ = open(f"/proc/{_children()[0].pid}/environ", "rb").read().split(b"\0")
+    assert b"OPENBLAS_NUM_THREADS=1" in environ
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == blas
     updates = [_next_frame(live)]
     for k in range(1, len(stack)):
         _write(folder, k, stack[k])

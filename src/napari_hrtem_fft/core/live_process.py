@@ -525,6 +525,33 @@ def _main_module_hidden():
         sys.modules["__main__"] = main
 
 
+#: The child's BLAS on the thread that calls it (unless the user's environment says
+#: otherwise).  The child runs threads of its own (the engine's blocks, the drift
+#: registration beside them); OpenBLAS's own thread, started for a product above its
+#: small size, spins after each: per 2048² frame the registration took 23-26 ms of CPU
+#: with it and 17.5-18 ms without, the lattice step 8.5-9 against 6-6.5 ms, the
+#: analysis the same (``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_live.py
+#: --steps`` against unset, alternating, 06:41 UTC, load 4.7-5.1).
+CHILD_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _child_environment():
+    """Start a child with :data:`CHILD_ENVIRONMENT` where the environment leaves it unset.
+
+    A spawned process reads these when it loads numpy, before any code of ours runs.
+    """
+    import os
+
+    added = [name for name in CHILD_ENVIRONMENT if name not in os.environ]
+    os.environ.update({name: CHILD_ENVIRONMENT[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def live_in_process(path, *, control: LiveControl, poll: float = 0.02, **options):
     """:func:`live_session` in a separate process; the same items are yielded.
 
@@ -568,7 +595,7 @@ def live_in_process(path, *, control: LiveControl, poll: float = 0.02, **options
         target=_child, args=(child_updates, child_controls, {"path": str(path), **options}),
         name=PROCESS_NAME, daemon=True,
     )  # fmt: skip
-    with _main_module_hidden():
+    with _main_module_hidden(), _child_environment():
         process.start()
     child_updates.close()
     child_controls.close()
