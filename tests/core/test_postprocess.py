@@ -395,6 +395,13 @@ def test_mask_to_map_and_apply_mask():
         values = getattr(out, name)
         assert np.all(np.isnan(values[:, ~m])) and np.all(np.isfinite(values[:, m]))
     assert np.all(np.isnan(out.strain.exx[~m])) and np.all(np.isfinite(out.strain.exx[m]))
+    # Masked, not recomputed: the strain of the masked fields, value for value.
+    from napari_hrtem_fft.core.strain import strain
+
+    again = strain(out, reference=maps.strain.reference)
+    for name, value in out.strain.components().items():
+        np.testing.assert_array_equal(value, getattr(again, name))
+        assert value.dtype == getattr(again, name).dtype
     assert np.all(np.isfinite(maps.d_spacing))
     with pytest.raises(ValueError, match="mask_to_map"):
         apply_mask(maps, image_mask)

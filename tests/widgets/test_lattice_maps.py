@@ -311,3 +311,33 @@ def test_export_writes_calibrated_files_and_never_overwrites(docked, qtbot, tmp_
     maps._export.clicked.emit()
     assert len(shown) == 1 and "output exists" in shown[0] and "nothing was" in shown[0]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_progress_is_shown_from_a_second_after_the_click(qtbot, monkeypatch):
+    # Every repaint composes the whole napari window: a run shorter than a second shows
+    # "running…" until its result, a longer one its progress from 1 s on, every 0.4 s.
+    from types import SimpleNamespace
+
+    from napari_hrtem_fft._widgets import _map_sections as sections
+    from napari_hrtem_fft.core.pipeline import Progress
+
+    now = [64.0]  # a clock the test moves (seconds)
+    monkeypatch.setattr(sections, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    runner = sections.RunSection()
+    runner.started()
+    now[0] += 0.5
+    runner.show_progress(Progress(3, 8, "maps: block 3 of 8"))
+    assert runner.progress.value == 0 and runner.status.value == "running…"
+    assert runner._timer.isActive() and 490 <= runner._timer.interval() <= 500
+    runner.finished(complete=True)  # done before 1 s: the report waiting is dropped
+    assert not runner._timer.isActive() and runner.status.value == "running…"
+    assert runner.progress.value == runner.progress.max
+
+    runner.started()
+    now[0] += 1.0
+    runner.show_progress(Progress(1, 8, "survey: block 1 of 8"))
+    assert (runner.progress.value, runner.progress.max) == (1, 8)
+    assert runner.status.value == "survey: block 1 of 8" and not runner._timer.isActive()
+    now[0] += 0.25
+    runner.show_progress(Progress(2, 8, "survey: block 2 of 8"))
+    assert runner.progress.value == 1 and 140 <= runner._timer.interval() <= 150

@@ -90,8 +90,10 @@ _PERCENTILES = (1.0, 99.0)
 _MIN_SPAN = {"d_spacing": 2e-3, "strain": 2e-3, "angle": 0.2, "rotation": 0.2}
 
 # Values used for the display range at most; a strided subset keeps this fast for
-# movies and lazy (dask) maps.
-_MAX_SAMPLES = 1 << 20
+# movies and lazy (dask) maps, and for the dozen maps of a large image, whose ranges the
+# GUI computes before it shows one (a 4096² image at step 8: 512² maps, each read at
+# every second pixel; the 1st and 99th percentiles of 65,536 values).
+_MAX_SAMPLES = 1 << 16
 
 # An angle map whose robust range spans less than this (degrees) shows lattice
 # rotation about one orientation: a diverging colour map around the median is then

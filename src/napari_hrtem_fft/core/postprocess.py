@@ -87,12 +87,22 @@ def _wrap_degrees(a):
     return (a + 180.0) % 360.0 - 180.0
 
 
-def _derived(maps: LatticeMaps, record: dict, **fields) -> LatticeMaps:
-    """New maps with some fields replaced, strain recomputed, provenance appended."""
+def _derived(maps: LatticeMaps, record: dict, *, kept=None, **fields) -> LatticeMaps:
+    """New maps with some fields replaced, strain recomputed, provenance appended.
+
+    ``kept``: the fields are ``maps``' own where this boolean map mask holds and NaN
+    elsewhere; the strain is then masked the same way instead of recomputed (it is
+    computed pixel by pixel from the fields: where they are unchanged, so is it).
+    """
     params = dict(maps.parameters)
     params["postprocessing"] = [*params.get("postprocessing", []), record]
     new = dataclasses.replace(maps, **fields, strain=None, parameters=params)
-    if maps.strain is not None:
+    if maps.strain is not None and kept is not None:
+        masked = {
+            name: np.where(kept, value, np.nan) for name, value in maps.strain.components().items()
+        }
+        new.strain = dataclasses.replace(maps.strain, **masked)
+    elif maps.strain is not None:
         from .strain import strain
 
         new.strain = strain(new, reference=maps.strain.reference)
@@ -761,4 +771,4 @@ def apply_mask(maps: LatticeMaps, mask) -> LatticeMaps:
         ) from None
     fields = {name: np.where(m, getattr(maps, name), np.nan) for name in _FIELDS}
     record = {"apply_mask": {"kept_fraction": float(np.broadcast_to(m, shape).mean())}}
-    return _derived(maps, record, **fields)
+    return _derived(maps, record, kept=m, **fields)
