@@ -519,8 +519,9 @@ def _band(spectrum, lengths, rows, cols):
     """The full 2D DFT on the box of bins ``rows × cols`` (consecutive integers, any
     sign) from its real FFT, ``(rows.size, cols.size)``.
 
-    Columns are read in runs, directly or (beyond the real FFT's half) as the conjugate
-    of their mirror, so that only the box is copied.
+    Columns and rows are read in runs of slices, directly or (beyond the real FFT's
+    half) as the conjugate of their mirror, so that the box is copied once, with no
+    gathered copy in between.
     """
     ly, lx = lengths
     out = np.empty((rows.size, cols.size), dtype=spectrum.dtype)
@@ -530,11 +531,34 @@ def _band(spectrum, lengths, rows, cols):
     edges = [0, *(np.flatnonzero(np.diff(direct)) + 1), cols.size]
     for a, b in itertools.pairwise(edges):
         if direct[a]:
-            out[:, a:b] = spectrum[rows % ly, c[a] : c[b - 1] + 1]
+            for dst, src in _runs(int(rows[0]), rows.size, ly, 1):
+                out[dst, a:b] = spectrum[src, c[a] : c[b - 1] + 1]
         else:
-            mirror = spectrum[(-rows) % ly, lx - c[b - 1] : lx - c[a] + 1]
-            np.conjugate(mirror[:, ::-1], out=out[:, a:b])
+            # Columns lx - c, decreasing; rows -ν mod ly, decreasing.
+            stop = lx - c[b - 1] - 1
+            mirror = slice(lx - c[a], stop if stop >= 0 else None, -1)
+            for dst, src in _runs(int(rows[0]), rows.size, ly, -1):
+                np.conjugate(spectrum[src, mirror], out=out[dst, a:b])
     return out
+
+
+def _runs(first: int, n: int, size: int, sign: int):
+    """Destination and source slices of the items ``sign·(first + i) mod size``,
+    ``i < n``, in runs of consecutive source indices (increasing for ``sign = 1``,
+    decreasing for ``sign = -1``).
+    """
+    runs, i = [], 0
+    while i < n:
+        j = (sign * (first + i)) % size
+        if sign > 0:
+            k = min(n - i, size - j)
+            src = slice(j, j + k)
+        else:
+            k = min(n - i, j + 1)
+            src = slice(j, j - k if j - k >= 0 else None, -1)
+        runs.append((slice(i, i + k), src))
+        i += k
+    return runs
 
 
 def _apodised_energy(lengths, data_shape, finite=None) -> float:
