@@ -930,22 +930,24 @@ def _nearest_mode(first, second, two):
     oy2, ox2 = fy2 - d2[:, 0, None, None], fx2 - d2[:, 1, None, None]
     for i, r in enumerate(two):
         use = np.square(oy2[i]) + np.square(ox2[i]) < np.square(oy[r]) + np.square(ox[r])
-        _select(z[r], coef[0, i], use)
+        mask = np.negative(use, dtype=np.int32)  # all bits set where used
+        _select(z[r], coef[0, i], mask)
         for mine, theirs in ((fy, fy2), (fx, fx2), (oy, oy2), (ox, ox2)):
-            _select(mine[r], theirs[i], use)
+            _select(mine[r], theirs[i], mask)
 
 
-def _select(dst, src, use):
-    """``dst[use] = src[use]`` (same dtype, 4 or 8 bytes per item), in place, bit for bit.
+def _select(dst, src, mask):
+    """``dst = src`` where ``mask`` (int32, -1 or 0) has its bits set: in place, bit for
+    bit, for items of 4 or 8 bytes (the mask then covers both halves).
 
     On the bits, without a branch per item: ``dst ^= (dst ^ src) & mask``.  A masked copy
     is six times slower where the mask is scattered, as it is where no lattice chooses
     between the two modes (measured: 1.4 against 0.23 ms for 512² float32).
     """
-    kind = np.int32 if dst.itemsize == 4 else np.int64
-    bits = dst.view(kind)
-    flip = np.bitwise_xor(bits, src.view(kind))
-    flip &= np.negative(use, dtype=kind)
+    words = dst.itemsize // 4
+    bits = dst.view(np.int32).reshape(*dst.shape, words)
+    flip = np.bitwise_xor(bits, src.view(np.int32).reshape(*src.shape, words))
+    flip &= mask[..., None]
     bits ^= flip
 
 
