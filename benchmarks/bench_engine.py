@@ -22,7 +22,7 @@ resolution matched to the window: ``--repeat`` alternating runs of each, with an
 strain; the ratio of the medians is the figure of issue 10 (target <= 1.5).
 
 Run:  .venv/bin/python benchmarks/bench_engine.py [--repeat 7] [--orig-repeat 2] [--windows 36]
-      [--only-gpa] [--before REV] [--steps 4,8] [--one-phase]
+      [--only-gpa] [--before REV] [--steps 4,8] [--one-phase] [--one-thread]
 
 The GPA comparison runs at step 4 (issue 10) and step 8 (the live mode's grid, issue 12:
 a 2048² frame within 0.3 s).
@@ -32,6 +32,11 @@ another name) in the same alternation: the cost of a change measured in one run.
 
 ``--one-phase`` repeats the GPA comparison on the same particle without the shell's
 expansion (one lattice: every reflection has one demodulation), after the two-phase one.
+
+``--one-thread`` runs ``analyze`` (and ``--before``'s) with its block pool replaced by a
+plain loop in the calling thread: the engine's work alone, without the second core that
+its blocks otherwise share (GPA's FFT keeps its threads).  On a loaded machine the CPU
+ratio of this mode is the steadier figure of the work.
 """
 
 from __future__ import annotations
@@ -131,6 +136,27 @@ def engine_at(rev: str):
     return importlib.import_module("hrtem_before.core.engine").analyze
 
 
+class _InThread:
+    """A stand-in for the engine's thread pool that runs every task in the calling
+    thread, in order (``--one-thread``)."""
+
+    def __init__(self, max_workers=None):
+        del max_workers
+
+    def map(self, func, items):
+        return map(func, list(items))
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        del wait, cancel_futures
+
+
+def one_thread(module_name: str) -> None:
+    """Replace the thread pool of the engine's driver module ``module_name``."""
+    import importlib
+
+    importlib.import_module(module_name).ThreadPoolExecutor = _InThread
+
+
 def _cold(run):
     """``run`` with the engine's set-up caches emptied first, as for the first analysis of
     an image with its own reflections (a movie frame, a new image): the bench analyses one
@@ -175,7 +201,7 @@ def versus_gpa(
                 cpus[name].append(time.process_time() - c0)
         wall = {name: float(np.median(t)) for name, t in walls.items()}
         cpu = {name: float(np.median(t)) for name, t in cpus.items()}
-        print(f"  strain {'on' if strain else 'off'}:")
+        print(f"  strain {'on' if strain else 'off'} (load average {os.getloadavg()[0]:.2f}):")
         for name in runs:
             print(f"    {name:24s} {wall[name]:.3f} s ({cpu[name]:.3f} s CPU)")
         for name in ("analyze", "analyze, cold caches"):
@@ -206,6 +232,11 @@ def main():
         help="grid steps of the GPA comparison, comma-separated (8: the live mode's case)",
     )
     parser.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="run analyze's blocks one after the other in the calling thread",
+    )
+    parser.add_argument(
         "--one-phase",
         action="store_true",
         help="also compare with GPA on the particle without the shell's expansion",
@@ -219,8 +250,13 @@ def main():
         f"image {SHAPE[0]}x{SHAPE[1]} float32, window {WINDOW}, step {STEP}, "
         f"{n_windows} windows, {len(refl)} reflections, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.2f}"
+        + (", analyze in one thread" if args.one_thread else "")
     )
     before = (args.before, engine_at(args.before)) if args.before else None
+    if args.one_thread:
+        one_thread("napari_hrtem_fft.core.engine._drivers")
+        if before:
+            one_thread("hrtem_before.core.engine._drivers")
     cases = [("two-phase", image)]
     if args.one_phase:
         cases.append(("one-phase", make_image(expansion=0.0)[0]))
