@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from live_dock import TRACES
 from qtpy.QtCore import QStringListModel
 from qtpy.QtWidgets import QComboBox, QLabel, QListView, QVBoxLayout, QWidget
@@ -89,3 +90,31 @@ def test_the_status_line_changes_with_frames_at_most_every_status_ms(
     qtbot.wait(live.STATUS_MS + 50)
     live._say("frame 4")
     assert live._status.value == "frame 4" and not live._status_timer.isActive()
+
+
+def test_regions_follow_the_drift_once_it_shows_on_screen(make_napari_viewer):
+    """Moving a Shapes layer builds its shaders again: the region layers move with the
+    drift only once they lag by a screen pixel (at the canvas's zoom) and half a frame
+    pixel, at most every MOVE_S; paused or stopped, at once."""
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    live = dock._live
+    regions = viewer.add_shapes([[[1, 1], [1, 2], [2, 2], [2, 1]]], shape_type="rectangle")
+    live._moved = {id(regions): (regions, np.zeros(2))}
+    viewer.camera.zoom = 10.0  # screen pixels per nm: a 0.02 nm pixel is 0.2 of one
+    pixel = 0.02
+    live._follow_drift([3.0, 0.0], pixel)  # 0.06 nm: 0.6 screen pixel
+    np.testing.assert_array_equal(regions.translate, [0.0, 0.0])
+    live._follow_drift([0.0, -6.0], pixel)  # 0.12 nm: 1.2 screen pixels
+    np.testing.assert_allclose(regions.translate, [0.0, -0.12], atol=1e-12)
+    live._follow_drift([0.0, -20.0], pixel)  # within MOVE_S of the last move: waits
+    np.testing.assert_allclose(regions.translate, [0.0, -0.12], atol=1e-12)
+    live._follow_drift([0.0, -20.0], pixel, now=True)
+    np.testing.assert_allclose(regions.translate, [0.0, -0.4], atol=1e-12)
+    # Zoomed in, half a frame pixel is the least that moves them.
+    viewer.camera.zoom = 1000.0
+    live._moved_at = -np.inf
+    live._follow_drift([0.0, -20.4], pixel)
+    np.testing.assert_allclose(regions.translate, [0.0, -0.4], atol=1e-12)
+    live._follow_drift([0.0, -20.6], pixel)
+    np.testing.assert_allclose(regions.translate, [0.0, -0.412], atol=1e-12)

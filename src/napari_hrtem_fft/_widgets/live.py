@@ -526,15 +526,18 @@ class LiveSection(Container):
     def _follow_drift(self, drift_px, pixel_size: float, *, now: bool = False) -> None:
         """Move the region layers with the drift of the newest frame shown.
 
-        During a run at most every :attr:`MOVE_S` and only by half a pixel or more
-        (``now``: at once): moving a Shapes layer makes napari build its shaders
-        again, a tenth of the GUI thread's time per frame under software OpenGL.
-        The regions sent to the run count from where the layers are
-        (:attr:`_offset`), so they are right wherever the layers lag.
+        During a run at most every :attr:`MOVE_S`, and only once they lag by half a
+        frame pixel and by a pixel of the screen (at the canvas's zoom) or more
+        (``now``: at once): moving a Shapes layer makes napari and vispy build its
+        shaders again, ~50 ms of CPU under software OpenGL, and a lag of less than a
+        screen pixel is not seen.  The regions sent to the run count from where the
+        layers are (:attr:`_offset`), so they are right wherever the layers lag.
         """
         offset = np.asarray(drift_px, dtype=float) * pixel_size
-        moved = np.abs(offset - self._offset).max() / pixel_size
-        if not now and (moved < 0.5 or time.monotonic() - self._moved_at < self.MOVE_S):
+        lag = np.abs(offset - self._offset).max()  # nm
+        # camera.zoom: screen pixels per world unit, here per nm.
+        seen = lag >= 0.5 * pixel_size and lag * self._viewer.camera.zoom >= 1.0
+        if not now and (not seen or time.monotonic() - self._moved_at < self.MOVE_S):
             return
         self._offset, self._moved_at = offset, time.monotonic()
         for layer, base in list(self._moved.values()):
