@@ -11,6 +11,7 @@ from live_dock import TRACES
 from qtpy.QtCore import QStringListModel
 from qtpy.QtWidgets import QComboBox, QLabel, QListView, QVBoxLayout, QWidget
 
+from napari_hrtem_fft._napari.calibration import camera_of
 from napari_hrtem_fft._widgets.live import settle
 
 
@@ -101,7 +102,8 @@ def test_regions_follow_the_drift_once_it_shows_on_screen(make_napari_viewer):
     live = dock._live
     regions = viewer.add_shapes([[[1, 1], [1, 2], [2, 2], [2, 1]]], shape_type="rectangle")
     live._moved = {id(regions): (regions, np.zeros(2))}
-    viewer.camera.zoom = 10.0  # screen pixels per nm: a 0.02 nm pixel is 0.2 of one
+    camera = camera_of(viewer)
+    camera.zoom = 10.0  # screen pixels per nm: a 0.02 nm pixel is 0.2 of one
     pixel = 0.02
     live._follow_drift([3.0, 0.0], pixel)  # 0.06 nm: 0.6 screen pixel
     np.testing.assert_array_equal(regions.translate, [0.0, 0.0])
@@ -112,9 +114,38 @@ def test_regions_follow_the_drift_once_it_shows_on_screen(make_napari_viewer):
     live._follow_drift([0.0, -20.0], pixel, now=True)
     np.testing.assert_allclose(regions.translate, [0.0, -0.4], atol=1e-12)
     # Zoomed in, half a frame pixel is the least that moves them.
-    viewer.camera.zoom = 1000.0
+    camera.zoom = 1000.0
     live._moved_at = -np.inf
     live._follow_drift([0.0, -20.4], pixel)
     np.testing.assert_allclose(regions.translate, [0.0, -0.4], atol=1e-12)
     live._follow_drift([0.0, -20.6], pixel)
     np.testing.assert_allclose(regions.translate, [0.0, -0.412], atol=1e-12)
+
+
+def test_the_trace_plot_legends_lie_above_the_axes(make_napari_viewer):
+    """A legend inside the axes covered the end of a curve (and a live run's curves
+    grow under it): each legend is a row above its axes, within their width."""
+    from napari_hrtem_fft.core.movie.traces import TimeTrace
+
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    t = np.arange(40)
+    d = np.stack([0.2244, 0.1945, 0.2245]) * (1 + 0.02 * t[:, None] / 40)
+    stats = {"d_median": d, "d_std": 1e-3 * np.ones_like(d)}
+    for c in ("exx", "eyy", "exy"):
+        stats[f"{c}_median"], stats[f"{c}_std"] = 0.02 * t / 40, 1e-3 * np.ones(40)
+    reflections = np.array([[1 / 0.2244, 0.0], [0.0, 1 / 0.1945], [3.1497, 3.1497]])
+    dock.trace = TimeTrace(frames=t, times=t / 5.0, reflections=reflections, stats=stats)
+    dock._draw()
+    dock._canvas.draw()
+    renderer = dock._canvas.get_renderer()
+    d_axes, strain_axes = dock._figure.axes[:2]
+    for ax in (d_axes, strain_axes):
+        legend, box = ax.get_legend(), ax.get_window_extent(renderer)
+        extent = legend.get_window_extent(renderer)
+        assert extent.y0 >= box.y1 - 1  # above the axes: over no data
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1  # within their width
+    assert [text.get_text() for text in d_axes.get_legend().get_texts()] == [
+        "1: 0.2244 nm", "2: 0.1945 nm", "3: 0.2245 nm"
+    ]  # fmt: skip
+    assert d_axes.get_legend().get_title().get_text() == "reflection: picked d"

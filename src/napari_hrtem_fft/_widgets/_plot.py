@@ -15,6 +15,7 @@ __all__ = [
     "FOREGROUND",
     "HeldLayout",
     "dark_canvas",
+    "legend_above",
     "style_axes",
     "style_legend",
 ]
@@ -104,3 +105,18 @@ def style_legend(ax, *, title: str | None = None, **kwargs):
     for text in texts:
         text.set_color(FOREGROUND)
     return legend
+
+
+def legend_above(ax, *, title: str | None = None, ncols: int = 3):
+    """A compact legend in rows above ``ax``, right-aligned, ``title`` above its entries.
+
+    Outside the axes it covers no data, also of curves that grow while they are shown
+    (a live run's: a legend placed where the data was is drawn over later).  Rows of at
+    most ``ncols`` entries; None if nothing is labelled.
+    """
+    entries = len(ax.get_legend_handles_labels()[0])
+    return style_legend(
+        ax, title=title, loc="lower right", bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1,
+        ncols=max(min(entries, ncols), 1), handlelength=1.2, handletextpad=0.4,
+        columnspacing=0.8, alignment="right",
+    )  # fmt: skip

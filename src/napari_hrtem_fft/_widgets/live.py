@@ -41,6 +41,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QCoreApplication, QEvent, QObject, QTimer
 from qtpy.QtWidgets import QAbstractItemView, QDockWidget
 
+from .._napari.calibration import camera_of
 from .._napari.display import show_scale_bar
 from .._napari.regions import shape_polygons, watch_edits
 from ..core.live_process import LiveGrid
@@ -535,8 +536,8 @@ class LiveSection(Container):
         """
         offset = np.asarray(drift_px, dtype=float) * pixel_size
         lag = np.abs(offset - self._offset).max()  # nm
-        # camera.zoom: screen pixels per world unit, here per nm.
-        seen = lag >= 0.5 * pixel_size and lag * self._viewer.camera.zoom >= 1.0
+        # The camera's zoom: screen pixels per world unit, here per nm.
+        seen = lag >= 0.5 * pixel_size and lag * camera_of(self._viewer).zoom >= 1.0
         if not now and (not seen or time.monotonic() - self._moved_at < self.MOVE_S):
             return
         self._offset, self._moved_at = offset, time.monotonic()

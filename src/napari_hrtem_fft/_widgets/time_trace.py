@@ -45,7 +45,7 @@ from ._common import (
     maps_source_combo,
     read_only_table,
 )
-from ._plot import FOREGROUND, dark_canvas, style_axes, style_legend
+from ._plot import FOREGROUND, dark_canvas, legend_above, style_axes
 from ._reference import ReferenceSection
 from .live import EVERYTHING, LiveSection
 
@@ -479,14 +479,14 @@ class TimeTraceWidget(ResultSourceDock):
         if trace is not None:
             ref = g_spacing(trace.reflections)
             for k in range(trace.reflections.shape[0]):
-                self._add_curve(axes[0], "d", k, 1.0, 0.25, f"{k + 1} ({ref[k]:.4f} nm)", k)
-            style_legend(axes[0], title="reflection (picked d)")
+                self._add_curve(axes[0], "d", k, 1.0, 0.25, f"{k + 1}: {ref[k]:.4f} nm", k)
+            legend_above(axes[0], title="reflection: picked d")
         if strain:
             style_axes(axes[1], xlabel=xlabel, ylabel="strain (%)")
             for i, c in enumerate(_STRAIN[:3]):
                 self._add_curve(axes[1], c, None, 100.0, 0.2, c, i)
             axes[1].axhline(0.0, color=FOREGROUND, linewidth=0.5, alpha=0.5)
-            style_legend(axes[1], ncols=3)
+            legend_above(axes[1])
         if trace is not None:
             self._cursors = [
                 ax.axvline(np.nan, color=FOREGROUND, linewidth=0.8, linestyle="--") for ax in axes
