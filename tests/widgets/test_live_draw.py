@@ -149,3 +149,18 @@ def test_the_trace_plot_legends_lie_above_the_axes(make_napari_viewer):
         "1: 0.2244 nm", "2: 0.1945 nm", "3: 0.2245 nm"
     ]  # fmt: skip
     assert d_axes.get_legend().get_title().get_text() == "reflection: picked d"
+
+
+def test_a_closed_time_trace_dock_draws_no_more(make_napari_viewer, qtbot):
+    """A draw of the plot asked for before the dock was closed does not come after it
+    (matplotlib's own idle draw could run while the closed dock was being deleted, and
+    printed "FigureCanvasQTAgg has been deleted")."""
+    viewer = make_napari_viewer()
+    widget, dock = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", TRACES)
+    qtbot.wait(50)
+    drawn = []
+    dock._canvas.mpl_connect("draw_event", drawn.append)
+    dock._draw()  # the figure made again, drawn at the next turn of the event loop
+    viewer.window.remove_dock_widget(widget)
+    qtbot.wait(100)
+    assert drawn == []

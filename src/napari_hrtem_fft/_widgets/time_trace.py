@@ -193,6 +193,13 @@ class TimeTraceWidget(ResultSourceDock):
         self._full_drawn = -np.inf  # time.monotonic() of the last full live draw
         # The cursor moved during a live run: drawn at the next event-loop turn unless
         # a frame's curves are drawn first.
+        # The figure drawn at the next event-loop turn: a timer of the dock, stopped when
+        # the dock is closed (matplotlib's draw_idle posts a timer of its own that can
+        # fire while the closed dock is being deleted: "FigureCanvasQTAgg has been
+        # deleted").
+        self._idle_draw = QTimer(self._canvas)
+        self._idle_draw.setSingleShot(True)
+        self._idle_draw.setInterval(0)
         self._cursor_blit = QTimer(self._canvas)
         self._cursor_blit.setSingleShot(True)
         self._cursor_blit.setInterval(0)
@@ -233,6 +240,7 @@ class TimeTraceWidget(ResultSourceDock):
         self._live_trace.changed.connect(self._on_live_trace_changed)
         self._deferred.timeout.connect(self._on_deferred)
         self._cursor_blit.timeout.connect(self._on_cursor_blit)
+        self._idle_draw.timeout.connect(self._canvas.draw)
 
     # --------------------------------------------------------------- choices
 
@@ -504,7 +512,7 @@ class TimeTraceWidget(ResultSourceDock):
         if self._animated and trace is not None:
             self._grow_limits(list(axes), fresh=True)
         self._label_sizes = self._tick_label_sizes(list(axes))
-        self._canvas.draw_idle()
+        self._idle_draw.start()
 
     @staticmethod
     def _tick_label_sizes(axes) -> tuple:
@@ -668,6 +676,7 @@ class TimeTraceWidget(ResultSourceDock):
         Laid out again only if a tick label got longer.
         """
         self._deferred.stop()
+        self._idle_draw.stop()  # this draw is the one it would make
         axes = list(dict.fromkeys(curve[2] for curve in self._curves))
         self._grow_limits(axes)
         sizes = self._tick_label_sizes(axes)
@@ -733,4 +742,4 @@ class TimeTraceWidget(ResultSourceDock):
             # and drawn with the frame's curves when the slider moved to a new frame.
             self._cursor_blit.start()
         else:
-            self._canvas.draw_idle()
+            self._idle_draw.start()
