@@ -899,19 +899,36 @@ def _band_maps(out, z0, estimates, noise, given, clean, window, pixel_size, min_
     offsets ``oy, ox`` from the demodulation, each ``(k, rows, mx)``.
     """
     fy, fx, oy, ox = estimates
-    power = z0.real**2 + z0.imag**2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        amp = np.where(power > 0, power / noise, np.float32(0.0))
+    # In place where a result has its own array (temporaries cost a pass each).
+    amp = np.square(z0.real)
+    amp += np.square(z0.imag)
+    if np.all(noise > 0):
+        amp /= noise
+    else:
+        # A blank frame's floor can underflow float32: zero power, zero amplitude.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            amp = np.where(amp > 0, amp / noise, np.float32(0.0))
     # Linearised variance of the phase difference for white noise: the two windows
     # share their noise except for the 1-pixel shift and the signal's rotation.
     # 1 - ρ cos x written as (1 - ρ) + 2ρ sin²(x/2): ρ is within 1e-3 of 1, and the
     # direct form would lose 4 of float32's 7 digits to the cancellation.
     rho = lag_one_correlation(window)
-    a_eff = np.float32(4 * np.pi**2) * np.maximum(amp - np.float32(1.0), np.float32(1e-12))
+    a_eff = amp - np.float32(1.0)
+    np.maximum(a_eff, np.float32(1e-12), out=a_eff)
+    a_eff *= np.float32(4 * np.pi**2)
     one_minus, two_rho, pi = np.float32(1.0 - rho), np.float32(2 * rho), np.float32(np.pi)
-    vy = (one_minus + two_rho * np.sin(pi * oy) ** 2) / a_eff
-    vx = (one_minus + two_rho * np.sin(pi * ox) ** 2) / a_eff
-    _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search)
+
+    def variance(offset):
+        v = np.multiply(pi, offset)
+        np.sin(v, out=v)
+        np.square(v, out=v)
+        v *= two_rho
+        v += one_minus
+        v /= a_eff
+        return v
+
+    _finish(out, fy, fx, variance(oy), variance(ox), amp, given, clean, pixel_size,
+            min_amplitude, search)  # fmt: skip
 
 
 def _nearest_mode(first, second, two):
@@ -1102,7 +1119,8 @@ def _remove_leakage(coef, terms, sources):
 
 
 def _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, search):
-    """Spacing, angle, amplitude and sigmas into ``out (5, r, my, mx)``, NaN rules applied.
+    """Spacing, angle, amplitude and sigmas into ``out (5, r, my, mx)``, NaN rules applied
+    (``vy`` and ``vx`` are overwritten).
 
     float32 throughout: the outputs are float32 and its 6e-8 resolution is far below the
     estimates' accuracy.
@@ -1118,12 +1136,20 @@ def _finish(out, fy, fx, vy, vx, amp, given, clean, pixel_size, min_amplitude, s
     with np.errstate(divide="ignore", invalid="ignore"):
         np.divide(np.float32(pixel_size), fmag, out=out[0])
         # 0 - fy turns -0.0 into +0.0, so that atan2 gives +π, never -π: (-180°, 180°].
-        np.arctan2(np.float32(0.0) - fy, fx, out=out[1])
+        np.subtract(np.float32(0.0), fy, out=out[1])
+        np.arctan2(out[1], fx, out=out[1])
         out[1] *= deg
         np.copyto(out[2], amp)
-        np.divide(np.sqrt(fy2 * vy + fx2 * vx), f2, out=out[3])
+        # fy²·vy + fx²·vx and fx²·vy + fy²·vx, in arrays free by now (fmag, vy, vx).
+        np.multiply(fy2, vy, out=out[3])
+        out[3] += np.multiply(fx2, vx, out=fmag)
+        np.multiply(fx2, vy, out=vy)
+        vy += np.multiply(fy2, vx, out=vx)
+        np.sqrt(out[3], out=out[3])
+        out[3] /= f2
         out[3] *= out[0]
-        np.divide(np.sqrt(fx2 * vy + fy2 * vx), f2, out=out[4])
+        np.sqrt(vy, out=out[4])
+        out[4] /= f2
         out[4] *= deg
         # NaN where not ok and 0 elsewhere, added: no branch per pixel (masked copies
         # are ten times slower on scattered masks).
