@@ -422,13 +422,15 @@ def _disc_sums_at(values: np.ndarray, footprint: np.ndarray, ys, xs) -> np.ndarr
     sums agree with the direct ones to round-off (~1e-12 relative).
     """
     r = footprint.shape[0] // 2
-    # One zero column more on the left: a row's sum is a difference of running sums.
-    running = np.cumsum(np.pad(values, ((0, 0), (r, r), (r + 1, r))), axis=-1)
     out = np.zeros((values.shape[0], len(ys)))
-    for dy, half in _disc_rows(footprint):
-        y = ys + r + dy
-        out += running[:, y, xs + r + half + 1]
-        out -= running[:, y, xs + r - half]
+    for plane, total in zip(values, out, strict=True):
+        # One zero column more on the left: a row's sum is a difference of running sums.
+        running = np.cumsum(np.pad(plane, ((r, r), (r + 1, r))), axis=-1).ravel()
+        width = plane.shape[1] + 2 * r + 1
+        at = (ys + r) * width + (xs + r)  # flat index of each pixel in ``running``
+        for dy, half in _disc_rows(footprint):
+            total += running.take(at + (dy * width + half + 1))
+            total -= running.take(at + (dy * width - half))
     return out
 
 
