@@ -30,6 +30,11 @@ click (work left to timers, which the click time would not include).  The first 
 of each kind also pays one-time costs (imports, first canvas draw); it is printed
 separately as "first".
 
+``--trace`` also prints, per click, what the GUI thread drew inside it: the window
+compositions (under Xvfb's software GL every repaint of any widget composes the whole
+window, ~0.05 s of CPU on both cores), the GL canvas renders, and the garbage
+collections of the oldest generation, with their seconds.
+
 Run (needs a display; a virtual one is fine)::
 
     xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python benchmarks/bench_gui.py [--repeat 3]
@@ -38,6 +43,7 @@ Run (needs a display; a virtual one is fine)::
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
 
@@ -70,6 +76,53 @@ class Seconds(float):
 
     cpu: float
     after: float
+    drawn: str
+
+
+class Drawing:
+    """Counts, while installed, what the GUI thread draws and the full collections.
+
+    A composition is an update of a top-level window (it composes the whole window,
+    the GL canvas included); a render is a paint of an OpenGL widget (the canvas drawn
+    again); a collection is one of the oldest generation, with its seconds.
+    """
+
+    def __init__(self, app) -> None:
+        from qtpy.QtCore import QEvent, QObject
+        from qtpy.QtWidgets import QOpenGLWidget
+
+        kinds = {QEvent.Type.UpdateRequest: "compositions", QEvent.Type.Paint: "renders"}
+        counts = self.counts = {"compositions": 0, "renders": 0}
+        self.collections: list[float] = []
+
+        class Filter(QObject):
+            def eventFilter(self, obj, event):
+                kind = kinds.get(event.type())
+                if kind == "compositions" and obj.isWidgetType() and obj.isWindow():
+                    counts[kind] += 1
+                elif kind == "renders" and isinstance(obj, QOpenGLWidget):
+                    counts[kind] += 1
+                return False
+
+        self._filter = Filter()
+        app.installEventFilter(self._filter)
+        self._started = 0.0
+        gc.callbacks.append(self._on_collection)
+
+    def _on_collection(self, phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                self._started = time.perf_counter()
+            else:
+                self.collections.append(time.perf_counter() - self._started)
+
+    def reset(self) -> None:
+        self.counts.update(compositions=0, renders=0)
+        self.collections.clear()
+
+    def summary(self) -> str:
+        full = "+".join(f"{s:.2f}" for s in self.collections) or "0"
+        return f"{self.counts['compositions']}c/{self.counts['renders']}r/gc {full}"
 
 
 AFTER = 0.3  # seconds watched after a click for work it left behind
@@ -87,13 +140,19 @@ def busy_after(app, seconds: float = AFTER) -> float:
     return busy
 
 
-def click(app, button, until=lambda: True) -> Seconds:
-    """Seconds from a click on a magicgui button until ``until()`` holds and Qt is idle."""
+def click(app, button, until=lambda: True, drawing: Drawing | None = None) -> Seconds:
+    """Seconds from a click on a magicgui button until ``until()`` holds and Qt is idle.
+
+    ``drawing`` (``--trace``): what was drawn inside the click goes into ``drawn``.
+    """
+    if drawing is not None:
+        drawing.reset()
     t0, c0 = time.perf_counter(), time.process_time()
     button.native.click()
     settle(app, until)
     seconds = Seconds(time.perf_counter() - t0)
     seconds.cpu = time.process_time() - c0
+    seconds.drawn = "" if drawing is None else drawing.summary()
     seconds.after = busy_after(app)
     return seconds
 
@@ -122,11 +181,19 @@ def report(name: str, times: list[float], target: str, baseline: float | None = 
     print(
         f"{'':<36} busy in the {AFTER} s after (s): {', '.join(f'{t.after:.3f}' for t in times)}"
     )
+    if any(t.drawn for t in times):
+        # compositions/canvas renders/full collections (s) inside each click
+        print(f"{'':<36} drawn:      {', '.join(t.drawn for t in times)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="per click: window compositions, canvas renders, full collections",
+    )
     args = parser.parse_args()
 
     import napari
@@ -145,6 +212,7 @@ def main() -> None:
 
     viewer = napari.Viewer()
     app = QApplication.instance()
+    drawing = Drawing(app) if args.trace else None
     image = viewer.add_image(small, name="Pd 1024", scale=(PIXEL, PIXEL), units="nm")
     big = viewer.add_image(large, name="Pd 4096", scale=(PIXEL, PIXEL), units="nm")
     _, picker = viewer.window.add_plugin_dock_widget("napari-hrtem-fft", PICKER)
@@ -167,11 +235,13 @@ def main() -> None:
         if "FFT region" in viewer.layers:
             viewer.layers["FFT region"].data = [[(6 + k) * PIXEL * 32] * 2]
         before = spectrum()
-        times["fft"].append(click(app, picker._show_fft, lambda b=before: spectrum() is not b))
+        times["fft"].append(
+            click(app, picker._show_fft, lambda b=before: spectrum() is not b, drawing)
+        )
         check(spectrum() is not before, "Show FFT showed no new spectrum")
         picker.reflections_layer.data = np.empty((0, 2))
         times["suggest"].append(
-            click(app, picker._suggest, lambda: len(picker.reflections_layer.data) > 0)
+            click(app, picker._suggest, lambda: len(picker.reflections_layer.data) > 0, drawing)
         )
         check(len(picker.reflections_layer.data) > 0, "Suggest gave no reflection")
     g = np.asarray(picker.reflections_layer.data, float)
@@ -186,7 +256,7 @@ def main() -> None:
         maps.choose_inputs(layer, reflections, window=128, step=step)
         old = {id(lyr.data) for lyr in find_result_layers(viewer.layers, source=layer.name)}
         # start() sets the worker inside the click; it is None again once the layers are in.
-        seconds = click(app, maps._run, lambda: maps.worker is None)
+        seconds = click(app, maps._run, lambda: maps.worker is None, drawing)
         new = find_result_layers(viewer.layers, source=layer.name)
         check(
             str(maps._status.value).startswith("done")
