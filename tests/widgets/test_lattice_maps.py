@@ -324,7 +324,14 @@ def test_progress_is_shown_from_a_second_after_the_click(qtbot, monkeypatch):
     now = [64.0]  # a clock the test moves (seconds)
     monkeypatch.setattr(sections, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     runner = sections.RunSection()
+    runner.say("a warning long enough to wrap over several lines " * 4)
+    runner.native.resize(300, 200)
+    runner.native.show()
+    qtbot.addWidget(runner.native)
+    tall = runner.status.native.height()
     runner.started()
+    # The status line keeps its height while the run goes (no second layout pass).
+    assert runner.status.native.minimumHeight() == tall
     now[0] += 0.5
     runner.show_progress(Progress(3, 8, "maps: block 3 of 8"))
     assert runner.progress.value == 0 and runner.status.value == "running…"
@@ -332,6 +339,8 @@ def test_progress_is_shown_from_a_second_after_the_click(qtbot, monkeypatch):
     runner.finished(complete=True)  # done before 1 s: the report waiting is dropped
     assert not runner._timer.isActive() and runner.status.value == "running…"
     assert runner.progress.value == runner.progress.max
+    runner.set_running(False)  # the worker's end: the height is free again
+    assert runner.status.native.minimumHeight() == 0
 
     runner.started()
     now[0] += 1.0

@@ -440,6 +440,11 @@ class RunSection(_Section):
         self._timer.stop()
         self._latest = None
         self._set_progress(0, 1)
+        # The status line keeps its height while the run goes: "running…" in place of a
+        # wrapped sentence would shrink it, and the dock's layout would change and
+        # compose the window a second time at the click.
+        label = self.status.native
+        label.setMinimumHeight(label.height())
         self.say("running…")
         # As if progress had been shown just before: the first report waits until
         # _PROGRESS_FIRST seconds after the click.
@@ -488,9 +493,14 @@ class RunSection(_Section):
             bar.setUpdatesEnabled(True)
 
     def set_running(self, running: bool) -> None:
-        """Enable Cancel while a run is going, Run otherwise."""
+        """Enable Cancel while a run is going, Run otherwise.
+
+        After a run the status line's height is free again (see :meth:`started`).
+        """
         self.run.enabled = not running
         self.cancel.enabled = running
+        if not running:
+            self.status.native.setMinimumHeight(0)
 
 
 class MapSection(_Section):
