@@ -282,9 +282,15 @@ def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None 
         before = threads0.get(tid, (name, 0.0))[1]
         busy[name] = busy.get(name, 0.0) + cpu - before
     return {
-        "yielded": n - first, "drawn": len(shown), "wall": wall, "gui": gui,
-        "process": process, "drawn_s": drawn, "on_screen_s": np.array(on_screen),
-        "threads": busy, "paints": counts,
+        "yielded": n - first,
+        "drawn": len(shown),
+        "wall": wall,
+        "gui": gui,
+        "process": process,
+        "drawn_s": drawn,
+        "on_screen_s": np.array(on_screen),
+        "threads": busy,
+        "paints": counts,
     }
 
 
@@ -300,8 +306,10 @@ def report(label: str, r: dict) -> None:
     print(f"  CPU per frame drawn: GUI thread {r['gui'] / k:.3f} s, napari process "
           f"{r['process'] / k:.3f} s ({r['process'] / r['wall']:.2f} cores)")  # fmt: skip
     paints = r["paints"]
-    print(f"  paints per frame drawn: napari canvas {paints.get('vispy', 0) / k:.2f}, plot "
-          f"{paints.get('plot', 0) / k:.2f}, window updates {paints.get('window', 0) / k:.2f}")
+    print(
+        f"  paints per frame drawn: napari canvas {paints.get('vispy', 0) / k:.2f}, plot "
+        f"{paints.get('plot', 0) / k:.2f}, window updates {paints.get('window', 0) / k:.2f}"
+    )
     busy = sorted(r["threads"].items(), key=lambda item: -item[1])
     print("  threads (CPU s per frame drawn): " + ", ".join(
         f"{name} {cpu / k:.3f}" for name, cpu in busy if cpu / k >= 0.002
@@ -316,8 +324,10 @@ def main(argv=None) -> int:
     parser.add_argument("--distinct", type=int, default=3, help="distinct frames analysed (3)")
     parser.add_argument("--against", help="src folder of another checkout to compare with")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs of each (1)")
-    parser.add_argument("--profile", help="cProfile of the GUI thread after frame 0 to this file "
-                        "(this checkout only)")
+    parser.add_argument(
+        "--profile",
+        help="cProfile of the GUI thread after frame 0 to this file (this checkout only)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:

@@ -128,9 +128,7 @@ def band_bins(window: int, length: int, freq: float, cut: float = BAND_CUT) -> n
     return np.arange(first, first + length)
 
 
-def kernel_band(
-    window: int, length: int, freq, shifts, bins, cut: float = BAND_CUT
-) -> np.ndarray:
+def kernel_band(window: int, length: int, freq, shifts, bins, cut: float = BAND_CUT) -> np.ndarray:
     """The band-limited kernel spectra at DFT ``bins``: ``R(ν/L − f)·exp(2πiνp/L)``.
 
     Multiplying a signal's DFT by one and inverse transforming gives the windowed
