@@ -191,8 +191,6 @@ class TimeTraceWidget(ResultSourceDock):
         self._deferred = QTimer(self._canvas)
         self._deferred.setSingleShot(True)
         self._full_drawn = -np.inf  # time.monotonic() of the last full live draw
-        # The cursor moved during a live run: drawn at the next event-loop turn unless
-        # a frame's curves are drawn first.
         # The figure drawn at the next event-loop turn: a timer of the dock, stopped when
         # the dock is closed (matplotlib's draw_idle posts a timer of its own that can
         # fire while the closed dock is being deleted: "FigureCanvasQTAgg has been
@@ -200,6 +198,8 @@ class TimeTraceWidget(ResultSourceDock):
         self._idle_draw = QTimer(self._canvas)
         self._idle_draw.setSingleShot(True)
         self._idle_draw.setInterval(0)
+        # The cursor moved during a live run: drawn at the next event-loop turn unless
+        # a frame's curves are drawn first.
         self._cursor_blit = QTimer(self._canvas)
         self._cursor_blit.setSingleShot(True)
         self._cursor_blit.setInterval(0)
@@ -505,7 +505,7 @@ class TimeTraceWidget(ResultSourceDock):
         for artist in self._animated_artists():
             artist.set_animated(self._animated)
         # A live run's plot is laid out when made, and again only when its tick labels
-        # get longer or the canvas is resized (laying out takes as long as drawing).
+        # change length or the canvas is resized (laying out takes as long as drawing).
         layout = self._figure.get_layout_engine()
         layout.held = self._animated
         layout.invalidate()
@@ -673,7 +673,7 @@ class TimeTraceWidget(ResultSourceDock):
     def _full_draw(self) -> None:
         """The whole figure now, its axis limits grown to the curves.
 
-        Laid out again only if a tick label got longer.
+        Laid out again only if the longest tick label of an axis changed length.
         """
         self._deferred.stop()
         self._idle_draw.stop()  # this draw is the one it would make
