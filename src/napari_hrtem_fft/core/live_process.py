@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -541,8 +542,6 @@ def _child_environment():
 
     A spawned process reads these when it loads numpy, before any code of ours runs.
     """
-    import os
-
     added = [name for name in CHILD_ENVIRONMENT if name not in os.environ]
     os.environ.update({name: CHILD_ENVIRONMENT[name] for name in added})
     try:
