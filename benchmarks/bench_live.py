@@ -485,17 +485,20 @@ def store_writes(size: int, step: int, n: int = 40) -> None:
         print(f"{mode:<16}" + "".join(f"{v:8.1f}" for v in values))
 
 
-def _thread_cpu() -> dict[int, float]:
-    """CPU seconds of each thread of this process (Linux ``/proc``), by thread id."""
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """Name and CPU seconds (user + system) of each thread of this process (Linux
+    ``/proc``), by thread id.
+    """
     import os
 
     ticks, out = os.sysconf("SC_CLK_TCK"), {}
-    for tid in os.listdir("/proc/self/task"):
+    for task in Path("/proc/self/task").iterdir():
         try:
-            stat = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            name = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        out[int(tid)] = (int(stat[11]) + int(stat[12])) / ticks
+        out[int(task.name)] = (name, (int(stat[11]) + int(stat[12])) / ticks)
     return out
 
 
@@ -529,12 +532,13 @@ def step_costs(size: int, step: int, n: int = 10) -> None:
     )
     for name, call in steps.items():
         call(0)
-        before, cpu = _thread_cpu(), time.process_time()
+        before, cpu = thread_cpu(), time.process_time()
         for k in range(n):
             call(k)
         cpu = (time.process_time() - cpu) / n
-        after = _thread_cpu()
-        other = sum(after[t] - before[t] for t in after if t in before and t not in python) / n
+        after = thread_cpu()
+        other = sum(after[t][1] - before[t][1] for t in after if t in before and t not in python)
+        other /= n
         print(
             f"{name:<10} process CPU {cpu * 1e3:6.1f} ms per call, of which threads "
             f"not Python's (BLAS) {other * 1e3:5.1f} ms"

@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+# bench_live (its frames, its figures' helpers) from this folder, however this is run.
+sys.path.insert(0, str(HERE))
 TRACES = "Time traces (d, strain vs time)"
 #: Relative expansion of the lattice over 1,000 frames in the replayed traces.
 EXPANSION = 0.035
@@ -55,8 +57,6 @@ def region(half: float) -> np.ndarray:
 def recorded_run(folder: Path, store: Path, distinct: int, size: int):
     """The grid and the frame updates of a live run over ``distinct`` frames."""
     import tifffile
-
-    sys.path.insert(0, str(HERE))
     from bench_live import PIXEL, REFL, acquisition_frames
 
     from napari_hrtem_fft.core.live import LiveControl, regions_on_grid
@@ -155,20 +155,6 @@ def replay(grid, updates, *, n: int, rate: float, sent: dict, ready: threading.E
     return steps
 
 
-def thread_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) of each thread of this process, by thread id."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[int(task.name)] = (name, (int(stat[11]) + int(stat[12])) / tick)
-    return out
-
-
 def paint_counter():
     """An event filter counting the plot's paints and the window's update requests."""
     from qtpy.QtCore import QEvent, QObject
@@ -192,6 +178,7 @@ def paint_counter():
 def run_once(n: int, rate: float, distinct: int, size: int, profile: str | None = None) -> dict:
     """Replay ``n`` frames into the dock; the figures of this run."""
     import napari
+    from bench_live import thread_cpu
     from qtpy.QtWidgets import QApplication
 
     from napari_hrtem_fft._widgets import live as live_module
