@@ -19,7 +19,7 @@ from napari_hrtem_fft._napari.display import (
     warm_overlays,
 )
 from napari_hrtem_fft._napari.shaders import speed_up_comment_stripping, strip_comments
-from napari_hrtem_fft._widgets._common import hold_collections
+from napari_hrtem_fft._widgets._common import after_next_composition, hold_collections
 from napari_hrtem_fft.layers import find_result_layers, result_maps
 
 PICKER = "Reflection picker (FFT)"
@@ -219,6 +219,41 @@ def test_holding_collections_pauses_the_collector_until_released(qtbot):
     assert gc.isenabled()
     release()  # again: nothing
     assert gc.isenabled()
+
+
+def test_after_next_composition_waits_for_a_window_to_be_drawn(qtbot):
+    from qtpy.QtWidgets import QLabel
+
+    window = QLabel("before")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(300)  # its first drawing done
+    calls = []
+    after_next_composition(0, lambda: calls.append("called"), timeout=5_000)
+    qtbot.wait(200)  # nothing drawn: no call
+    assert calls == []
+    window.setText("after")  # the window is composed again
+    qtbot.waitUntil(lambda: calls == ["called"], timeout=2_000)
+    window.setText("again")
+    qtbot.wait(100)
+    assert calls == ["called"]  # once only
+
+
+def test_after_next_composition_gives_up_after_its_timeout(qtbot):
+    from qtpy.QtWidgets import QLabel
+
+    window = QLabel("before")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(300)  # its first drawing done
+    calls = []
+    after_next_composition(0, lambda: calls.append("called"), timeout=50)
+    qtbot.wait(150)
+    window.setText("after")
+    qtbot.wait(150)
+    assert calls == []  # the caller's own fallback releases instead
 
 
 def test_opening_the_maps_dock_warms_the_scale_bar_unseen(viewer_with_sample, qtbot):

@@ -69,6 +69,7 @@ from ..core.pipeline import (
     run_to_end,
 )
 from ._common import (
+    after_next_composition,
     disconnect_on_close,
     hold_collections,
     layer_or_override_pixel_size,
@@ -106,8 +107,11 @@ PICKED = "picked on this image (FFT picker)"
 _WARM_UNDO_MS = 200
 
 # Garbage collection is held (hold_collections) from the click on an image's Run until
-# this many milliseconds after its layers are in (the canvas draws them first), and
-# never longer than the second: a longer run is not one a user waits on at the button.
+# this many milliseconds after the window has drawn its layers (a full collection,
+# 0.14-0.35 s, then waits until the maps are on screen; counted from the end of the
+# run instead, it fell before or during that drawing when a new layer's first draw
+# took longer), and never longer than the second: a longer run is not one a user
+# waits on at the button.
 _GC_AFTER_MS, _GC_HOLD_MAX_MS = 100, 1000
 
 # The warm-up analysis: a synthetic lattice of this many windows a side, at this window
@@ -752,7 +756,7 @@ class LatticeMapWidget(Container):
         self.worker = None
         self._set_running(False)
         release, self._release_collections = self._release_collections, _nothing
-        QTimer.singleShot(_GC_AFTER_MS, release)
+        after_next_composition(_GC_AFTER_MS, release, timeout=_GC_HOLD_MAX_MS)
 
     def add_result_layers(
         self,
