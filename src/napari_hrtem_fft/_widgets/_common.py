@@ -207,21 +207,24 @@ class _CompositionWatch(QObject):
         super().__init__(app)
         self._milliseconds = milliseconds
         self._slot = slot
+        self._watching = True
         app.installEventFilter(self)
         QTimer.singleShot(timeout, self._stop)
 
     def eventFilter(self, obj, event) -> bool:
         if event.type() == QEvent.Type.UpdateRequest and obj.isWidgetType() and obj.isWindow():
+            milliseconds, slot = self._milliseconds, self._slot
             self._stop()
             # Started while the composition is being handled, a zero timer fires once
             # it is done; the delay counts from there.
-            QTimer.singleShot(0, lambda: QTimer.singleShot(self._milliseconds, self._slot))
+            QTimer.singleShot(0, lambda: QTimer.singleShot(milliseconds, slot))
         return False
 
     def _stop(self) -> None:
-        app = QApplication.instance()
-        if app is not None:
-            app.removeEventFilter(self)
+        if self._watching:
+            self._watching = False
+            QApplication.instance().removeEventFilter(self)
+            self.deleteLater()
 
 
 def after_next_composition(milliseconds: int, slot, *, timeout: int = 1000) -> None:
