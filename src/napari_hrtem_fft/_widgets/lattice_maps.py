@@ -107,11 +107,11 @@ PICKED = "picked on this image (FFT picker)"
 _WARM_UNDO_MS = 200
 
 # Garbage collection is held (hold_collections) from the click on an image's Run until
-# this many milliseconds after the window has drawn its layers (a full collection,
-# 0.14-0.35 s, then waits until the maps are on screen; counted from the end of the
-# run instead, it fell before or during that drawing when a new layer's first draw
-# took longer), and never longer than the second: a longer run is not one a user
-# waits on at the button.
+# this many milliseconds after the window has drawn its layers, so that a full
+# collection (0.14-0.35 s) comes once the maps are on screen, not straight after them
+# (counted from the end of the run, the delay had passed by the end of a new layer's
+# first drawing, 0.12-0.17 s under software OpenGL); and never longer than the second:
+# a longer run is not one a user waits on at the button.
 _GC_AFTER_MS, _GC_HOLD_MAX_MS = 100, 1000
 
 # The warm-up analysis: a synthetic lattice of this many windows a side, at this window
