@@ -429,10 +429,24 @@ def test_crystal_level_filters_match_scipy_direct_filters():
         for bound in (direct, np.nextafter(direct, 0), np.full_like(values, 0.5)):
             got = _percentile_at_most(values, 90, disc, where, bound)
             np.testing.assert_array_equal(got, where & (direct <= bound))
-        stack = np.stack([values, (values > 0.3).astype(float)])
-        summed = [ndimage.convolve(v, disc.astype(float), mode="constant") for v in stack]
-        got = _disc_sums_at(stack, disc, ys, xs)
-        np.testing.assert_allclose(got, np.stack(summed)[:, ys, xs], rtol=0, atol=1e-11)
+        # Two maps summed at once as the real and imaginary parts, in a stack of two.
+        pair = values + 1j * (values > 0.3)
+        stack = np.stack([pair, pair[::-1]])
+        for k, v in enumerate(stack):
+            direct = [
+                ndimage.convolve(p, disc.astype(float), mode="constant") for p in (v.real, v.imag)
+            ]
+            got = _disc_sums_at(stack, disc, (np.full_like(ys, k), ys, xs))
+            np.testing.assert_allclose(got.real, direct[0][ys, xs], rtol=0, atol=1e-11)
+            np.testing.assert_allclose(got.imag, direct[1][ys, xs], rtol=0, atol=1e-11)
+        # A stack of maps, each judged at its own pixels.
+        both = np.stack([values, values[::-1]])
+        bounds = np.stack([np.full_like(values, 0.5), np.full_like(values, 0.7)])
+        got = _percentile_at_most(both, 90, disc, np.stack([where, ~where]), bounds)
+        for k in range(2):
+            direct = ndimage.percentile_filter(both[k], 90, footprint=disc, mode="nearest")
+            expected = (where if k == 0 else ~where) & (direct <= bounds[k])
+            np.testing.assert_array_equal(got[k], expected)
 
 
 def test_near_is_the_dilation_by_the_disc():
@@ -446,3 +460,62 @@ def test_near_is_the_dilation_by_the_disc():
             where = rng.random((97, 131)) < density
             dilated = ndimage.binary_dilation(where, structure=_disc_footprint(radius))
             np.testing.assert_array_equal(_near(where, radius), dilated)
+
+
+def test_near_of_a_stack_is_each_maps_dilation():
+    from napari_hrtem_fft.core.postprocess import _disc_footprint, _near
+
+    rng = np.random.default_rng(6)
+    where = rng.random((3, 41, 57)) < np.array([0.0, 0.01, 0.3])[:, None, None]
+    got = _near(where, 8.0)
+    for k in range(3):
+        dilated = ndimage.binary_dilation(where[k], structure=_disc_footprint(8.0))
+        np.testing.assert_array_equal(got[k], dilated)
+
+
+def test_square_morphology_is_scipys():
+    # The default opening and closing (discs of radius 1: 3 × 3 squares) and the hole
+    # filling are done with whole-array shifts and one labelling: pixel for pixel
+    # ndimage's, at every size and density, borders included.
+    from napari_hrtem_fft.core.postprocess import (
+        _disk,
+        _fill_holes,
+        _square_dilation,
+        _square_erosion,
+    )
+
+    square = np.ones((3, 3), bool)
+    assert np.array_equal(_disk(1), square)
+    rng = np.random.default_rng(7)
+    for shape in [(1, 1), (1, 6), (2, 2), (3, 7), (40, 33), (97, 64)]:
+        for density in (0.0, 0.1, 0.5, 0.8, 0.97, 1.0):
+            m = rng.random(shape) < density
+            np.testing.assert_array_equal(
+                _square_dilation(m), ndimage.binary_dilation(m, structure=square)
+            )
+            np.testing.assert_array_equal(
+                _square_erosion(m), ndimage.binary_erosion(m, structure=square)
+            )
+            np.testing.assert_array_equal(_fill_holes(m), ndimage.binary_fill_holes(m))
+
+
+def test_crystal_judged_the_same_in_a_stack_and_one_map_at_a_time():
+    # Maps judged together (shared normalisation of the smoothing, one pass for the
+    # edge test) give each map's own result; a map well above significance everywhere
+    # is crystal wherever finite without being smoothed.
+    from napari_hrtem_fft.core.postprocess import _shows_crystal
+
+    window, step = 128, 8
+    maps = []
+    for seed, contrast in ((3, 30.0), (4, 1000.0)):
+        _, amp = _particle_amplitude((512, 512), 170, window, step, contrast, seed=seed)
+        maps.append(amp)
+    strong = np.full_like(maps[0], 50.0)
+    strong[:3] = np.nan
+    maps.append(strong)
+    stack = np.stack(maps)
+    together = _shows_crystal(stack, 10.0, window / step / 2)
+    for k, amp in enumerate(maps):
+        np.testing.assert_array_equal(together[k], _shows_crystal(amp, 10.0, window / step / 2))
+    np.testing.assert_array_equal(together[2], np.isfinite(strong))
+    assert 0.2 < together[0].mean() < 0.6 and 0.2 < together[1].mean() < 0.6
