@@ -140,27 +140,45 @@ def survey_step(window: int, step: int) -> int:
     return step * max(2, window // (8 * step))
 
 
-def frame_spectrum(frame, window: int, step: int, workers: int, reach=None) -> FrameSpectrum:
+def spectrum_layout(shape, window: int, step: int, reach=None):
+    """The padded ``lengths`` of a frame of 2D ``shape`` and the ``(rows, columns)`` of
+    its :class:`FrameSpectrum`'s ``spectrum`` (see :func:`frame_spectrum`).
+    """
+    grid = survey_step(window, step)
+    lengths = tuple(grid * sfft.next_fast_len(-(-int(n) // grid)) for n in shape)
+    return lengths, (lengths[0], spectrum_columns(window, lengths[1], reach))
+
+
+def frame_spectrum(
+    frame, window: int, step: int, workers: int, reach=None, out=None
+) -> FrameSpectrum:
     """The :class:`FrameSpectrum` of a 2D frame for the survey and maps on a grid of
     ``step`` pixels (lengths multiples of the survey's spacing, so that both fold exactly).
 
     ``reach``: a bound on ``|f_x|`` (cycles/pixel) of every frequency the survey and the
     maps will demodulate at (``None``: none), which bounds the spectrum's columns they
-    read.
+    read.  ``out``: a C-contiguous complex64 array of the spectrum's shape
+    (:func:`spectrum_layout`) to compute it in, else a new one.
     """
-    grid = survey_step(window, step)
-    lengths = tuple(grid * sfft.next_fast_len(-(-n // grid)) for n in frame.shape)
+    lengths, shape = spectrum_layout(frame.shape, window, step, reach)
     prepared = _Prepared.of(frame)
     if prepared is None:
         return FrameSpectrum(None, lengths, frame.shape, _finite(frame))
-    columns = spectrum_columns(window, lengths[1], reach)
+    columns = shape[1]
     # The real FFT along x, then the complex one along y for the columns read only: the
     # kernels of a 2048-pixel-wide frame reach ~45 % of them (a quarter less work).
     # Along x in blocks of rows, each prepared (offset, scale, padding) just before its
     # transform: the padded frame and the whole real FFT are never held, only blocks
     # that stay in the cache (20 MB less memory written and read per 1024 × 2048
     # strip); every row's transform is the same.
-    spectrum = np.empty((lengths[0], columns), dtype=np.complex64)
+    if out is None:
+        spectrum = np.empty(shape, dtype=np.complex64)
+    elif out.shape != shape or out.dtype != np.complex64 or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be C-contiguous complex64 {shape}, got {out.dtype} {out.shape}"
+        )
+    else:
+        spectrum = out
     spectrum[frame.shape[0] :] = 0  # the transform of the zero padding
     block = np.empty((min(_FFT_ROWS, frame.shape[0]), lengths[1]), dtype=np.float32)
     for r0 in range(0, frame.shape[0], block.shape[0]):
