@@ -417,6 +417,7 @@ def test_crystal_level_filters_match_scipy_direct_filters():
         _disc_footprint,
         _disc_sums_at,
         _percentile_at_most,
+        _percentile_at_most_at,
     )
 
     rng = np.random.default_rng(3)
@@ -439,14 +440,58 @@ def test_crystal_level_filters_match_scipy_direct_filters():
             got = _disc_sums_at(stack, disc, (np.full_like(ys, k), ys, xs))
             np.testing.assert_allclose(got.real, direct[0][ys, xs], rtol=0, atol=1e-11)
             np.testing.assert_allclose(got.imag, direct[1][ys, xs], rtol=0, atol=1e-11)
-        # A stack of maps, each judged at its own pixels.
-        both = np.stack([values, values[::-1]])
-        bounds = np.stack([np.full_like(values, 0.5), np.full_like(values, 0.7)])
-        got = _percentile_at_most(both, 90, disc, np.stack([where, ~where]), bounds)
-        for k in range(2):
-            direct = ndimage.percentile_filter(both[k], 90, footprint=disc, mode="nearest")
-            expected = (where if k == 0 else ~where) & (direct <= bounds[k])
-            np.testing.assert_array_equal(got[k], expected)
+        # At given pixels with one bound each.
+        direct = ndimage.percentile_filter(values, 90, footprint=disc, mode="nearest")
+        got = _percentile_at_most_at(values, 90, disc, (ys, xs), direct[ys, xs])
+        assert got.all()
+        got = _percentile_at_most_at(values, 90, disc, (ys, xs), np.nextafter(direct, 0)[ys, xs])
+        assert not got.any()
+
+
+def _direct_shows_crystal(amp, significant, reach):
+    # The crystal mask's step 1 with scipy's direct filters, as documented: the reference
+    # for the shortcuts (bounds, running sums, counts) of the fast one.
+    from napari_hrtem_fft.core.postprocess import _disc_footprint
+
+    finite = np.isfinite(amp) & (amp > 0)
+    logs = np.where(finite, np.log(np.where(finite, amp, 1.0)), 0.0)
+    num = ndimage.gaussian_filter(logs, 1.0, mode="constant")
+    den = ndimage.gaussian_filter(finite.astype(float), 1.0, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        smooth = np.where(finite, np.exp(num / den), np.nan)
+    peak = finite & (smooth > significant)
+    near = ndimage.binary_dilation(finite & ~peak, structure=_disc_footprint(reach))
+    edge, inner = peak & near, peak & ~near
+    level_disc = _disc_footprint(2 * reach).astype(float)
+    log_inner = np.where(inner, np.log(np.where(inner, smooth, 1.0)), 0.0)
+    total = ndimage.convolve(log_inner, level_disc, mode="constant")
+    count = ndimage.convolve(inner.astype(float), level_disc, mode="constant")
+    fallback = log_inner[inner].mean() if inner.any() else np.log(np.max(smooth[peak], initial=1))
+    level = np.exp(np.where(count > 0.5, total / np.maximum(count, 1), fallback))
+    strong = ndimage.percentile_filter(
+        np.where(peak, smooth, 0.0), 90, footprint=_disc_footprint(reach), mode="nearest"
+    )
+    keep = (smooth >= level / 4) & (strong <= 4 * smooth)
+    return peak & (~edge | keep)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_crystal_judged_as_with_direct_filters(seed):
+    # Particles of several contrasts and sizes, film patches, NaN borders and holes: the
+    # fast judgement (bounds settle most edge windows) is the direct one, pixel for pixel.
+    from napari_hrtem_fft.core.postprocess import _shows_crystal
+
+    rng = np.random.default_rng(seed)
+    for window, step in ((128, 8), (64, 8), (256, 16), (32, 8)):
+        radius = rng.integers(60, 300)
+        contrast = rng.choice([20.0, 100.0, 1000.0])
+        _, amp = _particle_amplitude((640, 576), radius, window, step, contrast, seed=seed)
+        amp[:, : rng.integers(0, 5)] = np.nan
+        amp[rng.integers(0, amp.shape[0], 6), rng.integers(0, amp.shape[1], 6)] = np.nan
+        reach = window / step / 2
+        np.testing.assert_array_equal(
+            _shows_crystal(amp, 10.0, reach), _direct_shows_crystal(amp, 10.0, reach)
+        )
 
 
 def test_near_is_the_dilation_by_the_disc():
