@@ -529,20 +529,6 @@ def _near(where: np.ndarray, radius: float) -> np.ndarray:
         else:
             out[..., :dy, :] |= spread[..., -dy:, :]
     return out
-    h = where.shape[-2]
-    source = where.astype(np.uint8)
-    along_x = {}
-    for dy, half in _disc_rows(_disc_footprint(radius)):
-        if half not in along_x:
-            along_x[half] = ndimage.maximum_filter1d(
-                source, 2 * half + 1, axis=-1, mode="constant", cval=0
-            ).astype(bool)
-        spread = along_x[half]
-        if dy >= 0:
-            out[..., dy:, :] |= spread[..., : h - dy, :]
-        else:
-            out[..., :dy, :] |= spread[..., -dy:, :]
-    return out
 
 
 def _percentile_at_most(
