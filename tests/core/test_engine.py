@@ -744,3 +744,16 @@ def test_bad_input_names_the_parameter(change, error, name):
     image, reflections = args.pop("image"), args.pop("reflections")
     with pytest.raises(error, match=name):
         analyze(image, reflections, **args)
+
+
+def test_fresh_empty_gives_writable_arrays_that_outlive_their_mapping_object():
+    from napari_hrtem_fft.core.engine._memory import fresh_empty
+
+    for shape in [(3, 5), (2, 3, 512, 700)]:  # under and over the 4-MB threshold
+        whole = fresh_empty(shape, np.float32)
+        assert whole.shape == shape and whole.dtype == np.float32
+        assert whole.flags.c_contiguous and whole.flags.writeable
+        part = whole[-1]
+        del whole  # the view keeps the memory
+        part[...] = 1.5
+        assert np.all(part == 1.5)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..maps import map_shape
 from ._frame import survey_step
+from ._memory import fresh_empty
 from ._plan import (
     BlockPlan,
     Settings,
@@ -79,10 +80,11 @@ def numpy_maps(
     n, step = settings.given.shape[0], settings.step
     jobs = [(f, *block) for f in np.ndindex(*lead) for block in plan.blocks()]
     counter = _Counter(len(jobs) * (2 if refine else 1))
-    out = np.empty((6, n, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
+    # The maps are new memory on every call (the caller keeps them): mapped afresh.
+    out = fresh_empty((6, n, *lead, *map_shape(settings.shape, step)), np.float32)
     strain = None
     if strain_reference is not None:
-        strain = np.empty((4, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
+        strain = fresh_empty((4, *lead, *map_shape(settings.shape, step)), np.float32)
     pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
     kept = _Spectra(jobs, settings, _KEEP_SPECTRA_BYTES if refine else 0)
     try:
@@ -116,10 +118,8 @@ class _Spectra:
 
     Each job in order has a slot in the buffer while ``budget`` bytes allow; the spectra
     of the others are not kept (their blocks are transformed again for their maps).  One
-    buffer, not an array per block: on a large image it lies above glibc's largest mmap
-    threshold (32 MB), so that the system maps it afresh, in huge pages where they are
-    enabled (numpy asks for them on arrays of 4 MB and more), instead of heap memory that
-    a first run on a larger image than before touches page by page (~9,000 4-KB page
+    buffer (:func:`fresh_empty`), not an array per block: a first call on a larger image
+    than before would otherwise touch fresh heap memory page by page (~9,000 4-KB page
     faults for the four blocks of a 4096² image at window 128, ~5 µs each on a VM).
     Freed with the call: nothing is held between calls.
     """
@@ -133,7 +133,7 @@ class _Spectra:
                 break
             placed.append((job, total, shape))
             total += size
-        buffer = np.empty(total, dtype=np.uint8)
+        buffer = fresh_empty((total,), np.uint8)
         self.slots = {
             job: buffer[at : at + math.prod(shape) * _COMPLEX64].view(np.complex64).reshape(shape)
             for job, at, shape in placed

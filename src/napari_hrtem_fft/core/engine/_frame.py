@@ -28,6 +28,7 @@ from .._windows import (
     kernel_band,
     lag_one_correlation,
 )
+from ._memory import fresh_empty
 
 #: Default threshold on the amplitude (peak power over the background power expected
 #: at ``g``).  For noise without lattice the ratio follows an exponential law of mean 1
@@ -617,7 +618,7 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     grid = (lengths[0] // step, lengths[1] // step)
     # Every box writes its part of the grid (_zero_uncovered zeroes the rest): no pass
     # that zeroes it all first.
-    planes = np.empty((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
+    planes = fresh_empty((n_mean + 3 * demod.shape[0], *grid), spectrum.dtype)
 
     boxes = [(0.0, 0.0)] * bool(means) + [tuple(f) for f in demod]
     # Without the band's end bins, where the taper is 0: a box of 2·16·L/N + 1 rows
@@ -696,7 +697,7 @@ def _shared_inverse(spectrum, lengths, boxes, along_x, window, step, start, cut,
     ``(2·boxes, my, width)`` and the x-kernels ``(boxes, 2, 1, width)``.
     """
     grid = (lengths[0] // step, lengths[1] // step)
-    halves = np.empty((2 * len(boxes), *grid), dtype=spectrum.dtype)
+    halves = fresh_empty((2 * len(boxes), *grid), spectrum.dtype)
     columns = np.zeros((len(boxes), 2, 1, grid[1]), dtype=spectrum.dtype)
     along_y = _axis_kernels(window, lengths, 0, [f[0] for f in boxes], start, step, cut)
     for b, ((rows, (y_c, y_e)), (cols, (x_c, x_e))) in enumerate(
