@@ -482,8 +482,16 @@ def _disc_sums_at(values: np.ndarray, footprint: np.ndarray, at: tuple) -> np.nd
     r = footprint.shape[0] // 2
     # One zero column more on the left: a row's sum is a difference of running sums.
     pad = [(0, 0)] * (values.ndim - 2) + [(r, r), (r + 1, r)]
-    running = np.pad(values, pad)
-    np.cumsum(running, axis=-1, out=running)
+    return _sums_from_padded(np.pad(values, pad), footprint, at)
+
+
+def _sums_from_padded(padded: np.ndarray, footprint: np.ndarray, at: tuple) -> np.ndarray:
+    """:func:`_disc_sums_at` of maps already padded with zeros: ``r`` rows above and
+    below, ``r + 1`` columns on the left and ``r`` on the right (``r`` the footprint's
+    radius); ``padded`` is overwritten by its running sums along x.
+    """
+    r = footprint.shape[0] // 2
+    running = np.cumsum(padded, axis=-1, out=padded)
     shape = running.shape
     width = shape[-1]
     *lead, ys, xs = at
@@ -514,8 +522,9 @@ def _near(where: np.ndarray, radius: float) -> np.ndarray:
     reach = max(half for _, half in rows)
     # Running counts along x, zero on the left and constant on the right of the map:
     # a run [x - half, x + half] holds a pixel of ``where`` when the count grows over it.
-    count = np.zeros((*where.shape[:-1], w + 2 * reach + 1), dtype=np.int32)
-    np.cumsum(where, axis=-1, dtype=np.int32, out=count[..., reach + 1 : reach + 1 + w])
+    dtype = np.int16 if w < 2**15 else np.int64
+    count = np.zeros((*where.shape[:-1], w + 2 * reach + 1), dtype=dtype)
+    np.cumsum(where, axis=-1, dtype=dtype, out=count[..., reach + 1 : reach + 1 + w])
     count[..., reach + 1 + w :] = count[..., reach + w : reach + w + 1]
     along_x = {}
     for dy, half in rows:
@@ -577,18 +586,15 @@ def _smoothed_log(amp: np.ndarray, finite: np.ndarray) -> np.ndarray:
     num = np.zeros(amp.shape)
     np.log(amp, out=num, where=finite)
     gaussian(num, num)
-    den = np.empty_like(num)
-    done = []
-    for i, valid in enumerate(finite):
-        same = next((j for j in done if np.array_equal(finite[j], valid)), None)
-        if same is None:
-            den[i] = valid
-            gaussian(den[i], den[i])
-        else:
-            den[i] = den[same]
-        done.append(i)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(num, den, out=num)
+    dens = []  # (finite pixels, filtered normalisation) of each map
+    for values, valid in zip(num, finite, strict=True):
+        den = next((d for v, d in dens if np.array_equal(v, valid)), None)
+        if den is None:
+            den = valid.astype(np.float64)
+            gaussian(den, den)
+            dens.append((valid, den))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.divide(values, den, out=values)
     np.copyto(num, np.nan, where=~finite)
     return np.exp(num, out=num)
 
@@ -621,9 +627,10 @@ def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndar
     return out.reshape(shape)
 
 
-def _blocks(values: np.ndarray, tile: int, reduce) -> np.ndarray:
+def _blocks(values: np.ndarray, tile: int, reduce, where=None) -> np.ndarray:
     """``reduce`` (``np.maximum`` or ``np.minimum``) of a map over blocks of
-    ``tile × tile`` pixels (the last blocks padded with the reduction's identity).
+    ``tile × tile`` pixels, of the pixels ``where`` only if given (the others and the
+    last blocks' padding count as the reduction's identity).
     """
     h, w = values.shape
     if values.dtype == bool:
@@ -631,7 +638,7 @@ def _blocks(values: np.ndarray, tile: int, reduce) -> np.ndarray:
     else:
         fill = -np.inf if reduce is np.maximum else np.inf
     padded = np.full((-(-h // tile) * tile, -(-w // tile) * tile), fill, dtype=values.dtype)
-    padded[:h, :w] = values
+    np.copyto(padded[:h, :w], values, where=True if where is None else where)
     # Strided passes, one per row and column of a block (a reduction over the block
     # axes of a reshaped array is several times slower).
     cols = padded[:, ::tile].copy()
@@ -695,7 +702,7 @@ def _edge_test(amp: np.ndarray, finite: np.ndarray, significant: float, reach: f
     # stays far below these margins.  The largest inner window is at most the largest
     # significant one.
     high = a >= _EDGE_POWER_FRACTION * (1 + 1e-6) * _spread(strongest, tile, r, np.maximum)[by, bx]
-    weakest = _blocks(np.where(inner, amp, np.inf), tile, np.minimum)
+    weakest = _blocks(amp, tile, np.minimum, where=inner)
     low = a < _EDGE_POWER_FRACTION * (1 - 1e-6) * _spread(weakest, tile, r, np.minimum)[by, bx]
     reaches = has_inner & high
     todo = ~(has_inner & (high | low))
@@ -703,17 +710,25 @@ def _edge_test(amp: np.ndarray, finite: np.ndarray, significant: float, reach: f
         at = (ys[todo], xs[todo])
         # The log amplitudes of the inner windows (real part) and their count
         # (imaginary part), summed in one pass.
-        level = np.zeros(amp.shape, dtype=np.complex128)
-        np.log(amp, out=level.real, where=inner)
+        h, w = amp.shape
+        r = level_disc.shape[0] // 2
+        padded = np.zeros((h + 2 * r, w + 2 * r + 1), dtype=np.complex128)
+        level = padded[r : r + h, r + 1 : r + 1 + w]
+        logs = np.zeros(amp.shape)
+        np.log(amp, out=logs, where=inner)  # contiguous: the fast loop
+        level.real = logs
         level.imag = inner
-        sums = _disc_sums_at(level, level_disc, at)
+        # The fallback, should a disc hold no inner window: read before the sums
+        # overwrite the logs.
+        fallback = logs[inner].mean() if inner.any() else None
+        sums = _sums_from_padded(padded, level_disc, at)
         total, count = sums.real, sums.imag
         mean = total / np.maximum(count, 1.0)
         alone = count <= 0.5
         if alone.any():
             # The fallback: the whole map's inner windows, or its strongest window.
-            if inner.any():
-                mean[alone] = level.real[inner].mean()
+            if fallback is not None:
+                mean[alone] = fallback
             else:
                 mean[alone] = np.log(np.max(amp[peak], initial=1.0))
         reaches[todo] = amp[at] >= _EDGE_POWER_FRACTION * np.exp(mean)
@@ -826,7 +841,7 @@ def crystal_mask(
             raise ValueError(f"threshold must be finite, got {threshold!r}")
         with np.errstate(invalid="ignore"):
             present = amp > thr.reshape(n, *extra)  # NaN compares False
-    mask = present.sum(axis=0) >= min_reflections
+    mask = present.sum(axis=0, dtype=np.int16 if n < 2**15 else np.int64) >= min_reflections
 
     erode = round(margin / maps.step)
     out = np.empty_like(mask)
