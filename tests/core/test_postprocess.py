@@ -564,3 +564,21 @@ def test_crystal_judged_the_same_in_a_stack_and_one_map_at_a_time():
         np.testing.assert_array_equal(together[k], _shows_crystal(amp, 10.0, window / step / 2))
     np.testing.assert_array_equal(together[2], np.isfinite(strong))
     assert 0.2 < together[0].mean() < 0.6 and 0.2 < together[1].mean() < 0.6
+
+
+def test_crystal_judged_on_maps_smaller_than_the_level_disc():
+    # Maps fewer pixels high or wide than a window/2 or a window (small images, large
+    # windows): the direct filters' answer, without index errors.
+    from napari_hrtem_fft.core.postprocess import _disc_footprint, _near, _shows_crystal
+
+    rng = np.random.default_rng(9)
+    for shape in [(1, 1), (2, 9), (3, 2), (5, 40), (40, 5)]:
+        where = rng.random(shape) < 0.3
+        dilated = ndimage.binary_dilation(where, structure=_disc_footprint(8.0))
+        np.testing.assert_array_equal(_near(where, 8.0), dilated)
+        amp = np.exp(rng.normal(2.3, 2.0, shape))
+        amp[rng.random(shape) < 0.2] = np.nan
+        for reach in (1.0, 8.0):
+            np.testing.assert_array_equal(
+                _shows_crystal(amp, 10.0, reach), _direct_shows_crystal(amp, 10.0, reach)
+            )

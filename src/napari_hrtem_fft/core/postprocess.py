@@ -532,6 +532,8 @@ def _near(where: np.ndarray, radius: float) -> np.ndarray:
             right = count[..., reach + 1 + half : reach + 1 + half + w]
             along_x[half] = right > count[..., reach - half : reach - half + w]
         spread = along_x[half]
+        if abs(dy) >= h:
+            continue  # a row of the disc beyond a map shorter than the disc
         if dy >= 0:
             out[..., dy:, :] |= spread[..., : h - dy, :]
         else:
