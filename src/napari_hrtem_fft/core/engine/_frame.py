@@ -28,7 +28,6 @@ from .._windows import (
     kernel_band,
     lag_one_correlation,
 )
-from ._memory import fresh_empty
 
 #: Default threshold on the amplitude (peak power over the background power expected
 #: at ``g``).  For noise without lattice the ratio follows an exponential law of mean 1
@@ -617,8 +616,10 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     n_mean = 2 if means else 0
     grid = (lengths[0] // step, lengths[1] // step)
     # Every box writes its part of the grid (_zero_uncovered zeroes the rest): no pass
-    # that zeroes it all first.
-    planes = fresh_empty((n_mean + 3 * demod.shape[0], *grid), spectrum.dtype)
+    # that zeroes it all first.  Heap memory, not _memory.fresh_empty: the next block
+    # reuses it, where a fresh huge-page mapping per block (zeroed by the kernel) cost 8 %
+    # more CPU at step 8 on the 2048² bench image (bench_engine.py --steps 8).
+    planes = np.empty((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
 
     boxes = [(0.0, 0.0)] * bool(means) + [tuple(f) for f in demod]
     # Without the band's end bins, where the taper is 0: a box of 2·16·L/N + 1 rows
@@ -697,7 +698,7 @@ def _shared_inverse(spectrum, lengths, boxes, along_x, window, step, start, cut,
     ``(2·boxes, my, width)`` and the x-kernels ``(boxes, 2, 1, width)``.
     """
     grid = (lengths[0] // step, lengths[1] // step)
-    halves = fresh_empty((2 * len(boxes), *grid), spectrum.dtype)
+    halves = np.empty((2 * len(boxes), *grid), dtype=spectrum.dtype)
     columns = np.zeros((len(boxes), 2, 1, grid[1]), dtype=spectrum.dtype)
     along_y = _axis_kernels(window, lengths, 0, [f[0] for f in boxes], start, step, cut)
     for b, ((rows, (y_c, y_e)), (cols, (x_c, x_e))) in enumerate(

@@ -1,5 +1,8 @@
 """Large arrays of one call in memory mapped afresh, in huge pages where the system offers them.
 
+For the arrays a call allocates once (the kept spectra, the maps): per-block temporaries
+stay on the heap, which the next block reuses at no cost.
+
 A call on a larger image than the process has analysed before needs more memory than the
 allocator holds: glibc hands out heap memory (below its mmap threshold, which rises to
 32 MB as large arrays are freed) that the kernel then maps in one 4-KB page per first
