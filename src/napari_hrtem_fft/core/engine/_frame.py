@@ -59,9 +59,9 @@ _LEAKAGE_NEGLIGIBLE = 1e-6
 # slower (measured on the 2048² bench image).
 _BAND_WINDOWS = 2**17
 
-# Boxes of the spectrum are folded along y in runs of this many rows (64 rows of a
-# 1025-bin box: 0.5 MB, which stays in the cache).
-_FOLD_ROWS = 64
+# Boxes of the spectrum are folded along y in runs of rows of about this many bytes
+# (128 rows of a 1025-bin box; a whole box of the kernels of a 1024-pixel-wide frame).
+_FOLD_BYTES = 2**20
 
 # The frame's real FFT along x runs over blocks of this many rows (2048 pixels wide:
 # 0.5 MB in, 0.5 MB out, which stay in the cache).
@@ -804,17 +804,18 @@ def _fold_rows(planes, spectrum, lengths, box, factors, col_at):
     box row), box row ``r`` on row ``(rows[r]) mod H`` and its first column on column
     ``col_at mod W`` (the box no wider than ``W``).
 
-    The box is read in runs of at most ``_FOLD_ROWS`` rows, not copied whole: a box of
-    the maps' kernels on a 4096-pixel-wide frame (289 × 1025 bins, 2.4 MB) would be
+    The box is read in runs of rows of at most ``_FOLD_BYTES``, not copied whole: a box
+    of the maps' kernels on a 4096-pixel-wide frame (289 × 1025 bins, 2.4 MB) would be
     fresh memory for each thread on a first run.  The rows of the first ``H`` box rows
     are written, the others added, in the order of the box rows, as when folding the
     whole box at once.
     """
     rows, cols = box
     height, width = planes.shape[-2:]
+    run = min(height, max(1, _FOLD_BYTES // (cols.size * spectrum.itemsize)))
     a = 0
     while a < rows.size:
-        b = min(rows.size, a + min(_FOLD_ROWS, height))
+        b = min(rows.size, a + run)
         if a < height < b:
             b = height  # written and added rows in different runs
         values = _band(spectrum, lengths, rows[a:b], cols)
