@@ -586,7 +586,7 @@ def _smoothed_log(amp: np.ndarray, finite: np.ndarray) -> np.ndarray:
 
     # In place: fresh arrays of a stack of maps cost page faults as much as the passes.
     num = np.zeros(amp.shape)
-    np.log(amp, out=num, where=finite)
+    np.log(amp, out=num, where=finite, dtype=np.float64)  # float32 maps: a float64 log
     gaussian(num, num)
     dens = []  # (finite pixels, filtered normalisation) of each map
     for values, valid in zip(num, finite, strict=True):
@@ -606,7 +606,12 @@ def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndar
     (see step 1 of :func:`crystal_mask`); ``reach`` is ``window/2`` in map pixels.
     """
     shape = amp.shape
-    amp = np.asarray(amp, dtype=np.float64).reshape(-1, *shape[-2:])
+    # The maps' own precision (the engine's float32) for the tests of each window; the
+    # smoothing computes in float64.
+    amp = np.asarray(amp)
+    if amp.dtype.kind != "f":
+        amp = amp.astype(np.float64)
+    amp = amp.reshape(-1, *shape[-2:])
     finite = (amp > 0) & (amp < np.inf)
     out = finite.copy()
     # A map whose every window is above significance (with a margin for round-off) is
@@ -620,7 +625,8 @@ def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndar
         # Neighbouring windows share most of their pixels, but each amplitude divides by
         # its own few-bin background estimate: smoothing log(amplitude) over one map
         # pixel (NaN-aware) takes that noise out and keeps the place of the edge.
-        smoothed = _smoothed_log(amp[todo], finite[todo])
+        whole = todo.size == len(amp)  # no copy of the stack when every map is judged
+        smoothed = _smoothed_log(amp if whole else amp[todo], finite if whole else finite[todo])
 
         # One map at a time: the edge test's gathers stay in cache (threads did not
         # overlap them: short numpy calls, and ndimage holds the GIL).
@@ -639,8 +645,11 @@ def _blocks(values: np.ndarray, tile: int, reduce, where=None) -> np.ndarray:
         fill = reduce is np.minimum
     else:
         fill = -np.inf if reduce is np.maximum else np.inf
-    padded = np.full((-(-h // tile) * tile, -(-w // tile) * tile), fill, dtype=values.dtype)
-    np.copyto(padded[:h, :w], values, where=True if where is None else where)
+    if where is None and h % tile == 0 and w % tile == 0:
+        padded = values  # read only
+    else:
+        padded = np.full((-(-h // tile) * tile, -(-w // tile) * tile), fill, dtype=values.dtype)
+        np.copyto(padded[:h, :w], values, where=True if where is None else where)
     # Strided passes, one per row and column of a block (a reduction over the block
     # axes of a reshaped array is several times slower).
     cols = padded[:, ::tile].copy()
@@ -832,7 +841,7 @@ def crystal_mask(
     if not (math.isfinite(margin) and margin >= 0):
         raise ValueError(f"margin must be >= 0 image pixels, got {margin!r}")
 
-    amp = _numpy(maps.amplitude).astype(np.float64)
+    amp = _numpy(maps.amplitude)
     extra = (1,) * (amp.ndim - 1)
     if threshold is None:
         significant = float(maps.parameters.get("min_amplitude", _SIGNIFICANT_AMPLITUDE))
@@ -842,7 +851,7 @@ def crystal_mask(
         if not np.all(np.isfinite(thr)):
             raise ValueError(f"threshold must be finite, got {threshold!r}")
         with np.errstate(invalid="ignore"):
-            present = amp > thr.reshape(n, *extra)  # NaN compares False
+            present = amp.astype(np.float64) > thr.reshape(n, *extra)  # NaN compares False
     mask = present.sum(axis=0, dtype=np.int16 if n < 2**15 else np.int64) >= min_reflections
 
     erode = round(margin / maps.step)
