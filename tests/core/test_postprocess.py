@@ -582,3 +582,20 @@ def test_crystal_judged_on_maps_smaller_than_the_level_disc():
             np.testing.assert_array_equal(
                 _shows_crystal(amp, 10.0, reach), _direct_shows_crystal(amp, 10.0, reach)
             )
+
+
+def test_smoothing_normalisation_is_the_filtered_finite_map():
+    # Filtered once per distinct row neighbourhood: scipy's filter of the whole map, bit
+    # for bit, for NaN borders, holes, full, empty and small maps.
+    from napari_hrtem_fft.core.postprocess import _normalisation
+
+    rng = np.random.default_rng(10)
+    frame = np.ones((96, 80), bool)
+    frame[:8], frame[-5:], frame[:, :8], frame[:, -3:] = False, False, False, False
+    holes = frame.copy()
+    holes[40, 30] = holes[41, 30] = False
+    cases = [frame, holes, np.ones((50, 7), bool), np.zeros((12, 12), bool)]
+    cases += [rng.random(shape) < 0.9 for shape in [(1, 1), (3, 5), (9, 9), (10, 4), (33, 31)]]
+    for valid in cases:
+        direct = ndimage.gaussian_filter(valid.astype(float), 1.0, mode="constant")
+        np.testing.assert_array_equal(_normalisation(valid), direct)

@@ -45,6 +45,8 @@ _EDGE_POWER_FRACTION = 1 / 4
 _SIGNIFICANT_AMPLITUDE = 10.0
 # The crystal level near an edge: this percentile of the amplitudes within window/2.
 _LEVEL_PERCENTILE = 90
+# The smoothing's Gaussian reaches this many σ (scipy's default).
+_TRUNCATE = 4.0
 # Side (map pixels) of the blocks whose bounds settle most edge windows of the crystal
 # mask without reading their level.
 _BOUND_TILE = 8
@@ -573,27 +575,66 @@ def _percentile_at_most_at(
     return count >= rank + 1
 
 
+def _gaussian_in_place(x: np.ndarray) -> np.ndarray:
+    """The crystal mask's smoothing: Gaussian of σ = 1 map pixel over the two last
+    axes, zero outside the map, in place.
+    """
+    return ndimage.gaussian_filter(
+        x, 1.0, mode="constant", cval=0.0, axes=(-2, -1), output=x, truncate=_TRUNCATE
+    )
+
+
+def _normalisation(valid: np.ndarray) -> np.ndarray:
+    """``_gaussian_in_place(valid.astype(float))`` of one map ``(h, w)``, pixel for pixel.
+
+    Rows whose whole Gaussian reach along y holds one and the same row of ``valid``
+    (the rows of a map between its NaN borders) all give the same filtered row: it is
+    filtered once, from a slab of ``2 · reach + 1`` rows; the other rows from slabs
+    that reach ``reach`` rows beyond them (the filter's arithmetic for a pixel depends
+    only on the values within its reach).
+    """
+    h = valid.shape[0]
+    r = int(_TRUNCATE + 0.5)  # scipy's radius for σ = 1
+    out = np.empty(valid.shape)
+    same = np.zeros(h, dtype=bool)
+    run = np.concatenate([[0], np.cumsum(np.any(valid[1:] != valid[:-1], axis=1))])
+    if h > 2 * r:
+        inside = np.arange(r, h - r)
+        same[inside] = run[inside - r] == run[inside + r]
+    start = 0
+    while start < h:
+        stop = start + 1
+        if same[start]:
+            while stop < h and same[stop] and run[stop] == run[start]:
+                stop += 1
+            out[start:stop] = _gaussian_in_place(valid[start - r : start + r + 1].astype(float))[r]
+        else:
+            while stop < h and not same[stop]:
+                stop += 1
+            lo, hi = max(start - r, 0), min(stop + r, h)
+            slab = _gaussian_in_place(valid[lo:hi].astype(float))
+            out[start:stop] = slab[start - lo : stop - lo]
+        start = stop
+    return out
+
+
 def _smoothed_log(amp: np.ndarray, finite: np.ndarray) -> np.ndarray:
     """``exp`` of the NaN-aware Gaussian (σ = 1 map pixel) of ``log(amp)`` over ``finite``,
     for each map of a stack ``(n, h, w)``; NaN elsewhere.
 
     The normalisation (the filtered ``finite``) is filtered once for maps that share
-    their finite pixels, as a movie's reflections mostly do.
+    their finite pixels, as a movie's reflections mostly do, and only where it varies
+    (:func:`_normalisation`).
     """
-
-    def gaussian(x, out):
-        ndimage.gaussian_filter(x, 1.0, mode="constant", cval=0.0, axes=(-2, -1), output=out)
-
     # In place: fresh arrays of a stack of maps cost page faults as much as the passes.
     num = np.zeros(amp.shape)
     np.log(amp, out=num, where=finite, dtype=np.float64)  # float32 maps: a float64 log
-    gaussian(num, num)
+    _gaussian_in_place(num)
     dens = []  # (finite pixels, filtered normalisation) of each map
     for values, valid in zip(num, finite, strict=True):
         den = next((d for v, d in dens if np.array_equal(v, valid)), None)
         if den is None:
-            den = valid.astype(np.float64)
-            gaussian(den, den)
+            den = _normalisation(valid)
             dens.append((valid, den))
         with np.errstate(invalid="ignore", divide="ignore"):
             np.divide(values, den, out=values)
