@@ -452,50 +452,6 @@ def test_iter_analyze_reports_every_block_and_returns_the_maps_of_analyze():
     assert maps.parameters == ref.parameters
 
 
-def test_blocks_whose_spectra_are_not_kept_give_the_same_maps(monkeypatch):
-    """Spectra kept in the call's buffer, some, or none (transformed again): same maps."""
-    from napari_hrtem_fft.core.engine import _drivers
-
-    image = syn.synthetic_lattice((384, 320), pixel_size=PX, reflections=REFL)[0]
-    kwargs = dict(pixel_size=PX, window=64, step=8, chunks=128)
-    transforms = []
-    spectrum_of = _drivers.spectrum_of
-
-    def counting(*args, **kw):
-        transforms.append(kw.get("out", args[2] if len(args) > 2 else None) is not None)
-        return spectrum_of(*args, **kw)
-
-    monkeypatch.setattr(_drivers, "spectrum_of", counting)
-    results = {}
-    # 3 × 3 blocks; 90 KB hold the first block's spectrum only (160 × 62 complex64, no
-    # context above or to the left of it; the next is 160 × 74).
-    for budget in (2**28, 90 * 1024, 0):
-        monkeypatch.setattr(_drivers, "_KEEP_SPECTRA_BYTES", budget)
-        transforms.clear()
-        results[budget] = analyze(image, REFL, **kwargs)
-        results[budget].kept = sum(transforms)
-        results[budget].transforms = len(transforms)
-    assert [(m.kept, m.transforms) for m in results.values()] == [(9, 9), (1, 17), (0, 18)]
-    ref = results[2**28]
-    for maps in results.values():
-        for name in ("d_spacing", "angle", "amplitude", "d_sigma", "angle_sigma", "phase"):
-            np.testing.assert_array_equal(getattr(maps, name), getattr(ref, name))
-        np.testing.assert_array_equal(maps.strain.exx, ref.strain.exx)
-
-
-def test_frame_spectrum_refuses_an_out_array_of_the_wrong_shape():
-    from napari_hrtem_fft.core.engine._frame import frame_spectrum, spectrum_layout
-
-    frame = np.random.default_rng(0).normal(size=(96, 80)).astype(np.float32)
-    lengths, shape = spectrum_layout(frame.shape, 64, 8, reach=0.2)
-    out = np.empty(shape, dtype=np.complex64)
-    spec = frame_spectrum(frame, 64, 8, workers=1, reach=0.2, out=out)
-    assert np.shares_memory(spec.spectrum, out) and spec.lengths == lengths
-    np.testing.assert_array_equal(out, frame_spectrum(frame, 64, 8, 1, reach=0.2).spectrum)
-    with pytest.raises(ValueError, match="complex64"):
-        frame_spectrum(frame, 64, 8, 1, reach=0.2, out=np.empty((shape[0], shape[1] + 1)))
-
-
 def test_closing_iter_analyze_stops_between_blocks(monkeypatch):
     from napari_hrtem_fft.core.engine import _drivers
 
@@ -744,16 +700,3 @@ def test_bad_input_names_the_parameter(change, error, name):
     image, reflections = args.pop("image"), args.pop("reflections")
     with pytest.raises(error, match=name):
         analyze(image, reflections, **args)
-
-
-def test_fresh_empty_gives_writable_arrays_that_outlive_their_mapping_object():
-    from napari_hrtem_fft.core.engine._memory import fresh_empty
-
-    for shape in [(3, 5), (2, 3, 512, 700)]:  # under and over the 4-MB threshold
-        whole = fresh_empty(shape, np.float32)
-        assert whole.shape == shape and whole.dtype == np.float32
-        assert whole.flags.c_contiguous and whole.flags.writeable
-        part = whole[-1]
-        del whole  # the view keeps the memory
-        part[...] = 1.5
-        assert np.all(part == 1.5)

@@ -97,54 +97,44 @@ def diagnose(maps) -> list[Diagnosis]:
     d = np.asarray(maps.d_spacing)
     amp = np.asarray(maps.amplitude)
     threshold = float(maps.parameters.get("min_amplitude", 0.0))
-    rows, cols = _inside(maps, d.shape[-2:])
-    inside = (rows.stop - rows.start) * (cols.stop - cols.start)
-    edge = 1.0 - inside / (d.shape[-2] * d.shape[-1]) if d.shape[-2] * d.shape[-1] else 0.0
+    inside = _inside(maps, d.shape[-2:])
+    edge = 1.0 - inside.mean() if inside.size else 0.0
     out = []
     for k in range(d.shape[0]):
-        # Views of the part inside the image (a rectangle), not copies: the maps of a
-        # large image are tens of MB, which a first run would take as fresh memory.
-        dk, ak = d[k][..., rows, cols], amp[k][..., rows, cols]
+        dk, ak = d[k][..., inside], amp[k][..., inside]
         n = max(dk.size, 1)
         missing = np.isnan(ak)
         weak = ~missing & (ak < threshold)
         nan = np.isnan(dk)
-        counts = (
-            np.count_nonzero(missing),
-            np.count_nonzero(weak),
-            np.count_nonzero(nan & ~missing & ~weak),
+        reasons = dict(
+            zip(
+                REASONS,
+                (missing.sum() / n, weak.sum() / n, (nan & ~missing & ~weak).sum() / n),
+                strict=True,
+            )
         )
-        n_nan = np.count_nonzero(nan)
-        # A copy of its own, so that the median may reorder it.
         usable = ak[~missing]
         out.append(
             Diagnosis(
                 index=k + 1,
                 reflection=tuple(float(v) for v in maps.reflections[k]),
-                nan_fraction=float(n_nan / n),
-                reasons={key: float(c / n) for key, c in zip(REASONS, counts, strict=True)},
+                nan_fraction=float(nan.sum() / n),
+                reasons={key: float(v) for key, v in reasons.items()},
                 edge_fraction=float(edge),
-                median_amplitude=(
-                    float(np.median(usable, overwrite_input=True)) if usable.size else float("nan")
-                ),
+                median_amplitude=float(np.median(usable)) if usable.size else float("nan"),
             )
         )
     return out
 
 
-def _inside(maps, map_shape) -> tuple[slice, slice]:
-    """The map ``(rows, cols)`` (slices) whose windows lie inside the image.
-
-    A window ``c - N/2 … c + N/2 - 1`` lies inside on a rectangle of map pixels.
-    """
+def _inside(maps, map_shape) -> np.ndarray:
+    """Map pixels whose window ``c - N/2 … c + N/2 - 1`` lies inside the image."""
     shape = maps.parameters.get("image_shape")
     if shape is None:
         shape = [m * maps.step for m in map_shape]
     half = maps.window // 2
     axes = []
     for m, n in zip(map_shape, shape[-2:], strict=True):
-        # c = i·step from 0: inside from the first i with c >= N/2 to the last with
-        # c + N/2 <= n (empty when none).
-        start = min(-(-half // maps.step), m)
-        axes.append(slice(start, max(start, min(m, (n - half) // maps.step + 1))))
-    return axes[0], axes[1]
+        c = np.arange(m) * maps.step
+        axes.append((c - half >= 0) & (c + half <= n))
+    return axes[0][:, None] & axes[1][None, :]

@@ -9,7 +9,6 @@ input gives a lazy graph of the same block functions.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,6 @@ import numpy as np
 
 from ..maps import map_shape
 from ._frame import survey_step
-from ._memory import fresh_empty
 from ._plan import (
     BlockPlan,
     Settings,
@@ -29,7 +27,6 @@ from ._plan import (
     frame_maps,
     frame_survey,
     spectrum_of,
-    spectrum_shape,
     within_image,
 )
 from ._survey import _refined, _survey_modes, _weighted_modes
@@ -42,9 +39,6 @@ STRAIN_NAMES = ("exx", "eyy", "exy", "rotation")
 # (256 MB: those of 14 frames of 2048², 18 MB each); the blocks beyond it are transformed
 # again for their maps.
 _KEEP_SPECTRA_BYTES = 2**28
-# Each kept spectrum starts on its own page of the buffer (no page shared by two threads).
-_SLOT_ALIGN = 4096
-_COMPLEX64 = 8
 
 
 @dataclass(frozen=True)
@@ -80,13 +74,12 @@ def numpy_maps(
     n, step = settings.given.shape[0], settings.step
     jobs = [(f, *block) for f in np.ndindex(*lead) for block in plan.blocks()]
     counter = _Counter(len(jobs) * (2 if refine else 1))
-    # The maps are new memory on every call (the caller keeps them): mapped afresh.
-    out = fresh_empty((6, n, *lead, *map_shape(settings.shape, step)), np.float32)
+    out = np.empty((6, n, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
     strain = None
     if strain_reference is not None:
-        strain = fresh_empty((4, *lead, *map_shape(settings.shape, step)), np.float32)
+        strain = np.empty((4, *lead, *map_shape(settings.shape, step)), dtype=np.float32)
     pool = ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1))
-    kept = _Spectra(jobs, settings, _KEEP_SPECTRA_BYTES if refine else 0)
+    kept = _Spectra(_KEEP_SPECTRA_BYTES)
     try:
         demod = None
         if refine:
@@ -114,46 +107,24 @@ def numpy_maps(
 
 
 class _Spectra:
-    """The spectra of surveyed blocks, kept for their maps, in one buffer of the call.
+    """The spectra of surveyed blocks, kept for their maps up to a number of bytes."""
 
-    Each job in order has a slot in the buffer while ``budget`` bytes allow; the spectra
-    of the others are not kept (their blocks are transformed again for their maps).  One
-    buffer (:func:`fresh_empty`), not an array per block: a first call on a larger image
-    than before would otherwise touch fresh heap memory page by page (~9,000 4-KB page
-    faults for the four blocks of a 4096² image at window 128, ~5 µs each on a VM).
-    Freed with the call: nothing is held between calls.
-    """
-
-    def __init__(self, jobs, settings: Settings, budget: int):
-        placed, total = [], 0
-        for job in jobs:
-            shape = spectrum_shape(_cut_shape(job, settings), settings)
-            size = -(-math.prod(shape) * _COMPLEX64 // _SLOT_ALIGN) * _SLOT_ALIGN
-            if total + size > budget:
-                break
-            placed.append((job, total, shape))
-            total += size
-        buffer = fresh_empty((total,), np.uint8)
-        self.slots = {
-            job: buffer[at : at + math.prod(shape) * _COMPLEX64].view(np.complex64).reshape(shape)
-            for job, at, shape in placed
-        }
-        self.lock, self.items = threading.Lock(), {}
-
-    def slot(self, job):
-        """The array to compute the spectrum of ``job`` in, ``None`` if it is not kept."""
-        return self.slots.get(job)
+    def __init__(self, budget: int):
+        self.budget, self.held, self.lock, self.items = budget, 0, threading.Lock(), {}
 
     def keep(self, job, item):
-        """Keep ``(spectrum, context)`` of ``job`` if it has a slot."""
-        if job in self.slots:
-            with self.lock:
+        with self.lock:
+            size = item[0].nbytes
+            if self.held + size <= self.budget:
                 self.items[job] = item
+                self.held += size
 
     def pop(self, job):
-        """The kept ``(spectrum, context)`` of ``job`` (once), else ``None``."""
         with self.lock:
-            return self.items.pop(job, None)
+            item = self.items.pop(job, None)
+            if item is not None:
+                self.held -= item[0].nbytes
+            return item
 
 
 class _Counter:
@@ -177,17 +148,10 @@ def _cut(arr, job, settings: Settings, work):
     return arr[(*f, rows, cols)].astype(work, copy=False), context
 
 
-def _cut_shape(job, settings: Settings) -> tuple[int, int]:
-    """The 2D shape of the frame :func:`_cut` gives for ``job``."""
-    _, (y0, y1), (x0, x1) = job
-    cut, _ = within_image((y0, x0), (y1 - y0, x1 - x0), settings.depth, settings.shape)
-    return tuple(s.stop - s.start for s in cut)
-
-
-def _spectrum(arr, job, settings: Settings, work, out=None):
-    """The spectrum of a job's frame (in ``out`` if given), and the context before its core."""
+def _spectrum(arr, job, settings: Settings, work):
+    """The spectrum of a job's frame, and the context before its core."""
     frame, context = _cut(arr, job, settings, work)
-    return spectrum_of(frame, settings, out), context
+    return spectrum_of(frame, settings), context
 
 
 def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, counter, kept):
@@ -200,7 +164,7 @@ def _numpy_survey(pool, arr, jobs, plan: BlockPlan, settings: Settings, work, co
     modes = partial(_survey_modes, window=settings.window)
 
     def survey(job):
-        spec, context = _spectrum(arr, job, settings, work, kept.slot(job))
+        spec, context = _spectrum(arr, job, settings, work)
         kept.keep(job, (spec, context))
         _, (y0, y1), (x0, x1) = job
         return frame_survey(spec, context, (y0, x0), (y1 - y0, x1 - x0), settings)

@@ -59,10 +59,6 @@ _LEAKAGE_NEGLIGIBLE = 1e-6
 # slower (measured on the 2048² bench image).
 _BAND_WINDOWS = 2**17
 
-# Boxes of the spectrum are folded along y in runs of rows of about this many bytes
-# (128 rows of a 1025-bin box; a whole box of the kernels of a 1024-pixel-wide frame).
-_FOLD_BYTES = 2**20
-
 # The frame's real FFT along x runs over blocks of this many rows (2048 pixels wide:
 # 0.5 MB in, 0.5 MB out, which stay in the cache).
 _FFT_ROWS = 64
@@ -144,45 +140,27 @@ def survey_step(window: int, step: int) -> int:
     return step * max(2, window // (8 * step))
 
 
-def spectrum_layout(shape, window: int, step: int, reach=None):
-    """The padded ``lengths`` of a frame of 2D ``shape`` and the ``(rows, columns)`` of
-    its :class:`FrameSpectrum`'s ``spectrum`` (see :func:`frame_spectrum`).
-    """
-    grid = survey_step(window, step)
-    lengths = tuple(grid * sfft.next_fast_len(-(-int(n) // grid)) for n in shape)
-    return lengths, (lengths[0], spectrum_columns(window, lengths[1], reach))
-
-
-def frame_spectrum(
-    frame, window: int, step: int, workers: int, reach=None, out=None
-) -> FrameSpectrum:
+def frame_spectrum(frame, window: int, step: int, workers: int, reach=None) -> FrameSpectrum:
     """The :class:`FrameSpectrum` of a 2D frame for the survey and maps on a grid of
     ``step`` pixels (lengths multiples of the survey's spacing, so that both fold exactly).
 
     ``reach``: a bound on ``|f_x|`` (cycles/pixel) of every frequency the survey and the
     maps will demodulate at (``None``: none), which bounds the spectrum's columns they
-    read.  ``out``: a C-contiguous complex64 array of the spectrum's shape
-    (:func:`spectrum_layout`) to compute it in, else a new one.
+    read.
     """
-    lengths, shape = spectrum_layout(frame.shape, window, step, reach)
+    grid = survey_step(window, step)
+    lengths = tuple(grid * sfft.next_fast_len(-(-n // grid)) for n in frame.shape)
     prepared = _Prepared.of(frame)
     if prepared is None:
         return FrameSpectrum(None, lengths, frame.shape, _finite(frame))
-    columns = shape[1]
+    columns = spectrum_columns(window, lengths[1], reach)
     # The real FFT along x, then the complex one along y for the columns read only: the
     # kernels of a 2048-pixel-wide frame reach ~45 % of them (a quarter less work).
     # Along x in blocks of rows, each prepared (offset, scale, padding) just before its
     # transform: the padded frame and the whole real FFT are never held, only blocks
     # that stay in the cache (20 MB less memory written and read per 1024 × 2048
     # strip); every row's transform is the same.
-    if out is None:
-        spectrum = np.empty(shape, dtype=np.complex64)
-    elif out.shape != shape or out.dtype != np.complex64 or not out.flags.c_contiguous:
-        raise ValueError(
-            f"out must be C-contiguous complex64 {shape}, got {out.dtype} {out.shape}"
-        )
-    else:
-        spectrum = out
+    spectrum = np.empty((lengths[0], columns), dtype=np.complex64)
     spectrum[frame.shape[0] :] = 0  # the transform of the zero padding
     block = np.empty((min(_FFT_ROWS, frame.shape[0]), lengths[1]), dtype=np.float32)
     for r0 in range(0, frame.shape[0], block.shape[0]):
@@ -284,15 +262,12 @@ class _Prepared:
 
 def _unit_scale(sample, offset) -> float:
     """A power of two that brings the RMS of ``sample - offset`` near 1 (1 if it is 0)."""
-    # In one double-precision array, in place (the same values as new arrays per step).
-    deviation = np.subtract(sample, offset, dtype=np.float64)
-    np.abs(deviation, out=deviation)
+    deviation = np.abs(sample - offset, dtype=np.float64)
     peak = float(deviation.max()) if deviation.size else 0.0
     if not 0 < peak < math.inf:
         return 1.0
     # Relative to the peak, so that squaring neither overflows nor underflows.
-    deviation /= peak
-    rms = peak * float(np.sqrt(np.mean(np.square(deviation, out=deviation))))
+    rms = peak * float(np.sqrt(np.mean(np.square(deviation / peak))))
     return 2.0 ** -round(math.log2(rms))
 
 
@@ -616,9 +591,7 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     n_mean = 2 if means else 0
     grid = (lengths[0] // step, lengths[1] // step)
     # Every box writes its part of the grid (_zero_uncovered zeroes the rest): no pass
-    # that zeroes it all first.  Heap memory, not _memory.fresh_empty: the next block
-    # reuses it, where a fresh huge-page mapping per block (zeroed by the kernel) cost 8 %
-    # more CPU at step 8 on the 2048² bench image (bench_engine.py --steps 8).
+    # that zeroes it all first.
     planes = np.empty((n_mean + 3 * demod.shape[0], *grid), dtype=spectrum.dtype)
 
     boxes = [(0.0, 0.0)] * bool(means) + [tuple(f) for f in demod]
@@ -633,11 +606,11 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
         """Fold the c, c - e_y, c - e_x products of kernel box ``b`` into ``planes``."""
         (rows, (y_c, y_e)), (cols, (x_c, x_e)) = along[0][b], along[1][b]
         first = (rows[0], cols[0])
-        _zero_uncovered(planes, first, (rows.size, cols.size))
-        if rows.size > grid[0]:
-            _fold_rows_first(planes, spectrum, lengths, (rows, cols), (y_c, y_e), (x_c, x_e))
-            return
         values = _band(spectrum, lengths, rows, cols)
+        _zero_uncovered(planes, first, values.shape)
+        if rows.size > grid[0]:
+            _fold_rows_first(planes, values, (y_c, y_e), (x_c, x_e), first, grid[0])
+            return
         along_y = values * y_c[:, None]
         values *= y_e[:, None]  # now along y for c - e_y
         if len(planes) == 2:
@@ -656,25 +629,25 @@ def _band_folds(spectrum, lengths, demod, window: int, step: int, start, means: 
     return planes
 
 
-def _fold_rows_first(planes, spectrum, lengths, box, y_kernels, x_kernels):
-    """:func:`_band_folds`'s products of the spectrum's ``box`` (its rows and columns)
-    whose rows alias (more than the grid's height).
+def _fold_rows_first(planes, values, y_kernels, x_kernels, first, height: int):
+    """:func:`_band_folds`'s products of one box whose rows alias (more than ``height``).
 
-    The y-kernels first, each product folded along y onto the grid's rows; then the
-    x-kernels on those rows, folded along x: two products over the box and three over
-    the folded rows, instead of five over the box.
+    The y-kernels first, each product folded along y onto the grid's ``height`` rows;
+    then the x-kernels on those rows, folded along x: two products over the box and three
+    over the folded rows, instead of five over the box.
     """
     (y_c, y_e), (x_c, x_e) = y_kernels, x_kernels
-    cols = box[1]
+    width = values.shape[1]
     if len(planes) == 2:
         # The means: c (real part) and c - e_y (imaginary part) in one plane.
         factors = (y_c + np.complex64(1j) * y_e, y_c)
     else:
         factors = (y_c, y_e)
     # More rows than the height: the first fold writes every element.
-    folded = np.empty((2, planes.shape[-2], cols.size), dtype=spectrum.dtype)
-    _fold_rows(folded, spectrum, lengths, box, factors, 0)
-    at = (0, cols[0])
+    folded = np.empty((2, height, width), dtype=values.dtype)
+    for out, factor in zip(folded, factors, strict=True):
+        _fold_product(out, values, None, (first[0], 0), column=factor)
+    at = (0, first[1])
     if len(planes) == 2:
         _fold_product(planes[0], folded[0], x_c, at)
         _fold_product(planes[1], folded[1], x_e, at)
@@ -704,9 +677,11 @@ def _shared_inverse(spectrum, lengths, boxes, along_x, window, step, start, cut,
     for b, ((rows, (y_c, y_e)), (cols, (x_c, x_e))) in enumerate(
         zip(along_y, along_x, strict=True)
     ):
-        pair = halves[2 * b : 2 * b + 2]
-        _zero_uncovered(pair, (rows[0], cols[0]), (rows.size, cols.size))
-        _fold_rows(pair, spectrum, lengths, (rows, cols), (y_c, y_e), cols[0])
+        values = _band(spectrum, lengths, rows, cols)
+        first = (rows[0], cols[0])
+        _zero_uncovered(halves[2 * b : 2 * b + 2], first, values.shape)
+        _fold_product(halves[2 * b], values, None, first, column=y_c)
+        _fold_product(halves[2 * b + 1], values, None, first, column=y_e)
         columns[b, 0, 0, cols % grid[1]] = x_c
         columns[b, 1, 0, cols % grid[1]] = x_e
     return sfft.ifft(halves, axis=-2, overwrite_x=True, workers=workers)[:, :my], columns
@@ -776,9 +751,10 @@ def _cached_axis_kernels(window, length, freqs, start, step, cut, nonzero):
     return out
 
 
-def _fold_product(plane, values, row, first):
-    """Add ``values · row`` (bins ``first + (i, j)``; ``row`` along the columns) into the
-    zero-initialised ``plane`` modulo its shape.
+def _fold_product(plane, values, row, first, column=None):
+    """Add ``values · row`` (bins ``first + (i, j)``; ``row`` along the columns, or
+    ``column`` along the rows instead) into the zero-initialised ``plane`` modulo its
+    shape.
 
     The first ``plane.shape`` of the box is written in place, the rest (a box larger
     than the plane) added.
@@ -787,47 +763,19 @@ def _fold_product(plane, values, row, first):
     for r0 in range(0, values.shape[0], size[0]):
         for c0 in range(0, values.shape[1], size[1]):
             part = values[r0 : r0 + size[0], c0 : c0 + size[1]]
-            factor = row[None, c0 : c0 + size[1]]
+            if column is None:
+                factor = row[None, c0 : c0 + size[1]]
+            else:
+                factor = column[r0 : r0 + size[0], None]
             at = ((first[0] + r0) % size[0], (first[1] + c0) % size[1])
             for rows, src_rows in _wrapped(at[0], part.shape[0], size[0]):
                 for cols, src_cols in _wrapped(at[1], part.shape[1], size[1]):
-                    f = factor[:, src_cols]
+                    f = factor[src_rows if column is not None else slice(None),
+                               src_cols if column is None else slice(None)]  # fmt: skip
                     if r0 == c0 == 0:
                         np.multiply(part[src_rows, src_cols], f, out=plane[rows, cols])
                     else:
                         plane[rows, cols] += part[src_rows, src_cols] * f
-
-
-def _fold_rows(planes, spectrum, lengths, box, factors, col_at):
-    """Fold the spectrum's ``box`` (rows and columns, :func:`_band`) along y onto
-    ``planes (m, H, W)``: ``planes[i]`` receives the box times ``factors[i]`` (one per
-    box row), box row ``r`` on row ``(rows[r]) mod H`` and its first column on column
-    ``col_at mod W`` (the box no wider than ``W``).
-
-    The box is read in runs of rows of at most ``_FOLD_BYTES``, not copied whole: a box
-    of the maps' kernels on a 4096-pixel-wide frame (289 × 1025 bins, 2.4 MB) would be
-    fresh memory for each thread on a first run.  The rows of the first ``H`` box rows
-    are written, the others added, in the order of the box rows, as when folding the
-    whole box at once.
-    """
-    rows, cols = box
-    height, width = planes.shape[-2:]
-    run = min(height, max(1, _FOLD_BYTES // (cols.size * spectrum.itemsize)))
-    a = 0
-    while a < rows.size:
-        b = min(rows.size, a + run)
-        if a < height < b:
-            b = height  # written and added rows in different runs
-        values = _band(spectrum, lengths, rows[a:b], cols)
-        for plane, factor in zip(planes, factors, strict=True):
-            f = factor[a:b, None]
-            for dst_r, src_r in _wrapped(int(rows[a]) % height, b - a, height):
-                for dst_c, src_c in _wrapped(int(col_at) % width, cols.size, width):
-                    if a < height:
-                        np.multiply(values[src_r, src_c], f[src_r], out=plane[dst_r, dst_c])
-                    else:
-                        plane[dst_r, dst_c] += values[src_r, src_c] * f[src_r]
-        a = b
 
 
 def _zero_uncovered(planes, first, extent):

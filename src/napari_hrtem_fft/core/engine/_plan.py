@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..maps import map_shape
-from ._frame import FrameSpectrum, _frame_maps, frame_spectrum, spectrum_layout
+from ._frame import FrameSpectrum, _frame_maps, frame_spectrum
 from ._survey import _refined, _survey_frame
 
 # Auto chunking: spatial chunk side between these bounds, 8 windows where possible, so
@@ -186,26 +186,15 @@ def within_image(origin, core, depth: int, shape):
 # ------------------------------------------------------------------ work on a block
 
 
-def spectrum_of(frame, settings: Settings, out=None) -> FrameSpectrum:
+def spectrum_of(frame, settings: Settings) -> FrameSpectrum:
     """The spectrum of one 2D frame (core plus context), for its survey and its maps.
 
     Every demodulation lies in the search region of a given reflection (the survey's
     modes are component-wise medians of estimates inside it), so its ``|f_x|`` is at
-    most ``(1 + search)·|g|``.  ``out``: an array of :func:`spectrum_shape` to compute
-    it in.
+    most ``(1 + search)·|g|``.
     """
-    return frame_spectrum(
-        frame, settings.window, settings.step, workers=1, reach=_reach(settings), out=out
-    )
-
-
-def spectrum_shape(frame_shape, settings: Settings) -> tuple[int, int]:
-    """The shape of the complex64 spectrum :func:`spectrum_of` gives a 2D frame."""
-    return spectrum_layout(frame_shape, settings.window, settings.step, _reach(settings))[1]
-
-
-def _reach(settings: Settings) -> float:
-    return (1.0 + settings.search) * float(np.max(np.hypot(*settings.given.T)))
+    reach = (1.0 + settings.search) * float(np.max(np.hypot(*settings.given.T)))
+    return frame_spectrum(frame, settings.window, settings.step, workers=1, reach=reach)
 
 
 def frame_maps(spec: FrameSpectrum, context, origin, demod, settings: Settings, out):
