@@ -221,14 +221,20 @@ def test_holding_collections_pauses_the_collector_until_released(qtbot):
     assert gc.isenabled()
 
 
-def test_after_next_composition_waits_for_a_window_to_be_drawn(qtbot):
+def _drawn_window(qtbot):
+    """A shown top-level window whose first drawing is done."""
     from qtpy.QtWidgets import QLabel
 
     window = QLabel("before")
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
-    qtbot.wait(300)  # its first drawing done
+    qtbot.wait(300)
+    return window
+
+
+def test_after_next_composition_waits_for_a_window_to_be_drawn(qtbot):
+    window = _drawn_window(qtbot)
     calls = []
     after_next_composition(0, lambda: calls.append("called"), timeout=5_000)
     qtbot.wait(200)  # nothing drawn: no call
@@ -241,13 +247,7 @@ def test_after_next_composition_waits_for_a_window_to_be_drawn(qtbot):
 
 
 def test_after_next_composition_gives_up_after_its_timeout(qtbot):
-    from qtpy.QtWidgets import QLabel
-
-    window = QLabel("before")
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    qtbot.wait(300)  # its first drawing done
+    window = _drawn_window(qtbot)
     calls = []
     after_next_composition(0, lambda: calls.append("called"), timeout=50)
     qtbot.wait(150)
