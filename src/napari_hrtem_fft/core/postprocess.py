@@ -470,35 +470,35 @@ def _footprint_at(footprint: np.ndarray, at: tuple, shape: tuple):
         yield part, row * w + col
 
 
-def _disc_sums_at(values: np.ndarray, footprint: np.ndarray, at: tuple) -> np.ndarray:
-    """``ndimage.convolve(v, footprint, mode="constant")`` of each map ``v`` of a stack,
-    at the pixels ``at``.
+def _sum_buffer(shape: tuple, radius: int):
+    """A zero buffer for :func:`_disc_sums_at` of one map of ``shape`` ``(h, w)``, and
+    the view of it where the map's values go (complex: a map in the real part and
+    another in the imaginary part are summed in one pass).
 
-    ``values`` is ``(..., h, w)`` (real or complex: a complex map sums two real maps in
-    one pass); ``at`` is a tuple of index arrays into it, as from ``np.nonzero``.
-    Row by row of the disc, from running sums along x: the footprint of the crystal
-    level spans two windows (33 × 33 map pixels at window 128, step 8) and is read only
-    along the crystal's edge.  The sums agree with the direct ones to round-off
-    (~1e-12 relative).
+    ``radius`` rows above and below, ``radius + 1`` columns on the left (a row's sum is a
+    difference of running sums) and ``radius`` on the right.  The caller writes the
+    values into the view, so that no padded copy of them is made.
     """
-    r = footprint.shape[0] // 2
-    # One zero column more on the left: a row's sum is a difference of running sums.
-    pad = [(0, 0)] * (values.ndim - 2) + [(r, r), (r + 1, r)]
-    return _sums_from_padded(np.pad(values, pad), footprint, at)
+    h, w = shape
+    padded = np.zeros((h + 2 * radius, w + 2 * radius + 1), dtype=np.complex128)
+    return padded, padded[radius : radius + h, radius + 1 : radius + 1 + w]
 
 
-def _sums_from_padded(padded: np.ndarray, footprint: np.ndarray, at: tuple) -> np.ndarray:
-    """:func:`_disc_sums_at` of maps already padded with zeros: ``r`` rows above and
-    below, ``r + 1`` columns on the left and ``r`` on the right (``r`` the footprint's
-    radius); ``padded`` is overwritten by its running sums along x.
+def _disc_sums_at(padded: np.ndarray, footprint: np.ndarray, at: tuple) -> np.ndarray:
+    """``ndimage.convolve(v, footprint, mode="constant")[at]`` of the map ``v`` held in
+    ``padded`` (from :func:`_sum_buffer` with the footprint's radius), which is
+    overwritten by its running sums along x.
+
+    ``at`` is a pair of index arrays, as from ``np.nonzero``.  Row by row of the disc,
+    from running sums along x: the footprint of the crystal level spans two windows
+    (33 × 33 map pixels at window 128, step 8) and is read only along the crystal's
+    edge.  The sums agree with the direct ones to round-off (~1e-12 relative).
     """
     r = footprint.shape[0] // 2
     running = np.cumsum(padded, axis=-1, out=padded)
-    shape = running.shape
-    width = shape[-1]
-    *lead, ys, xs = at
-    plane = np.ravel_multi_index(lead, shape[:-2]) * (shape[-2] * width) if lead else 0
-    flat = plane + (ys + r) * width + (xs + r)  # each pixel's index in ``running``
+    width = running.shape[-1]
+    ys, xs = at
+    flat = (ys + r) * width + (xs + r)  # each pixel's index in ``running``
     running = running.ravel()
     total = np.zeros(len(ys), dtype=running.dtype)
     for dy, half in _disc_rows(footprint):
@@ -540,18 +540,6 @@ def _near(where: np.ndarray, radius: float) -> np.ndarray:
             out[..., dy:, :] |= spread[..., : h - dy, :]
         else:
             out[..., :dy, :] |= spread[..., -dy:, :]
-    return out
-
-
-def _percentile_at_most(
-    values: np.ndarray, percentile: float, footprint: np.ndarray, where: np.ndarray, bound
-) -> np.ndarray:
-    """``ndimage.percentile_filter(values, ..., mode="nearest") <= bound`` at ``where``,
-    False elsewhere; ``bound`` is an array of ``values``' shape (one map ``(h, w)``).
-    """
-    at = np.nonzero(where)
-    out = np.zeros(values.shape, dtype=bool)
-    out[at] = _percentile_at_most_at(values, percentile, footprint, at, np.asarray(bound)[at])
     return out
 
 
@@ -676,16 +664,22 @@ def _shows_crystal(amp: np.ndarray, significant: float, reach: float) -> np.ndar
     return out.reshape(shape)
 
 
+def _identity(dtype, reduce):
+    """The value that ``reduce`` (``np.maximum`` or ``np.minimum``) leaves the other
+    operand unchanged with, for ``dtype`` (bool or float).
+    """
+    if np.dtype(dtype).kind == "b":
+        return reduce is np.minimum
+    return -np.inf if reduce is np.maximum else np.inf
+
+
 def _blocks(values: np.ndarray, tile: int, reduce, where=None) -> np.ndarray:
     """``reduce`` (``np.maximum`` or ``np.minimum``) of a map over blocks of
     ``tile × tile`` pixels, of the pixels ``where`` only if given (the others and the
     last blocks' padding count as the reduction's identity).
     """
     h, w = values.shape
-    if values.dtype == bool:
-        fill = reduce is np.minimum
-    else:
-        fill = -np.inf if reduce is np.maximum else np.inf
+    fill = _identity(values.dtype, reduce)
     if where is None and h % tile == 0 and w % tile == 0:
         padded = values  # read only
     else:
@@ -708,12 +702,8 @@ def _spread(blocks: np.ndarray, tile: int, reach: int, reduce) -> np.ndarray:
     values within ``reach`` of pixel ``(i, j)``.
     """
     size = 2 * -(-reach // tile) + 1
-    if blocks.dtype == bool:
-        fill = reduce is np.minimum
-    else:
-        fill = -np.inf if reduce is np.maximum else np.inf
     spread = ndimage.maximum_filter if reduce is np.maximum else ndimage.minimum_filter
-    return spread(blocks, size=size, mode="constant", cval=fill)
+    return spread(blocks, size=size, mode="constant", cval=_identity(blocks.dtype, reduce))
 
 
 def _edge_test(amp: np.ndarray, finite: np.ndarray, significant: float, reach: float):
@@ -762,10 +752,7 @@ def _edge_test(amp: np.ndarray, finite: np.ndarray, significant: float, reach: f
         at = (ys[todo], xs[todo])
         # The log amplitudes of the inner windows (real part) and their count
         # (imaginary part), summed in one pass.
-        h, w = amp.shape
-        r = level_disc.shape[0] // 2
-        padded = np.zeros((h + 2 * r, w + 2 * r + 1), dtype=np.complex128)
-        level = padded[r : r + h, r + 1 : r + 1 + w]
+        padded, level = _sum_buffer(amp.shape, r)
         logs = np.zeros(amp.shape)
         np.log(amp, out=logs, where=inner)  # contiguous: the fast loop
         level.real = logs
@@ -773,7 +760,7 @@ def _edge_test(amp: np.ndarray, finite: np.ndarray, significant: float, reach: f
         # The fallback, should a disc hold no inner window: read before the sums
         # overwrite the logs.
         fallback = logs[inner].mean() if inner.any() else None
-        sums = _sums_from_padded(padded, level_disc, at)
+        sums = _disc_sums_at(padded, level_disc, at)
         total, count = sums.real, sums.imag
         mean = total / np.maximum(count, 1.0)
         alone = count <= 0.5
